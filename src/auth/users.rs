@@ -1,0 +1,144 @@
+//! The client login store built from `[[users]]`.
+//!
+//! Every password is turned into what the login needs once, at load: a plaintext password
+//! becomes a SCRAM verifier (one PBKDF2 run here, none per login), an md5 hash and a SHA-256
+//! digest for cleartext logins. A login then costs HMACs only.
+
+use std::collections::HashMap;
+
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::md5::{is_md5_hash, md5_stored_hash};
+use super::scram::{DEFAULT_ITERATIONS, ScramVerifier};
+use crate::config::{AuthMethod, ConfigError, UserConfig};
+
+/// What lakepool knows about one client login.
+pub struct UserEntry {
+    /// Login name.
+    pub name: String,
+    /// Method the client must use.
+    pub method: AuthMethod,
+    /// SCRAM verifier (configured, or derived from a plaintext password).
+    pub scram: Option<ScramVerifier>,
+    /// Stored md5 hash (configured, or derived from a plaintext password).
+    pub md5: Option<String>,
+    /// SHA-256 of a configured plaintext password, for cleartext logins without PBKDF2.
+    cleartext_digest: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for UserEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserEntry")
+            .field("name", &self.name)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a cleartext password can be checked for a user.
+pub enum CleartextCheck {
+    /// Cheap: compared on the spot.
+    Matches(bool),
+    /// Needs PBKDF2 against this verifier: run it off the I/O threads.
+    Pbkdf2(ScramVerifier),
+}
+
+impl UserEntry {
+    /// Checks a cleartext password, cheaply when possible.
+    pub fn check_cleartext(&self, password: &str) -> CleartextCheck {
+        if let Some(digest) = &self.cleartext_digest {
+            let got: [u8; 32] = Sha256::digest(password.as_bytes()).into();
+            return CleartextCheck::Matches(bool::from(got.ct_eq(digest)));
+        }
+        if let Some(stored) = &self.md5 {
+            let got = md5_stored_hash(&self.name, password);
+            return CleartextCheck::Matches(bool::from(got.as_bytes().ct_eq(stored.as_bytes())));
+        }
+        match &self.scram {
+            Some(v) => CleartextCheck::Pbkdf2(v.clone()),
+            None => CleartextCheck::Matches(false),
+        }
+    }
+}
+
+/// All client logins.
+pub struct UserDb {
+    users: HashMap<String, UserEntry>,
+    mock_secret: [u8; 32],
+}
+
+impl std::fmt::Debug for UserDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserDb")
+            .field("users", &self.users.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserDb {
+    /// Builds the store; errors name the offending `users[i]` key.
+    pub fn build(users: &[UserConfig]) -> Result<Self, ConfigError> {
+        let mut map = HashMap::with_capacity(users.len());
+        for (i, u) in users.iter().enumerate() {
+            let key = format!("users[{i}]");
+            let pw = u.password.expose_secret();
+            let (scram, md5, cleartext_digest) = if pw.starts_with("SCRAM-SHA-256$") {
+                let v = ScramVerifier::parse(pw).map_err(|e| ConfigError::Invalid {
+                    key: format!("{key}.password"),
+                    problem: format!("not a valid SCRAM-SHA-256 verifier: {e}"),
+                })?;
+                (Some(v), None, None)
+            } else if is_md5_hash(pw) {
+                (None, Some(pw.to_owned()), None)
+            } else {
+                let digest: [u8; 32] = Sha256::digest(pw.as_bytes()).into();
+                (
+                    Some(ScramVerifier::from_password(pw, DEFAULT_ITERATIONS)),
+                    Some(md5_stored_hash(&u.name, pw)),
+                    Some(digest),
+                )
+            };
+            let usable = match u.auth {
+                AuthMethod::ScramSha256 => scram.is_some(),
+                AuthMethod::Md5 => md5.is_some(),
+                AuthMethod::Cleartext => true,
+            };
+            if !usable {
+                return Err(ConfigError::Invalid {
+                    key: format!("{key}.auth"),
+                    problem: format!(
+                        "{:?} needs the password as plaintext or in that method's hash format",
+                        u.auth
+                    ),
+                });
+            }
+            map.insert(
+                u.name.clone(),
+                UserEntry {
+                    name: u.name.clone(),
+                    method: u.auth,
+                    scram,
+                    md5,
+                    cleartext_digest,
+                },
+            );
+        }
+        Ok(Self {
+            users: map,
+            mock_secret: rand::random(),
+        })
+    }
+
+    /// The entry for `name`.
+    pub fn get(&self, name: &str) -> Option<&UserEntry> {
+        self.users.get(name)
+    }
+
+    /// A stable fake verifier for an unknown user, so the exchange looks the same as for a
+    /// real one and reveals nothing.
+    pub fn mock_verifier(&self, name: &str) -> ScramVerifier {
+        ScramVerifier::mock(name, &self.mock_secret)
+    }
+}

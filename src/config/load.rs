@@ -1,0 +1,480 @@
+//! Loading: parse, resolve secrets, apply defaults, validate.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use super::raw::{DATABASE_KEYS, Listen, RawConfig, RawDatabase, RawPool, RawServer, RawUser};
+use super::{
+    AuthMethod, ClientTls, Config, DatabaseConfig, PoolSettings, ServerConfig, TlsFiles,
+    UpstreamTls, UserConfig,
+};
+
+/// A configuration problem, naming the key it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown/mistyped keys.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// A key has a value lakepool cannot use.
+    #[error("invalid config at `{key}`: {problem}")]
+    Invalid {
+        /// Dotted key path, e.g. `databases[0].pool_size`.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Loads and validates a config file. Relative paths inside it are taken relative to its directory.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    load_str(&text, base)
+}
+
+/// Loads and validates config text; `base` resolves relative file paths.
+pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    let server = server(raw.server, base)?;
+    let defaults = pool_settings(&raw.pool, &PoolSettings::default(), "pool")?;
+    let users = users(raw.users, base)?;
+    let mut databases = Vec::with_capacity(raw.databases.len());
+    let mut names = HashSet::new();
+    for (i, table) in raw.databases.into_iter().enumerate() {
+        let db = database(table, i, &defaults, base)?;
+        if !names.insert(db.name.clone()) {
+            return Err(invalid(
+                format!("databases[{i}].name"),
+                format!("database {:?} is defined twice", db.name),
+            ));
+        }
+        databases.push(db);
+    }
+    if databases.is_empty() {
+        return Err(invalid(
+            "databases",
+            "at least one [[databases]] entry is needed",
+        ));
+    }
+    if users.is_empty() {
+        return Err(invalid("users", "at least one [[users]] entry is needed"));
+    }
+    Ok(Config {
+        server,
+        users,
+        databases,
+    })
+}
+
+fn resolve_path(base: &Path, p: PathBuf) -> PathBuf {
+    if p.is_relative() { base.join(p) } else { p }
+}
+
+fn seconds(key: &str, v: Option<f64>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) if (0.0..1e9).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        Some(s) => Err(invalid(
+            key,
+            format!("{s} is not a valid number of seconds"),
+        )),
+    }
+}
+
+fn addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.to_socket_addrs()
+        .map_err(|e| invalid(key, format!("{s:?} is not a host:port address ({e})")))?
+        .next()
+        .ok_or_else(|| invalid(key, format!("{s:?} resolves to no address")))
+}
+
+fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
+    let listen_strs = match raw.listen {
+        Listen::One(s) => vec![s],
+        Listen::Many(v) => v,
+    };
+    if listen_strs.is_empty() {
+        return Err(invalid("server.listen", "no address given"));
+    }
+    let listen = listen_strs
+        .iter()
+        .map(|s| addr("server.listen", s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tls = match (raw.tls_cert_file, raw.tls_key_file) {
+        (Some(c), Some(k)) => Some(TlsFiles {
+            cert_file: resolve_path(base, c),
+            key_file: resolve_path(base, k),
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(invalid(
+                "server.tls_key_file",
+                "missing (tls_cert_file is set)",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "server.tls_cert_file",
+                "missing (tls_key_file is set)",
+            ));
+        }
+    };
+    let client_tls = raw.client_tls.unwrap_or(if tls.is_some() {
+        ClientTls::Prefer
+    } else {
+        ClientTls::Disable
+    });
+    if client_tls != ClientTls::Disable && tls.is_none() {
+        return Err(invalid(
+            "server.client_tls",
+            "client TLS needs server.tls_cert_file and server.tls_key_file",
+        ));
+    }
+    let admin_listen = raw
+        .admin_listen
+        .map(|s| addr("server.admin_listen", &s))
+        .transpose()?;
+    let workers = match raw.workers {
+        None | Some(0) => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        Some(n) if n <= 256 => n,
+        Some(n) => return Err(invalid("server.workers", format!("{n} is more than 256"))),
+    };
+    let max_client_conn = raw.max_client_conn.unwrap_or(5000);
+    if max_client_conn == 0 {
+        return Err(invalid("server.max_client_conn", "must be at least 1"));
+    }
+    let max_message_size = raw.max_message_size.unwrap_or(1 << 30);
+    if !(1024..=(1 << 30)).contains(&max_message_size) {
+        return Err(invalid(
+            "server.max_message_size",
+            "must be between 1024 and 1073741824 bytes",
+        ));
+    }
+    Ok(ServerConfig {
+        listen,
+        tls,
+        client_tls,
+        admin_listen,
+        workers,
+        max_client_conn,
+        handshake_timeout: seconds(
+            "server.handshake_timeout",
+            raw.handshake_timeout,
+            Duration::from_secs(30),
+        )?,
+        allow_cleartext_without_tls: raw.allow_cleartext_without_tls.unwrap_or(false),
+        max_message_size: usize::try_from(max_message_size).unwrap_or(usize::MAX),
+        shutdown_timeout: seconds(
+            "server.shutdown_timeout",
+            raw.shutdown_timeout,
+            Duration::from_secs(30),
+        )?,
+    })
+}
+
+fn pool_settings(
+    raw: &RawPool,
+    defaults: &PoolSettings,
+    prefix: &str,
+) -> Result<PoolSettings, ConfigError> {
+    let key = |k: &str| format!("{prefix}.{k}");
+    let size = raw.pool_size.unwrap_or(defaults.size);
+    if size == 0 || size > 10_000 {
+        return Err(invalid(key("pool_size"), "must be between 1 and 10000"));
+    }
+    let server_reset_query = raw
+        .server_reset_query
+        .clone()
+        .unwrap_or_else(|| defaults.server_reset_query.clone());
+    if server_reset_query.contains('\0') {
+        return Err(invalid(key("server_reset_query"), "contains a NUL byte"));
+    }
+    let connect = seconds(
+        &key("server_connect_timeout"),
+        raw.server_connect_timeout,
+        defaults.server_connect_timeout,
+    )?;
+    if connect.is_zero() {
+        return Err(invalid(key("server_connect_timeout"), "must be above 0"));
+    }
+    Ok(PoolSettings {
+        mode: raw.pool_mode.unwrap_or(defaults.mode),
+        size,
+        server_lifetime: seconds(
+            &key("server_lifetime"),
+            raw.server_lifetime,
+            defaults.server_lifetime,
+        )?,
+        server_idle_timeout: seconds(
+            &key("server_idle_timeout"),
+            raw.server_idle_timeout,
+            defaults.server_idle_timeout,
+        )?,
+        query_wait_timeout: seconds(
+            &key("query_wait_timeout"),
+            raw.query_wait_timeout,
+            defaults.query_wait_timeout,
+        )?,
+        server_connect_timeout: connect,
+        server_reset_query,
+    })
+}
+
+/// Resolves a secret given inline, as `<name>_file` or as `<name>_env`: at most one of them.
+pub(crate) fn secret(
+    key: &str,
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    env: Option<String>,
+    base: &Path,
+) -> Result<Option<SecretString>, ConfigError> {
+    match (inline, file, env) {
+        (None, None, None) => Ok(None),
+        (Some(v), None, None) => Ok(Some(SecretString::from(v))),
+        (None, Some(f), None) => {
+            let path = resolve_path(base, f);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                invalid(
+                    format!("{key}_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            // Mounted secrets usually end with a newline that is not part of the secret.
+            let trimmed = text.trim_end_matches(['\n', '\r']);
+            Ok(Some(SecretString::from(trimmed.to_owned())))
+        }
+        (None, None, Some(var)) => match std::env::var(&var) {
+            Ok(v) => Ok(Some(SecretString::from(v))),
+            Err(_) => Err(invalid(
+                format!("{key}_env"),
+                format!("environment variable {var} is not set"),
+            )),
+        },
+        _ => Err(invalid(
+            key,
+            format!("give only one of {key}, {key}_file and {key}_env"),
+        )),
+    }
+}
+
+fn users(raw: Vec<RawUser>, base: &Path) -> Result<Vec<UserConfig>, ConfigError> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, u) in raw.into_iter().enumerate() {
+        let key = format!("users[{i}]");
+        if u.name.is_empty() || u.name.contains('\0') {
+            return Err(invalid(format!("{key}.name"), "must be a non-empty name"));
+        }
+        if !seen.insert(u.name.clone()) {
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("user {:?} is defined twice", u.name),
+            ));
+        }
+        let password = secret(
+            &format!("{key}.password"),
+            u.password,
+            u.password_file,
+            u.password_env,
+            base,
+        )?
+        .ok_or_else(|| invalid(format!("{key}.password"), "a password is required"))?;
+        out.push(UserConfig {
+            name: u.name,
+            password,
+            auth: u.auth.unwrap_or(AuthMethod::ScramSha256),
+        });
+    }
+    Ok(out)
+}
+
+fn database(
+    mut table: toml::Table,
+    i: usize,
+    defaults: &PoolSettings,
+    base: &Path,
+) -> Result<DatabaseConfig, ConfigError> {
+    let key = format!("databases[{i}]");
+    let mut pool_table = toml::Table::new();
+    for k in table.keys().cloned().collect::<Vec<_>>() {
+        if !DATABASE_KEYS.contains(&k.as_str())
+            && let Some(v) = table.remove(&k)
+        {
+            pool_table.insert(k, v);
+        }
+    }
+    let raw: RawDatabase = table
+        .try_into()
+        .map_err(|e| invalid(key.clone(), e.to_string()))?;
+    let raw_pool: RawPool = pool_table
+        .try_into()
+        .map_err(|e| invalid(key.clone(), e.to_string()))?;
+    if raw.name.is_empty() || raw.name.contains('\0') {
+        return Err(invalid(format!("{key}.name"), "must be a non-empty name"));
+    }
+    let host = raw
+        .host
+        .ok_or_else(|| invalid(format!("{key}.host"), "an upstream host is required"))?;
+    if host.is_empty() {
+        return Err(invalid(format!("{key}.host"), "must not be empty"));
+    }
+    let user = raw
+        .user
+        .ok_or_else(|| invalid(format!("{key}.user"), "an upstream user is required"))?;
+    let tls = raw.tls.unwrap_or(UpstreamTls::VerifyFull);
+    let ca_file = raw.ca_file.map(|p| resolve_path(base, p));
+    if let Some(ca) = &ca_file
+        && !ca.exists()
+    {
+        return Err(invalid(
+            format!("{key}.ca_file"),
+            format!("{} does not exist", ca.display()),
+        ));
+    }
+    let password = secret(
+        &format!("{key}.password"),
+        raw.password,
+        raw.password_file,
+        raw.password_env,
+        base,
+    )?;
+    Ok(DatabaseConfig {
+        dbname: raw.dbname.unwrap_or_else(|| raw.name.clone()),
+        name: raw.name,
+        host,
+        port: raw.port.unwrap_or(5432),
+        user,
+        password,
+        tls,
+        ca_file,
+        pool: pool_settings(&raw_pool, defaults, &key)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    const BASE: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[users]]
+name = "app"
+password = "pw"
+
+[[databases]]
+name = "app"
+host = "127.0.0.1"
+user = "owner"
+tls = "disable"
+"#;
+
+    #[test]
+    fn loads_minimal_with_defaults() {
+        let c = load_str(BASE, Path::new(".")).unwrap();
+        assert_eq!(c.databases[0].dbname, "app");
+        assert_eq!(c.databases[0].port, 5432);
+        assert_eq!(c.databases[0].pool, PoolSettings::default());
+        assert_eq!(c.users[0].password.expose_secret(), "pw");
+        assert_eq!(c.users[0].auth, AuthMethod::ScramSha256);
+        assert_eq!(c.server.client_tls, ClientTls::Disable);
+    }
+
+    #[test]
+    fn pool_defaults_and_overrides() {
+        let text = format!(
+            "{BASE}pool_size = 3\n[pool]\npool_mode = \"transaction\"\nquery_wait_timeout = 0.5\n"
+        );
+        let c = load_str(&text, Path::new(".")).unwrap();
+        assert_eq!(c.databases[0].pool.size, 3);
+        assert_eq!(
+            c.databases[0].pool.mode,
+            super::super::PoolMode::Transaction
+        );
+        assert_eq!(
+            c.databases[0].pool.query_wait_timeout,
+            Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load_str(&format!("{BASE}pool_size = 0\n"), Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("databases[0].pool_size"), "{e}");
+        let e = load_str(&format!("{BASE}bogus = 1\n"), Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("databases[0]") && e.contains("bogus"), "{e}");
+        let e = load_str(
+            &BASE.replace("tls = \"disable\"", "tls = \"maybe\""),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("databases[0]"), "{e}");
+        let e = load_str(
+            &format!("{BASE}password = \"a\"\npassword_env = \"B\"\n"),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("databases[0].password"), "{e}");
+    }
+
+    #[test]
+    fn secret_from_env_and_missing_env() {
+        // SAFETY-free: unique variable names per test avoid races with other tests.
+        let text = BASE.replace(
+            "password = \"pw\"",
+            "password_env = \"LAKEPOOL_TEST_UNSET_VAR_X\"",
+        );
+        let e = load_str(&text, Path::new(".")).unwrap_err().to_string();
+        assert!(e.contains("users[0].password_env"), "{e}");
+        assert!(e.contains("LAKEPOOL_TEST_UNSET_VAR_X"), "{e}");
+    }
+
+    #[test]
+    fn secret_from_file_trims_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw.txt"), "s3cret\n").unwrap();
+        let text = BASE.replace("password = \"pw\"", "password_file = \"pw.txt\"");
+        let c = load_str(&text, dir.path()).unwrap();
+        assert_eq!(c.users[0].password.expose_secret(), "s3cret");
+    }
+
+    #[test]
+    fn client_tls_needs_cert() {
+        let text = BASE.replace(
+            "listen = \"127.0.0.1:0\"",
+            "listen = \"127.0.0.1:0\"\nclient_tls = \"require\"",
+        );
+        let e = load_str(&text, Path::new(".")).unwrap_err().to_string();
+        assert!(e.contains("server.client_tls"), "{e}");
+    }
+}

@@ -1,0 +1,128 @@
+//! Configuration: TOML file → validated, resolved [`Config`].
+//!
+//! `raw` mirrors the file (serde, unknown keys rejected); `load` resolves secrets, applies
+//! defaults and validates, producing errors that name the key and the problem.
+
+mod load;
+mod raw;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+pub use load::{ConfigError, load_file, load_str};
+pub use raw::{AuthMethod, ClientTls, PoolMode, UpstreamTls};
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[[users]]`: client-facing logins.
+    pub users: Vec<UserConfig>,
+    /// `[[databases]]`: what clients may connect to, and where it lives upstream.
+    pub databases: Vec<DatabaseConfig>,
+}
+
+/// `[server]`: listeners, client TLS, global limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Addresses to accept clients on.
+    pub listen: Vec<SocketAddr>,
+    /// Certificate chain and key for client-facing TLS.
+    pub tls: Option<TlsFiles>,
+    /// Whether clients may, must or cannot use TLS.
+    pub client_tls: ClientTls,
+    /// HTTP endpoints address (metrics, health).
+    pub admin_listen: Option<SocketAddr>,
+    /// Tokio worker threads.
+    pub workers: usize,
+    /// Most client connections at once, over all pools.
+    pub max_client_conn: usize,
+    /// Time a client has to finish TLS, startup and authentication.
+    pub handshake_timeout: Duration,
+    /// Allow `auth = "cleartext"` users to log in without TLS.
+    pub allow_cleartext_without_tls: bool,
+    /// Largest message a client or server may send after login, in bytes.
+    pub max_message_size: usize,
+    /// On SIGTERM, how long clients still in a session get before lakepool exits.
+    pub shutdown_timeout: Duration,
+}
+
+/// PEM files for a TLS identity.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain (leaf first).
+    pub cert_file: PathBuf,
+    /// Private key.
+    pub key_file: PathBuf,
+}
+
+/// One `[[users]]` entry.
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    /// Login name.
+    pub name: String,
+    /// Plaintext, SCRAM verifier or md5 hash, as configured.
+    pub password: SecretString,
+    /// Authentication method clients must use.
+    pub auth: AuthMethod,
+}
+
+/// One `[[databases]]` entry.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// Database name clients ask for.
+    pub name: String,
+    /// Upstream host.
+    pub host: String,
+    /// Upstream port.
+    pub port: u16,
+    /// Upstream database name.
+    pub dbname: String,
+    /// Upstream role.
+    pub user: String,
+    /// Upstream password (native roles); None when the server asks for none.
+    pub password: Option<SecretString>,
+    /// Upstream TLS mode.
+    pub tls: UpstreamTls,
+    /// CA bundle for verify-ca / verify-full (system roots when None).
+    pub ca_file: Option<PathBuf>,
+    /// Pool settings after `[pool]` defaults and per-database overrides.
+    pub pool: PoolSettings,
+}
+
+/// Pool behaviour, set in `[pool]` and overridable per database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSettings {
+    /// Session or transaction pooling.
+    pub mode: PoolMode,
+    /// Most server connections per (database, user) pool.
+    pub size: usize,
+    /// Server connections older than this are closed when idle.
+    pub server_lifetime: Duration,
+    /// Idle server connections unused for this long are closed.
+    pub server_idle_timeout: Duration,
+    /// Longest a client waits in the queue for a server connection.
+    pub query_wait_timeout: Duration,
+    /// Longest a new server connection (TCP, TLS, login) may take.
+    pub server_connect_timeout: Duration,
+    /// Query run on a server connection before another client gets it (session mode).
+    pub server_reset_query: String,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            mode: PoolMode::Session,
+            size: 20,
+            server_lifetime: Duration::from_secs(3600),
+            server_idle_timeout: Duration::from_secs(600),
+            query_wait_timeout: Duration::from_secs(120),
+            server_connect_timeout: Duration::from_secs(15),
+            server_reset_query: "DISCARD ALL".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The configuration file as written: serde types, unknown keys rejected.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Top level of the TOML file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub server: RawServer,
+    #[serde(default)]
+    pub pool: RawPool,
+    #[serde(default)]
+    pub users: Vec<RawUser>,
+    #[serde(default)]
+    pub databases: Vec<toml::Table>,
+}
+
+/// `listen` as one address or several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Listen {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Listen,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub client_tls: Option<ClientTls>,
+    pub admin_listen: Option<String>,
+    pub workers: Option<usize>,
+    pub max_client_conn: Option<usize>,
+    pub handshake_timeout: Option<f64>,
+    pub allow_cleartext_without_tls: Option<bool>,
+    pub max_message_size: Option<u64>,
+    pub shutdown_timeout: Option<f64>,
+}
+
+/// Pool settings: `[pool]`, and the pool keys of a `[[databases]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    pub pool_mode: Option<PoolMode>,
+    pub pool_size: Option<usize>,
+    pub server_lifetime: Option<f64>,
+    pub server_idle_timeout: Option<f64>,
+    pub query_wait_timeout: Option<f64>,
+    pub server_connect_timeout: Option<f64>,
+    pub server_reset_query: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: String,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub auth: Option<AuthMethod>,
+}
+
+/// The non-pool keys of a `[[databases]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    pub name: String,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub dbname: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub tls: Option<UpstreamTls>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Names of `RawDatabase` fields, to split a database table into its own and pool keys.
+pub const DATABASE_KEYS: &[&str] = &[
+    "name",
+    "host",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "password_file",
+    "password_env",
+    "tls",
+    "ca_file",
+];
+
+/// Client-facing TLS policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientTls {
+    /// Answer `N` to SSLRequest.
+    Disable,
+    /// Offer TLS, accept plain connections too.
+    Prefer,
+    /// Refuse clients that do not use TLS.
+    Require,
+}
+
+/// Upstream TLS mode, as libpq's sslmode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTls {
+    /// Plain TCP.
+    Disable,
+    /// TLS without certificate verification.
+    Require,
+    /// TLS, certificate chain verified, host name not checked.
+    VerifyCa,
+    /// TLS, chain and host name verified.
+    VerifyFull,
+}
+
+/// How clients authenticate to lakepool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMethod {
+    /// SCRAM-SHA-256 (with channel binding when the client uses TLS).
+    ScramSha256,
+    /// md5 challenge-response.
+    Md5,
+    /// Cleartext password (TLS only unless `allow_cleartext_without_tls`).
+    Cleartext,
+}
+
+/// Pooling mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    /// A client keeps its server connection until it disconnects.
+    Session,
+    /// A client holds a server connection only for the length of a transaction.
+    Transaction,
+}

@@ -1,0 +1,66 @@
+//! The edge between typed errors and what a client sees.
+//!
+//! Every layer has its own `thiserror` enum; those a client may see implement [`ClientFacing`],
+//! which gives the SQLSTATE and a message safe to show (no secrets, no internal detail).
+//! [`ClientError::write`] is the one place an ErrorResponse is rendered from an error.
+
+use bytes::BytesMut;
+
+use crate::proto::sqlstate::SqlState;
+use crate::proto::write::{self, Severity};
+
+/// An error as a client will receive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientError {
+    /// ERROR or FATAL.
+    pub severity: Severity,
+    /// SQLSTATE.
+    pub code: SqlState,
+    /// Primary message.
+    pub message: String,
+    /// Optional detail line.
+    pub detail: Option<String>,
+}
+
+impl ClientError {
+    /// A FATAL error: the connection closes after it.
+    pub fn fatal(code: SqlState, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Fatal,
+            code,
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// Adds a detail line.
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Appends the ErrorResponse to `buf`.
+    pub fn write(&self, buf: &mut BytesMut) {
+        write::error_response(
+            buf,
+            self.severity,
+            self.code,
+            &self.message,
+            self.detail.as_deref(),
+            None,
+        );
+    }
+}
+
+/// Implemented by errors a client can be told about.
+pub trait ClientFacing {
+    /// The SQLSTATE to report.
+    fn sqlstate(&self) -> SqlState;
+    /// A message safe to show a client.
+    fn client_message(&self) -> String;
+    /// As a FATAL [`ClientError`].
+    fn to_client_error(&self) -> ClientError {
+        ClientError::fatal(self.sqlstate(), self.client_message())
+    }
+}

@@ -1,0 +1,170 @@
+//! Client authentication: SCRAM-SHA-256(-PLUS), md5 or cleartext against `[[users]]`.
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+
+use super::Frontend;
+use crate::auth::md5::md5_verify;
+use crate::auth::scram::ScramServer;
+use crate::auth::users::CleartextCheck;
+use crate::config::AuthMethod;
+use crate::error::ClientFacing;
+use crate::net::Stream;
+use crate::net::framed::{FrameError, read_message};
+use crate::proto::frontend::{parse_password, parse_sasl_initial};
+use crate::proto::sqlstate::SqlState;
+use crate::proto::write;
+
+/// Longest authentication message accepted from a client.
+const MAX_AUTH_MESSAGE: usize = 8 * 1024;
+
+/// Client authentication failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Wrong password or unknown user (indistinguishable on purpose).
+    #[error("password authentication failed for user \"{0}\"")]
+    Failed(String),
+    /// Cleartext login attempted without TLS.
+    #[error("cleartext password authentication for user \"{0}\" requires TLS")]
+    NeedsTls(String),
+    /// The client broke the authentication protocol.
+    #[error("invalid authentication message: {0}")]
+    Protocol(String),
+    /// The socket failed or closed.
+    #[error("client connection failed during authentication: {0}")]
+    Io(#[from] FrameError),
+}
+
+impl ClientFacing for AuthError {
+    fn sqlstate(&self) -> SqlState {
+        match self {
+            AuthError::Failed(_) => SqlState::INVALID_PASSWORD,
+            AuthError::NeedsTls(_) => SqlState::INVALID_AUTHORIZATION,
+            AuthError::Protocol(_) | AuthError::Io(_) => SqlState::PROTOCOL_VIOLATION,
+        }
+    }
+    fn client_message(&self) -> String {
+        self.to_string()
+    }
+}
+
+async fn send(stream: &mut Stream, out: &mut BytesMut) -> Result<(), AuthError> {
+    stream.write_all(out).await.map_err(FrameError::Io)?;
+    stream.flush().await.map_err(FrameError::Io)?;
+    out.clear();
+    Ok(())
+}
+
+async fn read_password_message(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+) -> Result<BytesMut, AuthError> {
+    let (tag, body) = read_message(stream, buf, MAX_AUTH_MESSAGE).await?;
+    if tag != b'p' {
+        return Err(AuthError::Protocol(format!(
+            "expected a password message, got message type {:?}",
+            char::from(tag)
+        )));
+    }
+    Ok(body)
+}
+
+/// Authenticates `user`. On success AuthenticationOk has been sent. `buf` keeps any bytes the
+/// client sent beyond its last authentication message.
+pub async fn authenticate(
+    fe: &Frontend,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    user: &str,
+) -> Result<(), AuthError> {
+    let entry = fe.users.get(user);
+    // Unknown users go through a SCRAM exchange with a fake verifier: same messages, same
+    // failure, so user names cannot be probed.
+    let method = entry.map_or(AuthMethod::ScramSha256, |e| e.method);
+    match method {
+        AuthMethod::ScramSha256 => {
+            let verifier = match entry.and_then(|e| e.scram.clone()) {
+                Some(v) => v,
+                None => fe.users.mock_verifier(user),
+            };
+            let end_point = match stream {
+                Stream::ServerTls(_) => fe.tls.as_ref().map(|t| t.end_point.to_vec()),
+                _ => None,
+            };
+            scram(stream, buf, user, ScramServer::new(verifier, end_point)).await?;
+        }
+        AuthMethod::Md5 => {
+            let salt: [u8; 4] = rand::random();
+            let mut out = BytesMut::with_capacity(16);
+            write::auth_md5(&mut out, salt);
+            send(stream, &mut out).await?;
+            let body = read_password_message(stream, buf).await?;
+            let pw = parse_password(&body)
+                .ok_or_else(|| AuthError::Protocol("malformed password message".into()))?;
+            let ok = entry
+                .and_then(|e| e.md5.as_deref())
+                .is_some_and(|stored| md5_verify(stored, salt, pw));
+            if !ok {
+                return Err(AuthError::Failed(user.to_owned()));
+            }
+        }
+        AuthMethod::Cleartext => {
+            if !stream.is_tls() && !fe.server.allow_cleartext_without_tls {
+                return Err(AuthError::NeedsTls(user.to_owned()));
+            }
+            let mut out = BytesMut::with_capacity(16);
+            write::auth_cleartext(&mut out);
+            send(stream, &mut out).await?;
+            let body = read_password_message(stream, buf).await?;
+            let pw = parse_password(&body)
+                .and_then(|p| std::str::from_utf8(p).ok())
+                .ok_or_else(|| AuthError::Protocol("malformed password message".into()))?;
+            let ok = match entry.map(|e| e.check_cleartext(pw)) {
+                Some(CleartextCheck::Matches(ok)) => ok,
+                Some(CleartextCheck::Pbkdf2(v)) => {
+                    // PBKDF2 is milliseconds of CPU: run it off the I/O threads.
+                    let pw = pw.to_owned();
+                    tokio::task::spawn_blocking(move || v.verify_password(&pw))
+                        .await
+                        .unwrap_or(false)
+                }
+                None => false,
+            };
+            if !ok {
+                return Err(AuthError::Failed(user.to_owned()));
+            }
+        }
+    }
+    let mut out = BytesMut::with_capacity(16);
+    write::auth_ok(&mut out);
+    stream.write_all(&out).await.map_err(FrameError::Io)?;
+    Ok(())
+}
+
+async fn scram(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    user: &str,
+    mut server: ScramServer,
+) -> Result<(), AuthError> {
+    let mut out = BytesMut::with_capacity(128);
+    write::auth_sasl(&mut out, server.mechanisms());
+    send(stream, &mut out).await?;
+    let body = read_password_message(stream, buf).await?;
+    let initial = parse_sasl_initial(&body)
+        .ok_or_else(|| AuthError::Protocol("malformed SASLInitialResponse".into()))?;
+    let first = server
+        .client_first(initial.mechanism, initial.data)
+        .map_err(|e| AuthError::Protocol(e.to_string()))?;
+    write::auth_sasl_continue(&mut out, &first);
+    send(stream, &mut out).await?;
+    let body = read_password_message(stream, buf).await?;
+    match server.client_final(&body) {
+        Ok(fin) => {
+            write::auth_sasl_final(&mut out, &fin);
+            send(stream, &mut out).await
+        }
+        Err(e) if e.is_invalid_password() => Err(AuthError::Failed(user.to_owned())),
+        Err(e) => Err(AuthError::Protocol(e.to_string())),
+    }
+}

@@ -1,0 +1,149 @@
+//! Cancel requests: lakepool-issued keys mapped to whatever server connection a client is
+//! using right now.
+//!
+//! Each client gets a random (pid, secret) key. Its [`CancelSlot`] holds the BackendKeyData of
+//! the server connection it currently has (or 0), updated with one atomic store per checkout.
+//! A cancel arriving while the client holds no server does nothing. To never cancel another
+//! client's query (PgBouncer #245), a server is not handed back to the pool while a cancel
+//! for it is still in flight: the releasing session waits for in-flight cancels first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+
+use crate::proto::frontend;
+use crate::upstream::Upstream;
+use crate::upstream::connect::open_stream;
+
+/// Longest a forwarded cancel may take before it is abandoned.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The cancel target of one client session.
+#[derive(Debug)]
+pub struct CancelSlot {
+    /// (server pid << 32) | server secret of the attached server connection; 0 when none.
+    server: AtomicU64,
+    in_flight: AtomicU32,
+    done: Notify,
+    upstream: Arc<Upstream>,
+}
+
+impl CancelSlot {
+    /// Records the server connection the client now uses.
+    pub fn attach(&self, key: (u32, u32)) {
+        let packed = (u64::from(key.0) << 32) | u64::from(key.1);
+        self.server.store(packed, Ordering::SeqCst);
+    }
+
+    /// Forgets the server connection, then waits until no cancel aimed at it is in flight, so
+    /// the connection can safely go to another client.
+    pub async fn detach(&self) {
+        self.server.store(0, Ordering::SeqCst);
+        loop {
+            let notified = self.done.notified();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Unregisters a session's key when the session ends.
+#[derive(Debug)]
+pub struct Registration {
+    key: u64,
+    registry: Arc<CancelRegistry>,
+    /// The slot.
+    pub slot: Arc<CancelSlot>,
+    /// The key given to the client as BackendKeyData.
+    pub client_key: (u32, u32),
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.map.lock().remove(&self.key);
+    }
+}
+
+/// All live client keys.
+#[derive(Debug, Default)]
+pub struct CancelRegistry {
+    map: Mutex<HashMap<u64, Arc<CancelSlot>>>,
+}
+
+impl CancelRegistry {
+    /// Issues a fresh, unique key for a session connected to `upstream`.
+    pub fn register(self: &Arc<Self>, upstream: Arc<Upstream>) -> Registration {
+        let slot = Arc::new(CancelSlot {
+            server: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
+            done: Notify::new(),
+            upstream,
+        });
+        let mut map = self.map.lock();
+        loop {
+            // A pid of 0 is never valid; keep the high bit clear as PostgreSQL pids are positive.
+            let pid = rand::random::<u32>() & 0x7fff_ffff;
+            let secret = rand::random::<u32>();
+            let key = (u64::from(pid) << 32) | u64::from(secret);
+            if pid == 0 || map.contains_key(&key) {
+                continue;
+            }
+            map.insert(key, Arc::clone(&slot));
+            return Registration {
+                key,
+                registry: Arc::clone(self),
+                slot,
+                client_key: (pid, secret),
+            };
+        }
+    }
+
+    /// Handles a client's CancelRequest: forwards it to the server connection that client is
+    /// using now, if any. Unknown keys are ignored, as PostgreSQL does.
+    pub async fn cancel(&self, pid: u32, secret: u32) {
+        let key = (u64::from(pid) << 32) | u64::from(secret);
+        let Some(slot) = self.map.lock().get(&key).cloned() else {
+            tracing::debug!("cancel request with unknown key ignored");
+            return;
+        };
+        slot.in_flight.fetch_add(1, Ordering::SeqCst);
+        let server = slot.server.load(Ordering::SeqCst);
+        if server != 0 {
+            let (spid, ssecret) = ((server >> 32) as u32, server as u32);
+            if let Err(e) =
+                tokio::time::timeout(CANCEL_TIMEOUT, forward(&slot.upstream, spid, ssecret)).await
+            {
+                tracing::warn!(error = %e, "cancel request to server timed out");
+            }
+        }
+        slot.in_flight.fetch_sub(1, Ordering::SeqCst);
+        slot.done.notify_waiters();
+    }
+}
+
+/// Sends a CancelRequest on a new connection (TLS when the upstream uses it) and waits for
+/// the server to close it, which it does once the cancel has been signalled.
+async fn forward(up: &Upstream, pid: u32, secret: u32) {
+    let mut stream = match open_stream(up).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not forward cancel request");
+            return;
+        }
+    };
+    let mut out = BytesMut::with_capacity(16);
+    frontend::cancel_request(&mut out, pid, secret);
+    if stream.write_all(&out).await.is_ok() {
+        let _ = stream.flush().await;
+        let mut sink = [0u8; 64];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    }
+}

@@ -1,0 +1,164 @@
+//! The startup phase: SSLRequest / GSSENCRequest / CancelRequest / StartupMessage.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::Frontend;
+use crate::config::ClientTls;
+use crate::error::{ClientError, ClientFacing};
+use crate::net::Stream;
+use crate::proto::sqlstate::SqlState;
+use crate::proto::startup::{self, StartupError, StartupPacket};
+use crate::proto::write;
+
+/// What a successful startup phase produced.
+#[derive(Debug)]
+pub enum Startup {
+    /// A login to continue with.
+    Login {
+        /// The (maybe TLS) client stream.
+        stream: Stream,
+        /// Startup parameters.
+        params: Vec<(String, String)>,
+    },
+    /// The connection was a cancel request and has been handled.
+    Cancelled,
+}
+
+/// The startup phase failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// Socket error or the client went away (no reply is possible).
+    #[error("client I/O error during startup: {0}")]
+    Io(#[from] std::io::Error),
+    /// A malformed packet.
+    #[error(transparent)]
+    Packet(#[from] StartupError),
+    /// SSLRequest/GSSENCRequest out of place.
+    #[error("unexpected {0} after encryption was negotiated")]
+    OutOfOrder(&'static str),
+    /// The TLS handshake failed (no reply possible).
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
+    /// A protocol version other than 3.x.
+    #[error("unsupported frontend protocol {0}.{1}: server supports 3.0 to 3.0")]
+    Version(u16, u16),
+}
+
+impl HandshakeError {
+    /// Whether a reply can still be sent in the clear or over the negotiated stream.
+    pub fn can_reply(&self) -> bool {
+        !matches!(self, HandshakeError::Io(_) | HandshakeError::Tls(_))
+    }
+}
+
+impl ClientFacing for HandshakeError {
+    fn sqlstate(&self) -> SqlState {
+        match self {
+            HandshakeError::Version(..) => SqlState::FEATURE_NOT_SUPPORTED,
+            _ => SqlState::PROTOCOL_VIOLATION,
+        }
+    }
+    fn client_message(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// Runs the startup phase on a new connection. Reads are exact (never ahead), so bytes a
+/// client sends after SSLRequest stay in the socket and go to the TLS handshake, where they
+/// fail, instead of being taken as plaintext (CVE-2021-23214).
+pub async fn startup(
+    fe: &Frontend,
+    tcp: TcpStream,
+) -> Result<Startup, (Option<Stream>, HandshakeError)> {
+    let mut stream = Stream::Plain(tcp);
+    let mut encrypted = false;
+    loop {
+        let packet = match read_packet(&mut stream).await {
+            Ok(p) => p,
+            Err(e) => return Err((Some(stream), e)),
+        };
+        match packet {
+            StartupPacket::SslRequest => {
+                if encrypted {
+                    return Err((Some(stream), HandshakeError::OutOfOrder("SSLRequest")));
+                }
+                let tls = fe
+                    .tls
+                    .as_ref()
+                    .filter(|_| fe.server.client_tls != ClientTls::Disable);
+                let Some(tls) = tls else {
+                    if let Err(e) = stream.write_all(b"N").await {
+                        return Err((None, e.into()));
+                    }
+                    continue;
+                };
+                let Stream::Plain(mut tcp) = stream else {
+                    return Err((None, HandshakeError::OutOfOrder("SSLRequest")));
+                };
+                if let Err(e) = tcp.write_all(b"S").await {
+                    return Err((None, e.into()));
+                }
+                let acceptor = TlsAcceptor::from(tls.config.clone());
+                match acceptor.accept(tcp).await {
+                    Ok(t) => stream = Stream::ServerTls(Box::new(t)),
+                    Err(e) => return Err((None, HandshakeError::Tls(e))),
+                }
+                encrypted = true;
+            }
+            StartupPacket::GssEncRequest => {
+                if encrypted {
+                    return Err((Some(stream), HandshakeError::OutOfOrder("GSSENCRequest")));
+                }
+                if let Err(e) = stream.write_all(b"N").await {
+                    return Err((None, e.into()));
+                }
+            }
+            StartupPacket::Cancel { pid, secret } => {
+                fe.cancels.cancel(pid, secret).await;
+                return Ok(Startup::Cancelled);
+            }
+            StartupPacket::Startup {
+                major,
+                minor,
+                params,
+            } => {
+                if major != 3 {
+                    return Err((Some(stream), HandshakeError::Version(major, minor)));
+                }
+                let unrecognized: Vec<&str> = params
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("_pq_."))
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                if minor > 0 || !unrecognized.is_empty() {
+                    // As PostgreSQL does: carry on with 3.0 and tell the client what we took.
+                    let mut out = BytesMut::new();
+                    write::negotiate_protocol_version(&mut out, 0, &unrecognized);
+                    if let Err(e) = stream.write_all(&out).await {
+                        return Err((None, e.into()));
+                    }
+                }
+                return Ok(Startup::Login { stream, params });
+            }
+        }
+    }
+}
+
+async fn read_packet(stream: &mut Stream) -> Result<StartupPacket, HandshakeError> {
+    let len = stream.read_u32().await?;
+    let len = startup::check_length(len)?;
+    let mut body = vec![0u8; len - 4];
+    stream.read_exact(&mut body).await?;
+    Ok(startup::parse(&body)?)
+}
+
+/// The error for a plaintext client when TLS is required.
+pub fn tls_required() -> ClientError {
+    ClientError::fatal(
+        SqlState::INVALID_AUTHORIZATION,
+        "lakepool requires TLS for client connections (client_tls = \"require\")",
+    )
+}

@@ -1,0 +1,307 @@
+//! The data path: full-duplex forwarding between a client and its server connection.
+//!
+//! Both directions are polled from the session's one task, so a client and its server never
+//! cost a cross-task wake-up. Each direction reads into one reusable buffer, walks the new bytes
+//! with a [`Scanner`] (no copy, no re-encoding), writes the same bytes out, and only then reads
+//! again: a slow reader stops its writer (backpressure) and large results stream through a
+//! fixed-size buffer. The scanners track what transaction pooling needs: how many
+//! ReadyForQuery replies are owed, the last transaction status, and where messages end.
+
+use std::future::poll_fn;
+use std::io;
+use std::ops::ControlFlow;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::BytesMut;
+use tokio::io::AsyncWrite;
+use tokio_util::io::poll_read_buf;
+
+use crate::net::Stream;
+use crate::proto::backend::parse_parameter_status;
+use crate::proto::scan::{Interest, ScanError, Scanner};
+use crate::upstream::params::ParamMap;
+
+/// Client message tags the session must see: none need bodies.
+const CLIENT_INTEREST: Interest = Interest::of(b"");
+/// Server message tags whose bodies the session reads: ReadyForQuery, ParameterStatus.
+const SERVER_INTEREST: Interest = Interest::of(b"ZS");
+
+/// Why forwarding stopped.
+#[derive(Debug)]
+pub enum PumpEnd {
+    /// Transaction mode: the server is idle, nothing is in flight, it can be released.
+    Idle,
+    /// The client sent Terminate.
+    ClientTerminated,
+    /// The client closed its socket.
+    ClientClosed,
+    /// The client socket failed.
+    ClientIo(io::Error),
+    /// The client sent a message the framing cannot accept.
+    ClientProtocol(ScanError),
+    /// The server closed its socket.
+    ServerClosed,
+    /// The server socket failed.
+    ServerIo(io::Error),
+    /// The server sent a message the framing cannot accept.
+    ServerProtocol(ScanError),
+}
+
+/// Protocol state of a client/server pair, carried across transactions.
+#[derive(Debug)]
+pub struct Tracker {
+    /// Client→server boundary tracker.
+    pub client_scan: Scanner,
+    /// Server→client boundary tracker.
+    pub server_scan: Scanner,
+    /// ReadyForQuery messages the server still owes (one per Query, Sync, FunctionCall).
+    pub pending: u32,
+    /// Status byte of the last ReadyForQuery (`I`, `T`, `E`).
+    pub status: u8,
+    /// Extended-protocol messages were sent since the last Sync.
+    pub unsynced: bool,
+    /// A Terminate was split across reads and its first bytes reached the server.
+    pub partial_terminate: bool,
+    /// The client sent Terminate; forwarding stops once earlier bytes are written.
+    pub terminated: bool,
+}
+
+impl Tracker {
+    /// A tracker for a freshly logged-in client.
+    pub fn new(max_client_message: usize) -> Self {
+        Self {
+            client_scan: Scanner::new(CLIENT_INTEREST, max_client_message),
+            server_scan: Scanner::new(SERVER_INTEREST, usize::MAX),
+            pending: 0,
+            status: b'I',
+            unsynced: false,
+            partial_terminate: false,
+            terminated: false,
+        }
+    }
+
+    /// True when the server connection is between transactions with nothing in flight.
+    pub fn server_idle(&self) -> bool {
+        self.pending == 0
+            && self.status == b'I'
+            && !self.unsynced
+            && self.client_scan.at_boundary()
+            && self.server_scan.at_boundary()
+    }
+
+    /// Scans client bytes just read. Returns the length to forward (a Terminate is cut off) and
+    /// whether the client terminated.
+    pub fn scan_client(&mut self, data: &[u8]) -> Result<(usize, bool), ScanError> {
+        let mut terminate_at = None;
+        let pending = &mut self.pending;
+        let unsynced = &mut self.unsynced;
+        self.client_scan.feed(data, |m| {
+            match m.tag {
+                b'Q' | b'F' => *pending += 1,
+                b'S' => {
+                    *pending += 1;
+                    *unsynced = false;
+                }
+                b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => *unsynced = true,
+                b'X' => {
+                    terminate_at = Some(m.start);
+                    return ControlFlow::Break(());
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        })?;
+        if terminate_at.is_some() {
+            self.terminated = true;
+        }
+        Ok(match terminate_at {
+            Some(start) if start >= 0 => (start as usize, true),
+            Some(_) => {
+                self.partial_terminate = true;
+                (0, true)
+            }
+            None => (data.len(), false),
+        })
+    }
+
+    /// Scans server bytes just read, recording ReadyForQuery and ParameterStatus (applied to
+    /// both the client's settings and the server's known parameters).
+    pub fn scan_server(
+        &mut self,
+        data: &[u8],
+        client_params: &mut ParamMap,
+        server_params: &mut ParamMap,
+    ) -> Result<(), ScanError> {
+        let pending = &mut self.pending;
+        let status = &mut self.status;
+        self.server_scan.feed(data, |m| {
+            match (m.tag, m.body) {
+                (b'Z', Some(body)) => {
+                    *pending = pending.saturating_sub(1);
+                    *status = body.first().copied().unwrap_or(b'I');
+                }
+                (b'S', Some(body)) => {
+                    if let Some((k, v)) = parse_parameter_status(body) {
+                        server_params.set(k, v);
+                        if client_params.get(k).is_some() {
+                            client_params.set(k, v);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        })?;
+        Ok(())
+    }
+}
+
+/// One direction's buffer: bytes in `buf[written..]` still have to be written out.
+#[derive(Debug, Default)]
+pub struct Flow {
+    /// Bytes read and not yet fully written.
+    pub buf: BytesMut,
+    written: usize,
+}
+
+impl Flow {
+    /// A flow over an existing buffer whose contents still have to be written.
+    pub fn with(buf: BytesMut) -> Self {
+        Self { buf, written: 0 }
+    }
+
+    /// Nothing left to write.
+    pub fn is_drained(&self) -> bool {
+        self.written >= self.buf.len()
+    }
+
+    /// Writes out what is pending, then flushes. Ready(Ok) means the buffer is empty again.
+    fn poll_drain(&mut self, cx: &mut Context<'_>, dst: &mut Stream) -> Poll<io::Result<()>> {
+        while self.written < self.buf.len() {
+            let n = ready!(Pin::new(&mut *dst).poll_write(cx, &self.buf[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        ready!(Pin::new(&mut *dst).poll_flush(cx))?;
+        self.buf.clear();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Everything one forwarding run works on.
+pub struct Pump<'a> {
+    /// Client socket.
+    pub client: &'a mut Stream,
+    /// Server socket.
+    pub server: &'a mut Stream,
+    /// Client→server flow (its buffer is the client's pooled buffer).
+    pub up: &'a mut Flow,
+    /// Server→client flow (its buffer belongs to the server connection).
+    pub down: &'a mut Flow,
+    /// Protocol state.
+    pub tracker: &'a mut Tracker,
+    /// The client's session settings.
+    pub client_params: &'a mut ParamMap,
+    /// The server's known parameters.
+    pub server_params: &'a mut ParamMap,
+    /// Transaction pooling: stop at the first idle point.
+    pub release_when_idle: bool,
+}
+
+impl Pump<'_> {
+    /// Forwards in both directions until one of the [`PumpEnd`] conditions.
+    ///
+    /// # Cancel safety
+    /// Cancel safe in the sense that no byte is lost: unwritten data stays in the flows.
+    pub async fn run(&mut self) -> PumpEnd {
+        poll_fn(|cx| self.poll_run(cx)).await
+    }
+
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<PumpEnd> {
+        loop {
+            let mut progress = false;
+            match self.poll_up(cx) {
+                Poll::Ready(Ok(true)) => progress = true,
+                Poll::Ready(Ok(false)) => {}
+                Poll::Ready(Err(end)) => return Poll::Ready(end),
+                Poll::Pending => {}
+            }
+            match self.poll_down(cx) {
+                Poll::Ready(Ok(())) => {
+                    progress = true;
+                    if self.release_when_idle && self.up.is_drained() && self.tracker.server_idle()
+                    {
+                        return Poll::Ready(PumpEnd::Idle);
+                    }
+                }
+                Poll::Ready(Err(end)) => return Poll::Ready(end),
+                Poll::Pending => {}
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Client→server: drain pending bytes, then read and scan more. Ready(Ok(true)) when bytes
+    /// moved; Err on a terminal condition.
+    fn poll_up(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, PumpEnd>> {
+        if !self.up.is_drained() {
+            ready!(self.up.poll_drain(cx, self.server)).map_err(PumpEnd::ServerIo)?;
+            if self.tracker.terminated {
+                return Poll::Ready(Err(PumpEnd::ClientTerminated));
+            }
+            return Poll::Ready(Ok(true));
+        }
+        if self.tracker.terminated {
+            return Poll::Ready(Err(PumpEnd::ClientTerminated));
+        }
+        let before = self.up.buf.len();
+        let n = ready!(poll_read_buf(
+            Pin::new(&mut *self.client),
+            cx,
+            &mut self.up.buf
+        ))
+        .map_err(PumpEnd::ClientIo)?;
+        if n == 0 {
+            return Poll::Ready(Err(PumpEnd::ClientClosed));
+        }
+        let (keep, terminated) = self
+            .tracker
+            .scan_client(&self.up.buf[before..])
+            .map_err(PumpEnd::ClientProtocol)?;
+        if terminated {
+            self.up.buf.truncate(before + keep);
+            // Forward what came before the Terminate, then stop.
+            ready!(self.up.poll_drain(cx, self.server)).map_err(PumpEnd::ServerIo)?;
+            return Poll::Ready(Err(PumpEnd::ClientTerminated));
+        }
+        Poll::Ready(Ok(true))
+    }
+
+    /// Server→client: drain pending bytes (Ready(Ok) once drained), else read and scan more.
+    fn poll_down(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PumpEnd>> {
+        loop {
+            if !self.down.buf.is_empty() {
+                ready!(self.down.poll_drain(cx, self.client)).map_err(PumpEnd::ClientIo)?;
+                return Poll::Ready(Ok(()));
+            }
+            let n = ready!(poll_read_buf(
+                Pin::new(&mut *self.server),
+                cx,
+                &mut self.down.buf
+            ))
+            .map_err(PumpEnd::ServerIo)?;
+            if n == 0 {
+                return Poll::Ready(Err(PumpEnd::ServerClosed));
+            }
+            self.tracker
+                .scan_server(&self.down.buf, self.client_params, self.server_params)
+                .map_err(PumpEnd::ServerProtocol)?;
+        }
+    }
+}

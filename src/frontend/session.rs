@@ -1,0 +1,299 @@
+//! A client session after login: the loop that gets a server connection, forwards traffic, and
+//! gives the server back (at each transaction end in transaction mode, at disconnect in
+//! session mode), plus the clean-up of servers a client left in an unknown state.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use super::login::{LoggedIn, LoginEnd, SessionInfo, login, sync_settings};
+use super::pump::{Flow, Pump, PumpEnd, Tracker};
+use super::{ClientCount, Frontend, send_error_and_close};
+use crate::config::PoolMode;
+use crate::error::{ClientError, ClientFacing};
+use crate::net::{Stream, buffer};
+use crate::pool::Checkout;
+use crate::proto::sqlstate::SqlState;
+
+/// Longest lakepool spends rolling back or resetting a server a client left behind.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one accepted client connection from startup to close.
+pub async fn serve_client(fe: Arc<Frontend>, tcp: TcpStream, peer: SocketAddr) {
+    let (_count, admitted) = ClientCount::enter(&fe.clients, fe.server.max_client_conn);
+    let logged =
+        match tokio::time::timeout(fe.server.handshake_timeout, login(&fe, tcp, admitted)).await {
+            Ok(Ok(l)) => l,
+            Ok(Err(LoginEnd::Cancelled)) => return,
+            Ok(Err(LoginEnd::Failed(e))) => {
+                tracing::info!(client = %peer, code = %e.code, error = %e.message, "login failed");
+                return;
+            }
+            Ok(Err(LoginEnd::Dropped(why))) => {
+                tracing::debug!(client = %peer, reason = %why, "connection dropped during startup");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(client = %peer, "login timed out (handshake_timeout)");
+                return;
+            }
+        };
+    let LoggedIn { stream, session } = logged;
+    tracing::info!(client = %peer, user = %session.user, database = %session.database,
+        tls = stream.is_tls(), "client logged in");
+    let (user, database) = (session.user.clone(), session.database.clone());
+    let end = Session::new(&fe, stream, session).run().await;
+    tracing::info!(client = %peer, user = %user, database = %database, reason = %end, "client disconnected");
+}
+
+/// One logged-in client.
+struct Session<'a> {
+    fe: &'a Frontend,
+    client: Stream,
+    info: SessionInfo,
+    up: Flow,
+    tracker: Tracker,
+}
+
+impl<'a> Session<'a> {
+    fn new(fe: &'a Frontend, client: Stream, mut info: SessionInfo) -> Self {
+        let leftover = std::mem::take(&mut info.leftover);
+        let mut tracker = Tracker::new(fe.server.max_message_size);
+        let mut up = Flow::default();
+        // Bytes that arrived right behind the login are the first request: count them.
+        if !leftover.is_empty() && tracker.scan_client(&leftover).is_ok() {
+            let mut buf = buffer::take();
+            buf.extend_from_slice(&leftover);
+            up = Flow::with(buf);
+        }
+        Self {
+            fe,
+            client,
+            info,
+            up,
+            tracker,
+        }
+    }
+
+    async fn run(mut self) -> String {
+        let end = match self.info.pool.settings().mode {
+            PoolMode::Session => self.run_session_mode().await,
+            PoolMode::Transaction => self.run_transaction_mode().await,
+        };
+        if !self.up.buf.is_empty() || self.up.buf.capacity() > 0 {
+            buffer::give(std::mem::take(&mut self.up.buf));
+        }
+        end
+    }
+
+    async fn run_session_mode(&mut self) -> String {
+        let Some(mut server) = self.info.server.take() else {
+            return "no server connection".to_owned();
+        };
+        self.info.cancel.slot.attach(server.conn_ref().key);
+        let end = self.forward(&mut server, false).await;
+        self.info.cancel.slot.detach().await;
+        self.finish(server, end).await
+    }
+
+    async fn run_transaction_mode(&mut self) -> String {
+        loop {
+            if self.up.buf.is_empty()
+                && let Err(reason) = self.wait_for_request().await
+            {
+                return reason;
+            }
+            if self.tracker.terminated && self.up.buf.is_empty() {
+                return "client terminated".to_owned();
+            }
+            let mut server = match self.checkout().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(user = %self.info.user, database = %self.info.database,
+                        code = %e.code, error = %e.message, "no server connection for client");
+                    send_error_and_close(&mut self.client, &e).await;
+                    return format!("error: {}", e.message);
+                }
+            };
+            self.info.cancel.slot.attach(server.conn_ref().key);
+            let end = self.forward(&mut server, true).await;
+            self.info.cancel.slot.detach().await;
+            if matches!(end, PumpEnd::Idle) {
+                server.release();
+                if self.client.can_wait_without_buffer() && self.up.buf.is_empty() {
+                    // Idle clients hold no buffer.
+                    buffer::give(std::mem::take(&mut self.up.buf));
+                }
+                continue;
+            }
+            return self.finish(server, end).await;
+        }
+    }
+
+    /// Waits for the client to send something while no server is attached, then reads it.
+    async fn wait_for_request(&mut self) -> Result<(), String> {
+        let shutdown = self.fe.shutdown.clone();
+        if self.client.can_wait_without_buffer() {
+            tokio::select! {
+                r = self.client.readable() => r.map_err(|e| format!("client I/O error: {e}"))?,
+                () = shutdown.cancelled() => return Err(self.shutting_down().await),
+            }
+        }
+        if self.up.buf.capacity() == 0 {
+            self.up.buf = buffer::take();
+        }
+        let n = tokio::select! {
+            r = self.client.read_buf(&mut self.up.buf) => r.map_err(|e| format!("client I/O error: {e}"))?,
+            () = shutdown.cancelled() => return Err(self.shutting_down().await),
+        };
+        if n == 0 {
+            return Err("client closed the connection".to_owned());
+        }
+        match self.tracker.scan_client(&self.up.buf) {
+            Ok((keep, _)) => {
+                self.up.buf.truncate(keep);
+                Ok(())
+            }
+            Err(e) => {
+                let err = ClientError::fatal(SqlState::PROTOCOL_VIOLATION, e.to_string());
+                send_error_and_close(&mut self.client, &err).await;
+                Err(format!("protocol violation: {e}"))
+            }
+        }
+    }
+
+    async fn shutting_down(&mut self) -> String {
+        let err = ClientError::fatal(SqlState::ADMIN_SHUTDOWN, "lakepool is shutting down");
+        send_error_and_close(&mut self.client, &err).await;
+        "shutdown".to_owned()
+    }
+
+    /// Gets a server and brings its session settings in line with the client's.
+    async fn checkout(&mut self) -> Result<Checkout, ClientError> {
+        let mut server = self
+            .info
+            .pool
+            .checkout()
+            .await
+            .map_err(|e| e.to_client_error())?;
+        sync_settings(&mut server, &mut self.info.settings).await?;
+        Ok(server)
+    }
+
+    async fn forward(&mut self, server: &mut Checkout, release_when_idle: bool) -> PumpEnd {
+        let conn = server.conn();
+        let mut down = Flow::with(std::mem::take(&mut conn.buf));
+        let end = Pump {
+            client: &mut self.client,
+            server: &mut conn.stream,
+            up: &mut self.up,
+            down: &mut down,
+            tracker: &mut self.tracker,
+            client_params: &mut self.info.settings,
+            server_params: &mut conn.params,
+            release_when_idle,
+        }
+        .run()
+        .await;
+        conn.buf = down.buf;
+        end
+    }
+
+    /// Ends the session: tells the client why when it is still there, and cleans the server up
+    /// off the client's path.
+    async fn finish(&mut self, server: Checkout, end: PumpEnd) -> String {
+        let reason = match &end {
+            PumpEnd::Idle => "idle".to_owned(),
+            PumpEnd::ClientTerminated => "client terminated".to_owned(),
+            PumpEnd::ClientClosed => "client closed the connection".to_owned(),
+            PumpEnd::ClientIo(e) => format!("client I/O error: {e}"),
+            PumpEnd::ClientProtocol(e) => format!("protocol violation: {e}"),
+            PumpEnd::ServerClosed => "server closed the connection".to_owned(),
+            PumpEnd::ServerIo(e) => format!("server I/O error: {e}"),
+            PumpEnd::ServerProtocol(e) => format!("server protocol error: {e}"),
+        };
+        match end {
+            PumpEnd::ClientProtocol(e) => {
+                let err = ClientError::fatal(SqlState::PROTOCOL_VIOLATION, e.to_string());
+                send_error_and_close(&mut self.client, &err).await;
+                server.close();
+            }
+            PumpEnd::ServerClosed | PumpEnd::ServerIo(_) | PumpEnd::ServerProtocol(_) => {
+                let err = ClientError::fatal(
+                    SqlState::CONNECTION_FAILURE,
+                    "server connection lost: the server closed the connection unexpectedly",
+                );
+                send_error_and_close(&mut self.client, &err).await;
+                drop(server);
+            }
+            PumpEnd::Idle
+            | PumpEnd::ClientTerminated
+            | PumpEnd::ClientClosed
+            | PumpEnd::ClientIo(_) => {
+                let reset = (self.info.pool.settings().mode == PoolMode::Session)
+                    .then(|| self.info.pool.settings().server_reset_query.clone());
+                let state = LeftState::of(&self.tracker);
+                tokio::spawn(cleanup(server, state, reset));
+            }
+        }
+        reason
+    }
+}
+
+/// What a departing client left the server in.
+#[derive(Debug, Clone, Copy)]
+struct LeftState {
+    /// No request in flight, at message boundaries in both directions.
+    quiescent: bool,
+    /// Last transaction status.
+    status: u8,
+}
+
+impl LeftState {
+    fn of(t: &Tracker) -> Self {
+        Self {
+            quiescent: t.pending == 0
+                && !t.unsynced
+                && !t.partial_terminate
+                && t.client_scan.at_boundary()
+                && t.server_scan.at_boundary(),
+            status: t.status,
+        }
+    }
+}
+
+/// Makes a server a client left behind reusable, or closes it: a server with requests in
+/// flight is closed (its state is unknowable); an open transaction is rolled back; session
+/// mode runs the reset query. Never returns a dirty server to the pool.
+async fn cleanup(mut server: Checkout, left: LeftState, reset: Option<String>) {
+    if !left.quiescent {
+        server.close();
+        return;
+    }
+    let work = async {
+        let conn = server.conn();
+        if left.status != b'I' && conn.run_control_query("ROLLBACK").await.ok() != Some(b'I') {
+            return false;
+        }
+        if let Some(q) = reset.filter(|q| !q.trim().is_empty()) {
+            if conn.run_control_query(&q).await.ok() != Some(b'I') {
+                return false;
+            }
+            conn.forget_unreported();
+        }
+        true
+    };
+    match tokio::time::timeout(CLEANUP_TIMEOUT, work).await {
+        Ok(true) => server.release(),
+        _ => server.close(),
+    }
+}
+
+impl std::fmt::Display for PumpEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}

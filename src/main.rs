@@ -1,0 +1,181 @@
+//! lakepool command line: run the pooler, check a config, or hash a password.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use lakepool::auth::scram::{DEFAULT_ITERATIONS, ScramVerifier};
+use lakepool::config;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "PostgreSQL connection pooler for Databricks Lakebase"
+)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, short, env = "LAKEPOOL_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration and exit.
+    Check,
+    /// Read a password from stdin and print its SCRAM-SHA-256 verifier for `[[users]] password`.
+    HashPassword {
+        /// PBKDF2 iterations.
+        #[arg(long, default_value_t = DEFAULT_ITERATIONS)]
+        iterations: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::HashPassword { iterations }) => hash_password(iterations),
+        Some(Command::Check) => check(cli.config),
+        None => serve(cli.config),
+    }
+}
+
+fn load(path: Option<PathBuf>) -> Result<config::Config, String> {
+    let path = path.ok_or("no configuration file: use --config PATH or set LAKEPOOL_CONFIG")?;
+    config::load_file(&path).map_err(|e| e.to_string())
+}
+
+fn check(path: Option<PathBuf>) -> ExitCode {
+    let result = load(path).and_then(|c| {
+        lakepool::app::build(&c, CancellationToken::new())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => {
+            println!("configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lakepool: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hash_password(iterations: u32) -> ExitCode {
+    let stdin = std::io::stdin();
+    let tty = stdin.is_terminal();
+    if tty {
+        eprint!("Password: ");
+        let _ = std::io::stderr().flush();
+        set_echo(false);
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if tty {
+        set_echo(true);
+        eprintln!();
+    }
+    if let Err(e) = read {
+        eprintln!("lakepool: cannot read password: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        eprintln!("lakepool: empty password");
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "{}",
+        ScramVerifier::from_password(password, iterations.max(1))
+    );
+    ExitCode::SUCCESS
+}
+
+/// Turns terminal echo off/on with stty, so a typed password is not shown.
+fn set_echo(on: bool) {
+    let _ = std::process::Command::new("stty")
+        .arg(if on { "echo" } else { "-echo" })
+        .stdin(std::process::Stdio::inherit())
+        .status();
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn serve(path: Option<PathBuf>) -> ExitCode {
+    init_logging();
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.workers)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signals(shutdown.clone()));
+        match lakepool::app::run(config, shutdown).await {
+            Ok(()) => {
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// SIGTERM/SIGINT start a graceful shutdown; a second one exits at once.
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = hup.recv() => {
+                tracing::warn!("SIGHUP received: configuration reload is not supported by this version; ignoring");
+                continue;
+            }
+        }
+        if stopping {
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(1);
+        }
+        stopping = true;
+        shutdown.cancel();
+    }
+}

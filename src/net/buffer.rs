@@ -1,0 +1,56 @@
+//! Per-thread pool of I/O buffers.
+//!
+//! An idle client holds no buffer: it waits for socket readiness, takes a buffer to read its
+//! request, and gives it back when its transaction is done. That keeps memory per idle client
+//! to a few hundred bytes while a busy client never allocates per message. The pool is
+//! thread-local, so taking and returning a buffer costs no lock.
+
+use std::cell::RefCell;
+
+use bytes::BytesMut;
+
+/// Size of a pooled buffer: one read of this size covers typical queries and result chunks.
+pub const BUF_SIZE: usize = 16 * 1024;
+/// Buffers kept per thread; beyond that returned buffers are freed.
+const KEEP_PER_THREAD: usize = 256;
+
+thread_local! {
+    static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Takes an empty buffer with at least [`BUF_SIZE`] capacity.
+pub fn take() -> BytesMut {
+    FREE.with(|f| f.borrow_mut().pop())
+        .unwrap_or_else(|| BytesMut::with_capacity(BUF_SIZE))
+}
+
+/// Returns a buffer for reuse. Buffers that grew far past the standard size (a huge message
+/// went through) are dropped rather than kept.
+pub fn give(mut buf: BytesMut) {
+    if buf.capacity() < BUF_SIZE || buf.capacity() > 4 * BUF_SIZE {
+        return;
+    }
+    buf.clear();
+    FREE.with(|f| {
+        let mut f = f.borrow_mut();
+        if f.len() < KEEP_PER_THREAD {
+            f.push(buf);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuses_buffers() {
+        let mut b = take();
+        b.extend_from_slice(b"abc");
+        let ptr = b.as_ptr();
+        give(b);
+        let b2 = take();
+        assert!(b2.is_empty());
+        assert_eq!(b2.as_ptr(), ptr);
+    }
+}

@@ -1,0 +1,69 @@
+//! SQLSTATE codes lakepool itself emits (PostgreSQL `errcodes.txt`).
+
+/// A five-character SQLSTATE code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SqlState([u8; 5]);
+
+impl SqlState {
+    const fn c(s: &'static str) -> Self {
+        let b = s.as_bytes();
+        Self([b[0], b[1], b[2], b[3], b[4]])
+    }
+
+    /// Parses a code received from a server (five ASCII digits or upper-case letters).
+    pub fn parse(code: &str) -> Option<Self> {
+        let b: [u8; 5] = code.as_bytes().try_into().ok()?;
+        b.iter()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+            .then_some(Self(b))
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("XX000")
+    }
+
+    /// `08P01` protocol_violation.
+    pub const PROTOCOL_VIOLATION: Self = Self::c("08P01");
+    /// `08006` connection_failure: the upstream connection broke or could not be made.
+    pub const CONNECTION_FAILURE: Self = Self::c("08006");
+    /// `08001` sqlclient_unable_to_establish_sqlconnection: upstream login impossible.
+    pub const UNABLE_TO_CONNECT: Self = Self::c("08001");
+    /// `0A000` feature_not_supported.
+    pub const FEATURE_NOT_SUPPORTED: Self = Self::c("0A000");
+    /// `28P01` invalid_password.
+    pub const INVALID_PASSWORD: Self = Self::c("28P01");
+    /// `28000` invalid_authorization_specification.
+    pub const INVALID_AUTHORIZATION: Self = Self::c("28000");
+    /// `3D000` invalid_catalog_name (unknown database).
+    pub const INVALID_CATALOG_NAME: Self = Self::c("3D000");
+    /// `53300` too_many_connections.
+    pub const TOO_MANY_CONNECTIONS: Self = Self::c("53300");
+    /// `57014` query_canceled: used for the pool queue wait timeout, like a statement timeout.
+    pub const QUERY_CANCELED: Self = Self::c("57014");
+    /// `57P01` admin_shutdown.
+    pub const ADMIN_SHUTDOWN: Self = Self::c("57P01");
+    /// `22023` invalid_parameter_value.
+    pub const INVALID_PARAMETER_VALUE: Self = Self::c("22023");
+    /// `XX000` internal_error.
+    pub const INTERNAL_ERROR: Self = Self::c("XX000");
+}
+
+impl std::fmt::Display for SqlState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_print() {
+        assert_eq!(SqlState::parse("28P01"), Some(SqlState::INVALID_PASSWORD));
+        assert_eq!(SqlState::parse("28p01"), None);
+        assert_eq!(SqlState::parse("2801"), None);
+        assert_eq!(SqlState::ADMIN_SHUTDOWN.as_str(), "57P01");
+    }
+}

@@ -1,0 +1,196 @@
+//! Writers for the backend messages lakepool sends to clients itself.
+//!
+//! Everything appends to a caller-supplied `BytesMut`, so nothing allocates behind the caller's back.
+
+use bytes::{BufMut, BytesMut};
+
+use super::sqlstate::SqlState;
+
+/// Starts a tagged message and returns the offset of its length field, patched by [`finish`].
+fn begin(buf: &mut BytesMut, tag: u8) -> usize {
+    buf.put_u8(tag);
+    let at = buf.len();
+    buf.put_i32(0);
+    at
+}
+
+/// Patches the length of a message started with [`begin`].
+fn finish(buf: &mut BytesMut, at: usize) {
+    let len = i32::try_from(buf.len() - at).unwrap_or(i32::MAX);
+    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+fn put_cstr(buf: &mut BytesMut, s: &str) {
+    // A NUL inside would end the field early; PostgreSQL strings never carry one.
+    buf.extend(s.bytes().filter(|&b| b != 0));
+    buf.put_u8(0);
+}
+
+/// `AuthenticationOk`.
+pub fn auth_ok(buf: &mut BytesMut) {
+    let at = begin(buf, b'R');
+    buf.put_i32(0);
+    finish(buf, at);
+}
+
+/// `AuthenticationCleartextPassword`.
+pub fn auth_cleartext(buf: &mut BytesMut) {
+    let at = begin(buf, b'R');
+    buf.put_i32(3);
+    finish(buf, at);
+}
+
+/// `AuthenticationMD5Password` with its salt.
+pub fn auth_md5(buf: &mut BytesMut, salt: [u8; 4]) {
+    let at = begin(buf, b'R');
+    buf.put_i32(5);
+    buf.put_slice(&salt);
+    finish(buf, at);
+}
+
+/// `AuthenticationSASL` listing mechanisms.
+pub fn auth_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
+    let at = begin(buf, b'R');
+    buf.put_i32(10);
+    for m in mechanisms {
+        put_cstr(buf, m);
+    }
+    buf.put_u8(0);
+    finish(buf, at);
+}
+
+/// `AuthenticationSASLContinue`.
+pub fn auth_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
+    let at = begin(buf, b'R');
+    buf.put_i32(11);
+    buf.put_slice(data);
+    finish(buf, at);
+}
+
+/// `AuthenticationSASLFinal`.
+pub fn auth_sasl_final(buf: &mut BytesMut, data: &[u8]) {
+    let at = begin(buf, b'R');
+    buf.put_i32(12);
+    buf.put_slice(data);
+    finish(buf, at);
+}
+
+/// `ParameterStatus`.
+pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
+    let at = begin(buf, b'S');
+    put_cstr(buf, name);
+    put_cstr(buf, value);
+    finish(buf, at);
+}
+
+/// `BackendKeyData` (protocol 3.0: 4-byte secret).
+pub fn backend_key_data(buf: &mut BytesMut, pid: u32, secret: u32) {
+    let at = begin(buf, b'K');
+    buf.put_u32(pid);
+    buf.put_u32(secret);
+    finish(buf, at);
+}
+
+/// `ReadyForQuery` with a transaction status byte (`I`, `T` or `E`).
+pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
+    let at = begin(buf, b'Z');
+    buf.put_u8(status);
+    finish(buf, at);
+}
+
+/// `NegotiateProtocolVersion`: newest minor version we support plus the options we did not recognise.
+pub fn negotiate_protocol_version(buf: &mut BytesMut, minor: u32, unrecognized: &[&str]) {
+    let at = begin(buf, b'v');
+    buf.put_u32(minor);
+    buf.put_u32(u32::try_from(unrecognized.len()).unwrap_or(u32::MAX));
+    for o in unrecognized {
+        put_cstr(buf, o);
+    }
+    finish(buf, at);
+}
+
+/// Severity of an ErrorResponse lakepool writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// The statement failed; the session goes on.
+    Error,
+    /// The session ends.
+    Fatal,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "ERROR",
+            Severity::Fatal => "FATAL",
+        }
+    }
+}
+
+/// `ErrorResponse` with severity, SQLSTATE, message and optional detail/hint.
+pub fn error_response(
+    buf: &mut BytesMut,
+    severity: Severity,
+    code: SqlState,
+    message: &str,
+    detail: Option<&str>,
+    hint: Option<&str>,
+) {
+    let at = begin(buf, b'E');
+    buf.put_u8(b'S');
+    put_cstr(buf, severity.as_str());
+    buf.put_u8(b'V');
+    put_cstr(buf, severity.as_str());
+    buf.put_u8(b'C');
+    put_cstr(buf, code.as_str());
+    buf.put_u8(b'M');
+    put_cstr(buf, message);
+    if let Some(d) = detail {
+        buf.put_u8(b'D');
+        put_cstr(buf, d);
+    }
+    if let Some(h) = hint {
+        buf.put_u8(b'H');
+        put_cstr(buf, h);
+    }
+    buf.put_u8(0);
+    finish(buf, at);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_for_query_bytes() {
+        let mut b = BytesMut::new();
+        ready_for_query(&mut b, b'I');
+        assert_eq!(&b[..], b"Z\0\0\0\x05I");
+    }
+
+    #[test]
+    fn error_response_layout() {
+        let mut b = BytesMut::new();
+        error_response(
+            &mut b,
+            Severity::Fatal,
+            SqlState::INVALID_PASSWORD,
+            "bad",
+            None,
+            None,
+        );
+        assert_eq!(b[0], b'E');
+        let len = i32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize;
+        assert_eq!(len + 1, b.len());
+        let body = &b[5..];
+        assert!(body.windows(6).any(|w| w == b"C28P01"));
+        assert_eq!(*body.last().unwrap(), 0);
+    }
+
+    #[test]
+    fn auth_sasl_layout() {
+        let mut b = BytesMut::new();
+        auth_sasl(&mut b, &["SCRAM-SHA-256"]);
+        assert_eq!(&b[..], b"R\0\0\0\x17\0\0\0\x0aSCRAM-SHA-256\0\0");
+    }
+}

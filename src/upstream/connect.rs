@@ -1,0 +1,286 @@
+//! Opening a server connection: TCP, optional TLS, StartupMessage, authentication with the
+//! current credential, and the server's ParameterStatus/BackendKeyData up to ReadyForQuery.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use secrecy::ExposeSecret;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::Upstream;
+use super::credential::{Credential, CredentialError};
+use super::params::ParamMap;
+use super::server::ServerConn;
+use crate::auth::channel_binding::tls_server_end_point;
+use crate::auth::md5::md5_response;
+use crate::auth::scram::{SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramClient, salted_password};
+use crate::error::ClientFacing;
+use crate::net::framed::{FrameError, read_message};
+use crate::net::{Stream, buffer, tune};
+use crate::proto::backend::{
+    AuthRequest, parse_auth, parse_backend_key, parse_error, parse_parameter_status,
+};
+use crate::proto::frontend;
+use crate::proto::sqlstate::SqlState;
+
+/// Largest message accepted from a server during login.
+const MAX_LOGIN_MESSAGE: usize = 1 << 20;
+
+/// Opening a server connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP connect failed.
+    #[error("cannot connect to server {addr}: {source}")]
+    Connect {
+        /// host:port.
+        addr: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The server refused TLS while the configuration requires it.
+    #[error("server {0} does not accept TLS, but tls is required by the configuration")]
+    TlsRefused(String),
+    /// The TLS handshake failed (certificate not trusted, name mismatch…).
+    #[error("TLS handshake with server {addr} failed: {source}")]
+    Tls {
+        /// host:port.
+        addr: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The server answered the login with an error.
+    #[error("server rejected login: {message} (SQLSTATE {code})")]
+    Rejected {
+        /// SQLSTATE from the server.
+        code: String,
+        /// Server's message.
+        message: String,
+    },
+    /// The server asked for a password and none is configured.
+    #[error("server asked for a password, but none is configured for this database")]
+    NoPassword,
+    /// The server asked for an authentication method lakepool does not speak.
+    #[error("server requested unsupported authentication method {0}")]
+    UnsupportedAuth(i32),
+    /// SCRAM with the server failed (bad server signature…).
+    #[error("SCRAM authentication with server failed: {0}")]
+    Scram(#[from] crate::auth::scram::ScramError),
+    /// The server broke the protocol or closed.
+    #[error("server connection failed during login: {0}")]
+    Protocol(#[from] FrameError),
+    /// Unexpected message during login.
+    #[error("unexpected message {0:?} from server during login")]
+    Unexpected(char),
+    /// The password source has nothing valid.
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    /// Login took longer than server_connect_timeout.
+    #[error("timed out connecting to server")]
+    Timeout,
+}
+
+impl UpstreamError {
+    /// The server said the password is wrong (or expired).
+    pub fn is_auth_rejection(&self) -> bool {
+        matches!(self, UpstreamError::Rejected { code, .. } if code == "28P01")
+    }
+}
+
+impl ClientFacing for UpstreamError {
+    fn sqlstate(&self) -> SqlState {
+        match self {
+            UpstreamError::Rejected { .. }
+            | UpstreamError::NoPassword
+            | UpstreamError::UnsupportedAuth(_)
+            | UpstreamError::Scram(_)
+            | UpstreamError::Credential(_) => SqlState::UNABLE_TO_CONNECT,
+            _ => SqlState::CONNECTION_FAILURE,
+        }
+    }
+
+    fn client_message(&self) -> String {
+        format!("lakepool could not open a server connection: {self}")
+    }
+}
+
+/// Opens and logs in a new server connection, within the configured connect timeout. A login
+/// rejected with 28P01 asks the credential source for a newer credential and retries once.
+pub async fn connect(up: &Upstream, id: u64) -> Result<ServerConn, UpstreamError> {
+    tokio::time::timeout(up.connect_timeout, async {
+        let cred = up.credential.current()?;
+        match login(up, cred.as_deref(), id).await {
+            Err(e) if e.is_auth_rejection() => {
+                let Some(rejected) = cred else { return Err(e) };
+                match up.credential.refresh_after_rejection(&rejected).await? {
+                    Some(newer) => login(up, Some(&newer), id).await,
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    })
+    .await
+    .map_err(|_| UpstreamError::Timeout)?
+}
+
+/// TCP connection to the upstream, with TLS negotiated when configured.
+pub async fn open_stream(up: &Upstream) -> Result<Stream, UpstreamError> {
+    let addr = format!("{}:{}", up.host, up.port);
+    let mut tcp = TcpStream::connect((up.host.as_str(), up.port))
+        .await
+        .map_err(|source| UpstreamError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
+    tune(&tcp);
+    let Some(tls) = &up.tls else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let mut req = BytesMut::with_capacity(8);
+    frontend::ssl_request(&mut req);
+    tcp.write_all(&req).await.map_err(FrameError::Io)?;
+    let answer = tcp.read_u8().await.map_err(FrameError::Io)?;
+    if answer != b'S' {
+        return Err(UpstreamError::TlsRefused(addr));
+    }
+    let tls = TlsConnector::from(Arc::clone(tls))
+        .connect(up.server_name.clone(), tcp)
+        .await
+        .map_err(|source| UpstreamError::Tls { addr, source })?;
+    Ok(Stream::ClientTls(Box::new(tls)))
+}
+
+async fn login(
+    up: &Upstream,
+    cred: Option<&Credential>,
+    id: u64,
+) -> Result<ServerConn, UpstreamError> {
+    let mut stream = open_stream(up).await?;
+    let mut out = BytesMut::with_capacity(256);
+    frontend::startup_message(
+        &mut out,
+        [("user", up.user.as_str()), ("database", up.dbname.as_str())],
+    );
+    stream.write_all(&out).await.map_err(FrameError::Io)?;
+    let mut buf = buffer::take();
+    let mut scram: Option<ScramClient> = None;
+    let mut params = ParamMap::new();
+    let mut key = (0, 0);
+    loop {
+        let (tag, body) = read_message(&mut stream, &mut buf, MAX_LOGIN_MESSAGE).await?;
+        out.clear();
+        match tag {
+            b'R' => {
+                let req = parse_auth(&body).ok_or(UpstreamError::Unexpected('R'))?;
+                match req {
+                    AuthRequest::Ok => continue,
+                    AuthRequest::Cleartext => {
+                        let pw = cred.ok_or(UpstreamError::NoPassword)?;
+                        frontend::password_message(&mut out, pw.password.expose_secret());
+                    }
+                    AuthRequest::Md5(salt) => {
+                        let pw = cred.ok_or(UpstreamError::NoPassword)?;
+                        let resp = md5_response(&up.user, pw.password.expose_secret(), salt);
+                        frontend::password_message(&mut out, &resp);
+                    }
+                    AuthRequest::Sasl(mechs) => {
+                        let pw = cred.ok_or(UpstreamError::NoPassword)?;
+                        let client = start_scram(&stream, &mechs, pw)?;
+                        frontend::sasl_initial_response(
+                            &mut out,
+                            client.mechanism(),
+                            &client.client_first(),
+                        );
+                        scram = Some(client);
+                    }
+                    AuthRequest::SaslContinue(data) => {
+                        let client = scram.as_mut().ok_or(UpstreamError::Unexpected('R'))?;
+                        let salt = client.server_first(data)?;
+                        let salted = match up.salted_cache.get(client.password(), &salt) {
+                            Some(s) => s,
+                            None => {
+                                // PBKDF2 is milliseconds of CPU: keep it off the I/O threads.
+                                let pw = client.password().to_owned();
+                                let params = salt.clone();
+                                let s = tokio::task::spawn_blocking(move || {
+                                    salted_password(&pw, &params)
+                                })
+                                .await
+                                .map_err(|e| FrameError::Io(std::io::Error::other(e)))?;
+                                up.salted_cache.insert(client.password(), &salt, s);
+                                s
+                            }
+                        };
+                        let fin = client.client_final(&salted)?;
+                        frontend::sasl_response(&mut out, &fin);
+                    }
+                    AuthRequest::SaslFinal(data) => {
+                        let client = scram.as_ref().ok_or(UpstreamError::Unexpected('R'))?;
+                        client.server_final(data)?;
+                        continue;
+                    }
+                    AuthRequest::Unsupported(code) => {
+                        return Err(UpstreamError::UnsupportedAuth(code));
+                    }
+                }
+                stream.write_all(&out).await.map_err(FrameError::Io)?;
+            }
+            b'S' => {
+                if let Some((k, v)) = parse_parameter_status(&body) {
+                    params.set(k, v);
+                }
+            }
+            b'K' => key = parse_backend_key(&body).ok_or(UpstreamError::Unexpected('K'))?,
+            b'E' => {
+                let f = parse_error(&body);
+                return Err(UpstreamError::Rejected {
+                    code: f.code,
+                    message: f.message,
+                });
+            }
+            b'Z' => {
+                let now = Instant::now();
+                let reported = params.len();
+                return Ok(ServerConn {
+                    stream,
+                    buf,
+                    params,
+                    reported,
+                    key,
+                    id,
+                    created: now,
+                    last_used: now,
+                });
+            }
+            // NoticeResponse, NegotiateProtocolVersion: nothing to do.
+            b'N' | b'v' => {}
+            other => return Err(UpstreamError::Unexpected(char::from(other))),
+        }
+    }
+}
+
+/// Picks SCRAM-SHA-256-PLUS when the connection is TLS and the server offers it (binding to
+/// the server's certificate, as libpq's channel_binding=prefer does), else SCRAM-SHA-256.
+fn start_scram(
+    stream: &Stream,
+    mechs: &[&str],
+    cred: &Credential,
+) -> Result<ScramClient, UpstreamError> {
+    let password = cred.password.expose_secret();
+    let end_point = match stream {
+        Stream::ClientTls(tls) if mechs.contains(&SCRAM_SHA_256_PLUS) => tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|c| tls_server_end_point(c.as_ref()).ok()),
+        _ => None,
+    };
+    if end_point.is_none() && !mechs.contains(&SCRAM_SHA_256) {
+        return Err(UpstreamError::UnsupportedAuth(10));
+    }
+    Ok(ScramClient::new(password, end_point, stream.is_tls()))
+}
