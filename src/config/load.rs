@@ -157,7 +157,9 @@ fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
         .map(|s| addr("server.admin_listen", &s))
         .transpose()?;
     let workers = match raw.workers {
-        None | Some(0) => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        // One thread per four cores: PostgreSQL and the clients need the rest, and a single
+        // current-thread runtime is the cheapest per transaction (see benches/README.md).
+        None | Some(0) => std::thread::available_parallelism().map_or(1, |n| (n.get() / 4).max(1)),
         Some(n) if n <= 256 => n,
         Some(n) => return Err(invalid("server.workers", format!("{n} is more than 256"))),
     };

@@ -37,7 +37,7 @@ pub struct ServerConfig {
     pub client_tls: ClientTls,
     /// HTTP endpoints address (metrics, health).
     pub admin_listen: Option<SocketAddr>,
-    /// Tokio worker threads.
+    /// Tokio worker threads (1 = a current-thread runtime).
     pub workers: usize,
     /// Most client connections at once, over all pools.
     pub max_client_conn: usize,
