@@ -184,6 +184,9 @@ impl<'a> Session<'a> {
     }
 
     async fn forward(&mut self, server: &mut Checkout, release_when_idle: bool) -> PumpEnd {
+        if self.up.buf.capacity() == 0 {
+            self.up.buf = buffer::take();
+        }
         let conn = server.conn();
         let mut down = Flow::with(std::mem::take(&mut conn.buf));
         let end = Pump {
