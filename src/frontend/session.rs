@@ -96,7 +96,7 @@ impl<'a> Session<'a> {
         self.info.cancel.slot.attach(server.conn_ref().key);
         let end = self.forward(&mut server, false).await;
         self.info.cancel.slot.detach().await;
-        self.finish(server, end).await
+        Box::pin(self.finish(server, end)).await
     }
 
     async fn run_transaction_mode(&mut self) -> String {
@@ -114,7 +114,7 @@ impl<'a> Session<'a> {
                 Err(e) => {
                     tracing::warn!(user = %self.info.user, database = %self.info.database,
                         code = %e.code, error = %e.message, "no server connection for client");
-                    send_error_and_close(&mut self.client, &e).await;
+                    Box::pin(send_error_and_close(&mut self.client, &e)).await;
                     return format!("error: {}", e.message);
                 }
             };
@@ -129,7 +129,7 @@ impl<'a> Session<'a> {
                 }
                 continue;
             }
-            return self.finish(server, end).await;
+            return Box::pin(self.finish(server, end)).await;
         }
     }
 
@@ -139,7 +139,7 @@ impl<'a> Session<'a> {
         if self.client.can_wait_without_buffer() {
             tokio::select! {
                 r = self.client.readable() => r.map_err(|e| format!("client I/O error: {e}"))?,
-                () = shutdown.cancelled() => return Err(self.shutting_down().await),
+                () = shutdown.cancelled() => return Err(Box::pin(self.shutting_down()).await),
             }
         }
         if self.up.buf.capacity() == 0 {
@@ -147,7 +147,7 @@ impl<'a> Session<'a> {
         }
         let n = tokio::select! {
             r = self.client.read_buf(&mut self.up.buf) => r.map_err(|e| format!("client I/O error: {e}"))?,
-            () = shutdown.cancelled() => return Err(self.shutting_down().await),
+            () = shutdown.cancelled() => return Err(Box::pin(self.shutting_down()).await),
         };
         if n == 0 {
             return Err("client closed the connection".to_owned());
@@ -159,7 +159,7 @@ impl<'a> Session<'a> {
             }
             Err(e) => {
                 let err = ClientError::fatal(SqlState::PROTOCOL_VIOLATION, e.to_string());
-                send_error_and_close(&mut self.client, &err).await;
+                Box::pin(send_error_and_close(&mut self.client, &err)).await;
                 Err(format!("protocol violation: {e}"))
             }
         }
@@ -167,7 +167,7 @@ impl<'a> Session<'a> {
 
     async fn shutting_down(&mut self) -> String {
         let err = ClientError::fatal(SqlState::ADMIN_SHUTDOWN, "lakepool is shutting down");
-        send_error_and_close(&mut self.client, &err).await;
+        Box::pin(send_error_and_close(&mut self.client, &err)).await;
         "shutdown".to_owned()
     }
 
@@ -179,7 +179,8 @@ impl<'a> Session<'a> {
             .checkout()
             .await
             .map_err(|e| e.to_client_error())?;
-        sync_settings(&mut server, &mut self.info.settings).await?;
+        // Boxed: settings rarely differ, and the exchange's state is large.
+        Box::pin(sync_settings(&mut server, &mut self.info.settings)).await?;
         Ok(server)
     }
 
@@ -221,7 +222,7 @@ impl<'a> Session<'a> {
         match end {
             PumpEnd::ClientProtocol(e) => {
                 let err = ClientError::fatal(SqlState::PROTOCOL_VIOLATION, e.to_string());
-                send_error_and_close(&mut self.client, &err).await;
+                Box::pin(send_error_and_close(&mut self.client, &err)).await;
                 server.close();
             }
             PumpEnd::ServerClosed | PumpEnd::ServerIo(_) | PumpEnd::ServerProtocol(_) => {
@@ -229,7 +230,7 @@ impl<'a> Session<'a> {
                     SqlState::CONNECTION_FAILURE,
                     "server connection lost: the server closed the connection unexpectedly",
                 );
-                send_error_and_close(&mut self.client, &err).await;
+                Box::pin(send_error_and_close(&mut self.client, &err)).await;
                 drop(server);
             }
             PumpEnd::Idle
@@ -298,5 +299,34 @@ async fn cleanup(mut server: Checkout, left: LeftState, reset: Option<String>) {
 impl std::fmt::Display for PumpEnd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{self:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every idle client costs one task holding this future: keep it small (the idle-memory
+    /// budget is 8 KiB per client, and PgBouncer holds about 1 KiB).
+    #[test]
+    fn session_future_stays_small() {
+        fn size<F: std::future::Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let a = l.local_addr().unwrap();
+            let c = tokio::net::TcpStream::connect(a).await.unwrap();
+            let text = "[server]\nlisten=\"127.0.0.1:0\"\n[[users]]\nname=\"a\"\npassword=\"b\"\n\
+                        [[databases]]\nname=\"d\"\nhost=\"127.0.0.1\"\nuser=\"u\"\ntls=\"disable\"\n";
+            let cfg = crate::config::load_str(text, std::path::Path::new(".")).unwrap();
+            let token = tokio_util::sync::CancellationToken::new();
+            let fe = std::sync::Arc::new(crate::app::build(&cfg, token).unwrap());
+            let f = super::serve_client(fe, c, a);
+            let n = size(&f);
+            assert!(n <= 3 * 1024, "serve_client future is {n} bytes");
+        });
     }
 }

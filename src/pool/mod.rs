@@ -261,7 +261,9 @@ impl Pool {
     /// Opens a new connection in a slot already counted in `total`.
     async fn open(&self) -> Result<Checkout, PoolError> {
         let id = self.shared.ids.fetch_add(1, Ordering::Relaxed);
-        match connect(&self.shared.upstream, id).await {
+        // Boxed: opening a connection is rare, and its large state would otherwise sit in
+        // every session future for its whole life.
+        match Box::pin(connect(&self.shared.upstream, id)).await {
             Ok(conn) => {
                 self.shared
                     .params
