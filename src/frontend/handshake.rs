@@ -36,8 +36,8 @@ pub enum HandshakeError {
     /// A malformed packet.
     #[error(transparent)]
     Packet(#[from] StartupError),
-    /// SSLRequest/GSSENCRequest out of place.
-    #[error("unexpected {0} after encryption was negotiated")]
+    /// SSLRequest/GSSENCRequest repeated or after TLS was set up.
+    #[error("unexpected {0}: encryption was already negotiated")]
     OutOfOrder(&'static str),
     /// The TLS handshake failed (no reply possible).
     #[error("TLS handshake failed: {0}")]
@@ -74,7 +74,9 @@ pub async fn startup(
     tcp: TcpStream,
 ) -> Result<Startup, (Option<Stream>, HandshakeError)> {
     let mut stream = Stream::Plain(tcp);
-    let mut encrypted = false;
+    // Each negotiation may happen once, as in PostgreSQL: a repeated request (even after an
+    // `N`) is a protocol violation, and nothing may follow a completed TLS handshake but startup.
+    let (mut ssl_done, mut gss_done) = (false, false);
     loop {
         let packet = match read_packet(&mut stream).await {
             Ok(p) => p,
@@ -82,9 +84,10 @@ pub async fn startup(
         };
         match packet {
             StartupPacket::SslRequest => {
-                if encrypted {
+                if ssl_done {
                     return Err((Some(stream), HandshakeError::OutOfOrder("SSLRequest")));
                 }
+                ssl_done = true;
                 let tls = fe
                     .tls
                     .as_ref()
@@ -106,12 +109,13 @@ pub async fn startup(
                     Ok(t) => stream = Stream::ServerTls(Box::new(t)),
                     Err(e) => return Err((None, HandshakeError::Tls(e))),
                 }
-                encrypted = true;
+                gss_done = true;
             }
             StartupPacket::GssEncRequest => {
-                if encrypted {
+                if gss_done {
                     return Err((Some(stream), HandshakeError::OutOfOrder("GSSENCRequest")));
                 }
+                gss_done = true;
                 if let Err(e) = stream.write_all(b"N").await {
                     return Err((None, e.into()));
                 }
@@ -136,7 +140,11 @@ pub async fn startup(
                 if minor > 0 || !unrecognized.is_empty() {
                     // As PostgreSQL does: carry on with 3.0 and tell the client what we took.
                     let mut out = BytesMut::new();
-                    write::negotiate_protocol_version(&mut out, 0, &unrecognized);
+                    write::negotiate_protocol_version(
+                        &mut out,
+                        crate::proto::PROTOCOL_3_0,
+                        &unrecognized,
+                    );
                     if let Err(e) = stream.write_all(&out).await {
                         return Err((None, e.into()));
                     }

@@ -11,14 +11,25 @@ use super::auth::authenticate;
 use super::cancel::Registration;
 use super::handshake::{Startup, startup, tls_required};
 use super::{Frontend, send_error_and_close};
-use crate::config::{ClientTls, PoolMode};
+use crate::config::ClientTls;
 use crate::error::{ClientError, ClientFacing};
 use crate::net::Stream;
+use crate::pool::registry::Database;
 use crate::pool::{Checkout, Pool};
 use crate::proto::sqlstate::SqlState;
 use crate::proto::write;
 use crate::upstream::params::{ParamMap, client_settings, set_statements};
 use crate::upstream::server::ControlError;
+
+/// Reported parameters a client can change, tracked for every client (as PgBouncer does).
+const TRACKED: [&str; 6] = [
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "IntervalStyle",
+    "TimeZone",
+    "standard_conforming_strings",
+];
 
 /// A client that has logged in.
 #[derive(Debug)]
@@ -44,8 +55,6 @@ pub struct SessionInfo {
     pub settings: ParamMap,
     /// Cancel key registration.
     pub cancel: Registration,
-    /// Session mode: the server connection held for the whole session.
-    pub server: Option<Checkout>,
 }
 
 /// Why a login ended without a session.
@@ -57,32 +66,57 @@ pub enum LoginEnd {
     Failed(ClientError),
     /// Failed where no reply was possible (socket error, TLS failure).
     Dropped(String),
+    /// Startup and authentication took longer than handshake_timeout.
+    TimedOut,
 }
 
-/// Runs startup and authentication. `admitted` is false when max_client_conn is exceeded: the
+/// Runs startup and authentication (within `handshake_timeout`), then greets the client. The
+/// wait for a server connection a greeting may need is not part of the handshake timeout: it
+/// is bounded by `query_wait_timeout`. `admitted` is false when max_client_conn is exceeded: the
 /// client then gets 53300 once its startup packet is read.
 pub async fn login(
     fe: &Arc<Frontend>,
     tcp: TcpStream,
     admitted: bool,
 ) -> Result<LoggedIn, LoginEnd> {
-    let (mut stream, params) = match startup(fe, tcp).await {
-        Ok(Startup::Login { stream, params }) => (stream, params),
-        Ok(Startup::Cancelled) => return Err(LoginEnd::Cancelled),
-        Err((Some(mut stream), e)) if e.can_reply() => {
-            let err = e.to_client_error();
-            send_error_and_close(&mut stream, &err).await;
-            return Err(LoginEnd::Failed(err));
+    let handshake = async {
+        let (mut stream, params) = match startup(fe, tcp).await {
+            Ok(Startup::Login { stream, params }) => (stream, params),
+            Ok(Startup::Cancelled) => return Err(LoginEnd::Cancelled),
+            Err((Some(mut stream), e)) if e.can_reply() => {
+                let err = e.to_client_error();
+                send_error_and_close(&mut stream, &err).await;
+                return Err(LoginEnd::Failed(err));
+            }
+            Err((_, e)) => return Err(LoginEnd::Dropped(e.to_string())),
+        };
+        match authenticate_login(fe, &mut stream, params, admitted).await {
+            Ok(authed) => Ok((stream, authed)),
+            Err(err) => {
+                send_error_and_close(&mut stream, &err).await;
+                Err(LoginEnd::Failed(err))
+            }
         }
-        Err((_, e)) => return Err(LoginEnd::Dropped(e.to_string())),
     };
-    match complete(fe, &mut stream, params, admitted).await {
+    let (mut stream, authed) = tokio::time::timeout(fe.server.handshake_timeout, handshake)
+        .await
+        .map_err(|_| LoginEnd::TimedOut)??;
+    match greet(fe, &mut stream, authed).await {
         Ok(session) => Ok(LoggedIn { stream, session }),
         Err(err) => {
             send_error_and_close(&mut stream, &err).await;
             Err(LoginEnd::Failed(err))
         }
     }
+}
+
+/// A client whose password checked out, before its greeting.
+struct Authenticated {
+    user: String,
+    database: String,
+    db: Arc<Database>,
+    settings: ParamMap,
+    leftover: BytesMut,
 }
 
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -92,12 +126,12 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-async fn complete(
+async fn authenticate_login(
     fe: &Arc<Frontend>,
     stream: &mut Stream,
     params: Vec<(String, String)>,
     admitted: bool,
-) -> Result<SessionInfo, ClientError> {
+) -> Result<Authenticated, ClientError> {
     if !admitted {
         return Err(ClientError::fatal(
             SqlState::TOO_MANY_CONNECTIONS,
@@ -130,22 +164,57 @@ async fn complete(
             format!("database \"{database}\" does not exist"),
         )
     })?;
-    let mut settings = client_settings(&params).map_err(|e| {
+    let settings = client_settings(&params).map_err(|e| {
         let code = match e {
             crate::upstream::params::ParamError::Replication => SqlState::FEATURE_NOT_SUPPORTED,
             _ => SqlState::INVALID_PARAMETER_VALUE,
         };
         ClientError::fatal(code, e.to_string())
     })?;
+    Ok(Authenticated {
+        user,
+        database,
+        db,
+        settings,
+        leftover,
+    })
+}
+
+/// Gets what the greeting needs (a server in session mode, or the pool's cached parameters)
+/// and sends ParameterStatus, BackendKeyData and ReadyForQuery.
+async fn greet(
+    fe: &Arc<Frontend>,
+    stream: &mut Stream,
+    authed: Authenticated,
+) -> Result<SessionInfo, ClientError> {
+    let Authenticated {
+        user,
+        database,
+        db,
+        mut settings,
+        leftover,
+    } = authed;
     let pool = fe.registry.pool(&db, &user);
     let cancel = fe.cancels.register(Arc::clone(&db.upstream));
 
-    // Session mode holds a server from now on; transaction mode needs one only when the pool
-    // has never connected and so has no ParameterStatus values to replay.
-    let mut server = match (db.settings.mode, pool.cached_params()) {
-        (PoolMode::Transaction, Some(_)) => None,
-        _ => Some(pool.checkout().await.map_err(|e| e.to_client_error())?),
+    // A server is needed only when the pool has never connected and so has no ParameterStatus
+    // values to replay. In both modes a client gets its server at its first request (session
+    // mode then keeps it), so logging in never waits for a busy pool.
+    let mut server = match pool.cached_params() {
+        Some(_) => None,
+        None => Some(pool.checkout().await.map_err(|e| e.to_client_error())?),
     };
+    // Every client tracks the settable reported parameters, starting from the server defaults,
+    // so a server another client changed is put back for this one.
+    if let Some(defaults) = pool.cached_params() {
+        for name in TRACKED {
+            if settings.get(name).is_none()
+                && let Some(v) = defaults.get(name)
+            {
+                settings.set(name, v);
+            }
+        }
+    }
     let mut greeting = BytesMut::with_capacity(512);
     if let Some(s) = server.as_mut() {
         sync_settings(s, &mut settings).await?;
@@ -158,9 +227,7 @@ async fn complete(
             write::parameter_status(&mut greeting, k, settings.get(k).unwrap_or(v));
         }
     }
-    if db.settings.mode == PoolMode::Transaction
-        && let Some(s) = server.take()
-    {
+    if let Some(s) = server.take() {
         s.release();
     }
     let (pid, secret) = cancel.client_key;
@@ -181,7 +248,6 @@ async fn complete(
         pool,
         settings,
         cancel,
-        server,
     })
 }
 

@@ -24,23 +24,24 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves one accepted client connection from startup to close.
 pub async fn serve_client(fe: Arc<Frontend>, tcp: TcpStream, peer: SocketAddr) {
     let (_count, admitted) = ClientCount::enter(&fe.clients, fe.server.max_client_conn);
-    let logged =
-        match tokio::time::timeout(fe.server.handshake_timeout, login(&fe, tcp, admitted)).await {
-            Ok(Ok(l)) => l,
-            Ok(Err(LoginEnd::Cancelled)) => return,
-            Ok(Err(LoginEnd::Failed(e))) => {
-                tracing::info!(client = %peer, code = %e.code, error = %e.message, "login failed");
-                return;
-            }
-            Ok(Err(LoginEnd::Dropped(why))) => {
-                tracing::debug!(client = %peer, reason = %why, "connection dropped during startup");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(client = %peer, "login timed out (handshake_timeout)");
-                return;
-            }
-        };
+    // Boxed: the login state machine is large and only needed once; an idle session should
+    // not carry its space for its whole life.
+    let logged = match Box::pin(login(&fe, tcp, admitted)).await {
+        Ok(l) => l,
+        Err(LoginEnd::Cancelled) => return,
+        Err(LoginEnd::Failed(e)) => {
+            tracing::info!(client = %peer, code = %e.code, error = %e.message, "login failed");
+            return;
+        }
+        Err(LoginEnd::Dropped(why)) => {
+            tracing::debug!(client = %peer, reason = %why, "connection dropped during startup");
+            return;
+        }
+        Err(LoginEnd::TimedOut) => {
+            tracing::info!(client = %peer, "login timed out (handshake_timeout)");
+            return;
+        }
+    };
     let LoggedIn { stream, session } = logged;
     tracing::info!(client = %peer, user = %session.user, database = %session.database,
         tls = stream.is_tls(), "client logged in");
@@ -79,27 +80,17 @@ impl<'a> Session<'a> {
     }
 
     async fn run(mut self) -> String {
-        let end = match self.info.pool.settings().mode {
-            PoolMode::Session => self.run_session_mode().await,
-            PoolMode::Transaction => self.run_transaction_mode().await,
-        };
-        if !self.up.buf.is_empty() || self.up.buf.capacity() > 0 {
+        let end = self.serve().await;
+        if self.up.buf.capacity() > 0 {
             buffer::give(std::mem::take(&mut self.up.buf));
         }
         end
     }
 
-    async fn run_session_mode(&mut self) -> String {
-        let Some(mut server) = self.info.server.take() else {
-            return "no server connection".to_owned();
-        };
-        self.info.cancel.slot.attach(server.conn_ref().key);
-        let end = self.forward(&mut server, false).await;
-        self.info.cancel.slot.detach().await;
-        Box::pin(self.finish(server, end)).await
-    }
-
-    async fn run_transaction_mode(&mut self) -> String {
+    /// The session loop. A client gets a server at its first request; transaction mode gives
+    /// it back at every idle point, session mode keeps it until the client leaves.
+    async fn serve(&mut self) -> String {
+        let release_when_idle = self.info.pool.settings().mode == PoolMode::Transaction;
         loop {
             if self.up.buf.is_empty()
                 && let Err(reason) = self.wait_for_request().await
@@ -119,7 +110,7 @@ impl<'a> Session<'a> {
                 }
             };
             self.info.cancel.slot.attach(server.conn_ref().key);
-            let end = self.forward(&mut server, true).await;
+            let end = self.forward(&mut server, release_when_idle).await;
             self.info.cancel.slot.detach().await;
             if matches!(end, PumpEnd::Idle) {
                 server.release();

@@ -98,10 +98,12 @@ pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
     finish(buf, at);
 }
 
-/// `NegotiateProtocolVersion`: newest minor version we support plus the options we did not recognise.
-pub fn negotiate_protocol_version(buf: &mut BytesMut, minor: u32, unrecognized: &[&str]) {
+/// `NegotiateProtocolVersion`: the newest version we support for the requested major version
+/// (sent as the full `major << 16 | minor` number, as PostgreSQL and libpq do), plus the
+/// options we did not recognise.
+pub fn negotiate_protocol_version(buf: &mut BytesMut, version: u32, unrecognized: &[&str]) {
     let at = begin(buf, b'v');
-    buf.put_u32(minor);
+    buf.put_u32(version);
     buf.put_u32(u32::try_from(unrecognized.len()).unwrap_or(u32::MAX));
     for o in unrecognized {
         put_cstr(buf, o);

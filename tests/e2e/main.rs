@@ -1,0 +1,18 @@
+//! End-to-end tests: the real `lakepool` binary against a real, throwaway
+//! PostgreSQL cluster.
+//!
+//! Everything lives in this one test binary so the cluster (see
+//! `support::pg`) is started once per `cargo test` run; each area of
+//! behaviour is a submodule. The cluster and any lakepool processes are
+//! cleaned up by `support`'s reaper when the binary exits.
+
+mod support;
+
+mod harness_smoke;
+
+mod auth;
+mod bad_input;
+mod cli;
+mod clients;
+mod fixtures;
+mod pooling;
