@@ -10,13 +10,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::scram::SaltedPasswordCache;
 use crate::auth::users::UserDb;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, CredentialConfig, WorkspaceConfig};
 use crate::frontend::cancel::CancelRegistry;
 use crate::frontend::{Frontend, listener};
 use crate::net::tls::{self, TlsError};
 use crate::pool::registry::{Database, Registry};
 use crate::upstream::Upstream;
-use crate::upstream::credential::StaticCredential;
+use crate::upstream::credential::{CredentialSource, StaticCredential};
+use crate::upstream::lakebase::{LakebaseCredential, LakebaseTarget};
+use crate::workspace::http::ApiClient;
+use crate::workspace::resolve::{WorkspaceAuth, WorkspaceSettings, resolve};
+use crate::workspace::token::TokenSource;
 
 /// How often idle server connections are checked for timeouts and health.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
@@ -35,6 +39,9 @@ pub enum AppError {
         /// Cause.
         source: TlsError,
     },
+    /// The workspace needed for Lakebase credentials cannot be used.
+    #[error("workspace: {0}")]
+    Workspace(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -45,9 +52,17 @@ pub enum AppError {
     },
 }
 
-/// Builds everything a running lakepool needs from a config, without binding sockets. Also
-/// what `lakepool check` runs, so a config that checks out also starts.
-pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Frontend, AppError> {
+/// What `build` produces: the client side, and the rotating credentials to start.
+pub struct Built {
+    /// Shared state of the client side.
+    pub frontend: Frontend,
+    /// Lakebase credentials whose refreshers `run` starts.
+    pub rotating: Vec<Arc<LakebaseCredential>>,
+}
+
+/// Builds everything a running lakepool needs from a config, without binding sockets or
+/// calling any API. Also what `lakepool check` runs, so a config that checks out also starts.
+pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Built, AppError> {
     let tls = config
         .server
         .tls
@@ -59,24 +74,55 @@ pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Frontend, A
             source,
         })?;
     let users = UserDb::build(&config.users)?;
+    let needs_workspace = config
+        .databases
+        .iter()
+        .any(|d| !matches!(d.credential, CredentialConfig::Password(_)));
+    let api = needs_workspace
+        .then(|| workspace_client(&config.workspace))
+        .transpose()?;
     let mut databases = Vec::with_capacity(config.databases.len());
+    let mut rotating = Vec::new();
     for (i, db) in config.databases.iter().enumerate() {
         let context = format!("databases[{i}].tls");
-        let client_tls =
-            tls::client_tls(db.tls, db.ca_file.as_deref()).map_err(|source| AppError::Tls {
-                context: context.clone(),
-                source,
-            })?;
-        let server_name =
-            tls::server_name(&db.host).map_err(|source| AppError::Tls { context, source })?;
+        let client_tls = tls::client_tls(db.tls, db.ca_file.as_deref())
+            .map_err(|source| AppError::Tls { context, source })?;
+        let credential: Arc<dyn CredentialSource> = match (&db.credential, &api) {
+            (CredentialConfig::Password(pw), _) => Arc::new(StaticCredential::new(pw.clone())),
+            (CredentialConfig::Instance(name), Some(api)) => {
+                let c = Arc::new(LakebaseCredential::new(
+                    LakebaseTarget::Instance(name.clone()),
+                    Arc::clone(api),
+                    db.host.clone(),
+                    db.user.clone(),
+                    db.refresh_margin,
+                ));
+                rotating.push(Arc::clone(&c));
+                c
+            }
+            (CredentialConfig::Endpoint { name, ttl }, Some(api)) => {
+                let c = Arc::new(LakebaseCredential::new(
+                    LakebaseTarget::Endpoint {
+                        name: name.clone(),
+                        ttl: *ttl,
+                    },
+                    Arc::clone(api),
+                    db.host.clone(),
+                    db.user.clone(),
+                    db.refresh_margin,
+                ));
+                rotating.push(Arc::clone(&c));
+                c
+            }
+            (_, None) => return Err(AppError::Workspace("no workspace client".to_owned())),
+        };
         let upstream = Upstream {
             host: db.host.clone(),
             port: db.port,
             dbname: db.dbname.clone(),
             user: db.user.clone(),
             tls: client_tls,
-            server_name,
-            credential: Arc::new(StaticCredential::new(db.password.clone())),
+            credential,
             connect_timeout: db.pool.server_connect_timeout,
             salted_cache: Arc::new(SaltedPasswordCache::new()),
         };
@@ -86,7 +132,7 @@ pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Frontend, A
             settings: db.pool.clone(),
         });
     }
-    Ok(Frontend {
+    let frontend = Frontend {
         server: config.server.clone(),
         tls,
         users,
@@ -94,13 +140,58 @@ pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Frontend, A
         cancels: Arc::new(CancelRegistry::default()),
         clients: AtomicUsize::new(0),
         shutdown,
-    })
+    };
+    Ok(Built { frontend, rotating })
+}
+
+/// Resolves the workspace (config, `DATABRICKS_*`, profile, .netrc) and builds its client.
+fn workspace_client(ws: &WorkspaceConfig) -> Result<Arc<ApiClient>, AppError> {
+    let settings = WorkspaceSettings {
+        host: ws.host.clone(),
+        profile: ws.profile.clone(),
+        config_file: ws.config_file.clone(),
+        auth_type: ws.auth_type.clone(),
+        token: ws.token.clone(),
+        client_id: ws.client_id.clone(),
+        client_secret: ws.client_secret.clone(),
+    };
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let resolved = resolve(&settings, &|k| std::env::var(k).ok(), home.as_deref())
+        .map_err(|e| AppError::Workspace(e.to_string()))?;
+    tracing::info!(host = %resolved.host, source = %resolved.source, "workspace resolved");
+    let http =
+        crate::workspace::http::http_client(ws.http_timeout, resolved.host.starts_with("https://"))
+            .map_err(AppError::Workspace)?;
+    let token = match resolved.auth {
+        WorkspaceAuth::Pat(t) => TokenSource::Pat(t),
+        WorkspaceAuth::OAuthM2m {
+            client_id,
+            client_secret,
+        } => TokenSource::m2m(
+            http.clone(),
+            resolved.host.clone(),
+            client_id,
+            client_secret,
+        ),
+    };
+    Ok(Arc::new(ApiClient::new(
+        http,
+        resolved.host,
+        Arc::new(token),
+        ws.retry_timeout,
+    )))
 }
 
 /// Runs lakepool until `shutdown` is cancelled, then drains: listeners stop, idle clients are
 /// told and closed, and clients still in a session get up to `shutdown_timeout` to finish.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
-    let fe = Arc::new(build(&config, shutdown.clone())?);
+    let built = build(&config, shutdown.clone())?;
+    let fe = Arc::new(built.frontend);
+    // Credentials are fetched in the background: lakepool listens even while the first one
+    // cannot be had yet, and clients are told why until it can.
+    for c in &built.rotating {
+        c.spawn(shutdown.clone());
+    }
     let mut tasks = Vec::new();
     for addr in &config.server.listen {
         let listener = TcpListener::bind(addr)

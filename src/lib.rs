@@ -21,3 +21,4 @@ pub mod net;
 pub mod pool;
 pub mod proto;
 pub mod upstream;
+pub mod workspace;

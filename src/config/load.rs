@@ -5,12 +5,14 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
-use super::raw::{DATABASE_KEYS, Listen, RawConfig, RawDatabase, RawPool, RawServer, RawUser};
+use super::raw::{
+    DATABASE_KEYS, Listen, RawConfig, RawDatabase, RawPool, RawServer, RawUser, RawWorkspace,
+};
 use super::{
-    AuthMethod, ClientTls, Config, DatabaseConfig, PoolSettings, ServerConfig, TlsFiles,
-    UpstreamTls, UserConfig,
+    AuthMethod, ClientTls, Config, CredentialConfig, DatabaseConfig, PoolSettings, ServerConfig,
+    TlsFiles, UpstreamTls, UserConfig, WorkspaceConfig,
 };
 
 /// A configuration problem, naming the key it concerns.
@@ -60,6 +62,7 @@ pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
     let server = server(raw.server, base)?;
     let defaults = pool_settings(&raw.pool, &PoolSettings::default(), "pool")?;
     let users = users(raw.users, base)?;
+    let workspace = workspace(raw.workspace, base)?;
     let mut databases = Vec::with_capacity(raw.databases.len());
     let mut names = HashSet::new();
     for (i, table) in raw.databases.into_iter().enumerate() {
@@ -83,6 +86,7 @@ pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
     }
     Ok(Config {
         server,
+        workspace,
         users,
         databases,
     })
@@ -336,15 +340,75 @@ fn database(
     if raw.name.is_empty() || raw.name.contains('\0') {
         return Err(invalid(format!("{key}.name"), "must be a non-empty name"));
     }
-    let host = raw
-        .host
-        .ok_or_else(|| invalid(format!("{key}.host"), "an upstream host is required"))?;
-    if host.is_empty() {
-        return Err(invalid(format!("{key}.host"), "must not be empty"));
+    let password = secret(
+        &format!("{key}.password"),
+        raw.password,
+        raw.password_file,
+        raw.password_env,
+        base,
+    )?;
+    let ttl = seconds(&format!("{key}.ttl"), raw.ttl, Duration::ZERO)?;
+    let credential = match (raw.instance, raw.endpoint) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(key, "give either instance or endpoint, not both"));
+        }
+        (Some(name), None) | (None, Some(name)) if password.is_some() => {
+            let _ = name;
+            return Err(invalid(
+                format!("{key}.password"),
+                "a password cannot be combined with instance/endpoint (the credential is minted)",
+            ));
+        }
+        (Some(name), None) => {
+            if name.is_empty() {
+                return Err(invalid(format!("{key}.instance"), "must not be empty"));
+            }
+            CredentialConfig::Instance(name)
+        }
+        (None, Some(name)) => {
+            let parts: Vec<&str> = name.split('/').collect();
+            let well_formed = parts.len() == 6
+                && parts[0] == "projects"
+                && parts[2] == "branches"
+                && parts[4] == "endpoints"
+                && parts.iter().all(|p| !p.is_empty());
+            if !well_formed {
+                return Err(invalid(
+                    format!("{key}.endpoint"),
+                    "expected projects/<project>/branches/<branch>/endpoints/<endpoint>",
+                ));
+            }
+            if raw.ttl.is_some() && !(300.0..=3600.0).contains(&ttl.as_secs_f64()) {
+                return Err(invalid(
+                    format!("{key}.ttl"),
+                    "must be between 300 and 3600 seconds",
+                ));
+            }
+            CredentialConfig::Endpoint {
+                name,
+                ttl: raw.ttl.map(|_| ttl),
+            }
+        }
+        (None, None) => CredentialConfig::Password(password),
+    };
+    if raw.ttl.is_some() && !matches!(credential, CredentialConfig::Endpoint { .. }) {
+        return Err(invalid(format!("{key}.ttl"), "only applies to an endpoint"));
     }
-    let user = raw
-        .user
-        .ok_or_else(|| invalid(format!("{key}.user"), "an upstream user is required"))?;
+    let rotating = !matches!(credential, CredentialConfig::Password(_));
+    let host = raw.host.filter(|h| !h.is_empty());
+    if host.is_none() && !rotating {
+        return Err(invalid(
+            format!("{key}.host"),
+            "an upstream host is required",
+        ));
+    }
+    let user = raw.user.filter(|u| !u.is_empty());
+    if user.is_none() && !rotating {
+        return Err(invalid(
+            format!("{key}.user"),
+            "an upstream user is required",
+        ));
+    }
     let tls = raw.tls.unwrap_or(UpstreamTls::VerifyFull);
     let ca_file = raw.ca_file.map(|p| resolve_path(base, p));
     if let Some(ca) = &ca_file
@@ -355,30 +419,86 @@ fn database(
             format!("{} does not exist", ca.display()),
         ));
     }
-    let password = secret(
-        &format!("{key}.password"),
-        raw.password,
-        raw.password_file,
-        raw.password_env,
-        base,
-    )?;
+    let refresh_margin = raw
+        .credential_refresh_margin
+        .map(|m| {
+            seconds(
+                &format!("{key}.credential_refresh_margin"),
+                Some(m),
+                Duration::ZERO,
+            )
+        })
+        .transpose()?;
     Ok(DatabaseConfig {
         dbname: raw.dbname.unwrap_or_else(|| raw.name.clone()),
         name: raw.name,
         host,
         port: raw.port.unwrap_or(5432),
         user,
-        password,
+        credential,
+        refresh_margin,
         tls,
         ca_file,
         pool: pool_settings(&raw_pool, defaults, &key)?,
     })
 }
 
+fn workspace(raw: Option<RawWorkspace>, base: &Path) -> Result<WorkspaceConfig, ConfigError> {
+    let raw = raw.unwrap_or_default();
+    let token = secret(
+        "workspace.token",
+        raw.token,
+        raw.token_file,
+        raw.token_env,
+        base,
+    )?;
+    let client_secret = secret(
+        "workspace.client_secret",
+        raw.client_secret,
+        raw.client_secret_file,
+        raw.client_secret_env,
+        base,
+    )?;
+    let client_id = secret(
+        "workspace.client_id",
+        raw.client_id,
+        raw.client_id_file,
+        raw.client_id_env,
+        base,
+    )?
+    .map(|s| s.expose_secret().to_owned());
+    if let Some(t) = raw.auth_type.as_deref()
+        && !matches!(t, "pat" | "oauth-m2m")
+    {
+        return Err(invalid(
+            "workspace.auth_type",
+            format!("{t:?} is not supported: use \"pat\" or \"oauth-m2m\""),
+        ));
+    }
+    Ok(WorkspaceConfig {
+        host: raw.host,
+        profile: raw.profile,
+        config_file: raw.config_file.map(|p| resolve_path(base, p)),
+        auth_type: raw.auth_type,
+        token,
+        client_id,
+        client_secret,
+        http_timeout: seconds(
+            "workspace.http_timeout",
+            raw.http_timeout,
+            Duration::from_secs(30),
+        )?,
+        retry_timeout: seconds(
+            "workspace.retry_timeout",
+            raw.retry_timeout,
+            Duration::from_secs(60),
+        )?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
 
     const BASE: &str = r#"
 [server]

@@ -20,6 +20,8 @@ pub use raw::{AuthMethod, ClientTls, PoolMode, UpstreamTls};
 pub struct Config {
     /// `[server]`.
     pub server: ServerConfig,
+    /// `[workspace]`: how to reach the Databricks workspace API (Lakebase credentials).
+    pub workspace: WorkspaceConfig,
     /// `[[users]]`: client-facing logins.
     pub users: Vec<UserConfig>,
     /// `[[databases]]`: what clients may connect to, and where it lives upstream.
@@ -71,21 +73,62 @@ pub struct UserConfig {
     pub auth: AuthMethod,
 }
 
+/// `[workspace]` as configured; the rest (env, profile, .netrc) is resolved at startup.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceConfig {
+    /// Workspace URL.
+    pub host: Option<String>,
+    /// `~/.databrickscfg` profile.
+    pub profile: Option<String>,
+    /// Config file instead of `~/.databrickscfg`.
+    pub config_file: Option<PathBuf>,
+    /// Force one auth method (`pat`, `oauth-m2m`).
+    pub auth_type: Option<String>,
+    /// Personal access token.
+    pub token: Option<SecretString>,
+    /// Service principal application id.
+    pub client_id: Option<String>,
+    /// Service principal OAuth secret.
+    pub client_secret: Option<SecretString>,
+    /// Limit on one HTTP request to the workspace.
+    pub http_timeout: Duration,
+    /// Limit on one API call including its retries.
+    pub retry_timeout: Duration,
+}
+
+/// Where a database's upstream password comes from.
+#[derive(Debug, Clone)]
+pub enum CredentialConfig {
+    /// A static password for a native role (or none).
+    Password(Option<SecretString>),
+    /// Lakebase provisioned instance: credentials from `/api/2.0/database/credentials`.
+    Instance(String),
+    /// Lakebase autoscaling endpoint: credentials from `/api/2.0/postgres/credentials`.
+    Endpoint {
+        /// `projects/…/branches/…/endpoints/…`.
+        name: String,
+        /// Requested credential lifetime.
+        ttl: Option<Duration>,
+    },
+}
+
 /// One `[[databases]]` entry.
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
     /// Database name clients ask for.
     pub name: String,
-    /// Upstream host.
-    pub host: String,
+    /// Upstream host (looked up from the instance or endpoint when None).
+    pub host: Option<String>,
     /// Upstream port.
     pub port: u16,
     /// Upstream database name.
     pub dbname: String,
-    /// Upstream role.
-    pub user: String,
-    /// Upstream password (native roles); None when the server asks for none.
-    pub password: Option<SecretString>,
+    /// Upstream role (the workspace identity when None).
+    pub user: Option<String>,
+    /// Upstream credential source.
+    pub credential: CredentialConfig,
+    /// Refresh rotating credentials when this much lifetime remains (default: min(half, 20 min)).
+    pub refresh_margin: Option<Duration>,
     /// Upstream TLS mode.
     pub tls: UpstreamTls,
     /// CA bundle for verify-ca / verify-full (system roots when None).

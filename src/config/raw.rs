@@ -11,6 +11,7 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub pool: RawPool,
+    pub workspace: Option<RawWorkspace>,
     #[serde(default)]
     pub users: Vec<RawUser>,
     #[serde(default)]
@@ -54,6 +55,27 @@ pub struct RawPool {
     pub server_reset_query: Option<String>,
 }
 
+/// `[workspace]`: the Databricks workspace whose API mints Lakebase credentials.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkspace {
+    pub host: Option<String>,
+    pub profile: Option<String>,
+    pub config_file: Option<PathBuf>,
+    pub auth_type: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+    pub client_id: Option<String>,
+    pub client_id_file: Option<PathBuf>,
+    pub client_id_env: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    pub client_secret_env: Option<String>,
+    pub http_timeout: Option<f64>,
+    pub retry_timeout: Option<f64>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUser {
@@ -78,6 +100,10 @@ pub struct RawDatabase {
     pub password_env: Option<String>,
     pub tls: Option<UpstreamTls>,
     pub ca_file: Option<PathBuf>,
+    pub instance: Option<String>,
+    pub endpoint: Option<String>,
+    pub ttl: Option<f64>,
+    pub credential_refresh_margin: Option<f64>,
 }
 
 /// Names of `RawDatabase` fields, to split a database table into its own and pool keys.
@@ -92,6 +118,10 @@ pub const DATABASE_KEYS: &[&str] = &[
     "password_env",
     "tls",
     "ca_file",
+    "instance",
+    "endpoint",
+    "ttl",
+    "credential_refresh_margin",
 ];
 
 /// Client-facing TLS policy.

@@ -132,7 +132,17 @@ impl CancelRegistry {
 /// Sends a CancelRequest on a new connection (TLS when the upstream uses it) and waits for
 /// the server to close it, which it does once the cancel has been signalled.
 async fn forward(up: &Upstream, pid: u32, secret: u32) {
-    let mut stream = match open_stream(up).await {
+    // The host is the configured one or the one the current credential carries: a Lakebase
+    // host does not change between credential refreshes.
+    let cred = up.credential.current().ok().flatten();
+    let host = match up.endpoint(cred.as_deref()) {
+        Ok((host, _)) => host.to_owned(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not forward cancel request");
+            return;
+        }
+    };
+    let mut stream = match open_stream(up, &host).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "could not forward cancel request");

@@ -314,7 +314,7 @@ mod tests {
                         [[databases]]\nname=\"d\"\nhost=\"127.0.0.1\"\nuser=\"u\"\ntls=\"disable\"\n";
             let cfg = crate::config::load_str(text, std::path::Path::new(".")).unwrap();
             let token = tokio_util::sync::CancellationToken::new();
-            let fe = std::sync::Arc::new(crate::app::build(&cfg, token).unwrap());
+            let fe = std::sync::Arc::new(crate::app::build(&cfg, token).unwrap().frontend);
             let f = super::serve_client(fe, c, a);
             let n = size(&f);
             assert!(n <= 3 * 1024, "serve_client future is {n} bytes");

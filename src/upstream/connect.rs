@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use rustls::pki_types::ServerName;
 use secrecy::ExposeSecret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -80,6 +81,12 @@ pub enum UpstreamError {
     /// Login took longer than server_connect_timeout.
     #[error("timed out connecting to server")]
     Timeout,
+    /// No host configured and none looked up yet.
+    #[error("the server host is not known yet (it is looked up with the credential)")]
+    NoHost,
+    /// No role configured and the workspace identity is not known yet.
+    #[error("the upstream user is not known yet (it is looked up from the workspace identity)")]
+    NoUser,
 }
 
 impl UpstreamError {
@@ -96,7 +103,9 @@ impl ClientFacing for UpstreamError {
             | UpstreamError::NoPassword
             | UpstreamError::UnsupportedAuth(_)
             | UpstreamError::Scram(_)
-            | UpstreamError::Credential(_) => SqlState::UNABLE_TO_CONNECT,
+            | UpstreamError::Credential(_)
+            | UpstreamError::NoHost
+            | UpstreamError::NoUser => SqlState::UNABLE_TO_CONNECT,
             _ => SqlState::CONNECTION_FAILURE,
         }
     }
@@ -126,10 +135,10 @@ pub async fn connect(up: &Upstream, id: u64) -> Result<ServerConn, UpstreamError
     .map_err(|_| UpstreamError::Timeout)?
 }
 
-/// TCP connection to the upstream, with TLS negotiated when configured.
-pub async fn open_stream(up: &Upstream) -> Result<Stream, UpstreamError> {
-    let addr = format!("{}:{}", up.host, up.port);
-    let mut tcp = TcpStream::connect((up.host.as_str(), up.port))
+/// TCP connection to the upstream `host`, with TLS negotiated when configured.
+pub async fn open_stream(up: &Upstream, host: &str) -> Result<Stream, UpstreamError> {
+    let addr = format!("{host}:{}", up.port);
+    let mut tcp = TcpStream::connect((host, up.port))
         .await
         .map_err(|source| UpstreamError::Connect {
             addr: addr.clone(),
@@ -146,8 +155,12 @@ pub async fn open_stream(up: &Upstream) -> Result<Stream, UpstreamError> {
     if answer != b'S' {
         return Err(UpstreamError::TlsRefused(addr));
     }
+    let server_name = ServerName::try_from(host.to_owned()).map_err(|e| UpstreamError::Tls {
+        addr: addr.clone(),
+        source: std::io::Error::other(e),
+    })?;
     let tls = TlsConnector::from(Arc::clone(tls))
-        .connect(up.server_name.clone(), tcp)
+        .connect(server_name, tcp)
         .await
         .map_err(|source| UpstreamError::Tls { addr, source })?;
     Ok(Stream::ClientTls(Box::new(tls)))
@@ -158,12 +171,10 @@ async fn login(
     cred: Option<&Credential>,
     id: u64,
 ) -> Result<ServerConn, UpstreamError> {
-    let mut stream = open_stream(up).await?;
+    let (host, user) = up.endpoint(cred)?;
+    let mut stream = open_stream(up, host).await?;
     let mut out = BytesMut::with_capacity(256);
-    frontend::startup_message(
-        &mut out,
-        [("user", up.user.as_str()), ("database", up.dbname.as_str())],
-    );
+    frontend::startup_message(&mut out, [("user", user), ("database", up.dbname.as_str())]);
     stream.write_all(&out).await.map_err(FrameError::Io)?;
     let mut buf = buffer::take();
     let mut scram: Option<ScramClient> = None;
@@ -183,7 +194,7 @@ async fn login(
                     }
                     AuthRequest::Md5(salt) => {
                         let pw = cred.ok_or(UpstreamError::NoPassword)?;
-                        let resp = md5_response(&up.user, pw.password.expose_secret(), salt);
+                        let resp = md5_response(user, pw.password.expose_secret(), salt);
                         frontend::password_message(&mut out, &resp);
                     }
                     AuthRequest::Sasl(mechs) => {

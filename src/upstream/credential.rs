@@ -21,6 +21,12 @@ pub struct Credential {
     pub password: SecretString,
     /// Expiry, for rotating credentials; None for static ones.
     pub expires_at: Option<SystemTime>,
+    /// When it was requested, for rotating credentials.
+    pub issued_at: Option<SystemTime>,
+    /// Server host looked up with the credential (Lakebase instance or endpoint), if any.
+    pub host: Option<Arc<str>>,
+    /// Role the credential is for (the workspace identity), if looked up.
+    pub user: Option<Arc<str>>,
 }
 
 /// The current credential cannot be had.
@@ -71,6 +77,9 @@ impl StaticCredential {
                 Arc::new(Credential {
                     password,
                     expires_at: None,
+                    issued_at: None,
+                    host: None,
+                    user: None,
                 })
             }),
         }

@@ -35,6 +35,12 @@ pub const MD5_OWNER: (&str, &str) = ("md5_owner", "md5_owner_pw");
 pub const PLAIN_OWNER: (&str, &str) = ("plain_owner", "plain_owner_pw");
 /// Database owned by `app_owner`.
 pub const APP_DB: &str = "appdb";
+/// Group of the Databricks-identity roles: TLS-only logins, table privileges.
+pub const LAKEBASE_GROUP: &str = "lakebase_oauth";
+/// Identity of the stand-in's personal access token (a user's e-mail).
+pub const LAKEBASE_PAT_USER: &str = "dev@example.com";
+/// Identity of the stand-in's service principal (its application id).
+pub const LAKEBASE_SP_USER: &str = "6f1c2a9e-3b7d-4c55-9a01-lakepool0001";
 
 /// True when the test process runs as root. `/proc/self` is owned by the
 /// effective uid, which avoids a libc dependency for `geteuid()`.

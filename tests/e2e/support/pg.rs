@@ -256,17 +256,24 @@ impl PgServer {
              CREATE ROLE {md5} LOGIN PASSWORD '{md5_pw}';
              RESET password_encryption;
              CREATE ROLE {plain} LOGIN PASSWORD '{plain_pw}';
-             CREATE DATABASE {APP_DB} OWNER {app};"
+             CREATE ROLE {oauth} NOLOGIN;
+             CREATE ROLE \"{pat_user}\" LOGIN IN ROLE {oauth};
+             CREATE ROLE \"{sp_user}\" LOGIN IN ROLE {oauth};
+             CREATE DATABASE {APP_DB} OWNER {app};",
+            oauth = super::LAKEBASE_GROUP,
+            pat_user = super::LAKEBASE_PAT_USER,
+            sp_user = super::LAKEBASE_SP_USER,
         ));
         // The other roles may use app_owner's tables (pgbench's included).
         self.exec_sql_in(
             APP_DB,
             &format!(
-                "GRANT ALL ON SCHEMA public TO {md5}, {plain};
+                "GRANT ALL ON SCHEMA public TO {md5}, {plain}, {oauth};
                  ALTER DEFAULT PRIVILEGES FOR ROLE {app} IN SCHEMA public
-                   GRANT ALL ON TABLES TO {md5}, {plain};
+                   GRANT ALL ON TABLES TO {md5}, {plain}, {oauth};
                  ALTER DEFAULT PRIVILEGES FOR ROLE {app} IN SCHEMA public
-                   GRANT ALL ON SEQUENCES TO {md5}, {plain};"
+                   GRANT ALL ON SEQUENCES TO {md5}, {plain}, {oauth};",
+                oauth = super::LAKEBASE_GROUP,
             ),
         );
     }
@@ -369,13 +376,16 @@ fn configure(data_dir: &Path, socket_dir: &Path) {
 
     // First match wins: the md5 and cleartext roles get their own methods
     // so lakepool's upstream md5/cleartext code paths can be exercised.
+    // Token (Lakebase identity) roles log in over TLS only, as on Lakebase.
     let hba = format!(
         "local all all scram-sha-256\n\
+         hostnossl all +{oauth} 127.0.0.1/32 reject\n\
          host all {md5} 127.0.0.1/32 md5\n\
          host all {plain} 127.0.0.1/32 password\n\
          host all all 127.0.0.1/32 scram-sha-256\n",
         md5 = MD5_OWNER.0,
         plain = PLAIN_OWNER.0,
+        oauth = super::LAKEBASE_GROUP,
     );
     fs::write(data_dir.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
 }

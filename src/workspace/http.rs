@@ -1,0 +1,387 @@
+//! HTTP calls to the workspace with the retry rules of the Databricks SDKs: 429, 5xx and
+//! connection errors are retried with exponential backoff and jitter (honouring `Retry-After`)
+//! within a total time budget; other errors are final and name the host, the endpoint and the
+//! workspace's `error_code`/`message`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::token::{TokenError, TokenSource};
+
+/// First retry delay; doubled per attempt.
+const BACKOFF_START: Duration = Duration::from_millis(500);
+/// Longest single delay between attempts.
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// A workspace API call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// The workspace answered with an error status.
+    #[error("{method} {host}{path} returned HTTP {status}{}", describe(.error_code, .message))]
+    Status {
+        /// HTTP method.
+        method: &'static str,
+        /// Workspace URL.
+        host: String,
+        /// Endpoint path.
+        path: String,
+        /// HTTP status.
+        status: u16,
+        /// Workspace `error_code`, when the body had one.
+        error_code: Option<String>,
+        /// Workspace `message`, when the body had one.
+        message: Option<String>,
+    },
+    /// The request did not get an answer (connection refused, reset, timeout…).
+    #[error("{method} {host}{path} failed: {reason}")]
+    Transport {
+        /// HTTP method.
+        method: &'static str,
+        /// Workspace URL.
+        host: String,
+        /// Endpoint path.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The answer was not the JSON expected.
+    #[error("{host}{path} returned an unexpected response: {reason}")]
+    Decode {
+        /// Workspace URL.
+        host: String,
+        /// Endpoint path.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// No workspace access token could be had.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+fn describe(code: &Option<String>, message: &Option<String>) -> String {
+    match (code, message) {
+        (Some(c), Some(m)) => format!(": {c}: {m}"),
+        (Some(c), None) => format!(": {c}"),
+        (None, Some(m)) => format!(": {m}"),
+        (None, None) => String::new(),
+    }
+}
+
+impl ApiError {
+    /// A short class for metrics and status views: `http_4xx`, `http_5xx`, `transport`, …
+    pub fn class(&self) -> &'static str {
+        match self {
+            ApiError::Status { status, .. } if *status == 429 => "rate_limited",
+            ApiError::Status { status, .. } if *status >= 500 => "http_5xx",
+            ApiError::Status { status, .. } if *status == 401 || *status == 403 => "auth",
+            ApiError::Status { .. } => "http_4xx",
+            ApiError::Transport { .. } => "transport",
+            ApiError::Decode { .. } => "decode",
+            ApiError::Token(_) => "workspace_auth",
+        }
+    }
+}
+
+/// The error body shape of the workspace API.
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    error_code: Option<String>,
+    message: Option<String>,
+    // OAuth endpoints use these instead.
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Builds the HTTP client: our rustls configuration (ring provider, system roots), bounded
+/// timeouts. System roots are required only for an `https://` workspace (tests use plain HTTP
+/// on loopback).
+pub fn http_client(timeout: Duration, https: bool) -> Result<reqwest::Client, String> {
+    let tls = match crate::net::tls::client_tls(crate::config::UpstreamTls::VerifyFull, None) {
+        Ok(Some(t)) => (*t).clone(),
+        Err(e) if https => return Err(format!("cannot set up TLS for the workspace: {e}")),
+        _ => rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth(),
+    };
+    let mut tls = tls;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("lakepool/", env!("CARGO_PKG_VERSION"), " os/linux"))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// A workspace API client: base URL, authentication and retry budget.
+#[derive(Debug)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    host: String,
+    token: Arc<TokenSource>,
+    retry_budget: Duration,
+}
+
+/// Outcome of one attempt.
+enum Attempt<T> {
+    Done(T),
+    Retry(ApiError, Option<Duration>),
+    Fail(ApiError),
+}
+
+impl ApiClient {
+    /// A client for the workspace at `host` (normalised URL, no trailing slash).
+    pub fn new(
+        http: reqwest::Client,
+        host: String,
+        token: Arc<TokenSource>,
+        retry_budget: Duration,
+    ) -> Self {
+        Self {
+            http,
+            host,
+            token,
+            retry_budget,
+        }
+    }
+
+    /// Workspace URL.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The token source (for status views).
+    pub fn token_source(&self) -> &TokenSource {
+        &self.token
+    }
+
+    /// `GET path`, JSON response.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        self.call("GET", path, None).await
+    }
+
+    /// `POST path` with a JSON body, JSON response.
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, ApiError> {
+        self.call("POST", path, Some(body)).await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, ApiError> {
+        let deadline = Instant::now() + self.retry_budget;
+        let mut attempt = 0u32;
+        let mut reauthenticated = false;
+        loop {
+            attempt += 1;
+            match self.attempt(method, path, body, &mut reauthenticated).await {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry(e, retry_after) => {
+                    let delay = backoff(attempt).max(retry_after.unwrap_or_default());
+                    if Instant::now() + delay > deadline {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, delay_ms = delay.as_millis() as u64, "retrying workspace API call");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        reauthenticated: &mut bool,
+    ) -> Attempt<T> {
+        let url = format!("{}{}", self.host, path);
+        let bearer = match self.token.bearer().await {
+            Ok(t) => t,
+            Err(e) if e.is_transient() => return Attempt::Retry(e.into(), None),
+            Err(e) => return Attempt::Fail(e.into()),
+        };
+        let mut req = match method {
+            "POST" => self.http.post(&url),
+            _ => self.http.get(&url),
+        }
+        .bearer_auth(bearer.as_str())
+        .header("Accept", "application/json");
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Attempt::Retry(
+                    ApiError::Transport {
+                        method,
+                        host: self.host.clone(),
+                        path: path.to_owned(),
+                        reason: transport_reason(&e),
+                    },
+                    None,
+                );
+            }
+        };
+        let status = resp.status();
+        let retry_after = retry_after(resp.headers());
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return Attempt::Retry(
+                    ApiError::Transport {
+                        method,
+                        host: self.host.clone(),
+                        path: path.to_owned(),
+                        reason: transport_reason(&e),
+                    },
+                    None,
+                );
+            }
+        };
+        if status.is_success() {
+            return match serde_json::from_slice(&bytes) {
+                Ok(v) => Attempt::Done(v),
+                Err(e) => Attempt::Fail(ApiError::Decode {
+                    host: self.host.clone(),
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                }),
+            };
+        }
+        let parsed: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
+        let err = ApiError::Status {
+            method,
+            host: self.host.clone(),
+            path: path.to_owned(),
+            status: status.as_u16(),
+            error_code: parsed.error_code.or(parsed.error),
+            message: parsed.message.or(parsed.error_description),
+        };
+        if status == StatusCode::UNAUTHORIZED && !*reauthenticated && self.token.can_refresh() {
+            // An OAuth access token can be revoked or expire early: get a new one, once.
+            *reauthenticated = true;
+            self.token.invalidate();
+            return Attempt::Retry(err, Some(Duration::ZERO));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            Attempt::Retry(err, retry_after)
+        } else {
+            Attempt::Fail(err)
+        }
+    }
+}
+
+/// Exponential backoff with jitter: 50–100 % of min(start × 2^(n-1), cap).
+pub fn backoff(attempt: u32) -> Duration {
+    let exp = BACKOFF_START.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let base = exp.min(BACKOFF_CAP);
+    let jitter = rand::random::<f64>() * 0.5 + 0.5;
+    base.mul_f64(jitter)
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs.min(3600)));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
+/// A transport error's description without the URL (which the caller prints already).
+pub fn transport_reason(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "connection failed".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 1..40 {
+            let d = backoff(attempt);
+            assert!(d <= BACKOFF_CAP, "{d:?}");
+        }
+        assert!(backoff(1) <= BACKOFF_START);
+        assert!(backoff(5) >= BACKOFF_START * 4);
+    }
+
+    #[test]
+    fn retry_after_parses_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let future = std::time::SystemTime::now() + Duration::from_secs(120);
+        h.insert(
+            RETRY_AFTER,
+            httpdate::fmt_http_date(future).parse().unwrap(),
+        );
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn status_error_names_host_endpoint_and_code() {
+        let e = ApiError::Status {
+            method: "POST",
+            host: "https://ws.example".into(),
+            path: "/api/2.0/database/credentials".into(),
+            status: 403,
+            error_code: Some("PERMISSION_DENIED".into()),
+            message: Some("no access".into()),
+        };
+        let s = e.to_string();
+        assert!(
+            s.contains("https://ws.example/api/2.0/database/credentials"),
+            "{s}"
+        );
+        assert!(
+            s.contains("403") && s.contains("PERMISSION_DENIED") && s.contains("no access"),
+            "{s}"
+        );
+        assert_eq!(e.class(), "auth");
+    }
+}
