@@ -486,12 +486,14 @@ fn workspace(raw: Option<RawWorkspace>, base: &Path) -> Result<WorkspaceConfig, 
         http_timeout: seconds(
             "workspace.http_timeout",
             raw.http_timeout,
-            Duration::from_secs(30),
+            Duration::from_secs(10),
         )?,
+        // Short on purpose: a failing refresh attempt should be reported (status, warning)
+        // promptly; the refresher itself goes on retrying with backoff for as long as needed.
         retry_timeout: seconds(
             "workspace.retry_timeout",
             raw.retry_timeout,
-            Duration::from_secs(60),
+            Duration::from_secs(15),
         )?,
     })
 }

@@ -302,7 +302,10 @@ impl LakebaseCredential {
 
     fn unavailable(&self) -> CredentialError {
         let st = self.status.lock();
-        let reason = match (&st.last_error, self.current.load().is_some()) {
+        // A refresh still retrying inside the API client has not failed yet, but its newest
+        // attempt says why it is slow.
+        let last_error = st.last_error.clone().or_else(|| self.api.last_failure());
+        let reason = match (&last_error, self.current.load().is_some()) {
             (Some(e), true) => format!(
                 "the credential for {} expired and refreshing it fails: {e}",
                 self.target.describe()

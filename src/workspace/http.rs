@@ -131,6 +131,9 @@ pub struct ApiClient {
     host: String,
     token: Arc<TokenSource>,
     retry_budget: Duration,
+    /// The newest failed attempt, even one still being retried, so a status view can say why
+    /// a call is taking long.
+    last_failure: parking_lot::Mutex<Option<String>>,
 }
 
 /// Outcome of one attempt.
@@ -153,7 +156,13 @@ impl ApiClient {
             host,
             token,
             retry_budget,
+            last_failure: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// Why the newest attempt failed, if it did (cleared by a success).
+    pub fn last_failure(&self) -> Option<String> {
+        self.last_failure.lock().clone()
     }
 
     /// Workspace URL.
@@ -192,9 +201,16 @@ impl ApiClient {
         loop {
             attempt += 1;
             match self.attempt(method, path, body, &mut reauthenticated).await {
-                Attempt::Done(v) => return Ok(v),
-                Attempt::Fail(e) => return Err(e),
+                Attempt::Done(v) => {
+                    *self.last_failure.lock() = None;
+                    return Ok(v);
+                }
+                Attempt::Fail(e) => {
+                    *self.last_failure.lock() = Some(e.to_string());
+                    return Err(e);
+                }
                 Attempt::Retry(e, retry_after) => {
+                    *self.last_failure.lock() = Some(e.to_string());
                     let delay = backoff(attempt).max(retry_after.unwrap_or_default());
                     if Instant::now() + delay > deadline {
                         return Err(e);

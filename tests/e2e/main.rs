@@ -15,4 +15,5 @@ mod bad_input;
 mod cli;
 mod clients;
 mod fixtures;
+mod lakebase;
 mod pooling;

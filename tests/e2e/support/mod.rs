@@ -8,6 +8,7 @@
 pub mod certs;
 pub mod lakepool;
 pub mod pg;
+pub mod standin;
 pub mod wire;
 
 use std::fs;

@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# Run lakepool locally in one command, no cloud account needed:
+#
+#   scripts/quickstart.sh            # builds lakepool, serves 127.0.0.1:6432
+#   LAKEPOOL_PORT=7000 scripts/quickstart.sh
+#   scripts/quickstart.sh --smoke    # start, run one query through lakepool, stop
+#
+# It creates a throwaway PostgreSQL cluster in a temp dir on a free loopback
+# port (as the `postgres` OS user when run as root) that, like Lakebase,
+# accepts the service principal's token logins over TLS only; starts the
+# project's local stand-in for the Databricks workspace API
+# (`lakepool-standin`), which mints 60-second database credentials; writes a
+# lakepool config that logs in upstream as that service principal; prints the
+# psql line to connect; and runs lakepool in the foreground. Watch the log:
+# "database credential refreshed" appears every ~30 s while your psql session
+# or a pgbench run keeps working. Ctrl-C stops everything and removes the
+# cluster.
+#
+# Env: LAKEPOOL_PORT (default 6432); QUICKSTART_LIFETIME (credential lifetime
+# in seconds, default 60); LAKEPOOL_BIN / STANDIN_BIN to use existing binaries
+# instead of `cargo build --release`.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+repo="$(pwd)"
+listen_port="${LAKEPOOL_PORT:-6432}"
+lifetime="${QUICKSTART_LIFETIME:-60}"
+sp_id="quickstart-sp"
+sp_app_id="0c5e8a3e-7d1b-4f0a-9b6e-quickstart01"
+smoke=0
+[[ "${1:-}" == "--smoke" ]] && smoke=1
+
+say() { echo "==> $*" >&2; }
+die() {
+    echo "quickstart: $*" >&2
+    exit 1
+}
+
+# True if something accepts connections on 127.0.0.1:$1.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+find_pg_bin() {
+    local d
+    d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+    if [[ -z "$d" ]] && command -v pg_config >/dev/null; then
+        d="$(pg_config --bindir)"
+    fi
+    [[ -n "$d" && -x "$d/initdb" ]] && echo "$d"
+}
+
+# --- PostgreSQL binaries ------------------------------------------------------
+pg_bin="$(find_pg_bin || true)"
+if [[ -z "$pg_bin" ]]; then
+    [[ "$(id -u)" == 0 ]] || die "PostgreSQL not installed; run: sudo apt-get install -y postgresql"
+    say "installing PostgreSQL (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends postgresql
+    # The package may start Debian's own cluster; it is not used here.
+    pg_bin="$(find_pg_bin)" || die "initdb still not found after installing postgresql"
+fi
+
+# initdb and postgres refuse to run as root: use the postgres OS user then.
+as_owner=()
+if [[ "$(id -u)" == 0 ]]; then
+    as_owner=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+fi
+
+port_busy "$listen_port" && die "127.0.0.1:$listen_port is in use; set LAKEPOOL_PORT"
+
+# --- throwaway cluster ---------------------------------------------------------
+pg_port=""
+for p in $(seq 55432 55531); do
+    if ! port_busy "$p"; then
+        pg_port=$p
+        break
+    fi
+done
+[[ -n "$pg_port" ]] || die "no free port in 55432-55531 for PostgreSQL"
+
+dir="$(mktemp -d /tmp/lakepool-quickstart.XXXXXX)"
+data="$dir/data"
+pg_started=0
+lp_pid=""
+standin_pid=""
+cleanup() {
+    local rc=$?
+    if [[ -n "$lp_pid" ]] && kill -0 "$lp_pid" 2>/dev/null; then
+        kill -TERM "$lp_pid" 2>/dev/null || true
+        wait "$lp_pid" 2>/dev/null || true
+    fi
+    if [[ -n "$standin_pid" ]] && kill -0 "$standin_pid" 2>/dev/null; then
+        kill -TERM "$standin_pid" 2>/dev/null || true
+        wait "$standin_pid" 2>/dev/null || true
+    fi
+    if ((pg_started)); then
+        say "stopping PostgreSQL"
+        "${as_owner[@]}" "$pg_bin/pg_ctl" -D "$data" stop -m fast -w >/dev/null 2>&1 || true
+    fi
+    rm -rf "$dir"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+rand() { head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+super_pw="$(rand)"
+app_pw="$(rand)"
+sp_secret="$(rand)"
+
+[[ "$(id -u)" == 0 ]] && chown postgres: "$dir"
+printf '%s\n' "$super_pw" >"$dir/pwfile"
+chmod 600 "$dir/pwfile"
+[[ "$(id -u)" == 0 ]] && chown postgres: "$dir/pwfile"
+
+say "creating a PostgreSQL cluster in $data (port $pg_port)"
+(cd "$dir" && "${as_owner[@]}" "$pg_bin/initdb" -D "$data" -U postgres \
+    --auth=scram-sha-256 --pwfile="$dir/pwfile" -E UTF8 --locale=C --no-sync >/dev/null)
+rm -f "$dir/pwfile"
+# TLS with a throwaway CA, as Lakebase requires TLS for token logins.
+command -v openssl >/dev/null || die "openssl not found (apt-get install -y openssl)"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=quickstart CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt" >/dev/null 2>&1
+openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$data/server.key" -out "$dir/server.csr" >/dev/null 2>&1
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$dir/san.ext"
+openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+    -CAcreateserial -days 2 -extfile "$dir/san.ext" -out "$data/server.crt" >/dev/null 2>&1
+chmod 600 "$data/server.key"
+[[ "$(id -u)" == 0 ]] && chown postgres: "$data/server.key" "$data/server.crt"
+cat >"$data/pg_hba.conf" <<HBA
+local all all scram-sha-256
+hostnossl all +lakebase_oauth 127.0.0.1/32 reject
+host all all 127.0.0.1/32 scram-sha-256
+HBA
+(cd "$dir" && "${as_owner[@]}" "$pg_bin/pg_ctl" -D "$data" -l "$dir/postgres.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $dir -c ssl=on" start >/dev/null) ||
+    die "PostgreSQL failed to start; log:
+$(cat "$dir/postgres.log" 2>/dev/null)"
+pg_started=1
+
+PGPASSWORD="$super_pw" "$pg_bin/psql" -X -q -v ON_ERROR_STOP=1 \
+    -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres >/dev/null <<SQL
+CREATE ROLE lakebase_oauth NOLOGIN;
+CREATE ROLE "$sp_app_id" LOGIN IN ROLE lakebase_oauth;
+CREATE DATABASE appdb OWNER "$sp_app_id";
+SQL
+
+# --- binaries ------------------------------------------------------------------
+if [[ -n "${LAKEPOOL_BIN:-}" ]]; then
+    bin="$LAKEPOOL_BIN"
+    standin="${STANDIN_BIN:-$(dirname "$bin")/lakepool-standin}"
+else
+    say "building lakepool (cargo build --release)"
+    cargo build --release --bins
+    bin="$repo/target/release/lakepool"
+    standin="$repo/target/release/lakepool-standin"
+fi
+[[ -x "$bin" ]] || die "lakepool binary not found at $bin"
+[[ -x "$standin" ]] || die "lakepool-standin binary not found at $standin"
+
+# --- workspace API stand-in -----------------------------------------------------
+standin_port=""
+for p in $(seq 58080 58179); do
+    if ! port_busy "$p"; then
+        standin_port=$p
+        break
+    fi
+done
+[[ -n "$standin_port" ]] || die "no free port in 58080-58179 for the workspace stand-in"
+say "starting the workspace API stand-in on 127.0.0.1:$standin_port (credentials live ${lifetime}s)"
+STANDIN_PG_PW="$super_pw" "$standin" --listen "127.0.0.1:$standin_port" \
+    --pg-host 127.0.0.1 --pg-port "$pg_port" --pg-user postgres --pg-password-env STANDIN_PG_PW \
+    --pg-ca-file "$dir/ca.crt" \
+    --client "$sp_id:$sp_secret=$sp_app_id" --instance "quickstart=127.0.0.1" \
+    --lifetime "$lifetime" 2>"$dir/standin.log" &
+standin_pid=$!
+for _ in $(seq 1 100); do
+    port_busy "$standin_port" && break
+    kill -0 "$standin_pid" 2>/dev/null || die "the stand-in exited; log:
+$(cat "$dir/standin.log")"
+    sleep 0.1
+done
+
+config="$dir/lakepool.toml"
+cat >"$config" <<TOML
+# Written by scripts/quickstart.sh; removed on exit.
+[server]
+listen = "127.0.0.1:$listen_port"
+# Loopback only, so plaintext is acceptable for a local trial.
+client_tls = "disable"
+
+[pool]
+pool_mode = "transaction"
+pool_size = 10
+
+[[users]]
+name = "app"
+password = "$app_pw"
+
+# The local stand-in plays the Databricks workspace: lakepool logs in to it as a
+# service principal (OAuth M2M), mints database credentials for the instance,
+# and rotates them before they expire.
+[workspace]
+host = "http://127.0.0.1:$standin_port"
+client_id = "$sp_id"
+client_secret_env = "QUICKSTART_SP_SECRET"
+
+[[databases]]
+name = "app"
+instance = "quickstart"       # host = the instance's read_write_dns
+port = $pg_port
+dbname = "appdb"
+tls = "verify-full"
+ca_file = "$dir/ca.crt"
+TOML
+chmod 600 "$config"
+export QUICKSTART_SP_SECRET="$sp_secret"
+
+"$bin" check --config "$config" >/dev/null || die "lakepool rejected the generated config ($config)"
+
+connect="host=127.0.0.1 port=$listen_port user=app dbname=app password=$app_pw"
+
+# lakepool runs as a background job that the script waits for: a signal to
+# the script (Ctrl-C, or TERM from a supervisor) then interrupts `wait`, and
+# the EXIT trap stops lakepool before removing the cluster.
+"$bin" --config "$config" &
+lp_pid=$!
+
+if ((smoke)); then
+    for _ in $(seq 1 100); do
+        port_busy "$listen_port" && break
+        kill -0 "$lp_pid" 2>/dev/null || die "lakepool exited during startup"
+        sleep 0.1
+    done
+    out=""
+    for _ in $(seq 1 50); do
+        out="$("$pg_bin/psql" -X -At "$connect sslmode=disable connect_timeout=10" \
+            -c "SELECT 'lakepool ok as ' || current_user" 2>/dev/null || true)"
+        [[ "$out" == "lakepool ok"* ]] && break
+        sleep 0.2
+    done
+    [[ "$out" == "lakepool ok as $sp_app_id" ]] || die "smoke query through lakepool failed"
+    [[ "$out" == "lakepool ok" ]] || die "smoke query through lakepool failed"
+    say "smoke test passed"
+    exit 0
+fi
+
+cat >&2 <<MSG
+
+lakepool is starting on 127.0.0.1:$listen_port (PostgreSQL on 127.0.0.1:$pg_port,
+workspace stand-in on 127.0.0.1:$standin_port). Upstream logins use ${lifetime}-second
+OAuth database credentials that lakepool rotates: watch for "database credential refreshed".
+Connect with:
+
+    psql "$connect"
+
+or keep it busy across several rotations:
+
+    PGPASSWORD=$app_pw pgbench -h 127.0.0.1 -p $listen_port -U app -i app
+    PGPASSWORD=$app_pw pgbench -h 127.0.0.1 -p $listen_port -U app -c 10 -T 180 app
+
+Press Ctrl-C to stop lakepool; the cluster is then removed.
+
+MSG
+rc=0
+wait "$lp_pid" || rc=$?
+lp_pid=""
+exit "$rc"
