@@ -237,12 +237,11 @@ if ((smoke)); then
     out=""
     for _ in $(seq 1 50); do
         out="$("$pg_bin/psql" -X -At "$connect sslmode=disable connect_timeout=10" \
-            -c "SELECT 'lakepool ok as ' || current_user" 2>/dev/null || true)"
+            -c "SELECT 'lakepool ok as ' || current_user" 2>&1 || true)"
         [[ "$out" == "lakepool ok"* ]] && break
         sleep 0.2
     done
-    [[ "$out" == "lakepool ok as $sp_app_id" ]] || die "smoke query through lakepool failed"
-    [[ "$out" == "lakepool ok" ]] || die "smoke query through lakepool failed"
+    [[ "$out" == "lakepool ok as $sp_app_id" ]] || die "smoke query through lakepool failed: $out"
     say "smoke test passed"
     exit 0
 fi

@@ -48,3 +48,9 @@ cargo clippy --all-targets -- -D warnings
 
 echo "==> cargo test"
 cargo test "$@"
+
+# The README's quickstart command, end to end (cluster, workspace stand-in, lakepool, one
+# query as the rotated Lakebase identity), with the debug binaries cargo test just built.
+echo "==> scripts/quickstart.sh --smoke"
+LAKEPOOL_BIN=target/debug/lakepool STANDIN_BIN=target/debug/lakepool-standin \
+    LAKEPOOL_PORT="${QUICKSTART_PORT:-16432}" scripts/quickstart.sh --smoke
