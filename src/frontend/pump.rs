@@ -65,6 +65,16 @@ pub struct Tracker {
     pub partial_terminate: bool,
     /// The client sent Terminate; forwarding stops once earlier bytes are written.
     pub terminated: bool,
+    /// Server bytes were read but never delivered to the client.
+    pub undelivered: bool,
+    /// The server is in COPY FROM STDIN (CopyInResponse seen, CopyDone/CopyFail not yet sent).
+    pub copy_in: bool,
+    /// Syncs counted since the last Execute, while no CopyDone/CopyFail has closed that window:
+    /// if the Execute turns out to start a COPY FROM STDIN, the server ignores them.
+    exec_window: Option<u32>,
+    /// Windows closed by the client's CopyDone/CopyFail before the server's CopyInResponse
+    /// arrived (pipelined COPY), oldest first.
+    closed_windows: std::collections::VecDeque<u32>,
 }
 
 impl Tracker {
@@ -78,6 +88,10 @@ impl Tracker {
             unsynced: false,
             partial_terminate: false,
             terminated: false,
+            undelivered: false,
+            copy_in: false,
+            exec_window: None,
+            closed_windows: std::collections::VecDeque::new(),
         }
     }
 
@@ -86,6 +100,7 @@ impl Tracker {
         self.pending == 0
             && self.status == b'I'
             && !self.unsynced
+            && !self.copy_in
             && self.client_scan.at_boundary()
             && self.server_scan.at_boundary()
     }
@@ -96,14 +111,37 @@ impl Tracker {
         let mut terminate_at = None;
         let pending = &mut self.pending;
         let unsynced = &mut self.unsynced;
+        let copy_in = &mut self.copy_in;
+        let window = &mut self.exec_window;
+        let closed = &mut self.closed_windows;
         self.client_scan.feed(data, |m| {
             match m.tag {
-                b'Q' | b'F' => *pending += 1,
+                b'Q' | b'F' => {
+                    *pending += 1;
+                    *window = None;
+                }
+                // The server ignores Sync (and Flush) while in COPY FROM STDIN: no reply owed.
+                b'S' if *copy_in => {}
                 b'S' => {
                     *pending += 1;
                     *unsynced = false;
+                    if let Some(w) = window.as_mut() {
+                        *w += 1;
+                    }
                 }
-                b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => *unsynced = true,
+                b'E' => {
+                    *unsynced = true;
+                    *window = Some(0);
+                }
+                b'c' | b'f' => {
+                    if *copy_in {
+                        *copy_in = false;
+                    } else if let Some(w) = window.take() {
+                        // CopyDone before the server said CopyInResponse: a pipelined COPY.
+                        closed.push_back(w);
+                    }
+                }
+                b'P' | b'B' | b'D' | b'C' | b'H' => *unsynced = true,
                 b'X' => {
                     terminate_at = Some(m.start);
                     return ControlFlow::Break(());
@@ -135,12 +173,29 @@ impl Tracker {
     ) -> Result<(), ScanError> {
         let pending = &mut self.pending;
         let status = &mut self.status;
+        let copy_in = &mut self.copy_in;
+        let window = &mut self.exec_window;
+        let closed = &mut self.closed_windows;
         self.server_scan.feed(data, |m| {
             match (m.tag, m.body) {
                 (b'Z', Some(body)) => {
                     *pending = pending.saturating_sub(1);
                     *status = body.first().copied().unwrap_or(b'I');
+                    if *pending == 0 {
+                        closed.clear();
+                    }
                 }
+                // CopyInResponse: Syncs the client sent after the Execute that started this
+                // COPY are ignored by the server, and so are any until CopyDone/CopyFail.
+                (b'G', _) => match closed.pop_front() {
+                    Some(w) => *pending = pending.saturating_sub(w),
+                    None => {
+                        if let Some(w) = window.take() {
+                            *pending = pending.saturating_sub(w);
+                        }
+                        *copy_in = true;
+                    }
+                },
                 (b'S', Some(body)) => {
                     if let Some((k, v)) = parse_parameter_status(body) {
                         server_params.set(k, v);
@@ -303,5 +358,131 @@ impl Pump<'_> {
                 .scan_server(&self.down.buf, self.client_params, self.server_params)
                 .map_err(PumpEnd::ServerProtocol)?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn client(t: &mut Tracker, tags: &[u8]) {
+        let data: Vec<u8> = tags.iter().flat_map(|&tag| msg(tag, b"")).collect();
+        t.scan_client(&data).unwrap();
+    }
+
+    fn server(t: &mut Tracker, msgs: &[(u8, &[u8])]) {
+        let data: Vec<u8> = msgs.iter().flat_map(|(tag, b)| msg(*tag, b)).collect();
+        let (mut c, mut s) = (ParamMap::new(), ParamMap::new());
+        t.scan_server(&data, &mut c, &mut s).unwrap();
+    }
+
+    #[test]
+    fn simple_and_extended_queries_release_at_idle() {
+        let mut t = Tracker::new(1 << 20);
+        client(&mut t, b"Q");
+        assert!(!t.server_idle());
+        server(
+            &mut t,
+            &[(b'T', b""), (b'D', b""), (b'C', b""), (b'Z', b"I")],
+        );
+        assert!(t.server_idle());
+        client(&mut t, b"PBDES");
+        server(
+            &mut t,
+            &[(b'1', b""), (b'2', b""), (b'C', b""), (b'Z', b"T")],
+        );
+        assert!(!t.server_idle(), "inside a transaction");
+        client(&mut t, b"Q");
+        server(&mut t, &[(b'C', b""), (b'Z', b"I")]);
+        assert!(t.server_idle());
+    }
+
+    #[test]
+    fn pipelined_batches_and_flush_without_sync_hold_the_server() {
+        let mut t = Tracker::new(1 << 20);
+        client(&mut t, b"BESBESBES");
+        server(&mut t, &[(b'Z', b"I"), (b'Z', b"I")]);
+        assert!(!t.server_idle(), "one reply still owed");
+        server(&mut t, &[(b'Z', b"I")]);
+        assert!(t.server_idle());
+        client(&mut t, b"PBEH");
+        server(&mut t, &[(b'1', b""), (b'2', b""), (b'C', b"")]);
+        assert!(!t.server_idle(), "extended messages await a Sync");
+    }
+
+    #[test]
+    fn extended_copy_in_ignores_syncs_during_copy() {
+        // tokio-postgres / libpq: Bind, Execute, Sync; then CopyData…, CopyDone, Sync.
+        let mut t = Tracker::new(1 << 20);
+        client(&mut t, b"BES");
+        server(&mut t, &[(b'2', b""), (b'G', b"")]);
+        assert!(!t.server_idle(), "in COPY");
+        client(&mut t, b"ddc");
+        client(&mut t, b"S");
+        server(&mut t, &[(b'C', b""), (b'Z', b"I")]);
+        assert!(t.server_idle(), "{t:?}");
+    }
+
+    #[test]
+    fn fully_pipelined_copy_in() {
+        let mut t = Tracker::new(1 << 20);
+        client(&mut t, b"BESddcS");
+        server(&mut t, &[(b'2', b""), (b'G', b"")]);
+        assert!(!t.server_idle());
+        server(&mut t, &[(b'C', b""), (b'Z', b"I")]);
+        assert!(t.server_idle(), "{t:?}");
+    }
+
+    #[test]
+    fn copy_in_response_before_the_sync() {
+        let mut t = Tracker::new(1 << 20);
+        client(&mut t, b"BEH");
+        server(&mut t, &[(b'2', b""), (b'G', b"")]);
+        client(&mut t, b"Sddc");
+        assert!(!t.server_idle());
+        client(&mut t, b"S");
+        server(&mut t, &[(b'C', b""), (b'Z', b"I")]);
+        assert!(t.server_idle(), "{t:?}");
+    }
+
+    #[test]
+    fn simple_copy_in() {
+        let mut t = Tracker::new(1 << 20);
+        client(&mut t, b"Q");
+        server(&mut t, &[(b'G', b"")]);
+        client(&mut t, b"dddc");
+        assert!(!t.server_idle());
+        server(&mut t, &[(b'C', b""), (b'Z', b"I")]);
+        assert!(t.server_idle());
+    }
+
+    #[test]
+    fn error_mid_pipeline_still_one_reply_per_sync() {
+        let mut t = Tracker::new(1 << 20);
+        client(&mut t, b"PBESPBES");
+        server(&mut t, &[(b'E', b""), (b'Z', b"I")]);
+        assert!(!t.server_idle());
+        server(
+            &mut t,
+            &[(b'1', b""), (b'2', b""), (b'C', b""), (b'Z', b"I")],
+        );
+        assert!(t.server_idle());
+    }
+
+    #[test]
+    fn terminate_is_cut_off() {
+        let mut t = Tracker::new(1 << 20);
+        let mut data = msg(b'Q', b"select 1\0");
+        let q_len = data.len();
+        data.extend(msg(b'X', b""));
+        let (keep, terminated) = t.scan_client(&data).unwrap();
+        assert_eq!((keep, terminated), (q_len, true));
     }
 }

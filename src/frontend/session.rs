@@ -64,10 +64,16 @@ impl<'a> Session<'a> {
         let leftover = std::mem::take(&mut info.leftover);
         let mut tracker = Tracker::new(fe.server.max_message_size);
         let mut up = Flow::default();
-        // Bytes that arrived right behind the login are the first request: count them.
-        if !leftover.is_empty() && tracker.scan_client(&leftover).is_ok() {
+        // Bytes that arrived right behind the login are the first request: count them (a
+        // Terminate among them is cut off like any other; a framing error surfaces when the
+        // pump scans the client again, as an 08P01).
+        if !leftover.is_empty() {
+            let keep = match tracker.scan_client(&leftover) {
+                Ok((keep, _)) => keep,
+                Err(_) => leftover.len(),
+            };
             let mut buf = buffer::take();
-            buf.extend_from_slice(&leftover);
+            buf.extend_from_slice(&leftover[..keep]);
             up = Flow::with(buf);
         }
         Self {
@@ -193,6 +199,12 @@ impl<'a> Session<'a> {
         }
         .run()
         .await;
+        if !down.is_drained() {
+            // Server bytes this client never received (it left or failed mid-write): they must
+            // not reach the next client, so the server counts as dirty and will be closed.
+            self.tracker.undelivered = true;
+            down.buf.clear();
+        }
         conn.buf = down.buf;
         end
     }
@@ -253,6 +265,8 @@ impl LeftState {
             quiescent: t.pending == 0
                 && !t.unsynced
                 && !t.partial_terminate
+                && !t.undelivered
+                && !t.copy_in
                 && t.client_scan.at_boundary()
                 && t.server_scan.at_boundary(),
             status: t.status,
