@@ -18,7 +18,7 @@ use crate::pool::registry::Database;
 use crate::pool::{Checkout, Pool};
 use crate::proto::sqlstate::SqlState;
 use crate::proto::write;
-use crate::upstream::params::{ParamMap, client_settings, set_statements};
+use crate::upstream::params::{ParamMap, client_settings, sync_sql};
 use crate::upstream::server::ControlError;
 
 /// Reported parameters a client can change, tracked for every client (as PgBouncer does).
@@ -259,7 +259,7 @@ pub async fn sync_settings(
     settings: &mut ParamMap,
 ) -> Result<(), ClientError> {
     let conn = server.conn();
-    let Some(sql) = set_statements(settings, &conn.params) else {
+    let Some(sql) = sync_sql(settings, &conn.params, conn.reported) else {
         return Ok(());
     };
     match conn.run_control_query(&sql).await {
@@ -275,6 +275,9 @@ pub async fn sync_settings(
             ));
         }
     }
+    // Settings an earlier client applied and this one did not want were RESET.
+    conn.params
+        .retain_from(conn.reported, |name| settings.get(name).is_some());
     let names: Vec<(String, String)> = settings
         .iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

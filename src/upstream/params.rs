@@ -54,6 +54,15 @@ impl ParamMap {
         self.0.is_empty()
     }
 
+    /// Drops entries from index `start` on for which `keep` is false.
+    pub fn retain_from(&mut self, start: usize, keep: impl Fn(&str) -> bool) {
+        let mut i = 0;
+        self.0.retain(|(k, _)| {
+            i += 1;
+            i <= start || keep(k)
+        });
+    }
+
     /// Keeps only the first `n` entries.
     pub fn truncate(&mut self, n: usize) {
         self.0.truncate(n);
@@ -162,24 +171,45 @@ fn parse_options(options: &str, out: &mut ParamMap) -> Result<(), ParamError> {
     Ok(())
 }
 
-/// One `SET` statement per entry of `want` whose value in `have` differs; None if all match.
-pub fn set_statements(want: &ParamMap, have: &ParamMap) -> Option<String> {
+fn push_literal(sql: &mut String, text: &str) {
+    sql.push_str("E'");
+    for c in text.chars() {
+        match c {
+            '\'' => sql.push_str("''"),
+            '\\' => sql.push_str("\\\\"),
+            c => sql.push(c),
+        }
+    }
+    sql.push('\'');
+}
+
+/// SQL that brings a server's settings (`have`, whose first `reported` entries the server
+/// reported itself) in line with what a client wants: `set_config()` for each wanted value that
+/// differs (it parses values as a startup parameter would, so list settings such as
+/// `search_path = 'a,b'` keep their meaning), and `RESET` for settings an earlier client applied
+/// that this one did not ask for. None when nothing differs.
+pub fn sync_sql(want: &ParamMap, have: &ParamMap, reported: usize) -> Option<String> {
     let mut sql = String::new();
     for (name, value) in want.iter() {
         if have.get(name) == Some(value) {
             continue;
         }
-        sql.push_str("SET \"");
-        sql.push_str(&name.replace('"', "\"\""));
-        sql.push_str("\" TO E'");
-        for c in value.chars() {
-            match c {
-                '\'' => sql.push_str("''"),
-                '\\' => sql.push_str("\\\\"),
-                c => sql.push(c),
-            }
+        sql.push_str(if sql.is_empty() { "SELECT " } else { ", " });
+        sql.push_str("pg_catalog.set_config(");
+        push_literal(&mut sql, name);
+        sql.push_str(", ");
+        push_literal(&mut sql, value);
+        sql.push_str(", false)");
+    }
+    if !sql.is_empty() {
+        sql.push(';');
+    }
+    for (name, _) in have.iter().skip(reported) {
+        if want.get(name).is_none() {
+            sql.push_str("RESET \"");
+            sql.push_str(&name.replace('"', "\"\""));
+            sql.push_str("\";");
         }
-        sql.push_str("';");
     }
     (!sql.is_empty()).then_some(sql)
 }
@@ -224,18 +254,24 @@ mod tests {
     }
 
     #[test]
-    fn set_statements_quote_and_skip_equal() {
+    fn sync_sql_quotes_skips_equal_and_resets_leftovers() {
         let mut want = ParamMap::new();
         want.set("DateStyle", "ISO, MDY");
         want.set("application_name", "it's \\ me");
         let mut have = ParamMap::new();
         have.set("datestyle", "ISO, MDY");
         assert_eq!(
-            set_statements(&want, &have).unwrap(),
-            "SET \"application_name\" TO E'it''s \\\\ me';"
+            sync_sql(&want, &have, 1).unwrap(),
+            "SELECT pg_catalog.set_config(E'application_name', E'it''s \\\\ me', false);"
         );
         have.set("application_name", "it's \\ me");
-        assert_eq!(set_statements(&want, &have), None);
+        assert_eq!(sync_sql(&want, &have, 1), None);
         assert!(want.is_subset_of(&have));
+        // A setting an earlier client applied (past the reported ones) is reset.
+        have.set("statement_timeout", "1s");
+        assert_eq!(
+            sync_sql(&want, &have, 2).unwrap(),
+            "RESET \"statement_timeout\";"
+        );
     }
 }

@@ -334,3 +334,42 @@ async fn server_restart_is_survived() {
     let c3 = app(lp.port()).await;
     c3.batch_execute("select 1").await.unwrap();
 }
+
+#[tokio::test]
+async fn unreported_startup_settings_do_not_leak_and_lists_keep_their_meaning() {
+    let lp = fixtures::start(&Opts {
+        size: 1,
+        ..Opts::default()
+    });
+    let mut cfg_a = tokio_postgres::Config::new();
+    cfg_a
+        .host("127.0.0.1")
+        .port(lp.port())
+        .user(APP.0)
+        .password(APP.1)
+        .dbname("app")
+        .options("-c statement_timeout=1234 -c search_path=pg_catalog,public");
+    let a = crate::support::connect_config(cfg_a, false).await.unwrap();
+    let b = app(lp.port()).await;
+    for _ in 0..2 {
+        let r = a
+            .query_one(
+                "select current_setting('statement_timeout'), array_length(current_schemas(false), 1)",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (timeout, schemas): (String, i32) = (r.get(0), r.get(1));
+        assert_eq!(timeout, "1234ms");
+        assert_eq!(
+            schemas, 2,
+            "search_path is a list of two schemas, not one odd name"
+        );
+        let t: String = b
+            .query_one("select current_setting('statement_timeout')", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(t, "0", "a's statement_timeout leaked to b");
+    }
+}
