@@ -92,7 +92,7 @@ pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Built, AppE
             (CredentialConfig::Instance(name), Some(api)) => {
                 let c = Arc::new(LakebaseCredential::new(
                     LakebaseTarget::Instance(name.clone()),
-                    Arc::clone(api),
+                    Arc::new(api.sibling()),
                     db.host.clone(),
                     db.user.clone(),
                     db.refresh_margin,
@@ -106,7 +106,7 @@ pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Built, AppE
                         name: name.clone(),
                         ttl: *ttl,
                     },
-                    Arc::clone(api),
+                    Arc::new(api.sibling()),
                     db.host.clone(),
                     db.user.clone(),
                     db.refresh_margin,

@@ -107,6 +107,15 @@ fn seconds(key: &str, v: Option<f64>, default: Duration) -> Result<Duration, Con
     }
 }
 
+/// Like [`seconds`], but 0 is refused: for these keys 0 would mean "never works".
+fn positive_seconds(key: &str, v: Option<f64>, default: Duration) -> Result<Duration, ConfigError> {
+    let d = seconds(key, v, default)?;
+    if d.is_zero() {
+        return Err(invalid(key, "must be above 0"));
+    }
+    Ok(d)
+}
+
 fn addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
     s.to_socket_addrs()
         .map_err(|e| invalid(key, format!("{s:?} is not a host:port address ({e})")))?
@@ -185,7 +194,7 @@ fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
         admin_listen,
         workers,
         max_client_conn,
-        handshake_timeout: seconds(
+        handshake_timeout: positive_seconds(
             "server.handshake_timeout",
             raw.handshake_timeout,
             Duration::from_secs(30),
@@ -228,17 +237,17 @@ fn pool_settings(
     Ok(PoolSettings {
         mode: raw.pool_mode.unwrap_or(defaults.mode),
         size,
-        server_lifetime: seconds(
+        server_lifetime: positive_seconds(
             &key("server_lifetime"),
             raw.server_lifetime,
             defaults.server_lifetime,
         )?,
-        server_idle_timeout: seconds(
+        server_idle_timeout: positive_seconds(
             &key("server_idle_timeout"),
             raw.server_idle_timeout,
             defaults.server_idle_timeout,
         )?,
-        query_wait_timeout: seconds(
+        query_wait_timeout: positive_seconds(
             &key("query_wait_timeout"),
             raw.query_wait_timeout,
             defaults.query_wait_timeout,
@@ -483,14 +492,14 @@ fn workspace(raw: Option<RawWorkspace>, base: &Path) -> Result<WorkspaceConfig, 
         token,
         client_id,
         client_secret,
-        http_timeout: seconds(
+        http_timeout: positive_seconds(
             "workspace.http_timeout",
             raw.http_timeout,
             Duration::from_secs(10),
         )?,
         // Short on purpose: a failing refresh attempt should be reported (status, warning)
         // promptly; the refresher itself goes on retrying with backoff for as long as needed.
-        retry_timeout: seconds(
+        retry_timeout: positive_seconds(
             "workspace.retry_timeout",
             raw.retry_timeout,
             Duration::from_secs(15),

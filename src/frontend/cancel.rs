@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,11 +33,21 @@ pub struct CancelSlot {
     in_flight: AtomicU32,
     done: Notify,
     upstream: Arc<Upstream>,
+    /// Host of the server connection last attached (written only when it changes).
+    host: ArcSwapOption<String>,
 }
 
 impl CancelSlot {
-    /// Records the server connection the client now uses.
-    pub fn attach(&self, key: (u32, u32)) {
+    /// Records the server connection the client now uses (its key and host).
+    pub fn attach(&self, key: (u32, u32), host: &Arc<String>) {
+        let same_host = self
+            .host
+            .load()
+            .as_ref()
+            .is_some_and(|h| Arc::ptr_eq(h, host));
+        if !same_host {
+            self.host.store(Some(Arc::clone(host)));
+        }
         let packed = (u64::from(key.0) << 32) | u64::from(key.1);
         self.server.store(packed, Ordering::SeqCst);
     }
@@ -86,6 +97,7 @@ impl CancelRegistry {
             in_flight: AtomicU32::new(0),
             done: Notify::new(),
             upstream,
+            host: ArcSwapOption::empty(),
         });
         let mut map = self.map.lock();
         loop {
@@ -116,10 +128,16 @@ impl CancelRegistry {
         };
         slot.in_flight.fetch_add(1, Ordering::SeqCst);
         let server = slot.server.load(Ordering::SeqCst);
-        if server != 0 {
+        let host = slot.host.load_full();
+        if server != 0
+            && let Some(host) = host
+        {
             let (spid, ssecret) = ((server >> 32) as u32, server as u32);
-            if let Err(e) =
-                tokio::time::timeout(CANCEL_TIMEOUT, forward(&slot.upstream, spid, ssecret)).await
+            if let Err(e) = tokio::time::timeout(
+                CANCEL_TIMEOUT,
+                forward(&slot.upstream, &host, spid, ssecret),
+            )
+            .await
             {
                 tracing::warn!(error = %e, "cancel request to server timed out");
             }
@@ -131,18 +149,10 @@ impl CancelRegistry {
 
 /// Sends a CancelRequest on a new connection (TLS when the upstream uses it) and waits for
 /// the server to close it, which it does once the cancel has been signalled.
-async fn forward(up: &Upstream, pid: u32, secret: u32) {
-    // The host is the configured one or the one the current credential carries: a Lakebase
-    // host does not change between credential refreshes.
-    let cred = up.credential.current().ok().flatten();
-    let host = match up.endpoint(cred.as_deref()) {
-        Ok((host, _)) => host.to_owned(),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not forward cancel request");
-            return;
-        }
-    };
-    let mut stream = match open_stream(up, &host).await {
+/// The host is the one the server connection was opened to, so a cancel needs no credential
+/// (it works while the API is down) and follows the connection, not the newest lookup.
+async fn forward(up: &Upstream, host: &str, pid: u32, secret: u32) {
+    let mut stream = match open_stream(up, host).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "could not forward cancel request");

@@ -115,7 +115,8 @@ impl<'a> Session<'a> {
                     return format!("error: {}", e.message);
                 }
             };
-            self.info.cancel.slot.attach(server.conn_ref().key);
+            let conn = server.conn_ref();
+            self.info.cancel.slot.attach(conn.key, &conn.host);
             let end = self.forward(&mut server, release_when_idle).await;
             self.info.cancel.slot.detach().await;
             if matches!(end, PumpEnd::Idle) {

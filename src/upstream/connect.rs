@@ -261,6 +261,7 @@ async fn login(
                     params,
                     reported,
                     key,
+                    host: Arc::new(host.to_owned()),
                     id,
                     created: now,
                     last_used: now,

@@ -25,6 +25,11 @@ const DEFAULT_MARGIN_CAP: Duration = Duration::from_secs(20 * 60);
 const RETRY_CAP: Duration = Duration::from_secs(30);
 /// How long a login rejected with 28P01 waits for the refresher.
 const REJECTION_WAIT: Duration = Duration::from_secs(30);
+/// At most one rejection-triggered refresh this often: if the server keeps rejecting fresh
+/// credentials (role missing), logins fail instead of minting one credential per attempt.
+const REJECTION_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// Shortest wait between two successful refreshes, whatever the lifetimes and margins say.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the credential is minted for.
 #[derive(Debug, Clone)]
@@ -82,6 +87,7 @@ pub struct LakebaseCredential {
     status: Mutex<RefreshStatus>,
     wake: Notify,
     generation: watch::Sender<u64>,
+    last_rejection_refresh: Mutex<Option<std::time::Instant>>,
 }
 
 /// Refresh failed.
@@ -124,6 +130,7 @@ impl LakebaseCredential {
             status: Mutex::new(RefreshStatus::default()),
             wake: Notify::new(),
             generation: watch::Sender::new(0),
+            last_rejection_refresh: Mutex::new(None),
         }
     }
 
@@ -157,7 +164,7 @@ impl LakebaseCredential {
         let mut failures = 0u32;
         loop {
             let wait = match (failures, self.current.load_full()) {
-                (0, Some(c)) => self.until_refresh(&c),
+                (0, Some(c)) => self.until_refresh(&c).max(MIN_REFRESH_INTERVAL),
                 (0, None) => Duration::ZERO,
                 (n, current) => {
                     let mut d = backoff(n + 1).min(RETRY_CAP);
@@ -342,6 +349,14 @@ impl CredentialSource for LakebaseCredential {
             };
             if let Some(c) = newer(self) {
                 return Ok(Some(c));
+            }
+            {
+                let mut last = self.last_rejection_refresh.lock();
+                let now = std::time::Instant::now();
+                if last.is_some_and(|t| now.duration_since(t) < REJECTION_REFRESH_INTERVAL) {
+                    return Ok(None);
+                }
+                *last = Some(now);
             }
             // One refresh for all rejected logins: wake the refresher and wait for its next round.
             let mut rx = self.generation.subscribe();

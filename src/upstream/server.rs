@@ -29,6 +29,8 @@ pub struct ServerConn {
     pub reported: usize,
     /// The server's BackendKeyData (pid, secret), for cancel requests.
     pub key: (u32, u32),
+    /// The host it is connected to (where its cancel requests go).
+    pub host: std::sync::Arc<String>,
     /// Connection id, for logs.
     pub id: u64,
     /// When the connection was opened.

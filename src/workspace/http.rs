@@ -160,6 +160,17 @@ impl ApiClient {
         }
     }
 
+    /// A client for the same workspace and identity with its own failure record (one per
+    /// credential, so a status view shows each credential's own last error).
+    pub fn sibling(&self) -> ApiClient {
+        ApiClient::new(
+            self.http.clone(),
+            self.host.clone(),
+            Arc::clone(&self.token),
+            self.retry_budget,
+        )
+    }
+
     /// Why the newest attempt failed, if it did (cleared by a success).
     pub fn last_failure(&self) -> Option<String> {
         self.last_failure.lock().clone()

@@ -283,7 +283,8 @@ impl M2m {
                 endpoint: endpoint.clone(),
                 reason: format!("bad token response: {e}"),
             })?;
-        let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600).max(1));
+        // Clamped: a nonsense expires_in must not overflow Instant arithmetic.
+        let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600).clamp(1, 24 * 3600));
         let margin = (lifetime / 2).min(REFRESH_CAP);
         let token = SecretString::from(t.access_token);
         *self.cache.lock() = Some(Cached {
