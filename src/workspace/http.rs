@@ -255,35 +255,26 @@ impl ApiClient {
         if let Some(b) = body {
             req = req.json(b);
         }
+        let transport = |e: reqwest::Error| {
+            Attempt::Retry(
+                ApiError::Transport {
+                    method,
+                    host: self.host.clone(),
+                    path: path.to_owned(),
+                    reason: transport_reason(&e),
+                },
+                None,
+            )
+        };
         let resp = match req.send().await {
             Ok(r) => r,
-            Err(e) => {
-                return Attempt::Retry(
-                    ApiError::Transport {
-                        method,
-                        host: self.host.clone(),
-                        path: path.to_owned(),
-                        reason: transport_reason(&e),
-                    },
-                    None,
-                );
-            }
+            Err(e) => return transport(e),
         };
         let status = resp.status();
         let retry_after = retry_after(resp.headers());
         let bytes = match resp.bytes().await {
             Ok(b) => b,
-            Err(e) => {
-                return Attempt::Retry(
-                    ApiError::Transport {
-                        method,
-                        host: self.host.clone(),
-                        path: path.to_owned(),
-                        reason: transport_reason(&e),
-                    },
-                    None,
-                );
-            }
+            Err(e) => return transport(e),
         };
         if status.is_success() {
             return match serde_json::from_slice(&bytes) {

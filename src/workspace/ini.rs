@@ -20,7 +20,7 @@
 //! Values may be secrets, so neither `Debug` nor any error ever shows one.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The section every SDK reads when no profile is chosen.
 pub const DEFAULT_SECTION: &str = "DEFAULT";
@@ -28,34 +28,8 @@ pub const DEFAULT_SECTION: &str = "DEFAULT";
 /// The section holding file-wide settings (`default_profile`); never a profile.
 pub const SETTINGS_SECTION: &str = "__settings__";
 
-/// Reading or parsing a config file failed. Never contains a value from the file.
-#[derive(Debug, thiserror::Error)]
-pub enum IniError {
-    /// The file exists but could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not UTF-8.
-    #[error("{} is not valid UTF-8", path.display())]
-    NotUtf8 {
-        /// The file.
-        path: PathBuf,
-    },
-    /// A line is not a comment, a section header or `key = value`.
-    #[error("{}:{line}: {reason}", path.display())]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong (never the line's text, which may hold a secret).
-        reason: &'static str,
-    },
-}
+/// Reading or parsing the file failed (shared with the other credentials file reader).
+pub type IniError = super::textfile::FileError;
 
 /// One `[section]` with its keys in file order.
 #[derive(Clone)]
@@ -134,20 +108,10 @@ impl IniFile {
 /// Reads and parses `path`; `Ok(None)` when the file does not exist (the SDKs treat a missing
 /// file as "not configured", not as an error).
 pub fn read(path: &Path) -> Result<Option<IniFile>, IniError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(IniError::Io {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
-    let text = String::from_utf8(bytes).map_err(|_| IniError::NotUtf8 {
-        path: path.to_path_buf(),
-    })?;
-    parse(&text, path).map(Some)
+    match super::textfile::read_optional(path)? {
+        Some(text) => parse(&text, path).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Parses config file text; `path` is only used in error messages.

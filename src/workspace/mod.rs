@@ -7,4 +7,5 @@ pub mod http;
 pub mod ini;
 pub mod netrc;
 pub mod resolve;
+pub mod textfile;
 pub mod token;

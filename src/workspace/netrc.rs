@@ -11,38 +11,12 @@
 //!
 //! Passwords are secrets: `Debug` redacts them and errors never show any word of the file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use secrecy::SecretString;
 
-/// Reading or parsing a `.netrc` failed. Never contains a word from the file.
-#[derive(Debug, thiserror::Error)]
-pub enum NetrcError {
-    /// The file exists but could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not UTF-8.
-    #[error("{} is not valid UTF-8", path.display())]
-    NotUtf8 {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The file does not follow the netrc grammar.
-    #[error("{}:{line}: {reason}", path.display())]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong (never the offending word, which may be a password).
-        reason: &'static str,
-    },
-}
+/// Reading or parsing the file failed (shared with the other credentials file reader).
+pub type NetrcError = super::textfile::FileError;
 
 /// One `machine` (or `default`) entry.
 #[derive(Debug, Clone)]
@@ -99,20 +73,10 @@ impl Netrc {
 
 /// Reads and parses `path`; `Ok(None)` when the file does not exist.
 pub fn read(path: &Path) -> Result<Option<Netrc>, NetrcError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(NetrcError::Io {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
-    let text = String::from_utf8(bytes).map_err(|_| NetrcError::NotUtf8 {
-        path: path.to_path_buf(),
-    })?;
-    parse(&text, path).map(Some)
+    match super::textfile::read_optional(path)? {
+        Some(text) => parse(&text, path).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// The keyword whose value the next word is.

@@ -97,10 +97,10 @@ pub enum ResolveError {
     NoHost,
     /// The config file could not be read or parsed.
     #[error("Databricks config file: {0}")]
-    ConfigFile(#[from] IniError),
+    ConfigFile(IniError),
     /// The `.netrc` could not be read or parsed.
     #[error(".netrc: {0}")]
-    Netrc(#[from] NetrcError),
+    Netrc(NetrcError),
     /// A profile was requested but there is no home directory to find `~/.databrickscfg` in.
     #[error(
         "profile {profile:?} was requested ({requested_by}) but the config file location is \
@@ -437,7 +437,7 @@ fn apply_config_file(
         looked_at.push("config file ~/.databrickscfg (home directory unknown)".to_owned());
         return Ok(());
     };
-    let Some(file) = ini::read(path)? else {
+    let Some(file) = ini::read(path).map_err(ResolveError::ConfigFile)? else {
         if let Some(p) = profile {
             return Err(ResolveError::ConfigFileMissing {
                 profile: p.value.clone(),
@@ -543,7 +543,7 @@ fn from_netrc(
             }
         },
     };
-    let Some(file) = netrc::read(&path)? else {
+    let Some(file) = netrc::read(&path).map_err(ResolveError::Netrc)? else {
         looked_at.push(format!(".netrc {} (not found)", path.display()));
         return Ok(None);
     };

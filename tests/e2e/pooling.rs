@@ -12,6 +12,23 @@ async fn app(port: u16) -> tokio_postgres::Client {
         .expect("login through lakepool")
 }
 
+/// Logs in as `app` with an application name and `-c` options.
+async fn app_with(port: u16, name: Option<&str>, options: Option<&str>) -> tokio_postgres::Client {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(port)
+        .user(APP.0)
+        .password(APP.1)
+        .dbname("app");
+    if let Some(n) = name {
+        cfg.application_name(n);
+    }
+    if let Some(o) = options {
+        cfg.options(o);
+    }
+    crate::support::connect_config(cfg, false).await.unwrap()
+}
+
 async fn backend_pid(c: &tokio_postgres::Client) -> i32 {
     c.query_one("select pg_backend_pid()", &[])
         .await
@@ -237,25 +254,8 @@ async fn startup_parameters_follow_the_client_across_servers() {
         size: 1,
         ..Opts::default()
     });
-    let mut cfg_a = tokio_postgres::Config::new();
-    cfg_a
-        .host("127.0.0.1")
-        .port(lp.port())
-        .user(APP.0)
-        .password(APP.1)
-        .dbname("app")
-        .application_name("client_a")
-        .options("-c DateStyle=SQL,DMY");
-    let a = crate::support::connect_config(cfg_a, false).await.unwrap();
-    let mut cfg_b = tokio_postgres::Config::new();
-    cfg_b
-        .host("127.0.0.1")
-        .port(lp.port())
-        .user(APP.0)
-        .password(APP.1)
-        .dbname("app")
-        .application_name("client_b");
-    let b = crate::support::connect_config(cfg_b, false).await.unwrap();
+    let a = app_with(lp.port(), Some("client_a"), Some("-c DateStyle=SQL,DMY")).await;
+    let b = app_with(lp.port(), Some("client_b"), None).await;
     for _ in 0..3 {
         let (name, style): (String, String) = {
             let r = a
@@ -341,15 +341,12 @@ async fn unreported_startup_settings_do_not_leak_and_lists_keep_their_meaning() 
         size: 1,
         ..Opts::default()
     });
-    let mut cfg_a = tokio_postgres::Config::new();
-    cfg_a
-        .host("127.0.0.1")
-        .port(lp.port())
-        .user(APP.0)
-        .password(APP.1)
-        .dbname("app")
-        .options("-c statement_timeout=1234 -c search_path=pg_catalog,public");
-    let a = crate::support::connect_config(cfg_a, false).await.unwrap();
+    let a = app_with(
+        lp.port(),
+        None,
+        Some("-c statement_timeout=1234 -c search_path=pg_catalog,public"),
+    )
+    .await;
     let b = app(lp.port()).await;
     for _ in 0..2 {
         let r = a
