@@ -147,7 +147,7 @@ fn rotation_under_load_loses_no_transaction() {
         APP.1,
         "app",
         &[
-            "-n", "-S", "-c", "20", "-j", "2", "-T", "45", "-M", "extended",
+            "-n", "-S", "-c", "20", "-j", "2", "-T", "60", "-M", "extended",
         ],
     );
     let text = ok_stdout("pgbench under rotation", &out);
