@@ -19,7 +19,7 @@ use crate::upstream::Upstream;
 use crate::upstream::credential::{CredentialSource, StaticCredential};
 use crate::upstream::lakebase::{LakebaseCredential, LakebaseTarget};
 use crate::workspace::http::ApiClient;
-use crate::workspace::resolve::{WorkspaceAuth, WorkspaceSettings, resolve};
+use crate::workspace::resolve::{WorkspaceAuth, resolve};
 use crate::workspace::token::TokenSource;
 
 /// How often idle server connections are checked for timeouts and health.
@@ -146,17 +146,8 @@ pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Built, AppE
 
 /// Resolves the workspace (config, `DATABRICKS_*`, profile, .netrc) and builds its client.
 fn workspace_client(ws: &WorkspaceConfig) -> Result<Arc<ApiClient>, AppError> {
-    let settings = WorkspaceSettings {
-        host: ws.host.clone(),
-        profile: ws.profile.clone(),
-        config_file: ws.config_file.clone(),
-        auth_type: ws.auth_type.clone(),
-        token: ws.token.clone(),
-        client_id: ws.client_id.clone(),
-        client_secret: ws.client_secret.clone(),
-    };
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    let resolved = resolve(&settings, &|k| std::env::var(k).ok(), home.as_deref())
+    let resolved = resolve(ws, &|k| std::env::var(k).ok(), home.as_deref())
         .map_err(|e| AppError::Workspace(e.to_string()))?;
     tracing::info!(host = %resolved.host, source = %resolved.source, "workspace resolved");
     let http =

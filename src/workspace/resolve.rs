@@ -37,24 +37,9 @@ const AUTH_PAT: &str = "pat";
 /// `auth_type` of service-principal client credentials (SDK name).
 const AUTH_M2M: &str = "oauth-m2m";
 
-/// `[workspace]` values from lakepool's config, already read from inline/_file/_env (None = not set).
-#[derive(Debug, Clone, Default)]
-pub struct WorkspaceSettings {
-    /// Workspace URL.
-    pub host: Option<String>,
-    /// `~/.databrickscfg` profile to read.
-    pub profile: Option<String>,
-    /// Config file instead of `~/.databrickscfg`.
-    pub config_file: Option<PathBuf>,
-    /// Force one auth method: `pat` or `oauth-m2m`.
-    pub auth_type: Option<String>,
-    /// Personal access token.
-    pub token: Option<SecretString>,
-    /// Service principal application id.
-    pub client_id: Option<String>,
-    /// Service principal OAuth secret.
-    pub client_secret: Option<SecretString>,
-}
+/// `[workspace]` values from lakepool's config, already read from inline/_file/_env (None = not
+/// set); the config type itself, so the two cannot drift apart.
+pub type WorkspaceSettings = crate::config::WorkspaceConfig;
 
 /// How lakepool authenticates to the workspace API.
 #[derive(Debug)] // Debug must print secrets as [REDACTED] (SecretString does)

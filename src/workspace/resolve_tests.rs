@@ -235,6 +235,7 @@ fn explicit_beats_environment_for_every_attribute() {
         token: None,
         client_id: some("id-explicit"),
         client_secret: secret("s-explicit"),
+        ..Default::default()
     };
     let r = ok(
         &s,
