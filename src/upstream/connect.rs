@@ -119,7 +119,7 @@ impl ClientFacing for UpstreamError {
 /// rejected with 28P01 asks the credential source for a newer credential and retries once.
 pub async fn connect(up: &Upstream, id: u64) -> Result<ServerConn, UpstreamError> {
     tokio::time::timeout(up.connect_timeout, async {
-        let cred = up.credential.current()?;
+        let cred = up.credential.current_or_first().await?;
         match login(up, cred.as_deref(), id).await {
             Err(e) if e.is_auth_rejection() => {
                 let Some(rejected) = cred else { return Err(e) };

@@ -59,6 +59,13 @@ pub trait CredentialSource: Send + Sync + std::fmt::Debug {
     /// to retry with, or `Ok(None)` when there is none (then the login fails without a retry).
     fn refresh_after_rejection<'a>(&'a self, rejected: &'a Credential) -> RefreshFuture<'a>;
 
+    /// Like [`CredentialSource::current`], but while the very first credential is still being
+    /// fetched (lakepool just started), waits for that attempt instead of failing at once. The
+    /// caller bounds the wait (server_connect_timeout).
+    fn current_or_first<'a>(&'a self) -> RefreshFuture<'a> {
+        Box::pin(async move { self.current() })
+    }
+
     /// Short description for logs and admin views (kind and identity, never the secret).
     fn describe(&self) -> String;
 }

@@ -28,6 +28,8 @@ const REJECTION_WAIT: Duration = Duration::from_secs(30);
 /// At most one rejection-triggered refresh this often: if the server keeps rejecting fresh
 /// credentials (role missing), logins fail instead of minting one credential per attempt.
 const REJECTION_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest a login waits for the very first credential after startup.
+const FIRST_CREDENTIAL_WAIT: Duration = Duration::from_secs(10);
 /// Shortest wait between two successful refreshes, whatever the lifetimes and margins say.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -102,6 +104,14 @@ enum RefreshError {
 }
 
 impl RefreshError {
+    /// The server's `Retry-After`, when it gave one.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RefreshError::Api(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
     fn class(&self) -> &'static str {
         match self {
             RefreshError::Api(e) => e.class(),
@@ -162,12 +172,16 @@ impl LakebaseCredential {
 
     async fn run(&self) {
         let mut failures = 0u32;
+        let mut hinted: Option<Duration> = None;
         loop {
             let wait = match (failures, self.current.load_full()) {
                 (0, Some(c)) => self.until_refresh(&c).max(MIN_REFRESH_INTERVAL),
                 (0, None) => Duration::ZERO,
                 (n, current) => {
-                    let mut d = backoff(n + 1).min(RETRY_CAP);
+                    // The workspace's Retry-After wins over our own backoff when longer.
+                    let mut d = backoff(n + 1)
+                        .min(RETRY_CAP)
+                        .max(hinted.take().unwrap_or_default());
                     // Never sleep past the expiry of a credential still in use.
                     if let Some(left) = current
                         .and_then(|c| c.expires_at)
@@ -201,6 +215,7 @@ impl LakebaseCredential {
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
+                    hinted = e.retry_after();
                     let left = self
                         .expires_at()
                         .and_then(|x| x.duration_since(SystemTime::now()).ok());
@@ -365,6 +380,23 @@ impl CredentialSource for LakebaseCredential {
             self.wake.notify_one();
             let _ = tokio::time::timeout(REJECTION_WAIT, rx.changed()).await;
             Ok(newer(self))
+        })
+    }
+
+    fn current_or_first<'a>(&'a self) -> RefreshFuture<'a> {
+        Box::pin(async move {
+            // Subscribe before looking, so the first round cannot finish unseen in between.
+            let mut rx = self.generation.subscribe();
+            let first_pending = {
+                let st = self.status.lock();
+                st.refreshes == 0 && st.failures == 0
+            };
+            if first_pending && self.current.load().is_none() {
+                // Started moments ago: wait for the first attempt rather than fail a client
+                // that connected together with lakepool (a sidecar starting next to its app).
+                let _ = tokio::time::timeout(FIRST_CREDENTIAL_WAIT, rx.changed()).await;
+            }
+            self.current()
         })
     }
 

@@ -36,6 +36,8 @@ pub enum ApiError {
         error_code: Option<String>,
         /// Workspace `message`, when the body had one.
         message: Option<String>,
+        /// `Retry-After`, when the workspace sent one.
+        retry_after: Option<Duration>,
     },
     /// The request did not get an answer (connection refused, reset, timeout…).
     #[error("{method} {host}{path} failed: {reason}")]
@@ -74,6 +76,14 @@ fn describe(code: &Option<String>, message: &Option<String>) -> String {
 }
 
 impl ApiError {
+    /// The workspace's `Retry-After`, if this is an error answer that carried one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// A short class for metrics and status views: `http_4xx`, `http_5xx`, `transport`, …
     pub fn class(&self) -> &'static str {
         match self {
@@ -294,6 +304,7 @@ impl ApiClient {
             status: status.as_u16(),
             error_code: parsed.error_code.or(parsed.error),
             message: parsed.message.or(parsed.error_description),
+            retry_after,
         };
         if status == StatusCode::UNAUTHORIZED && !*reauthenticated && self.token.can_refresh() {
             // An OAuth access token can be revoked or expire early: get a new one, once.
@@ -390,6 +401,7 @@ mod tests {
             status: 403,
             error_code: Some("PERMISSION_DENIED".into()),
             message: Some("no access".into()),
+            retry_after: None,
         };
         let s = e.to_string();
         assert!(
