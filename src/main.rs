@@ -105,25 +105,45 @@ fn set_echo(on: bool) {
         .status();
 }
 
-fn init_logging() {
+/// Logs to stderr: text (coloured on a terminal) or one JSON object per line. The format comes
+/// from `LAKEPOOL_LOG_FORMAT` (`text`/`json`), else `[server] log_format`; the level from
+/// `RUST_LOG` (default `info`).
+fn init_logging(format: config::LogFormat) -> Result<(), String> {
+    let format = match std::env::var("LAKEPOOL_LOG_FORMAT").ok().as_deref() {
+        None | Some("") => format,
+        Some("text") => config::LogFormat::Text,
+        Some("json") => config::LogFormat::Json,
+        Some(other) => {
+            return Err(format!(
+                "LAKEPOOL_LOG_FORMAT={other:?} is not supported: use text or json"
+            ));
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Json => builder.json().init(),
+        config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+    Ok(())
 }
 
 fn serve(path: Option<PathBuf>) -> ExitCode {
-    init_logging();
+    // The config says how to log, so a config error is reported plainly on stderr.
     let config = match load(path) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("{e}");
+            eprintln!("lakepool: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = init_logging(config.server.log_format) {
+        eprintln!("lakepool: {e}");
+        return ExitCode::FAILURE;
+    }
     // One worker runs a current-thread runtime: no work-stealing bookkeeping or cross-thread
     // wake-ups, which on a small machine shared with PostgreSQL is the cheapest per message.
     let mut builder = if config.server.workers == 1 {

@@ -201,6 +201,7 @@ fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
         )?,
         allow_cleartext_without_tls: raw.allow_cleartext_without_tls.unwrap_or(false),
         max_message_size: usize::try_from(max_message_size).unwrap_or(usize::MAX),
+        log_format: raw.log_format.unwrap_or(super::LogFormat::Text),
         shutdown_timeout: seconds(
             "server.shutdown_timeout",
             raw.shutdown_timeout,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 pub use load::{ConfigError, load_file, load_str};
-pub use raw::{AuthMethod, ClientTls, PoolMode, UpstreamTls};
+pub use raw::{AuthMethod, ClientTls, LogFormat, PoolMode, UpstreamTls};
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub max_message_size: usize,
     /// On SIGTERM, how long clients still in a session get before lakepool exits.
     pub shutdown_timeout: Duration,
+    /// Log line format (`LAKEPOOL_LOG_FORMAT` overrides it).
+    pub log_format: LogFormat,
 }
 
 /// PEM files for a TLS identity.

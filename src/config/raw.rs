@@ -40,6 +40,17 @@ pub struct RawServer {
     pub allow_cleartext_without_tls: Option<bool>,
     pub max_message_size: Option<u64>,
     pub shutdown_timeout: Option<f64>,
+    pub log_format: Option<LogFormat>,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Pool settings: `[pool]`, and the pool keys of a `[[databases]]` entry.

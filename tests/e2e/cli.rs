@@ -79,3 +79,40 @@ fn hash_password_verifier_logs_in() {
     );
     assert_eq!(ok_stdout("login with hashed verifier", &out), "7");
 }
+
+#[test]
+fn json_logs_parse_and_carry_connection_fields() {
+    let text = fixtures::config(&Opts::default()).replace(
+        "handshake_timeout = 5",
+        "handshake_timeout = 5\nlog_format = \"json\"",
+    );
+    let lp = Lakepool::start(&text, &[(OWNER_PW_ENV, APP_OWNER.1)]);
+    ok_stdout(
+        "login",
+        &psql(lp.port(), APP.0, APP.1, "app", "disable", "select 1"),
+    );
+    let _ = psql(lp.port(), APP.0, "wrong", "app", "disable", "select 1");
+    assert!(lp.wait_for_log("client disconnected", std::time::Duration::from_secs(5)));
+    let logs = lp.logs();
+    let mut logged_in = false;
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{line}"
+        );
+        if v["fields"]["message"] == "client logged in" {
+            assert_eq!(v["fields"]["user"], APP.0);
+            assert_eq!(v["fields"]["database"], "app");
+            assert!(
+                v["fields"]["client"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("127.0.0.1:"))
+            );
+            logged_in = true;
+        }
+    }
+    assert!(logged_in, "{logs}");
+    assert!(!logs.contains(APP.1) && !logs.contains(APP_OWNER.1));
+}

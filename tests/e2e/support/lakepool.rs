@@ -274,6 +274,11 @@ fn spawn_reader(
 /// Extracts the socket address from a `... listening addr=127.0.0.1:1234 ...`
 /// line (tolerating a quoted value).
 pub fn parse_listening(line: &str) -> Option<SocketAddr> {
+    // JSON logs (log_format = "json"): {"fields":{"message":"listening","addr":"…"}}.
+    if line.contains("\"message\":\"listening\"") {
+        let rest = &line[line.find("\"addr\":\"")? + 8..];
+        return rest[..rest.find('"')?].parse().ok();
+    }
     let rest = &line[line.find(LISTENING)? + LISTENING.len()..];
     let value = rest
         .split_whitespace()
