@@ -198,6 +198,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         tracing::info!(addr = %local, "listening");
         tasks.push(tokio::spawn(listener::run(listener, Arc::clone(&fe))));
     }
+    if let Some(addr) = config.server.admin_listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| AppError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+        tracing::info!(admin_addr = %local, "health endpoints: /healthz, /readyz");
+        tokio::spawn(crate::admin::serve(listener, Arc::clone(&fe)));
+    }
     let maintenance = tokio::spawn(maintain(Arc::clone(&fe)));
     shutdown.cancelled().await;
     tracing::info!("shutting down: no new connections");

@@ -12,6 +12,7 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;

@@ -47,6 +47,11 @@ impl Registry {
         self.databases.get(name)
     }
 
+    /// Every configured database.
+    pub fn databases(&self) -> impl Iterator<Item = &Arc<Database>> {
+        self.databases.values()
+    }
+
     /// The pool for (database, user), created if needed. Called once per client login.
     pub fn pool(&self, db: &Database, user: &str) -> Pool {
         let mut pools = self.pools.lock();
