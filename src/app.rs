@@ -183,32 +183,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     for c in &built.rotating {
         c.spawn(shutdown.clone());
     }
-    let mut tasks = Vec::new();
     for addr in &config.server.listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
-        let local = listener.local_addr().map_err(|source| AppError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
+        let (listener, local) = bind(*addr).await?;
         tracing::info!(addr = %local, "listening");
-        tasks.push(tokio::spawn(listener::run(listener, Arc::clone(&fe))));
+        tokio::spawn(listener::run(listener, Arc::clone(&fe)));
     }
     if let Some(addr) = config.server.admin_listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
-        let local = listener.local_addr().map_err(|source| AppError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
+        let (listener, local) = bind(addr).await?;
         tracing::info!(admin_addr = %local, "health endpoints: /healthz, /readyz");
         tokio::spawn(crate::admin::serve(listener, Arc::clone(&fe)));
     }
@@ -233,6 +214,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     // Give the Terminate messages to idle servers a moment to go out.
     tokio::time::sleep(Duration::from_millis(100)).await;
     Ok(())
+}
+
+/// Binds a listener and reports the address it got (port 0 picks a free one).
+async fn bind(addr: std::net::SocketAddr) -> Result<(TcpListener, std::net::SocketAddr), AppError> {
+    let err = |source| AppError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
 }
 
 async fn maintain(fe: Arc<Frontend>) {
