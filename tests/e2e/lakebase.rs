@@ -12,9 +12,9 @@ const SECRET_ENV: &str = "LAKEPOOL_TEST_SP_SECRET";
 
 struct Setup<'a> {
     /// `instance = …` or `endpoint = …` line.
-    target: &'a str,
+    target: String,
     /// `[workspace]` auth lines.
-    auth: &'a str,
+    auth: String,
     pool_size: usize,
     server_lifetime: f64,
     extra_db: &'a str,
@@ -23,8 +23,8 @@ struct Setup<'a> {
 impl Default for Setup<'_> {
     fn default() -> Self {
         Self {
-            target: "instance = \"lakepool-test-instance\"",
-            auth: "client_id = \"lakepool-test-sp\"\nclient_secret_env = \"LAKEPOOL_TEST_SP_SECRET\"",
+            target: format!("instance = \"{INSTANCE}\""),
+            auth: format!("client_id = \"{CLIENT_ID}\"\nclient_secret_env = \"{SECRET_ENV}\""),
             pool_size: 5,
             server_lifetime: 3600.0,
             extra_db: "",
@@ -140,8 +140,8 @@ async fn pat_and_endpoint_credentials_work() {
     let lp = start(
         &standin,
         &Setup {
-            target: &target,
-            auth: &auth,
+            target,
+            auth,
             ..Setup::default()
         },
     );
@@ -401,6 +401,4 @@ fn secrets_and_tokens_never_reach_trace_logs() {
     for t in tokens {
         assert!(!logs.contains(&t), "a database token reached the logs");
     }
-    let _ = CLIENT_ID;
-    let _ = INSTANCE;
 }
