@@ -235,8 +235,38 @@ fn pool_settings(
     if connect.is_zero() {
         return Err(invalid(key("server_connect_timeout"), "must be above 0"));
     }
+    let max_prepared_statements = raw
+        .max_prepared_statements
+        .unwrap_or(defaults.max_prepared_statements);
+    if max_prepared_statements > 100_000 {
+        return Err(invalid(
+            key("max_prepared_statements"),
+            "must be between 0 and 100000",
+        ));
+    }
+    let track_extra_parameters = match &raw.track_extra_parameters {
+        None => defaults.track_extra_parameters.clone(),
+        Some(names) => {
+            let mut out = Vec::with_capacity(names.len());
+            for n in names {
+                let ok = !n.is_empty()
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+                if !ok {
+                    return Err(invalid(
+                        key("track_extra_parameters"),
+                        format!("{n:?} is not a parameter name"),
+                    ));
+                }
+                out.push(n.to_ascii_lowercase());
+            }
+            out
+        }
+    };
     Ok(PoolSettings {
         mode: raw.pool_mode.unwrap_or(defaults.mode),
+        max_prepared_statements,
+        track_extra_parameters,
         size,
         server_lifetime: positive_seconds(
             &key("server_lifetime"),

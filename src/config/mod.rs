@@ -156,6 +156,12 @@ pub struct PoolSettings {
     pub server_connect_timeout: Duration,
     /// Query run on a server connection before another client gets it (session mode).
     pub server_reset_query: String,
+    /// Transaction mode: named prepared statements each server connection keeps (LRU); 0 turns
+    /// prepared-statement mapping off (statements pass through unchanged).
+    pub max_prepared_statements: usize,
+    /// Transaction mode: parameters, besides the built-in list, whose `SET` values follow the
+    /// client from server to server (lowercase names).
+    pub track_extra_parameters: Vec<String>,
 }
 
 impl Default for PoolSettings {
@@ -168,6 +174,8 @@ impl Default for PoolSettings {
             query_wait_timeout: Duration::from_secs(120),
             server_connect_timeout: Duration::from_secs(15),
             server_reset_query: "DISCARD ALL".to_owned(),
+            max_prepared_statements: 200,
+            track_extra_parameters: Vec::new(),
         }
     }
 }

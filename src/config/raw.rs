@@ -64,6 +64,8 @@ pub struct RawPool {
     pub query_wait_timeout: Option<f64>,
     pub server_connect_timeout: Option<f64>,
     pub server_reset_query: Option<String>,
+    pub max_prepared_statements: Option<usize>,
+    pub track_extra_parameters: Option<Vec<String>>,
 }
 
 /// `[workspace]`: the Databricks workspace whose API mints Lakebase credentials.
