@@ -7,6 +7,8 @@ pub mod handshake;
 pub mod listener;
 pub mod login;
 pub mod pump;
+pub mod replies;
+pub mod rewrite;
 pub mod session;
 
 use std::sync::Arc;

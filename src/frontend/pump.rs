@@ -17,10 +17,14 @@ use bytes::BytesMut;
 use tokio::io::AsyncWrite;
 use tokio_util::io::poll_read_buf;
 
+use super::replies::ReplyQueue;
+use super::rewrite::{Attached, ClientInput, ClientSide, ServerSide};
 use crate::net::Stream;
+use crate::pool::statements::StatementRegistry;
 use crate::proto::backend::parse_parameter_status;
 use crate::proto::scan::{Interest, ScanError, Scanner};
 use crate::upstream::params::ParamMap;
+use crate::upstream::prepared::PreparedCache;
 
 /// Client message tags the session must see: none need bodies.
 const CLIENT_INTEREST: Interest = Interest::of(b"");
@@ -247,6 +251,32 @@ impl Flow {
     }
 }
 
+/// Transaction mode with prepared-statement mapping: the message-level state a forwarding run
+/// also works on.
+pub struct Mapping<'a> {
+    /// The client's side: unhandled input, its named statements.
+    pub client: &'a mut ClientSide,
+    /// Server-side framing state.
+    pub server: &'a mut ServerSide,
+    /// Replies owed.
+    pub queue: &'a mut ReplyQueue,
+    /// The server connection's prepared statements.
+    pub cache: &'a mut PreparedCache,
+    /// The pool's interned statements.
+    pub registry: &'a StatementRegistry,
+    /// Most statements prepared per server.
+    pub cap: usize,
+    /// Server bytes read and not yet handled.
+    pub rx: &'a mut BytesMut,
+}
+
+impl Mapping<'_> {
+    /// Nothing owed, nothing half-passed.
+    fn settled(&self) -> bool {
+        self.queue.is_empty() && self.server.at_boundary() && self.rx.is_empty()
+    }
+}
+
 /// Everything one forwarding run works on.
 pub struct Pump<'a> {
     /// Client socket.
@@ -265,6 +295,8 @@ pub struct Pump<'a> {
     pub server_params: &'a mut ParamMap,
     /// Transaction pooling: stop at the first idle point.
     pub release_when_idle: bool,
+    /// Prepared-statement mapping (transaction mode), when on.
+    pub mapping: Option<Mapping<'a>>,
 }
 
 impl Pump<'_> {
@@ -288,7 +320,10 @@ impl Pump<'_> {
             match self.poll_down(cx) {
                 Poll::Ready(Ok(())) => {
                     progress = true;
-                    if self.release_when_idle && self.up.is_drained() && self.tracker.server_idle()
+                    if self.release_when_idle
+                        && self.up.is_drained()
+                        && self.tracker.server_idle()
+                        && self.mapping.as_ref().is_none_or(Mapping::settled)
                     {
                         return Poll::Ready(PumpEnd::Idle);
                     }
@@ -297,6 +332,11 @@ impl Pump<'_> {
                 Poll::Pending => {}
             }
             if !progress {
+                if let Some(m) = self.mapping.as_ref() && std::env::var_os("LP_DEBUG").is_some() {
+                    eprintln!("PENDING pending={} status={} unsynced={} copy={} up_drained={} q={:?} rx={} inbuf={} sb={}",
+                        self.tracker.pending, self.tracker.status as char, self.tracker.unsynced, self.tracker.copy_in,
+                        self.up.is_drained(), m.queue, m.rx.len(), m.client.inbuf.len(), m.server.at_boundary());
+                }
                 return Poll::Pending;
             }
         }
@@ -305,6 +345,9 @@ impl Pump<'_> {
     /// Client→server: drain pending bytes, then read and scan more. Ready(Ok(true)) when bytes
     /// moved; Err on a terminal condition.
     fn poll_up(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, PumpEnd>> {
+        if self.mapping.is_some() {
+            return self.poll_up_mapped(cx);
+        }
         if !self.up.is_drained() {
             ready!(self.up.poll_drain(cx, self.server)).map_err(PumpEnd::ServerIo)?;
             if self.tracker.terminated {
@@ -338,8 +381,75 @@ impl Pump<'_> {
         Poll::Ready(Ok(true))
     }
 
+    /// Client→server with statement mapping: handle buffered input into the out buffer,
+    /// drain it, read more.
+    fn poll_up_mapped(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, PumpEnd>> {
+        loop {
+            if !self.up.is_drained() {
+                ready!(self.up.poll_drain(cx, self.server)).map_err(PumpEnd::ServerIo)?;
+                return Poll::Ready(Ok(true));
+            }
+            if self.tracker.terminated {
+                return Poll::Ready(Err(PumpEnd::ClientTerminated));
+            }
+            if self.handle_client_input()? {
+                continue;
+            }
+            let Some(m) = self.mapping.as_mut() else {
+                return Poll::Ready(Ok(false));
+            };
+            let n = ready!(poll_read_buf(
+                Pin::new(&mut *self.client),
+                cx,
+                &mut m.client.inbuf
+            ))
+            .map_err(PumpEnd::ClientIo)?;
+            if n == 0 {
+                return Poll::Ready(Err(PumpEnd::ClientClosed));
+            }
+            self.handle_client_input()?;
+            return Poll::Ready(Ok(true));
+        }
+    }
+
+    /// Moves what the client sent into the out buffer. True when something is to be sent
+    /// or the client terminated.
+    fn handle_client_input(&mut self) -> Result<bool, PumpEnd> {
+        let Some(m) = self.mapping.as_mut() else {
+            return Ok(false);
+        };
+        if m.client.inbuf.is_empty() {
+            return Ok(false);
+        }
+        let before = self.up.buf.len();
+        let input = m
+            .client
+            .handle(
+                &mut self.up.buf,
+                &mut Attached {
+                    queue: m.queue,
+                    cache: m.cache,
+                    registry: m.registry,
+                    cap: m.cap,
+                    max_message: self.tracker.client_scan.max_len(),
+                },
+            )
+            .map_err(PumpEnd::ClientProtocol)?;
+        self.tracker
+            .scan_client(&self.up.buf[before..])
+            .map_err(PumpEnd::ClientProtocol)?;
+        if input == ClientInput::Terminated {
+            self.tracker.terminated = true;
+            return Ok(true);
+        }
+        Ok(self.up.buf.len() > before)
+    }
+
     /// Server→client: drain pending bytes (Ready(Ok) once drained), else read and scan more.
     fn poll_down(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PumpEnd>> {
+        if self.mapping.is_some() {
+            return self.poll_down_mapped(cx);
+        }
         loop {
             if !self.down.buf.is_empty() {
                 ready!(self.down.poll_drain(cx, self.client)).map_err(PumpEnd::ClientIo)?;
@@ -357,6 +467,44 @@ impl Pump<'_> {
             self.tracker
                 .scan_server(&self.down.buf, self.client_params, self.server_params)
                 .map_err(PumpEnd::ServerProtocol)?;
+        }
+    }
+}
+
+impl Pump<'_> {
+    /// Server→client with statement mapping: made-up replies that are due go out first; server
+    /// messages are read into `rx` and handled into the out buffer.
+    fn poll_down_mapped(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PumpEnd>> {
+        loop {
+            if !self.down.buf.is_empty() {
+                ready!(self.down.poll_drain(cx, self.client)).map_err(PumpEnd::ClientIo)?;
+                return Poll::Ready(Ok(()));
+            }
+            let Some(m) = self.mapping.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            m.server
+                .flush_due(m.queue, &mut self.down.buf, self.tracker.status);
+            if !self.down.buf.is_empty() {
+                continue;
+            }
+            let before = m.rx.len();
+            let n = ready!(poll_read_buf(Pin::new(&mut *self.server), cx, &mut *m.rx))
+                .map_err(PumpEnd::ServerIo)?;
+            if n == 0 {
+                return Poll::Ready(Err(PumpEnd::ServerClosed));
+            }
+            self.tracker
+                .scan_server(&m.rx[before..], self.client_params, self.server_params)
+                .map_err(PumpEnd::ServerProtocol)?;
+            m.server.handle(
+                m.rx,
+                &mut self.down.buf,
+                m.queue,
+                m.cache,
+                m.client,
+                self.tracker.status,
+            );
         }
     }
 }

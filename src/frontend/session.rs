@@ -10,7 +10,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::login::{LoggedIn, LoginEnd, SessionInfo, login, sync_settings};
-use super::pump::{Flow, Pump, PumpEnd, Tracker};
+use super::pump::{Flow, Mapping, Pump, PumpEnd, Tracker};
+use super::replies::ReplyQueue;
+use super::rewrite::{ClientSide, ServerSide};
 use super::{ClientCount, Frontend, send_error_and_close};
 use crate::config::PoolMode;
 use crate::error::{ClientError, ClientFacing};
@@ -57,6 +59,17 @@ struct Session<'a> {
     info: SessionInfo,
     up: Flow,
     tracker: Tracker,
+    /// Transaction mode with prepared-statement mapping on.
+    mapped: Option<Box<Mapped>>,
+}
+
+/// Message-level state of a transaction-mode client whose statements are mapped. Boxed in the
+/// session: only such clients pay for it.
+#[derive(Debug, Default)]
+struct Mapped {
+    client: ClientSide,
+    queue: ReplyQueue,
+    server: ServerSide,
 }
 
 impl<'a> Session<'a> {
@@ -64,6 +77,23 @@ impl<'a> Session<'a> {
         let leftover = std::mem::take(&mut info.leftover);
         let mut tracker = Tracker::new(fe.server.max_message_size);
         let mut up = Flow::default();
+        let settings = info.pool.settings();
+        if settings.mode == PoolMode::Transaction && settings.max_prepared_statements > 0 {
+            let mut mapped = Box::<Mapped>::default();
+            if !leftover.is_empty() {
+                // Handled message by message once a server is attached.
+                mapped.client.inbuf = buffer::take();
+                mapped.client.inbuf.extend_from_slice(&leftover);
+            }
+            return Self {
+                fe,
+                client,
+                info,
+                up,
+                tracker,
+                mapped: Some(mapped),
+            };
+        }
         // Bytes that arrived right behind the login are the first request: count them (a
         // Terminate among them is cut off like any other; a framing error surfaces when the
         // pump scans the client again, as an 08P01).
@@ -82,6 +112,7 @@ impl<'a> Session<'a> {
             info,
             up,
             tracker,
+            mapped: None,
         }
     }
 
@@ -89,6 +120,11 @@ impl<'a> Session<'a> {
         let end = self.serve().await;
         if self.up.buf.capacity() > 0 {
             buffer::give(std::mem::take(&mut self.up.buf));
+        }
+        if let Some(m) = self.mapped.as_mut()
+            && m.client.inbuf.capacity() > 0
+        {
+            buffer::give(std::mem::take(&mut m.client.inbuf));
         }
         end
     }
@@ -98,12 +134,16 @@ impl<'a> Session<'a> {
     async fn serve(&mut self) -> String {
         let release_when_idle = self.info.pool.settings().mode == PoolMode::Transaction;
         loop {
-            if self.up.buf.is_empty()
+            if self.no_input()
                 && let Err(reason) = self.wait_for_request().await
             {
                 return reason;
             }
-            if self.tracker.terminated && self.up.buf.is_empty() {
+            let terminated = match &self.mapped {
+                Some(m) => m.client.terminates_next(),
+                None => self.tracker.terminated && self.up.buf.is_empty(),
+            };
+            if terminated {
                 return "client terminated".to_owned();
             }
             let mut server = match self.checkout().await {
@@ -124,10 +164,23 @@ impl<'a> Session<'a> {
                 if self.client.can_wait_without_buffer() && self.up.buf.is_empty() {
                     // Idle clients hold no buffer.
                     buffer::give(std::mem::take(&mut self.up.buf));
+                    if let Some(m) = self.mapped.as_mut()
+                        && m.client.inbuf.is_empty()
+                    {
+                        buffer::give(std::mem::take(&mut m.client.inbuf));
+                    }
                 }
                 continue;
             }
             return Box::pin(self.finish(server, end)).await;
+        }
+    }
+
+    /// Nothing the client sent is waiting to be handled.
+    fn no_input(&self) -> bool {
+        match &self.mapped {
+            Some(m) => m.client.inbuf.is_empty(),
+            None => self.up.buf.is_empty(),
         }
     }
 
@@ -139,6 +192,20 @@ impl<'a> Session<'a> {
                 r = self.client.readable() => r.map_err(|e| format!("client I/O error: {e}"))?,
                 () = shutdown.cancelled() => return Err(Box::pin(self.shutting_down()).await),
             }
+        }
+        if let Some(m) = self.mapped.as_mut() {
+            // Mapped clients' messages are handled once a server is attached.
+            if m.client.inbuf.capacity() == 0 {
+                m.client.inbuf = buffer::take();
+            }
+            let n = tokio::select! {
+                r = self.client.read_buf(&mut m.client.inbuf) => r.map_err(|e| format!("client I/O error: {e}"))?,
+                () = shutdown.cancelled() => return Err(Box::pin(self.shutting_down()).await),
+            };
+            if n == 0 {
+                return Err("client closed the connection".to_owned());
+            }
+            return Ok(());
         }
         if self.up.buf.capacity() == 0 {
             self.up.buf = buffer::take();
@@ -186,7 +253,52 @@ impl<'a> Session<'a> {
         if self.up.buf.capacity() == 0 {
             self.up.buf = buffer::take();
         }
+        let registry = self.info.pool.statements();
+        let cap = self.info.pool.settings().max_prepared_statements;
         let conn = server.conn();
+        if let Some(m) = self.mapped.as_mut() {
+            let mut rx = std::mem::take(&mut conn.buf);
+            let mut down = Flow::with(buffer::take());
+            let end = Pump {
+                client: &mut self.client,
+                server: &mut conn.stream,
+                up: &mut self.up,
+                down: &mut down,
+                tracker: &mut self.tracker,
+                client_params: &mut self.info.settings,
+                server_params: &mut conn.params,
+                release_when_idle,
+                mapping: Some(Mapping {
+                    client: &mut m.client,
+                    server: &mut m.server,
+                    queue: &mut m.queue,
+                    cache: &mut conn.prepared,
+                    registry,
+                    cap,
+                    rx: &mut rx,
+                }),
+            }
+            .run()
+            .await;
+            if !down.is_drained()
+                || !rx.is_empty()
+                || !m.queue.is_empty()
+                || !m.server.at_boundary()
+            {
+                // Replies the client never got, or requests still owed: the server's state
+                // is unknown and it must not serve anyone else.
+                self.tracker.undelivered = true;
+                rx.clear();
+            }
+            if !matches!(end, PumpEnd::Idle) {
+                m.queue = ReplyQueue::default();
+                m.server = ServerSide::default();
+            }
+            down.buf.clear();
+            buffer::give(down.buf);
+            conn.buf = rx;
+            return end;
+        }
         let mut down = Flow::with(std::mem::take(&mut conn.buf));
         let end = Pump {
             client: &mut self.client,
@@ -197,6 +309,7 @@ impl<'a> Session<'a> {
             client_params: &mut self.info.settings,
             server_params: &mut conn.params,
             release_when_idle,
+            mapping: None,
         }
         .run()
         .await;

@@ -8,6 +8,7 @@
 //! closed, so a dirty connection can never return to the pool by accident.
 
 pub mod registry;
+pub mod statements;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -85,6 +86,8 @@ struct Shared {
     ids: Arc<AtomicU64>,
     /// ParameterStatus values of the newest server connection, replayed to logging-in clients.
     params: ArcSwapOption<ParamMap>,
+    /// Named statements clients of this pool prepared (transaction mode).
+    statements: statements::StatementRegistry,
 }
 
 /// A pool handle; cheap to clone.
@@ -177,6 +180,7 @@ impl Pool {
                 state: Mutex::new(State::default()),
                 ids,
                 params: ArcSwapOption::empty(),
+                statements: statements::StatementRegistry::default(),
             }),
         }
     }
@@ -194,6 +198,11 @@ impl Pool {
     /// Database name clients use.
     pub fn database(&self) -> &str {
         &self.shared.database
+    }
+
+    /// Named statements prepared by this pool's clients.
+    pub fn statements(&self) -> &statements::StatementRegistry {
+        &self.shared.statements
     }
 
     /// Server parameters from the newest server connection, if one was ever opened.
@@ -344,6 +353,7 @@ impl Pool {
         for conn in closing {
             tokio::spawn(conn.terminate());
         }
+        self.shared.statements.sweep();
     }
 
     /// Stops handing out connections and closes the idle ones; checked-out ones close on release.

@@ -107,6 +107,11 @@ impl Scanner {
         }
     }
 
+    /// Largest message body accepted.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
     /// True when the bytes fed so far end exactly at a message boundary.
     pub fn at_boundary(&self) -> bool {
         self.hdr_len == 0 && !self.in_body

@@ -265,6 +265,7 @@ async fn login(
                     id,
                     created: now,
                     last_used: now,
+                    prepared: Default::default(),
                 });
             }
             // NoticeResponse, NegotiateProtocolVersion: nothing to do.

@@ -4,6 +4,7 @@ pub mod connect;
 pub mod credential;
 pub mod lakebase;
 pub mod params;
+pub mod prepared;
 pub mod server;
 
 use std::sync::Arc;

@@ -37,6 +37,8 @@ pub struct ServerConn {
     pub created: Instant,
     /// When a client last released it.
     pub last_used: Instant,
+    /// Named statements lakepool prepared on it (transaction mode).
+    pub prepared: super::prepared::PreparedCache,
 }
 
 /// A lakepool-initiated exchange with the server failed.

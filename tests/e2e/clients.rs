@@ -40,7 +40,7 @@ fn pgbench_transaction_and_session_modes() {
             size: 3,
             ..Opts::default()
         });
-        for proto in ["simple", "extended"] {
+        for proto in ["simple", "extended", "prepared"] {
             let text = run_pgbench(
                 lp.port(),
                 &["-n", "-c", "8", "-j", "2", "-t", "150", "-M", proto],

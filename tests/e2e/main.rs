@@ -17,3 +17,4 @@ mod clients;
 mod fixtures;
 mod lakebase;
 mod pooling;
+mod prepared;

@@ -1,0 +1,332 @@
+//! Transaction mode: what the server owes for each request lakepool sent it, in order.
+//!
+//! When lakepool maps prepared statements it sends Parse and Close messages the client never
+//! wrote (their replies must not reach the client) and skips Parse and Close messages the
+//! client did write (their replies must be made up, in the place PostgreSQL would have put
+//! them). Each request that produces a reply gets an [`Expect`] entry; server messages pop the
+//! entries they complete. After an error in an extended-protocol exchange the server ignores
+//! everything up to the next Sync, so the entries it will never answer are dropped then.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::upstream::prepared::{PreparedCache, Statement};
+
+/// One request awaiting its reply.
+#[derive(Debug)]
+pub enum Expect {
+    /// Parse. `forward` is false for a Parse lakepool added; `stmt` is removed from the server's
+    /// cache if the server never completes it.
+    Parse {
+        /// The client sent this Parse (its ParseComplete goes to the client).
+        forward: bool,
+        /// The mapped statement it prepares, if named.
+        stmt: Option<Arc<Statement>>,
+    },
+    /// Bind.
+    Bind,
+    /// Describe (answered by RowDescription or NoData).
+    Describe,
+    /// Execute (answered by CommandComplete, EmptyQueryResponse, PortalSuspended or an error).
+    Execute,
+    /// Close. `forward` is false for a Close lakepool added (cache eviction).
+    Close {
+        /// The client sent this Close.
+        forward: bool,
+    },
+    /// Sync, simple Query or FunctionCall: answered by ReadyForQuery.
+    Sync,
+    /// CopyDone/CopyFail sent before the server's CopyInResponse (pipelined COPY).
+    CopyEnd,
+    /// A reply lakepool makes up, sent once everything before it has been answered.
+    Synth(Synth),
+}
+
+/// A reply lakepool makes up for a request it did not need to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synth {
+    /// The statement was already prepared on this server.
+    ParseComplete,
+    /// The client closed a statement lakepool keeps prepared on the server.
+    CloseComplete,
+    /// A simple query lakepool answered itself: CommandComplete with this tag, then
+    /// ReadyForQuery with the current transaction status.
+    Command(&'static str),
+}
+
+/// The entries of one client/server pairing.
+#[derive(Debug, Default)]
+pub struct ReplyQueue {
+    q: VecDeque<Expect>,
+    /// The server hit an error in an extended exchange and ignores messages until Sync.
+    skipping: bool,
+    /// The server is in COPY FROM STDIN: it ignores Sync until CopyDone/CopyFail.
+    copy_in: bool,
+}
+
+impl ReplyQueue {
+    /// True when nothing is owed.
+    pub fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    /// The server ignores requests until the next Sync: forward them untouched and expect
+    /// nothing.
+    pub fn skipping(&self) -> bool {
+        self.skipping
+    }
+
+    /// Records a request just queued for the server (or a made-up reply).
+    pub fn push(&mut self, e: Expect) {
+        match e {
+            Expect::Sync if self.copy_in => {}
+            Expect::Sync => {
+                self.skipping = false;
+                self.q.push_back(e);
+            }
+            Expect::CopyEnd if self.copy_in => self.copy_in = false,
+            _ if self.skipping => {}
+            e => self.q.push_back(e),
+        }
+    }
+
+    /// The made-up reply at the head, if the head is one: it is due now.
+    pub fn pop_synth(&mut self) -> Option<Synth> {
+        match self.q.front() {
+            Some(Expect::Synth(s)) => {
+                let s = *s;
+                self.q.pop_front();
+                Some(s)
+            }
+            _ => None,
+        }
+    }
+
+    /// Accounts for one server message with tag `tag`; returns whether it goes to the client.
+    pub fn on_server(&mut self, tag: u8, cache: &mut PreparedCache) -> bool {
+        match tag {
+            b'1' => match self.q.front() {
+                Some(Expect::Parse { forward, .. }) => {
+                    let f = *forward;
+                    self.q.pop_front();
+                    f
+                }
+                _ => true,
+            },
+            b'3' => match self.q.front() {
+                Some(Expect::Close { forward }) => {
+                    let f = *forward;
+                    self.q.pop_front();
+                    f
+                }
+                _ => true,
+            },
+            b'2' => {
+                self.pop_if(|e| matches!(e, Expect::Bind));
+                true
+            }
+            b'T' | b'n' => {
+                self.pop_if(|e| matches!(e, Expect::Describe));
+                true
+            }
+            b'C' | b'I' | b's' => {
+                self.pop_if(|e| matches!(e, Expect::Execute));
+                true
+            }
+            b'G' => {
+                self.copy_in_started();
+                true
+            }
+            b'E' => {
+                self.error(cache);
+                true
+            }
+            b'Z' => {
+                while let Some(e) = self.q.pop_front() {
+                    match e {
+                        Expect::Sync => break,
+                        Expect::Parse { stmt: Some(s), .. } => cache.remove(s.id),
+                        _ => {}
+                    }
+                }
+                self.skipping = false;
+                self.copy_in = false;
+                true
+            }
+            _ => true,
+        }
+    }
+
+    fn pop_if(&mut self, pred: impl Fn(&Expect) -> bool) {
+        if self.q.front().is_some_and(pred) {
+            self.q.pop_front();
+        }
+    }
+
+    /// CopyInResponse: the server now ignores Syncs until the client's CopyDone/CopyFail.
+    fn copy_in_started(&mut self) {
+        let mut i = 1;
+        while i < self.q.len() {
+            match self.q[i] {
+                Expect::Sync => {
+                    self.q.remove(i);
+                }
+                Expect::CopyEnd => {
+                    self.q.remove(i);
+                    return;
+                }
+                _ => i += 1,
+            }
+        }
+        self.copy_in = true;
+    }
+
+    /// ErrorResponse. In a simple query the ReadyForQuery still follows; in an extended
+    /// exchange the failed request and everything up to the next Sync go unanswered.
+    fn error(&mut self, cache: &mut PreparedCache) {
+        self.copy_in = false;
+        match self.q.front() {
+            None | Some(Expect::Sync) => return,
+            Some(_) => {}
+        }
+        while let Some(e) = self.q.front() {
+            if matches!(e, Expect::Sync) {
+                return;
+            }
+            if let Some(Expect::Parse { stmt: Some(s), .. }) = self.q.pop_front() {
+                cache.remove(s.id);
+            }
+        }
+        self.skipping = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stmt(id: u64) -> Arc<Statement> {
+        Arc::new(Statement::new(id, b"select 1\0\0\0"))
+    }
+
+    fn run(q: &mut ReplyQueue, cache: &mut PreparedCache, tags: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &t in tags {
+            while let Some(s) = q.pop_synth() {
+                out.push(match s {
+                    Synth::ParseComplete => b'1',
+                    Synth::CloseComplete => b'3',
+                    Synth::Command(_) => b'c',
+                });
+            }
+            if q.on_server(t, cache) {
+                out.push(t);
+            }
+        }
+        while let Some(s) = q.pop_synth() {
+            out.push(match s {
+                Synth::ParseComplete => b'1',
+                Synth::CloseComplete => b'3',
+                Synth::Command(_) => b'c',
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn injected_parse_reply_dropped_skipped_parse_made_up() {
+        let mut q = ReplyQueue::default();
+        let mut c = PreparedCache::default();
+        // Client: Parse(S_1, already on server), Bind, Execute, Sync.
+        q.push(Expect::Synth(Synth::ParseComplete));
+        q.push(Expect::Bind);
+        q.push(Expect::Execute);
+        q.push(Expect::Sync);
+        assert_eq!(run(&mut q, &mut c, b"2DCZ"), b"12DCZ");
+        assert!(q.is_empty());
+        // Client: Bind(S_2, not on server: lakepool adds a Parse), Execute, Sync.
+        q.push(Expect::Parse {
+            forward: false,
+            stmt: Some(stmt(2)),
+        });
+        q.push(Expect::Bind);
+        q.push(Expect::Execute);
+        q.push(Expect::Sync);
+        assert_eq!(run(&mut q, &mut c, b"12CZ"), b"2CZ");
+    }
+
+    #[test]
+    fn error_skips_to_sync_and_forgets_unprepared() {
+        let mut q = ReplyQueue::default();
+        let mut c = PreparedCache::default();
+        let s = stmt(5);
+        c.insert(s.clone(), 10);
+        q.push(Expect::Bind);
+        q.push(Expect::Execute);
+        q.push(Expect::Parse {
+            forward: true,
+            stmt: Some(s.clone()),
+        });
+        q.push(Expect::Synth(Synth::ParseComplete));
+        q.push(Expect::Sync);
+        assert_eq!(run(&mut q, &mut c, b"EZ"), b"EZ");
+        assert!(!c.touch(&s), "the skipped Parse never prepared it");
+        assert!(q.is_empty());
+        // Error with no Sync queued yet: later requests are ignored until Sync.
+        q.push(Expect::Bind);
+        assert_eq!(run(&mut q, &mut c, b"E"), b"E");
+        assert!(q.skipping());
+        q.push(Expect::Synth(Synth::ParseComplete));
+        q.push(Expect::Execute);
+        q.push(Expect::Sync);
+        assert!(!q.skipping());
+        assert_eq!(run(&mut q, &mut c, b"Z"), b"Z");
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn simple_query_error_keeps_waiting_for_ready() {
+        let mut q = ReplyQueue::default();
+        let mut c = PreparedCache::default();
+        q.push(Expect::Sync);
+        assert_eq!(run(&mut q, &mut c, b"TDEZ"), b"TDEZ");
+        assert!(q.is_empty() && !q.skipping());
+    }
+
+    #[test]
+    fn extended_copy_in_drops_ignored_syncs() {
+        let mut q = ReplyQueue::default();
+        let mut c = PreparedCache::default();
+        // Fully pipelined: Bind, Execute, Sync, CopyData…, CopyDone, Sync.
+        q.push(Expect::Bind);
+        q.push(Expect::Execute);
+        q.push(Expect::Sync);
+        q.push(Expect::CopyEnd);
+        q.push(Expect::Sync);
+        assert_eq!(run(&mut q, &mut c, b"2GCZ"), b"2GCZ");
+        assert!(q.is_empty());
+        // CopyInResponse first, then the client's Syncs and CopyDone.
+        q.push(Expect::Bind);
+        q.push(Expect::Execute);
+        assert_eq!(run(&mut q, &mut c, b"2G"), b"2G");
+        q.push(Expect::Sync);
+        q.push(Expect::CopyEnd);
+        q.push(Expect::Sync);
+        assert_eq!(run(&mut q, &mut c, b"CZ"), b"CZ");
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn evicting_close_reply_dropped_client_close_made_up() {
+        let mut q = ReplyQueue::default();
+        let mut c = PreparedCache::default();
+        q.push(Expect::Close { forward: false });
+        q.push(Expect::Parse {
+            forward: true,
+            stmt: Some(stmt(1)),
+        });
+        q.push(Expect::Synth(Synth::CloseComplete));
+        q.push(Expect::Sync);
+        assert_eq!(run(&mut q, &mut c, b"31Z"), b"13Z");
+    }
+}

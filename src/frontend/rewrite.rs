@@ -1,0 +1,439 @@
+//! Transaction mode with prepared-statement mapping: the messages between a client and the
+//! server it holds for one transaction, taken message by message.
+//!
+//! Client → server: Parse, Bind, Describe and Close of named statements are rewritten to the
+//! statement's server-side name (see [`crate::upstream::prepared`]); a statement the server
+//! lacks is prepared first, one it already has is not prepared again, and a client's Close
+//! leaves it prepared for other clients. Other messages pass unchanged, large ones (COPY data)
+//! streamed through without being held whole. Server → client: replies to what lakepool added
+//! are dropped and replies to what it skipped are made up, in order ([`ReplyQueue`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, BytesMut};
+
+use super::replies::{Expect, ReplyQueue, Synth};
+use crate::pool::statements::StatementRegistry;
+use crate::proto::scan::ScanError;
+use crate::upstream::prepared::{PreparedCache, Statement};
+
+/// Client messages held until complete because lakepool may rewrite them or must read them.
+fn held(tag: u8) -> bool {
+    matches!(tag, b'P' | b'B' | b'D' | b'C' | b'Q')
+}
+
+/// Server messages whose body lakepool reads (CommandComplete: DISCARD ALL, DEALLOCATE ALL).
+fn server_held(tag: u8) -> bool {
+    tag == b'C'
+}
+
+/// A framing header: tag and body length, checked against the limit.
+fn header(buf: &[u8], max: usize) -> Result<Option<(u8, usize)>, ScanError> {
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    let tag = buf[0];
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+    if len < 4 {
+        return Err(ScanError::BadLength {
+            tag: char::from(tag),
+            len,
+        });
+    }
+    let body = (len - 4) as usize;
+    if body > max {
+        return Err(ScanError::TooLarge {
+            tag: char::from(tag),
+            len,
+            max,
+        });
+    }
+    Ok(Some((tag, body)))
+}
+
+/// A C string at the start of `b`: (the string, the rest after its NUL).
+fn cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = b.iter().position(|&c| c == 0)?;
+    Some((&b[..end], &b[end + 1..]))
+}
+
+fn put_header(out: &mut BytesMut, tag: u8, body_len: usize) {
+    out.put_u8(tag);
+    out.put_u32(u32::try_from(body_len + 4).unwrap_or(u32::MAX));
+}
+
+/// What a client session keeps between transactions.
+#[derive(Debug, Default)]
+pub struct ClientSide {
+    /// Client bytes read and not yet handled (a partial message).
+    pub inbuf: BytesMut,
+    /// Body bytes of a streamed client message still to pass.
+    streaming: usize,
+    /// The client's named statements, by the client's name.
+    statements: HashMap<Box<[u8]>, Arc<Statement>>,
+    /// SQL the client sent that may change session state was seen (SET, RESET, DISCARD…).
+    pub state_touched: bool,
+    /// Bytes still missing from a held message at the end of `inbuf`.
+    wanted: Option<usize>,
+}
+
+/// What the client side works against while attached to one server.
+pub struct Attached<'a> {
+    /// Requests awaiting replies.
+    pub queue: &'a mut ReplyQueue,
+    /// The server's prepared statements.
+    pub cache: &'a mut PreparedCache,
+    /// The pool's interned statements.
+    pub registry: &'a StatementRegistry,
+    /// Most statements prepared per server.
+    pub cap: usize,
+    /// Largest client message accepted.
+    pub max_message: usize,
+}
+
+/// Result of handling client input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientInput {
+    /// Everything complete was handled.
+    Done,
+    /// The client sent Terminate: everything before it was handled.
+    Terminated,
+}
+
+impl ClientSide {
+    /// True when a complete Terminate is the next thing in `inbuf` (nothing to send first).
+    pub fn terminates_next(&self) -> bool {
+        self.streaming == 0 && self.inbuf.len() >= 5 && self.inbuf[0] == b'X'
+    }
+
+    /// Moves what can be sent from `inbuf` to `out`, rewriting statement names.
+    pub fn handle(
+        &mut self,
+        out: &mut BytesMut,
+        at: &mut Attached<'_>,
+    ) -> Result<ClientInput, ScanError> {
+        // Taken out so messages can be read from it while the rest of `self` changes.
+        let mut inbuf = std::mem::take(&mut self.inbuf);
+        let result = self.handle_buffered(&inbuf, out, at);
+        if let Ok((pos, _)) = &result {
+            inbuf.advance(*pos);
+        }
+        if inbuf.is_empty() {
+            inbuf.clear();
+        }
+        self.inbuf = inbuf;
+        let (_, input) = result?;
+        if let Some(more) = self.wanted.take() {
+            self.inbuf.reserve(more);
+        }
+        Ok(input)
+    }
+
+    fn handle_buffered(
+        &mut self,
+        inbuf: &[u8],
+        out: &mut BytesMut,
+        at: &mut Attached<'_>,
+    ) -> Result<(usize, ClientInput), ScanError> {
+        let mut pos = 0;
+        let input = loop {
+            let avail = &inbuf[pos..];
+            if self.streaming > 0 {
+                let n = self.streaming.min(avail.len());
+                out.extend_from_slice(&avail[..n]);
+                self.streaming -= n;
+                pos += n;
+                if self.streaming > 0 {
+                    break ClientInput::Done;
+                }
+                continue;
+            }
+            let Some((tag, body_len)) = header(avail, at.max_message)? else {
+                break ClientInput::Done;
+            };
+            if tag == b'X' {
+                break ClientInput::Terminated;
+            }
+            let total = 5 + body_len;
+            if avail.len() < total {
+                if held(tag) {
+                    // Wait for the rest, with room for it made in one go.
+                    self.wanted = Some(total - avail.len());
+                    break ClientInput::Done;
+                }
+                self.push_expect(tag, at);
+                out.extend_from_slice(avail);
+                self.streaming = total - avail.len();
+                pos += avail.len();
+                break ClientInput::Done;
+            }
+            let msg = &avail[..total];
+            if held(tag) && !at.queue.skipping() {
+                self.rewrite(tag, msg, out, at);
+            } else {
+                if tag == b'Q' {
+                    self.note_query(&msg[5..]);
+                }
+                self.push_expect(tag, at);
+                out.extend_from_slice(msg);
+            }
+            pos += total;
+        };
+        Ok((pos, input))
+    }
+
+    /// The reply entry for a message passed unchanged.
+    fn push_expect(&self, tag: u8, at: &mut Attached<'_>) {
+        let e = match tag {
+            b'P' => Expect::Parse {
+                forward: true,
+                stmt: None,
+            },
+            b'B' => Expect::Bind,
+            b'D' => Expect::Describe,
+            b'E' => Expect::Execute,
+            b'C' => Expect::Close { forward: true },
+            b'S' | b'Q' | b'F' => Expect::Sync,
+            b'c' | b'f' => Expect::CopyEnd,
+            _ => return,
+        };
+        if !at.queue.skipping() || tag == b'S' {
+            at.queue.push(e);
+        }
+    }
+
+    fn rewrite(&mut self, tag: u8, msg: &[u8], out: &mut BytesMut, at: &mut Attached<'_>) {
+        let body = &msg[5..];
+        match tag {
+            b'P' => self.parse(msg, out, at),
+            b'B' => match cstr(body).and_then(|(portal, rest)| Some((portal, cstr(rest)?))) {
+                Some((portal, (name, rest))) if !name.is_empty() => {
+                    match self.statements.get(name).cloned() {
+                        Some(stmt) => {
+                            ensure_prepared(&stmt, out, at);
+                            put_header(out, b'B', portal.len() + stmt.name.len() + 2 + rest.len());
+                            out.put_slice(portal);
+                            out.put_u8(0);
+                            out.put_slice(stmt.name.as_bytes());
+                            out.put_u8(0);
+                            out.put_slice(rest);
+                            at.queue.push(Expect::Bind);
+                        }
+                        // Unknown: the server answers with PostgreSQL's own error.
+                        None => self.pass(tag, msg, out, at),
+                    }
+                }
+                _ => self.pass(tag, msg, out, at),
+            },
+            b'D' | b'C' => match body.split_first() {
+                Some((&b'S', rest)) if cstr(rest).is_some_and(|(n, _)| !n.is_empty()) => {
+                    let (name, _) = cstr(rest).unwrap_or_default();
+                    if tag == b'C' {
+                        // The statement stays prepared on the server for other clients.
+                        self.statements.remove(name);
+                        at.queue.push(Expect::Synth(Synth::CloseComplete));
+                        return;
+                    }
+                    match self.statements.get(name).cloned() {
+                        Some(stmt) => {
+                            ensure_prepared(&stmt, out, at);
+                            put_header(out, b'D', 1 + stmt.name.len() + 1);
+                            out.put_u8(b'S');
+                            out.put_slice(stmt.name.as_bytes());
+                            out.put_u8(0);
+                            at.queue.push(Expect::Describe);
+                        }
+                        None => self.pass(tag, msg, out, at),
+                    }
+                }
+                _ => self.pass(tag, msg, out, at),
+            },
+            b'Q' => {
+                self.note_query(body);
+                self.pass(tag, msg, out, at);
+            }
+            _ => self.pass(tag, msg, out, at),
+        }
+    }
+
+    fn pass(&self, tag: u8, msg: &[u8], out: &mut BytesMut, at: &mut Attached<'_>) {
+        self.push_expect(tag, at);
+        out.extend_from_slice(msg);
+    }
+
+    fn parse(&mut self, msg: &[u8], out: &mut BytesMut, at: &mut Attached<'_>) {
+        let Some((name, rest)) = cstr(&msg[5..]) else {
+            // Malformed: the server says so.
+            return self.pass(b'P', msg, out, at);
+        };
+        if name.is_empty() {
+            return self.pass(b'P', msg, out, at);
+        }
+        if let Some(existing) = self.statements.get(name).cloned() {
+            // PostgreSQL refuses to prepare a name twice: let the server say so, by preparing
+            // the already-mapped server name again where it certainly exists.
+            ensure_prepared(&existing, out, at);
+            out.extend_from_slice(&existing.parse);
+            at.queue.push(Expect::Parse {
+                forward: true,
+                stmt: None,
+            });
+            return;
+        }
+        let stmt = at.registry.intern(rest);
+        self.statements.insert(name.into(), Arc::clone(&stmt));
+        if at.cache.touch(&stmt) {
+            at.queue.push(Expect::Synth(Synth::ParseComplete));
+        } else {
+            prepare(&stmt, true, out, at);
+        }
+    }
+
+    /// Notes SQL that may change session state or prepared statements.
+    fn note_query(&mut self, body: &[u8]) {
+        // TODO(sql): classify with proto::sql once merged.
+        let _ = body;
+    }
+
+    /// Forgets every statement the client prepared (DISCARD ALL, DEALLOCATE ALL).
+    pub fn forget_statements(&mut self) {
+        self.statements.clear();
+    }
+
+    /// Forgets one statement by the client's name (SQL DEALLOCATE).
+    pub fn forget_statement(&mut self, name: &[u8]) -> Option<Arc<Statement>> {
+        self.statements.remove(name)
+    }
+
+    /// Named statements the client has.
+    pub fn statement_count(&self) -> usize {
+        self.statements.len()
+    }
+}
+
+/// Makes sure the server has `stmt` before a message that uses it.
+fn ensure_prepared(stmt: &Arc<Statement>, out: &mut BytesMut, at: &mut Attached<'_>) {
+    if !at.cache.touch(stmt) {
+        prepare(stmt, false, out, at);
+    }
+}
+
+/// Sends the Parse for `stmt` (closing the least recently used statement if the cache is
+/// full) and records it as prepared; a failure un-records it.
+fn prepare(stmt: &Arc<Statement>, forward: bool, out: &mut BytesMut, at: &mut Attached<'_>) {
+    if let Some(old) = at.cache.insert(Arc::clone(stmt), at.cap) {
+        put_header(out, b'C', 1 + old.name.len() + 1);
+        out.put_u8(b'S');
+        out.put_slice(old.name.as_bytes());
+        out.put_u8(0);
+        at.queue.push(Expect::Close { forward: false });
+    }
+    out.extend_from_slice(&stmt.parse);
+    at.queue.push(Expect::Parse {
+        forward,
+        stmt: Some(Arc::clone(stmt)),
+    });
+}
+
+/// The server → client side of one attachment.
+#[derive(Debug, Default)]
+pub struct ServerSide {
+    /// Body bytes of a streamed server message still to pass (or drop).
+    streaming: usize,
+    /// The streamed message is being dropped.
+    dropping: bool,
+}
+
+impl ServerSide {
+    /// True when no server message is partly passed.
+    pub fn at_boundary(&self) -> bool {
+        self.streaming == 0
+    }
+
+    /// Moves server messages from `rx` to `out`: made-up replies inserted where due, replies
+    /// to lakepool's own requests dropped. `status` is the last transaction status.
+    pub fn handle(
+        &mut self,
+        rx: &mut BytesMut,
+        out: &mut BytesMut,
+        queue: &mut ReplyQueue,
+        cache: &mut PreparedCache,
+        client: &mut ClientSide,
+        status: u8,
+    ) {
+        let mut pos = 0;
+        loop {
+            let avail = &rx[pos..];
+            if self.streaming > 0 {
+                let n = self.streaming.min(avail.len());
+                if !self.dropping {
+                    out.extend_from_slice(&avail[..n]);
+                }
+                self.streaming -= n;
+                pos += n;
+                if self.streaming > 0 {
+                    break;
+                }
+                continue;
+            }
+            emit_due(queue, out, status);
+            // The server's framing was already checked by the tracker's scanner.
+            let Ok(Some((tag, body_len))) = header(avail, usize::MAX) else {
+                break;
+            };
+            let total = 5 + body_len;
+            if avail.len() < total && server_held(tag) {
+                rx.reserve(total - avail.len());
+                break;
+            }
+            if tag == b'C' {
+                let body = &avail[5..total];
+                if body.starts_with(b"DISCARD ALL\0") || body.starts_with(b"DEALLOCATE ALL\0") {
+                    cache.clear();
+                    client.forget_statements();
+                }
+            }
+            let forward = queue.on_server(tag, cache);
+            let n = total.min(avail.len());
+            if forward {
+                out.extend_from_slice(&avail[..n]);
+            }
+            self.streaming = total - n;
+            self.dropping = !forward;
+            pos += n;
+        }
+        emit_due(queue, out, status);
+        rx.advance(pos);
+        if rx.is_empty() {
+            rx.clear();
+        }
+    }
+
+    /// Emits made-up replies that are due while the server is silent.
+    pub fn flush_due(&self, queue: &mut ReplyQueue, out: &mut BytesMut, status: u8) {
+        if self.streaming == 0 {
+            emit_due(queue, out, status);
+        }
+    }
+}
+
+fn emit_due(queue: &mut ReplyQueue, out: &mut BytesMut, status: u8) {
+    while let Some(s) = queue.pop_synth() {
+        match s {
+            Synth::ParseComplete => put_header(out, b'1', 0),
+            Synth::CloseComplete => put_header(out, b'3', 0),
+            Synth::Command(tag) => {
+                put_header(out, b'C', tag.len() + 1);
+                out.put_slice(tag.as_bytes());
+                out.put_u8(0);
+                put_header(out, b'Z', 1);
+                out.put_u8(status);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "rewrite_tests.rs"]
+mod tests;

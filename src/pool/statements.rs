@@ -1,0 +1,75 @@
+//! The statements clients of one pool have prepared, interned by text and parameter types so
+//! that every client preparing the same statement shares one server-side name.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::upstream::prepared::Statement;
+
+/// Interned statements of one pool. Locked once per client Parse of a named statement (not
+/// per Bind), never across an `.await`.
+#[derive(Debug, Default)]
+pub struct StatementRegistry {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_text: HashMap<Box<[u8]>, Arc<Statement>>,
+    next_id: u64,
+}
+
+impl StatementRegistry {
+    /// The statement for a Parse body whose part after the name is `rest`, created on first use.
+    pub fn intern(&self, rest: &[u8]) -> Arc<Statement> {
+        let mut inner = self.inner.lock();
+        if let Some(s) = inner.by_text.get(rest) {
+            return Arc::clone(s);
+        }
+        inner.next_id += 1;
+        let s = Arc::new(Statement::new(inner.next_id, rest));
+        inner.by_text.insert(rest.into(), Arc::clone(&s));
+        s
+    }
+
+    /// Drops statements no client and no server connection refers to any more.
+    pub fn sweep(&self) {
+        self.inner
+            .lock()
+            .by_text
+            .retain(|_, s| Arc::strong_count(s) > 1);
+    }
+
+    /// Distinct statements known.
+    pub fn len(&self) -> usize {
+        self.inner.lock().by_text.len()
+    }
+
+    /// True when no statement is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_text_same_statement_and_sweep() {
+        let r = StatementRegistry::default();
+        let a = r.intern(b"select 1\0\0\0");
+        let b = r.intern(b"select 1\0\0\0");
+        let c = r.intern(b"select 1\0\0\x01\0\0\0\x17");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_ne!(a.id, c.id);
+        drop(c);
+        r.sweep();
+        assert_eq!(r.len(), 1);
+        drop((a, b));
+        r.sweep();
+        assert!(r.is_empty());
+    }
+}
