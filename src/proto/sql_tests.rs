@@ -63,6 +63,11 @@ fn set_forms() {
         set("search_path")
     );
     assert_eq!(one(r#"SET "a""b" = 1"#), set("a\"b"));
+    assert_eq!(one("SET local.x = 1"), set("local.x"));
+    assert_eq!(one("SET LOCAL local.x = 1"), set_local("local.x"));
+    assert_eq!(one("SET session.x TO 1"), set("session.x"));
+    assert_eq!(one("SET local = 1"), set("local"));
+    assert_eq!(one(r#"SET "" = 1"#), Command::Other);
 }
 
 #[test]
