@@ -13,7 +13,13 @@
 //! reported in a [`Command`] are allocated.
 //!
 //! Assumes `standard_conforming_strings = on` (the default since PostgreSQL 9.1): backslashes
-//! are ordinary characters in `'...'` and only escape inside `E'...'`.
+//! are ordinary characters in `'...'` and only escape inside `E'...'`. Names follow the server's
+//! identifier rules, including `U&"..."` escapes and truncation to 63 bytes.
+//!
+//! Lexical by design, so blind to effects hidden behind a call: `set_config(...)`, functions or
+//! `EXECUTE`d statements that lock or create temp tables, a view made temporary by referring to
+//! a temporary table. Nor does it know whether a statement then fails (a failing statement rolls
+//! back the earlier ones of the same implicit transaction); that is for the caller to watch.
 
 /// What one statement does to session state, as far as a pooler cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,7 +290,7 @@ fn set(c: &mut Cursor<'_>) -> Command {
         }
     }
 
-    // Special forms; `None` as the value means "to the default", i.e. a reset.
+    // Special forms; `reset` where PostgreSQL executes the form as a reset to the default.
     let (name, reset) = if c.is(first, "time") && c.eat("zone") {
         let v = c.peek();
         ("timezone", c.is(v, "default") || c.is(v, "local"))
@@ -305,6 +311,7 @@ fn set(c: &mut Cursor<'_>) -> Command {
     set_result(name.to_owned(), local, reset)
 }
 
+/// LOCAL wins over a reset: either way the change lasts only for the transaction.
 fn set_result(name: String, local: bool, reset: bool) -> Command {
     match (local, reset) {
         (true, _) => Command::SetLocal { name },
