@@ -235,6 +235,7 @@ const VERBS: &[(&str, Parser)] = &[
     ("declare", declare),
     ("create", create),
     ("select", select_into_temp),
+    ("with", with),
 ];
 
 /// Classifies one statement's text (as produced by [`statements`]).
@@ -502,6 +503,66 @@ fn select_into_temp(c: &mut Cursor<'_>) -> Command {
         }
     }
     Command::Other
+}
+
+/// After `WITH`: skips the common table expressions; only a main `SELECT` can be `SELECT INTO`.
+fn with(c: &mut Cursor<'_>) -> Command {
+    if !contains_ci(c.src().as_bytes(), b"temp") {
+        return Command::Other;
+    }
+    c.eat("recursive");
+    loop {
+        // name [(columns)] AS [NOT] [MATERIALIZED] (query) [SEARCH ... SET col] [CYCLE ... USING col]
+        c.next();
+        if Cursor::is_punct(c.peek(), b'(') {
+            skip_parens(c);
+        }
+        if !c.eat("as") {
+            return Command::Other;
+        }
+        c.eat("not");
+        c.eat("materialized");
+        if !skip_parens(c) {
+            return Command::Other;
+        }
+        for (clause, last) in [("search", "set"), ("cycle", "using")] {
+            if c.eat(clause) {
+                while !c.eat(last) {
+                    if c.next().is_none() {
+                        return Command::Other;
+                    }
+                }
+                c.next();
+            }
+        }
+        let next = c.next();
+        if !Cursor::is_punct(next, b',') {
+            return if c.is(next, "select") {
+                select_into_temp(c)
+            } else {
+                Command::Other
+            };
+        }
+    }
+}
+
+/// Consumes a parenthesised group if one comes next.
+fn skip_parens(c: &mut Cursor<'_>) -> bool {
+    if !Cursor::is_punct(c.peek(), b'(') {
+        return false;
+    }
+    let mut depth = 0usize;
+    while let Some(t) = c.next() {
+        match t.kind {
+            Kind::Punct(b'(') => depth += 1,
+            Kind::Punct(b')') => depth -= 1,
+            _ => {}
+        }
+        if depth == 0 {
+            break;
+        }
+    }
+    true
 }
 
 /// Reserved words that may follow a `SELECT ... INTO target`.

@@ -343,6 +343,30 @@ fn cursors_and_temp_objects() {
     );
     assert_eq!(one("SELECT * INTO temp FROM x"), Command::Other);
     assert_eq!(one("INSERT INTO temp VALUES (1)"), Command::Other);
+    assert_eq!(
+        one(
+            "WITH x AS (SELECT 1), y (a) AS NOT MATERIALIZED (SELECT 2) SELECT * INTO TEMP t FROM x"
+        ),
+        Command::CreateTemp
+    );
+    assert_eq!(
+        one(
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) \
+             SEARCH DEPTH FIRST BY n SET o CYCLE n SET c USING p SELECT * INTO TEMP t FROM r"
+        ),
+        Command::CreateTemp
+    );
+    assert_eq!(
+        one("WITH x AS (SELECT 1) INSERT INTO temp SELECT * FROM x"),
+        Command::Other
+    );
+    assert_eq!(
+        one(
+            "WITH update AS (SELECT 1 AS a) MERGE INTO temp t USING update u ON true \
+             WHEN MATCHED THEN DO NOTHING"
+        ),
+        Command::Other
+    );
 }
 
 #[test]
