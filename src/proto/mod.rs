@@ -8,6 +8,8 @@
 pub mod backend;
 pub mod frontend;
 pub mod scan;
+/// Lexer-level SQL classifier: spots statements that change session state (transaction pooling).
+pub mod sql;
 pub mod sqlstate;
 pub mod startup;
 pub mod write;

@@ -1,0 +1,532 @@
+use super::*;
+
+fn set(name: &str) -> Command {
+    Command::Set { name: name.into() }
+}
+fn set_local(name: &str) -> Command {
+    Command::SetLocal { name: name.into() }
+}
+fn reset(name: &str) -> Command {
+    Command::Reset { name: name.into() }
+}
+
+/// Classification of a single-statement string (also checks the pre-filter agrees).
+fn one(sql: &str) -> Command {
+    let st = statements(sql);
+    assert_eq!(st.len(), 1, "{sql:?} -> {st:?}");
+    let cmd = st.into_iter().next().map(|s| s.command).unwrap();
+    if cmd != Command::Other {
+        assert!(needs_attention(sql.as_bytes()), "{sql:?}");
+    }
+    cmd
+}
+
+fn texts(sql: &str) -> Vec<&str> {
+    statements(sql).into_iter().map(|s| s.text).collect()
+}
+
+#[test]
+fn set_forms() {
+    assert_eq!(one("SET search_path TO a, b"), set("search_path"));
+    assert_eq!(one(r#"set Search_Path = "MySchema""#), set("search_path"));
+    assert_eq!(
+        one("SET SESSION statement_timeout = '5s'"),
+        set("statement_timeout")
+    );
+    assert_eq!(one("SET LOCAL lock_timeout = 1"), set_local("lock_timeout"));
+    assert_eq!(one("SET TIME ZONE 'UTC'"), set("timezone"));
+    assert_eq!(one("set local time zone 'UTC'"), set_local("timezone"));
+    assert_eq!(one("SET NAMES 'UTF8'"), set("client_encoding"));
+    assert_eq!(one("SET SCHEMA 'app'"), set("search_path"));
+    assert_eq!(one("SET ROLE admin"), set("role"));
+    assert_eq!(one("SET ROLE NONE"), set("role"));
+    assert_eq!(one("SET role TO 'x'"), set("role"));
+    assert_eq!(
+        one("SET SESSION AUTHORIZATION bob"),
+        set("session_authorization")
+    );
+    assert_eq!(
+        one("SET SESSION SESSION AUTHORIZATION bob"),
+        set("session_authorization")
+    );
+    assert_eq!(
+        one("SET LOCAL SESSION AUTHORIZATION bob"),
+        set_local("session_authorization")
+    );
+    assert_eq!(one("SET XML OPTION DOCUMENT"), set("xmloption"));
+    assert_eq!(one("SET myapp.tenant = 42"), set("myapp.tenant"));
+    assert_eq!(one(r#"SET "MyApp" . Tenant TO 'x'"#), set("MyApp.tenant"));
+    assert_eq!(one("SET search_path FROM CURRENT"), set("search_path"));
+    assert_eq!(one("SET a=-1"), set("a"));
+    assert_eq!(
+        one("SET /* c */ -- c\n\t search_path\n=/**/x"),
+        set("search_path")
+    );
+    assert_eq!(one(r#"SET "a""b" = 1"#), set("a\"b"));
+    assert_eq!(one("SET local.x = 1"), set("local.x"));
+    assert_eq!(one("SET LOCAL local.x = 1"), set_local("local.x"));
+    assert_eq!(one("SET session.x TO 1"), set("session.x"));
+    assert_eq!(one("SET local = 1"), set("local"));
+    assert_eq!(one(r#"SET "" = 1"#), Command::Other);
+}
+
+#[test]
+fn set_to_default_is_reset() {
+    assert_eq!(
+        one("SET application_name TO DEFAULT"),
+        reset("application_name")
+    );
+    assert_eq!(
+        one("set application_name = default"),
+        reset("application_name")
+    );
+    assert_eq!(one("SET TIME ZONE DEFAULT"), reset("timezone"));
+    assert_eq!(one("SET TIME ZONE LOCAL"), reset("timezone"));
+    assert_eq!(one("SET NAMES"), reset("client_encoding"));
+    assert_eq!(one("SET NAMES DEFAULT"), reset("client_encoding"));
+    assert_eq!(
+        one("SET SESSION AUTHORIZATION DEFAULT"),
+        reset("session_authorization")
+    );
+    // Quoted "default" is a value, not the keyword.
+    assert_eq!(one(r#"SET x = "default""#), set("x"));
+    // LOCAL wins: the reset lasts only for the transaction.
+    assert_eq!(one("SET LOCAL x TO DEFAULT"), set_local("x"));
+}
+
+#[test]
+fn set_transaction_level_is_other() {
+    for sql in [
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        "SET TRANSACTION SNAPSHOT '00000003-0000001B-1'",
+        "SET CONSTRAINTS ALL DEFERRED",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+        "SET LOCAL",
+        "SET",
+        "SET x",
+        "RESET TRANSACTION ISOLATION LEVEL",
+    ] {
+        assert_eq!(one(sql), Command::Other, "{sql}");
+    }
+}
+
+#[test]
+fn reset_forms() {
+    assert_eq!(one("reset all"), Command::ResetAll);
+    assert_eq!(one("RESET TimeZone"), reset("timezone"));
+    assert_eq!(one("RESET TIME ZONE"), reset("timezone"));
+    assert_eq!(one("RESET ROLE"), reset("role"));
+    assert_eq!(
+        one("RESET SESSION AUTHORIZATION"),
+        reset("session_authorization")
+    );
+    assert_eq!(one("RESET myapp.Tenant"), reset("myapp.tenant"));
+    assert_eq!(one(r#"RESET "all""#), reset("all"));
+}
+
+#[test]
+fn discard_deallocate_prepare_listen() {
+    assert_eq!(one("DISCARD ALL"), Command::DiscardAll);
+    assert_eq!(one("discard plans"), Command::DiscardOther);
+    assert_eq!(one("DISCARD SEQUENCES"), Command::DiscardOther);
+    assert_eq!(one("DISCARD TEMP"), Command::DiscardOther);
+    assert_eq!(one("DISCARD TEMPORARY"), Command::DiscardOther);
+    let dealloc = |n: &str| Command::Deallocate { name: n.into() };
+    assert_eq!(one(r#"DEALLOCATE PREPARE "S_1""#), dealloc("S_1"));
+    assert_eq!(one("DEALLOCATE S_1"), dealloc("s_1"));
+    assert_eq!(one("DEALLOCATE prepare"), dealloc("prepare"));
+    assert_eq!(one("deallocate all"), Command::DeallocateAll);
+    assert_eq!(one("DEALLOCATE PREPARE ALL"), Command::DeallocateAll);
+    assert_eq!(one(r#"DEALLOCATE "all""#), dealloc("all"));
+    let prep = |n: &str| Command::Prepare { name: n.into() };
+    assert_eq!(one("PREPARE p(int) AS SELECT $1"), prep("p"));
+    assert_eq!(one(r#"PREPARE "Q" AS SELECT 1"#), prep("Q"));
+    assert_eq!(one("PREPARE TRANSACTION 'gid'"), Command::Other);
+    assert_eq!(one("LISTEN foo"), Command::Listen);
+    assert_eq!(one("UNLISTEN foo"), Command::Other);
+}
+
+#[test]
+fn long_identifiers_are_truncated() {
+    let long = "a".repeat(70);
+    assert_eq!(one(&format!("SET {long} = 1")), set(&long[..63]));
+    // Truncation stops at a character boundary.
+    let wide = "é".repeat(40);
+    let Command::Set { name } = one(&format!("SET \"{wide}\" = 1")) else {
+        panic!()
+    };
+    assert_eq!(name, "é".repeat(31));
+}
+
+#[test]
+fn unicode_escaped_identifiers() {
+    assert_eq!(one(r#"SET U&"d\0061t" = 1"#), set("dat"));
+    assert_eq!(one(r#"SET U&"d!0061t" UESCAPE '!' = 1"#), set("dat"));
+    assert_eq!(one(r#"SET U&"\+01F600" = 1"#), set("\u{1F600}"));
+    assert_eq!(one(r#"SET U&"\D83D\DE00" = 1"#), set("\u{1F600}"));
+    assert_eq!(one(r#"SET U&"\\" = 1"#), set("\\"));
+    assert_eq!(one(r#"SET U&"\zz" = 1"#), Command::Other);
+    assert_eq!(
+        one(r#"SELECT U&"pg_\0061dvisory_lock"(1)"#),
+        Command::AdvisoryLock
+    );
+}
+
+#[test]
+fn splitting() {
+    let st = statements("SELECT 1; SET x.y = 2; SELECT 'a;b'");
+    assert_eq!(st.len(), 3);
+    assert_eq!(st[0].text, "SELECT 1");
+    assert_eq!(st[0].command, Command::Other);
+    assert_eq!(st[1].text, "SET x.y = 2");
+    assert_eq!(st[1].command, set("x.y"));
+    assert_eq!(st[2].text, "SELECT 'a;b'");
+    assert_eq!(st[2].command, Command::Other);
+
+    let st = statements("BEGIN; SET LOCAL a = 1; COMMIT");
+    let cmds: Vec<_> = st.iter().map(|s| s.command.clone()).collect();
+    assert_eq!(cmds, [Command::Other, set_local("a"), Command::Other]);
+
+    assert_eq!(texts(" ;; \n -- x\n ; /* y */ "), Vec::<&str>::new());
+    assert_eq!(texts(""), Vec::<&str>::new());
+    assert_eq!(
+        texts("/* a */ SELECT /* in */ 1 -- b\n ; -- c\n SET a = 1 ;"),
+        ["SELECT /* in */ 1", "SET a = 1"]
+    );
+    // Rule actions are parenthesised statement lists.
+    assert_eq!(
+        texts("CREATE RULE r AS ON INSERT TO t DO ALSO (INSERT INTO u VALUES (1); NOTIFY t); SET a = 1").len(),
+        2
+    );
+    // SQL-standard routine bodies.
+    let body = "CREATE OR REPLACE FUNCTION f(x int) RETURNS int LANGUAGE sql BEGIN ATOMIC \
+                SELECT CASE WHEN x > 0 THEN 1 ELSE 2 END; SELECT 3; END";
+    assert_eq!(texts(&format!("{body}; SET a = 1")), [body, "SET a = 1"]);
+    // A function named "begin" does not open a body.
+    assert_eq!(
+        texts("CREATE FUNCTION begin() RETURNS int AS 'select 1' LANGUAGE sql; SET ROLE x; END")
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn quoting_and_comments() {
+    assert_eq!(one("SELECT $$ ; SET a = 1 $$"), Command::Other);
+    assert_eq!(one("SELECT $fn$ ; $$ SET a = 1; $fn$"), Command::Other);
+    assert_eq!(one("/* SET a=1 */ SELECT 1"), Command::Other);
+    assert_eq!(
+        one("/* outer /* SET a=1; */ still ; */ SELECT 1"),
+        Command::Other
+    );
+    assert_eq!(one("-- SET a=1;\nSELECT 1"), Command::Other);
+    assert_eq!(one("SELECT 'it''s; SET a=1'"), Command::Other);
+    assert_eq!(one(r"SELECT E'it\'s; SET a=1'"), Command::Other);
+    assert_eq!(one(r"SELECT e'\\'"), Command::Other);
+    assert_eq!(one(r#"SELECT "a;""b" FROM t"#), Command::Other);
+    assert_eq!(one(r"SELECT U&'\0041;'"), Command::Other);
+    assert_eq!(
+        texts(r"SELECT 'a\'; SET a = 1"),
+        [r"SELECT 'a\'", "SET a = 1"]
+    );
+    // `$1` is a parameter; `a$$` is one identifier; `$x` without a closing `$` is no quote.
+    assert_eq!(texts("SELECT $1; SET a = 1; SELECT $2").len(), 3);
+    assert_eq!(texts("SELECT a$$ ; SET a = 1").len(), 2);
+    assert_eq!(texts("SELECT $x ; SET a = 1").len(), 2);
+    // Unterminated constructs run to the end.
+    for sql in [
+        "SELECT '; SET a=1",
+        "SELECT \"; SET a=1",
+        "SELECT $q$; SET a=1",
+        "/* ; SET a=1",
+    ] {
+        assert!(
+            statements(sql).iter().all(|s| s.command == Command::Other),
+            "{sql}"
+        );
+    }
+}
+
+#[test]
+fn advisory_locks() {
+    assert_eq!(one("select pg_advisory_lock(1)"), Command::AdvisoryLock);
+    assert_eq!(
+        one("SELECT PG_TRY_ADVISORY_LOCK_SHARED (1, 2)"),
+        Command::AdvisoryLock
+    );
+    assert_eq!(
+        one("SELECT pg_catalog.pg_advisory_lock_shared(1)"),
+        Command::AdvisoryLock
+    );
+    assert_eq!(
+        one(r#"SELECT "pg_try_advisory_lock"(1)"#),
+        Command::AdvisoryLock
+    );
+    assert_eq!(
+        one("SELECT x FROM t WHERE pg_try_advisory_lock(id)"),
+        Command::AdvisoryLock
+    );
+    for sql in [
+        "select pg_advisory_xact_lock(1)",
+        "select pg_advisory_unlock(1)",
+        "select pg_advisory_unlock_all()",
+        "select 'pg_advisory_lock(1)'",
+        "select 1 -- pg_advisory_lock(1)",
+        r#"select "PG_ADVISORY_LOCK"(1)"#,
+        "select my_pg_advisory_lock(1)",
+    ] {
+        assert_eq!(one(sql), Command::Other, "{sql}");
+    }
+}
+
+#[test]
+fn cursors_and_temp_objects() {
+    assert_eq!(
+        one("DECLARE c CURSOR WITH HOLD FOR SELECT 1"),
+        Command::CursorWithHold
+    );
+    assert_eq!(
+        one("declare cursor binary no scroll cursor with hold for select 1"),
+        Command::CursorWithHold
+    );
+    assert_eq!(
+        one("DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1"),
+        Command::Other
+    );
+    assert_eq!(
+        one("DECLARE c CURSOR FOR SELECT 'with hold'"),
+        Command::Other
+    );
+
+    assert_eq!(one("CREATE TEMP TABLE t(a int)"), Command::CreateTemp);
+    assert_eq!(
+        one("CREATE TEMP TABLE t(a int) ON COMMIT DROP"),
+        Command::Other
+    );
+    assert_eq!(
+        one("CREATE TEMP TABLE t(a int) ON COMMIT PRESERVE ROWS"),
+        Command::CreateTemp
+    );
+    assert_eq!(
+        one("CREATE TEMP TABLE t ON COMMIT DROP AS SELECT 1"),
+        Command::Other
+    );
+    assert_eq!(
+        one("CREATE GLOBAL TEMPORARY TABLE t AS SELECT 1 AS \"on\""),
+        Command::CreateTemp
+    );
+    assert_eq!(one("create local temp sequence s"), Command::CreateTemp);
+    assert_eq!(
+        one("CREATE OR REPLACE TEMP VIEW v AS SELECT 1"),
+        Command::CreateTemp
+    );
+    assert_eq!(
+        one("CREATE TEMP RECURSIVE VIEW v(n) AS SELECT 1"),
+        Command::CreateTemp
+    );
+    assert_eq!(one("CREATE TABLE pg_temp.t(a int)"), Command::CreateTemp);
+    assert_eq!(
+        one("CREATE TABLE IF NOT EXISTS pg_temp_3.t(a int)"),
+        Command::CreateTemp
+    );
+    assert_eq!(one("CREATE TABLE t(a int)"), Command::Other);
+    assert_eq!(one("CREATE TABLE temp(a int)"), Command::Other);
+    assert_eq!(one("CREATE TEMP FUNCTION"), Command::Other);
+    assert_eq!(one("SELECT * INTO TEMP t FROM x"), Command::CreateTemp);
+    assert_eq!(
+        one("SELECT * INTO TEMPORARY TABLE t FROM x"),
+        Command::CreateTemp
+    );
+    assert_eq!(
+        one("SELECT * INTO LOCAL TEMP t FROM x"),
+        Command::CreateTemp
+    );
+    assert_eq!(one("SELECT * INTO temp FROM x"), Command::Other);
+    assert_eq!(one("INSERT INTO temp VALUES (1)"), Command::Other);
+    assert_eq!(
+        one(
+            "WITH x AS (SELECT 1), y (a) AS NOT MATERIALIZED (SELECT 2) SELECT * INTO TEMP t FROM x"
+        ),
+        Command::CreateTemp
+    );
+    assert_eq!(
+        one(
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) \
+             SEARCH DEPTH FIRST BY n SET o CYCLE n SET c USING p SELECT * INTO TEMP t FROM r"
+        ),
+        Command::CreateTemp
+    );
+    assert_eq!(
+        one("WITH x AS (SELECT 1) INSERT INTO temp SELECT * FROM x"),
+        Command::Other
+    );
+    assert_eq!(
+        one(
+            "WITH update AS (SELECT 1 AS a) MERGE INTO temp t USING update u ON true \
+             WHEN MATCHED THEN DO NOTHING"
+        ),
+        Command::Other
+    );
+}
+
+#[test]
+fn needs_attention_filters() {
+    assert!(!needs_attention(
+        b"SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+    ));
+    assert!(!needs_attention(b""));
+    assert!(!needs_attention(b"INSERT INTO t VALUES (1, 2)"));
+    for sql in [
+        "sEt a=1",
+        "reset all",
+        "DISCARD all",
+        "Deallocate x",
+        "PREPARE p AS SELECT 1",
+        "LISTEN x",
+        "select pg_advisory_lock(1)",
+        "declare c cursor with HOLD for select 1",
+        "create TEMP table t()",
+        "create table pg_temp.t()",
+        r#"select u&"x"(1)"#,
+    ] {
+        assert!(needs_attention(sql.as_bytes()), "{sql}");
+    }
+}
+
+/// Deterministic xorshift generator: no extra crates, reproducible failures.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Checks the invariants every input must satisfy.
+fn check(sql: &str) {
+    let st = statements(sql);
+    let range = sql.as_ptr() as usize..=sql.as_ptr() as usize + sql.len();
+    for s in &st {
+        assert!(!s.text.is_empty(), "{sql:?}");
+        assert!(range.contains(&(s.text.as_ptr() as usize)), "{sql:?}");
+        // (Only the start: an unterminated quote keeps trailing blanks as its content.)
+        assert_eq!(s.text, s.text.trim_start(), "{sql:?}");
+        // A statement's text re-splits to itself.
+        let again = statements(s.text);
+        assert_eq!(again.len(), 1, "{sql:?}: {:?}", s.text);
+        assert_eq!(again[0], *s, "{sql:?}");
+        if s.command != Command::Other {
+            assert!(needs_attention(sql.as_bytes()), "{sql:?} -> {s:?}");
+        }
+    }
+}
+
+#[test]
+fn random_and_truncated_inputs_never_panic() {
+    const PIECES: &[&str] = &[
+        "SET ",
+        "set",
+        "RESET ",
+        "LOCAL ",
+        "SESSION ",
+        "TIME ZONE ",
+        "ALL",
+        "x",
+        "a.b",
+        " ",
+        "\n",
+        "\t",
+        "'",
+        "''",
+        "\"",
+        "\"\"",
+        "$$",
+        "$a$",
+        "$1",
+        "$",
+        "--",
+        "/*",
+        "*/",
+        ";",
+        ";",
+        "(",
+        ")",
+        "E'",
+        "e'\\'",
+        "\\",
+        "U&\"",
+        "U&'",
+        "UESCAPE '!'",
+        "!0061",
+        "\\0061",
+        "\\D83D",
+        "pg_advisory_lock",
+        "pg_try_advisory_lock_shared",
+        "pg_temp",
+        ".",
+        "TEMP ",
+        "TEMPORARY ",
+        "CREATE ",
+        "OR REPLACE ",
+        "TABLE ",
+        "VIEW ",
+        "=",
+        "TO ",
+        "DEFAULT",
+        "é",
+        "\u{0}",
+        "😀",
+        "DECLARE c CURSOR WITH HOLD ",
+        "FOR ",
+        "BEGIN ",
+        "ATOMIC ",
+        "END",
+        "CASE ",
+        "FUNCTION ",
+        "ON COMMIT DROP",
+        "LISTEN ",
+        "DISCARD ",
+        "DEALLOCATE ",
+        "PREPARE ",
+        "SELECT ",
+        "INTO ",
+        "AS ",
+        "1",
+        "0.5e",
+    ];
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..5_000 {
+        let mut sql = String::new();
+        for _ in 0..rng.below(24) {
+            sql.push_str(PIECES[rng.below(PIECES.len())]);
+        }
+        check(&sql);
+        // Every prefix, as a message cut short would present it.
+        for (i, _) in sql.char_indices().step_by(3) {
+            check(&sql[..i]);
+        }
+    }
+}
+
+#[test]
+fn truncated_test_vectors_never_panic() {
+    let vectors = [
+        r#"SET "MyApp" . Tenant TO 'x'; RESET ALL; DISCARD ALL"#,
+        r#"SELECT U&"pg_\0061dvisory_lock"(1) UESCAPE '!'"#,
+        "CREATE OR REPLACE FUNCTION f() RETURNS int BEGIN ATOMIC SELECT CASE WHEN 1 THEN 2 END; END; SET a=1",
+        "SELECT $fn$ ; $$ SET a = 1; $fn$; /* a /* b */ c */ LISTEN x -- y",
+        r"SELECT E'it\'s'; DECLARE c CURSOR WITH HOLD FOR SELECT 1; CREATE TEMP TABLE t() ON COMMIT DROP",
+    ];
+    for v in vectors {
+        for (i, _) in v.char_indices() {
+            check(&v[..i]);
+            check(&v[i..]);
+        }
+    }
+}
