@@ -10,6 +10,7 @@ pub mod pump;
 pub mod replies;
 pub mod rewrite;
 pub mod session;
+pub mod settings;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

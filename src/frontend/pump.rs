@@ -266,6 +266,8 @@ pub struct Mapping<'a> {
     pub registry: &'a StatementRegistry,
     /// Most statements prepared per server.
     pub cap: usize,
+    /// Parameters tracked besides the built-in ones.
+    pub extra_tracked: &'a [String],
     /// Server bytes read and not yet handled.
     pub rx: &'a mut BytesMut,
 }
@@ -432,6 +434,8 @@ impl Pump<'_> {
                     registry: m.registry,
                     cap: m.cap,
                     max_message: self.tracker.client_scan.max_len(),
+                    status: self.tracker.status,
+                    extra_tracked: m.extra_tracked,
                 },
             )
             .map_err(PumpEnd::ClientProtocol)?;

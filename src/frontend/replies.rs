@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::upstream::prepared::{PreparedCache, Statement};
 
@@ -43,7 +44,7 @@ pub enum Expect {
 }
 
 /// A reply lakepool makes up for a request it did not need to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Synth {
     /// The statement was already prepared on this server.
     ParseComplete,
@@ -52,6 +53,53 @@ pub enum Synth {
     /// A simple query lakepool answered itself: CommandComplete with this tag, then
     /// ReadyForQuery with the current transaction status.
     Command(&'static str),
+    /// A warning (NoticeResponse) about something that does not work in transaction mode.
+    Warn(Limitation),
+    /// A warning that a parameter the client sets is not tracked.
+    Untracked(Box<str>),
+}
+
+/// Session features that do not outlive a transaction in transaction pooling mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limitation {
+    /// LISTEN.
+    Listen,
+    /// Session-level advisory locks.
+    AdvisoryLock,
+    /// Cursors WITH HOLD.
+    HoldCursor,
+    /// Temporary tables, views, sequences.
+    TempTable,
+    /// SQL PREPARE.
+    SqlPrepare,
+}
+
+impl Limitation {
+    /// The warning's message and hint.
+    pub fn text(self) -> (&'static str, &'static str) {
+        match self {
+            Limitation::Listen => (
+                "lakepool: LISTEN does not work in transaction pooling mode: notifications reach this client only while it is inside a transaction",
+                "use a database in session pooling mode for LISTEN",
+            ),
+            Limitation::AdvisoryLock => (
+                "lakepool: a session-level advisory lock stays with the server connection, not this client, in transaction pooling mode",
+                "use pg_advisory_xact_lock, or session pooling mode",
+            ),
+            Limitation::HoldCursor => (
+                "lakepool: a cursor WITH HOLD outlives the transaction on the server connection, which another client may get next",
+                "close the cursor before the transaction ends, or use session pooling mode",
+            ),
+            Limitation::TempTable => (
+                "lakepool: a temporary object belongs to the server connection; in transaction pooling mode later transactions may run on another one",
+                "create it ON COMMIT DROP, or use session pooling mode",
+            ),
+            Limitation::SqlPrepare => (
+                "lakepool: SQL PREPARE does not follow the client across transactions in transaction pooling mode",
+                "use protocol-level prepared statements (Parse/Bind), which lakepool maps, or session pooling mode",
+            ),
+        }
+    }
 }
 
 /// The entries of one client/server pairing.
@@ -92,12 +140,11 @@ impl ReplyQueue {
 
     /// The made-up reply at the head, if the head is one: it is due now.
     pub fn pop_synth(&mut self) -> Option<Synth> {
-        match self.q.front() {
-            Some(Expect::Synth(s)) => {
-                let s = *s;
-                self.q.pop_front();
-                Some(s)
-            }
+        if !matches!(self.q.front(), Some(Expect::Synth(_))) {
+            return None;
+        }
+        match self.q.pop_front() {
+            Some(Expect::Synth(s)) => Some(s),
             _ => None,
         }
     }
@@ -106,7 +153,10 @@ impl ReplyQueue {
     pub fn on_server(&mut self, tag: u8, cache: &mut PreparedCache) -> bool {
         match tag {
             b'1' => match self.q.front() {
-                Some(Expect::Parse { forward, .. }) => {
+                Some(Expect::Parse { forward, stmt }) => {
+                    if let Some(s) = stmt {
+                        s.accepted.store(true, Ordering::Relaxed);
+                    }
                     let f = *forward;
                     self.q.pop_front();
                     f
@@ -216,7 +266,7 @@ mod tests {
                 out.push(match s {
                     Synth::ParseComplete => b'1',
                     Synth::CloseComplete => b'3',
-                    Synth::Command(_) => b'c',
+                    _ => b'c',
                 });
             }
             if q.on_server(t, cache) {
@@ -227,7 +277,7 @@ mod tests {
             out.push(match s {
                 Synth::ParseComplete => b'1',
                 Synth::CloseComplete => b'3',
-                Synth::Command(_) => b'c',
+                _ => b'c',
             });
         }
         out

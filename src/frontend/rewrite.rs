@@ -13,8 +13,11 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, BytesMut};
 
-use super::replies::{Expect, ReplyQueue, Synth};
+use super::replies::{Expect, Limitation, ReplyQueue, Synth};
 use crate::pool::statements::StatementRegistry;
+use crate::proto::sql::{self, Command};
+use crate::proto::sqlstate::SqlState;
+use crate::proto::write;
 use crate::proto::scan::ScanError;
 use crate::upstream::prepared::{PreparedCache, Statement};
 
@@ -72,8 +75,10 @@ pub struct ClientSide {
     streaming: usize,
     /// The client's named statements, by the client's name.
     statements: HashMap<Box<[u8]>, Arc<Statement>>,
-    /// SQL the client sent that may change session state was seen (SET, RESET, DISCARD…).
-    pub state_touched: bool,
+    /// Parameters the client SET or RESET since lakepool last read them back.
+    pub touched: Vec<String>,
+    /// The client ran RESET ALL or DISCARD ALL since then.
+    pub touched_all: bool,
     /// Bytes still missing from a held message at the end of `inbuf`.
     wanted: Option<usize>,
 }
@@ -90,6 +95,10 @@ pub struct Attached<'a> {
     pub cap: usize,
     /// Largest client message accepted.
     pub max_message: usize,
+    /// Status of the last ReadyForQuery.
+    pub status: u8,
+    /// Parameters tracked besides the built-in ones (lowercase).
+    pub extra_tracked: &'a [String],
 }
 
 /// Result of handling client input.
@@ -172,9 +181,6 @@ impl ClientSide {
             if held(tag) && !at.queue.skipping() {
                 self.rewrite(tag, msg, out, at);
             } else {
-                if tag == b'Q' {
-                    self.note_query(&msg[5..]);
-                }
                 self.push_expect(tag, at);
                 out.extend_from_slice(msg);
             }
@@ -250,8 +256,11 @@ impl ClientSide {
                 _ => self.pass(tag, msg, out, at),
             },
             b'Q' => {
-                self.note_query(body);
-                self.pass(tag, msg, out, at);
+                let text = cstr(body).map_or(body, |(t, _)| t);
+                match self.note_sql(text, true, at) {
+                    Some(reply) => at.queue.push(Expect::Synth(reply)),
+                    None => self.pass(tag, msg, out, at),
+                }
             }
             _ => self.pass(tag, msg, out, at),
         }
@@ -267,6 +276,9 @@ impl ClientSide {
             // Malformed: the server says so.
             return self.pass(b'P', msg, out, at);
         };
+        if let Some((text, _)) = cstr(rest) {
+            self.note_sql(text, false, at);
+        }
         if name.is_empty() {
             return self.pass(b'P', msg, out, at);
         }
@@ -290,10 +302,105 @@ impl ClientSide {
         }
     }
 
-    /// Notes SQL that may change session state or prepared statements.
-    fn note_query(&mut self, body: &[u8]) {
-        // TODO(sql): classify with proto::sql once merged.
-        let _ = body;
+    /// Looks at SQL the client sends: notes the parameters it sets or resets (read back after
+    /// the transaction), warns about what does not outlive a transaction in this mode, and
+    /// answers a lone `DEALLOCATE` of a mapped statement itself (the server knows the statement
+    /// by another name). Returns that made-up reply.
+    fn note_sql(&mut self, text: &[u8], simple: bool, at: &mut Attached<'_>) -> Option<Synth> {
+        if !sql::needs_attention(text) {
+            return None;
+        }
+        let text = std::str::from_utf8(text).ok()?;
+        let stmts = sql::statements(text);
+        let lone = simple && stmts.len() == 1;
+        let mut reply = None;
+        for st in stmts {
+            let limit = match st.command {
+                Command::Set { name } | Command::Reset { name } => {
+                    if !is_tracked(&name, at.extra_tracked) {
+                        at.queue.push(Expect::Synth(Synth::Untracked(name.as_str().into())));
+                    }
+                    if !self.touched.contains(&name) {
+                        self.touched.push(name);
+                    }
+                    continue;
+                }
+                Command::ResetAll | Command::DiscardAll => {
+                    self.touched_all = true;
+                    continue;
+                }
+                Command::Deallocate { name } if lone && at.status != b'E' => {
+                    if self.statements.remove(name.as_bytes()).is_some() {
+                        reply = Some(Synth::Command("DEALLOCATE"));
+                    }
+                    continue;
+                }
+                Command::Listen => Limitation::Listen,
+                Command::AdvisoryLock => Limitation::AdvisoryLock,
+                Command::CursorWithHold => Limitation::HoldCursor,
+                Command::CreateTemp => Limitation::TempTable,
+                Command::Prepare { .. } => Limitation::SqlPrepare,
+                _ => continue,
+            };
+            at.queue.push(Expect::Synth(Synth::Warn(limit)));
+        }
+        reply
+    }
+
+    /// Answers, without a server, input that only prepares statements some server already
+    /// accepted or closes statements, ending in Sync: what drivers send to prepare before
+    /// executing (pgbench, psycopg). Such a client then needs a server only to execute, so
+    /// preparing never waits behind busy servers. Returns the replies, or None (nothing
+    /// changed) when the input needs a server.
+    pub fn answer_without_server(&mut self, registry: &StatementRegistry) -> Option<BytesMut> {
+        let mut pos = 0;
+        let mut plan = Vec::new();
+        let buf = &self.inbuf[..];
+        loop {
+            let (tag, body_len) = header(&buf[pos..], usize::MAX).ok()??;
+            let body = buf.get(pos + 5..pos + 5 + body_len)?;
+            pos += 5 + body_len;
+            match tag {
+                b'P' => {
+                    let (name, rest) = cstr(body)?;
+                    let (text, _) = cstr(rest)?;
+                    if name.is_empty()
+                        || self.statements.contains_key(name)
+                        || plan.iter().any(|(n, _)| *n == name)
+                        || sql::needs_attention(text)
+                    {
+                        return None;
+                    }
+                    plan.push((name, Some(registry.accepted(rest)?)));
+                }
+                b'C' => match body.split_first() {
+                    Some((&b'S', rest)) => plan.push((cstr(rest)?.0, None)),
+                    _ => return None,
+                },
+                b'H' => {}
+                b'S' if pos == buf.len() => break,
+                _ => return None,
+            }
+        }
+        let mut reply = BytesMut::with_capacity(plan.len() * 5 + 6);
+        let plan: Vec<(Box<[u8]>, Option<Arc<Statement>>)> =
+            plan.into_iter().map(|(n, s)| (n.into(), s)).collect();
+        for (name, stmt) in plan {
+            match stmt {
+                Some(s) => {
+                    self.statements.insert(name, s);
+                    put_header(&mut reply, b'1', 0);
+                }
+                None => {
+                    self.statements.remove(&name);
+                    put_header(&mut reply, b'3', 0);
+                }
+            }
+        }
+        put_header(&mut reply, b'Z', 1);
+        reply.put_u8(b'I');
+        self.inbuf.clear();
+        Some(reply)
     }
 
     /// Forgets every statement the client prepared (DISCARD ALL, DEALLOCATE ALL).
@@ -310,6 +417,27 @@ impl ClientSide {
     pub fn statement_count(&self) -> usize {
         self.statements.len()
     }
+}
+
+/// Parameters whose values follow a client from server to server in transaction mode, besides
+/// `track_extra_parameters` (lowercase).
+pub const TRACKED: [&str; 10] = [
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "intervalstyle",
+    "timezone",
+    "standard_conforming_strings",
+    "search_path",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+];
+
+/// Whether `name` (as the SQL classifier reports it) is tracked.
+pub fn is_tracked(name: &str, extra: &[String]) -> bool {
+    TRACKED.iter().any(|t| t.eq_ignore_ascii_case(name))
+        || extra.iter().any(|t| t.eq_ignore_ascii_case(name))
 }
 
 /// Makes sure the server has `stmt` before a message that uses it.
@@ -430,6 +558,18 @@ fn emit_due(queue: &mut ReplyQueue, out: &mut BytesMut, status: u8) {
                 put_header(out, b'Z', 1);
                 out.put_u8(status);
             }
+            Synth::Warn(limit) => {
+                let (message, hint) = limit.text();
+                write::warning(out, SqlState::WARNING, message, Some(hint));
+            }
+            Synth::Untracked(name) => write::warning(
+                out,
+                SqlState::WARNING,
+                &format!(
+                    "lakepool: parameter \"{name}\" is not tracked in transaction pooling mode; it is reset when the transaction ends"
+                ),
+                Some("add it to [pool] track_extra_parameters to keep its value for the session"),
+            ),
         }
     }
 }

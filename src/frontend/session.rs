@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::login::{LoggedIn, LoginEnd, SessionInfo, login, sync_settings};
 use super::pump::{Flow, Mapping, Pump, PumpEnd, Tracker};
 use super::replies::ReplyQueue;
 use super::rewrite::{ClientSide, ServerSide};
+use super::settings::follow_settings;
 use super::{ClientCount, Frontend, send_error_and_close};
 use crate::config::PoolMode;
 use crate::error::{ClientError, ClientFacing};
@@ -146,6 +147,18 @@ impl<'a> Session<'a> {
             if terminated {
                 return "client terminated".to_owned();
             }
+            if let Some(m) = self.mapped.as_mut()
+                && let Some(reply) = m.client.answer_without_server(self.info.pool.statements())
+            {
+                let sent = async {
+                    self.client.write_all(&reply).await?;
+                    self.client.flush().await
+                };
+                if let Err(e) = sent.await {
+                    return format!("client I/O error: {e}");
+                }
+                continue;
+            }
             let mut server = match self.checkout().await {
                 Ok(s) => s,
                 Err(e) => {
@@ -160,6 +173,20 @@ impl<'a> Session<'a> {
             let end = self.forward(&mut server, release_when_idle).await;
             self.info.cancel.slot.detach().await;
             if matches!(end, PumpEnd::Idle) {
+                if let Some(m) = self.mapped.as_mut()
+                    && (!m.client.touched.is_empty() || m.client.touched_all)
+                {
+                    let extra = &self.info.pool.settings().track_extra_parameters;
+                    let conn = server.conn();
+                    if let Err(e) =
+                        Box::pin(follow_settings(conn, &mut m.client, &mut self.info.settings, extra))
+                            .await
+                    {
+                        tracing::debug!(error = %e, "reading back session settings failed; closing the server");
+                        server.close();
+                        continue;
+                    }
+                }
                 server.release();
                 if self.client.can_wait_without_buffer() && self.up.buf.is_empty() {
                     // Idle clients hold no buffer.
@@ -255,6 +282,7 @@ impl<'a> Session<'a> {
         }
         let registry = self.info.pool.statements();
         let cap = self.info.pool.settings().max_prepared_statements;
+        let extra_tracked = &self.info.pool.settings().track_extra_parameters;
         let conn = server.conn();
         if let Some(m) = self.mapped.as_mut() {
             let mut rx = std::mem::take(&mut conn.buf);
@@ -275,6 +303,7 @@ impl<'a> Session<'a> {
                     cache: &mut conn.prepared,
                     registry,
                     cap,
+                    extra_tracked,
                     rx: &mut rx,
                 }),
             }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use parking_lot::Mutex;
 
@@ -32,6 +33,13 @@ impl StatementRegistry {
         let s = Arc::new(Statement::new(inner.next_id, rest));
         inner.by_text.insert(rest.into(), Arc::clone(&s));
         s
+    }
+
+    /// The statement for `rest` if some server has accepted it.
+    pub fn accepted(&self, rest: &[u8]) -> Option<Arc<Statement>> {
+        let inner = self.inner.lock();
+        let s = inner.by_text.get(rest)?;
+        s.accepted.load(Ordering::Relaxed).then(|| Arc::clone(s))
     }
 
     /// Drops statements no client and no server connection refers to any more.

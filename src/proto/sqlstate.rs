@@ -23,6 +23,8 @@ impl SqlState {
         std::str::from_utf8(&self.0).unwrap_or("XX000")
     }
 
+    /// `01000` warning.
+    pub const WARNING: Self = Self::c("01000");
     /// `08P01` protocol_violation.
     pub const PROTOCOL_VIOLATION: Self = Self::c("08P01");
     /// `08006` connection_failure: the upstream connection broke or could not be made.

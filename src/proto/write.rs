@@ -114,6 +114,8 @@ pub fn negotiate_protocol_version(buf: &mut BytesMut, version: u32, unrecognized
 /// Severity of an ErrorResponse lakepool writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
+    /// A NoticeResponse: something the client should know; nothing failed.
+    Warning,
     /// The statement failed; the session goes on.
     Error,
     /// The session ends.
@@ -123,10 +125,18 @@ pub enum Severity {
 impl Severity {
     fn as_str(self) -> &'static str {
         match self {
+            Severity::Warning => "WARNING",
             Severity::Error => "ERROR",
             Severity::Fatal => "FATAL",
         }
     }
+}
+
+/// `NoticeResponse` with severity WARNING.
+pub fn warning(buf: &mut BytesMut, code: SqlState, message: &str, hint: Option<&str>) {
+    let at = buf.len();
+    error_response(buf, Severity::Warning, code, message, None, hint);
+    buf[at] = b'N';
 }
 
 /// `ErrorResponse` with severity, SQLSTATE, message and optional detail/hint.

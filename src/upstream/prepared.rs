@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -19,6 +20,8 @@ pub struct Statement {
     pub name: Box<str>,
     /// A complete Parse message preparing it under `name`, ready to send.
     pub parse: Bytes,
+    /// Some server accepted it: a client preparing it again needs no server to be told so.
+    pub accepted: AtomicBool,
 }
 
 impl Statement {
@@ -35,6 +38,7 @@ impl Statement {
             id,
             name: name.into_boxed_str(),
             parse: m.freeze(),
+            accepted: AtomicBool::new(false),
         }
     }
 }

@@ -41,6 +41,30 @@ pub struct ServerConn {
     pub prepared: super::prepared::PreparedCache,
 }
 
+/// A DataRow's values as text (lossy for non-UTF-8), NULL as None.
+fn parse_data_row(body: &[u8]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    let Some(n) = body.get(..2) else {
+        return out;
+    };
+    let mut rest = &body[2..];
+    for _ in 0..u16::from_be_bytes([n[0], n[1]]) {
+        let Some(len) = rest.get(..4) else {
+            break;
+        };
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        rest = &rest[4..];
+        if len < 0 {
+            out.push(None);
+            continue;
+        }
+        let len = (len as usize).min(rest.len());
+        out.push(Some(String::from_utf8_lossy(&rest[..len]).into_owned()));
+        rest = &rest[len..];
+    }
+    out
+}
+
 /// A lakepool-initiated exchange with the server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -57,6 +81,25 @@ impl ServerConn {
     /// ReadyForQuery, recording ParameterStatus changes. Returns the transaction status byte.
     /// A server error is returned with the raw ErrorResponse message so it can be forwarded.
     pub async fn run_control_query(&mut self, sql: &str) -> Result<u8, ControlError> {
+        self.control_exchange(sql, None).await
+    }
+
+    /// Like [`Self::run_control_query`], also returning the first row's values as text (NULL
+    /// as None), for queries such as `SELECT current_setting(…)`.
+    pub async fn control_query_row(
+        &mut self,
+        sql: &str,
+    ) -> Result<Vec<Option<String>>, ControlError> {
+        let mut row = Vec::new();
+        self.control_exchange(sql, Some(&mut row)).await?;
+        Ok(row)
+    }
+
+    async fn control_exchange(
+        &mut self,
+        sql: &str,
+        mut row: Option<&mut Vec<Option<String>>>,
+    ) -> Result<u8, ControlError> {
         let mut out = BytesMut::with_capacity(sql.len() + 6);
         frontend::query(&mut out, sql);
         self.stream.write_all(&out).await.map_err(FrameError::Io)?;
@@ -87,6 +130,11 @@ impl ServerConn {
                         Some((fields, raw)) => Err(ControlError::Server(fields, raw)),
                         None => Ok(status),
                     };
+                }
+                b'D' => {
+                    if let Some(row) = row.as_mut().filter(|r| r.is_empty()) {
+                        **row = parse_data_row(&body);
+                    }
                 }
                 // CommandComplete, notices, empty query, NotificationResponse: nothing to track.
                 _ => {}
