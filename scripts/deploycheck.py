@@ -643,6 +643,17 @@ def self_signed(dirpath: Path) -> tuple[str, str]:
     return cert.read_text(), key.read_text()
 
 
+def no_network() -> list[str]:
+    """`unshare -n` when this user may make a network namespace (then `lakepool check` cannot
+    reach any host even by mistake), else nothing: check calls no API either way."""
+    try:
+        if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
+            return ["unshare", "-n"]
+    except OSError:
+        pass
+    return []
+
+
 def check_configs(args: argparse.Namespace) -> int:
     import tomllib
 
@@ -679,7 +690,7 @@ def check_configs(args: argparse.Namespace) -> int:
                 if not users:
                     problems.append("no lakepool container mounts it as its --config file")
                 # Build the placeholder tree: every *_file path re-rooted under tmp/<n>/.
-                case = tmp / f"{len(os.listdir(tmp))}"
+                case = tmp / f"case{len(list(tmp.glob('case*')))}"
                 case.mkdir()
                 rewritten = text
                 for dotted, fpath in file_keys(doc):
@@ -755,8 +766,10 @@ def check_configs(args: argparse.Namespace) -> int:
                         problems.append(f"terminationGracePeriodSeconds {grace} must exceed preStop sleep {pre_sleep:g} + shutdown_timeout {shutdown:g}")
                 cfg_file = case / "lakepool.toml"
                 cfg_file.write_text(rewritten)
+                # A clean environment (no DATABRICKS_* variables, an empty home without
+                # ~/.databrickscfg) and, where possible, no network at all.
                 env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(case)}
-                r = subprocess.run([str(lakepool), "check", "--config", str(cfg_file)],
+                r = subprocess.run([*no_network(), str(lakepool), "check", "--config", str(cfg_file)],
                                    capture_output=True, text=True, env=env, timeout=60)
                 if r.returncode != 0 or "configuration is valid" not in r.stdout:
                     problems.append(f"lakepool check: {(r.stderr or r.stdout).strip()}")

@@ -13,6 +13,8 @@
 #      probes, and terminationGracePeriodSeconds exceeds preStop sleep + shutdown_timeout.
 #
 #   scripts/validate-manifests.sh [DIR]     # DIR defaults to config/kubernetes
+#   scripts/validate-manifests.sh --self-test   # broken temp copies of config/kubernetes: each
+#                                               # must fail
 #
 # Makes (once) a Python venv in target/k8s-venv with a pinned kubernetes-validate from PyPI,
 # builds target/debug/lakepool (cargo build --bin lakepool; LAKEPOOL_BIN=path to use another
@@ -26,6 +28,11 @@ KUBERNETES_VERSION="${KUBERNETES_VERSION:-1.30.0}"
 KV_VERSION="1.37.0" # kubernetes-validate; ships schemas for Kubernetes 1.25 .. 1.37
 venv="target/k8s-venv"
 dir="${1:-config/kubernetes}"
+self_test=0
+if [[ "$dir" == "--self-test" ]]; then
+    self_test=1
+    dir=config/kubernetes
+fi
 
 die() {
     echo "validate-manifests: $*" >&2
@@ -55,6 +62,54 @@ else
     lakepool="target/debug/lakepool"
 fi
 [[ -x "$lakepool" ]] || die "$lakepool is not an executable"
+
+if ((self_test)); then
+    # name | file under the copy | sed expression. Each mutated copy must fail validation.
+    mutations=(
+        "unknown field in a container|shared/deployment.yaml|s#^          imagePullPolicy: IfNotPresent#          imagePullPolicyy: IfNotPresent#"
+        "wrong apiVersion|shared/pdb.yaml|s#^apiVersion: policy/v1#apiVersion: policy/v2#"
+        "native sidecar on a 1.27 schema|sidecar/deployment.yaml|KUBERNETES_VERSION=1.27.0"
+        "missing kustomization resource|shared/kustomization.yaml|s#  - pdb.yaml#  - pdb.yaml\n  - hpa.yaml#"
+        "manifest in no kustomization|shared/kustomization.yaml|/  - service.yaml/d"
+        "unknown lakepool.toml key|shared/configmap.yaml|s#^    max_client_conn = 5000#    max_client_connections = 5000#"
+        "invalid lakepool.toml value|sidecar/configmap.yaml|s#^    pool_size = 10#    pool_size = 0#"
+        "secret file not mounted|sidecar/deployment.yaml|s#^              - key: client_secret\$#              - key: client_secret_x#"
+        "secret key missing from the Secret|shared/secret.example.yaml|s#^  client_secret: #  clientsecret: #"
+        "admin port differs from probes|shared/configmap.yaml|s#^    admin_listen = \"0.0.0.0:9187\"#    admin_listen = \"0.0.0.0:9188\"#"
+        "admin port on loopback|sidecar/configmap.yaml|s#^    admin_listen = \"0.0.0.0:9187\"#    admin_listen = \"127.0.0.1:9187\"#"
+        "grace period shorter than the drain|shared/deployment.yaml|s#terminationGracePeriodSeconds: 45#terminationGracePeriodSeconds: 30#"
+    )
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    bad=0
+    for m in "${mutations[@]}"; do
+        IFS='|' read -r name file expr <<<"$m"
+        rm -rf "$tmp/k" && cp -r config/kubernetes "$tmp/k"
+        version="$KUBERNETES_VERSION"
+        if [[ "$expr" == KUBERNETES_VERSION=* ]]; then
+            version="${expr#KUBERNETES_VERSION=}"
+        else
+            sed -i -e "$expr" "$tmp/k/$file"
+            if cmp -s "$tmp/k/$file" "config/kubernetes/$file"; then
+                echo "self-test: mutation '$name' changed nothing (fix its sed expression)" >&2
+                bad=1
+                continue
+            fi
+        fi
+        if out="$(KUBERNETES_VERSION="$version" LAKEPOOL_BIN="$lakepool" "$0" "$tmp/k" 2>&1)"; then
+            echo "self-test: NOT CAUGHT: $name"
+            bad=1
+        else
+            echo "self-test: caught: $name -> $(awk '/^FAIL/ { if ($0 ~ /:$/) { getline n; $0 = $0 n } print; exit }' <<<"$out" | tr -s ' ' | cut -c1-240)"
+        fi
+    done
+    if ((bad)); then
+        echo "validate-manifests --self-test: FAILED" >&2
+        exit 1
+    fi
+    echo "validate-manifests --self-test: all ${#mutations[@]} mutations caught"
+    exit 0
+fi
 
 failures=0
 fail() {
