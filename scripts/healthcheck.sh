@@ -17,7 +17,7 @@ port="${addr##*:}"
 host="${host#[}"
 host="${host%]}"
 
-if ! exec 3<>"/dev/tcp/$host/$port"; then
+if ! { exec 3<>"/dev/tcp/$host/$port"; } 2>/dev/null; then
     echo "lakepool-healthcheck: cannot connect to $addr (is [server] admin_listen set?)" >&2
     exit 1
 fi
