@@ -32,11 +32,14 @@ stamp=$venv/.requirements.txt
 if [[ -x $venv/bin/python ]] && cmp -s "$req" "$stamp"; then
     echo "==> compat venv up to date: $venv"
 else
-    command -v python3 >/dev/null || die "python3 not found: apt-get install -y python3 python3-venv"
+    # Debian's python3 (what .ci/run installs) unless COMPAT_PYTHON names another.
+    python=${COMPAT_PYTHON:-}
+    [[ -n $python ]] || { [[ -x /usr/bin/python3 ]] && python=/usr/bin/python3; } || python=python3
+    command -v "$python" >/dev/null || die "python3 not found: apt-get install -y python3 python3-venv"
     if [[ ! -x $venv/bin/python ]]; then
-        echo "==> creating $venv"
+        echo "==> creating $venv with $python"
         rm -rf "$venv"
-        python3 -m venv "$venv" ||
+        "$python" -m venv "$venv" ||
             die "python3 -m venv failed: apt-get install -y python3-venv"
     fi
     echo "==> pip install -r $req"
