@@ -97,11 +97,20 @@ public class Compat {
         check(n == 1, "INSERT row count", n, 1);
     }
 
+    /** Runs client {@code c}; failures name the client and the iteration (0 = setup). */
     static Set<Integer> runClient(int c) throws Exception {
+        int[] at = {0};
+        try {
+            return clientLoop(c, at);
+        } catch (Exception e) {
+            throw new Exception("client " + c + ", iteration " + at[0] + ": " + e, e);
+        }
+    }
+
+    static Set<Integer> clientLoop(int c, int[] at) throws Exception {
         Set<Integer> pids = new HashSet<>();
         String app = "compat_pgjdbc_" + c;
         String path = "compat_c" + c + ", public";
-        int i = 0;
         try (Connection conn = connect()) {
             try (Statement s = conn.createStatement()) {
                 s.execute("SET application_name = '" + app + "'");
@@ -116,81 +125,79 @@ public class Compat {
                     "SELECT ?::int4 * 2, ?::text || '-\u00fc', ?::numeric + 1, ?::timestamptz + interval '1 day',"
                             + " ?::bytea, ?::int4, pg_backend_pid()");
             PreparedStatement div = conn.prepareStatement("SELECT 10 / ?::int4");
-            try {
-                for (i = 1; i <= ITERS; i++) {
-                    // One transaction: insert, then check the running count and sum.
-                    conn.setAutoCommit(false);
-                    insert(ins, c, i, new BigDecimal(i + ".50"));
-                    sum.setInt(1, c);
-                    try (ResultSet rs = sum.executeQuery()) {
-                        check(rs.next(), "sum row", "none", "one row");
-                        check(rs.getLong(1) == i, "count(*)", rs.getLong(1), i);
-                        BigDecimal want = new BigDecimal(i * (i + 2)).divide(new BigDecimal(2));
-                        check(rs.getBigDecimal(2).compareTo(want) == 0, "sum(amount)", rs.getBigDecimal(2), want);
-                        pids.add(rs.getInt(3));
-                        check(app.equals(rs.getString(4)), "application_name", rs.getString(4), app);
-                        check(path.equals(rs.getString(5)), "search_path", rs.getString(5), path);
-                    }
-                    conn.commit();
-                    if (i % 10 == 0) {
-                        // A rolled back insert leaves nothing behind (checked by the next count).
-                        insert(ins, c, 1000 + i, new BigDecimal("999"));
-                        conn.rollback();
-                    }
-                    conn.setAutoCommit(true);
+            for (int i = 1; i <= ITERS; i++) {
+                at[0] = i;
+                // One transaction: insert, then check the running count and sum.
+                conn.setAutoCommit(false);
+                insert(ins, c, i, new BigDecimal(i + ".50"));
+                sum.setInt(1, c);
+                try (ResultSet rs = sum.executeQuery()) {
+                    check(rs.next(), "sum row", "none", "one row");
+                    check(rs.getLong(1) == i, "count(*)", rs.getLong(1), i);
+                    BigDecimal want = new BigDecimal(i * (i + 2)).divide(new BigDecimal(2));
+                    check(rs.getBigDecimal(2).compareTo(want) == 0, "sum(amount)", rs.getBigDecimal(2), want);
+                    pids.add(rs.getInt(3));
+                    check(app.equals(rs.getString(4)), "application_name", rs.getString(4), app);
+                    check(path.equals(rs.getString(5)), "search_path", rs.getString(5), path);
+                }
+                conn.commit();
+                if (i % 10 == 0) {
+                    // A rolled back insert leaves nothing behind (checked by the next count).
+                    insert(ins, c, 1000 + i, new BigDecimal("999"));
+                    conn.rollback();
+                }
+                conn.setAutoCommit(true);
 
-                    // Autocommit: parameters of several types round-trip.
-                    String text = "c" + c + "-i" + i + " 'q\" \\";
-                    BigDecimal num = new BigDecimal("100000000000000000000.125").add(new BigDecimal(i));
-                    echo.setInt(1, c * 1000 + i);
-                    echo.setString(2, text);
-                    echo.setBigDecimal(3, num);
-                    echo.setObject(4, stamp(c, i));
-                    echo.setBytes(5, payload(c, i));
-                    echo.setNull(6, Types.INTEGER);
-                    try (ResultSet rs = echo.executeQuery()) {
-                        check(rs.next(), "echo row", "none", "one row");
-                        check(rs.getInt(1) == 2 * (c * 1000 + i), "int4 * 2", rs.getInt(1), 2 * (c * 1000 + i));
-                        String wantText = text + "-\u00fc";
-                        check(wantText.equals(rs.getString(2)), "text", rs.getString(2), wantText);
-                        BigDecimal wantNum = num.add(BigDecimal.ONE);
-                        check(rs.getBigDecimal(3).compareTo(wantNum) == 0, "numeric + 1", rs.getBigDecimal(3), wantNum);
-                        OffsetDateTime ts = rs.getObject(4, OffsetDateTime.class);
-                        OffsetDateTime wantTs = stamp(c, i).plusDays(1);
-                        check(ts.toInstant().equals(wantTs.toInstant()), "timestamptz + 1 day", ts, wantTs);
-                        check(Arrays.equals(rs.getBytes(5), payload(c, i)), "bytea",
-                                Arrays.toString(rs.getBytes(5)), Arrays.toString(payload(c, i)));
-                        rs.getInt(6);
-                        check(rs.wasNull(), "NULL int4", rs.getObject(6), "null");
-                        pids.add(rs.getInt(7));
-                    }
-                    if (i == ITERS / 2) {
-                        // An error in a prepared statement; the statement stays usable.
-                        div.setInt(1, 0);
-                        try {
-                            div.executeQuery().close();
-                            throw new Mismatch("10 / 0 succeeded");
-                        } catch (SQLException e) {
-                            check("22012".equals(e.getSQLState()), "SQLSTATE of 10 / 0", e.getSQLState() + " " + e.getMessage(), "22012");
-                        }
-                    }
-                    div.setInt(1, 5);
-                    try (ResultSet rs = div.executeQuery()) {
-                        check(rs.next() && rs.getInt(1) == 2, "10 / 5", rs.getInt(1), 2);
+                // Autocommit: parameters of several types round-trip.
+                String text = "c" + c + "-i" + i + " 'q\" \\";
+                BigDecimal num = new BigDecimal("100000000000000000000.125").add(new BigDecimal(i));
+                echo.setInt(1, c * 1000 + i);
+                echo.setString(2, text);
+                echo.setBigDecimal(3, num);
+                echo.setObject(4, stamp(c, i));
+                echo.setBytes(5, payload(c, i));
+                echo.setNull(6, Types.INTEGER);
+                try (ResultSet rs = echo.executeQuery()) {
+                    check(rs.next(), "echo row", "none", "one row");
+                    check(rs.getInt(1) == 2 * (c * 1000 + i), "int4 * 2", rs.getInt(1), 2 * (c * 1000 + i));
+                    String wantText = text + "-\u00fc";
+                    check(wantText.equals(rs.getString(2)), "text", rs.getString(2), wantText);
+                    BigDecimal wantNum = num.add(BigDecimal.ONE);
+                    check(rs.getBigDecimal(3).compareTo(wantNum) == 0, "numeric + 1", rs.getBigDecimal(3), wantNum);
+                    OffsetDateTime ts = rs.getObject(4, OffsetDateTime.class);
+                    OffsetDateTime wantTs = stamp(c, i).plusDays(1);
+                    check(ts.toInstant().equals(wantTs.toInstant()), "timestamptz + 1 day", ts, wantTs);
+                    check(Arrays.equals(rs.getBytes(5), payload(c, i)), "bytea",
+                            Arrays.toString(rs.getBytes(5)), Arrays.toString(payload(c, i)));
+                    rs.getInt(6);
+                    check(rs.wasNull(), "NULL int4", rs.getObject(6), "null");
+                    pids.add(rs.getInt(7));
+                }
+                if (i == ITERS / 2) {
+                    // An error in a prepared statement; the statement stays usable.
+                    div.setInt(1, 0);
+                    try {
+                        div.executeQuery().close();
+                        throw new Mismatch("10 / 0 succeeded");
+                    } catch (SQLException e) {
+                        check("22012".equals(e.getSQLState()), "SQLSTATE of 10 / 0",
+                                e.getSQLState() + " " + e.getMessage(), "22012");
                     }
                 }
-                i = ITERS + 1;
-                // The session's settings are still there, seen through a plain statement.
-                try (Statement s = conn.createStatement(); ResultSet rs = s.executeQuery("SHOW application_name")) {
-                    rs.next();
-                    check(app.equals(rs.getString(1)), "SHOW application_name", rs.getString(1), app);
+                div.setInt(1, 5);
+                try (ResultSet rs = div.executeQuery()) {
+                    check(rs.next() && rs.getInt(1) == 2, "10 / 5", rs.getInt(1), 2);
                 }
-                try (Statement s = conn.createStatement(); ResultSet rs = s.executeQuery("SHOW search_path")) {
-                    rs.next();
-                    check(path.equals(rs.getString(1)), "SHOW search_path", rs.getString(1), path);
-                }
-            } catch (Exception e) {
-                throw new Exception("client " + c + ", iteration " + i + ": " + e, e);
+            }
+            at[0] = ITERS + 1;
+            // The session's settings are still there, seen through a plain statement.
+            try (Statement s = conn.createStatement(); ResultSet rs = s.executeQuery("SHOW application_name")) {
+                rs.next();
+                check(app.equals(rs.getString(1)), "SHOW application_name", rs.getString(1), app);
+            }
+            try (Statement s = conn.createStatement(); ResultSet rs = s.executeQuery("SHOW search_path")) {
+                rs.next();
+                check(path.equals(rs.getString(1)), "SHOW search_path", rs.getString(1), path);
             }
         }
         return pids;
@@ -201,7 +208,8 @@ public class Compat {
             long start = System.nanoTime();
             try (Connection conn = connect(); Statement s = conn.createStatement()) {
                 s.execute("CREATE TABLE IF NOT EXISTS " + TABLE + " (client int NOT NULL, i int NOT NULL,"
-                        + " amount numeric NOT NULL, note text, at timestamptz, payload bytea, PRIMARY KEY (client, i))");
+                        + " amount numeric NOT NULL, note text, at timestamptz, payload bytea,"
+                        + " PRIMARY KEY (client, i))");
                 s.execute("TRUNCATE " + TABLE);
             }
             ExecutorService exec = Executors.newFixedThreadPool(CLIENTS);
