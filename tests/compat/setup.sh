@@ -39,8 +39,10 @@ else
     if [[ ! -x $venv/bin/python ]]; then
         echo "==> creating $venv with $python"
         rm -rf "$venv"
-        "$python" -m venv "$venv" ||
-            die "python3 -m venv failed: apt-get install -y python3-venv"
+        "$python" -m venv "$venv" || {
+            rm -rf "$venv"
+            die "$python -m venv failed: apt-get install -y python3-venv"
+        }
     fi
     echo "==> pip install -r $req"
     retry "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" ||
