@@ -67,13 +67,18 @@ impl Target {
                 lakepool: None,
             },
             mode @ ("transaction" | "session") => {
-                let lp = fixtures::start(&Opts {
+                let config = fixtures::config(&Opts {
                     mode,
                     size: POOL_SIZE,
                     // Session mode queues 8 of the 10 clients for a whole session.
                     wait: 60.0,
                     ..Opts::default()
-                });
+                })
+                // A JVM's first TLS handshake and SCRAM exchange can take seconds on a busy
+                // 2-core machine; the fixture's 5 s would fail logins, not the workload.
+                .replace("handshake_timeout = 5\n", "handshake_timeout = 60\n");
+                assert!(config.contains("handshake_timeout = 60"), "{config}");
+                let lp = Lakepool::start(&config, &[(fixtures::OWNER_PW_ENV, APP_OWNER.1)]);
                 Target {
                     label: format!("lakepool {mode} mode, pool_size {POOL_SIZE}"),
                     port: lp.port(),
@@ -256,7 +261,8 @@ fn pgjdbc(threshold: &str) {
     let classpath = pgjdbc_classpath();
     let java = require_tool("java", "apt-get install -y default-jdk-headless");
     let mut cmd = Command::new(java);
-    cmd.args(["-cp", &classpath, "Compat"])
+    // C1 only: less JIT work competing for the CPU in a short program.
+    cmd.args(["-XX:TieredStopAtLevel=1", "-cp", &classpath, "Compat"])
         .env("COMPAT_PREPARE_THRESHOLD", threshold);
     run_program(
         &format!("pgjdbc prepareThreshold={threshold}"),

@@ -59,6 +59,15 @@ public class Compat {
         }
     }
 
+    /** The exception and its causes, e.g. why "The connection attempt failed". */
+    static String describe(Throwable e) {
+        StringBuilder sb = new StringBuilder(e.toString());
+        for (Throwable c = e.getCause(); c != null && c != c.getCause(); c = c.getCause()) {
+            sb.append("; caused by ").append(c);
+        }
+        return sb.toString();
+    }
+
     static void check(boolean ok, String what, Object got, Object want) throws Mismatch {
         if (!ok) {
             throw new Mismatch(what + ": got " + got + ", want " + want);
@@ -103,7 +112,7 @@ public class Compat {
         try {
             return clientLoop(c, at);
         } catch (Exception e) {
-            throw new Exception("client " + c + ", iteration " + at[0] + ": " + e, e);
+            throw new Exception("client " + c + ", iteration " + at[0] + ": " + describe(e), e);
         }
     }
 
@@ -244,7 +253,7 @@ public class Compat {
             System.out.printf("OK %s: %d clients x %d iterations, %d backend pids seen, %.1f s%n",
                     LABEL, CLIENTS, ITERS, pids.size(), (System.nanoTime() - start) / 1e9);
         } catch (Exception e) {
-            System.out.println("FAIL " + LABEL + ": " + e);
+            System.out.println("FAIL " + LABEL + ": " + describe(e));
             System.exit(1);
         }
     }
