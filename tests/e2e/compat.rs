@@ -305,27 +305,30 @@ fn venv_python(module: &str) -> PathBuf {
     python
 }
 
-fn psycopg(threshold: &str) {
+fn psycopg(threshold: &str, prepared_max: &str) {
     let mut cmd = Command::new(venv_python("psycopg"));
     cmd.arg(repo().join("tests/compat/python/psycopg_compat.py"))
-        .env("COMPAT_PREPARE_THRESHOLD", threshold);
+        .env("COMPAT_PREPARE_THRESHOLD", threshold)
+        .env("COMPAT_PREPARED_MAX", prepared_max);
     run_program(
-        &format!("psycopg prepare_threshold={threshold}"),
+        &format!("psycopg prepare_threshold={threshold} prepared_max={prepared_max}"),
         cmd,
         &format!("compat_psycopg_t{threshold}"),
     );
 }
 
-/// Every query is prepared (a named statement) on its first execution.
+/// Every query is prepared (a named statement) on its first execution, and only 3 are kept
+/// (`prepared_max`): the workload uses more, so psycopg keeps closing the least recently used
+/// (a protocol-level Close) and preparing it again under a new name.
 #[test]
-fn psycopg_prepare_threshold_0() {
-    psycopg("0");
+fn psycopg_prepare_threshold_0_prepared_max_3() {
+    psycopg("0", "3");
 }
 
 /// psycopg's default: prepared on the 6th execution (threshold 5).
 #[test]
 fn psycopg_prepare_threshold_default() {
-    psycopg("default");
+    psycopg("default", "default");
 }
 
 /// asyncpg runs every query as a named prepared statement.

@@ -9,8 +9,12 @@ query on the server (a named statement) once it has run it COMPAT_PREPARE_THRESH
 ("0" = from the first execution, "default" = psycopg's default of 5), so behind a transaction
 pooler the prepared statements are executed on whichever server connection the client gets.
 
+With COMPAT_PREPARED_MAX below the number of statements in use, psycopg keeps closing
+(protocol-level Close) and re-preparing them.
+
 Environment: COMPAT_HOST, COMPAT_PORT, COMPAT_USER, COMPAT_PASSWORD, COMPAT_DB, COMPAT_CA (PEM of
-the CA), COMPAT_TABLE, COMPAT_CLIENTS (10), COMPAT_ITERS (30), COMPAT_PREPARE_THRESHOLD.
+the CA), COMPAT_TABLE, COMPAT_CLIENTS (10), COMPAT_ITERS (30), COMPAT_PREPARE_THRESHOLD,
+COMPAT_PREPARED_MAX.
 Prints "OK ..." and exits 0, or prints "FAIL ..." and exits 1.
 """
 
@@ -27,7 +31,10 @@ TABLE = os.environ.get("COMPAT_TABLE", "compat_psycopg")
 CLIENTS = int(os.environ.get("COMPAT_CLIENTS", "10"))
 ITERS = int(os.environ.get("COMPAT_ITERS", "30"))
 THRESHOLD = os.environ.get("COMPAT_PREPARE_THRESHOLD", "default")
-LABEL = f"psycopg {psycopg.__version__} prepare_threshold={THRESHOLD}"
+# Fewer prepared statements kept than the workload uses: psycopg evicts the least recently
+# used one with a protocol-level Close (libpq >= 17) and prepares it again on its next use.
+PREPARED_MAX = os.environ.get("COMPAT_PREPARED_MAX", "default")
+LABEL = f"psycopg {psycopg.__version__} prepare_threshold={THRESHOLD} prepared_max={PREPARED_MAX}"
 
 
 class Mismatch(Exception):
@@ -53,6 +60,8 @@ def connect():
     )
     if THRESHOLD != "default":
         conn.prepare_threshold = int(THRESHOLD)
+    if PREPARED_MAX != "default":
+        conn.prepared_max = int(PREPARED_MAX)
     return conn
 
 
