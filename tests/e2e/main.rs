@@ -14,6 +14,7 @@ mod auth;
 mod bad_input;
 mod cli;
 mod clients;
+mod compat;
 mod fixtures;
 mod lakebase;
 mod pooling;
