@@ -167,7 +167,9 @@ pub enum UpstreamTls {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthMethod {
-    /// SCRAM-SHA-256 (with channel binding when the client uses TLS).
+    /// SCRAM-SHA-256 (with channel binding when the client uses TLS). Spelled as PostgreSQL
+    /// spells it; kebab-case alone would make it `scram-sha256`.
+    #[serde(rename = "scram-sha-256")]
     ScramSha256,
     /// md5 challenge-response.
     Md5,

@@ -334,11 +334,6 @@ impl Pump<'_> {
                 Poll::Pending => {}
             }
             if !progress {
-                if let Some(m) = self.mapping.as_ref() && std::env::var_os("LP_DEBUG").is_some() {
-                    eprintln!("PENDING pending={} status={} unsynced={} copy={} up_drained={} q={:?} rx={} inbuf={} sb={}",
-                        self.tracker.pending, self.tracker.status as char, self.tracker.unsynced, self.tracker.copy_in,
-                        self.up.is_drained(), m.queue, m.rx.len(), m.client.inbuf.len(), m.server.at_boundary());
-                }
                 return Poll::Pending;
             }
         }

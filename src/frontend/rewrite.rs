@@ -15,10 +15,10 @@ use bytes::{Buf, BufMut, BytesMut};
 
 use super::replies::{Expect, Limitation, ReplyQueue, Synth};
 use crate::pool::statements::StatementRegistry;
+use crate::proto::scan::ScanError;
 use crate::proto::sql::{self, Command};
 use crate::proto::sqlstate::SqlState;
 use crate::proto::write;
-use crate::proto::scan::ScanError;
 use crate::upstream::prepared::{PreparedCache, Statement};
 
 /// Client messages held until complete because lakepool may rewrite them or must read them.
@@ -318,7 +318,8 @@ impl ClientSide {
             let limit = match st.command {
                 Command::Set { name } | Command::Reset { name } => {
                     if !is_tracked(&name, at.extra_tracked) {
-                        at.queue.push(Expect::Synth(Synth::Untracked(name.as_str().into())));
+                        at.queue
+                            .push(Expect::Synth(Synth::Untracked(name.as_str().into())));
                     }
                     if !self.touched.contains(&name) {
                         self.touched.push(name);
@@ -383,9 +384,11 @@ impl ClientSide {
             }
         }
         let mut reply = BytesMut::with_capacity(plan.len() * 5 + 6);
-        let plan: Vec<(Box<[u8]>, Option<Arc<Statement>>)> =
-            plan.into_iter().map(|(n, s)| (n.into(), s)).collect();
-        for (name, stmt) in plan {
+        let owned: Vec<_> = plan
+            .into_iter()
+            .map(|(n, s)| (Box::<[u8]>::from(n), s))
+            .collect();
+        for (name, stmt) in owned {
             match stmt {
                 Some(s) => {
                     self.statements.insert(name, s);

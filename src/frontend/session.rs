@@ -178,9 +178,13 @@ impl<'a> Session<'a> {
                 {
                     let extra = &self.info.pool.settings().track_extra_parameters;
                     let conn = server.conn();
-                    if let Err(e) =
-                        Box::pin(follow_settings(conn, &mut m.client, &mut self.info.settings, extra))
-                            .await
+                    if let Err(e) = Box::pin(follow_settings(
+                        conn,
+                        &mut m.client,
+                        &mut self.info.settings,
+                        extra,
+                    ))
+                    .await
                     {
                         tracing::debug!(error = %e, "reading back session settings failed; closing the server");
                         server.close();

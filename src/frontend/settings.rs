@@ -28,7 +28,11 @@ pub async fn follow_settings(
     let mut names = std::mem::take(&mut client.touched);
     if std::mem::take(&mut client.touched_all) {
         let applied = conn.params.iter().skip(conn.reported).map(|(k, _)| k);
-        names.extend(applied.chain(settings.iter().map(|(k, _)| k)).map(str::to_owned));
+        names.extend(
+            applied
+                .chain(settings.iter().map(|(k, _)| k))
+                .map(str::to_owned),
+        );
     }
     let reported = |n: &str| {
         conn.params
@@ -39,7 +43,12 @@ pub async fn follow_settings(
     let mut read = Vec::new();
     let mut reset = Vec::new();
     for n in names {
-        if reported(&n) || read.iter().chain(&reset).any(|r: &String| r.eq_ignore_ascii_case(&n)) {
+        if reported(&n)
+            || read
+                .iter()
+                .chain(&reset)
+                .any(|r: &String| r.eq_ignore_ascii_case(&n))
+        {
             continue;
         }
         if is_tracked(&n, extra) {

@@ -210,19 +210,17 @@ async fn api_outage_shorter_than_the_lifetime_is_invisible() {
     );
     wait_until_query_works(lp.port(), Duration::from_secs(20)).await;
     standin.control("/__standin/outage", r#"{"on": true}"#);
-    let until = Instant::now() + Duration::from_secs(8);
-    let mut queries = 0;
-    while Instant::now() < until {
+    // A fixed number of rounds, not a time budget: on a loaded machine each login is slower,
+    // and the outage simply lasts longer (still well inside the 20 s lifetime).
+    for _ in 0..12 {
         // New clients, and new server connections (server_lifetime 0.5 s), during the outage.
         let c = connect(lp.port(), APP.0, APP.1, "app", false)
             .await
             .unwrap();
         c.batch_execute("select 1").await.unwrap();
-        queries += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     standin.control("/__standin/outage", r#"{"on": false}"#);
-    assert!(queries > 10);
 }
 
 #[tokio::test]
