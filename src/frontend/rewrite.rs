@@ -217,6 +217,9 @@ impl ClientSide {
                 Some((portal, (name, rest))) if !name.is_empty() => {
                     match self.statements.get(name).cloned() {
                         Some(stmt) => {
+                            if stmt.touches_state {
+                                self.note_sql(stmt.query(), false, at);
+                            }
                             ensure_prepared(&stmt, out, at);
                             put_header(out, b'B', portal.len() + stmt.name.len() + 2 + rest.len());
                             out.put_slice(portal);
@@ -276,10 +279,12 @@ impl ClientSide {
             // Malformed: the server says so.
             return self.pass(b'P', msg, out, at);
         };
-        if let Some((text, _)) = cstr(rest) {
-            self.note_sql(text, false, at);
-        }
         if name.is_empty() {
+            // An unnamed statement is executed right after: what it does is noted now. Named
+            // ones are noted at each Bind.
+            if let Some((text, _)) = cstr(rest) {
+                self.note_sql(text, false, at);
+            }
             return self.pass(b'P', msg, out, at);
         }
         if let Some(existing) = self.statements.get(name).cloned() {

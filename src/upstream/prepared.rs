@@ -22,6 +22,8 @@ pub struct Statement {
     pub parse: Bytes,
     /// Some server accepted it: a client preparing it again needs no server to be told so.
     pub accepted: AtomicBool,
+    /// Its text may change session state (SET, DISCARD…): noted at every execution.
+    pub touches_state: bool,
 }
 
 impl Statement {
@@ -39,7 +41,15 @@ impl Statement {
             name: name.into_boxed_str(),
             parse: m.freeze(),
             accepted: AtomicBool::new(false),
+            touches_state: crate::proto::sql::needs_attention(rest),
         }
+    }
+
+    /// The query text.
+    pub fn query(&self) -> &[u8] {
+        let body = &self.parse[5 + self.name.len() + 1..];
+        let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+        &body[..end]
     }
 }
 
