@@ -57,3 +57,136 @@ async fn statements_follow_clients_across_servers() {
     }
     assert!(spread >= 2, "statements never moved between servers");
 }
+
+#[tokio::test]
+async fn one_server_prepares_a_shared_statement_once() {
+    let lp = fixtures::start(&Opts {
+        size: 1,
+        ..Opts::default()
+    });
+    let port = lp.port();
+    let text = "select $1::int + 100 as shared_once";
+    let (a, b) = (app(port).await, app(port).await);
+    for c in [&a, &b] {
+        let st = c.prepare(text).await.unwrap();
+        for i in 0..5i32 {
+            let row = within("execute", c.query_one(&st, &[&i])).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), i + 100);
+        }
+    }
+    // Both clients ran on the one server: it holds the statement once, under lakepool's name.
+    let rows = a
+        .query(
+            "select name from pg_prepared_statements where statement = $1",
+            &[&text],
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("lakepool_"), "{names:?}");
+    // DISCARD ALL drops the server's statements and the client's, as PostgreSQL does.
+    let st = a.prepare("select 7").await.unwrap();
+    a.batch_execute("DISCARD ALL").await.unwrap();
+    let err = a.query_one(&st, &[]).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME),
+        "{err}"
+    );
+    let left: i64 = b
+        .query_one(
+            "select count(*) from pg_prepared_statements where name like 'lakepool_%' and statement = $1",
+            &[&text],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn pipelined_error_in_the_middle_keeps_later_replies_in_order() {
+    let lp = fixtures::start(&Opts {
+        size: 1,
+        ..Opts::default()
+    });
+    let port = lp.port();
+    let (a, b) = (app(port).await, app(port).await);
+    let div = a.prepare("select 10 / $1::int").await.unwrap();
+    // The other client keeps the one server busy between a's pipelines, so each of a's
+    // statements is found or prepared again as needed.
+    let noise = tokio::spawn(async move {
+        for _ in 0..30 {
+            b.query_one("select 1", &[]).await.unwrap();
+        }
+    });
+    for _ in 0..10 {
+        let (x, y, z) = within(
+            "pipeline",
+            futures_util::future::join3(
+                a.query_one(&div, &[&2i32]),
+                a.query_one(&div, &[&0i32]),
+                a.query_one(&div, &[&5i32]),
+            ),
+        )
+        .await;
+        assert_eq!(x.unwrap().get::<_, i32>(0), 5);
+        let err = y.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::DIVISION_BY_ZERO)
+        );
+        assert_eq!(z.unwrap().get::<_, i32>(0), 2);
+    }
+    noise.await.unwrap();
+}
+
+#[tokio::test]
+async fn set_values_follow_the_client_and_do_not_leak() {
+    let lp = fixtures::start(&Opts {
+        size: 2,
+        ..Opts::default()
+    });
+    let port = lp.port();
+    let a = app(port).await;
+    a.batch_execute("SET search_path TO pg_catalog, public; SET statement_timeout = '7s'")
+        .await
+        .unwrap();
+    // Inside a rolled-back transaction the SET does not stick, as in PostgreSQL.
+    a.batch_execute("BEGIN; SET lock_timeout = '3s'; ROLLBACK")
+        .await
+        .unwrap();
+    let others: Vec<_> = futures_util::future::join_all((0..4).map(|_| app(port))).await;
+    for round in 0..10 {
+        for o in &others {
+            let row = o
+                .query_one(
+                    "select current_setting('search_path'), current_setting('statement_timeout')",
+                    &[],
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                row.get::<_, String>(0),
+                "\"$user\", public",
+                "round {round}"
+            );
+            assert_eq!(row.get::<_, String>(1), "0", "round {round}");
+        }
+        let row = a
+            .query_one(
+                "select current_setting('search_path'), current_setting('statement_timeout'), current_setting('lock_timeout')",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            row.get::<_, String>(0),
+            "pg_catalog, public",
+            "round {round}"
+        );
+        assert_eq!(row.get::<_, String>(1), "7s");
+        assert_eq!(row.get::<_, String>(2), "0");
+    }
+}
