@@ -567,16 +567,25 @@ for port in "$pg_port" "$pgb_port" "$lp_port"; do
     "$pgbench" -n -S -c "$clients" -j "$threads" -T "$warmup" -h 127.0.0.1 -p "$port" -U bench bench \
         >"$dir/warmup-$port.log" 2>&1 || die "warm-up against port $port failed: $(tail -n 3 "$dir/warmup-$port.log")"
 done
+# pgbench -M prepared prepares each statement with a blocking call the first time
+# a client runs it, stalling every client of that thread; with -j below -c, its
+# own clients holding all servers mid-transaction could wait on each other. A
+# short run with one thread per client has lakepool's servers accept the
+# TPC-B statements first; after that, clients prepare them without a server.
+"$pgbench" -n -M prepared -c "$clients" -j "$clients" -T "$warmup" -h 127.0.0.1 -p "$lp_port" -U bench bench \
+    >"$dir/warmup-prepared.log" 2>&1 || die "prepared warm-up against lakepool failed: $(tail -n 3 "$dir/warmup-prepared.log")"
 
 # name | pgbench options | targets. The TPC-B-like default script runs
 # without -N on purpose: it is the write-heavy mix. PgBouncer 1.18 cannot run
-# -M prepared in transaction mode (it has no prepared-statement tracking).
+# -M prepared in transaction mode (it has no prepared-statement tracking), so
+# lakepool's -M prepared runs compare with PostgreSQL directly.
 workloads=(
     "select simple|-S -M simple|direct pgbouncer lakepool"
     "select extended|-S -M extended|direct pgbouncer lakepool"
     "select prepared|-S -M prepared|direct lakepool"
     "select churn (-C)|-S -M simple -C|direct pgbouncer lakepool"
     "tpcb-like simple|-M simple|direct pgbouncer lakepool"
+    "tpcb-like prepared|-M prepared|direct lakepool"
 )
 workload_names=()
 say "running ${#workloads[@]} workloads, ${duration} s per target"

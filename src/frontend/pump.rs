@@ -7,6 +7,7 @@
 //! fixed-size buffer. The scanners track what transaction pooling needs: how many
 //! ReadyForQuery replies are owed, the last transaction status, and where messages end.
 
+use std::future::Future;
 use std::future::poll_fn;
 use std::io;
 use std::ops::ControlFlow;
@@ -50,6 +51,10 @@ pub enum PumpEnd {
     ServerIo(io::Error),
     /// The server sent a message the framing cannot accept.
     ServerProtocol(ScanError),
+    /// The client sat idle inside a transaction past idle_transaction_timeout.
+    IdleInTransaction,
+    /// Session mode: the client sat idle between transactions past client_idle_timeout.
+    ClientIdle,
 }
 
 /// Protocol state of a client/server pair, carried across transactions.
@@ -299,6 +304,79 @@ pub struct Pump<'a> {
     pub release_when_idle: bool,
     /// Prepared-statement mapping (transaction mode), when on.
     pub mapping: Option<Mapping<'a>>,
+    /// Idle limits; both zero (off) by default.
+    pub limits: IdleLimits,
+}
+
+/// How long a client may sit silent while it holds a server.
+#[derive(Debug, Default)]
+pub struct IdleLimits {
+    /// Inside a transaction (idle_transaction_timeout); zero is off.
+    pub in_transaction: std::time::Duration,
+    /// Between transactions, session mode (client_idle_timeout); zero is off.
+    pub between_transactions: std::time::Duration,
+    /// When the client last sent something, kept only while a limit is on.
+    last_input: Option<tokio::time::Instant>,
+    /// The timer for the current deadline.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl IdleLimits {
+    /// Limits for one forwarding run.
+    pub fn new(
+        in_transaction: std::time::Duration,
+        between_transactions: std::time::Duration,
+    ) -> Self {
+        Self {
+            in_transaction,
+            between_transactions,
+            ..Self::default()
+        }
+    }
+
+    fn on(&self) -> bool {
+        !self.in_transaction.is_zero() || !self.between_transactions.is_zero()
+    }
+
+    fn client_sent(&mut self) {
+        if self.on() {
+            self.last_input = Some(tokio::time::Instant::now());
+        }
+    }
+
+    /// Arms the timer for the limit that applies now and polls it; Ready with the reason
+    /// when the client has been silent too long.
+    fn poll_expired(
+        &mut self,
+        cx: &mut Context<'_>,
+        t: &Tracker,
+        up_drained: bool,
+    ) -> Poll<PumpEnd> {
+        if !self.on() {
+            return Poll::Pending;
+        }
+        // Only a client that owes the next move counts as idle: nothing in flight, all sent.
+        let waiting_on_client = t.pending == 0 && !t.copy_in && up_drained;
+        let (limit, end) = match t.status {
+            b'T' | b'E' => (self.in_transaction, PumpEnd::IdleInTransaction),
+            _ => (self.between_transactions, PumpEnd::ClientIdle),
+        };
+        if !waiting_on_client || limit.is_zero() {
+            return Poll::Pending;
+        }
+        let since = *self
+            .last_input
+            .get_or_insert_with(tokio::time::Instant::now);
+        let deadline = since + limit;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        ready!(timer.as_mut().poll(cx));
+        Poll::Ready(end)
+    }
 }
 
 impl Pump<'_> {
@@ -334,6 +412,10 @@ impl Pump<'_> {
                 Poll::Pending => {}
             }
             if !progress {
+                let up_drained = self.up.is_drained();
+                if let Poll::Ready(end) = self.limits.poll_expired(cx, self.tracker, up_drained) {
+                    return Poll::Ready(end);
+                }
                 return Poll::Pending;
             }
         }
@@ -365,6 +447,7 @@ impl Pump<'_> {
         if n == 0 {
             return Poll::Ready(Err(PumpEnd::ClientClosed));
         }
+        self.limits.client_sent();
         let (keep, terminated) = self
             .tracker
             .scan_client(&self.up.buf[before..])
@@ -404,6 +487,7 @@ impl Pump<'_> {
             if n == 0 {
                 return Poll::Ready(Err(PumpEnd::ClientClosed));
             }
+            self.limits.client_sent();
             self.handle_client_input()?;
             return Poll::Ready(Ok(true));
         }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::login::{LoggedIn, LoginEnd, SessionInfo, login, sync_settings};
-use super::pump::{Flow, Mapping, Pump, PumpEnd, Tracker};
+use super::pump::{Flow, IdleLimits, Mapping, Pump, PumpEnd, Tracker};
 use super::replies::ReplyQueue;
 use super::rewrite::{ClientSide, ServerSide};
 use super::settings::follow_settings;
@@ -284,6 +284,7 @@ impl<'a> Session<'a> {
         if self.up.buf.capacity() == 0 {
             self.up.buf = buffer::take();
         }
+        let limits = self.idle_limits();
         let registry = self.info.pool.statements();
         let cap = self.info.pool.settings().max_prepared_statements;
         let extra_tracked = &self.info.pool.settings().track_extra_parameters;
@@ -300,6 +301,7 @@ impl<'a> Session<'a> {
                 client_params: &mut self.info.settings,
                 server_params: &mut conn.params,
                 release_when_idle,
+                limits,
                 mapping: Some(Mapping {
                     client: &mut m.client,
                     server: &mut m.server,
@@ -343,6 +345,7 @@ impl<'a> Session<'a> {
             server_params: &mut conn.params,
             release_when_idle,
             mapping: None,
+            limits,
         }
         .run()
         .await;
@@ -354,6 +357,11 @@ impl<'a> Session<'a> {
         }
         conn.buf = down.buf;
         end
+    }
+
+    /// Idle limits for the pump, from the pool settings.
+    fn idle_limits(&self) -> IdleLimits {
+        IdleLimits::new(std::time::Duration::ZERO, std::time::Duration::ZERO)
     }
 
     /// Ends the session: tells the client why when it is still there, and cleans the server up
@@ -368,8 +376,27 @@ impl<'a> Session<'a> {
             PumpEnd::ServerClosed => "server closed the connection".to_owned(),
             PumpEnd::ServerIo(e) => format!("server I/O error: {e}"),
             PumpEnd::ServerProtocol(e) => format!("server protocol error: {e}"),
+            PumpEnd::IdleInTransaction => "idle_transaction_timeout".to_owned(),
+            PumpEnd::ClientIdle => "client_idle_timeout".to_owned(),
         };
         match end {
+            PumpEnd::IdleInTransaction | PumpEnd::ClientIdle => {
+                let err = match end {
+                    PumpEnd::IdleInTransaction => ClientError::fatal(
+                        SqlState::IDLE_IN_TRANSACTION_TIMEOUT,
+                        "idle_transaction_timeout: closing client connection idle in transaction",
+                    ),
+                    _ => ClientError::fatal(
+                        SqlState::IDLE_SESSION_TIMEOUT,
+                        "client_idle_timeout: closing idle client connection",
+                    ),
+                };
+                Box::pin(send_error_and_close(&mut self.client, &err)).await;
+                // Not a broken server: roll back the open transaction and reuse it.
+                let reset = (self.info.pool.settings().mode == PoolMode::Session)
+                    .then(|| self.info.pool.settings().server_reset_query.clone());
+                tokio::spawn(cleanup(server, LeftState::of(&self.tracker), reset));
+            }
             PumpEnd::ClientProtocol(e) => {
                 let err = ClientError::fatal(SqlState::PROTOCOL_VIOLATION, e.to_string());
                 Box::pin(send_error_and_close(&mut self.client, &err)).await;

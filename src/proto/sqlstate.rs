@@ -23,6 +23,10 @@ impl SqlState {
         std::str::from_utf8(&self.0).unwrap_or("XX000")
     }
 
+    /// `25P03` idle_in_transaction_session_timeout.
+    pub const IDLE_IN_TRANSACTION_TIMEOUT: Self = Self::c("25P03");
+    /// `57P05` idle_session_timeout.
+    pub const IDLE_SESSION_TIMEOUT: Self = Self::c("57P05");
     /// `01000` warning.
     pub const WARNING: Self = Self::c("01000");
     /// `08P01` protocol_violation.
