@@ -19,3 +19,4 @@ mod fixtures;
 mod lakebase;
 mod pooling;
 mod prepared;
+mod protocol;
