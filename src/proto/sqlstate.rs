@@ -43,6 +43,8 @@ impl SqlState {
     pub const QUERY_CANCELED: Self = Self::c("57014");
     /// `57P01` admin_shutdown.
     pub const ADMIN_SHUTDOWN: Self = Self::c("57P01");
+    /// `57P05` idle_session_timeout: client_idle_timeout closed an idle client.
+    pub const IDLE_SESSION_TIMEOUT: Self = Self::c("57P05");
     /// `22023` invalid_parameter_value.
     pub const INVALID_PARAMETER_VALUE: Self = Self::c("22023");
     /// `XX000` internal_error.
