@@ -92,6 +92,22 @@ impl ServerConn {
         }
     }
 
+    /// Health check of a connection that sat idle a while (`server_check_query`; an empty
+    /// query costs one round trip: EmptyQueryResponse + ReadyForQuery). False when the
+    /// connection is broken, does not answer within `limit`, or is left inside a transaction;
+    /// a server error for the query itself (a mistyped check query) still proves it alive.
+    pub async fn check(&mut self, query: &str, limit: std::time::Duration) -> bool {
+        match tokio::time::timeout(limit, self.run_control_query(query)).await {
+            Ok(Ok(status)) => status == b'I',
+            Ok(Err(ControlError::Server(fields, _))) => {
+                tracing::warn!(server = self.id, code = %fields.code, error = %fields.message,
+                    "server_check_query failed (the connection is alive)");
+                true
+            }
+            Ok(Err(ControlError::Broken(_))) | Err(_) => false,
+        }
+    }
+
     /// Forgets settings lakepool applied that the server does not report, after a reset
     /// (DISCARD ALL / RESET ALL) put them back to defaults.
     pub fn forget_unreported(&mut self) {

@@ -16,4 +16,5 @@ mod cli;
 mod clients;
 mod fixtures;
 mod lakebase;
+mod limits;
 mod pooling;
