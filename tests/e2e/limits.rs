@@ -37,10 +37,15 @@ fn config(role: &str, pool: &str, user_extra: &str, db_extra: &str) -> String {
     };
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nhandshake_timeout = 5\n\n\
-         [pool]\npool_mode = \"transaction\"\nquery_wait_timeout = 10\n{pool}\n\n\
+         [pool]\npool_mode = \"transaction\"\n{wait}{pool}\n\n\
          [[users]]\nname = \"u1\"\npassword = \"{PW}\"\nauth = \"md5\"\n{user_extra}\n\n\
          [[users]]\nname = \"u2\"\npassword = \"{PW}\"\nauth = \"md5\"\n\n\
          {d1}{d2}",
+        wait = if pool.contains("query_wait_timeout") {
+            ""
+        } else {
+            "query_wait_timeout = 10\n"
+        },
         d1 = db("d1", db_extra),
         d2 = db("d2", ""),
     )
