@@ -714,7 +714,9 @@ tls = "disable"
 
     #[test]
     fn limit_and_health_keys_have_pgbouncer_defaults() {
-        let p = load_str(BASE, Path::new(".")).unwrap().databases[0].pool.clone();
+        let p = load_str(BASE, Path::new(".")).unwrap().databases[0]
+            .pool
+            .clone();
         assert_eq!(p.max_db_connections, 0);
         assert_eq!(p.max_user_connections, 0);
         assert_eq!(p.max_db_client_connections, 0);
@@ -739,7 +741,9 @@ tls = "disable"
              idle_transaction_timeout = 30\nserver_check_delay = 0\n\
              server_check_query = \"select 1\"\n"
         );
-        let p = load_str(&text, Path::new(".")).unwrap().databases[0].pool.clone();
+        let p = load_str(&text, Path::new(".")).unwrap().databases[0]
+            .pool
+            .clone();
         assert_eq!(p.max_db_connections, 7);
         assert_eq!(p.max_user_connections, 8);
         assert_eq!(p.max_db_client_connections, 9);
@@ -789,10 +793,16 @@ tls = "disable"
             ("reserve_pool_timeout = -1", "reserve_pool_timeout"),
             ("server_login_retry = -0.5", "server_login_retry"),
             ("client_idle_timeout = -3", "client_idle_timeout"),
-            ("idle_transaction_timeout = 1e12", "idle_transaction_timeout"),
+            (
+                "idle_transaction_timeout = 1e12",
+                "idle_transaction_timeout",
+            ),
             ("server_check_delay = -1", "server_check_delay"),
             ("server_check_query = \"a\\u0000b\"", "server_check_query"),
-            ("max_db_client_connections = \"x\"", "max_db_client_connections"),
+            (
+                "max_db_client_connections = \"x\"",
+                "max_db_client_connections",
+            ),
         ] {
             let e = load_str(&format!("{BASE}\n[pool]\n{line}\n"), Path::new("."))
                 .unwrap_err()

@@ -298,7 +298,9 @@ async fn idle_servers_whose_backends_died_are_replaced_silently() {
     ));
     wait_for_backends(role, 0, Duration::from_secs(5)).await;
     for c in &clients {
-        c.batch_execute("begin").await.expect("no error for a dead idle server");
+        c.batch_execute("begin")
+            .await
+            .expect("no error for a dead idle server");
         let p = pid(c).await;
         assert!(!before.contains(&p), "a dead server was handed out");
         c.batch_execute("commit").await.unwrap();
@@ -328,10 +330,16 @@ async fn server_login_retry_fails_fast_then_recovers() {
         "{}",
         db.message()
     );
-    assert!(!db.message().contains("server_login_retry"), "{}", db.message());
+    assert!(
+        !db.message().contains("server_login_retry"),
+        "{}",
+        db.message()
+    );
     let failures = || {
         pg().log()
-            .matches(&format!("password authentication failed for user \"{role}\""))
+            .matches(&format!(
+                "password authentication failed for user \"{role}\""
+            ))
             .count()
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -350,7 +358,11 @@ async fn server_login_retry_fails_fast_then_recovers() {
         db.message()
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(failures(), attempts, "no new attempt during server_login_retry");
+    assert_eq!(
+        failures(),
+        attempts,
+        "no new attempt during server_login_retry"
+    );
     // Fixed upstream (the password now matches the config): after the pause, logins work.
     pg().exec_sql(&format!("ALTER ROLE {role} PASSWORD 'wrong'"));
     tokio::time::sleep(Duration::from_millis(1700)).await;
