@@ -62,9 +62,9 @@ async fn client(lp: &Lakepool, user: &str, db: &str) -> tokio_postgres::Client {
         .unwrap_or_else(|e| panic!("login {user}@{db}: {e}"))
 }
 
-/// This role's backends, as the superuser sees them.
-async fn backends(role: &str) -> i64 {
-    let su = pg().connect_superuser().await;
+/// This role's backends, as the superuser `su` sees them (one superuser connection per
+/// test, so polling costs no logins).
+async fn backends(su: &tokio_postgres::Client, role: &str) -> i64 {
     su.query_one(
         "select count(*) from pg_stat_activity where usename = $1",
         &[&role],
@@ -75,10 +75,10 @@ async fn backends(role: &str) -> i64 {
 }
 
 /// Polls until `role` has `want` backends; panics with the last count after `timeout`.
-async fn wait_for_backends(role: &str, want: i64, timeout: Duration) {
+async fn wait_for_backends(su: &tokio_postgres::Client, role: &str, want: i64, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
-        let n = backends(role).await;
+        let n = backends(su, role).await;
         if n == want {
             return;
         }
@@ -86,7 +86,7 @@ async fn wait_for_backends(role: &str, want: i64, timeout: Duration) {
             Instant::now() < deadline,
             "{role}: {n} backends, expected {want}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -99,6 +99,7 @@ async fn pid(c: &tokio_postgres::Client) -> i32 {
 
 #[tokio::test]
 async fn max_db_connections_caps_servers_across_users() {
+    let su = pg().connect_superuser().await;
     let role = "limits_dbcap";
     let lp = start(
         role,
@@ -117,7 +118,7 @@ async fn max_db_connections_caps_servers_across_users() {
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!waiting.is_finished(), "a third server was opened");
-    assert_eq!(backends(role).await, 2);
+    assert_eq!(backends(&su, role).await, 2);
     // u1's server goes idle in u1's pool; u2's waiting client gets room by lakepool closing
     // it (not by exceeding the cap).
     a.batch_execute("commit").await.unwrap();
@@ -125,7 +126,7 @@ async fn max_db_connections_caps_servers_across_users() {
         .await
         .expect("the waiting client got a server")
         .unwrap();
-    assert!(backends(role).await <= 2);
+    assert!(backends(&su, role).await <= 2);
     // The other database is not capped by d1's limit.
     let d = client(&lp, "u1", "d2").await;
     d.batch_execute("begin; select 1").await.unwrap();
@@ -135,6 +136,7 @@ async fn max_db_connections_caps_servers_across_users() {
 
 #[tokio::test]
 async fn max_user_connections_caps_servers_across_databases() {
+    let su = pg().connect_superuser().await;
     let role = "limits_usercap";
     // Set on the user entry: user keys override [pool] and database keys.
     let lp = start(role, "pool_size = 5", "max_user_connections = 1", "");
@@ -152,7 +154,7 @@ async fn max_user_connections_caps_servers_across_databases() {
     other.batch_execute("begin; select 1").await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!waiting.is_finished(), "u1 got a second server");
-    assert_eq!(backends(role).await, 2, "one for u1, one for u2");
+    assert_eq!(backends(&su, role).await, 2, "one for u1, one for u2");
     a.batch_execute("commit").await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), waiting)
         .await
@@ -210,18 +212,20 @@ async fn client_caps_refuse_with_53300() {
 
 #[tokio::test]
 async fn min_pool_size_opens_idle_servers() {
+    let su = pg().connect_superuser().await;
     let role = "limits_minpool";
     let lp = start(role, "pool_size = 5\nmin_pool_size = 3", "", "");
     // Pools exist once a client has logged in; the maintenance task then fills this one.
     let c = client(&lp, "u1", "d1").await;
     c.batch_execute("select 1").await.unwrap();
-    wait_for_backends(role, 3, Duration::from_secs(5)).await;
+    wait_for_backends(&su, role, 3, Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(backends(role).await, 3, "no more than min_pool_size");
+    assert_eq!(backends(&su, role).await, 3, "no more than min_pool_size");
 }
 
 #[tokio::test]
 async fn reserve_pool_serves_a_client_that_waited() {
+    let su = pg().connect_superuser().await;
     let role = "limits_reserve";
     let lp = start(
         role,
@@ -234,12 +238,12 @@ async fn reserve_pool_serves_a_client_that_waited() {
     // The only server is in a's transaction: b gets a reserve connection after 0.3 s.
     let b = client(&lp, "u1", "d1").await;
     b.batch_execute("begin; select 1").await.unwrap();
-    assert_eq!(backends(role).await, 2);
+    assert_eq!(backends(&su, role).await, 2);
     // The reserve is used up too: a third client times out in the queue.
     let c = client(&lp, "u1", "d1").await;
     let err = c.batch_execute("select 1").await.unwrap_err();
     assert_eq!(err.as_db_error().map(|e| e.code().code()), Some("57014"));
-    assert_eq!(backends(role).await, 2);
+    assert_eq!(backends(&su, role).await, 2);
     a.batch_execute("commit").await.unwrap();
     b.batch_execute("commit").await.unwrap();
 }
@@ -271,6 +275,7 @@ fn client_idle_timeout_closes_idle_clients_with_57p05() {
 
 #[tokio::test]
 async fn idle_servers_whose_backends_died_are_replaced_silently() {
+    let su = pg().connect_superuser().await;
     // The same as a PostgreSQL restart for idle connections: every backend goes away. With
     // server_check_delay = 0 every checkout of an idle server runs the health check too.
     let role = "limits_health";
@@ -292,11 +297,11 @@ async fn idle_servers_whose_backends_died_are_replaced_silently() {
     }
     // A healthy idle server passes the check and is reused.
     assert!(before.contains(&pid(&clients[0]).await));
-    wait_for_backends(role, 3, Duration::from_secs(2)).await;
+    wait_for_backends(&su, role, 3, Duration::from_secs(2)).await;
     pg().exec_sql(&format!(
         "select pg_terminate_backend(pid) from pg_stat_activity where usename = '{role}'"
     ));
-    wait_for_backends(role, 0, Duration::from_secs(5)).await;
+    wait_for_backends(&su, role, 0, Duration::from_secs(5)).await;
     for c in &clients {
         c.batch_execute("begin")
             .await
