@@ -22,6 +22,8 @@ use crate::config::PoolSettings;
 pub struct Limits {
     /// Pools with clients waiting because a database or user limit is reached, oldest first.
     blocked: Mutex<VecDeque<Weak<Shared>>>,
+    /// Length of `blocked`, read without the lock on every check-in to idle.
+    blocked_len: AtomicUsize,
 }
 
 impl std::fmt::Debug for Limits {
@@ -114,6 +116,9 @@ impl Counters {
                 .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(pool)))
         {
             blocked.push_back(Arc::downgrade(pool));
+            self.limits
+                .blocked_len
+                .store(blocked.len(), Ordering::Relaxed);
         }
         result
     }
@@ -141,6 +146,7 @@ impl Counters {
             let mut blocked = self.limits.blocked.lock();
             self.db.servers.fetch_sub(n, Ordering::Relaxed);
             self.user.servers.fetch_sub(n, Ordering::Relaxed);
+            self.limits.blocked_len.store(0, Ordering::Relaxed);
             std::mem::take(&mut *blocked)
         };
         // Each pool takes what it can and queues itself again if clients still wait; the
@@ -150,6 +156,28 @@ impl Counters {
             if let Some(pool) = w.upgrade() {
                 Pool::offer_slots(&pool);
             }
+        }
+    }
+
+    /// After a connection of this pool went idle: pools waiting under this database's or
+    /// user's limit get room at once (by closing an idle connection, this one included)
+    /// instead of at the next maintenance round. One atomic load when nobody waits.
+    pub(super) fn relieve_waiting_siblings(&self) {
+        if self.limits.blocked_len.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let siblings: Vec<Arc<Shared>> = self
+            .limits
+            .blocked
+            .lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|p| {
+                Arc::ptr_eq(&p.counters.db, &self.db) || Arc::ptr_eq(&p.counters.user, &self.user)
+            })
+            .collect();
+        for pool in siblings {
+            Pool::relieve_shared(&pool);
         }
     }
 

@@ -521,6 +521,8 @@ impl Pool {
         }
         if let Grant::Conn(conn) = grant {
             st.idle.push(conn);
+            drop(st);
+            shared.counters.relieve_waiting_siblings();
         }
     }
 
@@ -643,7 +645,10 @@ impl Pool {
     /// waiting), or offers them a slot if the limit has room. Called periodically by the
     /// maintenance task.
     pub fn relieve(&self) {
-        let shared = &self.shared;
+        Pool::relieve_shared(&self.shared);
+    }
+
+    fn relieve_shared(shared: &Arc<Shared>) {
         {
             let mut st = shared.state.lock();
             // Clients that gave up leave their sender behind; they wait for nothing.
