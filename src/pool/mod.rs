@@ -28,7 +28,7 @@ use crate::config::PoolSettings;
 use crate::error::ClientFacing;
 use crate::proto::sqlstate::SqlState;
 use crate::upstream::Upstream;
-use crate::upstream::connect::{UpstreamError, connect};
+use crate::upstream::connect::{UpstreamError, connect_within};
 use crate::upstream::params::ParamMap;
 use crate::upstream::server::ServerConn;
 use limits::{Blocked, ClientAdmission, Counters};
@@ -471,7 +471,8 @@ impl Pool {
         let id = shared.ids.fetch_add(1, Ordering::Relaxed);
         // Boxed: opening a connection is rare, and its large state would otherwise sit in
         // every session future for its whole life.
-        match Box::pin(connect(&shared.upstream, id)).await {
+        let limit = shared.settings.server_connect_timeout;
+        match Box::pin(connect_within(&shared.upstream, id, limit)).await {
             Ok(conn) => {
                 shared.params.store(Some(Arc::new(conn.params.clone())));
                 shared.state.lock().login_failure = None;

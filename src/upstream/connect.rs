@@ -138,8 +138,17 @@ impl ClientFacing for UpstreamError {
 /// Opens and logs in a new server connection, within the configured connect timeout. A login
 /// rejected with 28P01 asks the credential source for a newer credential and retries once.
 pub async fn connect(up: &Upstream, id: u64) -> Result<ServerConn, UpstreamError> {
+    connect_within(up, id, up.connect_timeout).await
+}
+
+/// [`connect`] with a timeout other than the upstream's (a user's own server_connect_timeout).
+pub async fn connect_within(
+    up: &Upstream,
+    id: u64,
+    limit: std::time::Duration,
+) -> Result<ServerConn, UpstreamError> {
     let mut have_credential = false;
-    let attempt = tokio::time::timeout(up.connect_timeout, async {
+    let attempt = tokio::time::timeout(limit, async {
         let cred = up.credential.current_or_first().await?;
         have_credential = true;
         match login(up, cred.as_deref(), id).await {
