@@ -136,7 +136,14 @@ pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Built, AppE
         server: config.server.clone(),
         tls,
         users,
-        registry: Registry::new(databases),
+        registry: Registry::new(
+            databases,
+            config
+                .users
+                .iter()
+                .map(|u| (u.name.clone(), u.pool.clone()))
+                .collect(),
+        ),
         cancels: Arc::new(CancelRegistry::default()),
         clients: AtomicUsize::new(0),
         shutdown,
@@ -234,6 +241,8 @@ async fn maintain(fe: Arc<Frontend>) {
         tick.tick().await;
         for pool in fe.registry.pools() {
             pool.sweep();
+            pool.fill_to_min();
+            pool.relieve();
         }
     }
 }

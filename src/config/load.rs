@@ -9,10 +9,11 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::raw::{
     DATABASE_KEYS, Listen, RawConfig, RawDatabase, RawPool, RawServer, RawUser, RawWorkspace,
+    USER_KEYS,
 };
 use super::{
-    AuthMethod, ClientTls, Config, CredentialConfig, DatabaseConfig, PoolSettings, ServerConfig,
-    TlsFiles, UpstreamTls, UserConfig, WorkspaceConfig,
+    AuthMethod, ClientTls, Config, CredentialConfig, DatabaseConfig, PoolOverrides, PoolSettings,
+    ServerConfig, TlsFiles, UpstreamTls, UserConfig, WorkspaceConfig,
 };
 
 /// A configuration problem, naming the key it concerns.
@@ -61,7 +62,7 @@ pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
     let server = server(raw.server, base)?;
     let defaults = pool_settings(&raw.pool, &PoolSettings::default(), "pool")?;
-    let users = users(raw.users, base)?;
+    let users = users(raw.users, &defaults, base)?;
     let workspace = workspace(raw.workspace, base)?;
     let mut databases = Vec::with_capacity(raw.databases.len());
     let mut names = HashSet::new();
@@ -210,7 +211,9 @@ fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
     })
 }
 
-fn pool_settings(
+/// `raw`'s keys over `defaults`. Each key is checked on its own (no rule spans two keys), so
+/// a layer valid over `[pool]` is valid over any database's settings too.
+pub(super) fn pool_settings(
     raw: &RawPool,
     defaults: &PoolSettings,
     prefix: &str,
@@ -263,7 +266,85 @@ fn pool_settings(
             out
         }
     };
+    let count = |k: &str, v: Option<usize>, default: usize| -> Result<usize, ConfigError> {
+        let n = v.unwrap_or(default);
+        if n > 1_000_000 {
+            return Err(invalid(key(k), "must be between 0 and 1000000"));
+        }
+        Ok(n)
+    };
+    let secs = |k: &str, v: Option<f64>, default| seconds(&key(k), v, default);
+    let server_check_query = raw
+        .server_check_query
+        .clone()
+        .unwrap_or_else(|| defaults.server_check_query.clone());
+    if server_check_query.contains('\0') {
+        return Err(invalid(key("server_check_query"), "contains a NUL byte"));
+    }
+    let min_pool_size = count("min_pool_size", raw.min_pool_size, defaults.min_pool_size)?;
+    if min_pool_size > 10_000 {
+        return Err(invalid(key("min_pool_size"), "must be between 0 and 10000"));
+    }
+    let reserve_pool_size = count(
+        "reserve_pool_size",
+        raw.reserve_pool_size,
+        defaults.reserve_pool_size,
+    )?;
+    if reserve_pool_size > 10_000 {
+        return Err(invalid(
+            key("reserve_pool_size"),
+            "must be between 0 and 10000",
+        ));
+    }
     Ok(PoolSettings {
+        max_db_connections: count(
+            "max_db_connections",
+            raw.max_db_connections,
+            defaults.max_db_connections,
+        )?,
+        max_user_connections: count(
+            "max_user_connections",
+            raw.max_user_connections,
+            defaults.max_user_connections,
+        )?,
+        max_db_client_connections: count(
+            "max_db_client_connections",
+            raw.max_db_client_connections,
+            defaults.max_db_client_connections,
+        )?,
+        max_user_client_connections: count(
+            "max_user_client_connections",
+            raw.max_user_client_connections,
+            defaults.max_user_client_connections,
+        )?,
+        min_pool_size,
+        reserve_pool_size,
+        reserve_pool_timeout: secs(
+            "reserve_pool_timeout",
+            raw.reserve_pool_timeout,
+            defaults.reserve_pool_timeout,
+        )?,
+        server_login_retry: secs(
+            "server_login_retry",
+            raw.server_login_retry,
+            defaults.server_login_retry,
+        )?,
+        client_idle_timeout: secs(
+            "client_idle_timeout",
+            raw.client_idle_timeout,
+            defaults.client_idle_timeout,
+        )?,
+        idle_transaction_timeout: secs(
+            "idle_transaction_timeout",
+            raw.idle_transaction_timeout,
+            defaults.idle_transaction_timeout,
+        )?,
+        server_check_delay: secs(
+            "server_check_delay",
+            raw.server_check_delay,
+            defaults.server_check_delay,
+        )?,
+        server_check_query,
         mode: raw.pool_mode.unwrap_or(defaults.mode),
         max_prepared_statements,
         track_extra_parameters,
@@ -325,11 +406,37 @@ pub(crate) fn secret(
     }
 }
 
-fn users(raw: Vec<RawUser>, base: &Path) -> Result<Vec<UserConfig>, ConfigError> {
+/// Splits a `[[databases]]` or `[[users]]` table into its own keys (`own`) and pool keys.
+fn split_pool_keys(table: &mut toml::Table, own: &[&str]) -> toml::Table {
+    let mut pool_table = toml::Table::new();
+    for k in table.keys().cloned().collect::<Vec<_>>() {
+        if !own.contains(&k.as_str())
+            && let Some(v) = table.remove(&k)
+        {
+            pool_table.insert(k, v);
+        }
+    }
+    pool_table
+}
+
+fn users(
+    raw: Vec<toml::Table>,
+    defaults: &PoolSettings,
+    base: &Path,
+) -> Result<Vec<UserConfig>, ConfigError> {
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
-    for (i, u) in raw.into_iter().enumerate() {
+    for (i, mut table) in raw.into_iter().enumerate() {
         let key = format!("users[{i}]");
+        let pool_table = split_pool_keys(&mut table, USER_KEYS);
+        let u: RawUser = table
+            .try_into()
+            .map_err(|e| invalid(key.clone(), e.to_string()))?;
+        let raw_pool: RawPool = pool_table
+            .try_into()
+            .map_err(|e| invalid(key.clone(), e.to_string()))?;
+        // Validated here so errors name the user's key; applied per database later.
+        pool_settings(&raw_pool, defaults, &key)?;
         if u.name.is_empty() || u.name.contains('\0') {
             return Err(invalid(format!("{key}.name"), "must be a non-empty name"));
         }
@@ -351,6 +458,7 @@ fn users(raw: Vec<RawUser>, base: &Path) -> Result<Vec<UserConfig>, ConfigError>
             name: u.name,
             password,
             auth: u.auth.unwrap_or(AuthMethod::ScramSha256),
+            pool: PoolOverrides(raw_pool),
         });
     }
     Ok(out)
@@ -363,14 +471,7 @@ fn database(
     base: &Path,
 ) -> Result<DatabaseConfig, ConfigError> {
     let key = format!("databases[{i}]");
-    let mut pool_table = toml::Table::new();
-    for k in table.keys().cloned().collect::<Vec<_>>() {
-        if !DATABASE_KEYS.contains(&k.as_str())
-            && let Some(v) = table.remove(&k)
-        {
-            pool_table.insert(k, v);
-        }
-    }
+    let pool_table = split_pool_keys(&mut table, DATABASE_KEYS);
     let raw: RawDatabase = table
         .try_into()
         .map_err(|e| invalid(key.clone(), e.to_string()))?;
@@ -609,6 +710,119 @@ tls = "disable"
         .unwrap_err()
         .to_string();
         assert!(e.contains("databases[0].password"), "{e}");
+    }
+
+    #[test]
+    fn limit_and_health_keys_have_pgbouncer_defaults() {
+        let p = load_str(BASE, Path::new(".")).unwrap().databases[0]
+            .pool
+            .clone();
+        assert_eq!(p.max_db_connections, 0);
+        assert_eq!(p.max_user_connections, 0);
+        assert_eq!(p.max_db_client_connections, 0);
+        assert_eq!(p.max_user_client_connections, 0);
+        assert_eq!(p.min_pool_size, 0);
+        assert_eq!(p.reserve_pool_size, 0);
+        assert_eq!(p.reserve_pool_timeout, Duration::from_secs(5));
+        assert_eq!(p.server_login_retry, Duration::from_secs(15));
+        assert_eq!(p.client_idle_timeout, Duration::ZERO);
+        assert_eq!(p.idle_transaction_timeout, Duration::ZERO);
+        assert_eq!(p.server_check_delay, Duration::from_secs(30));
+        assert_eq!(p.server_check_query, "");
+    }
+
+    #[test]
+    fn every_limit_key_is_parsed() {
+        let text = format!(
+            "{BASE}\n[pool]\nmax_db_connections = 7\nmax_user_connections = 8\n\
+             max_db_client_connections = 9\nmax_user_client_connections = 10\n\
+             min_pool_size = 2\nreserve_pool_size = 3\nreserve_pool_timeout = 0.25\n\
+             server_login_retry = 1.5\nclient_idle_timeout = 60\n\
+             idle_transaction_timeout = 30\nserver_check_delay = 0\n\
+             server_check_query = \"select 1\"\n"
+        );
+        let p = load_str(&text, Path::new(".")).unwrap().databases[0]
+            .pool
+            .clone();
+        assert_eq!(p.max_db_connections, 7);
+        assert_eq!(p.max_user_connections, 8);
+        assert_eq!(p.max_db_client_connections, 9);
+        assert_eq!(p.max_user_client_connections, 10);
+        assert_eq!(p.min_pool_size, 2);
+        assert_eq!(p.reserve_pool_size, 3);
+        assert_eq!(p.reserve_pool_timeout, Duration::from_millis(250));
+        assert_eq!(p.server_login_retry, Duration::from_millis(1500));
+        assert_eq!(p.client_idle_timeout, Duration::from_secs(60));
+        assert_eq!(p.idle_transaction_timeout, Duration::from_secs(30));
+        assert_eq!(p.server_check_delay, Duration::ZERO);
+        assert_eq!(p.server_check_query, "select 1");
+    }
+
+    #[test]
+    fn user_keys_override_database_keys_override_pool() {
+        let text = "[server]\nlisten = \"127.0.0.1:0\"\n\
+            [pool]\nmin_pool_size = 1\nreserve_pool_size = 1\nclient_idle_timeout = 5\n\
+            [[users]]\nname = \"a\"\npassword = \"pw\"\nmin_pool_size = 3\n\
+            max_user_connections = 4\n\
+            [[users]]\nname = \"b\"\npassword = \"pw\"\n\
+            [[databases]]\nname = \"d\"\nhost = \"h\"\nuser = \"u\"\n\
+            min_pool_size = 2\nreserve_pool_size = 2\n";
+        let c = load_str(text, Path::new(".")).unwrap();
+        let db = &c.databases[0].pool;
+        let a = c.users[0].pool.apply(db);
+        let b = c.users[1].pool.apply(db);
+        // user > database
+        assert_eq!(a.min_pool_size, 3);
+        assert_eq!(a.max_user_connections, 4);
+        // database > [pool]
+        assert_eq!(a.reserve_pool_size, 2);
+        assert_eq!(b.min_pool_size, 2);
+        // [pool] where nobody overrides
+        assert_eq!(a.client_idle_timeout, Duration::from_secs(5));
+        assert_eq!(b.max_user_connections, 0);
+        assert_eq!(&b, db);
+    }
+
+    #[test]
+    fn invalid_limit_values_name_the_key() {
+        for (line, key) in [
+            ("max_db_connections = -1", "max_db_connections"),
+            ("max_user_connections = 2000000", "max_user_connections"),
+            ("min_pool_size = 20000", "min_pool_size"),
+            ("reserve_pool_size = 10001", "reserve_pool_size"),
+            ("reserve_pool_timeout = -1", "reserve_pool_timeout"),
+            ("server_login_retry = -0.5", "server_login_retry"),
+            ("client_idle_timeout = -3", "client_idle_timeout"),
+            (
+                "idle_transaction_timeout = 1e12",
+                "idle_transaction_timeout",
+            ),
+            ("server_check_delay = -1", "server_check_delay"),
+            ("server_check_query = \"a\\u0000b\"", "server_check_query"),
+            (
+                "max_db_client_connections = \"x\"",
+                "max_db_client_connections",
+            ),
+        ] {
+            let e = load_str(&format!("{BASE}\n[pool]\n{line}\n"), Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{line}: {e}");
+            let e = load_str(&format!("{BASE}{line}\n"), Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("databases[0]") && e.contains(key), "{line}: {e}");
+            let user = BASE.replace(
+                "password = \"pw\"\n",
+                &format!("password = \"pw\"\n{line}\n"),
+            );
+            let e = load_str(&user, Path::new(".")).unwrap_err().to_string();
+            assert!(e.contains("users[0]") && e.contains(key), "{line}: {e}");
+        }
+        // Unknown keys on a user are still rejected, naming the user.
+        let user = BASE.replace("password = \"pw\"\n", "password = \"pw\"\nbogus = 1\n");
+        let e = load_str(&user, Path::new(".")).unwrap_err().to_string();
+        assert!(e.contains("users[0]") && e.contains("bogus"), "{e}");
     }
 
     #[test]

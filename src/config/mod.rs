@@ -73,6 +73,23 @@ pub struct UserConfig {
     pub password: SecretString,
     /// Authentication method clients must use.
     pub auth: AuthMethod,
+    /// Pool keys set on this user; they override `[pool]` and the database's own keys for
+    /// this user's pools.
+    pub pool: PoolOverrides,
+}
+
+/// Pool keys set on a `[[users]]` entry (already validated), applied over a database's
+/// settings: precedence user > database > `[pool]`.
+#[derive(Debug, Clone, Default)]
+pub struct PoolOverrides(raw::RawPool);
+
+impl PoolOverrides {
+    /// The settings for this user's pool on a database whose settings are `base`.
+    pub fn apply(&self, base: &PoolSettings) -> PoolSettings {
+        // Every key was validated on its own at load and no check spans two keys, so applying
+        // the same keys over any valid base cannot fail.
+        load::pool_settings(&self.0, base, "users").unwrap_or_else(|_| base.clone())
+    }
 }
 
 /// `[workspace]` as configured; the rest (env, profile, .netrc) is resolved at startup.
@@ -139,7 +156,7 @@ pub struct DatabaseConfig {
     pub pool: PoolSettings,
 }
 
-/// Pool behaviour, set in `[pool]` and overridable per database.
+/// Pool behaviour, set in `[pool]` and overridable per database and per user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolSettings {
     /// Session or transaction pooling.
@@ -162,6 +179,32 @@ pub struct PoolSettings {
     /// Transaction mode: parameters, besides the built-in list, whose `SET` values follow the
     /// client from server to server (lowercase names).
     pub track_extra_parameters: Vec<String>,
+    /// Most server connections to this database over all its users' pools (0 = unlimited).
+    pub max_db_connections: usize,
+    /// Most server connections for this user over all databases (0 = unlimited).
+    pub max_user_connections: usize,
+    /// Most client connections to this database (0 = unlimited).
+    pub max_db_client_connections: usize,
+    /// Most client connections of this user (0 = unlimited).
+    pub max_user_client_connections: usize,
+    /// Server connections the maintenance task keeps open in each pool (capped at `size`).
+    pub min_pool_size: usize,
+    /// Extra connections beyond `size` for clients that waited `reserve_pool_timeout`.
+    pub reserve_pool_size: usize,
+    /// How long a client waits before it may use the reserve pool.
+    pub reserve_pool_timeout: Duration,
+    /// After a failed server login, how long before the pool tries again; meanwhile clients
+    /// needing a new connection fail at once (0 = retry at once).
+    pub server_login_retry: Duration,
+    /// A client holding no server and idle this long is closed (0 = off).
+    pub client_idle_timeout: Duration,
+    /// A client idle inside a transaction this long is closed (0 = off).
+    pub idle_transaction_timeout: Duration,
+    /// Idle server connections unused for longer than this are checked before reuse (0 =
+    /// check at every checkout).
+    pub server_check_delay: Duration,
+    /// Query of the health check; empty = an empty query (cheapest round trip).
+    pub server_check_query: String,
 }
 
 impl Default for PoolSettings {
@@ -176,6 +219,18 @@ impl Default for PoolSettings {
             server_reset_query: "DISCARD ALL".to_owned(),
             max_prepared_statements: 200,
             track_extra_parameters: Vec::new(),
+            max_db_connections: 0,
+            max_user_connections: 0,
+            max_db_client_connections: 0,
+            max_user_client_connections: 0,
+            min_pool_size: 0,
+            reserve_pool_size: 0,
+            reserve_pool_timeout: Duration::from_secs(5),
+            server_login_retry: Duration::from_secs(15),
+            client_idle_timeout: Duration::ZERO,
+            idle_transaction_timeout: Duration::ZERO,
+            server_check_delay: Duration::from_secs(30),
+            server_check_query: String::new(),
         }
     }
 }

@@ -13,7 +13,7 @@ pub struct RawConfig {
     pub pool: RawPool,
     pub workspace: Option<RawWorkspace>,
     #[serde(default)]
-    pub users: Vec<RawUser>,
+    pub users: Vec<toml::Table>,
     #[serde(default)]
     pub databases: Vec<toml::Table>,
 }
@@ -53,8 +53,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Pool settings: `[pool]`, and the pool keys of a `[[databases]]` entry.
-#[derive(Debug, Default, Deserialize)]
+/// Pool settings: `[pool]`, and the pool keys of a `[[databases]]` or `[[users]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
     pub pool_mode: Option<PoolMode>,
@@ -66,6 +66,18 @@ pub struct RawPool {
     pub server_reset_query: Option<String>,
     pub max_prepared_statements: Option<usize>,
     pub track_extra_parameters: Option<Vec<String>>,
+    pub max_db_connections: Option<usize>,
+    pub max_user_connections: Option<usize>,
+    pub max_db_client_connections: Option<usize>,
+    pub max_user_client_connections: Option<usize>,
+    pub min_pool_size: Option<usize>,
+    pub reserve_pool_size: Option<usize>,
+    pub reserve_pool_timeout: Option<f64>,
+    pub server_login_retry: Option<f64>,
+    pub client_idle_timeout: Option<f64>,
+    pub idle_transaction_timeout: Option<f64>,
+    pub server_check_delay: Option<f64>,
+    pub server_check_query: Option<String>,
 }
 
 /// `[workspace]`: the Databricks workspace whose API mints Lakebase credentials.
@@ -89,6 +101,7 @@ pub struct RawWorkspace {
     pub retry_timeout: Option<f64>,
 }
 
+/// The non-pool keys of a `[[users]]` entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUser {
@@ -136,6 +149,9 @@ pub const DATABASE_KEYS: &[&str] = &[
     "ttl",
     "credential_refresh_margin",
 ];
+
+/// Names of `RawUser` fields, to split a user table into its own and pool keys.
+pub const USER_KEYS: &[&str] = &["name", "password", "password_file", "password_env", "auth"];
 
 /// Client-facing TLS policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

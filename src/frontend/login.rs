@@ -14,6 +14,7 @@ use super::{Frontend, send_error_and_close};
 use crate::config::ClientTls;
 use crate::error::{ClientError, ClientFacing};
 use crate::net::Stream;
+use crate::pool::limits::ClientAdmission;
 use crate::pool::registry::Database;
 use crate::pool::{Checkout, Pool};
 use crate::proto::sqlstate::SqlState;
@@ -55,6 +56,8 @@ pub struct SessionInfo {
     pub settings: ParamMap,
     /// Cancel key registration.
     pub cancel: Registration,
+    /// Counts the client for max_db_client_connections / max_user_client_connections.
+    pub admission: ClientAdmission,
 }
 
 /// Why a login ended without a session.
@@ -195,6 +198,7 @@ async fn greet(
         leftover,
     } = authed;
     let pool = fe.registry.pool(&db, &user);
+    let admission = pool.admit_client().map_err(|e| e.to_client_error())?;
     let cancel = fe.cancels.register(Arc::clone(&db.upstream));
 
     // A server is needed only when the pool has never connected and so has no ParameterStatus
@@ -248,6 +252,7 @@ async fn greet(
         pool,
         settings,
         cancel,
+        admission,
     })
 }
 

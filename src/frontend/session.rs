@@ -218,10 +218,13 @@ impl<'a> Session<'a> {
     /// Waits for the client to send something while no server is attached, then reads it.
     async fn wait_for_request(&mut self) -> Result<(), String> {
         let shutdown = self.fe.shutdown.clone();
+        let idle = idle_limit(self.info.pool.settings().client_idle_timeout);
+        tokio::pin!(idle);
         if self.client.can_wait_without_buffer() {
             tokio::select! {
                 r = self.client.readable() => r.map_err(|e| format!("client I/O error: {e}"))?,
                 () = shutdown.cancelled() => return Err(Box::pin(self.shutting_down()).await),
+                () = &mut idle => return Err(Box::pin(self.idle_timed_out()).await),
             }
         }
         if let Some(m) = self.mapped.as_mut() {
@@ -244,6 +247,7 @@ impl<'a> Session<'a> {
         let n = tokio::select! {
             r = self.client.read_buf(&mut self.up.buf) => r.map_err(|e| format!("client I/O error: {e}"))?,
             () = shutdown.cancelled() => return Err(Box::pin(self.shutting_down()).await),
+            () = &mut idle => return Err(Box::pin(self.idle_timed_out()).await),
         };
         if n == 0 {
             return Err("client closed the connection".to_owned());
@@ -265,6 +269,15 @@ impl<'a> Session<'a> {
         let err = ClientError::fatal(SqlState::ADMIN_SHUTDOWN, "lakepool is shutting down");
         Box::pin(send_error_and_close(&mut self.client, &err)).await;
         "shutdown".to_owned()
+    }
+
+    async fn idle_timed_out(&mut self) -> String {
+        let err = ClientError::fatal(
+            SqlState::IDLE_SESSION_TIMEOUT,
+            "client_idle_timeout: closing idle client connection",
+        );
+        Box::pin(send_error_and_close(&mut self.client, &err)).await;
+        "client_idle_timeout".to_owned()
     }
 
     /// Gets a server and brings its session settings in line with the client's.
@@ -361,7 +374,14 @@ impl<'a> Session<'a> {
 
     /// Idle limits for the pump, from the pool settings.
     fn idle_limits(&self) -> IdleLimits {
-        IdleLimits::new(std::time::Duration::ZERO, std::time::Duration::ZERO)
+        let s = self.info.pool.settings();
+        // Transaction mode releases the server between transactions: an idle client is then
+        // timed by wait_for_request, not here.
+        let between = match s.mode {
+            PoolMode::Session => s.client_idle_timeout,
+            PoolMode::Transaction => std::time::Duration::ZERO,
+        };
+        IdleLimits::new(s.idle_transaction_timeout, between)
     }
 
     /// Ends the session: tells the client why when it is still there, and cleans the server up
@@ -422,6 +442,14 @@ impl<'a> Session<'a> {
         }
         reason
     }
+}
+
+/// Completes after `limit` (client_idle_timeout); never when it is zero (off).
+async fn idle_limit(limit: Duration) {
+    if limit.is_zero() {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(limit).await;
 }
 
 /// What a departing client left the server in.

@@ -7,7 +7,8 @@ use std::sync::atomic::AtomicU64;
 use parking_lot::Mutex;
 
 use super::Pool;
-use crate::config::PoolSettings;
+use super::limits::{Counter, Counters, Limits};
+use crate::config::{PoolOverrides, PoolSettings};
 use crate::upstream::Upstream;
 
 /// A configured database: its upstream and pool settings.
@@ -17,7 +18,7 @@ pub struct Database {
     pub name: String,
     /// Where and how to connect.
     pub upstream: Arc<Upstream>,
-    /// Pool settings.
+    /// Pool settings (`[pool]` with the database's own keys; a user's keys go on top).
     pub settings: PoolSettings,
 }
 
@@ -25,20 +26,32 @@ pub struct Database {
 #[derive(Debug)]
 pub struct Registry {
     databases: HashMap<String, Arc<Database>>,
+    /// Pool keys set on `[[users]]` entries, by user name.
+    user_settings: HashMap<String, PoolOverrides>,
     pools: Mutex<HashMap<(String, String), Pool>>,
     ids: Arc<AtomicU64>,
+    limits: Arc<Limits>,
+    db_counters: HashMap<String, Arc<Counter>>,
+    user_counters: Mutex<HashMap<String, Arc<Counter>>>,
 }
 
 impl Registry {
-    /// A registry for the given databases.
-    pub fn new(databases: Vec<Database>) -> Self {
+    /// A registry for the given databases; `user_settings` holds users' own pool keys.
+    pub fn new(databases: Vec<Database>, user_settings: HashMap<String, PoolOverrides>) -> Self {
         Self {
+            db_counters: databases
+                .iter()
+                .map(|d| (d.name.clone(), Arc::new(Counter::default())))
+                .collect(),
             databases: databases
                 .into_iter()
                 .map(|d| (d.name.clone(), Arc::new(d)))
                 .collect(),
+            user_settings,
             pools: Mutex::new(HashMap::new()),
             ids: Arc::new(AtomicU64::new(1)),
+            limits: Arc::new(Limits::default()),
+            user_counters: Mutex::new(HashMap::new()),
         }
     }
 
@@ -52,18 +65,34 @@ impl Registry {
         self.databases.values()
     }
 
+    /// The settings of the (database, user) pool: user keys over database keys over `[pool]`.
+    pub fn settings(&self, db: &Database, user: &str) -> PoolSettings {
+        match self.user_settings.get(user) {
+            Some(o) => o.apply(&db.settings),
+            None => db.settings.clone(),
+        }
+    }
+
     /// The pool for (database, user), created if needed. Called once per client login.
     pub fn pool(&self, db: &Database, user: &str) -> Pool {
         let mut pools = self.pools.lock();
         pools
             .entry((db.name.clone(), user.to_owned()))
             .or_insert_with(|| {
+                let db_counter = self.db_counters.get(&db.name).cloned().unwrap_or_default();
+                let user_counter = Arc::clone(
+                    self.user_counters
+                        .lock()
+                        .entry(user.to_owned())
+                        .or_default(),
+                );
                 Pool::new(
                     db.name.clone(),
                     user.to_owned(),
-                    db.settings.clone(),
+                    self.settings(db, user),
                     Arc::clone(&db.upstream),
                     Arc::clone(&self.ids),
+                    Counters::new(Arc::clone(&self.limits), db_counter, user_counter),
                 )
             })
             .clone()
@@ -72,5 +101,10 @@ impl Registry {
     /// Every pool that exists now.
     pub fn pools(&self) -> Vec<Pool> {
         self.pools.lock().values().cloned().collect()
+    }
+
+    /// Server connections counted now for a database (over all its pools).
+    pub fn database_servers(&self, name: &str) -> usize {
+        self.db_counters.get(name).map_or(0, |c| c.servers())
     }
 }

@@ -25,8 +25,6 @@ impl SqlState {
 
     /// `25P03` idle_in_transaction_session_timeout.
     pub const IDLE_IN_TRANSACTION_TIMEOUT: Self = Self::c("25P03");
-    /// `57P05` idle_session_timeout.
-    pub const IDLE_SESSION_TIMEOUT: Self = Self::c("57P05");
     /// `01000` warning.
     pub const WARNING: Self = Self::c("01000");
     /// `08P01` protocol_violation.
@@ -49,6 +47,8 @@ impl SqlState {
     pub const QUERY_CANCELED: Self = Self::c("57014");
     /// `57P01` admin_shutdown.
     pub const ADMIN_SHUTDOWN: Self = Self::c("57P01");
+    /// `57P05` idle_session_timeout: client_idle_timeout closed an idle client.
+    pub const IDLE_SESSION_TIMEOUT: Self = Self::c("57P05");
     /// `22023` invalid_parameter_value.
     pub const INVALID_PARAMETER_VALUE: Self = Self::c("22023");
     /// `XX000` internal_error.

@@ -81,6 +81,10 @@ pub enum UpstreamError {
     /// Login took longer than server_connect_timeout.
     #[error("timed out connecting to server")]
     Timeout,
+    /// server_connect_timeout passed while waiting for the first upstream credential (the
+    /// server was never contacted).
+    #[error("timed out waiting for the first upstream credential")]
+    CredentialTimeout,
     /// No host configured and none looked up yet.
     #[error("the server host is not known yet (it is looked up with the credential)")]
     NoHost,
@@ -94,6 +98,21 @@ impl UpstreamError {
     pub fn is_auth_rejection(&self) -> bool {
         matches!(self, UpstreamError::Rejected { code, .. } if code == "28P01")
     }
+
+    /// Whether the server itself failed (TCP, TLS, login rejected, protocol, timeout), as
+    /// opposed to the credential source having nothing to log in with. Only server failures
+    /// start the pool's `server_login_retry` pause: a credential source that cannot deliver
+    /// fails fast by itself without contacting any server, runs its own single-flight retry
+    /// with backoff, and should let the pool recover the moment it has a credential.
+    pub fn is_server_failure(&self) -> bool {
+        !matches!(
+            self,
+            UpstreamError::Credential(_)
+                | UpstreamError::CredentialTimeout
+                | UpstreamError::NoHost
+                | UpstreamError::NoUser
+        )
+    }
 }
 
 impl ClientFacing for UpstreamError {
@@ -104,6 +123,7 @@ impl ClientFacing for UpstreamError {
             | UpstreamError::UnsupportedAuth(_)
             | UpstreamError::Scram(_)
             | UpstreamError::Credential(_)
+            | UpstreamError::CredentialTimeout
             | UpstreamError::NoHost
             | UpstreamError::NoUser => SqlState::UNABLE_TO_CONNECT,
             _ => SqlState::CONNECTION_FAILURE,
@@ -118,8 +138,19 @@ impl ClientFacing for UpstreamError {
 /// Opens and logs in a new server connection, within the configured connect timeout. A login
 /// rejected with 28P01 asks the credential source for a newer credential and retries once.
 pub async fn connect(up: &Upstream, id: u64) -> Result<ServerConn, UpstreamError> {
-    tokio::time::timeout(up.connect_timeout, async {
+    connect_within(up, id, up.connect_timeout).await
+}
+
+/// [`connect`] with a timeout other than the upstream's (a user's own server_connect_timeout).
+pub async fn connect_within(
+    up: &Upstream,
+    id: u64,
+    limit: std::time::Duration,
+) -> Result<ServerConn, UpstreamError> {
+    let mut have_credential = false;
+    let attempt = tokio::time::timeout(limit, async {
         let cred = up.credential.current_or_first().await?;
+        have_credential = true;
         match login(up, cred.as_deref(), id).await {
             Err(e) if e.is_auth_rejection() => {
                 let Some(rejected) = cred else { return Err(e) };
@@ -131,8 +162,12 @@ pub async fn connect(up: &Upstream, id: u64) -> Result<ServerConn, UpstreamError
             other => other,
         }
     })
-    .await
-    .map_err(|_| UpstreamError::Timeout)?
+    .await;
+    match attempt {
+        Ok(result) => result,
+        Err(_) if have_credential => Err(UpstreamError::Timeout),
+        Err(_) => Err(UpstreamError::CredentialTimeout),
+    }
 }
 
 /// TCP connection to the upstream `host`, with TLS negotiated when configured.

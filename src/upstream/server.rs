@@ -142,6 +142,22 @@ impl ServerConn {
         }
     }
 
+    /// Health check of a connection that sat idle a while (`server_check_query`; an empty
+    /// query costs one round trip: EmptyQueryResponse + ReadyForQuery). False when the
+    /// connection is broken, does not answer within `limit`, or is left inside a transaction;
+    /// a server error for the query itself (a mistyped check query) still proves it alive.
+    pub async fn check(&mut self, query: &str, limit: std::time::Duration) -> bool {
+        match tokio::time::timeout(limit, self.run_control_query(query)).await {
+            Ok(Ok(status)) => status == b'I',
+            Ok(Err(ControlError::Server(fields, _))) => {
+                tracing::warn!(server = self.id, code = %fields.code, error = %fields.message,
+                    "server_check_query failed (the connection is alive)");
+                true
+            }
+            Ok(Err(ControlError::Broken(_))) | Err(_) => false,
+        }
+    }
+
     /// Forgets settings lakepool applied that the server does not report, after a reset
     /// (DISCARD ALL / RESET ALL) put them back to defaults.
     pub fn forget_unreported(&mut self) {
@@ -164,5 +180,59 @@ impl ServerConn {
         })
         .await;
         buffer::give(std::mem::take(&mut self.buf));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// A connection to a fake server that reads one message and answers with `reply`
+    /// (nothing at all when None, like a host that vanished without a FIN).
+    async fn conn_to_fake(reply: Option<&'static [u8]>) -> ServerConn {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 64];
+            let _ = s.read(&mut buf).await;
+            if let Some(r) = reply {
+                s.write_all(r).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let now = Instant::now();
+        ServerConn {
+            stream: Stream::Plain(TcpStream::connect(addr).await.unwrap()),
+            buf: BytesMut::new(),
+            params: ParamMap::new(),
+            reported: 0,
+            key: (0, 0),
+            host: std::sync::Arc::new("127.0.0.1".to_owned()),
+            id: 1,
+            created: now,
+            last_used: now,
+            prepared: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn health_check_passes_on_empty_query_answer() {
+        // EmptyQueryResponse + ReadyForQuery(I).
+        let mut c = conn_to_fake(Some(b"I\0\0\0\x04Z\0\0\0\x05I")).await;
+        assert!(c.check("", Duration::from_secs(2)).await);
+    }
+
+    #[tokio::test]
+    async fn health_check_fails_on_silence_and_inside_a_transaction() {
+        let mut silent = conn_to_fake(None).await;
+        assert!(!silent.check("", Duration::from_millis(200)).await);
+        let mut in_tx = conn_to_fake(Some(b"I\0\0\0\x04Z\0\0\0\x05T")).await;
+        assert!(!in_tx.check("", Duration::from_secs(2)).await);
     }
 }

@@ -17,6 +17,7 @@ mod clients;
 mod compat;
 mod fixtures;
 mod lakebase;
+mod limits;
 mod pooling;
 mod prepared;
 mod protocol;
