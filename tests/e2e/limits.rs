@@ -374,3 +374,55 @@ async fn server_login_retry_fails_fast_then_recovers() {
     let c = client(&lp, "u1", "d1").await;
     c.batch_execute("select 1").await.unwrap();
 }
+
+#[test]
+fn idle_transaction_timeout_ends_the_client_and_rolls_back() {
+    let role = "limits_idletx";
+    let lp = start(
+        role,
+        "pool_size = 1\nidle_transaction_timeout = 0.5",
+        "",
+        "",
+    );
+    let mut idle = RawConn::login_password(lp.port(), "u1", PW, "d1");
+    idle.simple_query("begin");
+    let xid = idle.simple_query("select txid_current()")[0]
+        .clone()
+        .expect("a transaction id");
+    idle.set_read_timeout(Duration::from_secs(5));
+    let err = idle
+        .expect_error_or_close(&["25P03"], "client idle in transaction")
+        .expect("an ErrorResponse before the close");
+    assert!(
+        err.message()
+            .unwrap_or_default()
+            .contains("idle_transaction_timeout"),
+        "{:?}",
+        err.fields()
+    );
+    // The one server was rolled back and serves the next client.
+    let mut next = RawConn::login_password(lp.port(), "u1", PW, "d1");
+    assert_eq!(
+        next.simple_query(&format!("select txid_status({xid})")),
+        vec![Some("aborted".to_owned())]
+    );
+}
+
+#[test]
+fn session_mode_client_idle_timeout_applies_while_holding_a_server() {
+    let role = "limits_sessionidle";
+    let lp = start(
+        role,
+        "pool_size = 1\nclient_idle_timeout = 0.5",
+        "",
+        "pool_mode = \"session\"",
+    );
+    let mut idle = RawConn::login_password(lp.port(), "u1", PW, "d1");
+    idle.simple_query("select 1");
+    idle.set_read_timeout(Duration::from_secs(5));
+    idle.expect_error_or_close(&["57P05"], "idle session client")
+        .expect("an ErrorResponse before the close");
+    // Its server went back to the pool (reset) and serves the next client.
+    let mut next = RawConn::login_password(lp.port(), "u1", PW, "d1");
+    assert_eq!(next.simple_query("select 2"), vec![Some("2".to_owned())]);
+}
