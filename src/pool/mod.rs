@@ -95,9 +95,6 @@ impl ClientFacing for PoolError {
 }
 
 /// What a waiter is given.
-// Unboxed on purpose: a grant only passes through a oneshot, and boxing would allocate per
-// hand-over.
-#[allow(clippy::large_enum_variant)]
 enum Grant {
     /// A ready connection.
     Conn(ServerConn),

@@ -38,7 +38,7 @@ pub struct ServerConn {
     /// When a client last released it.
     pub last_used: Instant,
     /// Named statements lakepool prepared on it (transaction mode).
-    pub prepared: super::prepared::PreparedCache,
+    pub prepared: Box<super::prepared::PreparedCache>,
 }
 
 /// A DataRow's values as text (lossy for non-UTF-8), NULL as None.
