@@ -12,7 +12,7 @@ use crate::auth::scram::SaltedPasswordCache;
 use crate::auth::users::UserDb;
 use crate::config::{Config, ConfigError, CredentialConfig, WorkspaceConfig};
 use crate::frontend::cancel::CancelRegistry;
-use crate::frontend::{Frontend, listener};
+use crate::frontend::{Frontend, Live, listener};
 use crate::net::tls::{self, TlsError};
 use crate::pool::registry::{Database, Registry};
 use crate::upstream::Upstream;
@@ -21,6 +21,7 @@ use crate::upstream::lakebase::{LakebaseCredential, LakebaseTarget};
 use crate::workspace::http::ApiClient;
 use crate::workspace::resolve::{WorkspaceAuth, resolve};
 use crate::workspace::token::TokenSource;
+use arc_swap::ArcSwap;
 
 /// How often idle server connections are checked for timeouts and health.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
@@ -58,6 +59,8 @@ pub struct Built {
     pub frontend: Frontend,
     /// Lakebase credentials whose refreshers `run` starts.
     pub rotating: Vec<Arc<LakebaseCredential>>,
+    /// Where reload requests arrive.
+    pub reloads: tokio::sync::mpsc::UnboundedReceiver<crate::frontend::ReloadRequest>,
 }
 
 /// Builds everything a running lakepool needs from a config, without binding sockets or
@@ -132,23 +135,31 @@ pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Built, AppE
             settings: db.pool.clone(),
         });
     }
+    let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
     let frontend = Frontend {
         server: config.server.clone(),
-        tls,
-        users,
-        registry: Registry::new(
-            databases,
-            config
-                .users
-                .iter()
-                .map(|u| (u.name.clone(), u.pool.clone()))
-                .collect(),
-        ),
+        reload,
+        live: ArcSwap::from_pointee(Live {
+            tls,
+            users,
+            registry: Arc::new(Registry::new(
+                databases,
+                config
+                    .users
+                    .iter()
+                    .map(|u| (u.name.clone(), u.pool.clone()))
+                    .collect(),
+            )),
+        }),
         cancels: Arc::new(CancelRegistry::default()),
         clients: AtomicUsize::new(0),
         shutdown,
     };
-    Ok(Built { frontend, rotating })
+    Ok(Built {
+        frontend,
+        rotating,
+        reloads,
+    })
 }
 
 /// Resolves the workspace (config, `DATABRICKS_*`, profile, .netrc) and builds its client.
@@ -215,7 +226,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         );
     }
     maintenance.abort();
-    for pool in fe.registry.pools() {
+    for pool in fe.live().registry.pools() {
         pool.close();
     }
     // Give the Terminate messages to idle servers a moment to go out.
@@ -239,7 +250,7 @@ async fn maintain(fe: Arc<Frontend>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        for pool in fe.registry.pools() {
+        for pool in fe.live().registry.pools() {
             pool.sweep();
             pool.fill_to_min();
             pool.relieve();

@@ -74,7 +74,8 @@ fn readiness(fe: &Frontend) -> Response<Full<Bytes>> {
         );
     }
     let mut problems = Vec::new();
-    for db in fe.registry.databases() {
+    let live = fe.live();
+    for db in live.registry.databases() {
         if let Err(e) = db.upstream.credential.current() {
             problems.push(format!("database {}: {e}", db.name));
         }

@@ -77,7 +77,8 @@ pub async fn authenticate(
     buf: &mut BytesMut,
     user: &str,
 ) -> Result<(), AuthError> {
-    let entry = fe.users.get(user);
+    let live = fe.live();
+    let entry = live.users.get(user);
     // Unknown users go through a SCRAM exchange with a fake verifier: same messages, same
     // failure, so user names cannot be probed.
     let method = entry.map_or(AuthMethod::ScramSha256, |e| e.method);
@@ -85,10 +86,10 @@ pub async fn authenticate(
         AuthMethod::ScramSha256 => {
             let verifier = match entry.and_then(|e| e.scram.clone()) {
                 Some(v) => v,
-                None => fe.users.mock_verifier(user),
+                None => live.users.mock_verifier(user),
             };
             let end_point = match stream {
-                Stream::ServerTls(_) => fe.tls.as_ref().map(|t| t.end_point.to_vec()),
+                Stream::ServerTls(_) => live.tls.as_ref().map(|t| t.end_point.to_vec()),
                 _ => None,
             };
             scram(stream, buf, user, ScramServer::new(verifier, end_point)).await?;

@@ -88,7 +88,8 @@ pub async fn startup(
                     return Err((Some(stream), HandshakeError::OutOfOrder("SSLRequest")));
                 }
                 ssl_done = true;
-                let tls = fe
+                let live = fe.live();
+                let tls = live
                     .tls
                     .as_ref()
                     .filter(|_| fe.server.client_tls != ClientTls::Disable);

@@ -161,12 +161,17 @@ async fn authenticate_login(
     authenticate(fe, stream, &mut leftover, &user)
         .await
         .map_err(|e| e.to_client_error())?;
-    let db = fe.registry.database(&database).cloned().ok_or_else(|| {
-        ClientError::fatal(
-            SqlState::INVALID_CATALOG_NAME,
-            format!("database \"{database}\" does not exist"),
-        )
-    })?;
+    let db = fe
+        .live()
+        .registry
+        .database(&database)
+        .cloned()
+        .ok_or_else(|| {
+            ClientError::fatal(
+                SqlState::INVALID_CATALOG_NAME,
+                format!("database \"{database}\" does not exist"),
+            )
+        })?;
     let settings = client_settings(&params).map_err(|e| {
         let code = match e {
             crate::upstream::params::ParamError::Replication => SqlState::FEATURE_NOT_SUPPORTED,
@@ -197,7 +202,7 @@ async fn greet(
         mut settings,
         leftover,
     } = authed;
-    let pool = fe.registry.pool(&db, &user);
+    let pool = fe.live().registry.pool(&db, &user);
     let admission = pool.admit_client().map_err(|e| e.to_client_error())?;
     let cancel = fe.cancels.register(Arc::clone(&db.upstream));
 

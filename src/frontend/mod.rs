@@ -25,25 +25,46 @@ use crate::error::ClientError;
 use crate::net::Stream;
 use crate::net::tls::ServerTls;
 use crate::pool::registry::Registry;
+use arc_swap::ArcSwap;
 use cancel::CancelRegistry;
 
-/// Shared state of the client side, built once by `app` and handed to every session.
+/// A request to re-read the configuration file; the answer says whether the new one took
+/// effect (an invalid one is refused and the old one stays).
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// What a reload replaces: a client reads it once at login and keeps that snapshot.
 #[derive(Debug)]
-pub struct Frontend {
-    /// `[server]` settings.
-    pub server: ServerConfig,
+pub struct Live {
     /// Client-facing TLS, when configured.
     pub tls: Option<ServerTls>,
     /// Client logins.
     pub users: UserDb,
     /// Databases and pools.
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
+}
+
+/// Shared state of the client side, built once by `app` and handed to every session.
+#[derive(Debug)]
+pub struct Frontend {
+    /// `[server]` settings (as at startup: listeners and these limits need a restart).
+    pub server: ServerConfig,
+    /// TLS, users and databases, swapped whole by a reload.
+    pub live: ArcSwap<Live>,
+    /// Reload requests (SIGHUP, the admin console's RELOAD), answered when done.
+    pub reload: tokio::sync::mpsc::UnboundedSender<ReloadRequest>,
     /// Live cancel keys.
     pub cancels: Arc<CancelRegistry>,
     /// Client connections open now.
     pub clients: AtomicUsize,
     /// Cancelled when lakepool shuts down.
     pub shutdown: CancellationToken,
+}
+
+impl Frontend {
+    /// The current TLS, users and databases.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
 }
 
 /// Counts a client connection for max_client_conn while it lives.

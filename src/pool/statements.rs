@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -19,8 +19,11 @@ pub struct StatementRegistry {
 #[derive(Debug, Default)]
 struct Inner {
     by_text: HashMap<Box<[u8]>, Arc<Statement>>,
-    next_id: u64,
 }
+
+/// Statement ids are unique in the process, not just the pool: after a reload a client may
+/// take statements from an old pool to a new pool's servers, whose caches are keyed by id.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl StatementRegistry {
     /// The statement for a Parse body whose part after the name is `rest`, created on first use.
@@ -29,8 +32,10 @@ impl StatementRegistry {
         if let Some(s) = inner.by_text.get(rest) {
             return Arc::clone(s);
         }
-        inner.next_id += 1;
-        let s = Arc::new(Statement::new(inner.next_id, rest));
+        let s = Arc::new(Statement::new(
+            NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            rest,
+        ));
         inner.by_text.insert(rest.into(), Arc::clone(&s));
         s
     }
