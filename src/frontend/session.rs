@@ -282,6 +282,17 @@ impl<'a> Session<'a> {
 
     /// Gets a server and brings its session settings in line with the client's.
     async fn checkout(&mut self) -> Result<Checkout, ClientError> {
+        if self.info.pool.is_retired() {
+            // A reload replaced the pool: move to the current one (same database and user),
+            // unless the database is gone, in which case the old pool serves until we leave.
+            let live = self.fe.live();
+            if let Some(p) = live
+                .registry
+                .current_pool(&self.info.database, &self.info.user)
+            {
+                self.info.pool = p;
+            }
+        }
         let mut server = self
             .info
             .pool

@@ -21,3 +21,4 @@ mod limits;
 mod pooling;
 mod prepared;
 mod protocol;
+mod reload;
