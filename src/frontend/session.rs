@@ -172,6 +172,13 @@ impl<'a> Session<'a> {
             self.info.cancel.slot.attach(conn.key, &conn.host);
             let end = self.forward(&mut server, release_when_idle).await;
             self.info.cancel.slot.detach().await;
+            if matches!(end, PumpEnd::Idle) && !release_when_idle {
+                // Session mode stops at an idle point only when lakepool shuts down: the
+                // server is reset off the client's path, the client told why it goes.
+                let reset = Some(self.info.pool.settings().server_reset_query.clone());
+                tokio::spawn(cleanup(server, LeftState::of(&self.tracker), reset));
+                return Box::pin(self.shutting_down()).await;
+            }
             if matches!(end, PumpEnd::Idle) {
                 if let Some(m) = self.mapped.as_mut()
                     && (!m.client.touched.is_empty() || m.client.touched_all)
@@ -337,7 +344,7 @@ impl<'a> Session<'a> {
                     rx: &mut rx,
                 }),
             }
-            .run()
+            .run_until_shutdown(&self.fe.shutdown)
             .await;
             if !down.is_drained()
                 || !rx.is_empty()
@@ -371,7 +378,7 @@ impl<'a> Session<'a> {
             mapping: None,
             limits,
         }
-        .run()
+        .run_until_shutdown(&self.fe.shutdown)
         .await;
         if !down.is_drained() {
             // Server bytes this client never received (it left or failed mid-write): they must

@@ -22,3 +22,4 @@ mod pooling;
 mod prepared;
 mod protocol;
 mod reload;
+mod shutdown;
