@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -320,52 +321,19 @@ impl<'a> Session<'a> {
         let cap = self.info.pool.settings().max_prepared_statements;
         let extra_tracked = &self.info.pool.settings().track_extra_parameters;
         let conn = server.conn();
-        if let Some(m) = self.mapped.as_mut() {
-            let mut rx = std::mem::take(&mut conn.buf);
-            let mut down = Flow::with(buffer::take());
-            let end = Pump {
-                client: &mut self.client,
-                server: &mut conn.stream,
-                up: &mut self.up,
-                down: &mut down,
-                tracker: &mut self.tracker,
-                client_params: &mut self.info.settings,
-                server_params: &mut conn.params,
-                release_when_idle,
-                limits,
-                mapping: Some(Mapping {
-                    client: &mut m.client,
-                    server: &mut m.server,
-                    queue: &mut m.queue,
-                    cache: &mut conn.prepared,
-                    registry,
-                    cap,
-                    extra_tracked,
-                    rx: &mut rx,
-                }),
-            }
-            .run_until_shutdown(&self.fe.shutdown)
-            .await;
-            if !down.is_drained()
-                || !rx.is_empty()
-                || !m.queue.is_empty()
-                || !m.server.at_boundary()
-            {
-                // Replies the client never got, or requests still owed: the server's state
-                // is unknown and it must not serve anyone else.
-                self.tracker.undelivered = true;
-                rx.clear();
-            }
-            if !matches!(end, PumpEnd::Idle) {
-                m.queue = ReplyQueue::default();
-                m.server = ServerSide::default();
-            }
-            down.buf.clear();
-            buffer::give(down.buf);
-            conn.buf = rx;
-            return end;
-        }
-        let mut down = Flow::with(std::mem::take(&mut conn.buf));
+        // Mapped clients read server bytes into the connection's buffer and pass them on
+        // through a second one; the others forward from the connection's buffer directly.
+        let mapped = self.mapped.is_some();
+        let mut rx = if mapped {
+            std::mem::take(&mut conn.buf)
+        } else {
+            BytesMut::new()
+        };
+        let mut down = Flow::with(if mapped {
+            buffer::take()
+        } else {
+            std::mem::take(&mut conn.buf)
+        });
         let end = Pump {
             client: &mut self.client,
             server: &mut conn.stream,
@@ -375,18 +343,43 @@ impl<'a> Session<'a> {
             client_params: &mut self.info.settings,
             server_params: &mut conn.params,
             release_when_idle,
-            mapping: None,
             limits,
+            mapping: self.mapped.as_mut().map(|m| Mapping {
+                client: &mut m.client,
+                server: &mut m.server,
+                queue: &mut m.queue,
+                cache: &mut conn.prepared,
+                registry,
+                cap,
+                extra_tracked,
+                rx: &mut rx,
+            }),
         }
         .run_until_shutdown(&self.fe.shutdown)
         .await;
-        if !down.is_drained() {
-            // Server bytes this client never received (it left or failed mid-write): they must
-            // not reach the next client, so the server counts as dirty and will be closed.
+        let owed = self
+            .mapped
+            .as_ref()
+            .is_some_and(|m| !rx.is_empty() || !m.queue.is_empty() || !m.server.at_boundary());
+        if !down.is_drained() || owed {
+            // Server bytes this client never received (it left or failed mid-write), or
+            // requests still owed: the server's state is unknown and it must not serve anyone
+            // else, so it counts as dirty and will be closed.
             self.tracker.undelivered = true;
             down.buf.clear();
+            rx.clear();
         }
-        conn.buf = down.buf;
+        if let Some(m) = self.mapped.as_mut() {
+            if !matches!(end, PumpEnd::Idle) {
+                m.queue = ReplyQueue::default();
+                m.server = ServerSide::default();
+            }
+            down.buf.clear();
+            buffer::give(down.buf);
+            conn.buf = rx;
+        } else {
+            conn.buf = down.buf;
+        }
         end
     }
 

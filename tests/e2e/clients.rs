@@ -4,16 +4,9 @@
 use crate::fixtures::{self, APP, OWNER_PW_ENV, Opts};
 use crate::support::lakepool::database_toml;
 use crate::support::{
-    APP_DB, APP_OWNER, Lakepool, MD5_OWNER, PLAIN_OWNER, ok_stdout, pgbench, pgbench_init, psql,
+    APP_DB, APP_OWNER, Lakepool, MD5_OWNER, PLAIN_OWNER, failed_transactions, ok_stdout, pgbench,
+    pgbench_init, psql,
 };
-
-fn failed_transactions(out: &str) -> Option<u64> {
-    out.lines()
-        .find(|l| l.starts_with("number of failed transactions:"))
-        .and_then(|l| l.split(':').nth(1))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
 
 fn processed(out: &str) -> u64 {
     out.lines()

@@ -4,17 +4,9 @@
 use std::time::Duration;
 
 use crate::fixtures::{self, APP, Opts};
-use crate::support::{APP_DB, ok_stdout, pgbench, pgbench_init, psql};
+use crate::support::{APP_DB, failed_transactions, ok_stdout, pgbench, pgbench_init, psql};
 
 const NEW_USER: (&str, &str) = ("reload_new_user", "reload_new_pw");
-
-fn failed_transactions(out: &str) -> Option<u64> {
-    out.lines()
-        .find(|l| l.starts_with("number of failed transactions:"))
-        .and_then(|l| l.split(':').nth(1))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
 
 #[test]
 fn reload_under_load_changes_pool_size_and_users() {

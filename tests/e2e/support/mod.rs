@@ -138,6 +138,15 @@ pub fn psql(port: u16, user: &str, password: &str, db: &str, sslmode: &str, sql:
         .expect("spawn psql")
 }
 
+/// pgbench's "number of failed transactions" from its report.
+pub fn failed_transactions(out: &str) -> Option<u64> {
+    out.lines()
+        .find(|l| l.starts_with("number of failed transactions:"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Runs `pgbench -h 127.0.0.1 -p port -U user <args> db` with `PGPASSWORD`.
 pub fn pgbench(port: u16, user: &str, password: &str, db: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new(pg_bin_dir().join("pgbench"));
