@@ -153,6 +153,7 @@ pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Built, AppE
         }),
         cancels: Arc::new(CancelRegistry::default()),
         clients: AtomicUsize::new(0),
+        sessions: Arc::default(),
         shutdown,
     };
     Ok(Built {
