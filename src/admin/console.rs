@@ -313,12 +313,10 @@ pub async fn execute(fe: &Arc<Frontend>, query: &str, reply: &mut Reply) -> bool
             write::command_complete(&mut reply.buf, "SHOW");
         }
         Command::Pause(db) => {
-            let Some(pools) = pools_of(fe, db.as_deref(), reply) else {
+            if !known(fe, db.as_deref(), reply) {
                 return false;
-            };
-            for p in &pools {
-                p.pause();
             }
+            let pools = fe.live().registry.pause(db.as_deref());
             let deadline = tokio::time::Instant::now() + PAUSE_TIMEOUT;
             loop {
                 let busy: usize = pools.iter().map(Pool::active).sum();
@@ -341,19 +339,17 @@ pub async fn execute(fe: &Arc<Frontend>, query: &str, reply: &mut Reply) -> bool
             }
         }
         Command::Resume(db) => {
-            let Some(pools) = pools_of(fe, db.as_deref(), reply) else {
+            if !known(fe, db.as_deref(), reply) {
                 return false;
-            };
-            for p in &pools {
-                p.resume();
             }
+            fe.live().registry.resume(db.as_deref());
             write::command_complete(&mut reply.buf, "RESUME");
         }
         Command::Reconnect(db) => {
-            let Some(pools) = pools_of(fe, db.as_deref(), reply) else {
+            if !known(fe, db.as_deref(), reply) {
                 return false;
-            };
-            for p in &pools {
+            }
+            for p in &fe.live().registry.pools_of(db.as_deref()) {
                 p.reconnect();
             }
             write::command_complete(&mut reply.buf, "RECONNECT");
@@ -391,25 +387,18 @@ pub async fn execute(fe: &Arc<Frontend>, query: &str, reply: &mut Reply) -> bool
     false
 }
 
-/// The pools of `db` (all pools when None); None after writing an error for an unknown db.
-fn pools_of(fe: &Frontend, db: Option<&str>, reply: &mut Reply) -> Option<Vec<Pool>> {
-    let live = fe.live();
-    if let Some(name) = db
-        && live.registry.database(name).is_none()
-    {
-        reply.error(
-            SqlState::INVALID_CATALOG_NAME,
-            &format!("database \"{name}\" does not exist"),
-        );
-        return None;
+/// False after writing a 3D000 when `db` names no configured database.
+fn known(fe: &Frontend, db: Option<&str>, reply: &mut Reply) -> bool {
+    match db {
+        Some(name) if fe.live().registry.database(name).is_none() => {
+            reply.error(
+                SqlState::INVALID_CATALOG_NAME,
+                &format!("database \"{name}\" does not exist"),
+            );
+            false
+        }
+        _ => true,
     }
-    Some(
-        live.registry
-            .pools()
-            .into_iter()
-            .filter(|p| db.is_none_or(|d| p.database() == d))
-            .collect(),
-    )
 }
 
 /// REFRESH CREDENTIALS: asks each rotating credential for a new one and waits for it.

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::fixtures::{self, APP, OWNER_PW_ENV, Opts};
+use crate::fixtures::{self, APP, MD5_USER, OWNER_PW_ENV, Opts};
 use crate::support::standin::{CLIENT_ID, CLIENT_SECRET, INSTANCE, Standin};
 use crate::support::{
     APP_DB, APP_OWNER, Lakepool, connect, ok_stdout, pg, pgbench, pgbench_init, psql,
@@ -320,8 +320,17 @@ async fn pause_holds_new_queries_until_resume() {
         let r = app.simple_query("select 2").await;
         (r.is_ok(), app)
     });
+    // A pool first used after the PAUSE (another user) starts paused too.
+    let other = tokio::spawn(async move {
+        let c = connect(port, MD5_USER.0, MD5_USER.1, "app", false).await?;
+        c.simple_query("select 3").await.map(|_| ())
+    });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!q.is_finished(), "a query went through a paused pool");
+    assert!(
+        !other.is_finished(),
+        "a new pool of a paused database was not paused"
+    );
     let waiting = rows(&c, "SHOW POOLS").await;
     assert_eq!(
         waiting[0]["cl_waiting"].as_deref(),
@@ -334,6 +343,11 @@ async fn pause_holds_new_queries_until_resume() {
         .expect("query finished after RESUME")
         .unwrap();
     assert!(ok);
+    tokio::time::timeout(Duration::from_secs(10), other)
+        .await
+        .expect("new user's query finished after RESUME")
+        .unwrap()
+        .unwrap();
     // Unknown database.
     let e = c.simple_query("PAUSE nosuchdb").await.unwrap_err();
     assert_eq!(code(&e), "3D000");
