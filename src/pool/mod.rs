@@ -746,6 +746,8 @@ impl Pool {
             let mut st = self.shared.state.lock();
             st.closed = true;
             st.waiters.clear();
+            // Clients waiting for RESUME learn the pool is closed.
+            self.shared.resumed.notify_waiters();
             st.total -= st.idle.len();
             std::mem::take(&mut st.idle)
         };
@@ -838,7 +840,7 @@ impl Pool {
                 let notified = self.shared.resumed.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                if !self.shared.paused.load(Ordering::Relaxed) {
+                if !self.shared.paused.load(Ordering::Relaxed) || self.shared.state.lock().closed {
                     return;
                 }
                 notified.await;
