@@ -49,6 +49,13 @@ cargo clippy --all-targets -- -D warnings
 echo "==> cargo test"
 cargo test "$@"
 
+# Deployment files, offline: the Dockerfile's stages and paths, and the Kubernetes manifests
+# against the 1.30 schemas (kubernetes-validate from PyPI) with the lakepool.toml they carry.
+echo "==> scripts/check-dockerfile.sh"
+scripts/check-dockerfile.sh
+echo "==> scripts/validate-manifests.sh"
+LAKEPOOL_BIN=target/debug/lakepool scripts/validate-manifests.sh
+
 # The README's quickstart command, end to end (cluster, workspace stand-in, lakepool, one
 # query as the rotated Lakebase identity), with the debug binaries cargo test just built.
 echo "==> scripts/quickstart.sh --smoke"

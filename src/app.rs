@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::scram::SaltedPasswordCache;
 use crate::auth::users::UserDb;
-use crate::config::{Config, ConfigError, CredentialConfig, WorkspaceConfig};
+use crate::config::{Config, ConfigError, CredentialConfig, DatabaseConfig, WorkspaceConfig};
 use crate::frontend::cancel::CancelRegistry;
 use crate::frontend::{Frontend, Live, listener};
 use crate::net::tls::{self, TlsError};
@@ -66,6 +66,31 @@ pub struct Built {
 /// Builds everything a running lakepool needs from a config, without binding sockets or
 /// calling any API. Also what `lakepool check` runs, so a config that checks out also starts.
 pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Built, AppError> {
+    let (live, rotating) = build_live(config, None)?;
+    let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
+    let frontend = Frontend {
+        server: config.server.clone(),
+        reload,
+        live: ArcSwap::from_pointee(live),
+        cancels: Arc::new(CancelRegistry::default()),
+        clients: AtomicUsize::new(0),
+        sessions: Arc::default(),
+        shutdown,
+    };
+    Ok(Built {
+        frontend,
+        rotating,
+        reloads,
+    })
+}
+
+/// Builds TLS, users and databases. With `old` (a reload), a database whose upstream settings
+/// are unchanged keeps its upstream, so its credential is not minted again and its pools keep
+/// their connections. Returns the new Lakebase credentials, whose refreshers the caller starts.
+fn build_live(
+    config: &Config,
+    old: Option<&Live>,
+) -> Result<(Live, Vec<Arc<LakebaseCredential>>), AppError> {
     let tls = config
         .server
         .tls
@@ -81,12 +106,26 @@ pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Built, AppE
         .databases
         .iter()
         .any(|d| !matches!(d.credential, CredentialConfig::Password(_)));
-    let api = needs_workspace
-        .then(|| workspace_client(&config.workspace))
-        .transpose()?;
+    let mut api = None;
     let mut databases = Vec::with_capacity(config.databases.len());
     let mut rotating = Vec::new();
     for (i, db) in config.databases.iter().enumerate() {
+        let fingerprint = fingerprint(db, &config.workspace);
+        let same = old
+            .and_then(|o| o.registry.database(&db.name))
+            .filter(|d| d.fingerprint == fingerprint);
+        if let Some(d) = same {
+            databases.push(Database {
+                name: db.name.clone(),
+                upstream: Arc::clone(&d.upstream),
+                settings: db.pool.clone(),
+                fingerprint,
+            });
+            continue;
+        }
+        if needs_workspace && api.is_none() {
+            api = Some(workspace_client(&config.workspace)?);
+        }
         let context = format!("databases[{i}].tls");
         let client_tls = tls::client_tls(db.tls, db.ca_file.as_deref())
             .map_err(|source| AppError::Tls { context, source })?;
@@ -133,34 +172,81 @@ pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Built, AppE
             name: db.name.clone(),
             upstream: Arc::new(upstream),
             settings: db.pool.clone(),
+            fingerprint,
         });
     }
-    let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
-    let frontend = Frontend {
-        server: config.server.clone(),
-        reload,
-        live: ArcSwap::from_pointee(Live {
+    let user_settings = config
+        .users
+        .iter()
+        .map(|u| (u.name.clone(), u.pool.clone()))
+        .collect();
+    let registry = match old {
+        Some(o) => Registry::reloaded(&o.registry, databases, user_settings),
+        None => Registry::new(databases, user_settings),
+    };
+    Ok((
+        Live {
             tls,
             users,
-            registry: Arc::new(Registry::new(
-                databases,
-                config
-                    .users
-                    .iter()
-                    .map(|u| (u.name.clone(), u.pool.clone()))
-                    .collect(),
-            )),
-        }),
-        cancels: Arc::new(CancelRegistry::default()),
-        clients: AtomicUsize::new(0),
-        sessions: Arc::default(),
-        shutdown,
-    };
-    Ok(Built {
-        frontend,
+            registry: Arc::new(registry),
+        },
         rotating,
-        reloads,
-    })
+    ))
+}
+
+/// Digest of a database's upstream settings, including the secrets and workspace settings its
+/// credential depends on (hashed, never kept in clear) and the CA file's contents.
+fn fingerprint(db: &DatabaseConfig, ws: &WorkspaceConfig) -> [u8; 32] {
+    use secrecy::ExposeSecret;
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut put = |label: &str, v: &[u8]| {
+        h.update(label.as_bytes());
+        h.update((v.len() as u64).to_be_bytes());
+        h.update(v);
+    };
+    put("host", format!("{:?}", db.host).as_bytes());
+    put("port", &db.port.to_be_bytes());
+    put("dbname", db.dbname.as_bytes());
+    put("user", format!("{:?}", db.user).as_bytes());
+    put("tls", format!("{:?}", db.tls).as_bytes());
+    put("ca", format!("{:?}", db.ca_file).as_bytes());
+    if let Some(ca) = &db.ca_file {
+        put("ca_contents", &std::fs::read(ca).unwrap_or_default());
+    }
+    put("margin", format!("{:?}", db.refresh_margin).as_bytes());
+    put(
+        "connect_timeout",
+        format!("{:?}", db.pool.server_connect_timeout).as_bytes(),
+    );
+    let secret = |s: &Option<secrecy::SecretString>| {
+        s.as_ref()
+            .map(|s| s.expose_secret().to_owned())
+            .unwrap_or_default()
+    };
+    match &db.credential {
+        CredentialConfig::Password(pw) => put("password", secret(pw).as_bytes()),
+        other => {
+            put("credential", format!("{other:?}").as_bytes());
+            put(
+                "workspace",
+                format!(
+                    "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+                    ws.host,
+                    ws.profile,
+                    ws.config_file,
+                    ws.auth_type,
+                    ws.client_id,
+                    ws.http_timeout,
+                    ws.retry_timeout
+                )
+                .as_bytes(),
+            );
+            put("token", secret(&ws.token).as_bytes());
+            put("client_secret", secret(&ws.client_secret).as_bytes());
+        }
+    }
+    h.finalize().into()
 }
 
 /// Resolves the workspace (config, `DATABRICKS_*`, profile, .netrc) and builds its client.
@@ -194,14 +280,24 @@ fn workspace_client(ws: &WorkspaceConfig) -> Result<Arc<ApiClient>, AppError> {
 
 /// Runs lakepool until `shutdown` is cancelled, then drains: listeners stop, idle clients are
 /// told and closed, and clients still in a session get up to `shutdown_timeout` to finish.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
+pub async fn run(
+    config: Config,
+    path: Option<std::path::PathBuf>,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
     let built = build(&config, shutdown.clone())?;
     let fe = Arc::new(built.frontend);
     // Credentials are fetched in the background: lakepool listens even while the first one
     // cannot be had yet, and clients are told why until it can.
-    for c in &built.rotating {
-        c.spawn(shutdown.clone());
-    }
+    let refreshers = start_refreshers(built.rotating, &shutdown);
+    tokio::spawn(reloads(
+        Arc::clone(&fe),
+        path,
+        built.reloads,
+        refreshers,
+        shutdown.clone(),
+    ));
+    tokio::spawn(sighup(Arc::clone(&fe)));
     for addr in &config.server.listen {
         let (listener, local) = bind(*addr).await?;
         tracing::info!(addr = %local, "listening");
@@ -232,6 +328,105 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     }
     // Give the Terminate messages to idle servers a moment to go out.
     tokio::time::sleep(Duration::from_millis(100)).await;
+    Ok(())
+}
+
+/// Running credential refreshers, each stoppable on its own when a reload drops its database.
+type Refreshers = Vec<(Arc<LakebaseCredential>, CancellationToken)>;
+
+/// Starts the refreshers of new Lakebase credentials.
+fn start_refreshers(new: Vec<Arc<LakebaseCredential>>, shutdown: &CancellationToken) -> Refreshers {
+    new.into_iter()
+        .map(|c| {
+            let token = shutdown.child_token();
+            c.spawn(token.clone());
+            (c, token)
+        })
+        .collect()
+}
+
+/// SIGHUP asks for a reload; the outcome is logged by the reload itself.
+async fn sighup(fe: Arc<Frontend>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler: reload by signal is off");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        if fe.reload.send(tx).is_err() {
+            return;
+        }
+    }
+}
+
+/// Serves reload requests one at a time (SIGHUP, the admin console's RELOAD).
+async fn reloads(
+    fe: Arc<Frontend>,
+    path: Option<std::path::PathBuf>,
+    mut requests: tokio::sync::mpsc::UnboundedReceiver<crate::frontend::ReloadRequest>,
+    mut running: Refreshers,
+    shutdown: CancellationToken,
+) {
+    while let Some(reply) = requests.recv().await {
+        let result = match &path {
+            Some(p) => reload(&fe, p, &mut running, &shutdown),
+            None => Err("lakepool was started without a configuration file".to_owned()),
+        };
+        match &result {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; the running configuration stays in force")
+            }
+        }
+        let _ = reply.send(result);
+    }
+}
+
+/// Re-reads the configuration file and swaps in users, databases, pool settings, limits, TLS
+/// certificates and secret files. Connected clients stay; pools whose upstream or settings
+/// changed drain as their clients move on. An invalid file changes nothing.
+fn reload(
+    fe: &Frontend,
+    path: &std::path::Path,
+    running: &mut Refreshers,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let config = crate::config::load_file(path).map_err(|e| e.to_string())?;
+    let old = fe.live();
+    let (live, rotating) = build_live(&config, Some(&old)).map_err(|e| e.to_string())?;
+    let s = &config.server;
+    if s.listen != fe.server.listen
+        || s.admin_listen != fe.server.admin_listen
+        || s.workers != fe.server.workers
+        || s.max_client_conn != fe.server.max_client_conn
+        || s.client_tls != fe.server.client_tls
+    {
+        tracing::warn!(
+            "[server] listen, admin_listen, workers, max_client_conn and client_tls take effect on restart only"
+        );
+    }
+    running.extend(start_refreshers(rotating, shutdown));
+    let databases = live.registry.databases().count();
+    let users = config.users.len();
+    fe.live.store(Arc::new(live));
+    // Refreshers whose database is gone or was rebuilt stop; their clients have moved on or
+    // keep the old upstream until they leave.
+    let current = fe.live();
+    running.retain(|(c, token)| {
+        let mine = Arc::as_ptr(c) as *const ();
+        let used = current
+            .registry
+            .databases()
+            .any(|d| Arc::as_ptr(&d.upstream.credential) as *const () == mine);
+        if !used {
+            token.cancel();
+        }
+        used
+    });
+    drop(old);
+    tracing::info!(databases, users, "configuration reloaded");
     Ok(())
 }
 

@@ -133,7 +133,7 @@ fn init_logging(format: config::LogFormat) -> Result<(), String> {
 
 fn serve(path: Option<PathBuf>) -> ExitCode {
     // The config says how to log, so a config error is reported plainly on stderr.
-    let config = match load(path) {
+    let config = match load(path.clone()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("lakepool: {e}");
@@ -163,7 +163,7 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(signals(shutdown.clone()));
-        match lakepool::app::run(config, shutdown).await {
+        match lakepool::app::run(config, path, shutdown).await {
             Ok(()) => {
                 tracing::info!("stopped");
                 ExitCode::SUCCESS
@@ -176,13 +176,13 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
     })
 }
 
-/// SIGTERM/SIGINT start a graceful shutdown; a second one exits at once.
+/// SIGTERM/SIGINT start a graceful shutdown; a second one exits at once. (SIGHUP, reload,
+/// is handled by `app`.)
 async fn signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers");
         return;
@@ -192,10 +192,6 @@ async fn signals(shutdown: CancellationToken) {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
-            _ = hup.recv() => {
-                tracing::warn!("SIGHUP received: configuration reload is not supported by this version; ignoring");
-                continue;
-            }
         }
         if stopping {
             tracing::warn!("second signal: exiting now");

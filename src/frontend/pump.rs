@@ -409,6 +409,35 @@ impl Pump<'_> {
         poll_fn(|cx| self.poll_run(cx)).await
     }
 
+    /// Like [`Pump::run`]; once `shutdown` fires, a session-mode pair also stops at its next
+    /// idle point (with [`PumpEnd::Idle`]), so lakepool can tell an idle client it is going
+    /// away while a client inside a transaction finishes it first.
+    pub async fn run_until_shutdown(
+        &mut self,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> PumpEnd {
+        if !self.release_when_idle {
+            if !shutdown.is_cancelled() {
+                tokio::select! {
+                    end = poll_fn(|cx| self.poll_run(cx)) => return end,
+                    () = shutdown.cancelled() => {}
+                }
+            }
+            self.release_when_idle = true;
+            if self.idle_now() {
+                return PumpEnd::Idle;
+            }
+        }
+        poll_fn(|cx| self.poll_run(cx)).await
+    }
+
+    fn idle_now(&self) -> bool {
+        self.up.is_drained()
+            && self.down.is_drained()
+            && self.tracker.server_idle()
+            && self.mapping.as_ref().is_none_or(Mapping::settled)
+    }
+
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<PumpEnd> {
         loop {
             let mut progress = false;

@@ -202,6 +202,13 @@ impl<'a> Session<'a> {
             self.info.cancel.slot.attach(conn.key, &conn.host);
             let end = self.forward(&mut server, release_when_idle).await;
             self.info.cancel.slot.detach().await;
+            if matches!(end, PumpEnd::Idle) && !release_when_idle {
+                // Session mode stops at an idle point only when lakepool shuts down: the
+                // server is reset off the client's path, the client told why it goes.
+                let reset = Some(self.info.pool.settings().server_reset_query.clone());
+                tokio::spawn(cleanup(server, LeftState::of(&self.tracker), reset));
+                return Box::pin(self.shutting_down()).await;
+            }
             if matches!(end, PumpEnd::Idle) {
                 if let Some(m) = self.mapped.as_mut()
                     && (!m.client.touched.is_empty() || m.client.touched_all)
@@ -313,6 +320,18 @@ impl<'a> Session<'a> {
 
     /// Gets a server and brings its session settings in line with the client's.
     async fn checkout(&mut self) -> Result<Checkout, ClientError> {
+        if self.info.pool.is_retired() {
+            // A reload replaced the pool: move to the current one (same database and user),
+            // unless the database is gone, in which case the old pool serves until we leave.
+            let live = self.fe.live();
+            if let Some(p) = live
+                .registry
+                .current_pool(&self.info.database, &self.info.user)
+            {
+                self.info.pool = p;
+                self.tracker.stats = Some(Arc::clone(self.info.pool.stats()));
+            }
+        }
         let mut server = self
             .info
             .pool
@@ -357,7 +376,7 @@ impl<'a> Session<'a> {
                     rx: &mut rx,
                 }),
             }
-            .run()
+            .run_until_shutdown(&self.fe.shutdown)
             .await;
             if !down.is_drained()
                 || !rx.is_empty()
@@ -391,7 +410,7 @@ impl<'a> Session<'a> {
             mapping: None,
             limits,
         }
-        .run()
+        .run_until_shutdown(&self.fe.shutdown)
         .await;
         if !down.is_drained() {
             // Server bytes this client never received (it left or failed mid-write): they must

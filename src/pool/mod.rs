@@ -163,6 +163,8 @@ struct Shared {
     params: ArcSwapOption<ParamMap>,
     /// Named statements clients of this pool prepared (transaction mode).
     statements: statements::StatementRegistry,
+    /// A reload replaced this pool: connections close as they are released.
+    retired: std::sync::atomic::AtomicBool,
     /// Server and client counts of this pool's database and user.
     counters: Counters,
     /// Traffic counters (`/metrics`, `SHOW STATS`).
@@ -295,6 +297,7 @@ impl Pool {
                 ids,
                 params: ArcSwapOption::empty(),
                 statements: statements::StatementRegistry::default(),
+                retired: std::sync::atomic::AtomicBool::new(false),
                 counters,
                 stats: Arc::default(),
                 paused: AtomicBool::new(false),
@@ -570,7 +573,9 @@ impl Pool {
     fn checkin(shared: &Arc<Shared>, mut conn: ServerConn) {
         let now = Instant::now();
         conn.last_used = now;
-        if now.duration_since(conn.created) >= shared.settings.server_lifetime {
+        if now.duration_since(conn.created) >= shared.settings.server_lifetime
+            || shared.retired.load(Ordering::Relaxed)
+        {
             Pool::slot_freed(shared);
             shared.retire(conn);
             return;
@@ -740,6 +745,32 @@ impl Pool {
         }
     }
 
+    /// A reload replaced this pool (its settings or upstream changed): its clients move to the
+    /// new pool at their next checkout, its idle connections close now and the others as they
+    /// are released. Unlike [`Pool::close`], checkouts still work meanwhile.
+    pub fn retire(&self) {
+        self.shared.retired.store(true, Ordering::Relaxed);
+        let idle = {
+            let mut st = self.shared.state.lock();
+            st.total -= st.idle.len();
+            std::mem::take(&mut st.idle)
+        };
+        self.shared.counters.give_back(idle.len());
+        for conn in idle {
+            self.shared.retire(conn);
+        }
+    }
+
+    /// Whether a reload replaced this pool.
+    pub fn is_retired(&self) -> bool {
+        self.shared.retired.load(Ordering::Relaxed)
+    }
+
+    /// Pool user name.
+    pub fn user(&self) -> &str {
+        &self.shared.user
+    }
+
     /// Stops handing out connections and closes the idle ones; checked-out ones close on release.
     pub fn close(&self) {
         let idle = {
@@ -761,11 +792,6 @@ impl Pool {
     pub fn counts(&self) -> (usize, usize, usize) {
         let st = self.shared.state.lock();
         (st.idle.len(), st.total, st.waiters.len())
-    }
-
-    /// Login name of the pool's clients.
-    pub fn user(&self) -> &str {
-        &self.shared.user
     }
 
     /// Traffic counters.

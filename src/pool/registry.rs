@@ -20,6 +20,9 @@ pub struct Database {
     pub upstream: Arc<Upstream>,
     /// Pool settings (`[pool]` with the database's own keys; a user's keys go on top).
     pub settings: PoolSettings,
+    /// Digest of everything that decides how servers are reached and logged in to: a reload
+    /// keeps the upstream (and its credential) when this is unchanged.
+    pub fingerprint: [u8; 32],
 }
 
 /// The set of databases and their pools.
@@ -38,7 +41,7 @@ pub struct Registry {
 }
 
 /// What the admin console paused.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Paused {
     all: bool,
     databases: std::collections::HashSet<String>,
@@ -63,6 +66,51 @@ impl Registry {
             user_counters: Mutex::new(HashMap::new()),
             paused: Mutex::new(Paused::default()),
         }
+    }
+
+    /// A registry for a reloaded configuration that keeps what did not change: the counts
+    /// behind database and user limits, and each pool whose upstream and settings are the
+    /// same (it moves over with its connections). The other pools of `old` are retired: their
+    /// clients move to a new pool at their next checkout and their servers drain.
+    pub fn reloaded(
+        old: &Registry,
+        databases: Vec<Database>,
+        user_settings: HashMap<String, PoolOverrides>,
+    ) -> Self {
+        let mut new = Self::new(databases, user_settings);
+        for (name, counter) in new.db_counters.iter_mut() {
+            if let Some(o) = old.db_counters.get(name) {
+                *counter = Arc::clone(o);
+            }
+        }
+        new.user_counters = Mutex::new(old.user_counters.lock().clone());
+        new.limits = Arc::clone(&old.limits);
+        new.ids = Arc::clone(&old.ids);
+        let mut kept = HashMap::new();
+        for ((db, user), pool) in old.pools.lock().iter() {
+            let same = new.databases.get(db).is_some_and(|d| {
+                Arc::ptr_eq(&d.upstream, pool.upstream())
+                    && new.settings(d, user) == *pool.settings()
+            });
+            if same {
+                kept.insert((db.clone(), user.clone()), pool.clone());
+            } else {
+                pool.retire();
+                // Its clients waiting for RESUME go on (to this pool once, then the new one,
+                // which starts paused if its database still is).
+                pool.resume();
+            }
+        }
+        *new.pools.get_mut() = kept;
+        // PAUSE outlives a reload.
+        *new.paused.get_mut() = old.paused.lock().clone();
+        new
+    }
+
+    /// The pool a client of (`database`, `user`) should use now, if the database still exists.
+    pub fn current_pool(&self, database: &str, user: &str) -> Option<Pool> {
+        let db = Arc::clone(self.databases.get(database)?);
+        Some(self.pool(&db, user))
     }
 
     /// The database named `name`, if configured.

@@ -22,3 +22,5 @@ mod operations;
 mod pooling;
 mod prepared;
 mod protocol;
+mod reload;
+mod shutdown;

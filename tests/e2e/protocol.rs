@@ -87,3 +87,43 @@ async fn empty_and_multi_statement_queries() {
     let v: i32 = c.query_one("select 5", &[]).await.unwrap().get(0);
     assert_eq!(v, 5);
 }
+
+#[tokio::test]
+async fn server_killed_mid_transaction_gives_a_clear_error_then_recovers() {
+    let lp = fixtures::start(&Opts {
+        size: 1,
+        ..Opts::default()
+    });
+    let su = crate::support::pg().connect_superuser().await;
+    let c = connect(lp.port(), APP.0, APP.1, "app", false)
+        .await
+        .unwrap();
+    c.batch_execute("begin").await.unwrap();
+    let pid: i32 = c
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    su.execute("select pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    // The client learns at its next statement, with PostgreSQL's 57P01 or lakepool's 08006.
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        c.query_one("select 1", &[]),
+    )
+    .await
+    .expect("an answer, not a hang")
+    .unwrap_err();
+    let code = err.code().map(|s| s.code().to_owned());
+    assert!(
+        matches!(code.as_deref(), Some("57P01") | Some("08006")) || err.is_closed(),
+        "{err:?}"
+    );
+    // The pool replaces the server: the next client works at once.
+    let next = connect(lp.port(), APP.0, APP.1, "app", false)
+        .await
+        .unwrap();
+    let v: i32 = next.query_one("select 3", &[]).await.unwrap().get(0);
+    assert_eq!(v, 3);
+}
