@@ -74,6 +74,7 @@ pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Built, AppE
         live: ArcSwap::from_pointee(live),
         cancels: Arc::new(CancelRegistry::default()),
         clients: AtomicUsize::new(0),
+        sessions: Arc::default(),
         shutdown,
     };
     Ok(Built {

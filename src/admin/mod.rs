@@ -1,6 +1,12 @@
 //! HTTP endpoints on `[server] admin_listen`: `/healthz` (the process and its event loop
-//! answer) and `/readyz` (every configured database has a valid upstream credential; the body
-//! says which has not and why).
+//! answer), `/readyz` (every configured database has a valid upstream credential; the body
+//! says which has not and why) and `/metrics` (Prometheus). The admin console over the
+//! PostgreSQL protocol lives in [`console`].
+
+pub mod console;
+pub mod metrics;
+pub mod show;
+pub mod snapshot;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -57,9 +63,23 @@ fn route(req: &Request<Incoming>, fe: &Frontend) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".to_owned()),
         "/readyz" => readiness(fe),
+        "/metrics" => {
+            let scrape = metrics::Scrape {
+                pools: snapshot::pools(fe),
+                credentials: snapshot::credentials(fe),
+                process: snapshot::process(),
+                clients_connected: fe.clients.load(std::sync::atomic::Ordering::Relaxed),
+            };
+            let mut resp = text(StatusCode::OK, metrics::render(&scrape));
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            resp
+        }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz or /readyz\n".to_owned(),
+            "not found: try /healthz, /readyz or /metrics\n".to_owned(),
         ),
     }
 }

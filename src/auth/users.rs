@@ -24,6 +24,8 @@ pub struct UserEntry {
     pub scram: Option<ScramVerifier>,
     /// Stored md5 hash (configured, or derived from a plaintext password).
     pub md5: Option<String>,
+    /// May use the admin console.
+    pub admin: bool,
     /// SHA-256 of a configured plaintext password, for cleartext logins without PBKDF2.
     cleartext_digest: Option<[u8; 32]>,
 }
@@ -121,6 +123,7 @@ impl UserDb {
                     method: u.auth,
                     scram,
                     md5,
+                    admin: u.admin,
                     cleartext_digest,
                 },
             );
@@ -134,6 +137,11 @@ impl UserDb {
     /// The entry for `name`.
     pub fn get(&self, name: &str) -> Option<&UserEntry> {
         self.users.get(name)
+    }
+
+    /// Every login, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &UserEntry> {
+        self.users.values()
     }
 
     /// A stable fake verifier for an unknown user, so the exchange looks the same as for a

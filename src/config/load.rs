@@ -57,6 +57,9 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     load_str(&text, base)
 }
 
+/// The virtual database of the admin console; no configured database may use the name.
+pub const ADMIN_DATABASE: &str = "lakepool";
+
 /// Loads and validates config text; `base` resolves relative file paths.
 pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
@@ -68,6 +71,16 @@ pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
     let mut names = HashSet::new();
     for (i, table) in raw.databases.into_iter().enumerate() {
         let db = database(table, i, &defaults, base)?;
+        if db.name == ADMIN_DATABASE {
+            return Err(invalid(
+                format!("databases[{i}].name"),
+                format!(
+                    "\"{ADMIN_DATABASE}\" is the admin console's database name; \
+                     give this database another name (clients can still reach a server \
+                     database called {ADMIN_DATABASE} through dbname = \"{ADMIN_DATABASE}\")"
+                ),
+            ));
+        }
         if !names.insert(db.name.clone()) {
             return Err(invalid(
                 format!("databases[{i}].name"),
@@ -458,6 +471,7 @@ fn users(
             name: u.name,
             password,
             auth: u.auth.unwrap_or(AuthMethod::ScramSha256),
+            admin: u.admin.unwrap_or(false),
             pool: PoolOverrides(raw_pool),
         });
     }
@@ -756,6 +770,25 @@ tls = "disable"
         assert_eq!(p.idle_transaction_timeout, Duration::from_secs(30));
         assert_eq!(p.server_check_delay, Duration::ZERO);
         assert_eq!(p.server_check_query, "select 1");
+    }
+
+    #[test]
+    fn admin_flag_and_reserved_database_name() {
+        let base = "[server]\nlisten = \"127.0.0.1:0\"\n\
+            [[users]]\nname = \"a\"\npassword = \"pw\"\nadmin = true\n\
+            [[users]]\nname = \"b\"\npassword = \"pw\"\n";
+        let ok = format!("{base}[[databases]]\nname = \"d\"\nhost = \"h\"\nuser = \"u\"\n");
+        let c = load_str(&ok, Path::new(".")).unwrap();
+        assert!(c.users[0].admin);
+        assert!(!c.users[1].admin);
+        let bad = format!("{base}[[databases]]\nname = \"lakepool\"\nhost = \"h\"\nuser = \"u\"\n");
+        let e = load_str(&bad, Path::new(".")).unwrap_err().to_string();
+        assert!(
+            e.contains("databases[0].name") && e.contains("admin console"),
+            "{e}"
+        );
+        let typo = format!("{base}admin = \"yes\"\n[[databases]]\nname = \"d\"\nhost = \"h\"\n");
+        assert!(load_str(&typo, Path::new(".")).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-pub use load::{ConfigError, load_file, load_str};
+pub use load::{ADMIN_DATABASE, ConfigError, load_file, load_str};
 pub use raw::{AuthMethod, ClientTls, LogFormat, PoolMode, UpstreamTls};
 
 /// The whole validated configuration.
@@ -73,6 +73,8 @@ pub struct UserConfig {
     pub password: SecretString,
     /// Authentication method clients must use.
     pub auth: AuthMethod,
+    /// May log in to the admin console (database `lakepool`).
+    pub admin: bool,
     /// Pool keys set on this user; they override `[pool]` and the database's own keys for
     /// this user's pools.
     pub pool: PoolOverrides,

@@ -110,6 +110,7 @@ pub struct RawUser {
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
     pub auth: Option<AuthMethod>,
+    pub admin: Option<bool>,
 }
 
 /// The non-pool keys of a `[[databases]]` entry.
@@ -151,7 +152,14 @@ pub const DATABASE_KEYS: &[&str] = &[
 ];
 
 /// Names of `RawUser` fields, to split a user table into its own and pool keys.
-pub const USER_KEYS: &[&str] = &["name", "password", "password_file", "password_env", "auth"];
+pub const USER_KEYS: &[&str] = &[
+    "name",
+    "password",
+    "password_file",
+    "password_env",
+    "auth",
+    "admin",
+];
 
 /// Client-facing TLS policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -60,6 +60,26 @@ pub struct SessionInfo {
     pub admission: ClientAdmission,
 }
 
+/// A login that succeeded: a pooled session, or the admin console.
+#[derive(Debug)]
+pub enum Login {
+    /// A client of a configured database.
+    Session(LoggedIn),
+    /// An admin user logged in to the virtual database `lakepool`.
+    Console(ConsoleLogin),
+}
+
+/// An authenticated admin console client, not yet greeted.
+#[derive(Debug)]
+pub struct ConsoleLogin {
+    /// Client socket.
+    pub stream: Stream,
+    /// Login name.
+    pub user: String,
+    /// Bytes the client sent after its last authentication message.
+    pub leftover: BytesMut,
+}
+
 /// Why a login ended without a session.
 #[derive(Debug)]
 pub enum LoginEnd {
@@ -77,11 +97,7 @@ pub enum LoginEnd {
 /// wait for a server connection a greeting may need is not part of the handshake timeout: it
 /// is bounded by `query_wait_timeout`. `admitted` is false when max_client_conn is exceeded: the
 /// client then gets 53300 once its startup packet is read.
-pub async fn login(
-    fe: &Arc<Frontend>,
-    tcp: TcpStream,
-    admitted: bool,
-) -> Result<LoggedIn, LoginEnd> {
+pub async fn login(fe: &Arc<Frontend>, tcp: TcpStream, admitted: bool) -> Result<Login, LoginEnd> {
     let handshake = async {
         let (mut stream, params) = match startup(fe, tcp).await {
             Ok(Startup::Login { stream, params }) => (stream, params),
@@ -104,13 +120,29 @@ pub async fn login(
     let (mut stream, authed) = tokio::time::timeout(fe.server.handshake_timeout, handshake)
         .await
         .map_err(|_| LoginEnd::TimedOut)??;
+    let authed = match authed {
+        Authed::Pool(a) => a,
+        Authed::Console { user, leftover } => {
+            return Ok(Login::Console(ConsoleLogin {
+                stream,
+                user,
+                leftover,
+            }));
+        }
+    };
     match greet(fe, &mut stream, authed).await {
-        Ok(session) => Ok(LoggedIn { stream, session }),
+        Ok(session) => Ok(Login::Session(LoggedIn { stream, session })),
         Err(err) => {
             send_error_and_close(&mut stream, &err).await;
             Err(LoginEnd::Failed(err))
         }
     }
+}
+
+/// Where an authenticated client goes.
+enum Authed {
+    Pool(Authenticated),
+    Console { user: String, leftover: BytesMut },
 }
 
 /// A client whose password checked out, before its greeting.
@@ -134,7 +166,7 @@ async fn authenticate_login(
     stream: &mut Stream,
     params: Vec<(String, String)>,
     admitted: bool,
-) -> Result<Authenticated, ClientError> {
+) -> Result<Authed, ClientError> {
     if !admitted {
         return Err(ClientError::fatal(
             SqlState::TOO_MANY_CONNECTIONS,
@@ -161,6 +193,16 @@ async fn authenticate_login(
     authenticate(fe, stream, &mut leftover, &user)
         .await
         .map_err(|e| e.to_client_error())?;
+    if database == crate::config::ADMIN_DATABASE {
+        let admin = fe.live().users.get(&user).is_some_and(|u| u.admin);
+        if !admin {
+            return Err(ClientError::fatal(
+                SqlState::INSUFFICIENT_PRIVILEGE,
+                "permission denied for the admin console",
+            ));
+        }
+        return Ok(Authed::Console { user, leftover });
+    }
     let db = fe
         .live()
         .registry
@@ -179,13 +221,13 @@ async fn authenticate_login(
         };
         ClientError::fatal(code, e.to_string())
     })?;
-    Ok(Authenticated {
+    Ok(Authed::Pool(Authenticated {
         user,
         database,
         db,
         settings,
         leftover,
-    })
+    }))
 }
 
 /// Gets what the greeting needs (a server in session mode, or the pool's cached parameters)

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod cancel;
+pub mod clients;
 pub mod handshake;
 pub mod listener;
 pub mod login;
@@ -56,6 +57,8 @@ pub struct Frontend {
     pub cancels: Arc<CancelRegistry>,
     /// Client connections open now.
     pub clients: AtomicUsize,
+    /// Logged-in clients (`SHOW CLIENTS`, `SHOW POOLS`, `/metrics`).
+    pub sessions: Arc<clients::ClientRegistry>,
     /// Cancelled when lakepool shuts down.
     pub shutdown: CancellationToken,
 }

@@ -22,15 +22,18 @@ use super::replies::ReplyQueue;
 use super::rewrite::{Attached, ClientInput, ClientSide, ServerSide};
 use crate::net::Stream;
 use crate::pool::statements::StatementRegistry;
+use crate::pool::stats::{PoolStats, error_code};
 use crate::proto::backend::parse_parameter_status;
 use crate::proto::scan::{Interest, ScanError, Scanner};
 use crate::upstream::params::ParamMap;
 use crate::upstream::prepared::PreparedCache;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Client message tags the session must see: none need bodies.
 const CLIENT_INTEREST: Interest = Interest::of(b"");
-/// Server message tags whose bodies the session reads: ReadyForQuery, ParameterStatus.
-const SERVER_INTEREST: Interest = Interest::of(b"ZS");
+/// Server message tags whose bodies the session reads: ReadyForQuery, ParameterStatus,
+/// ErrorResponse (its SQLSTATE class is counted).
+const SERVER_INTEREST: Interest = Interest::of(b"ZSE");
 
 /// Why forwarding stopped.
 #[derive(Debug)]
@@ -84,6 +87,8 @@ pub struct Tracker {
     /// Windows closed by the client's CopyDone/CopyFail before the server's CopyInResponse
     /// arrived (pipelined COPY), oldest first.
     closed_windows: std::collections::VecDeque<u32>,
+    /// The pool's counters (queries, transactions, bytes, errors), when counting.
+    pub stats: Option<std::sync::Arc<PoolStats>>,
 }
 
 impl Tracker {
@@ -101,6 +106,7 @@ impl Tracker {
             copy_in: false,
             exec_window: None,
             closed_windows: std::collections::VecDeque::new(),
+            stats: None,
         }
     }
 
@@ -123,6 +129,9 @@ impl Tracker {
         let copy_in = &mut self.copy_in;
         let window = &mut self.exec_window;
         let closed = &mut self.closed_windows;
+        if let Some(s) = &self.stats {
+            s.received.fetch_add(data.len() as u64, Relaxed);
+        }
         self.client_scan.feed(data, |m| {
             match m.tag {
                 b'Q' | b'F' => {
@@ -185,11 +194,18 @@ impl Tracker {
         let copy_in = &mut self.copy_in;
         let window = &mut self.exec_window;
         let closed = &mut self.closed_windows;
+        let stats = self.stats.as_deref();
+        if let Some(s) = stats {
+            s.sent.fetch_add(data.len() as u64, Relaxed);
+        }
         self.server_scan.feed(data, |m| {
             match (m.tag, m.body) {
                 (b'Z', Some(body)) => {
                     *pending = pending.saturating_sub(1);
                     *status = body.first().copied().unwrap_or(b'I');
+                    if let Some(s) = stats {
+                        s.record_ready(*status);
+                    }
                     if *pending == 0 {
                         closed.clear();
                     }
@@ -205,6 +221,11 @@ impl Tracker {
                         *copy_in = true;
                     }
                 },
+                (b'E', body) => {
+                    if let Some(s) = stats {
+                        s.record_error(body.and_then(error_code).unwrap_or(b"XX"));
+                    }
+                }
                 (b'S', Some(body)) => {
                     if let Some((k, v)) = parse_parameter_status(body) {
                         server_params.set(k, v);

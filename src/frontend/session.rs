@@ -10,7 +10,8 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::login::{LoggedIn, LoginEnd, SessionInfo, login, sync_settings};
+use super::clients::{ClientHandle, ClientState};
+use super::login::{LoggedIn, Login, LoginEnd, SessionInfo, login, sync_settings};
 use super::pump::{Flow, IdleLimits, Mapping, Pump, PumpEnd, Tracker};
 use super::replies::ReplyQueue;
 use super::rewrite::{ClientSide, ServerSide};
@@ -31,7 +32,20 @@ pub async fn serve_client(fe: Arc<Frontend>, tcp: TcpStream, peer: SocketAddr) {
     // Boxed: the login state machine is large and only needed once; an idle session should
     // not carry its space for its whole life.
     let logged = match Box::pin(login(&fe, tcp, admitted)).await {
-        Ok(l) => l,
+        Ok(Login::Session(l)) => l,
+        Ok(Login::Console(c)) => {
+            tracing::info!(client = %peer, user = %c.user, "admin console login");
+            let client = fe.sessions.register(
+                &c.user,
+                crate::config::ADMIN_DATABASE,
+                peer,
+                c.stream.is_tls(),
+            );
+            let end = Box::pin(crate::admin::console::serve(&fe, c)).await;
+            drop(client);
+            tracing::info!(client = %peer, reason = %end, "admin console disconnected");
+            return;
+        }
         Err(LoginEnd::Cancelled) => return,
         Err(LoginEnd::Failed(e)) => {
             tracing::info!(client = %peer, code = %e.code, error = %e.message, "login failed");
@@ -50,7 +64,10 @@ pub async fn serve_client(fe: Arc<Frontend>, tcp: TcpStream, peer: SocketAddr) {
     tracing::info!(client = %peer, user = %session.user, database = %session.database,
         tls = stream.is_tls(), "client logged in");
     let (user, database) = (session.user.clone(), session.database.clone());
-    let end = Session::new(&fe, stream, session).run().await;
+    let client = fe
+        .sessions
+        .register(&user, &database, peer, stream.is_tls());
+    let end = Session::new(&fe, stream, session, client).run().await;
     tracing::info!(client = %peer, user = %user, database = %database, reason = %end, "client disconnected");
 }
 
@@ -63,6 +80,8 @@ struct Session<'a> {
     tracker: Tracker,
     /// Transaction mode with prepared-statement mapping on.
     mapped: Option<Box<Mapped>>,
+    /// This client's entry in the client list (state for SHOW CLIENTS / POOLS).
+    entry: ClientHandle,
 }
 
 /// Message-level state of a transaction-mode client whose statements are mapped. Boxed in the
@@ -75,9 +94,10 @@ struct Mapped {
 }
 
 impl<'a> Session<'a> {
-    fn new(fe: &'a Frontend, client: Stream, mut info: SessionInfo) -> Self {
+    fn new(fe: &'a Frontend, client: Stream, mut info: SessionInfo, entry: ClientHandle) -> Self {
         let leftover = std::mem::take(&mut info.leftover);
         let mut tracker = Tracker::new(fe.server.max_message_size);
+        tracker.stats = Some(std::sync::Arc::clone(info.pool.stats()));
         let mut up = Flow::default();
         let settings = info.pool.settings();
         if settings.mode == PoolMode::Transaction && settings.max_prepared_statements > 0 {
@@ -94,6 +114,7 @@ impl<'a> Session<'a> {
                 up,
                 tracker,
                 mapped: Some(mapped),
+                entry,
             };
         }
         // Bytes that arrived right behind the login are the first request: count them (a
@@ -115,6 +136,7 @@ impl<'a> Session<'a> {
             up,
             tracker,
             mapped: None,
+            entry,
         }
     }
 
@@ -160,9 +182,17 @@ impl<'a> Session<'a> {
                 }
                 continue;
             }
+            self.entry.set(ClientState::Waiting);
             let mut server = match self.checkout().await {
-                Ok(s) => s,
+                Ok(s) => {
+                    self.entry.set(ClientState::Active);
+                    s
+                }
                 Err(e) => {
+                    self.info
+                        .pool
+                        .stats()
+                        .record_error(e.code.as_str().as_bytes());
                     tracing::warn!(user = %self.info.user, database = %self.info.database,
                         code = %e.code, error = %e.message, "no server connection for client");
                     Box::pin(send_error_and_close(&mut self.client, &e)).await;
@@ -200,6 +230,7 @@ impl<'a> Session<'a> {
                     }
                 }
                 server.release();
+                self.entry.set(ClientState::Idle);
                 if self.client.can_wait_without_buffer() && self.up.buf.is_empty() {
                     // Idle clients hold no buffer.
                     buffer::give(std::mem::take(&mut self.up.buf));
@@ -299,6 +330,7 @@ impl<'a> Session<'a> {
                 .current_pool(&self.info.database, &self.info.user)
             {
                 self.info.pool = p;
+                self.tracker.stats = Some(Arc::clone(self.info.pool.stats()));
             }
         }
         let mut server = self

@@ -15,15 +15,16 @@
 pub mod limits;
 pub mod registry;
 pub mod statements;
+pub mod stats;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use crate::config::PoolSettings;
 use crate::error::ClientFacing;
@@ -94,6 +95,21 @@ impl ClientFacing for PoolError {
     }
 }
 
+/// An idle server connection as `SHOW SERVERS` lists it.
+#[derive(Debug, Clone)]
+pub struct IdleServer {
+    /// lakepool's connection id.
+    pub id: u64,
+    /// The server's process id (BackendKeyData).
+    pub backend_pid: u32,
+    /// Host it is connected to.
+    pub host: Arc<String>,
+    /// When it was opened.
+    pub created: Instant,
+    /// When a client last released it.
+    pub last_used: Instant,
+}
+
 /// What a waiter is given.
 enum Grant {
     /// A ready connection.
@@ -120,6 +136,8 @@ struct State {
     /// Set after a failed server login; new connections are not attempted until it passes.
     login_failure: Option<LoginFailure>,
     closed: bool,
+    /// RECONNECT: connections opened at or before this instant are closed instead of reused.
+    stale_before: Option<Instant>,
 }
 
 impl State {
@@ -149,6 +167,25 @@ struct Shared {
     retired: std::sync::atomic::AtomicBool,
     /// Server and client counts of this pool's database and user.
     counters: Counters,
+    /// Traffic counters (`/metrics`, `SHOW STATS`).
+    stats: Arc<stats::PoolStats>,
+    /// PAUSE: no checkouts until RESUME.
+    paused: AtomicBool,
+    /// Wakes clients waiting for RESUME.
+    resumed: Notify,
+}
+
+impl Shared {
+    /// Closes a connection that left the pool's accounting (its slot is already handled).
+    fn retire(&self, conn: ServerConn) {
+        self.stats.servers_closed.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(conn.terminate());
+    }
+
+    /// True when RECONNECT asked for connections as old as `conn` to be replaced.
+    fn is_stale(st: &State, conn: &ServerConn) -> bool {
+        st.stale_before.is_some_and(|t| conn.created <= t)
+    }
 }
 
 /// A pool handle; cheap to clone.
@@ -210,7 +247,7 @@ impl Checkout {
     pub fn close(mut self) {
         if let Some(conn) = self.conn.take() {
             Pool::slot_freed(&self.pool);
-            tokio::spawn(conn.terminate());
+            self.pool.retire(conn);
         }
     }
 }
@@ -218,6 +255,10 @@ impl Checkout {
 impl Drop for Checkout {
     fn drop(&mut self) {
         if self.conn.take().is_some() {
+            self.pool
+                .stats
+                .servers_closed
+                .fetch_add(1, Ordering::Relaxed);
             Pool::slot_freed(&self.pool);
         }
     }
@@ -258,6 +299,9 @@ impl Pool {
                 statements: statements::StatementRegistry::default(),
                 retired: std::sync::atomic::AtomicBool::new(false),
                 counters,
+                stats: Arc::default(),
+                paused: AtomicBool::new(false),
+                resumed: Notify::new(),
             }),
         };
         pool.shared.counters.register(&pool.shared);
@@ -305,6 +349,19 @@ impl Pool {
     /// Cancel safe: a grant arriving after cancellation is returned to the pool, and a
     /// connection being checked is closed and its slot freed.
     pub async fn checkout(&self) -> Result<Checkout, PoolError> {
+        let started = Instant::now();
+        let r = self.checkout_inner(started).await;
+        if r.is_ok() {
+            self.shared.stats.record_wait(started.elapsed());
+        }
+        r
+    }
+
+    async fn checkout_inner(&self, started: Instant) -> Result<Checkout, PoolError> {
+        if self.shared.paused.load(Ordering::Relaxed) {
+            // Boxed: rare, and its state would otherwise sit in every session future.
+            Box::pin(self.wait_resumed(started)).await?;
+        }
         loop {
             match self.step()? {
                 Step::Idle { conn, check: false } => return Ok(self.wrap(conn)),
@@ -342,14 +399,17 @@ impl Pool {
             let now = Instant::now();
             let mut found = None;
             while let Some(conn) = st.idle.pop() {
-                if conn.is_quiet() && now.duration_since(conn.created) < s.server_lifetime {
+                if conn.is_quiet()
+                    && now.duration_since(conn.created) < s.server_lifetime
+                    && !Shared::is_stale(&st, &conn)
+                {
                     found = Some(conn);
                     break;
                 }
-                // Dead, disturbed while idle, or too old: close it and look further.
+                // Dead, disturbed while idle, too old or RECONNECTed: close it, look further.
                 st.total -= 1;
                 freed += 1;
-                tokio::spawn(conn.terminate());
+                shared.retire(conn);
             }
             if let Some(conn) = found {
                 let check = now.duration_since(conn.last_used) >= s.server_check_delay;
@@ -486,6 +546,7 @@ impl Pool {
         let limit = shared.settings.server_connect_timeout;
         match Box::pin(connect_within(&shared.upstream, id, limit)).await {
             Ok(conn) => {
+                shared.stats.servers_opened.fetch_add(1, Ordering::Relaxed);
                 shared.params.store(Some(Arc::new(conn.params.clone())));
                 shared.state.lock().login_failure = None;
                 tracing::debug!(server = id, database = %shared.database, "server connection opened");
@@ -516,15 +577,20 @@ impl Pool {
             || shared.retired.load(Ordering::Relaxed)
         {
             Pool::slot_freed(shared);
-            tokio::spawn(conn.terminate());
+            shared.retire(conn);
             return;
         }
         let mut st = shared.state.lock();
-        if st.closed {
+        if st.closed || Shared::is_stale(&st, &conn) {
             st.total -= 1;
             drop(st);
             shared.counters.give_back(1);
-            tokio::spawn(conn.terminate());
+            shared.retire(conn);
+            return;
+        }
+        if shared.paused.load(Ordering::Relaxed) {
+            // PAUSE: waiters stay waiting; RESUME hands idle connections to them.
+            st.idle.push(conn);
             return;
         }
         let mut grant = Grant::Conn(conn);
@@ -618,7 +684,7 @@ impl Pool {
         }
         self.shared.counters.give_back(closing.len());
         for conn in closing {
-            tokio::spawn(conn.terminate());
+            self.shared.retire(conn);
         }
         self.shared.statements.sweep();
     }
@@ -691,7 +757,7 @@ impl Pool {
         };
         self.shared.counters.give_back(idle.len());
         for conn in idle {
-            tokio::spawn(conn.terminate());
+            self.shared.retire(conn);
         }
     }
 
@@ -711,12 +777,14 @@ impl Pool {
             let mut st = self.shared.state.lock();
             st.closed = true;
             st.waiters.clear();
+            // Clients waiting for RESUME learn the pool is closed.
+            self.shared.resumed.notify_waiters();
             st.total -= st.idle.len();
             std::mem::take(&mut st.idle)
         };
         self.shared.counters.give_back(idle.len());
         for conn in idle {
-            tokio::spawn(conn.terminate());
+            self.shared.retire(conn);
         }
     }
 
@@ -724,6 +792,90 @@ impl Pool {
     pub fn counts(&self) -> (usize, usize, usize) {
         let st = self.shared.state.lock();
         (st.idle.len(), st.total, st.waiters.len())
+    }
+
+    /// Traffic counters.
+    pub fn stats(&self) -> &Arc<stats::PoolStats> {
+        &self.shared.stats
+    }
+
+    /// The idle connections now, for `SHOW SERVERS`.
+    pub fn idle_servers(&self) -> Vec<IdleServer> {
+        let st = self.shared.state.lock();
+        st.idle
+            .iter()
+            .map(|c| IdleServer {
+                id: c.id,
+                backend_pid: c.key.0,
+                host: Arc::clone(&c.host),
+                created: c.created,
+                last_used: c.last_used,
+            })
+            .collect()
+    }
+
+    /// PAUSE: no new checkouts (clients wait, within query_wait_timeout); checked-out
+    /// connections finish what they do and come back idle.
+    pub fn pause(&self) {
+        self.shared.paused.store(true, Ordering::Relaxed);
+    }
+
+    /// RESUME: checkouts go on; idle connections go to clients that queued meanwhile.
+    pub fn resume(&self) {
+        let shared = &self.shared;
+        shared.paused.store(false, Ordering::Relaxed);
+        shared.resumed.notify_waiters();
+        let idle = std::mem::take(&mut shared.state.lock().idle);
+        // Through checkin: the first waiters get them, the rest go back to idle.
+        for conn in idle {
+            Pool::checkin(shared, conn);
+        }
+    }
+
+    /// Whether the pool is paused.
+    pub fn is_paused(&self) -> bool {
+        self.shared.paused.load(Ordering::Relaxed)
+    }
+
+    /// Connections checked out (or being opened) now.
+    pub fn active(&self) -> usize {
+        let st = self.shared.state.lock();
+        st.total - st.idle.len()
+    }
+
+    /// RECONNECT: closes the idle connections now; the ones in use close when released, so
+    /// every later checkout gets a connection opened after this call.
+    pub fn reconnect(&self) {
+        let idle = {
+            let mut st = self.shared.state.lock();
+            st.stale_before = Some(Instant::now());
+            std::mem::take(&mut st.idle)
+        };
+        // Each freed slot goes to the first waiter, if any.
+        for conn in idle {
+            Pool::slot_freed(&self.shared);
+            self.shared.retire(conn);
+        }
+    }
+
+    /// Waits until RESUME, within query_wait_timeout.
+    async fn wait_resumed(&self, started: Instant) -> Result<(), PoolError> {
+        let wait = self.shared.settings.query_wait_timeout;
+        let resumed = async {
+            loop {
+                let notified = self.shared.resumed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if !self.shared.paused.load(Ordering::Relaxed) || self.shared.state.lock().closed {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let left = wait.saturating_sub(started.elapsed());
+        tokio::time::timeout(left, resumed)
+            .await
+            .map_err(|_| PoolError::WaitTimeout(wait))
     }
 
     /// Closes this pool's least recently used idle connection, if it has one; true if it did.
@@ -738,7 +890,7 @@ impl Pool {
         };
         tracing::debug!(server = conn.id, database = %shared.database, user = %shared.user,
             "idle server connection closed to make room under a database/user limit");
-        tokio::spawn(conn.terminate());
+        shared.retire(conn);
         shared.counters.give_back(1);
         true
     }

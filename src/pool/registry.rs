@@ -36,6 +36,15 @@ pub struct Registry {
     limits: Arc<Limits>,
     db_counters: HashMap<String, Arc<Counter>>,
     user_counters: Mutex<HashMap<String, Arc<Counter>>>,
+    /// PAUSEd databases (`None` in the set's place: all), so pools created later start paused.
+    paused: Mutex<Paused>,
+}
+
+/// What the admin console paused.
+#[derive(Debug, Default, Clone)]
+struct Paused {
+    all: bool,
+    databases: std::collections::HashSet<String>,
 }
 
 impl Registry {
@@ -55,6 +64,7 @@ impl Registry {
             ids: Arc::new(AtomicU64::new(1)),
             limits: Arc::new(Limits::default()),
             user_counters: Mutex::new(HashMap::new()),
+            paused: Mutex::new(Paused::default()),
         }
     }
 
@@ -86,9 +96,14 @@ impl Registry {
                 kept.insert((db.clone(), user.clone()), pool.clone());
             } else {
                 pool.retire();
+                // Its clients waiting for RESUME go on (to this pool once, then the new one,
+                // which starts paused if its database still is).
+                pool.resume();
             }
         }
         *new.pools.get_mut() = kept;
+        // PAUSE outlives a reload.
+        *new.paused.get_mut() = old.paused.lock().clone();
         new
     }
 
@@ -122,6 +137,10 @@ impl Registry {
         pools
             .entry((db.name.clone(), user.to_owned()))
             .or_insert_with(|| {
+                let paused = {
+                    let p = self.paused.lock();
+                    p.all || p.databases.contains(&db.name)
+                };
                 let db_counter = self.db_counters.get(&db.name).cloned().unwrap_or_default();
                 let user_counter = Arc::clone(
                     self.user_counters
@@ -129,16 +148,87 @@ impl Registry {
                         .entry(user.to_owned())
                         .or_default(),
                 );
-                Pool::new(
+                let pool = Pool::new(
                     db.name.clone(),
                     user.to_owned(),
                     self.settings(db, user),
                     Arc::clone(&db.upstream),
                     Arc::clone(&self.ids),
                     Counters::new(Arc::clone(&self.limits), db_counter, user_counter),
-                )
+                );
+                if paused {
+                    pool.pause();
+                }
+                pool
             })
             .clone()
+    }
+
+    /// The pools of database `db` (every pool when None) that exist now.
+    pub fn pools_of(&self, db: Option<&str>) -> Vec<Pool> {
+        self.pools
+            .lock()
+            .values()
+            .filter(|p| db.is_none_or(|d| p.database() == d))
+            .cloned()
+            .collect()
+    }
+
+    /// PAUSE: pauses the pools of `db` (all when None), including pools created later;
+    /// returns the pools paused now.
+    pub fn pause(&self, db: Option<&str>) -> Vec<Pool> {
+        let pools = self.pools.lock();
+        {
+            let mut p = self.paused.lock();
+            match db {
+                Some(d) => {
+                    p.databases.insert(d.to_owned());
+                }
+                None => p.all = true,
+            }
+        }
+        let out: Vec<Pool> = pools
+            .values()
+            .filter(|p| db.is_none_or(|d| p.database() == d))
+            .cloned()
+            .collect();
+        drop(pools);
+        for p in &out {
+            p.pause();
+        }
+        out
+    }
+
+    /// RESUME: undoes [`Registry::pause`] for `db` (everything when None). A database paused
+    /// on its own stays paused after a RESUME of another one; a RESUME without a name resumes
+    /// all.
+    pub fn resume(&self, db: Option<&str>) {
+        let pools = self.pools.lock();
+        let still = {
+            let mut p = self.paused.lock();
+            match db {
+                Some(d) => {
+                    p.databases.remove(d);
+                }
+                None => *p = Paused::default(),
+            }
+            // Databases that stay paused.
+            if p.all {
+                None
+            } else {
+                Some(p.databases.clone())
+            }
+        };
+        let resume: Vec<Pool> = pools
+            .values()
+            .filter(|p| db.is_none_or(|d| p.database() == d))
+            .filter(|p| still.as_ref().is_some_and(|s| !s.contains(p.database())))
+            .cloned()
+            .collect();
+        drop(pools);
+        for p in resume {
+            p.resume();
+        }
     }
 
     /// Every pool that exists now.

@@ -51,6 +51,12 @@ impl SqlState {
     pub const IDLE_SESSION_TIMEOUT: Self = Self::c("57P05");
     /// `22023` invalid_parameter_value.
     pub const INVALID_PARAMETER_VALUE: Self = Self::c("22023");
+    /// `42501` insufficient_privilege.
+    pub const INSUFFICIENT_PRIVILEGE: Self = Self::c("42501");
+    /// `42601` syntax_error.
+    pub const SYNTAX_ERROR: Self = Self::c("42601");
+    /// `F0000` config_file_error.
+    pub const CONFIG_FILE_ERROR: Self = Self::c("F0000");
     /// `XX000` internal_error.
     pub const INTERNAL_ERROR: Self = Self::c("XX000");
 }

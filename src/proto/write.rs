@@ -111,6 +111,68 @@ pub fn negotiate_protocol_version(buf: &mut BytesMut, version: u32, unrecognized
     finish(buf, at);
 }
 
+/// `RowDescription` of text-format columns: (name, type oid). Type sizes follow the oid
+/// (`int8` 8 bytes, others variable).
+pub fn row_description(buf: &mut BytesMut, columns: &[(&str, u32)]) {
+    let at = begin(buf, b'T');
+    buf.put_i16(i16::try_from(columns.len()).unwrap_or(i16::MAX));
+    for (name, oid) in columns {
+        put_cstr(buf, name);
+        buf.put_i32(0); // table oid
+        buf.put_i16(0); // column number
+        buf.put_u32(*oid);
+        buf.put_i16(if *oid == 20 { 8 } else { -1 });
+        buf.put_i32(-1); // type modifier
+        buf.put_i16(0); // text format
+    }
+    finish(buf, at);
+}
+
+/// `DataRow` of text values (None is NULL).
+pub fn data_row(buf: &mut BytesMut, values: &[Option<&str>]) {
+    let at = begin(buf, b'D');
+    buf.put_i16(i16::try_from(values.len()).unwrap_or(i16::MAX));
+    for v in values {
+        match v {
+            Some(v) => {
+                buf.put_i32(i32::try_from(v.len()).unwrap_or(i32::MAX));
+                buf.extend_from_slice(v.as_bytes());
+            }
+            None => buf.put_i32(-1),
+        }
+    }
+    finish(buf, at);
+}
+
+/// `CommandComplete` with its tag (`SHOW`, `PAUSE`…).
+pub fn command_complete(buf: &mut BytesMut, tag: &str) {
+    let at = begin(buf, b'C');
+    put_cstr(buf, tag);
+    finish(buf, at);
+}
+
+/// `EmptyQueryResponse`.
+pub fn empty_query(buf: &mut BytesMut) {
+    let at = begin(buf, b'I');
+    finish(buf, at);
+}
+
+/// `NoticeResponse` with severity NOTICE (code 00000).
+pub fn notice(buf: &mut BytesMut, message: &str) {
+    let at = begin(buf, b'N');
+    for (k, v) in [
+        (b'S', "NOTICE"),
+        (b'V', "NOTICE"),
+        (b'C', "00000"),
+        (b'M', message),
+    ] {
+        buf.put_u8(k);
+        put_cstr(buf, v);
+    }
+    buf.put_u8(0);
+    finish(buf, at);
+}
+
 /// Severity of an ErrorResponse lakepool writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {

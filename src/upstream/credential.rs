@@ -68,6 +68,27 @@ pub trait CredentialSource: Send + Sync + std::fmt::Debug {
 
     /// Short description for logs and admin views (kind and identity, never the secret).
     fn describe(&self) -> String;
+
+    /// Where the credential comes from, for admin views: `password`, `instance`, `endpoint`.
+    fn kind(&self) -> &'static str {
+        "password"
+    }
+
+    /// Expiry of the newest credential (even an expired one), for rotating credentials.
+    fn expiry(&self) -> Option<SystemTime> {
+        None
+    }
+
+    /// Refresh counters, for rotating credentials.
+    fn refresh_status(&self) -> Option<super::lakebase::RefreshStatus> {
+        None
+    }
+
+    /// Asks for a new credential now (admin `REFRESH CREDENTIALS`); false when the source
+    /// has nothing to refresh (a static password).
+    fn force_refresh(&self) -> bool {
+        false
+    }
 }
 
 /// A fixed password for a native PostgreSQL role.

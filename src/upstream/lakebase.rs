@@ -400,6 +400,26 @@ impl CredentialSource for LakebaseCredential {
         })
     }
 
+    fn kind(&self) -> &'static str {
+        match self.target {
+            LakebaseTarget::Instance(_) => "instance",
+            LakebaseTarget::Endpoint { .. } => "endpoint",
+        }
+    }
+
+    fn expiry(&self) -> Option<SystemTime> {
+        self.expires_at()
+    }
+
+    fn refresh_status(&self) -> Option<RefreshStatus> {
+        Some(self.status())
+    }
+
+    fn force_refresh(&self) -> bool {
+        self.refresh_now();
+        true
+    }
+
     fn describe(&self) -> String {
         let st = self.status.lock();
         format!(

@@ -18,6 +18,7 @@ mod compat;
 mod fixtures;
 mod lakebase;
 mod limits;
+mod operations;
 mod pooling;
 mod prepared;
 mod protocol;

@@ -1,0 +1,197 @@
+//! The live client sessions, for `SHOW CLIENTS`, `SHOW POOLS` and `/metrics`: an `Arc` entry
+//! per logged-in client, added at login and removed when its session ends. A session changes
+//! its entry's state with one atomic store per checkout and release; nothing else on the data
+//! path touches it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use parking_lot::Mutex;
+
+/// What a client is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    /// Logged in, holding no server (transaction mode between transactions), or the console.
+    Idle,
+    /// Waiting for a server connection.
+    Waiting,
+    /// Using a server connection.
+    Active,
+}
+
+impl ClientState {
+    /// PgBouncer-like name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientState::Idle => "idle",
+            ClientState::Waiting => "waiting",
+            ClientState::Active => "active",
+        }
+    }
+}
+
+/// One logged-in client.
+#[derive(Debug)]
+pub struct ClientEntry {
+    /// Registry id.
+    pub id: u64,
+    /// Login name.
+    pub user: String,
+    /// Database name.
+    pub database: String,
+    /// Peer address.
+    pub addr: SocketAddr,
+    /// When it logged in.
+    pub connected_at: SystemTime,
+    /// Over TLS.
+    pub tls: bool,
+    state: AtomicU8,
+    /// When the current wait began, in µs since the registry was created.
+    wait_start_us: AtomicU64,
+    epoch: Instant,
+}
+
+impl ClientEntry {
+    /// The current state.
+    pub fn state(&self) -> ClientState {
+        match self.state.load(Ordering::Relaxed) {
+            1 => ClientState::Waiting,
+            2 => ClientState::Active,
+            _ => ClientState::Idle,
+        }
+    }
+
+    /// Sets the state (a wait's start is recorded).
+    pub fn set(&self, state: ClientState) {
+        if state == ClientState::Waiting {
+            let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.wait_start_us.store(now, Ordering::Relaxed);
+        }
+        let v = match state {
+            ClientState::Idle => 0,
+            ClientState::Waiting => 1,
+            ClientState::Active => 2,
+        };
+        self.state.store(v, Ordering::Relaxed);
+    }
+
+    /// How long it has been waiting, when waiting.
+    pub fn waiting_for(&self) -> Option<std::time::Duration> {
+        (self.state() == ClientState::Waiting).then(|| {
+            let start = self.wait_start_us.load(Ordering::Relaxed);
+            self.epoch
+                .elapsed()
+                .saturating_sub(std::time::Duration::from_micros(start))
+        })
+    }
+}
+
+/// All live clients.
+#[derive(Debug)]
+pub struct ClientRegistry {
+    clients: Mutex<HashMap<u64, Arc<ClientEntry>>>,
+    next: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for ClientRegistry {
+    fn default() -> Self {
+        Self {
+            clients: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl ClientRegistry {
+    /// Registers a logged-in client; it is removed when the handle drops.
+    pub fn register(
+        self: &Arc<Self>,
+        user: &str,
+        database: &str,
+        addr: SocketAddr,
+        tls: bool,
+    ) -> ClientHandle {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let entry = Arc::new(ClientEntry {
+            id,
+            user: user.to_owned(),
+            database: database.to_owned(),
+            addr,
+            connected_at: SystemTime::now(),
+            tls,
+            state: AtomicU8::new(0),
+            wait_start_us: AtomicU64::new(0),
+            epoch: self.epoch,
+        });
+        self.clients.lock().insert(id, Arc::clone(&entry));
+        ClientHandle {
+            entry,
+            registry: Arc::clone(self),
+        }
+    }
+
+    /// The clients now, oldest first.
+    pub fn snapshot(&self) -> Vec<Arc<ClientEntry>> {
+        let mut v: Vec<_> = self.clients.lock().values().cloned().collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    /// Clients logged in now.
+    pub fn len(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    /// No client is logged in.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A registered client; dropping it removes the client.
+#[derive(Debug)]
+pub struct ClientHandle {
+    entry: Arc<ClientEntry>,
+    registry: Arc<ClientRegistry>,
+}
+
+impl ClientHandle {
+    /// Sets the client's state.
+    pub fn set(&self, state: ClientState) {
+        self.entry.set(state);
+    }
+}
+
+impl Drop for ClientHandle {
+    fn drop(&mut self) {
+        self.registry.clients.lock().remove(&self.entry.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_state_and_removal() {
+        let r = Arc::new(ClientRegistry::default());
+        let addr: SocketAddr = "127.0.0.1:5".parse().unwrap();
+        let a = r.register("u", "d", addr, false);
+        let b = r.register("u", "d", addr, true);
+        b.set(ClientState::Waiting);
+        let snap = r.snapshot();
+        assert_eq!(snap.len(), 2);
+        assert_eq!(snap[0].state(), ClientState::Idle);
+        assert_eq!(snap[1].state(), ClientState::Waiting);
+        assert!(snap[1].waiting_for().is_some());
+        drop(a);
+        assert_eq!(r.len(), 1);
+        drop(b);
+        assert!(r.is_empty());
+    }
+}
