@@ -61,6 +61,16 @@ fn cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&b[..end], &b[end + 1..]))
 }
 
+/// After consuming from the front of a read buffer: `advance` gives up the consumed capacity,
+/// so without this the buffer would shrink until reads come in 64-byte slices. Reserving
+/// moves what is left (a partial message, usually nothing) back to the start of the same
+/// allocation; it does not allocate.
+fn reclaim(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < crate::net::buffer::BUF_SIZE / 2 {
+        buf.reserve(crate::net::buffer::BUF_SIZE / 2);
+    }
+}
+
 fn put_header(out: &mut BytesMut, tag: u8, body_len: usize) {
     out.put_u8(tag);
     out.put_u32(u32::try_from(body_len + 4).unwrap_or(u32::MAX));
@@ -128,9 +138,7 @@ impl ClientSide {
         if let Ok((pos, _)) = &result {
             inbuf.advance(*pos);
         }
-        if inbuf.is_empty() {
-            inbuf.clear();
-        }
+        reclaim(&mut inbuf);
         self.inbuf = inbuf;
         let (_, input) = result?;
         if let Some(more) = self.wanted.take() {
@@ -541,9 +549,7 @@ impl ServerSide {
         }
         emit_due(queue, out, status);
         rx.advance(pos);
-        if rx.is_empty() {
-            rx.clear();
-        }
+        reclaim(rx);
     }
 
     /// Emits made-up replies that are due while the server is silent.
