@@ -338,3 +338,45 @@ fn prepare_only_input_is_answered_without_a_server() {
     assert!(c.answer_without_server(&registry).is_none());
     assert!(!c.inbuf.is_empty());
 }
+
+#[test]
+fn many_binds_before_one_sync_on_a_fresh_server() {
+    // pgjdbc batches: Parse once, then Bind/Execute many times, one Sync at the end; the
+    // next batch runs on a server that has never seen the statements.
+    let mut r = Rig::new();
+    let mut batch = vec![parse("S_1", "insert 1"), parse("S_2", "insert 2")];
+    for _ in 0..50 {
+        batch.extend([bind("S_1"), exec(), bind("S_2"), exec()]);
+    }
+    batch.push(sync());
+    let out = r.send(&batch.concat());
+    assert_eq!(tags(&out).len(), 2 + 50 * 4 + 1);
+    let mut replies = String::from("11");
+    for _ in 0..50 {
+        replies.push_str("2C2C");
+    }
+    replies.push('Z');
+    assert_eq!(tags(&r.reply(&server_msgs(&replies))), replies);
+    assert!(r.queue.is_empty());
+    // Fresh server: each statement is prepared once, before its first Bind only.
+    r.cache = PreparedCache::default();
+    let mut batch = Vec::new();
+    for _ in 0..50 {
+        batch.extend([bind("S_1"), exec(), bind("S_2"), exec()]);
+    }
+    batch.push(sync());
+    let out = r.send(&batch.concat());
+    let t = tags(&out);
+    assert_eq!(t.matches('P').count(), 2, "{t}");
+    assert!(t.starts_with("PBEPBE"), "{t}");
+    let mut server = String::from("12C12C");
+    let mut client = String::from("2C2C");
+    for _ in 1..50 {
+        server.push_str("2C2C");
+        client.push_str("2C2C");
+    }
+    server.push('Z');
+    client.push('Z');
+    assert_eq!(tags(&r.reply(&server_msgs(&server))), client);
+    assert!(r.queue.is_empty());
+}
