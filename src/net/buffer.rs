@@ -27,10 +27,18 @@ pub fn take() -> BytesMut {
 /// Returns a buffer for reuse. Buffers that grew far past the standard size (a huge message
 /// went through) are dropped rather than kept.
 pub fn give(mut buf: BytesMut) {
-    if buf.capacity() < BUF_SIZE || buf.capacity() > 4 * BUF_SIZE {
+    if buf.capacity() > 4 * BUF_SIZE {
         return;
     }
     buf.clear();
+    // A buffer read from the front (`advance`) reports less capacity than it owns; reserving
+    // takes the front back without allocating when the allocation is large enough.
+    if buf.capacity() < BUF_SIZE {
+        buf.reserve(BUF_SIZE);
+        if buf.capacity() < BUF_SIZE {
+            return;
+        }
+    }
     FREE.with(|f| {
         let mut f = f.borrow_mut();
         if f.len() < KEEP_PER_THREAD {
@@ -52,5 +60,19 @@ mod tests {
         let b2 = take();
         assert!(b2.is_empty());
         assert_eq!(b2.as_ptr(), ptr);
+    }
+
+    #[test]
+    fn a_buffer_consumed_from_the_front_is_kept_whole() {
+        use bytes::Buf;
+        let mut b = take();
+        let ptr = b.as_ptr();
+        b.extend_from_slice(&[1; 100]);
+        b.advance(100);
+        assert!(b.capacity() < BUF_SIZE);
+        give(b);
+        let b2 = take();
+        assert_eq!(b2.as_ptr(), ptr, "same allocation, not a new one");
+        assert!(b2.capacity() >= BUF_SIZE);
     }
 }

@@ -158,26 +158,46 @@ pub fn statements(sql: &str) -> Vec<Statement<'_>> {
 pub fn needs_attention(sql: &[u8]) -> bool {
     // Every non-Other classification needs one of these words in the text ("reset" contains
     // "set", "temporary" and "pg_temp" contain "temp"), except a function or schema name spelled
-    // with Unicode escapes, hence `U&"`.
-    for (i, &b) in sql.iter().enumerate() {
-        let rest = &sql[i..];
-        let hit = match b | 0x20 {
-            b's' => starts_ci(rest, b"set"),
-            b'd' => starts_ci(rest, b"discard") || starts_ci(rest, b"deallocate"),
-            b'p' => starts_ci(rest, b"prepare"),
-            b'l' => starts_ci(rest, b"listen"),
-            b'a' => starts_ci(rest, b"advisory"),
-            b'h' => starts_ci(rest, b"hold"),
-            b't' => starts_ci(rest, b"temp"),
-            b'u' => rest.get(1..3) == Some(&b"&\""[..]),
-            _ => false,
-        };
-        if hit {
-            return true;
+    // with Unicode escapes, hence `U&"`. A table of possible first bytes keeps the common byte
+    // to one load and branch; the second byte picks the word to compare.
+    let n = sql.len();
+    let mut i = 0;
+    while i + 1 < n {
+        let b = sql[i];
+        if FIRST_BYTE[b as usize] {
+            let rest = &sql[i..];
+            let hit = match (b | 0x20, sql[i + 1] | 0x20) {
+                (b's', b'e') => starts_ci(rest, b"set"),
+                (b'd', b'i') => starts_ci(rest, b"discard"),
+                (b'd', b'e') => starts_ci(rest, b"deallocate"),
+                (b'p', b'r') => starts_ci(rest, b"prepare"),
+                (b'l', b'i') => starts_ci(rest, b"listen"),
+                (b'a', b'd') => starts_ci(rest, b"advisory"),
+                (b'h', b'o') => starts_ci(rest, b"hold"),
+                (b't', b'e') => starts_ci(rest, b"temp"),
+                (b'u', b'&') => rest.get(2) == Some(&b'"'),
+                _ => false,
+            };
+            if hit {
+                return true;
+            }
         }
+        i += 1;
     }
     false
 }
+
+/// First bytes of the words [`needs_attention`] looks for, in either case.
+static FIRST_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let firsts = b"sdplahtuSDPLAHTU";
+    let mut i = 0;
+    while i < firsts.len() {
+        t[firsts[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
 
 /// `hay` contains `kw` (lowercase), ignoring ASCII case.
 fn contains_ci(hay: &[u8], kw: &[u8]) -> bool {
