@@ -414,6 +414,14 @@ fn reload(
     // Refreshers whose database is gone or was rebuilt stop; their clients have moved on or
     // keep the old upstream until they leave.
     let current = fe.live();
+    // A login still holding the old snapshot may have created a pool in the old registry
+    // while the new one was built: retire it too, so its clients move on.
+    let kept = current.registry.pools();
+    for pool in old.registry.pools() {
+        if !kept.iter().any(|k| k.same_as(&pool)) && !pool.is_retired() {
+            pool.retire();
+        }
+    }
     running.retain(|(c, token)| {
         let mine = Arc::as_ptr(c) as *const ();
         let used = current

@@ -23,6 +23,8 @@ pub enum Expect {
         forward: bool,
         /// The mapped statement it prepares, if named.
         stmt: Option<Arc<Statement>>,
+        /// The client name this Parse mapped, undone if the Parse never succeeds.
+        mapped: Option<Box<[u8]>>,
     },
     /// Bind.
     Bind,
@@ -34,13 +36,28 @@ pub enum Expect {
     Close {
         /// The client sent this Close.
         forward: bool,
+        /// The statement lakepool evicted from its cache to send this Close: back in the cache
+        /// if the server never runs the Close.
+        evicted: Option<Arc<Statement>>,
     },
     /// Sync, simple Query or FunctionCall: answered by ReadyForQuery.
     Sync,
     /// CopyDone/CopyFail sent before the server's CopyInResponse (pipelined COPY).
     CopyEnd,
-    /// A reply lakepool makes up, sent once everything before it has been answered.
-    Synth(Synth),
+    /// A reply lakepool makes up, sent once everything before it has been answered; with the
+    /// change to the client's statement names to undo if the server skips past it.
+    Synth(Synth, Option<Undo>),
+}
+
+/// A change to a client's statement names made when a request was queued, to be undone when
+/// the server ignores that request (an earlier error in the same exchange), as PostgreSQL
+/// would never have made it.
+#[derive(Debug, Clone)]
+pub enum Undo {
+    /// The client's Parse created this name.
+    Unmap(Box<[u8]>, Arc<Statement>),
+    /// The client's Close removed this name.
+    Remap(Box<[u8]>, Arc<Statement>),
 }
 
 /// A reply lakepool makes up for a request it did not need to send.
@@ -110,6 +127,8 @@ pub struct ReplyQueue {
     skipping: bool,
     /// The server is in COPY FROM STDIN: it ignores Sync until CopyDone/CopyFail.
     copy_in: bool,
+    /// Name changes to undo, collected for the client side to apply.
+    undo: Vec<Undo>,
 }
 
 impl ReplyQueue {
@@ -140,12 +159,36 @@ impl ReplyQueue {
 
     /// The made-up reply at the head, if the head is one: it is due now.
     pub fn pop_synth(&mut self) -> Option<Synth> {
-        if !matches!(self.q.front(), Some(Expect::Synth(_))) {
+        if !matches!(self.q.front(), Some(Expect::Synth(..))) {
             return None;
         }
         match self.q.pop_front() {
-            Some(Expect::Synth(s)) => Some(s),
+            Some(Expect::Synth(s, _)) => Some(s),
             _ => None,
+        }
+    }
+
+    /// Name changes the server made void (see [`Undo`]); empty almost always.
+    pub fn take_undo(&mut self) -> Option<std::vec::Drain<'_, Undo>> {
+        (!self.undo.is_empty()).then(|| self.undo.drain(..))
+    }
+
+    /// A request the server will never answer: its effects are undone.
+    fn unanswered(&mut self, e: Expect, cache: &mut PreparedCache) {
+        match e {
+            Expect::Parse { stmt, mapped, .. } => {
+                if let Some(s) = &stmt {
+                    cache.remove(s.id);
+                }
+                if let (Some(n), Some(s)) = (mapped, stmt) {
+                    self.undo.push(Undo::Unmap(n, s));
+                }
+            }
+            Expect::Close {
+                evicted: Some(s), ..
+            } => cache.restore(s),
+            Expect::Synth(_, Some(u)) => self.undo.push(u),
+            _ => {}
         }
     }
 
@@ -153,7 +196,7 @@ impl ReplyQueue {
     pub fn on_server(&mut self, tag: u8, cache: &mut PreparedCache) -> bool {
         match tag {
             b'1' => match self.q.front() {
-                Some(Expect::Parse { forward, stmt }) => {
+                Some(Expect::Parse { forward, stmt, .. }) => {
                     if let Some(s) = stmt {
                         s.accepted.store(true, Ordering::Relaxed);
                     }
@@ -164,7 +207,7 @@ impl ReplyQueue {
                 _ => true,
             },
             b'3' => match self.q.front() {
-                Some(Expect::Close { forward }) => {
+                Some(Expect::Close { forward, .. }) => {
                     let f = *forward;
                     self.q.pop_front();
                     f
@@ -193,11 +236,10 @@ impl ReplyQueue {
             }
             b'Z' => {
                 while let Some(e) = self.q.pop_front() {
-                    match e {
-                        Expect::Sync => break,
-                        Expect::Parse { stmt: Some(s), .. } => cache.remove(s.id),
-                        _ => {}
+                    if matches!(e, Expect::Sync) {
+                        break;
                     }
+                    self.unanswered(e, cache);
                 }
                 self.skipping = false;
                 self.copy_in = false;
@@ -243,8 +285,8 @@ impl ReplyQueue {
             if matches!(e, Expect::Sync) {
                 return;
             }
-            if let Some(Expect::Parse { stmt: Some(s), .. }) = self.q.pop_front() {
-                cache.remove(s.id);
+            if let Some(e) = self.q.pop_front() {
+                self.unanswered(e, cache);
             }
         }
         self.skipping = true;
@@ -288,7 +330,7 @@ mod tests {
         let mut q = ReplyQueue::default();
         let mut c = PreparedCache::default();
         // Client: Parse(S_1, already on server), Bind, Execute, Sync.
-        q.push(Expect::Synth(Synth::ParseComplete));
+        q.push(Expect::Synth(Synth::ParseComplete, None));
         q.push(Expect::Bind);
         q.push(Expect::Execute);
         q.push(Expect::Sync);
@@ -298,6 +340,7 @@ mod tests {
         q.push(Expect::Parse {
             forward: false,
             stmt: Some(stmt(2)),
+            mapped: None,
         });
         q.push(Expect::Bind);
         q.push(Expect::Execute);
@@ -316,8 +359,9 @@ mod tests {
         q.push(Expect::Parse {
             forward: true,
             stmt: Some(s.clone()),
+            mapped: None,
         });
-        q.push(Expect::Synth(Synth::ParseComplete));
+        q.push(Expect::Synth(Synth::ParseComplete, None));
         q.push(Expect::Sync);
         assert_eq!(run(&mut q, &mut c, b"EZ"), b"EZ");
         assert!(!c.touch(&s), "the skipped Parse never prepared it");
@@ -326,7 +370,7 @@ mod tests {
         q.push(Expect::Bind);
         assert_eq!(run(&mut q, &mut c, b"E"), b"E");
         assert!(q.skipping());
-        q.push(Expect::Synth(Synth::ParseComplete));
+        q.push(Expect::Synth(Synth::ParseComplete, None));
         q.push(Expect::Execute);
         q.push(Expect::Sync);
         assert!(!q.skipping());
@@ -370,12 +414,16 @@ mod tests {
     fn evicting_close_reply_dropped_client_close_made_up() {
         let mut q = ReplyQueue::default();
         let mut c = PreparedCache::default();
-        q.push(Expect::Close { forward: false });
+        q.push(Expect::Close {
+            forward: false,
+            evicted: None,
+        });
         q.push(Expect::Parse {
             forward: true,
             stmt: Some(stmt(1)),
+            mapped: None,
         });
-        q.push(Expect::Synth(Synth::CloseComplete));
+        q.push(Expect::Synth(Synth::CloseComplete, None));
         q.push(Expect::Sync);
         assert_eq!(run(&mut q, &mut c, b"31Z"), b"13Z");
     }

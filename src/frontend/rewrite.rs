@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, BytesMut};
 
-use super::replies::{Expect, Limitation, ReplyQueue, Synth};
+use super::replies::{Expect, Limitation, ReplyQueue, Synth, Undo};
 use crate::pool::statements::StatementRegistry;
 use crate::proto::scan::ScanError;
 use crate::proto::sql::{self, Command};
@@ -203,11 +203,15 @@ impl ClientSide {
             b'P' => Expect::Parse {
                 forward: true,
                 stmt: None,
+                mapped: None,
             },
             b'B' => Expect::Bind,
             b'D' => Expect::Describe,
             b'E' => Expect::Execute,
-            b'C' => Expect::Close { forward: true },
+            b'C' => Expect::Close {
+                forward: true,
+                evicted: None,
+            },
             b'S' | b'Q' | b'F' => Expect::Sync,
             b'c' | b'f' => Expect::CopyEnd,
             _ => return,
@@ -248,8 +252,11 @@ impl ClientSide {
                     let (name, _) = cstr(rest).unwrap_or_default();
                     if tag == b'C' {
                         // The statement stays prepared on the server for other clients.
-                        self.statements.remove(name);
-                        at.queue.push(Expect::Synth(Synth::CloseComplete));
+                        let undo = self
+                            .statements
+                            .remove(name)
+                            .map(|s| Undo::Remap(name.into(), s));
+                        at.queue.push(Expect::Synth(Synth::CloseComplete, undo));
                         return;
                     }
                     match self.statements.get(name).cloned() {
@@ -269,7 +276,7 @@ impl ClientSide {
             b'Q' => {
                 let text = cstr(body).map_or(body, |(t, _)| t);
                 match self.note_sql(text, true, at) {
-                    Some(reply) => at.queue.push(Expect::Synth(reply)),
+                    Some(reply) => at.queue.push(Expect::Synth(reply, None)),
                     None => self.pass(tag, msg, out, at),
                 }
             }
@@ -303,15 +310,20 @@ impl ClientSide {
             at.queue.push(Expect::Parse {
                 forward: true,
                 stmt: None,
+                mapped: None,
             });
             return;
         }
         let stmt = at.registry.intern(rest);
         self.statements.insert(name.into(), Arc::clone(&stmt));
+        // Undone if the server skips this Parse (an earlier error) or it fails: PostgreSQL
+        // would not have created the name.
         if at.cache.touch(&stmt) {
-            at.queue.push(Expect::Synth(Synth::ParseComplete));
+            let undo = Undo::Unmap(name.into(), Arc::clone(&stmt));
+            at.queue
+                .push(Expect::Synth(Synth::ParseComplete, Some(undo)));
         } else {
-            prepare(&stmt, true, out, at);
+            prepare(&stmt, true, Some(name.into()), out, at);
         }
     }
 
@@ -332,7 +344,7 @@ impl ClientSide {
                 Command::Set { name } | Command::Reset { name } => {
                     if !is_tracked(&name, at.extra_tracked) {
                         at.queue
-                            .push(Expect::Synth(Synth::Untracked(name.as_str().into())));
+                            .push(Expect::Synth(Synth::Untracked(name.as_str().into()), None));
                     }
                     if !self.touched.contains(&name) {
                         self.touched.push(name);
@@ -356,7 +368,7 @@ impl ClientSide {
                 Command::Prepare { .. } => Limitation::SqlPrepare,
                 _ => continue,
             };
-            at.queue.push(Expect::Synth(Synth::Warn(limit)));
+            at.queue.push(Expect::Synth(Synth::Warn(limit), None));
         }
         reply
     }
@@ -419,6 +431,24 @@ impl ClientSide {
         Some(reply)
     }
 
+    /// Undoes a name change the server made void.
+    pub fn apply_undo(&mut self, undo: Undo) {
+        match undo {
+            Undo::Unmap(name, stmt) => {
+                if self
+                    .statements
+                    .get(&name)
+                    .is_some_and(|s| Arc::ptr_eq(s, &stmt))
+                {
+                    self.statements.remove(&name);
+                }
+            }
+            Undo::Remap(name, stmt) => {
+                self.statements.entry(name).or_insert(stmt);
+            }
+        }
+    }
+
     /// Forgets every statement the client prepared (DISCARD ALL, DEALLOCATE ALL).
     pub fn forget_statements(&mut self) {
         self.statements.clear();
@@ -459,24 +489,34 @@ pub fn is_tracked(name: &str, extra: &[String]) -> bool {
 /// Makes sure the server has `stmt` before a message that uses it.
 fn ensure_prepared(stmt: &Arc<Statement>, out: &mut BytesMut, at: &mut Attached<'_>) {
     if !at.cache.touch(stmt) {
-        prepare(stmt, false, out, at);
+        prepare(stmt, false, None, out, at);
     }
 }
 
 /// Sends the Parse for `stmt` (closing the least recently used statement if the cache is
 /// full) and records it as prepared; a failure un-records it.
-fn prepare(stmt: &Arc<Statement>, forward: bool, out: &mut BytesMut, at: &mut Attached<'_>) {
+fn prepare(
+    stmt: &Arc<Statement>,
+    forward: bool,
+    mapped: Option<Box<[u8]>>,
+    out: &mut BytesMut,
+    at: &mut Attached<'_>,
+) {
     if let Some(old) = at.cache.insert(Arc::clone(stmt), at.cap) {
         put_header(out, b'C', 1 + old.name.len() + 1);
         out.put_u8(b'S');
         out.put_slice(old.name.as_bytes());
         out.put_u8(0);
-        at.queue.push(Expect::Close { forward: false });
+        at.queue.push(Expect::Close {
+            forward: false,
+            evicted: Some(old),
+        });
     }
     out.extend_from_slice(&stmt.parse);
     at.queue.push(Expect::Parse {
         forward,
         stmt: Some(Arc::clone(stmt)),
+        mapped,
     });
 }
 
@@ -539,6 +579,11 @@ impl ServerSide {
                 }
             }
             let forward = queue.on_server(tag, cache);
+            if let Some(undo) = queue.take_undo() {
+                for u in undo {
+                    client.apply_undo(u);
+                }
+            }
             let n = total.min(avail.len());
             if forward {
                 out.extend_from_slice(&avail[..n]);

@@ -380,3 +380,72 @@ fn many_binds_before_one_sync_on_a_fresh_server() {
     assert_eq!(tags(&r.reply(&server_msgs(&server))), client);
     assert!(r.queue.is_empty());
 }
+
+#[test]
+fn a_failed_parse_leaves_no_name_behind() {
+    let mut r = Rig::new();
+    r.send(&[parse("a", "selec 1"), sync()].concat());
+    assert_eq!(tags(&r.reply(&server_msgs("EZ"))), "EZ");
+    assert_eq!(
+        r.client.statement_count(),
+        0,
+        "PostgreSQL did not create it"
+    );
+    // The client retries under the same name: a plain Parse, not "already exists".
+    let out = r.send(&[parse("a", "select 1"), sync()].concat());
+    assert_eq!(tags(&out), "PS");
+    assert_eq!(tags(&r.reply(&server_msgs("1Z"))), "1Z");
+    assert_eq!(r.client.statement_count(), 1);
+}
+
+#[test]
+fn names_changed_in_a_skipped_part_of_a_batch_are_restored() {
+    let mut r = Rig::new();
+    r.send(&[parse("a", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    // Bind fails; the Close of `a` and the Parse of `b` (already on the server) after it are
+    // skipped by PostgreSQL, so `a` must still exist and `b` must not.
+    r.send(&[parse("x", "select 2"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    let mut other = ClientSide::default();
+    std::mem::swap(&mut r.client, &mut other);
+    r.send(&[parse("a", "select 1"), sync()].concat());
+    r.reply(&server_msgs("Z"));
+    let out = r.send(
+        &[
+            bind("a"),
+            exec(),
+            close("a"),
+            parse("b", "select 2"),
+            sync(),
+        ]
+        .concat(),
+    );
+    assert_eq!(tags(&out), "BES");
+    assert_eq!(tags(&r.reply(&server_msgs("EZ"))), "EZ");
+    assert_eq!(r.client.statement_count(), 1);
+    let out = r.send(&[bind("a"), exec(), sync()].concat());
+    assert!(
+        messages(&out)[0].1.starts_with(b"\0lakepool_"),
+        "a is still mapped"
+    );
+}
+
+#[test]
+fn an_eviction_skipped_by_an_error_keeps_the_statement_cached() {
+    let mut r = Rig::new();
+    r.cap = 1;
+    r.send(&[parse("a", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    // The Bind of an unknown name fails first; the eviction Close of `a` queued after it is
+    // skipped, so the server still has `a`'s statement.
+    let out = r.send(&[bind("nope"), exec(), parse("b", "select 2"), sync()].concat());
+    assert_eq!(tags(&out), "BECPS");
+    assert_eq!(tags(&r.reply(&server_msgs("EZ"))), "EZ");
+    let out = r.send(&[bind("a"), exec(), sync()].concat());
+    assert_eq!(
+        tags(&out),
+        "BES",
+        "no second Parse of a statement the server kept"
+    );
+}

@@ -207,7 +207,7 @@ impl<'a> Session<'a> {
                 // Session mode stops at an idle point only when lakepool shuts down: the
                 // server is reset off the client's path, the client told why it goes.
                 let reset = Some(self.info.pool.settings().server_reset_query.clone());
-                tokio::spawn(cleanup(server, LeftState::of(&self.tracker), reset));
+                tokio::spawn(cleanup(server, self.left_state(), reset));
                 return Box::pin(self.shutting_down()).await;
             }
             if matches!(end, PumpEnd::Idle) {
@@ -415,6 +415,16 @@ impl<'a> Session<'a> {
         end
     }
 
+    /// What this client leaves its server in.
+    fn left_state(&self) -> LeftState {
+        let mut left = LeftState::of(&self.tracker);
+        left.settings_unknown = self
+            .mapped
+            .as_ref()
+            .is_some_and(|m| !m.client.touched.is_empty() || m.client.touched_all);
+        left
+    }
+
     /// Idle limits for the pump, from the pool settings.
     fn idle_limits(&self) -> IdleLimits {
         let s = self.info.pool.settings();
@@ -458,7 +468,7 @@ impl<'a> Session<'a> {
                 // Not a broken server: roll back the open transaction and reuse it.
                 let reset = (self.info.pool.settings().mode == PoolMode::Session)
                     .then(|| self.info.pool.settings().server_reset_query.clone());
-                tokio::spawn(cleanup(server, LeftState::of(&self.tracker), reset));
+                tokio::spawn(cleanup(server, self.left_state(), reset));
             }
             PumpEnd::ClientProtocol(e) => {
                 let err = ClientError::fatal(SqlState::PROTOCOL_VIOLATION, e.to_string());
@@ -479,7 +489,7 @@ impl<'a> Session<'a> {
             | PumpEnd::ClientIo(_) => {
                 let reset = (self.info.pool.settings().mode == PoolMode::Session)
                     .then(|| self.info.pool.settings().server_reset_query.clone());
-                let state = LeftState::of(&self.tracker);
+                let state = self.left_state();
                 tokio::spawn(cleanup(server, state, reset));
             }
         }
@@ -502,6 +512,9 @@ struct LeftState {
     quiescent: bool,
     /// Last transaction status.
     status: u8,
+    /// The client changed session parameters that were not read back yet (transaction
+    /// mode): a ROLLBACK does not undo a committed SET, so the server must be closed.
+    settings_unknown: bool,
 }
 
 impl LeftState {
@@ -515,6 +528,7 @@ impl LeftState {
                 && t.client_scan.at_boundary()
                 && t.server_scan.at_boundary(),
             status: t.status,
+            settings_unknown: false,
         }
     }
 }
@@ -523,7 +537,7 @@ impl LeftState {
 /// flight is closed (its state is unknowable); an open transaction is rolled back; session
 /// mode runs the reset query. Never returns a dirty server to the pool.
 async fn cleanup(mut server: Checkout, left: LeftState, reset: Option<String>) {
-    if !left.quiescent {
+    if !left.quiescent || left.settings_unknown {
         server.close();
         return;
     }

@@ -35,7 +35,8 @@ pub fn give(mut buf: BytesMut) {
     // takes the front back without allocating when the allocation is large enough.
     if buf.capacity() < BUF_SIZE {
         buf.reserve(BUF_SIZE);
-        if buf.capacity() < BUF_SIZE {
+        // Reserving may have taken back a large allocation: keep only standard ones.
+        if buf.capacity() < BUF_SIZE || buf.capacity() > 4 * BUF_SIZE {
             return;
         }
     }

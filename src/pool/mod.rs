@@ -761,6 +761,11 @@ impl Pool {
         }
     }
 
+    /// Whether `self` and `other` are the same pool.
+    pub fn same_as(&self, other: &Pool) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// Whether a reload replaced this pool.
     pub fn is_retired(&self) -> bool {
         self.shared.retired.load(Ordering::Relaxed)

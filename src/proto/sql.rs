@@ -156,18 +156,21 @@ pub fn statements(sql: &str) -> Vec<Statement<'_>> {
 /// inside a string or a longer word); never false when some statement would classify otherwise.
 /// No allocation, one pass.
 pub fn needs_attention(sql: &[u8]) -> bool {
-    // Every non-Other classification needs one of these words in the text ("reset" contains
-    // "set", "temporary" and "pg_temp" contain "temp"), except a function or schema name spelled
-    // with Unicode escapes, hence `U&"`. A table of possible first bytes keeps the common byte
-    // to one load and branch; the second byte picks the word to compare.
+    // Every non-Other classification needs one of these words at the start of a word
+    // ("temporary" starts with "temp"; `_` counts as a word break so that "pg_temp" and
+    // "pg_advisory_lock" are seen), except a function or schema name spelled with Unicode
+    // escapes, hence `U&"`. Requiring the word start keeps "offset", "dataset" or "attempt" from
+    // sending ordinary queries to the full classifier. A table of possible first bytes keeps the
+    // common byte to one load and branch; the second byte picks the word to compare.
     let n = sql.len();
     let mut i = 0;
     while i + 1 < n {
         let b = sql[i];
-        if FIRST_BYTE[b as usize] {
+        if FIRST_BYTE[b as usize] && (i == 0 || !continues_word(sql[i - 1])) {
             let rest = &sql[i..];
             let hit = match (b | 0x20, sql[i + 1] | 0x20) {
                 (b's', b'e') => starts_ci(rest, b"set"),
+                (b'r', b'e') => starts_ci(rest, b"reset"),
                 (b'd', b'i') => starts_ci(rest, b"discard"),
                 (b'd', b'e') => starts_ci(rest, b"deallocate"),
                 (b'p', b'r') => starts_ci(rest, b"prepare"),
@@ -187,10 +190,17 @@ pub fn needs_attention(sql: &[u8]) -> bool {
     false
 }
 
+/// Whether `b` can be in the middle of a word such as an identifier: letters, digits and the
+/// bytes of multi-byte characters, which PostgreSQL allows in identifiers (`_` is not treated
+/// as one here, see [`needs_attention`]).
+fn continues_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80
+}
+
 /// First bytes of the words [`needs_attention`] looks for, in either case.
 static FIRST_BYTE: [bool; 256] = {
     let mut t = [false; 256];
-    let firsts = b"sdplahtuSDPLAHTU";
+    let firsts = b"sdplahtuSDPLAHTUrR";
     let mut i = 0;
     while i < firsts.len() {
         t[firsts[i] as usize] = true;

@@ -530,3 +530,22 @@ fn truncated_test_vectors_never_panic() {
         }
     }
 }
+
+#[test]
+fn pre_filter_skips_words_that_only_contain_a_keyword() {
+    for q in [
+        "SELECT * FROM t ORDER BY a OFFSET 5",
+        "select dataset, attempt, threshold from jobs",
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 1",
+    ] {
+        assert!(!needs_attention(q.as_bytes()), "{q}");
+    }
+    for q in [
+        "RESET search_path",
+        "select pg_advisory_lock(1)",
+        "create table pg_temp.t (a int)",
+        "x;set a = 1",
+    ] {
+        assert!(needs_attention(q.as_bytes()), "{q}");
+    }
+}

@@ -93,6 +93,12 @@ impl PreparedCache {
         evicted
     }
 
+    /// Puts back a statement whose eviction Close the server never ran (it is still prepared).
+    pub fn restore(&mut self, stmt: Arc<Statement>) {
+        self.clock += 1;
+        self.entries.insert(stmt.id, (stmt, self.clock));
+    }
+
     /// Forgets `id` (a Parse that failed or was skipped, or a statement closed on the server).
     pub fn remove(&mut self, id: u64) {
         self.entries.remove(&id);
