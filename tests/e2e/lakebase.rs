@@ -32,34 +32,6 @@ impl Default for Setup<'_> {
     }
 }
 
-/// GET on lakepool's health endpoints: (status, body).
-fn admin_get(lp: &Lakepool, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    assert!(lp.wait_for_log("admin_addr=", Duration::from_secs(10)));
-    let logs = lp.logs();
-    let at = logs.find("admin_addr=").unwrap() + "admin_addr=".len();
-    let addr: std::net::SocketAddr = logs[at..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp[9..12].parse().unwrap();
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 fn config(standin: &Standin, s: &Setup<'_>) -> String {
     let pg = pg();
     format!(
@@ -127,9 +99,9 @@ async fn service_principal_instance_credential_logs_in_as_the_identity() {
     assert!(ssl, "token logins go over TLS");
     assert!(standin.stat("credentials_minted") >= 1);
     assert!(lp.wait_for_log("database credential refreshed", Duration::from_secs(5)));
-    let (status, body) = admin_get(&lp, "/readyz");
+    let (status, _, body) = lp.admin_get("/readyz");
     assert_eq!((status, body.trim()), (200, "ready"));
-    assert_eq!(admin_get(&lp, "/healthz").0, 200);
+    assert_eq!(lp.admin_get("/healthz").0, 200);
 }
 
 #[tokio::test]
@@ -353,18 +325,14 @@ fn wrong_client_secret_is_reported_without_the_secret() {
     assert!(logs.contains("invalid_client"), "{logs}");
     assert!(!logs.contains("definitely-wrong-secret-42"));
     // Readiness says which database has no credential, and why, without the secret.
-    let (status, body) = admin_get(&lp, "/readyz");
+    let (status, _, body) = lp.admin_get("/readyz");
     assert_eq!(status, 503, "{body}");
     assert!(
         body.contains("database app") && body.contains("invalid_client"),
         "{body}"
     );
     assert!(!body.contains("definitely-wrong-secret-42"));
-    assert_eq!(
-        admin_get(&lp, "/healthz").0,
-        200,
-        "alive even when not ready"
-    );
+    assert_eq!(lp.admin_get("/healthz").0, 200, "alive even when not ready");
     assert!(!err.contains("definitely-wrong-secret-42"));
 }
 

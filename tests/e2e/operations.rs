@@ -32,41 +32,8 @@ fn start(mode: &str) -> Lakepool {
     Lakepool::start(&text, &[(OWNER_PW_ENV, APP_OWNER.1)])
 }
 
-/// GET on the admin listener: (status, content type, body).
-fn http_get(lp: &Lakepool, path: &str) -> (u16, String, String) {
-    use std::io::{Read, Write};
-    assert!(lp.wait_for_log("admin_addr=", Duration::from_secs(10)));
-    let logs = lp.logs();
-    let at = logs.find("admin_addr=").unwrap() + "admin_addr=".len();
-    let addr: std::net::SocketAddr = logs[at..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp[9..12].parse().unwrap();
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    let ctype = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type:")
-                .map(|v| v.trim().to_owned())
-        })
-        .unwrap_or_default();
-    (status, ctype, body.to_owned())
-}
-
 fn scrape(lp: &Lakepool) -> String {
-    let (status, ctype, body) = http_get(lp, "/metrics");
+    let (status, ctype, body) = lp.admin_get("/metrics");
     assert_eq!(status, 200, "{body}");
     assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
     body

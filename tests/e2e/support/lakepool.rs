@@ -190,6 +190,40 @@ impl Lakepool {
         self.logs().contains(needle)
     }
 
+    /// GET on the admin listener (`admin_listen`, found in the log): (status, content type,
+    /// body).
+    pub fn admin_get(&self, path: &str) -> (u16, String, String) {
+        use std::io::{Read, Write};
+        assert!(self.wait_for_log("admin_addr=", Duration::from_secs(10)));
+        let logs = self.logs();
+        let at = logs.find("admin_addr=").unwrap() + "admin_addr=".len();
+        let addr: SocketAddr = logs[at..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let status = resp[9..12].parse().unwrap();
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        let ctype = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        (status, ctype, body.to_owned())
+    }
+
     /// Sends `signal` (a `kill` name such as `TERM`, `INT`, `HUP`).
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
