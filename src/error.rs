@@ -34,6 +34,50 @@ impl ClientError {
     }
 
     /// Adds a detail line.
+    /// An error that fails the current statement; the session goes on.
+    pub fn error(code: SqlState, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// lakepool is draining: the client is told before its connection closes.
+    pub fn shutting_down() -> Self {
+        Self::fatal(SqlState::ADMIN_SHUTDOWN, "lakepool is shutting down")
+    }
+
+    /// `client_idle_timeout` ended an idle client.
+    pub fn client_idle_timeout() -> Self {
+        Self::fatal(
+            SqlState::IDLE_SESSION_TIMEOUT,
+            "client_idle_timeout: closing idle client connection",
+        )
+    }
+
+    /// `idle_transaction_timeout` ended a client that held a server without moving.
+    pub fn idle_transaction_timeout() -> Self {
+        Self::fatal(
+            SqlState::IDLE_IN_TRANSACTION_TIMEOUT,
+            "idle_transaction_timeout: closing a client that held a server connection without sending or reading anything",
+        )
+    }
+
+    /// The server connection broke under the client without saying why.
+    pub fn server_connection_lost() -> Self {
+        Self::fatal(
+            SqlState::CONNECTION_FAILURE,
+            "server connection lost: the server closed the connection unexpectedly",
+        )
+    }
+
+    /// A framing error in what the client sent.
+    pub fn protocol_violation(message: impl Into<String>) -> Self {
+        Self::fatal(SqlState::PROTOCOL_VIOLATION, message)
+    }
+
     #[must_use]
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());

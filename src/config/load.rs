@@ -201,6 +201,13 @@ fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
             "must be between 1024 and 1073741824 bytes",
         ));
     }
+    let max_held_message_size = raw.max_held_message_size.unwrap_or(4 << 20);
+    if !(16_384..=max_message_size).contains(&max_held_message_size) {
+        return Err(invalid(
+            "server.max_held_message_size",
+            "must be between 16384 bytes and max_message_size",
+        ));
+    }
     Ok(ServerConfig {
         listen,
         tls,
@@ -215,6 +222,7 @@ fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
         )?,
         allow_cleartext_without_tls: raw.allow_cleartext_without_tls.unwrap_or(false),
         max_message_size: usize::try_from(max_message_size).unwrap_or(usize::MAX),
+        max_held_message_size: usize::try_from(max_held_message_size).unwrap_or(usize::MAX),
         log_format: raw.log_format.unwrap_or(super::LogFormat::Text),
         shutdown_timeout: seconds(
             "server.shutdown_timeout",
@@ -260,6 +268,25 @@ pub(super) fn pool_settings(
             "must be between 0 and 100000",
         ));
     }
+    let max_client_prepared_statements = raw
+        .max_client_prepared_statements
+        .unwrap_or(defaults.max_client_prepared_statements);
+    if !(1..=10_000_000).contains(&max_client_prepared_statements) {
+        return Err(invalid(
+            key("max_client_prepared_statements"),
+            "must be between 1 and 10000000",
+        ));
+    }
+    let max_client_prepared_bytes = match raw.max_client_prepared_bytes {
+        None => defaults.max_client_prepared_bytes,
+        Some(n) if (1024..=1 << 40).contains(&n) => usize::try_from(n).unwrap_or(usize::MAX),
+        Some(_) => {
+            return Err(invalid(
+                key("max_client_prepared_bytes"),
+                "must be between 1024 and 1099511627776 bytes",
+            ));
+        }
+    };
     let track_extra_parameters = match &raw.track_extra_parameters {
         None => defaults.track_extra_parameters.clone(),
         Some(names) => {
@@ -360,6 +387,8 @@ pub(super) fn pool_settings(
         server_check_query,
         mode: raw.pool_mode.unwrap_or(defaults.mode),
         max_prepared_statements,
+        max_client_prepared_statements,
+        max_client_prepared_bytes,
         track_extra_parameters,
         size,
         server_lifetime: positive_seconds(
@@ -740,7 +769,7 @@ tls = "disable"
         assert_eq!(p.reserve_pool_timeout, Duration::from_secs(5));
         assert_eq!(p.server_login_retry, Duration::from_secs(15));
         assert_eq!(p.client_idle_timeout, Duration::ZERO);
-        assert_eq!(p.idle_transaction_timeout, Duration::ZERO);
+        assert_eq!(p.idle_transaction_timeout, Duration::from_secs(600));
         assert_eq!(p.server_check_delay, Duration::from_secs(30));
         assert_eq!(p.server_check_query, "");
     }

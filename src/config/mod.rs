@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub allow_cleartext_without_tls: bool,
     /// Largest message a client or server may send after login, in bytes.
     pub max_message_size: usize,
+    /// Largest client message lakepool holds whole to inspect or rewrite (a named statement's
+    /// text); larger ones stream through uninspected, or are refused where they must be held.
+    pub max_held_message_size: usize,
     /// On SIGTERM, how long clients still in a session get before lakepool exits.
     pub shutdown_timeout: Duration,
     /// Log line format (`LAKEPOOL_LOG_FORMAT` overrides it).
@@ -178,8 +181,12 @@ pub struct PoolSettings {
     /// Transaction mode: named prepared statements each server connection keeps (LRU); 0 turns
     /// prepared-statement mapping off (statements pass through unchanged).
     pub max_prepared_statements: usize,
-    /// Transaction mode: parameters, besides the built-in list, whose `SET` values follow the
-    /// client from server to server (lowercase names).
+    /// Transaction mode with mapping: named prepared statements one client may have.
+    pub max_client_prepared_statements: usize,
+    /// Transaction mode with mapping: bytes of statement text one client's names may refer to.
+    pub max_client_prepared_bytes: usize,
+    /// Accepted for compatibility and shown by SHOW CONFIG; no longer needed, since every
+    /// parameter a client changes follows it (lowercase names).
     pub track_extra_parameters: Vec<String>,
     /// Most server connections to this database over all its users' pools (0 = unlimited).
     pub max_db_connections: usize,
@@ -200,7 +207,8 @@ pub struct PoolSettings {
     pub server_login_retry: Duration,
     /// A client holding no server and idle this long is closed (0 = off).
     pub client_idle_timeout: Duration,
-    /// A client idle inside a transaction this long is closed (0 = off).
+    /// A client holding a server without sending or reading (inside a transaction, half-way
+    /// through a message, in COPY, or not reading its results) this long is closed (0 = off).
     pub idle_transaction_timeout: Duration,
     /// Idle server connections unused for longer than this are checked before reuse (0 =
     /// check at every checkout).
@@ -220,6 +228,8 @@ impl Default for PoolSettings {
             server_connect_timeout: Duration::from_secs(15),
             server_reset_query: "DISCARD ALL".to_owned(),
             max_prepared_statements: 200,
+            max_client_prepared_statements: 10_000,
+            max_client_prepared_bytes: 16 << 20,
             track_extra_parameters: Vec::new(),
             max_db_connections: 0,
             max_user_connections: 0,
@@ -230,7 +240,7 @@ impl Default for PoolSettings {
             reserve_pool_timeout: Duration::from_secs(5),
             server_login_retry: Duration::from_secs(15),
             client_idle_timeout: Duration::ZERO,
-            idle_transaction_timeout: Duration::ZERO,
+            idle_transaction_timeout: Duration::from_secs(600),
             server_check_delay: Duration::from_secs(30),
             server_check_query: String::new(),
         }

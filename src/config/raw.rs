@@ -39,6 +39,7 @@ pub struct RawServer {
     pub handshake_timeout: Option<f64>,
     pub allow_cleartext_without_tls: Option<bool>,
     pub max_message_size: Option<u64>,
+    pub max_held_message_size: Option<u64>,
     pub shutdown_timeout: Option<f64>,
     pub log_format: Option<LogFormat>,
 }
@@ -65,6 +66,8 @@ pub struct RawPool {
     pub server_connect_timeout: Option<f64>,
     pub server_reset_query: Option<String>,
     pub max_prepared_statements: Option<usize>,
+    pub max_client_prepared_statements: Option<usize>,
+    pub max_client_prepared_bytes: Option<u64>,
     pub track_extra_parameters: Option<Vec<String>>,
     pub max_db_connections: Option<usize>,
     pub max_user_connections: Option<usize>,

@@ -92,6 +92,18 @@ pub struct CancelRegistry {
 impl CancelRegistry {
     /// Issues a fresh, unique key for a session connected to `upstream`.
     pub fn register(self: &Arc<Self>, upstream: Arc<Upstream>) -> Registration {
+        self.register_as(upstream, None)
+    }
+
+    /// Issues a key whose pid is `pid` (session mode shows the server's own pid, so
+    /// `pg_backend_pid()` and notification pids match what the client was told); the secret
+    /// stays lakepool's, so cancel routing is unchanged.
+    pub fn register_as(
+        self: &Arc<Self>,
+        upstream: Arc<Upstream>,
+        pid: Option<u32>,
+    ) -> Registration {
+        let pid = pid.filter(|&p| p != 0);
         let slot = Arc::new(CancelSlot {
             server: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
@@ -102,7 +114,7 @@ impl CancelRegistry {
         let mut map = self.map.lock();
         loop {
             // A pid of 0 is never valid; keep the high bit clear as PostgreSQL pids are positive.
-            let pid = rand::random::<u32>() & 0x7fff_ffff;
+            let pid = pid.unwrap_or_else(|| rand::random::<u32>() & 0x7fff_ffff);
             let secret = rand::random::<u32>();
             let key = (u64::from(pid) << 32) | u64::from(secret);
             if pid == 0 || map.contains_key(&key) {

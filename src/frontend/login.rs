@@ -10,8 +10,10 @@ use tokio::net::TcpStream;
 use super::auth::authenticate;
 use super::cancel::Registration;
 use super::handshake::{Startup, startup, tls_required};
+use super::txn::state::ClientSettings;
 use super::{Frontend, send_error_and_close};
 use crate::config::ClientTls;
+use crate::config::PoolMode;
 use crate::error::{ClientError, ClientFacing};
 use crate::net::Stream;
 use crate::pool::limits::ClientAdmission;
@@ -19,18 +21,8 @@ use crate::pool::registry::Database;
 use crate::pool::{Checkout, Pool};
 use crate::proto::sqlstate::SqlState;
 use crate::proto::write;
-use crate::upstream::params::{ParamMap, client_settings, sync_sql};
+use crate::upstream::params::{ParamMap, Spellings, client_settings, sync_plan};
 use crate::upstream::server::ControlError;
-
-/// Reported parameters a client can change, tracked for every client (as PgBouncer does).
-const TRACKED: [&str; 6] = [
-    "application_name",
-    "client_encoding",
-    "DateStyle",
-    "IntervalStyle",
-    "TimeZone",
-    "standard_conforming_strings",
-];
 
 /// A client that has logged in.
 #[derive(Debug)]
@@ -52,19 +44,22 @@ pub struct SessionInfo {
     pub database: String,
     /// The (database, user) pool.
     pub pool: Pool,
-    /// Settings the client asked for.
-    pub settings: ParamMap,
+    /// The client's session settings.
+    pub settings: ClientSettings,
     /// Cancel key registration.
     pub cancel: Registration,
     /// Counts the client for max_db_client_connections / max_user_client_connections.
     pub admission: ClientAdmission,
+    /// Session mode: the server the client keeps for its whole session, checked out at login
+    /// so that the backend pid it is told is the server's own.
+    pub server: Option<Checkout>,
 }
 
 /// A login that succeeded: a pooled session, or the admin console.
 #[derive(Debug)]
 pub enum Login {
     /// A client of a configured database.
-    Session(LoggedIn),
+    Session(Box<LoggedIn>),
     /// An admin user logged in to the virtual database `lakepool`.
     Console(ConsoleLogin),
 }
@@ -131,7 +126,7 @@ pub async fn login(fe: &Arc<Frontend>, tcp: TcpStream, admitted: bool) -> Result
         }
     };
     match greet(fe, &mut stream, authed).await {
-        Ok(session) => Ok(Login::Session(LoggedIn { stream, session })),
+        Ok(session) => Ok(Login::Session(Box::new(LoggedIn { stream, session }))),
         Err(err) => {
             send_error_and_close(&mut stream, &err).await;
             Err(LoginEnd::Failed(err))
@@ -230,8 +225,11 @@ async fn authenticate_login(
     }))
 }
 
-/// Gets what the greeting needs (a server in session mode, or the pool's cached parameters)
-/// and sends ParameterStatus, BackendKeyData and ReadyForQuery.
+/// Gets what the greeting needs and sends ParameterStatus, BackendKeyData and ReadyForQuery.
+/// Session mode checks out the client's server now: the client is told the server's own pid
+/// and parameter values. Transaction mode tells the pool's parameter values with the client's
+/// own settings in the server's spelling; it needs a server only to learn a spelling it has not
+/// seen (or when the pool never connected), so logging in rarely waits for a busy pool.
 async fn greet(
     fe: &Arc<Frontend>,
     stream: &mut Stream,
@@ -241,46 +239,37 @@ async fn greet(
         user,
         database,
         db,
-        mut settings,
+        settings,
         leftover,
     } = authed;
     let pool = fe.live().registry.pool(&db, &user);
     let admission = pool.admit_client().map_err(|e| e.to_client_error())?;
-    let cancel = fe.cancels.register(Arc::clone(&db.upstream));
-
-    // A server is needed only when the pool has never connected and so has no ParameterStatus
-    // values to replay. In both modes a client gets its server at its first request (session
-    // mode then keeps it), so logging in never waits for a busy pool.
-    let mut server = match pool.cached_params() {
-        Some(_) => None,
-        None => Some(pool.checkout().await.map_err(|e| e.to_client_error())?),
-    };
-    // Every client tracks the settable reported parameters, starting from the server defaults,
-    // so a server another client changed is put back for this one.
-    if let Some(defaults) = pool.cached_params() {
-        for name in TRACKED {
-            if settings.get(name).is_none()
-                && let Some(v) = defaults.get(name)
-            {
-                settings.set(name, v);
-            }
-        }
-    }
+    let mut settings = ClientSettings::new(settings);
     let mut greeting = BytesMut::with_capacity(512);
-    if let Some(s) = server.as_mut() {
-        sync_settings(s, &mut settings).await?;
+    let (server, pid) = if pool.settings().mode == PoolMode::Session {
+        let mut s = pool.checkout().await.map_err(|e| e.to_client_error())?;
+        sync_settings(&mut s, &mut settings, pool.spellings()).await?;
         let conn = s.conn_ref();
-        for (k, v) in conn.params.iter().take(conn.reported) {
+        for (k, v) in conn.params.iter() {
             write::parameter_status(&mut greeting, k, v);
         }
-    } else if let Some(cached) = pool.cached_params() {
-        for (k, v) in cached.iter() {
-            write::parameter_status(&mut greeting, k, settings.get(k).unwrap_or(v));
+        let pid = conn.key.0;
+        (Some(s), Some(pid))
+    } else {
+        if !spelled(&pool, &mut settings) {
+            let mut s = pool.checkout().await.map_err(|e| e.to_client_error())?;
+            sync_settings(&mut s, &mut settings, pool.spellings()).await?;
+            spelled(&pool, &mut settings);
+            s.release();
         }
-    }
-    if let Some(s) = server.take() {
-        s.release();
-    }
+        if let Some(cached) = pool.cached_params() {
+            for (k, v) in cached.iter() {
+                write::parameter_status(&mut greeting, k, settings.wanted.get(k).unwrap_or(v));
+            }
+        }
+        (None, None)
+    };
+    let cancel = fe.cancels.register_as(Arc::clone(&db.upstream), pid);
     let (pid, secret) = cancel.client_key;
     write::backend_key_data(&mut greeting, pid, secret);
     write::ready_for_query(&mut greeting, b'I');
@@ -300,22 +289,47 @@ async fn greet(
         settings,
         cancel,
         admission,
+        server,
     })
 }
 
-/// Applies the client's settings to `server` where they differ (one round trip, only when
-/// needed). Afterwards the client's settings match the server's: for reported parameters the
-/// server's canonical spelling is adopted, so the next check finds nothing to do.
+/// Puts the client's reported settings in the server's spelling where the pool knows it; false
+/// when a server must be asked (the pool never connected, or a value was never seen).
+fn spelled(pool: &Pool, settings: &mut ClientSettings) -> bool {
+    let Some(cached) = pool.cached_params() else {
+        return false;
+    };
+    let mut all = true;
+    let startup: Vec<(String, String)> = settings
+        .startup
+        .iter()
+        .filter(|(k, _)| cached.get(k).is_some())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    for (k, v) in startup {
+        match pool.spellings().get(&k, &v) {
+            Some(sp) => settings.normalized(&k, &sp),
+            None if cached.get(&k) == Some(v.as_str()) => pool.spellings().learn(&k, &v, &v),
+            None => all = false,
+        }
+    }
+    all
+}
+
+/// Brings `server`'s session-level settings in line with the client's (one round trip, only
+/// when they differ). The values the server stores become the client's (`utf-8` becomes
+/// `UTF8`), and the pool remembers the spelling for clients that log in later.
 pub async fn sync_settings(
     server: &mut Checkout,
-    settings: &mut ParamMap,
+    settings: &mut ClientSettings,
+    spellings: &Spellings,
 ) -> Result<(), ClientError> {
     let conn = server.conn();
-    let Some(sql) = sync_sql(settings, &conn.params, conn.reported) else {
+    let Some(plan) = sync_plan(&settings.wanted, &conn.session.settings, &conn.params) else {
         return Ok(());
     };
-    match conn.run_control_query(&sql).await {
-        Ok(_) => {}
+    let rows = match conn.control_query_rows(&plan.sql).await {
+        Ok(rows) => rows,
         Err(ControlError::Server(fields, _)) => {
             let code = SqlState::parse(&fields.code).unwrap_or(SqlState::INVALID_PARAMETER_VALUE);
             return Err(ClientError::fatal(code, fields.message));
@@ -326,24 +340,18 @@ pub async fn sync_settings(
                 format!("server connection failed: {e}"),
             ));
         }
-    }
-    // Settings an earlier client applied and this one did not want were RESET.
-    conn.params
-        .retain_from(conn.reported, |name| settings.get(name).is_some());
-    let names: Vec<(String, String)> = settings
-        .iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    for (k, v) in names {
-        let reported = conn
-            .params
-            .iter()
-            .take(conn.reported)
-            .find(|(n, _)| n.eq_ignore_ascii_case(&k))
-            .map(|(_, v)| v.to_owned());
-        match reported {
-            Some(server_value) => settings.set(&k, &server_value),
-            None => conn.params.set(&k, &v),
+    };
+    conn.session.settings = settings.wanted.clone();
+    for (names, row) in plan.rows.iter().zip(rows) {
+        for (name, value) in names.iter().zip(row) {
+            let Some(value) = value else { continue };
+            if let Some(raw) = settings.startup.get(name)
+                && raw != value
+            {
+                spellings.learn(name, raw, &value);
+            }
+            settings.normalized(name, &value);
+            conn.session.settings.set(name, &value);
         }
     }
     Ok(())

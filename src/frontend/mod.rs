@@ -7,11 +7,11 @@ pub mod clients;
 pub mod handshake;
 pub mod listener;
 pub mod login;
+pub mod pipe;
 pub mod pump;
-pub mod replies;
-pub mod rewrite;
 pub mod session;
-pub mod settings;
+pub mod tracker;
+pub mod txn;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,26 +2,28 @@
 //! gives the server back (at each transaction end in transaction mode, at disconnect in
 //! session mode), plus the clean-up of servers a client left in an unknown state.
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::clients::{ClientHandle, ClientState};
 use super::login::{LoggedIn, Login, LoginEnd, SessionInfo, login, sync_settings};
-use super::pump::{Flow, IdleLimits, Mapping, Pump, PumpEnd, Tracker};
-use super::replies::ReplyQueue;
-use super::rewrite::{ClientSide, ServerSide};
-use super::settings::follow_settings;
+use super::pipe::Pipe;
+use super::pump::{Core, IdleLimits, Pump, PumpEnd, TxnPart, Wait};
+use super::tracker::Tracker;
+use super::txn::client::request_ready;
+use super::txn::replies::ReplyQueue;
+use super::txn::state::follow_changes;
+use super::txn::{Attached, TxnClient, TxnLimits};
 use super::{ClientCount, Frontend, send_error_and_close};
 use crate::config::PoolMode;
 use crate::error::{ClientError, ClientFacing};
-use crate::net::{Stream, buffer};
+use crate::net::Stream;
 use crate::pool::Checkout;
-use crate::proto::sqlstate::SqlState;
 
 /// Longest lakepool spends rolling back or resetting a server a client left behind.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,15 +62,51 @@ pub async fn serve_client(fe: Arc<Frontend>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    let LoggedIn { stream, session } = logged;
+    let LoggedIn { stream, session } = *logged;
     tracing::info!(client = %peer, user = %session.user, database = %session.database,
         tls = stream.is_tls(), "client logged in");
     let (user, database) = (session.user.clone(), session.database.clone());
     let client = fe
         .sessions
         .register(&user, &database, peer, stream.is_tls());
-    let end = Session::new(&fe, stream, session, client).run().await;
-    tracing::info!(client = %peer, user = %user, database = %database, reason = %end, "client disconnected");
+    let end = Box::pin(Session::new(&fe, stream, session, client).run()).await;
+    tracing::info!(client = %peer, user = %user, database = %database, reason = %end,
+        "client disconnected");
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// The forwarding run ended.
+    Pump(PumpEnd),
+    /// The client sent Terminate while it held no server.
+    Terminated,
+    /// The client closed its socket while it held no server.
+    Closed,
+    /// The client socket failed while it held no server.
+    Io(std::io::Error),
+    /// lakepool told the client why it ends the session (the error's message).
+    Told(ClientError),
+}
+
+impl std::fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionEnd::Pump(e) => e.fmt(f),
+            SessionEnd::Terminated => f.write_str("client terminated"),
+            SessionEnd::Closed => f.write_str("client closed the connection"),
+            SessionEnd::Io(e) => write!(f, "client I/O error: {e}"),
+            SessionEnd::Told(e) => write!(f, "{} ({})", e.message, e.code),
+        }
+    }
+}
+
+/// Transaction-mode state of a session, boxed: session-mode clients do not pay for it.
+#[derive(Debug)]
+struct TxnSession {
+    client: TxnClient,
+    queue: ReplyQueue,
+    limits: TxnLimits,
 }
 
 /// One logged-in client.
@@ -76,118 +114,78 @@ struct Session<'a> {
     fe: &'a Frontend,
     client: Stream,
     info: SessionInfo,
-    up: Flow,
+    up: Pipe,
     tracker: Tracker,
-    /// Transaction mode with prepared-statement mapping on.
-    mapped: Option<Box<Mapped>>,
+    limits: IdleLimits,
+    txn: Option<Box<TxnSession>>,
     /// This client's entry in the client list (state for SHOW CLIENTS / POOLS).
     entry: ClientHandle,
-}
-
-/// Message-level state of a transaction-mode client whose statements are mapped. Boxed in the
-/// session: only such clients pay for it.
-#[derive(Debug, Default)]
-struct Mapped {
-    client: ClientSide,
-    queue: ReplyQueue,
-    server: ServerSide,
 }
 
 impl<'a> Session<'a> {
     fn new(fe: &'a Frontend, client: Stream, mut info: SessionInfo, entry: ClientHandle) -> Self {
         let leftover = std::mem::take(&mut info.leftover);
-        let mut tracker = Tracker::new(fe.server.max_message_size);
-        tracker.stats = Some(std::sync::Arc::clone(info.pool.stats()));
-        let mut up = Flow::default();
-        let settings = info.pool.settings();
-        if settings.mode == PoolMode::Transaction && settings.max_prepared_statements > 0 {
-            let mut mapped = Box::<Mapped>::default();
-            if !leftover.is_empty() {
-                // Handled message by message once a server is attached.
-                mapped.client.inbuf = buffer::take();
-                mapped.client.inbuf.extend_from_slice(&leftover);
-            }
-            return Self {
-                fe,
-                client,
-                info,
-                up,
-                tracker,
-                mapped: Some(mapped),
-                entry,
-            };
-        }
-        // Bytes that arrived right behind the login are the first request: count them (a
-        // Terminate among them is cut off like any other; a framing error surfaces when the
-        // pump scans the client again, as an 08P01).
-        if !leftover.is_empty() {
-            let keep = match tracker.scan_client(&leftover) {
-                Ok((keep, _)) => keep,
-                Err(_) => leftover.len(),
-            };
-            let mut buf = buffer::take();
-            buf.extend_from_slice(&leftover[..keep]);
-            up = Flow::with(buf);
-        }
+        let mut tracker = Tracker::default();
+        tracker.stats = Some(Arc::clone(info.pool.stats()));
+        let s = info.pool.settings();
+        let limits = IdleLimits::new(s.idle_transaction_timeout, s.client_idle_timeout);
+        let txn = (s.mode == PoolMode::Transaction).then(|| {
+            Box::new(TxnSession {
+                client: TxnClient::default(),
+                queue: ReplyQueue::default(),
+                limits: TxnLimits {
+                    cache_cap: s.max_prepared_statements,
+                    max_statements: s.max_client_prepared_statements,
+                    max_statement_bytes: s.max_client_prepared_bytes,
+                    hold_limit: fe.server.max_held_message_size,
+                    max_message: fe.server.max_message_size,
+                },
+            })
+        });
         Self {
             fe,
             client,
+            up: Pipe::with_input(&leftover),
             info,
-            up,
             tracker,
-            mapped: None,
+            limits,
+            txn,
             entry,
         }
     }
 
-    async fn run(mut self) -> String {
-        let end = self.serve().await;
-        if self.up.buf.capacity() > 0 {
-            buffer::give(std::mem::take(&mut self.up.buf));
+    async fn run(mut self) -> SessionEnd {
+        match self.info.server.take() {
+            Some(server) => self.serve_session(server).await,
+            None => self.serve_transactions().await,
         }
-        if let Some(m) = self.mapped.as_mut()
-            && m.client.inbuf.capacity() > 0
-        {
-            buffer::give(std::mem::take(&mut m.client.inbuf));
-        }
-        end
     }
 
-    /// The session loop. A client gets a server at its first request; transaction mode gives
-    /// it back at every idle point, session mode keeps it until the client leaves.
-    async fn serve(&mut self) -> String {
-        let release_when_idle = self.info.pool.settings().mode == PoolMode::Transaction;
+    /// Session mode: the server checked out at login serves the client until it leaves.
+    async fn serve_session(&mut self, mut server: Checkout) -> SessionEnd {
+        self.entry.set(ClientState::Active);
+        let conn = server.conn_ref();
+        self.info.cancel.slot.attach(conn.key, &conn.host);
+        let end = self.forward(&mut server).await;
+        self.info.cancel.slot.detach().await;
+        if matches!(end, PumpEnd::Idle) {
+            // Session mode stops at an idle point only when lakepool shuts down: the server
+            // is reset off the client's path, the client told why it goes.
+            tokio::spawn(cleanup(server, self.left_state(), self.reset_query()));
+            return self.tell(ClientError::shutting_down()).await;
+        }
+        Box::pin(self.finish(server, end)).await
+    }
+
+    /// Transaction mode: a server for each request, back to the pool at each idle point.
+    async fn serve_transactions(&mut self) -> SessionEnd {
         loop {
-            if self.no_input()
-                && let Err(reason) = self.wait_for_request().await
-            {
-                return reason;
-            }
-            let terminated = match &self.mapped {
-                Some(m) => m.client.terminates_next(),
-                None => self.tracker.terminated && self.up.buf.is_empty(),
-            };
-            if terminated {
-                return "client terminated".to_owned();
-            }
-            if let Some(m) = self.mapped.as_mut()
-                && let Some(reply) = m.client.answer_without_server(self.info.pool.statements())
-            {
-                let sent = async {
-                    self.client.write_all(&reply).await?;
-                    self.client.flush().await
-                };
-                if let Err(e) = sent.await {
-                    return format!("client I/O error: {e}");
-                }
-                continue;
+            if let Err(end) = self.next_request().await {
+                return end;
             }
             self.entry.set(ClientState::Waiting);
             let mut server = match self.checkout().await {
-                Ok(s) => {
-                    self.entry.set(ClientState::Active);
-                    s
-                }
+                Ok(s) => s,
                 Err(e) => {
                     self.info
                         .pool
@@ -195,128 +193,135 @@ impl<'a> Session<'a> {
                         .record_error(e.code.as_str().as_bytes());
                     tracing::warn!(user = %self.info.user, database = %self.info.database,
                         code = %e.code, error = %e.message, "no server connection for client");
-                    Box::pin(send_error_and_close(&mut self.client, &e)).await;
-                    return format!("error: {}", e.message);
+                    return self.tell(e).await;
                 }
             };
+            self.entry.set(ClientState::Active);
             let conn = server.conn_ref();
             self.info.cancel.slot.attach(conn.key, &conn.host);
-            let end = self.forward(&mut server, release_when_idle).await;
+            let end = self.forward(&mut server).await;
             self.info.cancel.slot.detach().await;
-            if matches!(end, PumpEnd::Idle) && !release_when_idle {
-                // Session mode stops at an idle point only when lakepool shuts down: the
-                // server is reset off the client's path, the client told why it goes.
-                let reset = Some(self.info.pool.settings().server_reset_query.clone());
-                tokio::spawn(cleanup(server, self.left_state(), reset));
-                return Box::pin(self.shutting_down()).await;
+            if !matches!(end, PumpEnd::Idle) {
+                return Box::pin(self.finish(server, end)).await;
             }
-            if matches!(end, PumpEnd::Idle) {
-                if let Some(m) = self.mapped.as_mut()
-                    && (!m.client.touched.is_empty() || m.client.touched_all)
-                {
-                    let extra = &self.info.pool.settings().track_extra_parameters;
-                    let conn = server.conn();
-                    if let Err(e) = Box::pin(follow_settings(
-                        conn,
-                        &mut m.client,
-                        &mut self.info.settings,
-                        extra,
-                    ))
-                    .await
-                    {
-                        tracing::debug!(error = %e, "reading back session settings failed; closing the server");
-                        server.close();
-                        continue;
-                    }
-                }
+            if !self.follow_up(&mut server).await {
+                server.close();
+            } else {
                 server.release();
-                self.entry.set(ClientState::Idle);
-                if self.client.can_wait_without_buffer() && self.up.buf.is_empty() {
-                    // Idle clients hold no buffer.
-                    buffer::give(std::mem::take(&mut self.up.buf));
-                    if let Some(m) = self.mapped.as_mut()
-                        && m.client.inbuf.is_empty()
-                    {
-                        buffer::give(std::mem::take(&mut m.client.inbuf));
+            }
+            self.entry.set(ClientState::Idle);
+            if self.client.can_wait_without_buffer() {
+                // Idle clients hold no buffer.
+                self.up.release_buffers();
+            }
+        }
+    }
+
+    /// After a transaction: what the client changed in the session is read back and what
+    /// cannot follow it undone. False when the server's state is unknown (it must be closed).
+    async fn follow_up(&mut self, server: &mut Checkout) -> bool {
+        let Some(t) = self.txn.as_mut() else {
+            return true;
+        };
+        t.client.detached();
+        if !t.client.needs_follow_up() {
+            return true;
+        }
+        let conn = server.conn();
+        match Box::pin(follow_changes(
+            conn,
+            &mut t.client.changes,
+            &mut self.info.settings,
+        ))
+        .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading back session settings failed; closing the server");
+                false
+            }
+        }
+    }
+
+    /// Transaction mode, no server held: waits until the client's next request is ready to
+    /// go (a whole message, or one that must stream), answering what needs no server. A client
+    /// that stops half-way through a message never gets a server, and is cut off after
+    /// `idle_transaction_timeout`; an idle one after `client_idle_timeout`.
+    async fn next_request(&mut self) -> Result<(), SessionEnd> {
+        let Some(t) = self.txn.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            match request_ready(&mut self.up, &t.limits) {
+                Ok(true) => {
+                    if self.up.unread().first() == Some(&b'X') {
+                        return Err(SessionEnd::Terminated);
                     }
+                    let registry = self.info.pool.statements();
+                    let Some(reply) =
+                        t.client
+                            .answer_without_server(&mut self.up, &t.limits, registry)
+                    else {
+                        return Ok(());
+                    };
+                    let sent = async {
+                        self.client.write_all(&reply).await?;
+                        self.client.flush().await
+                    };
+                    if let Err(e) = sent.await {
+                        return Err(SessionEnd::Io(e));
+                    }
+                    self.limits.progress();
+                    continue;
                 }
-                continue;
+                Ok(false) => {}
+                Err(e) => {
+                    let err = ClientError::protocol_violation(e.to_string());
+                    send_error_and_close(&mut self.client, &err).await;
+                    return Err(SessionEnd::Told(err));
+                }
             }
-            return Box::pin(self.finish(server, end)).await;
-        }
-    }
-
-    /// Nothing the client sent is waiting to be handled.
-    fn no_input(&self) -> bool {
-        match &self.mapped {
-            Some(m) => m.client.inbuf.is_empty(),
-            None => self.up.buf.is_empty(),
-        }
-    }
-
-    /// Waits for the client to send something while no server is attached, then reads it.
-    async fn wait_for_request(&mut self) -> Result<(), String> {
-        let shutdown = self.fe.shutdown.clone();
-        let idle = idle_limit(self.info.pool.settings().client_idle_timeout);
-        tokio::pin!(idle);
-        if self.client.can_wait_without_buffer() {
-            tokio::select! {
-                r = self.client.readable() => r.map_err(|e| format!("client I/O error: {e}"))?,
-                () = shutdown.cancelled() => return Err(Box::pin(self.shutting_down()).await),
-                () = &mut idle => return Err(Box::pin(self.idle_timed_out()).await),
+            let wait = if self.up.is_empty() {
+                Wait::Idle
+            } else {
+                Wait::Stalled
+            };
+            let shutdown = self.fe.shutdown.clone();
+            if wait == Wait::Idle && self.client.can_wait_without_buffer() {
+                // Readiness first, so an idle client holds no buffer.
+                tokio::select! {
+                    r = self.client.readable() => r.map_err(SessionEnd::Io)?,
+                    () = shutdown.cancelled() => return Err(self.tell(ClientError::shutting_down()).await),
+                    () = self.limits.expired(wait) => return Err(self.tell(ClientError::client_idle_timeout()).await),
+                }
             }
-        }
-        if let Some(m) = self.mapped.as_mut() {
-            // Mapped clients' messages are handled once a server is attached.
-            if m.client.inbuf.capacity() == 0 {
-                m.client.inbuf = buffer::take();
-            }
+            let (up, client, limits) = (&mut self.up, &mut self.client, &mut self.limits);
             let n = tokio::select! {
-                r = self.client.read_buf(&mut m.client.inbuf) => r.map_err(|e| format!("client I/O error: {e}"))?,
-                () = shutdown.cancelled() => return Err(Box::pin(self.shutting_down()).await),
+                r = poll_fn(|cx| up.poll_fill(cx, client)) => r.map_err(SessionEnd::Io)?,
+                () = shutdown.cancelled() => return Err(self.tell(ClientError::shutting_down()).await),
+                () = limits.expired(wait) => {
+                    let err = match wait {
+                        Wait::Idle => ClientError::client_idle_timeout(),
+                        _ => ClientError::idle_transaction_timeout(),
+                    };
+                    return Err(self.tell(err).await);
+                }
             };
             if n == 0 {
-                return Err("client closed the connection".to_owned());
+                return Err(SessionEnd::Closed);
             }
-            return Ok(());
-        }
-        if self.up.buf.capacity() == 0 {
-            self.up.buf = buffer::take();
-        }
-        let n = tokio::select! {
-            r = self.client.read_buf(&mut self.up.buf) => r.map_err(|e| format!("client I/O error: {e}"))?,
-            () = shutdown.cancelled() => return Err(Box::pin(self.shutting_down()).await),
-            () = &mut idle => return Err(Box::pin(self.idle_timed_out()).await),
-        };
-        if n == 0 {
-            return Err("client closed the connection".to_owned());
-        }
-        match self.tracker.scan_client(&self.up.buf) {
-            Ok((keep, _)) => {
-                self.up.buf.truncate(keep);
-                Ok(())
-            }
-            Err(e) => {
-                let err = ClientError::fatal(SqlState::PROTOCOL_VIOLATION, e.to_string());
-                Box::pin(send_error_and_close(&mut self.client, &err)).await;
-                Err(format!("protocol violation: {e}"))
+            self.limits.progress();
+            if let Some(s) = &self.tracker.stats {
+                s.received
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
 
-    async fn shutting_down(&mut self) -> String {
-        let err = ClientError::fatal(SqlState::ADMIN_SHUTDOWN, "lakepool is shutting down");
+    /// Sends `err` to the client and closes its connection.
+    async fn tell(&mut self, err: ClientError) -> SessionEnd {
         Box::pin(send_error_and_close(&mut self.client, &err)).await;
-        "shutdown".to_owned()
-    }
-
-    async fn idle_timed_out(&mut self) -> String {
-        let err = ClientError::fatal(
-            SqlState::IDLE_SESSION_TIMEOUT,
-            "client_idle_timeout: closing idle client connection",
-        );
-        Box::pin(send_error_and_close(&mut self.client, &err)).await;
-        "client_idle_timeout".to_owned()
+        SessionEnd::Told(err)
     }
 
     /// Gets a server and brings its session settings in line with the client's.
@@ -340,169 +345,126 @@ impl<'a> Session<'a> {
             .await
             .map_err(|e| e.to_client_error())?;
         // Boxed: settings rarely differ, and the exchange's state is large.
-        Box::pin(sync_settings(&mut server, &mut self.info.settings)).await?;
+        Box::pin(sync_settings(
+            &mut server,
+            &mut self.info.settings,
+            self.info.pool.spellings(),
+        ))
+        .await?;
         Ok(server)
     }
 
-    async fn forward(&mut self, server: &mut Checkout, release_when_idle: bool) -> PumpEnd {
-        if self.up.buf.capacity() == 0 {
-            self.up.buf = buffer::take();
-        }
-        let limits = self.idle_limits();
+    /// Runs the data path with `server` until the pump stops.
+    async fn forward(&mut self, server: &mut Checkout) -> PumpEnd {
         let registry = self.info.pool.statements();
-        let cap = self.info.pool.settings().max_prepared_statements;
-        let extra_tracked = &self.info.pool.settings().track_extra_parameters;
         let conn = server.conn();
-        // Mapped clients read server bytes into the connection's buffer and pass them on
-        // through a second one; the others forward from the connection's buffer directly.
-        let mapped = self.mapped.is_some();
-        let mut rx = if mapped {
-            std::mem::take(&mut conn.buf)
-        } else {
-            BytesMut::new()
-        };
-        let mut down = Flow::with(if mapped {
-            buffer::take()
-        } else {
-            std::mem::take(&mut conn.buf)
+        let mut down = Pipe::over(std::mem::take(&mut conn.buf));
+        let txn = self.txn.as_mut().map(|t| TxnPart {
+            client: &mut t.client,
+            at: Attached {
+                queue: &mut t.queue,
+                cache: &mut conn.prepared,
+                registry,
+                limits: &t.limits,
+            },
         });
-        let end = Pump {
-            client: &mut self.client,
-            server: &mut conn.stream,
+        let core = Core {
             up: &mut self.up,
             down: &mut down,
             tracker: &mut self.tracker,
-            client_params: &mut self.info.settings,
             server_params: &mut conn.params,
-            release_when_idle,
-            limits,
-            mapping: self.mapped.as_mut().map(|m| Mapping {
-                client: &mut m.client,
-                server: &mut m.server,
-                queue: &mut m.queue,
-                cache: &mut conn.prepared,
-                registry,
-                cap,
-                extra_tracked,
-                rx: &mut rx,
-            }),
-        }
-        .run_until_shutdown(&self.fe.shutdown)
-        .await;
-        let owed = self
-            .mapped
-            .as_ref()
-            .is_some_and(|m| !rx.is_empty() || !m.queue.is_empty() || !m.server.at_boundary());
-        if !down.is_drained() || owed {
-            // Server bytes this client never received (it left or failed mid-write), or
-            // requests still owed: the server's state is unknown and it must not serve anyone
-            // else, so it counts as dirty and will be closed.
+            release_when_idle: txn.is_some(),
+            txn,
+            limits: &mut self.limits,
+            max_message: self.fe.server.max_message_size,
+            terminated: false,
+        };
+        let end = Pump::new(&mut self.client, &mut conn.stream, core)
+            .run_until_shutdown(&self.fe.shutdown)
+            .await;
+        if !down.is_empty() {
+            // Server bytes this client never received (it left or failed mid-write): the
+            // server's state is unknown and it must not serve anyone else.
             self.tracker.undelivered = true;
-            down.buf.clear();
-            rx.clear();
         }
-        if let Some(m) = self.mapped.as_mut() {
-            if !matches!(end, PumpEnd::Idle) {
-                m.queue = ReplyQueue::default();
-                m.server = ServerSide::default();
-            }
-            down.buf.clear();
-            buffer::give(down.buf);
-            conn.buf = rx;
-        } else {
-            conn.buf = down.buf;
+        let queue_owed = self.txn.as_ref().is_some_and(|t| !t.queue.is_empty());
+        if queue_owed {
+            self.tracker.undelivered = true;
         }
+        if !matches!(end, PumpEnd::Idle)
+            && let Some(t) = self.txn.as_mut()
+        {
+            t.queue = ReplyQueue::default();
+        }
+        let mut buf = down.into_buffer();
+        buf.clear();
+        conn.buf = buf;
         end
     }
 
     /// What this client leaves its server in.
     fn left_state(&self) -> LeftState {
-        let mut left = LeftState::of(&self.tracker);
-        left.settings_unknown = self
-            .mapped
-            .as_ref()
-            .is_some_and(|m| !m.client.touched.is_empty() || m.client.touched_all);
-        left
+        let t = &self.tracker;
+        LeftState {
+            quiescent: t.pending == 0
+                && !t.unsynced
+                && !t.undelivered
+                && !t.copy_in
+                && !self.up.is_streaming(),
+            status: t.status,
+            // A ROLLBACK does not undo a committed SET: changes not read back close the server.
+            settings_unknown: self
+                .txn
+                .as_ref()
+                .is_some_and(|t| t.client.needs_follow_up()),
+        }
     }
 
-    /// Idle limits for the pump, from the pool settings.
-    fn idle_limits(&self) -> IdleLimits {
+    /// The reset a session-mode server gets before its next client.
+    fn reset_query(&self) -> Option<String> {
         let s = self.info.pool.settings();
-        // Transaction mode releases the server between transactions: an idle client is then
-        // timed by wait_for_request, not here.
-        let between = match s.mode {
-            PoolMode::Session => s.client_idle_timeout,
-            PoolMode::Transaction => std::time::Duration::ZERO,
-        };
-        IdleLimits::new(s.idle_transaction_timeout, between)
+        (s.mode == PoolMode::Session).then(|| s.server_reset_query.clone())
     }
 
     /// Ends the session: tells the client why when it is still there, and cleans the server up
     /// off the client's path.
-    async fn finish(&mut self, server: Checkout, end: PumpEnd) -> String {
-        let reason = match &end {
-            PumpEnd::Idle => "idle".to_owned(),
-            PumpEnd::ClientTerminated => "client terminated".to_owned(),
-            PumpEnd::ClientClosed => "client closed the connection".to_owned(),
-            PumpEnd::ClientIo(e) => format!("client I/O error: {e}"),
-            PumpEnd::ClientProtocol(e) => format!("protocol violation: {e}"),
-            PumpEnd::ServerClosed => "server closed the connection".to_owned(),
-            PumpEnd::ServerIo(e) => format!("server I/O error: {e}"),
-            PumpEnd::ServerProtocol(e) => format!("server protocol error: {e}"),
-            PumpEnd::IdleInTransaction => "idle_transaction_timeout".to_owned(),
-            PumpEnd::ClientIdle => "client_idle_timeout".to_owned(),
-        };
+    async fn finish(&mut self, server: Checkout, end: PumpEnd) -> SessionEnd {
         match end {
             PumpEnd::IdleInTransaction | PumpEnd::ClientIdle => {
                 let err = match end {
-                    PumpEnd::IdleInTransaction => ClientError::fatal(
-                        SqlState::IDLE_IN_TRANSACTION_TIMEOUT,
-                        "idle_transaction_timeout: closing client connection idle in transaction",
-                    ),
-                    _ => ClientError::fatal(
-                        SqlState::IDLE_SESSION_TIMEOUT,
-                        "client_idle_timeout: closing idle client connection",
-                    ),
+                    PumpEnd::IdleInTransaction => ClientError::idle_transaction_timeout(),
+                    _ => ClientError::client_idle_timeout(),
                 };
                 Box::pin(send_error_and_close(&mut self.client, &err)).await;
                 // Not a broken server: roll back the open transaction and reuse it.
-                let reset = (self.info.pool.settings().mode == PoolMode::Session)
-                    .then(|| self.info.pool.settings().server_reset_query.clone());
-                tokio::spawn(cleanup(server, self.left_state(), reset));
+                tokio::spawn(cleanup(server, self.left_state(), self.reset_query()));
             }
-            PumpEnd::ClientProtocol(e) => {
-                let err = ClientError::fatal(SqlState::PROTOCOL_VIOLATION, e.to_string());
+            PumpEnd::ClientProtocol(ref e) => {
+                let err = ClientError::protocol_violation(e.to_string());
                 Box::pin(send_error_and_close(&mut self.client, &err)).await;
                 server.close();
             }
             PumpEnd::ServerClosed | PumpEnd::ServerIo(_) | PumpEnd::ServerProtocol(_) => {
-                let err = ClientError::fatal(
-                    SqlState::CONNECTION_FAILURE,
-                    "server connection lost: the server closed the connection unexpectedly",
-                );
-                Box::pin(send_error_and_close(&mut self.client, &err)).await;
+                if self.tracker.server_fatal {
+                    // The client has the server's own reason (57P01 and friends): nothing
+                    // made up after it, just the close, as from a direct connection.
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(2), self.client.shutdown()).await;
+                } else {
+                    let err = ClientError::server_connection_lost();
+                    Box::pin(send_error_and_close(&mut self.client, &err)).await;
+                }
                 drop(server);
             }
             PumpEnd::Idle
             | PumpEnd::ClientTerminated
             | PumpEnd::ClientClosed
             | PumpEnd::ClientIo(_) => {
-                let reset = (self.info.pool.settings().mode == PoolMode::Session)
-                    .then(|| self.info.pool.settings().server_reset_query.clone());
-                let state = self.left_state();
-                tokio::spawn(cleanup(server, state, reset));
+                tokio::spawn(cleanup(server, self.left_state(), self.reset_query()));
             }
         }
-        reason
+        SessionEnd::Pump(end)
     }
-}
-
-/// Completes after `limit` (client_idle_timeout); never when it is zero (off).
-async fn idle_limit(limit: Duration) {
-    if limit.is_zero() {
-        std::future::pending::<()>().await;
-    }
-    tokio::time::sleep(limit).await;
 }
 
 /// What a departing client left the server in.
@@ -512,25 +474,8 @@ struct LeftState {
     quiescent: bool,
     /// Last transaction status.
     status: u8,
-    /// The client changed session parameters that were not read back yet (transaction
-    /// mode): a ROLLBACK does not undo a committed SET, so the server must be closed.
+    /// The client changed session state that was not read back yet (transaction mode).
     settings_unknown: bool,
-}
-
-impl LeftState {
-    fn of(t: &Tracker) -> Self {
-        Self {
-            quiescent: t.pending == 0
-                && !t.unsynced
-                && !t.partial_terminate
-                && !t.undelivered
-                && !t.copy_in
-                && t.client_scan.at_boundary()
-                && t.server_scan.at_boundary(),
-            status: t.status,
-            settings_unknown: false,
-        }
-    }
 }
 
 /// Makes a server a client left behind reusable, or closes it: a server with requests in
@@ -550,7 +495,21 @@ async fn cleanup(mut server: Checkout, left: LeftState, reset: Option<String>) {
             if conn.run_control_query(&q).await.ok() != Some(b'I') {
                 return false;
             }
-            conn.forget_unreported();
+            if q.trim().eq_ignore_ascii_case("DISCARD ALL") {
+                conn.forget_session();
+                conn.prepared.clear();
+            } else {
+                // Another reset query: what is set now is not known; ask.
+                let mut changes = super::txn::state::Changes::default();
+                changes.all = true;
+                let mut settings = super::txn::state::ClientSettings::default();
+                if follow_changes(conn, &mut changes, &mut settings)
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
         }
         true
     };
@@ -560,16 +519,10 @@ async fn cleanup(mut server: Checkout, left: LeftState, reset: Option<String>) {
     }
 }
 
-impl std::fmt::Display for PumpEnd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self:?}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    /// Every idle client costs one task holding this future: keep it small (the idle-memory
-    /// budget is 8 KiB per client, and PgBouncer holds about 1 KiB).
+    /// Every idle client costs one task holding this future: keep it small (PgBouncer holds
+    /// about 1 KiB per client).
     #[test]
     fn session_future_stays_small() {
         fn size<F: std::future::Future>(_: &F) -> usize {

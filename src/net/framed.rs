@@ -3,6 +3,8 @@
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::proto::frame::{HEADER_LEN, parse_header};
+
 /// Reading a framed message failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -12,22 +14,14 @@ pub enum FrameError {
     /// The peer closed the connection.
     #[error("connection closed by peer")]
     Eof,
-    /// The declared length is below the protocol minimum.
-    #[error("invalid message length {0}")]
-    BadLength(u32),
-    /// The declared length is over the limit for this phase.
-    #[error("message of {len} bytes is over the limit of {max} bytes for this phase")]
-    TooLarge {
-        /// Declared length.
-        len: u32,
-        /// Allowed maximum.
-        max: usize,
-    },
+    /// The peer's length field cannot be honoured in this phase.
+    #[error(transparent)]
+    Framing(#[from] crate::proto::frame::FrameError),
 }
 
-/// Reads one tagged message (`tag`, `len`, body) from `stream`, using `buf` for read-ahead:
-/// bytes after the message stay in `buf` for the next call. The length is checked against
-/// `max` before any memory is reserved for the body.
+/// Reads one tagged message (`tag`, body) from `stream`, using `buf` for read-ahead: bytes after
+/// the message stay in `buf` for the next call. The length is checked against `max` before any
+/// memory is reserved for the body.
 ///
 /// # Cancel safety
 /// Cancel safe: partial data stays in `buf`.
@@ -37,24 +31,13 @@ pub async fn read_message<S: AsyncRead + Unpin>(
     max: usize,
 ) -> Result<(u8, BytesMut), FrameError> {
     loop {
-        if let Some(header) = buf.first_chunk::<5>() {
-            let tag = header[0];
-            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
-            if len < 4 {
-                return Err(FrameError::BadLength(len));
+        match parse_header(buf, max)? {
+            Some(h) if buf.len() >= h.total() => {
+                buf.advance(HEADER_LEN);
+                return Ok((h.tag, buf.split_to(h.body_len)));
             }
-            let body_len = (len - 4) as usize;
-            if body_len > max {
-                return Err(FrameError::TooLarge { len, max });
-            }
-            if buf.len() >= 5 + body_len {
-                buf.advance(5);
-                let body = buf.split_to(body_len);
-                return Ok((tag, body));
-            }
-            buf.reserve(5 + body_len - buf.len());
-        } else {
-            buf.reserve(512);
+            Some(h) => buf.reserve(h.total() - buf.len()),
+            None => buf.reserve(512),
         }
         if stream.read_buf(buf).await? == 0 {
             return Err(FrameError::Eof);
@@ -87,13 +70,17 @@ mod tests {
         let mut buf = BytesMut::new();
         assert!(matches!(
             read_message(&mut src, &mut buf, 1000).await,
-            Err(FrameError::TooLarge { .. })
+            Err(FrameError::Framing(
+                crate::proto::frame::FrameError::TooLarge { .. }
+            ))
         ));
         let mut src: &[u8] = b"p\0\0\0\x01";
         let mut buf = BytesMut::new();
         assert!(matches!(
             read_message(&mut src, &mut buf, 1000).await,
-            Err(FrameError::BadLength(1))
+            Err(FrameError::Framing(
+                crate::proto::frame::FrameError::BadLength { len: 1, .. }
+            ))
         ));
     }
 }

@@ -163,6 +163,8 @@ struct Shared {
     params: ArcSwapOption<ParamMap>,
     /// Named statements clients of this pool prepared (transaction mode).
     statements: statements::StatementRegistry,
+    /// How the pool's servers spell the values clients give at startup.
+    spellings: crate::upstream::params::Spellings,
     /// A reload replaced this pool: connections close as they are released.
     retired: std::sync::atomic::AtomicBool,
     /// Server and client counts of this pool's database and user.
@@ -297,6 +299,7 @@ impl Pool {
                 ids,
                 params: ArcSwapOption::empty(),
                 statements: statements::StatementRegistry::default(),
+                spellings: Default::default(),
                 retired: std::sync::atomic::AtomicBool::new(false),
                 counters,
                 stats: Arc::default(),
@@ -326,6 +329,11 @@ impl Pool {
     /// Named statements prepared by this pool's clients.
     pub fn statements(&self) -> &statements::StatementRegistry {
         &self.shared.statements
+    }
+
+    /// How this pool's servers spell the values clients give at startup.
+    pub fn spellings(&self) -> &crate::upstream::params::Spellings {
+        &self.shared.spellings
     }
 
     /// Server parameters from the newest server connection, if one was ever opened.

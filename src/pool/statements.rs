@@ -14,6 +14,10 @@ use crate::upstream::prepared::Statement;
 #[derive(Debug, Default)]
 pub struct StatementRegistry {
     inner: Mutex<Inner>,
+    /// Bumped when a client's DDL (`DROP`, `ALTER`) went through, or a statement turned out
+    /// stale: statements interned before are prepared afresh for clients that prepare them
+    /// after, since the objects they were planned against may have changed.
+    generation: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -28,23 +32,33 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 impl StatementRegistry {
     /// The statement for a Parse body whose part after the name is `rest`, created on first use.
     pub fn intern(&self, rest: &[u8]) -> Arc<Statement> {
+        let generation = self.generation.load(Ordering::Relaxed);
         let mut inner = self.inner.lock();
-        if let Some(s) = inner.by_text.get(rest) {
+        if let Some(s) = inner.by_text.get(rest)
+            && s.generation == generation
+        {
             return Arc::clone(s);
         }
         let s = Arc::new(Statement::new(
             NEXT_ID.fetch_add(1, Ordering::Relaxed),
             rest,
+            generation,
         ));
         inner.by_text.insert(rest.into(), Arc::clone(&s));
         s
     }
 
-    /// The statement for `rest` if some server has accepted it.
+    /// The statement for `rest` if some server has accepted it since the last schema change.
     pub fn accepted(&self, rest: &[u8]) -> Option<Arc<Statement>> {
+        let generation = self.generation.load(Ordering::Relaxed);
         let inner = self.inner.lock();
         let s = inner.by_text.get(rest)?;
-        s.accepted.load(Ordering::Relaxed).then(|| Arc::clone(s))
+        (s.accepted.load(Ordering::Relaxed) && s.generation == generation).then(|| Arc::clone(s))
+    }
+
+    /// Objects statements depend on may have changed (see `generation`).
+    pub fn schema_changed(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Drops statements no client and no server connection refers to any more.
@@ -84,5 +98,21 @@ mod tests {
         drop((a, b));
         r.sweep();
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_schema_change_interns_statements_afresh() {
+        let r = StatementRegistry::default();
+        let a = r.intern(b"select 1\0\0\0");
+        a.accepted.store(true, Ordering::Relaxed);
+        assert!(r.accepted(b"select 1\0\0\0").is_some());
+        r.schema_changed();
+        assert!(
+            r.accepted(b"select 1\0\0\0").is_none(),
+            "not since the change"
+        );
+        let fresh = r.intern(b"select 1\0\0\0");
+        assert_ne!(fresh.id, a.id);
+        assert!(Arc::ptr_eq(&fresh, &r.intern(b"select 1\0\0\0")));
     }
 }

@@ -3,24 +3,8 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::frame::{begin, finish, put_cstr, put_header};
 use super::{CANCEL_REQUEST_CODE, PROTOCOL_3_0, SSL_REQUEST_CODE, read_cstr, read_i32};
-
-fn begin(buf: &mut BytesMut, tag: u8) -> usize {
-    buf.put_u8(tag);
-    let at = buf.len();
-    buf.put_i32(0);
-    at
-}
-
-fn finish(buf: &mut BytesMut, at: usize) {
-    let len = i32::try_from(buf.len() - at).unwrap_or(i32::MAX);
-    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
-}
-
-fn put_cstr(buf: &mut BytesMut, s: &str) {
-    buf.extend(s.bytes().filter(|&b| b != 0));
-    buf.put_u8(0);
-}
 
 /// `SSLRequest`.
 pub fn ssl_request(buf: &mut BytesMut) {
@@ -37,8 +21,8 @@ pub fn startup_message<'a>(
     buf.put_i32(0);
     buf.put_u32(PROTOCOL_3_0);
     for (k, v) in params {
-        put_cstr(buf, k);
-        put_cstr(buf, v);
+        put_cstr(buf, k.as_bytes());
+        put_cstr(buf, v.as_bytes());
     }
     buf.put_u8(0);
     let len = i32::try_from(buf.len() - at).unwrap_or(i32::MAX);
@@ -48,14 +32,14 @@ pub fn startup_message<'a>(
 /// `PasswordMessage` (cleartext or md5 response).
 pub fn password_message(buf: &mut BytesMut, password: &str) {
     let at = begin(buf, b'p');
-    put_cstr(buf, password);
+    put_cstr(buf, password.as_bytes());
     finish(buf, at);
 }
 
 /// `SASLInitialResponse`.
 pub fn sasl_initial_response(buf: &mut BytesMut, mechanism: &str, data: &[u8]) {
     let at = begin(buf, b'p');
-    put_cstr(buf, mechanism);
+    put_cstr(buf, mechanism.as_bytes());
     buf.put_i32(i32::try_from(data.len()).unwrap_or(i32::MAX));
     buf.put_slice(data);
     finish(buf, at);
@@ -71,14 +55,49 @@ pub fn sasl_response(buf: &mut BytesMut, data: &[u8]) {
 /// Simple `Query`.
 pub fn query(buf: &mut BytesMut, sql: &str) {
     let at = begin(buf, b'Q');
-    put_cstr(buf, sql);
+    put_cstr(buf, sql.as_bytes());
     finish(buf, at);
+}
+
+/// `Parse` of a named statement: `rest` is the body after the name (query text and parameter
+/// types), copied as the client sent it.
+pub fn parse(buf: &mut BytesMut, name: &[u8], rest: &[u8]) {
+    put_header(buf, b'P', name.len() + 1 + rest.len());
+    put_cstr(buf, name);
+    buf.put_slice(rest);
+}
+
+/// The start of a `Bind` whose statement is renamed: header, portal and statement names. The
+/// caller appends `rest_len` bytes of the original body after its statement name (formats,
+/// parameters, result formats), which may stream in later.
+pub fn bind_head(buf: &mut BytesMut, portal: &[u8], statement: &[u8], rest_len: usize) {
+    put_header(buf, b'B', portal.len() + statement.len() + 2 + rest_len);
+    put_cstr(buf, portal);
+    put_cstr(buf, statement);
+}
+
+/// `Describe` (`S` statement or `P` portal) of `name`.
+pub fn describe(buf: &mut BytesMut, kind: u8, name: &[u8]) {
+    put_header(buf, b'D', 1 + name.len() + 1);
+    buf.put_u8(kind);
+    put_cstr(buf, name);
+}
+
+/// `Close` (`S` statement or `P` portal) of `name`.
+pub fn close(buf: &mut BytesMut, kind: u8, name: &[u8]) {
+    put_header(buf, b'C', 1 + name.len() + 1);
+    buf.put_u8(kind);
+    put_cstr(buf, name);
+}
+
+/// `Sync`.
+pub fn sync(buf: &mut BytesMut) {
+    put_header(buf, b'S', 0);
 }
 
 /// `Terminate`.
 pub fn terminate(buf: &mut BytesMut) {
-    buf.put_u8(b'X');
-    buf.put_i32(4);
+    put_header(buf, b'X', 0);
 }
 
 /// `CancelRequest` (protocol 3.0 key).

@@ -6,8 +6,8 @@
 //! bytes without copying them. Reference: <https://www.postgresql.org/docs/current/protocol-message-formats.html>.
 
 pub mod backend;
+pub mod frame;
 pub mod frontend;
-pub mod scan;
 /// Lexer-level SQL classifier: spots statements that change session state (transaction pooling).
 pub mod sql;
 pub mod sqlstate;

@@ -76,9 +76,37 @@ pub enum Command {
     /// `CREATE {TABLE|VIEW|SEQUENCE} pg_temp.name ...` and `SELECT ... INTO TEMP ...`, except a
     /// table created `ON COMMIT DROP` (gone with the transaction, so `Other`).
     CreateTemp,
-    /// `SET TRANSACTION ...`, `SET CONSTRAINTS ...`, `SET SESSION CHARACTERISTICS ...` and
-    /// everything else.
+    /// `SET SESSION CHARACTERISTICS AS TRANSACTION ...`: sets these session defaults
+    /// (`default_transaction_isolation`, `default_transaction_read_only`,
+    /// `default_transaction_deferrable`).
+    SessionCharacteristics {
+        /// The defaults it sets.
+        names: Vec<String>,
+    },
+    /// SQL-level `EXECUTE name ...` of a statement prepared with SQL `PREPARE`, also inside
+    /// `EXPLAIN` and `CREATE TABLE ... AS`.
+    Execute {
+        /// Prepared statement name.
+        name: String,
+    },
+    /// `DO` blocks and `CALL`: code that runs now and may change session state in ways the
+    /// statement's text does not show.
+    Opaque,
+    /// `SET TRANSACTION ...`, `SET CONSTRAINTS ...` and everything else.
     Other,
+}
+
+/// The `set_config(name, value, is_local)` calls in a statement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SetConfigCalls {
+    /// None.
+    #[default]
+    None,
+    /// Calls naming these parameters with string literals (lowercased, as PostgreSQL folds
+    /// GUC names).
+    Names(Vec<String>),
+    /// At least one call whose parameter name is not a plain literal.
+    Unknown,
 }
 
 /// One top-level statement of a query string.
@@ -89,6 +117,8 @@ pub struct Statement<'a> {
     pub text: &'a str,
     /// What the statement does to session state.
     pub command: Command,
+    /// Its `set_config` calls.
+    pub set_config: SetConfigCalls,
 }
 
 /// Splits `sql` into top-level statements (on `;` outside quotes, comments, dollar quotes,
@@ -107,6 +137,7 @@ pub fn statements(sql: &str) -> Vec<Statement<'_>> {
             out.push(Statement {
                 text,
                 command: classify(text),
+                set_config: set_config_calls(text),
             });
         }
     };
@@ -178,6 +209,9 @@ pub fn needs_attention(sql: &[u8]) -> bool {
                 (b'a', b'd') => starts_ci(rest, b"advisory"),
                 (b'h', b'o') => starts_ci(rest, b"hold"),
                 (b't', b'e') => starts_ci(rest, b"temp"),
+                (b'd', b'o') => word_ci(rest, b"do"),
+                (b'c', b'a') => word_ci(rest, b"call"),
+                (b'e', b'x') => word_ci(rest, b"execute") || word_ci(rest, b"explain"),
                 (b'u', b'&') => rest.get(2) == Some(&b'"'),
                 _ => false,
             };
@@ -200,7 +234,7 @@ fn continues_word(b: u8) -> bool {
 /// First bytes of the words [`needs_attention`] looks for, in either case.
 static FIRST_BYTE: [bool; 256] = {
     let mut t = [false; 256];
-    let firsts = b"sdplahtuSDPLAHTUrR";
+    let firsts = b"sdplahtuceSDPLAHTUCErR";
     let mut i = 0;
     while i < firsts.len() {
         t[firsts[i] as usize] = true;
@@ -209,9 +243,17 @@ static FIRST_BYTE: [bool; 256] = {
     t
 };
 
+/// `hay` starts with the whole word `kw` (lowercase), ignoring ASCII case.
+fn word_ci(hay: &[u8], kw: &[u8]) -> bool {
+    starts_ci(hay, kw)
+        && hay
+            .get(kw.len())
+            .is_none_or(|&b| !continues_word(b) && b != b'_')
+}
+
 /// `hay` contains `kw` (lowercase), ignoring ASCII case.
 fn contains_ci(hay: &[u8], kw: &[u8]) -> bool {
-    hay.windows(kw.len()).any(|w| starts_ci(w, kw))
+    hay.windows(kw.len()).any(|w| w.eq_ignore_ascii_case(kw))
 }
 
 /// `hay` starts with `kw` (lowercase ASCII letters), ignoring ASCII case.
@@ -266,6 +308,10 @@ const VERBS: &[(&str, Parser)] = &[
     ("create", create),
     ("select", select_into_temp),
     ("with", with),
+    ("do", opaque),
+    ("call", opaque),
+    ("execute", execute),
+    ("explain", explain),
 ];
 
 /// Classifies one statement's text (as produced by [`statements`]).
@@ -336,10 +382,38 @@ fn set(c: &mut Cursor<'_>) -> Command {
         ("session_authorization", c.is(c.peek(), "default"))
     } else if c.is(first, "xml") && c.eat("option") {
         ("xmloption", false)
+    } else if c.is(first, "session") && c.eat("characteristics") {
+        // `AS TRANSACTION ISOLATION LEVEL ...`, `READ ONLY|WRITE`, `[NOT] DEFERRABLE`: the
+        // session defaults of the transaction modes.
+        return session_characteristics(c);
     } else {
         return Command::Other;
     };
     set_result(name.to_owned(), local, reset)
+}
+
+/// `SET SESSION CHARACTERISTICS AS TRANSACTION modes`: which default each mode sets. Several
+/// modes may be given; the first decides the name reported, and the caller reads back all three
+/// when any is named (see [`Command::SessionCharacteristics`]).
+fn session_characteristics(c: &mut Cursor<'_>) -> Command {
+    let mut names = Vec::new();
+    while let Some(t) = c.next() {
+        let name = if c.is(Some(t), "isolation") {
+            "default_transaction_isolation"
+        } else if c.is(Some(t), "read") {
+            "default_transaction_read_only"
+        } else if c.is(Some(t), "deferrable") {
+            "default_transaction_deferrable"
+        } else {
+            continue;
+        };
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Command::SessionCharacteristics {
+        names: names.into_iter().map(str::to_owned).collect(),
+    }
 }
 
 /// LOCAL wins over a reset: either way the change lasts only for the transaction.
@@ -416,6 +490,35 @@ fn prepare(c: &mut Cursor<'_>) -> Command {
     }
 }
 
+/// After `DO` or `CALL`.
+fn opaque(_: &mut Cursor<'_>) -> Command {
+    Command::Opaque
+}
+
+/// After `EXECUTE`.
+fn execute(c: &mut Cursor<'_>) -> Command {
+    let t = c.next();
+    match c.ident(t) {
+        Some(name) => Command::Execute { name },
+        None => Command::Other,
+    }
+}
+
+/// After `EXPLAIN`: `[ANALYZE] [VERBOSE] | (options)` then the statement; only `EXECUTE`
+/// matters here.
+fn explain(c: &mut Cursor<'_>) -> Command {
+    if Cursor::is_punct(c.peek(), b'(') {
+        skip_parens(c);
+    }
+    c.eat("analyze");
+    c.eat("analyse");
+    c.eat("verbose");
+    if c.eat("execute") {
+        return execute(c);
+    }
+    Command::Other
+}
+
 /// After `LISTEN`.
 fn listen(c: &mut Cursor<'_>) -> Command {
     match c.next() {
@@ -468,10 +571,37 @@ fn create(c: &mut Cursor<'_>) -> Command {
         temp =
             c.ident(schema).is_some_and(|s| is_temp_schema(&s)) && Cursor::is_punct(c.peek(), b'.');
     }
-    if !temp || (table && on_commit_drop(c)) {
+    if !temp {
+        return if table {
+            create_as_execute(c)
+        } else {
+            Command::Other
+        };
+    }
+    if table && on_commit_drop(c) {
         return Command::Other;
     }
     Command::CreateTemp
+}
+
+/// Rest of a `CREATE TABLE name ... AS EXECUTE name`.
+fn create_as_execute(c: &mut Cursor<'_>) -> Command {
+    let mut depth = 0usize;
+    while let Some(t) = c.next() {
+        match t.kind {
+            Kind::Punct(b'(') => depth += 1,
+            Kind::Punct(b')') => depth = depth.saturating_sub(1),
+            Kind::Word if depth == 0 && c.is(Some(t), "as") => {
+                return if c.eat("execute") {
+                    execute(c)
+                } else {
+                    Command::Other
+                };
+            }
+            _ => {}
+        }
+    }
+    Command::Other
 }
 
 fn is_temp_schema(s: &str) -> bool {
@@ -611,6 +741,125 @@ const SELECT_CLAUSES: &[&str] = &[
     "intersect",
     "except",
 ];
+
+/// The `set_config` calls in one statement's text.
+fn set_config_calls(text: &str) -> SetConfigCalls {
+    if !contains_ci(text.as_bytes(), b"set_config") {
+        return SetConfigCalls::None;
+    }
+    let mut c = Cursor::new(text);
+    let mut names = Vec::new();
+    while let Some(t) = c.next() {
+        let hit = match t.kind {
+            Kind::Word => c.text(t).eq_ignore_ascii_case("set_config"),
+            Kind::Ident => c.inner(t) == "set_config",
+            _ => false,
+        };
+        if !hit || !Cursor::is_punct(c.peek(), b'(') {
+            continue;
+        }
+        c.next();
+        let arg = c.next();
+        let literal = arg.filter(|a| a.kind == Kind::Str).and_then(|a| {
+            // Only plain '...' literals: escapes (E'..', U&'..') could spell any name.
+            let raw = c.text(a);
+            raw.starts_with('\'').then(|| c.inner(a).replace("''", "'"))
+        });
+        match literal {
+            // A cast of the literal (`'x'::text`) still names x.
+            Some(name) if Cursor::is_punct(c.peek(), b',') || Cursor::is_punct(c.peek(), b':') => {
+                let name = name.to_ascii_lowercase();
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            _ => return SetConfigCalls::Unknown,
+        }
+    }
+    if names.is_empty() {
+        SetConfigCalls::None
+    } else {
+        SetConfigCalls::Names(names)
+    }
+}
+
+/// A reference to the view `pg_prepared_statements` in a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewRef {
+    /// Its bytes, with the `pg_catalog.` qualifier when given.
+    pub range: std::ops::Range<usize>,
+    /// An alias follows (`... pg_prepared_statements ps`, `... AS ps`).
+    pub aliased: bool,
+}
+
+/// Words that may follow a table reference without being its alias.
+const AFTER_TABLE: &[&str] = &[
+    "where",
+    "join",
+    "inner",
+    "left",
+    "right",
+    "full",
+    "cross",
+    "natural",
+    "on",
+    "using",
+    "order",
+    "group",
+    "having",
+    "limit",
+    "offset",
+    "fetch",
+    "union",
+    "intersect",
+    "except",
+    "window",
+    "for",
+    "returning",
+    "tablesample",
+    "into",
+    "with",
+];
+
+/// References to the view `pg_prepared_statements` (a session's own prepared statements, which
+/// in transaction pooling mode must show the client's statements, not the server connection's).
+pub fn prepared_statements_refs(sql: &str) -> Vec<ViewRef> {
+    const VIEW: &str = "pg_prepared_statements";
+    let mut out = Vec::new();
+    if !contains_ci(sql.as_bytes(), VIEW.as_bytes()) {
+        return out;
+    }
+    let is_name = |c: &Cursor<'_>, t: lex::Token, name: &str| match t.kind {
+        Kind::Word => c.text(t).eq_ignore_ascii_case(name),
+        Kind::Ident => c.inner(t) == name,
+        _ => false,
+    };
+    let mut c = Cursor::new(sql);
+    // The last two tokens, to see a `pg_catalog .` qualifier.
+    let mut prev: [Option<lex::Token>; 2] = [None, None];
+    while let Some(t) = c.next() {
+        if is_name(&c, t, VIEW) && !Cursor::is_punct(c.peek(), b'.') {
+            let dotted = Cursor::is_punct(prev[1], b'.');
+            let qualifier = prev[0].filter(|q| dotted && is_name(&c, *q, "pg_catalog"));
+            // Another schema's `pg_prepared_statements` is not the catalog view.
+            if !dotted || qualifier.is_some() {
+                let aliased = match c.peek() {
+                    Some(n) if n.kind == Kind::Word => !AFTER_TABLE
+                        .iter()
+                        .any(|kw| c.text(n).eq_ignore_ascii_case(kw)),
+                    Some(n) => matches!(n.kind, Kind::Ident | Kind::UIdent),
+                    None => false,
+                };
+                out.push(ViewRef {
+                    range: qualifier.map_or(t.start, |q| q.start)..t.end,
+                    aliased,
+                });
+            }
+        }
+        prev = [prev[1], Some(t)];
+    }
+    out
+}
 
 /// Session-level advisory lock functions.
 const ADVISORY: &[&str] = &[

@@ -100,7 +100,6 @@ fn set_transaction_level_is_other() {
         "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
         "SET TRANSACTION SNAPSHOT '00000003-0000001B-1'",
         "SET CONSTRAINTS ALL DEFERRED",
-        "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
         "SET LOCAL",
         "SET",
         "SET x",
@@ -548,4 +547,62 @@ fn pre_filter_skips_words_that_only_contain_a_keyword() {
     ] {
         assert!(needs_attention(q.as_bytes()), "{q}");
     }
+}
+
+#[test]
+fn session_characteristics_name_the_defaults_they_set() {
+    assert_eq!(
+        one("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY, ISOLATION LEVEL SERIALIZABLE"),
+        Command::SessionCharacteristics {
+            names: vec![
+                "default_transaction_read_only".into(),
+                "default_transaction_isolation".into()
+            ]
+        }
+    );
+}
+
+#[test]
+fn do_call_and_execute() {
+    assert_eq!(one("DO $$ BEGIN PERFORM 1; END $$"), Command::Opaque);
+    assert_eq!(one("call p(1)"), Command::Opaque);
+    assert_eq!(one("EXECUTE q(1)"), Command::Execute { name: "q".into() });
+    assert_eq!(
+        one("EXPLAIN (ANALYZE) EXECUTE \"Q\""),
+        Command::Execute { name: "Q".into() }
+    );
+    assert_eq!(
+        one("CREATE TABLE t AS EXECUTE q"),
+        Command::Execute { name: "q".into() }
+    );
+    assert!(needs_attention(b"do $$ x $$"));
+    assert!(needs_attention(b"CALL p()"));
+    assert!(!needs_attention(b"select double_it(1)"));
+}
+
+#[test]
+fn set_config_calls_name_their_parameters() {
+    let st = |sql: &str| statements(sql).remove(0).set_config;
+    assert_eq!(
+        st(
+            "SELECT pg_catalog.set_config('Search_Path', 'a', false), set_config('x.y'::text, $1, true)"
+        ),
+        SetConfigCalls::Names(vec!["search_path".into(), "x.y".into()])
+    );
+    assert_eq!(
+        st("SELECT set_config(name, 'v', false) FROM t"),
+        SetConfigCalls::Unknown
+    );
+    assert_eq!(st("SELECT 'set_config(''a'')'"), SetConfigCalls::None);
+    assert!(needs_attention(b"select set_config('a','b',false)"));
+}
+
+#[test]
+fn prepared_statements_view_references() {
+    let r = prepared_statements_refs(
+        "select p.name from pg_catalog.pg_prepared_statements p join x on true, pg_prepared_statements where pg_prepared_statements.name = 'pg_prepared_statements' and other.pg_prepared_statements is null",
+    );
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert!(r[0].aliased);
+    assert!(!r[1].aliased);
 }

@@ -59,6 +59,16 @@ impl SqlState {
     pub const CONFIG_FILE_ERROR: Self = Self::c("F0000");
     /// `XX000` internal_error.
     pub const INTERNAL_ERROR: Self = Self::c("XX000");
+    /// `invalid_sql_statement_name`: no prepared statement by that name.
+    pub const INVALID_SQL_STATEMENT_NAME: Self = Self::c("26000");
+    /// `duplicate_prepared_statement`.
+    pub const DUPLICATE_PREPARED_STATEMENT: Self = Self::c("42P05");
+    /// `program_limit_exceeded`: a per-client limit of lakepool's.
+    pub const PROGRAM_LIMIT_EXCEEDED: Self = Self::c("54000");
+    /// `reserved_name`: names lakepool uses on server connections.
+    pub const RESERVED_NAME: Self = Self::c("42939");
+    /// `in_failed_sql_transaction`.
+    pub const IN_FAILED_SQL_TRANSACTION: Self = Self::c("25P02");
 }
 
 impl std::fmt::Display for SqlState {

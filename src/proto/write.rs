@@ -4,27 +4,8 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::frame::{begin, finish, put_cstr, put_header};
 use super::sqlstate::SqlState;
-
-/// Starts a tagged message and returns the offset of its length field, patched by [`finish`].
-fn begin(buf: &mut BytesMut, tag: u8) -> usize {
-    buf.put_u8(tag);
-    let at = buf.len();
-    buf.put_i32(0);
-    at
-}
-
-/// Patches the length of a message started with [`begin`].
-fn finish(buf: &mut BytesMut, at: usize) {
-    let len = i32::try_from(buf.len() - at).unwrap_or(i32::MAX);
-    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
-}
-
-fn put_cstr(buf: &mut BytesMut, s: &str) {
-    // A NUL inside would end the field early; PostgreSQL strings never carry one.
-    buf.extend(s.bytes().filter(|&b| b != 0));
-    buf.put_u8(0);
-}
 
 /// `AuthenticationOk`.
 pub fn auth_ok(buf: &mut BytesMut) {
@@ -53,7 +34,7 @@ pub fn auth_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
     let at = begin(buf, b'R');
     buf.put_i32(10);
     for m in mechanisms {
-        put_cstr(buf, m);
+        put_cstr(buf, m.as_bytes());
     }
     buf.put_u8(0);
     finish(buf, at);
@@ -78,8 +59,8 @@ pub fn auth_sasl_final(buf: &mut BytesMut, data: &[u8]) {
 /// `ParameterStatus`.
 pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
     let at = begin(buf, b'S');
-    put_cstr(buf, name);
-    put_cstr(buf, value);
+    put_cstr(buf, name.as_bytes());
+    put_cstr(buf, value.as_bytes());
     finish(buf, at);
 }
 
@@ -98,6 +79,26 @@ pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
     finish(buf, at);
 }
 
+/// `ParseComplete`.
+pub fn parse_complete(buf: &mut BytesMut) {
+    put_header(buf, b'1', 0);
+}
+
+/// `BindComplete`.
+pub fn bind_complete(buf: &mut BytesMut) {
+    put_header(buf, b'2', 0);
+}
+
+/// `CloseComplete`.
+pub fn close_complete(buf: &mut BytesMut) {
+    put_header(buf, b'3', 0);
+}
+
+/// `NoData`.
+pub fn no_data(buf: &mut BytesMut) {
+    put_header(buf, b'n', 0);
+}
+
 /// `NegotiateProtocolVersion`: the newest version we support for the requested major version
 /// (sent as the full `major << 16 | minor` number, as PostgreSQL and libpq do), plus the
 /// options we did not recognise.
@@ -106,7 +107,7 @@ pub fn negotiate_protocol_version(buf: &mut BytesMut, version: u32, unrecognized
     buf.put_u32(version);
     buf.put_u32(u32::try_from(unrecognized.len()).unwrap_or(u32::MAX));
     for o in unrecognized {
-        put_cstr(buf, o);
+        put_cstr(buf, o.as_bytes());
     }
     finish(buf, at);
 }
@@ -117,7 +118,7 @@ pub fn row_description(buf: &mut BytesMut, columns: &[(&str, u32)]) {
     let at = begin(buf, b'T');
     buf.put_i16(i16::try_from(columns.len()).unwrap_or(i16::MAX));
     for (name, oid) in columns {
-        put_cstr(buf, name);
+        put_cstr(buf, name.as_bytes());
         buf.put_i32(0); // table oid
         buf.put_i16(0); // column number
         buf.put_u32(*oid);
@@ -147,7 +148,7 @@ pub fn data_row(buf: &mut BytesMut, values: &[Option<&str>]) {
 /// `CommandComplete` with its tag (`SHOW`, `PAUSE`…).
 pub fn command_complete(buf: &mut BytesMut, tag: &str) {
     let at = begin(buf, b'C');
-    put_cstr(buf, tag);
+    put_cstr(buf, tag.as_bytes());
     finish(buf, at);
 }
 
@@ -167,7 +168,7 @@ pub fn notice(buf: &mut BytesMut, message: &str) {
         (b'M', message),
     ] {
         buf.put_u8(k);
-        put_cstr(buf, v);
+        put_cstr(buf, v.as_bytes());
     }
     buf.put_u8(0);
     finish(buf, at);
@@ -212,20 +213,20 @@ pub fn error_response(
 ) {
     let at = begin(buf, b'E');
     buf.put_u8(b'S');
-    put_cstr(buf, severity.as_str());
+    put_cstr(buf, severity.as_str().as_bytes());
     buf.put_u8(b'V');
-    put_cstr(buf, severity.as_str());
+    put_cstr(buf, severity.as_str().as_bytes());
     buf.put_u8(b'C');
-    put_cstr(buf, code.as_str());
+    put_cstr(buf, code.as_str().as_bytes());
     buf.put_u8(b'M');
-    put_cstr(buf, message);
+    put_cstr(buf, message.as_bytes());
     if let Some(d) = detail {
         buf.put_u8(b'D');
-        put_cstr(buf, d);
+        put_cstr(buf, d.as_bytes());
     }
     if let Some(h) = hint {
         buf.put_u8(b'H');
-        put_cstr(buf, h);
+        put_cstr(buf, h.as_bytes());
     }
     buf.put_u8(0);
     finish(buf, at);

@@ -2,7 +2,6 @@
 //! current credential, and the server's ParameterStatus/BackendKeyData up to ReadyForQuery.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::BytesMut;
 use rustls::pki_types::ServerName;
@@ -288,20 +287,7 @@ async fn login(
                 });
             }
             b'Z' => {
-                let now = Instant::now();
-                let reported = params.len();
-                return Ok(ServerConn {
-                    stream,
-                    buf,
-                    params,
-                    reported,
-                    key,
-                    host: Arc::new(host.to_owned()),
-                    id,
-                    created: now,
-                    last_used: now,
-                    prepared: Default::default(),
-                });
+                return Ok(ServerConn::new(stream, buf, params, key, host, id));
             }
             // NoticeResponse, NegotiateProtocolVersion: nothing to do.
             b'N' | b'v' => {}

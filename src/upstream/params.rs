@@ -39,6 +39,13 @@ impl ParamMap {
         }
     }
 
+    /// Removes `name`; true when it was there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.0.len();
+        self.0.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.0.len() != before
+    }
+
     /// Entries in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
@@ -71,6 +78,38 @@ impl ParamMap {
     /// True when every entry of `self` has the same value in `other`.
     pub fn is_subset_of(&self, other: &ParamMap) -> bool {
         self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+/// How a pool's servers spell values clients give at startup (`client_encoding=utf-8` is
+/// `UTF8`): learned when lakepool sets them, so a client logging in without a server is told
+/// the server's own spelling, as a direct connection would tell it.
+#[derive(Debug, Default)]
+pub struct Spellings {
+    map: parking_lot::Mutex<std::collections::HashMap<(String, String), String>>,
+}
+
+/// Most spellings remembered per pool (distinct name/value pairs clients used).
+const MAX_SPELLINGS: usize = 1024;
+
+impl Spellings {
+    /// The server's spelling of `value` for `name`, if known.
+    pub fn get(&self, name: &str, value: &str) -> Option<String> {
+        self.map
+            .lock()
+            .get(&(name.to_ascii_lowercase(), value.to_owned()))
+            .cloned()
+    }
+
+    /// Records that the server stores `value` for `name` as `spelled`.
+    pub fn learn(&self, name: &str, value: &str, spelled: &str) {
+        let mut map = self.map.lock();
+        if map.len() < MAX_SPELLINGS {
+            map.insert(
+                (name.to_ascii_lowercase(), value.to_owned()),
+                spelled.to_owned(),
+            );
+        }
     }
 }
 
@@ -171,7 +210,31 @@ fn parse_options(options: &str, out: &mut ParamMap) -> Result<(), ParamError> {
     Ok(())
 }
 
-fn push_literal(sql: &mut String, text: &str) {
+/// Parameters settable only through their own commands, with their own reset forms; they are
+/// restored last (and reset first) because they change what the other settings may do.
+pub const ROLE: &str = "role";
+/// See [`ROLE`].
+pub const SESSION_AUTHORIZATION: &str = "session_authorization";
+
+/// Parameters the server reports (ParameterStatus) that no client can set: they follow the
+/// server or other settings (`is_superuser` follows the role), so they are never restored.
+const NOT_SETTABLE: [&str; 6] = [
+    "server_version",
+    "server_encoding",
+    "integer_datetimes",
+    "in_hot_standby",
+    "is_superuser",
+    "scram_iterations",
+];
+
+/// Whether a reported parameter is one a session can set (and so must follow its client).
+pub fn is_settable(name: &str) -> bool {
+    !NOT_SETTABLE.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Appends `text` as an escaped string literal (`E'...'`): correct whatever
+/// `standard_conforming_strings` is.
+pub fn push_literal(sql: &mut String, text: &str) {
     sql.push_str("E'");
     for c in text.chars() {
         match c {
@@ -183,35 +246,156 @@ fn push_literal(sql: &mut String, text: &str) {
     sql.push('\'');
 }
 
-/// SQL that brings a server's settings (`have`, whose first `reported` entries the server
-/// reported itself) in line with what a client wants: `set_config()` for each wanted value that
-/// differs (it parses values as a startup parameter would, so list settings such as
-/// `search_path = 'a,b'` keep their meaning), and `RESET` for settings an earlier client applied
-/// that this one did not ask for. None when nothing differs.
-pub fn sync_sql(want: &ParamMap, have: &ParamMap, reported: usize) -> Option<String> {
-    let mut sql = String::new();
-    for (name, value) in want.iter() {
-        if have.get(name) == Some(value) {
-            continue;
+/// Appends `name` as a quoted identifier.
+pub fn push_ident(sql: &mut String, name: &str) {
+    sql.push('"');
+    sql.push_str(&name.replace('"', "\"\""));
+    sql.push('"');
+}
+
+/// The SQL lakepool runs before a client uses a server whose session-level settings (`have`)
+/// differ from what the client's session has (`want`), and what its rows mean.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SyncPlan {
+    /// One simple query (several statements).
+    pub sql: String,
+    /// For each row the query returns, in order, the parameters its columns are the new values
+    /// of (`set_config` returns the value as the server stores it: `utf-8` comes back `UTF8`).
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Plans bringing a server's session-level settings from `have` to `want`. `reported` are the
+/// values the server reports now: a wanted value it already has needs no `set_config`. The role
+/// and session authorization are reset first and restored last: a `RESET` or `set_config` may
+/// need the login role's privileges, and setting the session authorization resets the role.
+pub fn sync_plan(want: &ParamMap, have: &ParamMap, reported: &ParamMap) -> Option<SyncPlan> {
+    let special =
+        |n: &str| n.eq_ignore_ascii_case(ROLE) || n.eq_ignore_ascii_case(SESSION_AUTHORIZATION);
+    let mut sets = Vec::new();
+    for (name, value) in want.iter().filter(|(n, _)| !special(n)) {
+        let current = have.get(name).or_else(|| reported.get(name));
+        if current != Some(value) {
+            sets.push((name, value));
         }
-        sql.push_str(if sql.is_empty() { "SELECT " } else { ", " });
-        sql.push_str("pg_catalog.set_config(");
-        push_literal(&mut sql, name);
-        sql.push_str(", ");
-        push_literal(&mut sql, value);
-        sql.push_str(", false)");
     }
-    if !sql.is_empty() {
+    let resets: Vec<&str> = have
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| !special(n) && want.get(n).is_none())
+        .collect();
+    let auth_changes = want.get(SESSION_AUTHORIZATION) != have.get(SESSION_AUTHORIZATION);
+    let role_changes = want.get(ROLE) != have.get(ROLE);
+    let params_change = !sets.is_empty() || !resets.is_empty();
+    // Back to the login role before touching anything else when it is not the login role now.
+    let reset_auth = have.get(SESSION_AUTHORIZATION).is_some() && (auth_changes || params_change);
+    let reset_role = have.get(ROLE).is_some() && (role_changes || params_change || reset_auth);
+    if !params_change && !auth_changes && !role_changes {
+        return None;
+    }
+    let mut sql = String::new();
+    let mut rows = Vec::new();
+    if reset_auth {
+        sql.push_str("SET SESSION AUTHORIZATION DEFAULT;");
+    }
+    if reset_role {
+        sql.push_str("RESET ROLE;");
+    }
+    for name in &resets {
+        sql.push_str("RESET ");
+        push_ident(&mut sql, name);
         sql.push(';');
     }
-    for (name, _) in have.iter().skip(reported) {
-        if want.get(name).is_none() {
-            sql.push_str("RESET \"");
-            sql.push_str(&name.replace('"', "\"\""));
-            sql.push_str("\";");
-        }
+    if !sets.is_empty() {
+        push_set_configs(&mut sql, &sets);
+        rows.push(sets.iter().map(|(n, _)| (*n).to_owned()).collect());
     }
-    (!sql.is_empty()).then_some(sql)
+    // Setting the session authorization resets the role, so both are set again after a reset.
+    let set_auth = want
+        .get(SESSION_AUTHORIZATION)
+        .filter(|_| reset_auth || auth_changes);
+    if let Some(user) = set_auth {
+        push_set_configs(&mut sql, &[(SESSION_AUTHORIZATION, user)]);
+        rows.push(vec![SESSION_AUTHORIZATION.to_owned()]);
+    }
+    let set_role = want
+        .get(ROLE)
+        .filter(|_| reset_role || role_changes || set_auth.is_some());
+    if let Some(role) = set_role {
+        push_set_configs(&mut sql, &[(ROLE, role)]);
+        rows.push(vec![ROLE.to_owned()]);
+    }
+    Some(SyncPlan { sql, rows })
+}
+
+fn push_set_configs(sql: &mut String, sets: &[(&str, &str)]) {
+    sql.push_str("SELECT ");
+    for (i, (name, value)) in sets.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str("pg_catalog.set_config(");
+        push_literal(sql, name);
+        sql.push_str(", ");
+        push_literal(sql, value);
+        sql.push_str(", false)");
+    }
+    sql.push(';');
+}
+
+/// What a read back asks the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readback<'a> {
+    /// The current values of these parameters.
+    Names(&'a [String]),
+    /// Every parameter set at session level (`pg_settings.source = 'session'`), plus these
+    /// (the role, the session authorization and custom placeholders, which `pg_settings` does
+    /// not list).
+    All(&'a [String]),
+}
+
+/// SQL returning one `(name, value)` row per parameter asked for; the value is NULL for a
+/// parameter that does not exist.
+pub fn readback_sql(what: Readback<'_>) -> String {
+    let (all, names) = match what {
+        Readback::Names(n) => (false, n),
+        Readback::All(n) => (true, n),
+    };
+    let mut sql = String::new();
+    if all {
+        sql.push_str(
+            "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings \
+             WHERE source = 'session'",
+        );
+    }
+    if !names.is_empty() {
+        if all {
+            sql.push_str(" UNION ALL ");
+        }
+        sql.push_str("SELECT n, pg_catalog.current_setting(n, true) FROM (VALUES ");
+        for (i, n) in names.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            push_literal(&mut sql, n);
+            sql.push_str("::text)");
+        }
+        sql.push_str(") AS v(n)");
+    }
+    sql.push(';');
+    sql
+}
+
+/// Whether a value read back means the parameter is not set at session level: NULL (no such
+/// parameter), the role `none`, the session authorization of the login user, or an empty
+/// custom placeholder (what `RESET ALL` leaves of one).
+pub fn unset(name: &str, value: Option<&str>, login_user: &str) -> bool {
+    match value {
+        None => true,
+        Some(v) if name.eq_ignore_ascii_case(ROLE) => v == "none",
+        Some(v) if name.eq_ignore_ascii_case(SESSION_AUTHORIZATION) => v == login_user,
+        Some(v) => v.is_empty() && name.contains('.'),
+    }
 }
 
 #[cfg(test)]
@@ -253,25 +437,73 @@ mod tests {
         assert!(client_settings(&p(&[("replication", "false")])).is_ok());
     }
 
+    fn map(pairs: &[(&str, &str)]) -> ParamMap {
+        let mut m = ParamMap::new();
+        for (k, v) in pairs {
+            m.set(k, v);
+        }
+        m
+    }
+
     #[test]
-    fn sync_sql_quotes_skips_equal_and_resets_leftovers() {
-        let mut want = ParamMap::new();
-        want.set("DateStyle", "ISO, MDY");
-        want.set("application_name", "it's \\ me");
-        let mut have = ParamMap::new();
-        have.set("datestyle", "ISO, MDY");
+    fn sync_plan_sets_what_differs_and_resets_leftovers() {
+        let want = map(&[
+            ("DateStyle", "ISO, MDY"),
+            ("application_name", "it's \\ me"),
+        ]);
+        let reported = map(&[("datestyle", "ISO, MDY"), ("application_name", "")]);
+        let plan = sync_plan(&want, &ParamMap::new(), &reported).unwrap();
         assert_eq!(
-            sync_sql(&want, &have, 1).unwrap(),
+            plan.sql,
             "SELECT pg_catalog.set_config(E'application_name', E'it''s \\\\ me', false);"
         );
-        have.set("application_name", "it's \\ me");
-        assert_eq!(sync_sql(&want, &have, 1), None);
-        assert!(want.is_subset_of(&have));
-        // A setting an earlier client applied (past the reported ones) is reset.
-        have.set("statement_timeout", "1s");
+        assert_eq!(plan.rows, vec![vec!["application_name".to_owned()]]);
+        // The server has it at session level already: nothing to do.
+        let have = map(&[("application_name", "it's \\ me")]);
+        assert_eq!(sync_plan(&want, &have, &reported), None);
+        // A setting an earlier client left is reset.
+        let have = map(&[("application_name", "it's \\ me"), ("work_mem", "8MB")]);
         assert_eq!(
-            sync_sql(&want, &have, 2).unwrap(),
-            "RESET \"statement_timeout\";"
+            sync_plan(&want, &have, &reported).unwrap().sql,
+            "RESET \"work_mem\";"
         );
+    }
+
+    #[test]
+    fn the_role_is_reset_first_and_restored_last() {
+        let have = map(&[("role", "other"), ("work_mem", "8MB")]);
+        let want = map(&[("role", "other")]);
+        let plan = sync_plan(&want, &have, &ParamMap::new()).unwrap();
+        assert_eq!(
+            plan.sql,
+            "RESET ROLE;RESET \"work_mem\";SELECT pg_catalog.set_config(E'role', E'other', false);"
+        );
+        let have = map(&[("session_authorization", "u"), ("role", "r")]);
+        let plan = sync_plan(&ParamMap::new(), &have, &ParamMap::new()).unwrap();
+        assert_eq!(plan.sql, "SET SESSION AUTHORIZATION DEFAULT;RESET ROLE;");
+        let want = map(&[("session_authorization", "u"), ("role", "r"), ("x.y", "1")]);
+        let plan = sync_plan(&want, &ParamMap::new(), &ParamMap::new()).unwrap();
+        assert!(plan.sql.ends_with(
+            "SELECT pg_catalog.set_config(E'session_authorization', E'u', false);SELECT pg_catalog.set_config(E'role', E'r', false);"
+        ), "{}", plan.sql);
+        assert_eq!(plan.rows.len(), 3);
+    }
+
+    #[test]
+    fn readback_asks_by_name_or_for_everything() {
+        let names = vec!["work_mem".to_owned(), "app.x".to_owned()];
+        assert_eq!(
+            readback_sql(Readback::Names(&names)),
+            "SELECT n, pg_catalog.current_setting(n, true) FROM (VALUES (E'work_mem'::text), (E'app.x'::text)) AS v(n);"
+        );
+        let all = readback_sql(Readback::All(&names[1..]));
+        assert!(all.starts_with("SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings WHERE source = 'session' UNION ALL"));
+        assert!(unset("role", Some("none"), "u"));
+        assert!(unset("session_authorization", Some("u"), "u"));
+        assert!(!unset("session_authorization", Some("v"), "u"));
+        assert!(unset("app.x", Some(""), "u"));
+        assert!(!unset("work_mem", Some(""), "u"));
+        assert!(unset("work_mem", None, "u"));
+        assert!(!is_settable("is_superuser") && is_settable("TimeZone"));
     }
 }

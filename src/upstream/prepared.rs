@@ -11,6 +11,13 @@ use std::sync::atomic::AtomicBool;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+/// Prefix of the statement names lakepool uses on server connections.
+pub const NAME_PREFIX: &str = "lakepool_";
+
+/// Most bytes of statement text one server connection keeps prepared; beyond it the least
+/// recently used statements are closed, whatever the count.
+const MAX_CACHE_BYTES: usize = 16 << 20;
+
 /// One distinct statement, shared by every client that prepared the same text and types.
 #[derive(Debug)]
 pub struct Statement {
@@ -24,12 +31,15 @@ pub struct Statement {
     pub accepted: AtomicBool,
     /// Its text may change session state (SET, DISCARD…): noted at every execution.
     pub touches_state: bool,
+    /// The pool's schema generation when it was interned: a statement from before a DDL
+    /// statement is prepared afresh for clients that prepare it after.
+    pub generation: u64,
 }
 
 impl Statement {
     /// A statement whose Parse body after the name is `rest` (query text, parameter types).
-    pub fn new(id: u64, rest: &[u8]) -> Self {
-        let name = format!("lakepool_{id}");
+    pub fn new(id: u64, rest: &[u8], generation: u64) -> Self {
+        let name = format!("{NAME_PREFIX}{id}");
         let mut m = BytesMut::with_capacity(6 + name.len() + rest.len());
         m.put_u8(b'P');
         m.put_u32(u32::try_from(4 + name.len() + 1 + rest.len()).unwrap_or(u32::MAX));
@@ -42,7 +52,13 @@ impl Statement {
             parse: m.freeze(),
             accepted: AtomicBool::new(false),
             touches_state: crate::proto::sql::needs_attention(rest),
+            generation,
         }
+    }
+
+    /// Bytes of the Parse body after the name: what a client's name for it costs.
+    pub fn rest_len(&self) -> usize {
+        self.parse.len() - 5 - self.name.len() - 1
     }
 
     /// The query text.
@@ -58,6 +74,7 @@ impl Statement {
 pub struct PreparedCache {
     entries: HashMap<u64, (Arc<Statement>, u64)>,
     clock: u64,
+    bytes: usize,
 }
 
 impl PreparedCache {
@@ -73,40 +90,57 @@ impl PreparedCache {
         }
     }
 
-    /// Records that `stmt` is being prepared. When the cache already holds `cap` statements,
-    /// the least recently used one is removed and returned: the caller closes it on the server.
-    pub fn insert(&mut self, stmt: Arc<Statement>, cap: usize) -> Option<Arc<Statement>> {
-        let mut evicted = None;
-        if self.entries.len() >= cap.max(1) {
+    /// Whether the server has `stmt` prepared (without marking it used).
+    pub fn contains(&self, stmt: &Statement) -> bool {
+        self.entries.contains_key(&stmt.id)
+    }
+
+    /// Records that `stmt` is being prepared. When the cache already holds `cap` statements
+    /// (or its statements' text would pass 16 MiB), the least recently used ones are removed
+    /// and returned: the caller closes them on the server.
+    pub fn insert(&mut self, stmt: Arc<Statement>, cap: usize) -> Vec<Arc<Statement>> {
+        let mut evicted = Vec::new();
+        while !self.entries.is_empty()
+            && (self.entries.len() >= cap.max(1) || self.bytes + stmt.parse.len() > MAX_CACHE_BYTES)
+        {
             // O(n) only on eviction, with n bounded by `cap`.
-            if let Some(&oldest) = self
+            let Some(&oldest) = self
                 .entries
                 .iter()
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(id, _)| id)
-            {
-                evicted = self.entries.remove(&oldest).map(|(s, _)| s);
+            else {
+                break;
+            };
+            if let Some((s, _)) = self.entries.remove(&oldest) {
+                self.bytes -= s.parse.len();
+                evicted.push(s);
             }
         }
-        self.clock += 1;
-        self.entries.insert(stmt.id, (stmt, self.clock));
+        self.restore(stmt);
         evicted
     }
 
     /// Puts back a statement whose eviction Close the server never ran (it is still prepared).
     pub fn restore(&mut self, stmt: Arc<Statement>) {
         self.clock += 1;
-        self.entries.insert(stmt.id, (stmt, self.clock));
+        self.bytes += stmt.parse.len();
+        if let Some((old, _)) = self.entries.insert(stmt.id, (stmt, self.clock)) {
+            self.bytes -= old.parse.len();
+        }
     }
 
     /// Forgets `id` (a Parse that failed or was skipped, or a statement closed on the server).
     pub fn remove(&mut self, id: u64) {
-        self.entries.remove(&id);
+        if let Some((s, _)) = self.entries.remove(&id) {
+            self.bytes -= s.parse.len();
+        }
     }
 
     /// Forgets everything (DISCARD ALL, DEALLOCATE ALL).
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.bytes = 0;
     }
 
     /// Statements prepared.
@@ -126,7 +160,7 @@ mod tests {
 
     #[test]
     fn parse_message_names_the_statement() {
-        let s = Statement::new(7, b"select $1\0\0\x01\0\0\0\x17");
+        let s = Statement::new(7, b"select $1\0\0\x01\0\0\0\x17", 0);
         assert_eq!(&*s.name, "lakepool_7");
         assert_eq!(s.parse[0], b'P');
         let len = u32::from_be_bytes([s.parse[1], s.parse[2], s.parse[3], s.parse[4]]) as usize;
@@ -138,13 +172,15 @@ mod tests {
     fn lru_evicts_least_recently_used() {
         let mut c = PreparedCache::default();
         let s: Vec<_> = (0..3)
-            .map(|i| Arc::new(Statement::new(i, b"x\0\0\0")))
+            .map(|i| Arc::new(Statement::new(i, b"x\0\0\0", 0)))
             .collect();
-        assert!(c.insert(s[0].clone(), 2).is_none());
-        assert!(c.insert(s[1].clone(), 2).is_none());
+        assert!(c.insert(s[0].clone(), 2).is_empty());
+        assert!(c.insert(s[1].clone(), 2).is_empty());
         assert!(c.touch(&s[0]));
-        let out = c.insert(s[2].clone(), 2).unwrap();
-        assert_eq!(out.id, 1);
+        let out = c.insert(s[2].clone(), 2);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].id, 1);
+        assert_eq!(s[0].rest_len(), 4);
         assert!(c.touch(&s[0]) && c.touch(&s[2]) && !c.touch(&s[1]));
         c.remove(0);
         assert_eq!(c.len(), 1);

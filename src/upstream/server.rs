@@ -23,10 +23,11 @@ pub struct ServerConn {
     pub stream: Stream,
     /// Read buffer for server→client traffic, kept with the connection so it is reused.
     pub buf: BytesMut,
-    /// Session parameters the server has, as far as lakepool knows.
+    /// The values of the parameters the server reports (ParameterStatus), as it last did.
     pub params: ParamMap,
-    /// How many of `params` the server reported at login (the GUC_REPORT ones).
-    pub reported: usize,
+    /// What is set at session level on this connection (boxed: rarely touched, and the
+    /// connection moves between the pool and sessions by value).
+    pub session: Box<ServerSession>,
     /// The server's BackendKeyData (pid, secret), for cancel requests.
     pub key: (u32, u32),
     /// The host it is connected to (where its cancel requests go).
@@ -39,6 +40,49 @@ pub struct ServerConn {
     pub last_used: Instant,
     /// Named statements lakepool prepared on it (transaction mode).
     pub prepared: Box<super::prepared::PreparedCache>,
+}
+
+impl ServerConn {
+    /// A connection that just logged in: `params` is what the server reported.
+    pub fn new(
+        stream: Stream,
+        buf: BytesMut,
+        params: ParamMap,
+        key: (u32, u32),
+        host: &str,
+        id: u64,
+    ) -> Self {
+        let now = Instant::now();
+        let login_user = params
+            .get(super::params::SESSION_AUTHORIZATION)
+            .unwrap_or_default()
+            .to_owned();
+        Self {
+            stream,
+            buf,
+            params,
+            session: Box::new(ServerSession {
+                settings: ParamMap::new(),
+                login_user,
+            }),
+            key,
+            host: std::sync::Arc::new(host.to_owned()),
+            id,
+            created: now,
+            last_used: now,
+            prepared: Default::default(),
+        }
+    }
+}
+
+/// Session-level state of a server connection.
+#[derive(Debug, Default)]
+pub struct ServerSession {
+    /// Parameters set at session level (by lakepool for a client, or by a client as read back
+    /// after its transaction): what the next client's checkout compares with its own.
+    pub settings: ParamMap,
+    /// The role lakepool logged in as (the session authorization a reset returns to).
+    pub login_user: String,
 }
 
 /// A DataRow's values as text (lossy for non-UTF-8), NULL as None.
@@ -84,21 +128,21 @@ impl ServerConn {
         self.control_exchange(sql, None).await
     }
 
-    /// Like [`Self::run_control_query`], also returning the first row's values as text (NULL
-    /// as None), for queries such as `SELECT current_setting(…)`.
-    pub async fn control_query_row(
+    /// Like [`Self::run_control_query`], also returning every row of every result, values as
+    /// text (NULL as None), for queries such as `SELECT current_setting(…)`.
+    pub async fn control_query_rows(
         &mut self,
         sql: &str,
-    ) -> Result<Vec<Option<String>>, ControlError> {
-        let mut row = Vec::new();
-        self.control_exchange(sql, Some(&mut row)).await?;
-        Ok(row)
+    ) -> Result<Vec<Vec<Option<String>>>, ControlError> {
+        let mut rows = Vec::new();
+        self.control_exchange(sql, Some(&mut rows)).await?;
+        Ok(rows)
     }
 
     async fn control_exchange(
         &mut self,
         sql: &str,
-        mut row: Option<&mut Vec<Option<String>>>,
+        mut rows: Option<&mut Vec<Vec<Option<String>>>>,
     ) -> Result<u8, ControlError> {
         let mut out = BytesMut::with_capacity(sql.len() + 6);
         frontend::query(&mut out, sql);
@@ -132,8 +176,8 @@ impl ServerConn {
                     };
                 }
                 b'D' => {
-                    if let Some(row) = row.as_mut().filter(|r| r.is_empty()) {
-                        **row = parse_data_row(&body);
+                    if let Some(rows) = rows.as_mut() {
+                        rows.push(parse_data_row(&body));
                     }
                 }
                 // CommandComplete, notices, empty query, NotificationResponse: nothing to track.
@@ -158,10 +202,9 @@ impl ServerConn {
         }
     }
 
-    /// Forgets settings lakepool applied that the server does not report, after a reset
-    /// (DISCARD ALL / RESET ALL) put them back to defaults.
-    pub fn forget_unreported(&mut self) {
-        self.params.truncate(self.reported);
+    /// Forgets the session-level settings after a `DISCARD ALL` put them back to defaults.
+    pub fn forget_session(&mut self) {
+        self.session.settings = ParamMap::new();
     }
 
     /// Whether an idle connection may be handed to a client: nothing arrived while idle
@@ -206,19 +249,14 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_secs(5)).await;
         });
-        let now = Instant::now();
-        ServerConn {
-            stream: Stream::Plain(TcpStream::connect(addr).await.unwrap()),
-            buf: BytesMut::new(),
-            params: ParamMap::new(),
-            reported: 0,
-            key: (0, 0),
-            host: std::sync::Arc::new("127.0.0.1".to_owned()),
-            id: 1,
-            created: now,
-            last_used: now,
-            prepared: Default::default(),
-        }
+        ServerConn::new(
+            Stream::Plain(TcpStream::connect(addr).await.unwrap()),
+            BytesMut::new(),
+            ParamMap::new(),
+            (0, 0),
+            "127.0.0.1",
+            1,
+        )
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::error::ClientError;
 use crate::upstream::prepared::{PreparedCache, Statement};
 
 /// One request awaiting its reply.
@@ -47,6 +48,9 @@ pub enum Expect {
     /// A reply lakepool makes up, sent once everything before it has been answered; with the
     /// change to the client's statement names to undo if the server skips past it.
     Synth(Synth, Option<Undo>),
+    /// A simple query lakepool added before the client's (a SQL `PREPARE` the client ran on
+    /// another server): all its replies, ReadyForQuery included, are dropped.
+    Injected,
 }
 
 /// A change to a client's statement names made when a request was queued, to be undone when
@@ -68,55 +72,15 @@ pub enum Synth {
     /// The client closed a statement lakepool keeps prepared on the server.
     CloseComplete,
     /// A simple query lakepool answered itself: CommandComplete with this tag, then
-    /// ReadyForQuery with the current transaction status.
+    /// ReadyForQuery with the transaction status at that point. In a failed transaction the
+    /// server would have refused it: then the error PostgreSQL sends instead.
     Command(&'static str),
-    /// A warning (NoticeResponse) about something that does not work in transaction mode.
-    Warn(Limitation),
-    /// A warning that a parameter the client sets is not tracked.
-    Untracked(Box<str>),
-}
-
-/// Session features that do not outlive a transaction in transaction pooling mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limitation {
-    /// LISTEN.
-    Listen,
-    /// Session-level advisory locks.
-    AdvisoryLock,
-    /// Cursors WITH HOLD.
-    HoldCursor,
-    /// Temporary tables, views, sequences.
-    TempTable,
-    /// SQL PREPARE.
-    SqlPrepare,
-}
-
-impl Limitation {
-    /// The warning's message and hint.
-    pub fn text(self) -> (&'static str, &'static str) {
-        match self {
-            Limitation::Listen => (
-                "lakepool: LISTEN does not work in transaction pooling mode: notifications reach this client only while it is inside a transaction",
-                "use a database in session pooling mode for LISTEN",
-            ),
-            Limitation::AdvisoryLock => (
-                "lakepool: a session-level advisory lock stays with the server connection, not this client, in transaction pooling mode",
-                "use pg_advisory_xact_lock, or session pooling mode",
-            ),
-            Limitation::HoldCursor => (
-                "lakepool: a cursor WITH HOLD outlives the transaction on the server connection, which another client may get next",
-                "close the cursor before the transaction ends, or use session pooling mode",
-            ),
-            Limitation::TempTable => (
-                "lakepool: a temporary object belongs to the server connection; in transaction pooling mode later transactions may run on another one",
-                "create it ON COMMIT DROP, or use session pooling mode",
-            ),
-            Limitation::SqlPrepare => (
-                "lakepool: SQL PREPARE does not follow the client across transactions in transaction pooling mode",
-                "use protocol-level prepared statements (Parse/Bind), which lakepool maps, or session pooling mode",
-            ),
-        }
-    }
+    /// An error lakepool raised for a client's extended-protocol message, in the place the
+    /// server would have put it; lakepool drops the client's messages up to Sync as the server
+    /// would skip them.
+    Error(Box<ClientError>),
+    /// An error lakepool raised for a whole simple query: ErrorResponse, then ReadyForQuery.
+    QueryError(Box<ClientError>),
 }
 
 /// The entries of one client/server pairing.
@@ -137,6 +101,11 @@ impl ReplyQueue {
         self.q.is_empty()
     }
 
+    /// Entries waiting: bounded by the caller, which stops reading the client beyond a limit.
+    pub fn len(&self) -> usize {
+        self.q.len()
+    }
+
     /// The server ignores requests until the next Sync: forward them untouched and expect
     /// nothing.
     pub fn skipping(&self) -> bool {
@@ -155,6 +124,11 @@ impl ReplyQueue {
             _ if self.skipping => {}
             e => self.q.push_back(e),
         }
+    }
+
+    /// The head is a made-up reply: it is due now.
+    pub fn synth_due(&self) -> bool {
+        matches!(self.q.front(), Some(Expect::Synth(..)))
     }
 
     /// The made-up reply at the head, if the head is one: it is due now.
@@ -194,6 +168,12 @@ impl ReplyQueue {
 
     /// Accounts for one server message with tag `tag`; returns whether it goes to the client.
     pub fn on_server(&mut self, tag: u8, cache: &mut PreparedCache) -> bool {
+        if matches!(self.q.front(), Some(Expect::Injected)) {
+            if tag == b'Z' {
+                self.q.pop_front();
+            }
+            return false;
+        }
         match tag {
             b'1' => match self.q.front() {
                 Some(Expect::Parse { forward, stmt, .. }) => {
@@ -298,7 +278,7 @@ mod tests {
     use super::*;
 
     fn stmt(id: u64) -> Arc<Statement> {
-        Arc::new(Statement::new(id, b"select 1\0\0\0"))
+        Arc::new(Statement::new(id, b"select 1\0\0\0", 0))
     }
 
     fn run(q: &mut ReplyQueue, cache: &mut PreparedCache, tags: &[u8]) -> Vec<u8> {

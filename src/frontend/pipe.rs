@@ -1,0 +1,579 @@
+//! One direction of the data path: a fixed read buffer, framed once, and the output built from
+//! it.
+//!
+//! Bytes are read into one buffer of [`buffer::BUF_SIZE`] bytes and framed in place. A message
+//! passed unchanged is not copied: the output is a range of the read buffer. Only when a
+//! message is rewritten, dropped or made up does the output switch to a second buffer, into
+//! which the rest of that round is copied, so one round is always one write. A message larger
+//! than the read buffer streams through it piece by piece; nothing is held whole unless the
+//! caller must inspect it, and then only up to the hold limit (the side buffer [`Held`]).
+//!
+//! The read buffer is never grown: what a peer declares cannot make lakepool reserve memory,
+//! and a direction reads again only once its output is written (backpressure).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::io::poll_read_buf;
+
+use crate::net::buffer;
+use crate::proto::frame::{FrameError, Header, parse_header};
+
+/// A message body still to come through the read buffer.
+#[derive(Debug, Clone, Copy)]
+struct Streaming {
+    /// Body bytes not seen yet.
+    remaining: usize,
+    /// They go out (true) or are dropped (false).
+    forward: bool,
+}
+
+/// A message too large for the read buffer that the caller needs whole.
+#[derive(Debug)]
+struct Held {
+    /// The message as received so far, header included.
+    msg: BytesMut,
+    /// Its full length, header included.
+    total: usize,
+}
+
+/// What [`Pipe::next`] found at the framing position.
+#[derive(Debug)]
+pub enum Next {
+    /// More bytes are needed (a header or a message the caller wants whole is incomplete).
+    NeedMore,
+    /// A message header; the caller decides what to do with the message.
+    Message(Header),
+}
+
+/// One direction's buffers.
+#[derive(Debug, Default)]
+pub struct Pipe {
+    /// Read buffer: `buf[pos..]` is not framed yet.
+    buf: BytesMut,
+    pos: usize,
+    /// Zero-copy output: `buf[zc_from..zc_to]`.
+    zc_from: usize,
+    zc_to: usize,
+    /// Output in copy mode (used once anything in the round was not passed unchanged).
+    made: BytesMut,
+    copying: bool,
+    /// Bytes of the current output already written.
+    written: usize,
+    streaming: Option<Streaming>,
+    held: Option<Held>,
+}
+
+impl Pipe {
+    /// A pipe whose read buffer starts with `bytes` (what arrived behind the login).
+    pub fn with_input(bytes: &[u8]) -> Self {
+        let mut p = Self::default();
+        if !bytes.is_empty() {
+            p.ensure_buffer();
+            p.buf.extend_from_slice(bytes);
+        }
+        p
+    }
+
+    /// A pipe reading into `buf` (a server connection's own buffer, kept with it).
+    pub fn over(buf: BytesMut) -> Self {
+        let mut p = Self::default();
+        p.buf = buf;
+        p
+    }
+
+    /// Gives the read buffer back (with any unread bytes), leaving the pipe empty.
+    pub fn into_buffer(mut self) -> BytesMut {
+        if self.pos > 0 {
+            self.compact();
+        }
+        if self.made.capacity() > 0 {
+            buffer::give(std::mem::take(&mut self.made));
+        }
+        std::mem::take(&mut self.buf)
+    }
+
+    fn ensure_buffer(&mut self) {
+        if self.buf.capacity() == 0 {
+            self.buf = buffer::take();
+        }
+    }
+
+    /// Nothing read and not handled, nothing to write, no message half through: the pipe
+    /// holds no state, and its buffers can go back to the per-thread pool.
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.buf.len()
+            && !self.has_output()
+            && self.streaming.is_none()
+            && self.held.is_none()
+    }
+
+    /// Returns the buffers to the per-thread pool when the pipe is empty (an idle client holds
+    /// none).
+    pub fn release_buffers(&mut self) {
+        if !self.is_empty() {
+            return;
+        }
+        if self.buf.capacity() > 0 {
+            buffer::give(std::mem::take(&mut self.buf));
+        }
+        if self.made.capacity() > 0 {
+            buffer::give(std::mem::take(&mut self.made));
+        }
+        self.pos = 0;
+        self.zc_from = 0;
+        self.zc_to = 0;
+    }
+
+    /// Appends input as if read from the socket (tests drive the framing without sockets).
+    #[cfg(test)]
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.ensure_buffer();
+        if !self.has_output() {
+            self.compact();
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Takes the output as if written to a socket.
+    #[cfg(test)]
+    pub fn drain(&mut self) -> Vec<u8> {
+        let mut sink = Vec::new();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.poll_write_out(&mut cx, &mut sink) {
+            Poll::Ready(Ok(())) => sink,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Drops everything read and not framed (input lakepool answered itself).
+    pub fn discard_unread(&mut self) {
+        self.pos = self.buf.len();
+        if !self.has_output() {
+            self.compact();
+        }
+    }
+
+    /// Unframed bytes at the framing position.
+    pub fn unread(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Bytes waiting to be written.
+    pub fn output_len(&self) -> usize {
+        if self.copying {
+            self.made.len() - self.written
+        } else {
+            self.zc_to - self.zc_from - self.written
+        }
+    }
+
+    /// Something is waiting to be written.
+    pub fn has_output(&self) -> bool {
+        self.output_len() > 0
+    }
+
+    /// A message body is partly through: the peer on the other side is mid-message.
+    pub fn is_streaming(&self) -> bool {
+        self.streaming.is_some()
+    }
+
+    /// A message is being collected in the side buffer.
+    pub fn is_holding(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Frames the next message: its header when at a boundary, or `NeedMore`. While a body
+    /// streams, that body is moved first (pass or drop), and `NeedMore` returned until it ends.
+    pub fn next(&mut self, max_body: usize) -> Result<Next, FrameError> {
+        if let Some(held) = self.held.as_mut() {
+            let n = (held.total - held.msg.len()).min(self.buf.len() - self.pos);
+            held.msg
+                .extend_from_slice(&self.buf[self.pos..self.pos + n]);
+            self.pos += n;
+            if held.msg.len() < held.total {
+                return Ok(Next::NeedMore);
+            }
+            // Complete: framed again from the side buffer, which `whole` and the others use.
+            return Ok(match parse_header(&held.msg, usize::MAX)? {
+                Some(h) => Next::Message(h),
+                None => Next::NeedMore,
+            });
+        }
+        if let Some(s) = self.streaming {
+            let n = s.remaining.min(self.buf.len() - self.pos);
+            if s.forward {
+                self.pass(n);
+            } else {
+                self.skip(n);
+            }
+            let remaining = s.remaining - n;
+            if remaining > 0 {
+                self.streaming = Some(Streaming { remaining, ..s });
+                return Ok(Next::NeedMore);
+            }
+            self.streaming = None;
+        }
+        match parse_header(self.unread(), max_body)? {
+            Some(h) => Ok(Next::Message(h)),
+            None => Ok(Next::NeedMore),
+        }
+    }
+
+    /// The whole message at the framing position when it has arrived (in the read buffer, or
+    /// in the side buffer for a held one).
+    pub fn whole(&self, h: Header) -> Option<&[u8]> {
+        match &self.held {
+            Some(held) => (held.msg.len() == h.total()).then_some(&held.msg[..]),
+            None => self.unread().get(..h.total()),
+        }
+    }
+
+    /// Consumes the whole message at the framing position, handing it and the output buffer to
+    /// `f`, which writes what replaces it (possibly nothing).
+    pub fn rewrite<R>(&mut self, h: Header, f: impl FnOnce(&[u8], &mut BytesMut) -> R) -> R {
+        self.start_copying();
+        let r = match &self.held {
+            Some(held) => f(&held.msg, &mut self.made),
+            None => f(&self.buf[self.pos..self.pos + h.total()], &mut self.made),
+        };
+        self.consume(h);
+        r
+    }
+
+    /// Whether the message could ever be whole in the read buffer.
+    pub fn fits(&self, h: Header) -> bool {
+        h.total() <= buffer::BUF_SIZE
+    }
+
+    /// Passes the message at the framing position unchanged. Its body may still be arriving;
+    /// the rest streams through as it comes.
+    pub fn pass_message(&mut self, h: Header) {
+        if let Some(held) = self.held.take() {
+            self.start_copying();
+            self.made.extend_from_slice(&held.msg);
+            return;
+        }
+        self.move_message(h, true);
+    }
+
+    /// Drops the message at the framing position, including any part still to arrive.
+    pub fn drop_message(&mut self, h: Header) {
+        if self.held.take().is_some() {
+            return;
+        }
+        self.move_message(h, false);
+    }
+
+    fn move_message(&mut self, h: Header, forward: bool) {
+        let n = h.total().min(self.buf.len() - self.pos);
+        if forward {
+            self.pass(n);
+        } else {
+            self.skip(n);
+        }
+        if n < h.total() {
+            self.streaming = Some(Streaming {
+                remaining: h.total() - n,
+                forward,
+            });
+        }
+    }
+
+    /// Consumes the first `n` bytes of the message at the framing position without output;
+    /// the remaining `h.total() - n` bytes are passed unchanged as they come (a rewritten head
+    /// followed by the original tail, e.g. a Bind with large parameters).
+    pub fn replace_head(&mut self, h: Header, n: usize) {
+        self.skip(n);
+        let rest = h.total() - n;
+        let here = rest.min(self.buf.len() - self.pos);
+        self.pass(here);
+        if here < rest {
+            self.streaming = Some(Streaming {
+                remaining: rest - here,
+                forward: true,
+            });
+        }
+    }
+
+    /// Starts collecting the message at the framing position in the side buffer (it is larger
+    /// than the read buffer and within the hold limit the caller checked). The memory is
+    /// reserved as the bytes arrive, never ahead of them.
+    pub fn start_holding(&mut self, h: Header) {
+        let n = self.buf.len() - self.pos;
+        let mut msg = BytesMut::with_capacity(n.max(buffer::BUF_SIZE));
+        msg.extend_from_slice(&self.buf[self.pos..]);
+        self.skip(n);
+        self.held = Some(Held {
+            msg,
+            total: h.total(),
+        });
+    }
+
+    /// Consumes the whole message at the framing position without output (it was rewritten
+    /// or answered by the caller).
+    pub fn consume(&mut self, h: Header) {
+        if self.held.take().is_none() {
+            self.skip(h.total());
+        }
+    }
+
+    /// Output buffer for rewritten or made-up bytes, in order after what is already queued.
+    pub fn emit(&mut self) -> &mut BytesMut {
+        self.start_copying();
+        &mut self.made
+    }
+
+    fn pass(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if !self.copying && self.zc_to == self.pos {
+            self.zc_to += n;
+        } else if !self.copying && self.zc_from == self.zc_to {
+            self.zc_from = self.pos;
+            self.zc_to = self.pos + n;
+        } else {
+            self.start_copying();
+            self.made
+                .extend_from_slice(&self.buf[self.pos..self.pos + n]);
+        }
+        self.pos += n;
+    }
+
+    fn skip(&mut self, n: usize) {
+        self.pos += n;
+    }
+
+    fn start_copying(&mut self) {
+        if self.copying {
+            return;
+        }
+        if self.made.capacity() == 0 {
+            self.made = buffer::take();
+        }
+        self.made
+            .extend_from_slice(&self.buf[self.zc_from + self.written..self.zc_to]);
+        self.written = 0;
+        self.zc_from = self.zc_to;
+        self.copying = true;
+    }
+
+    /// Writes the output to `dst` and flushes. Ready(Ok) once nothing is left to write.
+    pub fn poll_write_out<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut W,
+    ) -> Poll<io::Result<()>> {
+        if !self.has_output() {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            let out = if self.copying {
+                &self.made[self.written..]
+            } else {
+                &self.buf[self.zc_from + self.written..self.zc_to]
+            };
+            if out.is_empty() {
+                break;
+            }
+            let n = ready!(Pin::new(&mut *dst).poll_write(cx, out))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        ready!(Pin::new(&mut *dst).poll_flush(cx))?;
+        self.written = 0;
+        if self.copying {
+            self.made.clear();
+            self.copying = false;
+        }
+        self.zc_from = self.pos;
+        self.zc_to = self.pos;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads more from `src` once everything framed so far is written. Ready(Ok(0)) at EOF.
+    pub fn poll_fill<R: AsyncRead + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut R,
+    ) -> Poll<io::Result<usize>> {
+        self.ensure_buffer();
+        if !self.has_output() {
+            self.compact();
+        }
+        if self.buf.len() == self.buf.capacity() {
+            // Only a partial header or a message waiting to be whole can be left, and both fit
+            // (`fits` is checked before waiting): compacting made room unless output is pending,
+            // which the caller writes before reading.
+            return Poll::Ready(Err(io::Error::other("read buffer full")));
+        }
+        poll_read_buf(Pin::new(src), cx, &mut self.buf)
+    }
+
+    /// Moves unframed bytes to the front of the read buffer (no output refers to it).
+    fn compact(&mut self) {
+        if self.pos == 0 {
+            return;
+        }
+        let rest = self.buf.len() - self.pos;
+        if rest > 0 {
+            self.buf.copy_within(self.pos.., 0);
+        }
+        self.buf.truncate(rest);
+        self.pos = 0;
+        self.zc_from = 0;
+        self.zc_to = 0;
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        if self.buf.capacity() > 0 {
+            buffer::give(std::mem::take(&mut self.buf));
+        }
+        if self.made.capacity() > 0 {
+            buffer::give(std::mem::take(&mut self.made));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn out(p: &mut Pipe) -> Vec<u8> {
+        let mut sink = Vec::new();
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        match p.poll_write_out(&mut cx, &mut sink) {
+            Poll::Ready(Ok(())) => sink,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unchanged_messages_go_out_without_copying() {
+        let mut data = msg(b'Q', b"select 1\0");
+        data.extend(msg(b'S', b""));
+        let mut p = Pipe::with_input(&data);
+        while let Next::Message(h) = p.next(1 << 20).unwrap() {
+            p.pass_message(h);
+        }
+        assert!(!p.copying);
+        assert_eq!(out(&mut p), data);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn a_change_copies_the_rest_of_the_round_in_order() {
+        let mut data = msg(b'B', b"x");
+        data.extend(msg(b'E', b"y"));
+        data.extend(msg(b'S', b""));
+        let mut p = Pipe::with_input(&data);
+        let mut want = Vec::new();
+        let mut first = true;
+        while let Next::Message(h) = p.next(1 << 20).unwrap() {
+            if first {
+                p.consume(h);
+                p.emit().extend_from_slice(b"NEW");
+                want.extend_from_slice(b"NEW");
+                first = false;
+            } else {
+                want.extend_from_slice(p.whole(h).unwrap());
+                p.pass_message(h);
+            }
+        }
+        assert_eq!(out(&mut p), want);
+    }
+
+    #[test]
+    fn large_messages_stream_and_dropped_ones_vanish() {
+        let big = vec![7u8; 40_000];
+        let data = msg(b'd', &big);
+        let mut p = Pipe::default();
+        p.ensure_buffer();
+        let mut sent = Vec::new();
+        for chunk in data.chunks(10_000) {
+            p.buf.extend_from_slice(chunk);
+            loop {
+                match p.next(1 << 20).unwrap() {
+                    Next::NeedMore => break,
+                    Next::Message(h) => {
+                        assert!(!p.fits(h));
+                        p.pass_message(h);
+                    }
+                }
+            }
+            sent.extend(out(&mut p));
+            p.compact();
+        }
+        assert_eq!(sent, data);
+        assert!(!p.is_streaming());
+        // Dropped: nothing out.
+        let mut p = Pipe::with_input(&data[..100]);
+        let Next::Message(h) = p.next(1 << 20).unwrap() else {
+            panic!()
+        };
+        p.drop_message(h);
+        assert!(p.is_streaming());
+        assert!(out(&mut p).is_empty());
+    }
+
+    #[test]
+    fn held_messages_are_collected_as_they_arrive() {
+        let big = vec![1u8; 30_000];
+        let data = msg(b'P', &big);
+        let mut p = Pipe::default();
+        p.ensure_buffer();
+        p.buf.extend_from_slice(&data[..1000]);
+        let Next::Message(h) = p.next(1 << 20).unwrap() else {
+            panic!()
+        };
+        p.start_holding(h);
+        assert!(matches!(p.next(1 << 20).unwrap(), Next::NeedMore));
+        let mut got = None;
+        for chunk in data[1000..].chunks(8000) {
+            p.compact();
+            p.buf.extend_from_slice(chunk);
+            if let Next::Message(h) = p.next(1 << 20).unwrap() {
+                got = Some(p.whole(h).unwrap().to_vec());
+                p.pass_message(h);
+            }
+        }
+        assert_eq!(got.unwrap(), data);
+        assert_eq!(out(&mut p), data);
+    }
+
+    #[test]
+    fn replace_head_streams_the_tail() {
+        let body = vec![9u8; 20_000];
+        let data = msg(b'B', &body);
+        let mut p = Pipe::with_input(&data[..2000]);
+        let Next::Message(h) = p.next(1 << 20).unwrap() else {
+            panic!()
+        };
+        p.emit().extend_from_slice(b"HEAD");
+        p.replace_head(h, 10);
+        let mut sent = out(&mut p);
+        p.compact();
+        p.buf.extend_from_slice(&data[2000..]);
+        assert!(matches!(p.next(1 << 20).unwrap(), Next::NeedMore));
+        sent.extend(out(&mut p));
+        let mut want = b"HEAD".to_vec();
+        want.extend_from_slice(&data[10..]);
+        assert_eq!(sent, want);
+    }
+}

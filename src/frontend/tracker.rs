@@ -1,0 +1,269 @@
+//! What a client/server pair owes each other, message by message: the ReadyForQuery replies
+//! the server still owes (one per Query, Sync, FunctionCall), the last transaction status,
+//! whether extended-protocol messages await a Sync, and COPY FROM STDIN. Transaction pooling
+//! releases the server only when nothing is owed.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::pool::stats::{PoolStats, error_code};
+
+/// Protocol state of a client/server pair, carried across transactions.
+#[derive(Debug)]
+pub struct Tracker {
+    /// ReadyForQuery messages the server still owes.
+    pub pending: u32,
+    /// Status byte of the last ReadyForQuery (`I`, `T`, `E`).
+    pub status: u8,
+    /// Extended-protocol messages were sent since the last Sync.
+    pub unsynced: bool,
+    /// The server is in COPY FROM STDIN (CopyInResponse seen, CopyDone/CopyFail not yet sent).
+    pub copy_in: bool,
+    /// Syncs counted since the last Execute, while no CopyDone/CopyFail has closed that window:
+    /// if the Execute turns out to start a COPY FROM STDIN, the server ignores them.
+    exec_window: Option<u32>,
+    /// Windows closed by the client's CopyDone/CopyFail before the server's CopyInResponse
+    /// arrived (pipelined COPY), oldest first.
+    closed_windows: VecDeque<u32>,
+    /// Server bytes were read but never delivered to the client, or replies are still owed.
+    pub undelivered: bool,
+    /// The server's last error was FATAL or PANIC: it closes the connection next, and the
+    /// client has its own reason already.
+    pub server_fatal: bool,
+    /// The pool's counters (queries, transactions, errors), when counting.
+    pub stats: Option<Arc<PoolStats>>,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Self {
+            pending: 0,
+            status: b'I',
+            unsynced: false,
+            copy_in: false,
+            exec_window: None,
+            closed_windows: VecDeque::new(),
+            undelivered: false,
+            server_fatal: false,
+            stats: None,
+        }
+    }
+}
+
+impl Tracker {
+    /// True when the server is between transactions with nothing owed.
+    pub fn server_idle(&self) -> bool {
+        self.pending == 0 && self.status == b'I' && !self.unsynced && !self.copy_in
+    }
+
+    /// True when the client owes the next move: every request answered, none in COPY.
+    pub fn waiting_on_client(&self) -> bool {
+        self.pending == 0 && !self.copy_in
+    }
+
+    /// A message with tag `tag` went to the server.
+    pub fn client_sent(&mut self, tag: u8) {
+        match tag {
+            b'Q' | b'F' => {
+                self.pending += 1;
+                self.exec_window = None;
+            }
+            // The server ignores Sync (and Flush) while in COPY FROM STDIN: no reply owed.
+            b'S' if self.copy_in => {}
+            b'S' => {
+                self.pending += 1;
+                self.unsynced = false;
+                if let Some(w) = self.exec_window.as_mut() {
+                    *w += 1;
+                }
+            }
+            b'E' => {
+                self.unsynced = true;
+                self.exec_window = Some(0);
+            }
+            b'c' | b'f' => {
+                if self.copy_in {
+                    self.copy_in = false;
+                } else if let Some(w) = self.exec_window.take() {
+                    // CopyDone before the server said CopyInResponse: a pipelined COPY.
+                    self.closed_windows.push_back(w);
+                }
+            }
+            b'P' | b'B' | b'D' | b'C' | b'H' => self.unsynced = true,
+            _ => {}
+        }
+    }
+
+    /// A message with tag `tag` came from the server; `body` for ReadyForQuery and
+    /// ErrorResponse (None when it was too large to look at).
+    pub fn server_sent(&mut self, tag: u8, body: Option<&[u8]>) {
+        match tag {
+            b'Z' => {
+                self.pending = self.pending.saturating_sub(1);
+                self.status = body.and_then(|b| b.first().copied()).unwrap_or(b'I');
+                if let Some(s) = &self.stats {
+                    s.record_ready(self.status);
+                }
+                if self.pending == 0 {
+                    self.closed_windows.clear();
+                }
+            }
+            // CopyInResponse: Syncs the client sent after the Execute that started this COPY
+            // are ignored by the server, and so are any until CopyDone/CopyFail.
+            b'G' => match self.closed_windows.pop_front() {
+                Some(w) => self.pending = self.pending.saturating_sub(w),
+                None => {
+                    if let Some(w) = self.exec_window.take() {
+                        self.pending = self.pending.saturating_sub(w);
+                    }
+                    self.copy_in = true;
+                }
+            },
+            b'E' => {
+                if let Some(s) = &self.stats {
+                    s.record_error(body.and_then(error_code).unwrap_or(b"XX"));
+                }
+                self.server_fatal = body.is_some_and(is_fatal);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether an ErrorResponse body has severity FATAL or PANIC (the server ends the session).
+fn is_fatal(body: &[u8]) -> bool {
+    let mut rest = body;
+    while let Some((&kind, tail)) = rest.split_first() {
+        if kind == 0 {
+            break;
+        }
+        let Some(end) = tail.iter().position(|&b| b == 0) else {
+            return false;
+        };
+        if kind == b'V' || kind == b'S' {
+            return matches!(&tail[..end], b"FATAL" | b"PANIC");
+        }
+        rest = tail.get(end + 1..).unwrap_or_default();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(t: &mut Tracker, tags: &[u8]) {
+        for &tag in tags {
+            t.client_sent(tag);
+        }
+    }
+
+    fn server(t: &mut Tracker, msgs: &[(u8, &[u8])]) {
+        for (tag, body) in msgs {
+            t.server_sent(*tag, Some(body));
+        }
+    }
+
+    #[test]
+    fn simple_and_extended_queries_release_at_idle() {
+        let mut t = Tracker::default();
+        client(&mut t, b"Q");
+        assert!(!t.server_idle());
+        server(
+            &mut t,
+            &[(b'T', b""), (b'D', b""), (b'C', b""), (b'Z', b"I")],
+        );
+        assert!(t.server_idle());
+        client(&mut t, b"PBDES");
+        server(
+            &mut t,
+            &[(b'1', b""), (b'2', b""), (b'C', b""), (b'Z', b"T")],
+        );
+        assert!(!t.server_idle(), "inside a transaction");
+        client(&mut t, b"Q");
+        server(&mut t, &[(b'C', b""), (b'Z', b"I")]);
+        assert!(t.server_idle());
+    }
+
+    #[test]
+    fn pipelined_batches_and_flush_without_sync_hold_the_server() {
+        let mut t = Tracker::default();
+        client(&mut t, b"BESBESBES");
+        server(&mut t, &[(b'Z', b"I"), (b'Z', b"I")]);
+        assert!(!t.server_idle(), "one reply still owed");
+        server(&mut t, &[(b'Z', b"I")]);
+        assert!(t.server_idle());
+        client(&mut t, b"PBEH");
+        server(&mut t, &[(b'1', b""), (b'2', b""), (b'C', b"")]);
+        assert!(!t.server_idle(), "extended messages await a Sync");
+    }
+
+    #[test]
+    fn extended_copy_in_ignores_syncs_during_copy() {
+        let mut t = Tracker::default();
+        client(&mut t, b"BES");
+        server(&mut t, &[(b'2', b""), (b'G', b"")]);
+        assert!(!t.server_idle(), "in COPY");
+        client(&mut t, b"ddc");
+        client(&mut t, b"S");
+        server(&mut t, &[(b'C', b""), (b'Z', b"I")]);
+        assert!(t.server_idle(), "{t:?}");
+    }
+
+    #[test]
+    fn fully_pipelined_copy_in() {
+        let mut t = Tracker::default();
+        client(&mut t, b"BESddcS");
+        server(&mut t, &[(b'2', b""), (b'G', b"")]);
+        assert!(!t.server_idle());
+        server(&mut t, &[(b'C', b""), (b'Z', b"I")]);
+        assert!(t.server_idle(), "{t:?}");
+    }
+
+    #[test]
+    fn copy_in_response_before_the_sync() {
+        let mut t = Tracker::default();
+        client(&mut t, b"BEH");
+        server(&mut t, &[(b'2', b""), (b'G', b"")]);
+        client(&mut t, b"Sddc");
+        assert!(!t.server_idle());
+        client(&mut t, b"S");
+        server(&mut t, &[(b'C', b""), (b'Z', b"I")]);
+        assert!(t.server_idle(), "{t:?}");
+    }
+
+    #[test]
+    fn simple_copy_in() {
+        let mut t = Tracker::default();
+        client(&mut t, b"Q");
+        server(&mut t, &[(b'G', b"")]);
+        client(&mut t, b"dddc");
+        assert!(!t.server_idle());
+        server(&mut t, &[(b'C', b""), (b'Z', b"I")]);
+        assert!(t.server_idle());
+    }
+
+    #[test]
+    fn error_mid_pipeline_still_one_reply_per_sync() {
+        let mut t = Tracker::default();
+        client(&mut t, b"PBESPBES");
+        server(&mut t, &[(b'E', b""), (b'Z', b"I")]);
+        assert!(!t.server_idle());
+        server(
+            &mut t,
+            &[(b'1', b""), (b'2', b""), (b'C', b""), (b'Z', b"I")],
+        );
+        assert!(t.server_idle());
+    }
+
+    #[test]
+    fn fatal_errors_are_noticed() {
+        let mut t = Tracker::default();
+        t.server_sent(b'E', Some(b"SFATAL\0VFATAL\0C57P01\0Mterminating\0\0"));
+        assert!(t.server_fatal);
+        t.server_sent(b'E', Some(b"SERROR\0VERROR\0C42P01\0Mno\0\0"));
+        assert!(!t.server_fatal);
+        t.server_sent(b'E', Some(b"SFATAL"));
+        assert!(!t.server_fatal, "malformed body");
+    }
+}

@@ -1,0 +1,821 @@
+//! Transaction mode, client → server: each client message is framed once by the pipe and
+//! handled here.
+//!
+//! SQL (simple queries, Parse) is inspected for what it does to session state. With statement
+//! mapping on, Parse, Bind, Describe and Close of named statements are rewritten to the
+//! statement's server-side name (see [`crate::upstream::prepared`]): a statement the server
+//! lacks is prepared first, one it already has is not prepared again, a client's Close leaves
+//! it prepared for other clients, and a name the client never prepared is refused as
+//! PostgreSQL would refuse it, never passed to the server where it could reach lakepool's own
+//! statements. Everything else passes unchanged; large messages (COPY data, big Binds) stream
+//! through without being held whole.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+
+use super::replies::{Expect, Synth, Undo};
+use super::{Attached, Limitation, TxnClient, catalog, is_reserved};
+use crate::error::ClientError;
+use crate::frontend::pipe::Pipe;
+use crate::frontend::tracker::Tracker;
+use crate::proto::frame::{FrameError, HEADER_LEN, Header, parse_header, put_header, split_cstr};
+use crate::proto::sql::{self, Command, SetConfigCalls};
+use crate::proto::sqlstate::SqlState;
+use crate::proto::{frontend, write};
+use crate::upstream::prepared::Statement;
+
+/// Most entries the reply queue may hold before lakepool stops reading the client: a client
+/// that pipelines requests without reading replies is held back, not buffered.
+pub const MAX_QUEUED: usize = 4096;
+
+/// The statement names of a Bind must be within this many bytes of its start; a Bind larger
+/// than the hold limit streams after them.
+const MAX_BIND_NAMES: usize = 4096;
+
+/// What handling the message at the framing position came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Handled; go on with the next message.
+    Done,
+    /// More bytes are needed first.
+    NeedMore,
+}
+
+/// A whole message, or why there is none yet.
+enum Whole {
+    Ready,
+    Wait,
+    TooBig,
+}
+
+/// Makes the message at the framing position whole if it can be: in the read buffer, or in
+/// the side buffer up to the hold limit.
+fn whole(up: &mut Pipe, h: Header, hold_limit: usize) -> Whole {
+    if up.whole(h).is_some() {
+        Whole::Ready
+    } else if up.fits(h) {
+        Whole::Wait
+    } else if h.total() <= hold_limit && !up.is_holding() {
+        up.start_holding(h);
+        Whole::Wait
+    } else if up.is_holding() {
+        Whole::Wait
+    } else {
+        Whole::TooBig
+    }
+}
+
+/// Whether lakepool must see the whole message: SQL it inspects, statement names it maps.
+pub fn inspected(tag: u8, mapping: bool) -> bool {
+    matches!(tag, b'Q' | b'P') || (mapping && matches!(tag, b'B' | b'D' | b'C'))
+}
+
+/// Before a server is attached: whether the client's next request is ready to go (a whole
+/// message, or one that must stream), holding an inspected message that is larger than the read
+/// buffer until it is whole. Only a client with a request ready gets a server, so a client that
+/// stops half-way through a message holds no server.
+pub fn request_ready(up: &mut Pipe, limits: &super::TxnLimits) -> Result<bool, FrameError> {
+    match up.next(limits.max_message)? {
+        crate::frontend::pipe::Next::NeedMore => Ok(false),
+        crate::frontend::pipe::Next::Message(h) => {
+            if up.whole(h).is_some() {
+                return Ok(true);
+            }
+            if up.fits(h) {
+                return Ok(false);
+            }
+            if inspected(h.tag, limits.mapping()) {
+                return Ok(!matches!(whole(up, h, limits.hold_limit), Whole::Wait));
+            }
+            Ok(true)
+        }
+    }
+}
+
+impl TxnClient {
+    /// Handles the client message whose header is at the framing position of `up`.
+    pub fn on_message(
+        &mut self,
+        h: Header,
+        up: &mut Pipe,
+        at: &mut Attached<'_>,
+        tracker: &mut Tracker,
+    ) -> Step {
+        let mapping = at.limits.mapping();
+        if self.discarding {
+            if h.tag != b'S' {
+                up.drop_message(h);
+                return Step::Done;
+            }
+            self.discarding = false;
+        }
+        if mapping && at.queue.skipping() {
+            // The server ignores everything up to Sync: pass it untouched.
+            return self.pass(h, up, at, tracker);
+        }
+        match h.tag {
+            b'Q' => self.query(h, up, at, tracker),
+            b'P' => self.parse(h, up, at, tracker),
+            b'B' if mapping => self.bind(h, up, at, tracker),
+            b'D' | b'C' if mapping => self.describe_or_close(h, up, at, tracker),
+            _ => self.pass(h, up, at, tracker),
+        }
+    }
+
+    /// Passes a message unchanged: once it is whole if it fits the read buffer (so a server is
+    /// never left holding half a message lakepool could have kept), streaming otherwise.
+    fn pass(&mut self, h: Header, up: &mut Pipe, at: &mut Attached<'_>, t: &mut Tracker) -> Step {
+        if up.whole(h).is_none() && up.fits(h) {
+            return Step::NeedMore;
+        }
+        expect_for(h.tag, at);
+        t.client_sent(h.tag);
+        up.pass_message(h);
+        Step::Done
+    }
+
+    /// A lakepool-made error in place of a client message; later messages are dropped up to
+    /// Sync, as the server skips them after an error.
+    fn refuse(
+        &mut self,
+        h: Header,
+        up: &mut Pipe,
+        at: &mut Attached<'_>,
+        err: ClientError,
+    ) -> Step {
+        up.drop_message(h);
+        at.queue
+            .push(Expect::Synth(Synth::Error(Box::new(err)), None));
+        self.discarding = true;
+        Step::Done
+    }
+
+    fn query(&mut self, h: Header, up: &mut Pipe, at: &mut Attached<'_>, t: &mut Tracker) -> Step {
+        match whole(up, h, at.limits.hold_limit) {
+            Whole::Wait => return Step::NeedMore,
+            Whole::TooBig => {
+                // Too large to inspect: whatever it does to session state is read back after.
+                self.changes.all = true;
+                return self.pass(h, up, at, t);
+            }
+            Whole::Ready => {}
+        }
+        let mapping = at.limits.mapping();
+        let plan = {
+            let msg = up.whole(h).unwrap_or_default();
+            let body = &msg[HEADER_LEN..];
+            let text = split_cstr(body).map_or(body, |(t, _)| t);
+            self.inspect_sql(text, true, mapping)
+        };
+        if let Some(reply) = plan.reply {
+            up.consume(h);
+            at.queue.push(Expect::Synth(reply, None));
+            return Step::Done;
+        }
+        for name in &plan.prepare_first {
+            if let Some(text) = self.sql_prepared.get(name) {
+                frontend::query(up.emit(), text);
+                at.queue.push(Expect::Injected);
+                t.client_sent(b'Q');
+                self.sql_on_server.push(name.clone());
+            }
+        }
+        if plan.catalog && mapping {
+            let text = {
+                let msg = up.whole(h).unwrap_or_default();
+                let body = &msg[HEADER_LEN..];
+                let text = split_cstr(body).map_or(body, |(t, _)| t);
+                std::str::from_utf8(text).ok().map(str::to_owned)
+            };
+            if let Some(text) = text {
+                self.ensure_all_prepared(up, at, t);
+                let sql = catalog::rewrite(&text, &self.mapped_names(at));
+                up.consume(h);
+                frontend::query(up.emit(), &sql);
+                expect_for(b'Q', at);
+                t.client_sent(b'Q');
+                return Step::Done;
+            }
+        }
+        expect_for(b'Q', at);
+        t.client_sent(b'Q');
+        up.pass_message(h);
+        Step::Done
+    }
+
+    fn parse(&mut self, h: Header, up: &mut Pipe, at: &mut Attached<'_>, t: &mut Tracker) -> Step {
+        let mapping = at.limits.mapping();
+        let too_big = match whole(up, h, at.limits.hold_limit) {
+            Whole::Wait => return Step::NeedMore,
+            Whole::TooBig => true,
+            Whole::Ready => false,
+        };
+        if too_big {
+            // The name is at the start of the body; the text is not inspected.
+            let name = split_cstr(&up.unread()[HEADER_LEN..]).map(|(n, _)| n.to_vec());
+            return match name {
+                Some(n) if n.is_empty() => {
+                    self.changes.all = true;
+                    self.pass(h, up, at, t)
+                }
+                Some(n) if !mapping => {
+                    self.changes.all = true;
+                    self.changes.deallocate_later(&String::from_utf8_lossy(&n));
+                    self.pass(h, up, at, t)
+                }
+                _ if !mapping => {
+                    // Not even the name arrived yet: wait for it (it is short).
+                    if up.unread().len() < MAX_BIND_NAMES {
+                        return Step::NeedMore;
+                    }
+                    self.refuse(h, up, at, statement_too_large(h, at.limits.hold_limit))
+                }
+                _ => self.refuse(h, up, at, statement_too_large(h, at.limits.hold_limit)),
+            };
+        }
+        let (name, rest) = {
+            let msg = up.whole(h).unwrap_or_default();
+            match split_cstr(&msg[HEADER_LEN..]) {
+                Some((n, r)) => (n.to_vec(), r.to_vec()),
+                // Malformed: the server says so.
+                None => return self.pass(h, up, at, t),
+            }
+        };
+        let text = split_cstr(&rest).map_or(&rest[..], |(t, _)| t);
+        if name.is_empty() || !mapping {
+            // An unnamed statement runs right after: what it does is noted now. Without
+            // mapping a named one is the client's own on this server only.
+            let plan = self.inspect_sql(text, false, mapping);
+            if let Some(n) = plan.reserved {
+                return self.refuse(h, up, at, reserved_error(&n));
+            }
+            if !name.is_empty() {
+                self.changes
+                    .deallocate_later(&String::from_utf8_lossy(&name));
+            }
+            return self.pass(h, up, at, t);
+        }
+        if self.statements.contains_key(&name[..]) {
+            let n = String::from_utf8_lossy(&name);
+            let err = ClientError::error(
+                SqlState::DUPLICATE_PREPARED_STATEMENT,
+                format!("prepared statement \"{n}\" already exists"),
+            );
+            return self.refuse(h, up, at, err);
+        }
+        if self.statements.len() >= at.limits.max_statements
+            || self.statement_bytes + rest.len() > at.limits.max_statement_bytes
+        {
+            let err = ClientError::error(
+                SqlState::PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "lakepool: too many prepared statements for this client ({} statements, {} bytes; the limits are max_client_prepared_statements = {} and max_client_prepared_bytes = {})",
+                    self.statements.len(),
+                    self.statement_bytes,
+                    at.limits.max_statements,
+                    at.limits.max_statement_bytes
+                ),
+            );
+            return self.refuse(h, up, at, err);
+        }
+        up.consume(h);
+        let stmt = at.registry.intern(&rest);
+        self.statement_bytes += rest.len();
+        self.statements
+            .insert(name.clone().into(), Arc::clone(&stmt));
+        // Undone if the server skips this Parse (an earlier error) or it fails: PostgreSQL
+        // would not have created the name.
+        if at.cache.touch(&stmt) {
+            let undo = Undo::Unmap(name.into(), stmt);
+            at.queue
+                .push(Expect::Synth(Synth::ParseComplete, Some(undo)));
+        } else {
+            prepare(&stmt, true, Some(name.into()), up, at, t);
+        }
+        Step::Done
+    }
+
+    fn bind(&mut self, h: Header, up: &mut Pipe, at: &mut Attached<'_>, t: &mut Tracker) -> Step {
+        let streamed = match whole(up, h, at.limits.hold_limit) {
+            Whole::Wait => return Step::NeedMore,
+            Whole::TooBig => true,
+            Whole::Ready => false,
+        };
+        let names = {
+            let bytes = up.whole(h).unwrap_or_else(|| up.unread());
+            let body = &bytes[HEADER_LEN..];
+            split_cstr(body)
+                .and_then(|(portal, rest)| Some((portal, split_cstr(rest)?)))
+                .map(|(portal, (name, _))| (portal.to_vec(), name.to_vec()))
+        };
+        let Some((portal, name)) = names else {
+            if streamed && up.unread().len() < MAX_BIND_NAMES {
+                return Step::NeedMore;
+            }
+            // Malformed (or names too long to be real): the server says so.
+            return self.pass(h, up, at, t);
+        };
+        if name.is_empty() {
+            return self.pass(h, up, at, t);
+        }
+        let Some(stmt) = self.statements.get(&name[..]).cloned() else {
+            return self.refuse(h, up, at, no_such_statement(&name));
+        };
+        if stmt.touches_state {
+            // A statement that sets things is noted at each execution.
+            self.inspect_sql(stmt.query(), false, true);
+        }
+        ensure_prepared(&stmt, up, at, t);
+        let head = HEADER_LEN + portal.len() + 1 + name.len() + 1;
+        let rest_len = h.total() - head;
+        frontend::bind_head(up.emit(), &portal, stmt.name.as_bytes(), rest_len);
+        up.replace_head(h, head);
+        at.queue.push(Expect::Bind);
+        t.client_sent(b'B');
+        Step::Done
+    }
+
+    fn describe_or_close(
+        &mut self,
+        h: Header,
+        up: &mut Pipe,
+        at: &mut Attached<'_>,
+        t: &mut Tracker,
+    ) -> Step {
+        match whole(up, h, at.limits.hold_limit) {
+            Whole::Wait => return Step::NeedMore,
+            // Names are short: a huge Describe or Close is the server's to refuse.
+            Whole::TooBig => return self.pass(h, up, at, t),
+            Whole::Ready => {}
+        }
+        let target = {
+            let msg = up.whole(h).unwrap_or_default();
+            match msg[HEADER_LEN..].split_first() {
+                Some((&b'S', rest)) => split_cstr(rest)
+                    .map(|(n, _)| n.to_vec())
+                    .filter(|n| !n.is_empty()),
+                _ => None,
+            }
+        };
+        let Some(name) = target else {
+            return self.pass(h, up, at, t);
+        };
+        up.consume(h);
+        if h.tag == b'C' {
+            // The statement stays prepared on the server for other clients. PostgreSQL
+            // answers a Close of a name it does not know with CloseComplete too.
+            let undo = self.statements.remove(&name[..]).map(|s| {
+                self.statement_bytes = self.statement_bytes.saturating_sub(s.rest_len());
+                Undo::Remap(name.into(), s)
+            });
+            at.queue.push(Expect::Synth(Synth::CloseComplete, undo));
+            return Step::Done;
+        }
+        let Some(stmt) = self.statements.get(&name[..]).cloned() else {
+            at.queue.push(Expect::Synth(
+                Synth::Error(Box::new(no_such_statement(&name))),
+                None,
+            ));
+            self.discarding = true;
+            return Step::Done;
+        };
+        ensure_prepared(&stmt, up, at, t);
+        frontend::describe(up.emit(), b'S', stmt.name.as_bytes());
+        at.queue.push(Expect::Describe);
+        t.client_sent(b'D');
+        Step::Done
+    }
+
+    /// The client's names mapped on this server, for `pg_prepared_statements`.
+    fn mapped_names<'s>(&'s self, at: &Attached<'_>) -> Vec<(&'s [u8], &'s str)> {
+        let mut v: Vec<_> = self
+            .statements
+            .iter()
+            .filter(|(_, s)| at.cache.contains(s))
+            .map(|(n, s)| (&n[..], &*s.name))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Prepares every statement of the client on this server (up to its cache size), so that
+    /// a look at `pg_prepared_statements` shows all of them.
+    fn ensure_all_prepared(&mut self, up: &mut Pipe, at: &mut Attached<'_>, t: &mut Tracker) {
+        let mut all: Vec<Arc<Statement>> = self.statements.values().cloned().collect();
+        all.sort_unstable_by_key(|s| s.id);
+        let missing: Vec<_> = all
+            .iter()
+            .take(at.limits.cache_cap)
+            .filter(|s| !at.cache.contains(s))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        for s in &missing {
+            ensure_prepared(s, up, at, t);
+        }
+        // A simple query right after Parse messages would be skipped if one failed: close the
+        // extended exchange with a Sync of lakepool's own.
+        frontend::sync(up.emit());
+        at.queue.push(Expect::Injected);
+        t.client_sent(b'S');
+    }
+
+    /// Looks at SQL the client sends: notes what it may change in the session, warns about
+    /// what does not outlive a transaction, and answers what lakepool must answer itself.
+    fn inspect_sql(&mut self, text: &[u8], simple: bool, mapping: bool) -> SqlPlan {
+        let mut plan = SqlPlan::default();
+        if !sql::needs_attention(text) {
+            return plan;
+        }
+        let Ok(text) = std::str::from_utf8(text) else {
+            // Not UTF-8 (another client_encoding): read everything back afterwards.
+            self.changes.all = true;
+            return plan;
+        };
+        let stmts = sql::statements(text);
+        let lone = simple && stmts.len() == 1;
+        plan.catalog = simple && !sql::prepared_statements_refs(text).is_empty();
+        for st in &stmts {
+            match &st.set_config {
+                SetConfigCalls::None => {}
+                SetConfigCalls::Names(names) => names.iter().for_each(|n| self.changes.set(n)),
+                SetConfigCalls::Unknown => self.changes.all = true,
+            }
+            let how = (simple, lone, mapping);
+            if let Some(reply) = self.note_command(&st.command, st.text, how, &mut plan) {
+                plan.reply = Some(reply);
+            }
+        }
+        if let Some(name) = &plan.reserved {
+            // A reserved name anywhere refuses the whole query: nothing of it runs.
+            plan.reply = Some(reserved(name));
+            plan.prepare_first.clear();
+        }
+        plan
+    }
+
+    fn note_command(
+        &mut self,
+        command: &Command,
+        text: &str,
+        (simple, lone, mapping): (bool, bool, bool),
+        plan: &mut SqlPlan,
+    ) -> Option<Synth> {
+        let limitation = match command {
+            Command::Reset { name } => {
+                self.changes.reset(name);
+                return None;
+            }
+            Command::Set { name } => {
+                self.changes.set(name);
+                return None;
+            }
+            Command::SessionCharacteristics { names } => {
+                names.iter().for_each(|n| self.changes.set(n));
+                return None;
+            }
+            Command::ResetAll | Command::DiscardAll | Command::Opaque => {
+                self.changes.all = true;
+                return None;
+            }
+            Command::Deallocate { name }
+            | Command::Execute { name }
+            | Command::Prepare { name }
+                if mapping && is_reserved(name) =>
+            {
+                plan.reserved = Some(name.clone());
+                return None;
+            }
+            Command::Deallocate { name } => {
+                return self.deallocate(name, (simple, lone), mapping, plan);
+            }
+            Command::DeallocateAll => {
+                self.sql_prepared.clear();
+                return None;
+            }
+            Command::Prepare { name } if mapping => {
+                self.sql_prepared.insert(name.clone(), Arc::from(text));
+                self.sql_on_server.push(name.clone());
+                return None;
+            }
+            Command::Prepare { name } => {
+                self.changes.deallocate_later(name);
+                Limitation::SqlPrepare
+            }
+            Command::Execute { name } => {
+                if simple {
+                    self.prepare_first(name, plan);
+                }
+                return None;
+            }
+            Command::Listen => {
+                self.changes.unlisten = true;
+                Limitation::Listen
+            }
+            Command::AdvisoryLock => {
+                self.changes.unlock = true;
+                Limitation::AdvisoryLock
+            }
+            Command::CursorWithHold => {
+                self.changes.close_cursors = true;
+                Limitation::HoldCursor
+            }
+            Command::CreateTemp => {
+                self.changes.discard_temp = true;
+                Limitation::TempTable
+            }
+            Command::SetLocal { .. } | Command::DiscardOther | Command::Other => return None,
+        };
+        if !self.notices.contains(&limitation) {
+            self.notices.push(limitation);
+        }
+        None
+    }
+
+    /// SQL `DEALLOCATE name`: of a protocol-level statement lakepool mapped (the server knows
+    /// it by another name), or of a SQL-level one that is not on this server.
+    fn deallocate(
+        &mut self,
+        name: &str,
+        (simple, lone): (bool, bool),
+        mapping: bool,
+        plan: &mut SqlPlan,
+    ) -> Option<Synth> {
+        if !mapping || !simple {
+            return None;
+        }
+        if lone && let Some(s) = self.statements.remove(name.as_bytes()) {
+            self.statement_bytes = self.statement_bytes.saturating_sub(s.rest_len());
+            return Some(Synth::Command("DEALLOCATE"));
+        }
+        if self.sql_prepared.contains_key(name) {
+            if self.sql_on_server.iter().any(|n| n == name) {
+                self.sql_prepared.remove(name);
+                self.sql_on_server.retain(|n| n != name);
+                return None;
+            }
+            if lone {
+                self.sql_prepared.remove(name);
+                return Some(Synth::Command("DEALLOCATE"));
+            }
+            // In a longer query: prepare it here first so the server's DEALLOCATE finds it.
+            self.prepare_first(name, plan);
+            self.sql_prepared.remove(name);
+        }
+        None
+    }
+
+    /// A SQL-level statement of this client that this server lacks is prepared before the
+    /// query that names it.
+    fn prepare_first(&mut self, name: &str, plan: &mut SqlPlan) {
+        if self.sql_prepared.contains_key(name)
+            && !self.sql_on_server.iter().any(|n| n == name)
+            && !plan.prepare_first.iter().any(|n| n == name)
+        {
+            plan.prepare_first.push(name.to_owned());
+        }
+    }
+
+    /// Answers, without a server, input that only prepares statements some server already
+    /// accepted or closes statements, ending in Sync: what drivers send to prepare before
+    /// executing (pgbench, psycopg). Such a client then needs a server only to execute, so
+    /// preparing never waits behind busy servers. Returns the replies, or None (nothing
+    /// changed) when the input needs a server.
+    pub fn answer_without_server(
+        &mut self,
+        up: &mut Pipe,
+        at: &super::TxnLimits,
+        registry: &crate::pool::statements::StatementRegistry,
+    ) -> Option<BytesMut> {
+        if !at.mapping() || self.discarding {
+            return None;
+        }
+        let buf = up.unread();
+        let mut pos = 0;
+        let mut plan: Vec<(&[u8], Option<Arc<Statement>>)> = Vec::new();
+        let mut bytes = self.statement_bytes;
+        loop {
+            let h = parse_header(&buf[pos..], at.max_message).ok()??;
+            let body = buf.get(pos + HEADER_LEN..pos + h.total())?;
+            pos += h.total();
+            match h.tag {
+                b'P' => {
+                    let (name, rest) = split_cstr(body)?;
+                    let (text, _) = split_cstr(rest)?;
+                    if name.is_empty()
+                        || self.statements.contains_key(name)
+                        || plan.iter().any(|(n, _)| *n == name)
+                        || sql::needs_attention(text)
+                        || self.statements.len() + plan.len() >= at.max_statements
+                    {
+                        return None;
+                    }
+                    bytes += rest.len();
+                    if bytes > at.max_statement_bytes {
+                        return None;
+                    }
+                    plan.push((name, Some(registry.accepted(rest)?)));
+                }
+                b'C' => match body.split_first() {
+                    Some((&b'S', rest)) => plan.push((split_cstr(rest)?.0, None)),
+                    _ => return None,
+                },
+                b'H' => {}
+                b'S' if pos == buf.len() => break,
+                _ => return None,
+            }
+        }
+        let mut reply = BytesMut::with_capacity(plan.len() * 5 + 6);
+        let owned: Vec<_> = plan
+            .into_iter()
+            .map(|(n, s)| (Box::<[u8]>::from(n), s))
+            .collect();
+        for (name, stmt) in owned {
+            match stmt {
+                Some(s) => {
+                    self.statement_bytes += s.rest_len();
+                    self.statements.insert(name, s);
+                    write::parse_complete(&mut reply);
+                }
+                None => {
+                    if let Some(s) = self.statements.remove(&name) {
+                        self.statement_bytes = self.statement_bytes.saturating_sub(s.rest_len());
+                    }
+                    write::close_complete(&mut reply);
+                }
+            }
+        }
+        write::ready_for_query(&mut reply, b'I');
+        up.discard_unread();
+        Some(reply)
+    }
+
+    /// Undoes a name change the server made void.
+    pub fn apply_undo(&mut self, undo: Undo) {
+        match undo {
+            Undo::Unmap(name, stmt) => {
+                if self
+                    .statements
+                    .get(&name)
+                    .is_some_and(|s| Arc::ptr_eq(s, &stmt))
+                {
+                    self.statements.remove(&name);
+                    self.statement_bytes = self.statement_bytes.saturating_sub(stmt.rest_len());
+                }
+            }
+            Undo::Remap(name, stmt) => {
+                if !self.statements.contains_key(&name) {
+                    self.statement_bytes += stmt.rest_len();
+                    self.statements.insert(name, stmt);
+                }
+            }
+        }
+    }
+}
+
+/// What inspecting one SQL text decided.
+#[derive(Debug, Default)]
+struct SqlPlan {
+    /// lakepool answers the query itself.
+    reply: Option<Synth>,
+    /// SQL-level statements of the client to prepare on this server first.
+    prepare_first: Vec<String>,
+    /// The query reads `pg_prepared_statements`.
+    catalog: bool,
+    /// A statement names one of lakepool's server-side statements.
+    reserved: Option<String>,
+}
+
+/// The reply entry for a message passed unchanged (statement mapping on).
+fn expect_for(tag: u8, at: &mut Attached<'_>) {
+    if !at.limits.mapping() {
+        return;
+    }
+    let e = match tag {
+        b'P' => Expect::Parse {
+            forward: true,
+            stmt: None,
+            mapped: None,
+        },
+        b'B' => Expect::Bind,
+        b'D' => Expect::Describe,
+        b'E' => Expect::Execute,
+        b'C' => Expect::Close {
+            forward: true,
+            evicted: None,
+        },
+        b'S' | b'Q' | b'F' => Expect::Sync,
+        b'c' | b'f' => Expect::CopyEnd,
+        _ => return,
+    };
+    at.queue.push(e);
+}
+
+/// Makes sure the server has `stmt` before a message that uses it.
+fn ensure_prepared(stmt: &Arc<Statement>, up: &mut Pipe, at: &mut Attached<'_>, t: &mut Tracker) {
+    if !at.cache.touch(stmt) {
+        prepare(stmt, false, None, up, at, t);
+    }
+}
+
+/// Sends the Parse for `stmt` (closing the least recently used statement if the cache is
+/// full) and records it as prepared; a failure un-records it.
+fn prepare(
+    stmt: &Arc<Statement>,
+    forward: bool,
+    mapped: Option<Box<[u8]>>,
+    up: &mut Pipe,
+    at: &mut Attached<'_>,
+    t: &mut Tracker,
+) {
+    let out = up.emit();
+    for old in at.cache.insert(Arc::clone(stmt), at.limits.cache_cap) {
+        frontend::close(out, b'S', old.name.as_bytes());
+        at.queue.push(Expect::Close {
+            forward: false,
+            evicted: Some(old),
+        });
+        t.client_sent(b'C');
+    }
+    out.extend_from_slice(&stmt.parse);
+    at.queue.push(Expect::Parse {
+        forward,
+        stmt: Some(Arc::clone(stmt)),
+        mapped,
+    });
+    t.client_sent(b'P');
+}
+
+fn no_such_statement(name: &[u8]) -> ClientError {
+    ClientError::error(
+        SqlState::INVALID_SQL_STATEMENT_NAME,
+        format!(
+            "prepared statement \"{}\" does not exist",
+            String::from_utf8_lossy(name)
+        ),
+    )
+}
+
+fn statement_too_large(h: Header, limit: usize) -> ClientError {
+    ClientError::error(
+        SqlState::PROGRAM_LIMIT_EXCEEDED,
+        format!(
+            "lakepool: a named prepared statement of {} bytes is over max_held_message_size ({limit} bytes)",
+            h.total()
+        ),
+    )
+}
+
+fn reserved_error(name: &str) -> ClientError {
+    ClientError::error(
+        SqlState::RESERVED_NAME,
+        format!(
+            "prepared statement name \"{name}\" is reserved: names starting with \"{}\" are lakepool's",
+            crate::upstream::prepared::NAME_PREFIX
+        ),
+    )
+}
+
+fn reserved(name: &str) -> Synth {
+    Synth::QueryError(Box::new(reserved_error(name)))
+}
+
+/// Writes a made-up reply; `status` is the transaction status at this point of the stream.
+pub fn write_synth(s: &Synth, out: &mut BytesMut, status: u8) {
+    match s {
+        Synth::ParseComplete => write::parse_complete(out),
+        Synth::CloseComplete => write::close_complete(out),
+        Synth::Command(_) if status == b'E' => {
+            ClientError::error(
+                SqlState::IN_FAILED_SQL_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )
+            .write(out);
+            write::ready_for_query(out, status);
+        }
+        Synth::Command(tag) => {
+            put_header(out, b'C', tag.len() + 1);
+            out.put_slice(tag.as_bytes());
+            out.put_u8(0);
+            write::ready_for_query(out, status);
+        }
+        Synth::Error(e) => e.write(out),
+        Synth::QueryError(e) => {
+            e.write(out);
+            write::ready_for_query(out, if status == b'T' { b'E' } else { status });
+        }
+    }
+}
+
+/// Writes a warning about a session feature that does not outlive the transaction.
+pub fn write_notice(l: Limitation, out: &mut BytesMut) {
+    let (message, hint) = l.text();
+    write::warning(out, SqlState::WARNING, message, Some(hint));
+}
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

@@ -1,0 +1,155 @@
+//! Transaction pooling: what a client keeps between the transactions it runs on whatever
+//! server it gets, and the message-level work that makes that look like one session.
+//!
+//! - [`client`]: client → server messages: SQL inspected for session state, named prepared
+//!   statements mapped to per-pool server-side statements, lakepool's own replies queued.
+//! - [`server`]: server → client messages: replies to what lakepool added dropped, replies to
+//!   what it answered itself made up, in order.
+//! - [`replies`]: the queue of replies owed.
+//! - [`state`]: session settings read back after a transaction and restored before the next.
+//! - [`catalog`]: `pg_prepared_statements` showing the client's own statements.
+
+pub mod catalog;
+pub mod client;
+pub mod replies;
+pub mod server;
+pub mod state;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::pool::statements::StatementRegistry;
+use crate::upstream::prepared::{PreparedCache, Statement};
+use replies::ReplyQueue;
+use state::Changes;
+
+/// Limits and switches for one pool's transaction-mode clients.
+#[derive(Debug, Clone)]
+pub struct TxnLimits {
+    /// Statements prepared per server connection; 0 turns statement mapping off.
+    pub cache_cap: usize,
+    /// Named prepared statements one client may have.
+    pub max_statements: usize,
+    /// Bytes of statement text one client's names may refer to.
+    pub max_statement_bytes: usize,
+    /// Largest client message lakepool holds whole to inspect or rewrite.
+    pub hold_limit: usize,
+    /// Largest client message accepted at all.
+    pub max_message: usize,
+}
+
+impl TxnLimits {
+    /// Statement mapping is on.
+    pub fn mapping(&self) -> bool {
+        self.cache_cap > 0
+    }
+}
+
+/// Session features that do not outlive a transaction in transaction pooling mode: the client
+/// is warned, and lakepool undoes them before the server serves another client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limitation {
+    /// LISTEN.
+    Listen,
+    /// Session-level advisory locks.
+    AdvisoryLock,
+    /// Cursors WITH HOLD.
+    HoldCursor,
+    /// Temporary tables, views, sequences.
+    TempTable,
+    /// SQL `PREPARE` while statement mapping is off.
+    SqlPrepare,
+}
+
+impl Limitation {
+    /// The warning's message and hint.
+    pub fn text(self) -> (&'static str, &'static str) {
+        match self {
+            Limitation::Listen => (
+                "lakepool: LISTEN lasts only until the end of the transaction in transaction pooling mode (lakepool runs UNLISTEN before the server connection serves another client)",
+                "use a database in session pooling mode for LISTEN",
+            ),
+            Limitation::AdvisoryLock => (
+                "lakepool: a session-level advisory lock lasts only until the end of the transaction in transaction pooling mode (lakepool releases it before the server connection serves another client)",
+                "use pg_advisory_xact_lock, or session pooling mode",
+            ),
+            Limitation::HoldCursor => (
+                "lakepool: a cursor WITH HOLD lasts only until the end of the transaction in transaction pooling mode (lakepool closes it before the server connection serves another client)",
+                "close the cursor before the transaction ends, or use session pooling mode",
+            ),
+            Limitation::TempTable => (
+                "lakepool: a temporary object lasts only until the end of the transaction in transaction pooling mode (lakepool drops it before the server connection serves another client)",
+                "create it ON COMMIT DROP, or use session pooling mode",
+            ),
+            Limitation::SqlPrepare => (
+                "lakepool: SQL PREPARE lasts only until the end of the transaction when max_prepared_statements = 0",
+                "use protocol-level prepared statements, set max_prepared_statements above 0, or use session pooling mode",
+            ),
+        }
+    }
+}
+
+/// What a transaction-mode client keeps between transactions.
+#[derive(Debug, Default)]
+pub struct TxnClient {
+    /// The client's named (protocol-level) statements, by the client's name.
+    statements: HashMap<Box<[u8]>, Arc<Statement>>,
+    /// Bytes of statement text those names refer to.
+    statement_bytes: usize,
+    /// SQL-level prepared statements: name → the `PREPARE` statement's text.
+    sql_prepared: HashMap<String, Arc<str>>,
+    /// SQL-level prepared statements present on the server attached now.
+    sql_on_server: Vec<String>,
+    /// Session state touched since the last read back.
+    pub changes: Changes,
+    /// Warnings not yet sent.
+    pub notices: Vec<Limitation>,
+    /// lakepool answered a message with an error: client messages are dropped up to Sync, as
+    /// the server would skip them.
+    discarding: bool,
+}
+
+impl TxnClient {
+    /// Named statements the client has.
+    pub fn statement_count(&self) -> usize {
+        self.statements.len()
+    }
+
+    /// Forgets every prepared statement of the client (`DISCARD ALL`, `DEALLOCATE ALL`).
+    pub fn forget_statements(&mut self) {
+        self.statements.clear();
+        self.statement_bytes = 0;
+        self.sql_prepared.clear();
+        self.sql_on_server.clear();
+    }
+
+    /// The server is being released: SQL-level statements on it are deallocated by the
+    /// cleanup, so none is on the next server.
+    pub fn detached(&mut self) {
+        for n in std::mem::take(&mut self.sql_on_server) {
+            self.changes.deallocate_later(&n);
+        }
+    }
+
+    /// Whether lakepool must look at the server before the server goes back to the pool.
+    pub fn needs_follow_up(&self) -> bool {
+        !self.changes.is_empty() || !self.sql_on_server.is_empty()
+    }
+}
+
+/// What the client side works against while attached to one server.
+pub struct Attached<'a> {
+    /// Requests awaiting replies (statement mapping on).
+    pub queue: &'a mut ReplyQueue,
+    /// The server's prepared statements.
+    pub cache: &'a mut PreparedCache,
+    /// The pool's interned statements.
+    pub registry: &'a StatementRegistry,
+    /// Limits.
+    pub limits: &'a TxnLimits,
+}
+
+/// Statement names lakepool uses on server connections; a client may not name them in SQL.
+pub fn is_reserved(name: &str) -> bool {
+    name.starts_with(crate::upstream::prepared::NAME_PREFIX)
+}

@@ -1,0 +1,88 @@
+//! Transaction mode, server → client: replies to what lakepool added are dropped, replies to
+//! what it answered itself are made up in the place the server would have put them, and what
+//! the server says about prepared statements is applied to the caches.
+
+use bytes::BytesMut;
+
+use super::client::{write_notice, write_synth};
+use super::{Attached, TxnClient};
+
+impl TxnClient {
+    /// Accounts for one server message (`body` when it was small enough to look at, for the
+    /// tags the pump inspects); returns whether it goes to the client.
+    pub fn on_server_message(
+        &mut self,
+        tag: u8,
+        body: Option<&[u8]>,
+        at: &mut Attached<'_>,
+    ) -> bool {
+        if !at.limits.mapping() {
+            return true;
+        }
+        match (tag, body) {
+            (b'C', Some(b)) => {
+                if b.starts_with(b"DISCARD ALL\0") || b.starts_with(b"DEALLOCATE ALL\0") {
+                    at.cache.clear();
+                    self.forget_statements();
+                } else if b.starts_with(b"DROP ") || b.starts_with(b"ALTER ") {
+                    // Statements prepared before may depend on what changed.
+                    at.registry.schema_changed();
+                }
+            }
+            (b'E', Some(b)) if is_stale_plan(b) => at.registry.schema_changed(),
+            _ => {}
+        }
+        let forward = at.queue.on_server(tag, at.cache);
+        if let Some(undo) = at.queue.take_undo() {
+            let undo: Vec<_> = undo.collect();
+            for u in undo {
+                self.apply_undo(u);
+            }
+        }
+        forward
+    }
+
+    /// Whether something is ready to be written at the next boundary of the server's stream.
+    pub fn has_due(&self, at: &Attached<'_>) -> bool {
+        !self.notices.is_empty() || at.queue.synth_due()
+    }
+
+    /// Writes what [`Self::has_due`] reported into `out`; `status` is the transaction status
+    /// at this point of the stream.
+    pub fn write_due(&mut self, at: &mut Attached<'_>, status: u8, out: &mut BytesMut) {
+        for n in self.notices.drain(..) {
+            write_notice(n, out);
+        }
+        while let Some(s) = at.queue.pop_synth() {
+            write_synth(&s, out, status);
+        }
+    }
+}
+
+/// Errors that mean a prepared statement was planned against objects that have since changed:
+/// a type it uses was dropped (`cache lookup failed for type`), or its result type changed.
+fn is_stale_plan(body: &[u8]) -> bool {
+    let f = crate::proto::backend::parse_error(body);
+    (f.code == "XX000" && f.message.starts_with("cache lookup failed for type"))
+        || (f.code == "0A000"
+            && f.message
+                .starts_with("cached plan must not change result type"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_plan_errors_are_recognised() {
+        assert!(is_stale_plan(
+            b"SERROR\0VERROR\0CXX000\0Mcache lookup failed for type 16390\0\0"
+        ));
+        assert!(is_stale_plan(
+            b"SERROR\0VERROR\0C0A000\0Mcached plan must not change result type\0\0"
+        ));
+        assert!(!is_stale_plan(
+            b"SERROR\0VERROR\0C42P01\0Mno such table\0\0"
+        ));
+    }
+}
