@@ -201,11 +201,21 @@ fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
             "must be between 1024 and 1073741824 bytes",
         ));
     }
-    let max_held_message_size = raw.max_held_message_size.unwrap_or(4 << 20);
-    if !(16_384..=max_message_size).contains(&max_held_message_size) {
+    let max_held_message_size = raw
+        .max_held_message_size
+        .unwrap_or((4 << 20).min(max_message_size));
+    if raw.max_held_message_size.is_some()
+        && !(16_384..=max_message_size).contains(&max_held_message_size)
+    {
         return Err(invalid(
             "server.max_held_message_size",
             "must be between 16384 bytes and max_message_size",
+        ));
+    }
+    if max_message_size < 16_384 && raw.max_held_message_size.is_some() {
+        return Err(invalid(
+            "server.max_held_message_size",
+            "cannot be set when max_message_size is below 16384 bytes",
         ));
     }
     Ok(ServerConfig {

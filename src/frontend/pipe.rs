@@ -63,6 +63,8 @@ pub struct Pipe {
     copying: bool,
     /// Bytes of the current output already written.
     written: usize,
+    /// Everything was written but the flush (TLS records) has not completed yet.
+    flushing: bool,
     streaming: Option<Streaming>,
     held: Option<Held>,
 }
@@ -99,6 +101,10 @@ impl Pipe {
     fn ensure_buffer(&mut self) {
         if self.buf.capacity() == 0 {
             self.buf = buffer::take();
+        } else if self.buf.capacity() < buffer::BUF_SIZE {
+            // A buffer from elsewhere (a server connection's login reads): the framing
+            // counts on BUF_SIZE of room.
+            self.buf.reserve(buffer::BUF_SIZE - self.buf.len());
         }
     }
 
@@ -171,9 +177,9 @@ impl Pipe {
         }
     }
 
-    /// Something is waiting to be written.
+    /// Something is waiting to be written or flushed.
     pub fn has_output(&self) -> bool {
-        self.output_len() > 0
+        self.flushing || self.output_len() > 0
     }
 
     /// A message body is partly through: the peer on the other side is mid-message.
@@ -368,9 +374,6 @@ impl Pipe {
         cx: &mut Context<'_>,
         dst: &mut W,
     ) -> Poll<io::Result<()>> {
-        if !self.has_output() {
-            return Poll::Ready(Ok(()));
-        }
         loop {
             let out = if self.copying {
                 &self.made[self.written..]
@@ -385,8 +388,9 @@ impl Pipe {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.written += n;
+            self.flushing = true;
         }
-        ready!(Pin::new(&mut *dst).poll_flush(cx))?;
+        // Written: the ranges are free for the next round even while a flush is pending.
         self.written = 0;
         if self.copying {
             self.made.clear();
@@ -394,6 +398,10 @@ impl Pipe {
         }
         self.zc_from = self.pos;
         self.zc_to = self.pos;
+        if self.flushing {
+            ready!(Pin::new(&mut *dst).poll_flush(cx))?;
+            self.flushing = false;
+        }
         Poll::Ready(Ok(()))
     }
 

@@ -90,7 +90,10 @@ impl Tracker {
                 }
             }
             b'P' | b'B' | b'D' | b'C' | b'H' => self.unsynced = true,
-            _ => {}
+            // CopyData needs no reply. Anything else is not a request the server takes after
+            // login: it answers with an error and closes, so the pair waits for that.
+            b'd' => {}
+            _ => self.unsynced = true,
         }
     }
 

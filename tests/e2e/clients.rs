@@ -28,9 +28,12 @@ fn run_pgbench(port: u16, args: &[&str]) -> String {
 fn pgbench_transaction_and_session_modes() {
     pgbench_init(APP_DB, 1);
     for mode in ["transaction", "session"] {
+        // Session mode gives each client its server at login (so it sees the server's own
+        // pid): every pgbench client needs one before any runs.
+        let size = if mode == "session" { 8 } else { 3 };
         let lp = fixtures::start(&Opts {
             mode,
-            size: 3,
+            size,
             ..Opts::default()
         });
         for proto in ["simple", "extended", "prepared"] {

@@ -32,7 +32,7 @@ fn notices_notifications_and_warnings_reach_psql() {
         "{text}"
     );
     assert!(
-        text.contains("WARNING:  lakepool: LISTEN does not work"),
+        text.contains("WARNING:  lakepool: LISTEN lasts only until the end of the transaction"),
         "{text}"
     );
     // Session-level advisory locks and temporary tables are pointed out, not refused.
