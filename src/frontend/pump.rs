@@ -180,6 +180,8 @@ pub struct Core<'a> {
     pub max_message: usize,
     /// The client sent Terminate (everything before it goes out first).
     pub terminated: bool,
+    /// Bytes moved to or from the client since the idle timer last heard of it.
+    pub client_moved: bool,
 }
 
 impl<'a> Pump<'a> {
@@ -240,6 +242,10 @@ impl<'a> Pump<'a> {
                 return Poll::Ready(PumpEnd::Idle);
             }
             if !progress {
+                // One clock read per wake-up, not per read or write.
+                if std::mem::take(&mut core.client_moved) {
+                    core.limits.progress();
+                }
                 let wait = core.waiting_on_client();
                 if core.limits.poll_expired(cx, wait).is_ready() {
                     return Poll::Ready(match wait {
@@ -300,7 +306,7 @@ impl<'a> Pump<'a> {
                 return Poll::Ready(Err(PumpEnd::ClientClosed));
             }
             moved = true;
-            core.limits.progress();
+            core.client_moved = true;
             if let Some(s) = &core.tracker.stats {
                 s.received.fetch_add(n as u64, Relaxed);
             }
@@ -316,7 +322,7 @@ impl<'a> Pump<'a> {
                 match core.down.poll_write_out(cx, self.client) {
                     Poll::Ready(Ok(())) => {
                         moved = true;
-                        core.limits.progress();
+                        core.client_moved = true;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(PumpEnd::ClientIo(e))),
                     Poll::Pending => {

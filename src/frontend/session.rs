@@ -378,6 +378,7 @@ impl<'a> Session<'a> {
             limits: &mut self.limits,
             max_message: self.fe.server.max_message_size,
             terminated: false,
+            client_moved: false,
         };
         let end = Pump::new(&mut self.client, &mut conn.stream, core)
             .run_until_shutdown(&self.fe.shutdown)

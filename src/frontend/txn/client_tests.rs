@@ -135,6 +135,7 @@ impl Rig {
             limits: &mut self.idle,
             max_message: 1 << 24,
             terminated: false,
+            client_moved: false,
         };
         f(&mut core)
     }
