@@ -327,6 +327,23 @@ impl Pipe {
         }
     }
 
+    /// Moves this pipe's pending output to the end of `other`'s.
+    pub fn move_output_into(&mut self, other: &mut Pipe) {
+        let out = if self.copying {
+            &self.made[self.written..]
+        } else {
+            &self.buf[self.zc_from + self.written..self.zc_to]
+        };
+        if !out.is_empty() {
+            other.emit().extend_from_slice(out);
+        }
+        self.written = 0;
+        self.made.clear();
+        self.copying = false;
+        self.zc_from = self.pos;
+        self.zc_to = self.pos;
+    }
+
     /// Output buffer for rewritten or made-up bytes, in order after what is already queued.
     pub fn emit(&mut self) -> &mut BytesMut {
         self.start_copying();

@@ -497,6 +497,11 @@ impl Core<'_> {
             } else {
                 self.down.drop_message(h);
             }
+            if let Some(t) = &mut self.txn
+                && t.client.replay_due()
+            {
+                t.client.replay_batch(self.up, &mut t.at, self.tracker);
+            }
         }
     }
 }

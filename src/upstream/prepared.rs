@@ -29,6 +29,10 @@ pub struct Statement {
     pub parse: Bytes,
     /// Some server accepted it: a client preparing it again needs no server to be told so.
     pub accepted: AtomicBool,
+    /// A server found it planned against objects that have changed (a stale plan): clients
+    /// move their names to a statement prepared afresh, and server copies of this one go
+    /// unused until evicted.
+    pub stale: AtomicBool,
     /// Its text may change session state (SET, DISCARD…): noted at every execution.
     pub touches_state: bool,
     /// The pool's schema generation when it was interned: a statement from before a DDL
@@ -51,6 +55,7 @@ impl Statement {
             name: name.into_boxed_str(),
             parse: m.freeze(),
             accepted: AtomicBool::new(false),
+            stale: AtomicBool::new(false),
             touches_state: crate::proto::sql::needs_attention(rest),
             generation,
         }
@@ -59,6 +64,11 @@ impl Statement {
     /// Bytes of the Parse body after the name: what a client's name for it costs.
     pub fn rest_len(&self) -> usize {
         self.parse.len() - 5 - self.name.len() - 1
+    }
+
+    /// The Parse body after the name: query text and parameter types, as the client sent them.
+    pub fn rest(&self) -> &[u8] {
+        &self.parse[5 + self.name.len() + 1..]
     }
 
     /// The query text.

@@ -110,6 +110,11 @@ impl TxnClient {
             }
             self.discarding = false;
         }
+        if let Some(r) = self.replay.as_mut()
+            && r.state == ReplayState::Recording
+        {
+            r.record(h, up);
+        }
         if mapping && at.queue.skipping() {
             // The server ignores everything up to Sync: pass it untouched.
             return self.pass(h, up, at, tracker);
@@ -287,6 +292,15 @@ impl TxnClient {
         // Undone if the server skips this Parse (an earlier error) or it fails: PostgreSQL
         // would not have created the name.
         if at.cache.touch(&stmt) {
+            // The server's copy was planned earlier: should it turn out stale, the rest of this
+            // batch is replayed against a fresh one (see `replay`).
+            self.replay = (self.replay.is_none()).then(|| {
+                Box::new(Replay {
+                    name: name.clone().into(),
+                    tail: BytesMut::new(),
+                    state: ReplayState::Recording,
+                })
+            });
             let undo = Undo::Unmap(name.into(), stmt);
             at.queue
                 .push(Expect::Synth(Synth::ParseComplete, Some(undo)));
@@ -319,7 +333,7 @@ impl TxnClient {
         if name.is_empty() {
             return self.pass(h, up, at, t);
         }
-        let Some(stmt) = self.statements.get(&name[..]).cloned() else {
+        let Some(stmt) = self.mapped(&name, at) else {
             return self.refuse(h, up, at, no_such_statement(&name));
         };
         if stmt.touches_state {
@@ -331,7 +345,7 @@ impl TxnClient {
         let rest_len = h.total() - head;
         frontend::bind_head(up.emit(), &portal, stmt.name.as_bytes(), rest_len);
         up.replace_head(h, head);
-        at.queue.push(Expect::Bind);
+        at.queue.push(Expect::Bind(Some(stmt)));
         t.client_sent(b'B');
         Step::Done
     }
@@ -372,7 +386,7 @@ impl TxnClient {
             at.queue.push(Expect::Synth(Synth::CloseComplete, undo));
             return Step::Done;
         }
-        let Some(stmt) = self.statements.get(&name[..]).cloned() else {
+        let Some(stmt) = self.mapped(&name, at) else {
             at.queue.push(Expect::Synth(
                 Synth::Error(Box::new(no_such_statement(&name))),
                 None,
@@ -382,9 +396,43 @@ impl TxnClient {
         };
         ensure_prepared(&stmt, up, at, t);
         frontend::describe(up.emit(), b'S', stmt.name.as_bytes());
-        at.queue.push(Expect::Describe);
+        at.queue.push(Expect::Describe(Some(stmt)));
         t.client_sent(b'D');
         Step::Done
+    }
+
+    /// After the server found a statement lakepool had answered a Parse with stale: the
+    /// client's name moves to a statement prepared afresh and the batch is handled again, its
+    /// output queued for the server.
+    pub fn replay_batch(&mut self, up: &mut Pipe, at: &mut Attached<'_>, t: &mut Tracker) {
+        let Some(r) = self.replay.take() else {
+            return;
+        };
+        if let Some(old) = self.statements.get(&r.name) {
+            old.stale.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        at.registry.schema_changed();
+        let _ = self.mapped(&r.name, at);
+        let mut batch = Pipe::with_input(&r.tail);
+        while let Ok(crate::frontend::pipe::Next::Message(h)) = batch.next(usize::MAX) {
+            if self.on_message(h, &mut batch, at, t) == Step::NeedMore {
+                break;
+            }
+        }
+        batch.move_output_into(up);
+    }
+
+    /// The statement the client's `name` maps to. A statement a server found stale is replaced
+    /// by one prepared afresh (same text and types, a new server-side name), as the client's
+    /// own statement would be re-planned on a direct connection.
+    fn mapped(&mut self, name: &[u8], at: &Attached<'_>) -> Option<Arc<Statement>> {
+        let stmt = self.statements.get(name)?;
+        if !stmt.stale.load(std::sync::atomic::Ordering::Relaxed) {
+            return Some(Arc::clone(stmt));
+        }
+        let fresh = at.registry.intern(stmt.rest());
+        self.statements.insert(name.into(), Arc::clone(&fresh));
+        Some(fresh)
     }
 
     /// The client's names mapped on this server, for `pg_prepared_statements`.
@@ -676,6 +724,57 @@ impl TxnClient {
     }
 }
 
+/// Most bytes of a batch kept to replay it after a stale statement.
+const MAX_REPLAY: usize = 64 * 1024;
+
+/// A batch whose Parse lakepool answered from a server's copy of the statement. If the server
+/// finds that copy stale (the objects it was planned against changed) before any reply of the
+/// batch has reached the client, lakepool drops the error, prepares the statement afresh and
+/// sends the rest of the batch again: the client sees what a direct connection, which would
+/// have parsed its statement now, would have sent.
+#[derive(Debug)]
+pub struct Replay {
+    /// The client's name for the statement.
+    pub name: Box<[u8]>,
+    /// The client's messages after the Parse, as it sent them, up to its Sync.
+    pub tail: BytesMut,
+    /// Where it stands.
+    pub state: ReplayState,
+}
+
+/// Where a [`Replay`] stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayState {
+    /// Recording the client's messages up to Sync.
+    Recording,
+    /// The batch is complete; waiting for the server's first reply.
+    Armed,
+    /// The server found the statement stale: its error was dropped, the ReadyForQuery that
+    /// ends the skipped batch will be too.
+    Retrying,
+    /// The stale attempt's replies are all in: the batch is sent again.
+    Ready,
+    /// Something reached the client, or the batch could not be kept: no replay.
+    Off,
+}
+
+impl Replay {
+    /// Keeps the client message at the framing position (once it is whole; a message that
+    /// must stream, or too much, ends the replay).
+    fn record(&mut self, h: Header, up: &Pipe) {
+        match up.whole(h) {
+            Some(m) if self.tail.len() + m.len() <= MAX_REPLAY && h.tag != b'd' => {
+                self.tail.extend_from_slice(m);
+                if h.tag == b'S' {
+                    self.state = ReplayState::Armed;
+                }
+            }
+            None if up.fits(h) => {}
+            _ => self.state = ReplayState::Off,
+        }
+    }
+}
+
 /// What inspecting one SQL text decided.
 #[derive(Debug, Default)]
 struct SqlPlan {
@@ -700,8 +799,8 @@ fn expect_for(tag: u8, at: &mut Attached<'_>) {
             stmt: None,
             mapped: None,
         },
-        b'B' => Expect::Bind,
-        b'D' => Expect::Describe,
+        b'B' => Expect::Bind(None),
+        b'D' => Expect::Describe(None),
         b'E' => Expect::Execute,
         b'C' => Expect::Close {
             forward: true,

@@ -701,3 +701,62 @@ fn terminate_stops_after_what_came_before() {
     assert!(terminated);
     assert_eq!(tags(&r.up.drain()), "Q");
 }
+
+#[test]
+fn a_stale_shared_statement_is_prepared_afresh_and_the_batch_replayed() {
+    let mut r = Rig::new();
+    r.send(&[parse("a", "select $1::t"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    // Another client prepares the same text; the server's copy is stale (its type was dropped
+    // and created again where lakepool did not see it).
+    r.client = TxnClient::default();
+    let out = r.send(&[parse("b", "select $1::t"), bind("b"), exec(), sync()].concat());
+    assert_eq!(tags(&out), "BES");
+    assert_eq!(tags(&r.due()), "1");
+    let mut stale = msg(
+        b'E',
+        b"SERROR\0VERROR\0CXX000\0Mcache lookup failed for type 16390\0\0",
+    );
+    stale.extend(msg(b'Z', b"I"));
+    assert_eq!(
+        tags(&r.reply(&stale)),
+        "",
+        "the stale attempt never reaches the client"
+    );
+    let again = r.up.drain();
+    assert_eq!(
+        tags(&again),
+        "PBES",
+        "prepared afresh, then the batch again"
+    );
+    let fresh = messages(&again)[0].1.clone();
+    assert!(
+        !fresh.starts_with(b"lakepool_1\0"),
+        "a new server-side name"
+    );
+    assert_eq!(tags(&r.reply(&server_msgs("12CZ"))), "2CZ");
+    assert!(r.idle());
+    // The first client's statement moves to the fresh one at its next use too.
+    r.client = TxnClient::default();
+    let out = r.send(&[parse("c", "select $1::t"), sync()].concat());
+    assert_eq!(tags(&out), "S", "the fresh statement is on this server");
+}
+
+#[test]
+fn a_stale_statement_whose_batch_already_answered_passes_the_error() {
+    let mut r = Rig::new();
+    r.send(&[parse("a", "select $1::t"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    // The client's own statement from before: a direct connection would fail too.
+    let out = r.send(&[bind("a"), exec(), sync()].concat());
+    assert_eq!(tags(&out), "BES");
+    let mut stale = msg(
+        b'E',
+        b"SERROR\0VERROR\0CXX000\0Mcache lookup failed for type 16390\0\0",
+    );
+    stale.extend(msg(b'Z', b"I"));
+    assert_eq!(tags(&r.reply(&stale)), "EZ");
+    // Its next use goes to a statement prepared afresh.
+    let out = r.send(&[bind("a"), exec(), sync()].concat());
+    assert_eq!(tags(&out), "PBES");
+}

@@ -107,6 +107,8 @@ pub struct TxnClient {
     /// lakepool answered a message with an error: client messages are dropped up to Sync, as
     /// the server would skip them.
     discarding: bool,
+    /// A batch that may have to be sent again (see [`client::Replay`]).
+    replay: Option<Box<client::Replay>>,
 }
 
 impl TxnClient {
