@@ -24,17 +24,14 @@ impl TxnClient {
         if let Some(forward) = self.replaying(tag, body, at) {
             return forward;
         }
-        match (tag, body) {
-            (b'C', Some(b)) => {
-                if b.starts_with(b"DISCARD ALL\0") || b.starts_with(b"DEALLOCATE ALL\0") {
-                    at.cache.clear();
-                    self.forget_statements();
-                } else if b.starts_with(b"DROP ") || b.starts_with(b"ALTER ") {
-                    // Statements prepared before may depend on what changed.
-                    at.registry.schema_changed();
-                }
+        if let (b'C', Some(b)) = (tag, body) {
+            if b.starts_with(b"DISCARD ALL\0") || b.starts_with(b"DEALLOCATE ALL\0") {
+                at.cache.clear();
+                self.forget_statements();
+            } else if b.starts_with(b"DROP ") || b.starts_with(b"ALTER ") {
+                // Statements prepared before may depend on what changed.
+                at.registry.schema_changed();
             }
-            _ => {}
         }
         let forward = self.account(tag, at);
         if tag == b'E' && body.is_some_and(is_stale_plan) {
