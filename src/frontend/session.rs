@@ -545,6 +545,7 @@ mod tests {
             let f = super::serve_client(fe, c, a);
             let n = size(&f);
             assert!(n <= 3 * 1024, "serve_client future is {n} bytes");
+            eprintln!("SIZES future={n}");
         });
     }
 }
