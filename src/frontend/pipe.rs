@@ -305,6 +305,19 @@ impl Pipe {
         }
     }
 
+    /// Replaces the first `n` bytes of the message at the framing position with what `f` writes
+    /// (given those bytes), and passes the rest unchanged as it comes.
+    pub fn rewrite_head(&mut self, h: Header, n: usize, f: impl FnOnce(&[u8], &mut BytesMut)) {
+        self.start_copying();
+        if let Some(held) = self.held.take() {
+            f(&held.msg[..n], &mut self.made);
+            self.made.extend_from_slice(&held.msg[n..]);
+            return;
+        }
+        f(&self.buf[self.pos..self.pos + n], &mut self.made);
+        self.replace_head(h, n);
+    }
+
     /// Starts collecting the message at the framing position in the side buffer (it is larger
     /// than the read buffer and within the hold limit the caller checked). The memory is
     /// reserved as the bytes arrive, never ahead of them.

@@ -79,10 +79,31 @@ impl Statement {
     }
 }
 
+/// Hashes lakepool's own statement ids (not client data, so no need for a keyed hash): one
+/// multiplication spreads sequential ids over the table.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// The statements one server connection has prepared, least recently used evicted first.
 #[derive(Debug, Default)]
 pub struct PreparedCache {
-    entries: HashMap<u64, (Arc<Statement>, u64)>,
+    entries: HashMap<u64, (Arc<Statement>, u64), std::hash::BuildHasherDefault<IdHasher>>,
     clock: u64,
     bytes: usize,
 }

@@ -261,7 +261,7 @@ impl TxnClient {
             }
             return self.pass(h, up, at, t);
         }
-        if self.statements.contains_key(&name[..]) {
+        if self.statements.contains(&name[..]) {
             let n = String::from_utf8_lossy(&name);
             let err = ClientError::error(
                 SqlState::DUPLICATE_PREPARED_STATEMENT,
@@ -270,14 +270,14 @@ impl TxnClient {
             return self.refuse(h, up, at, err);
         }
         if self.statements.len() >= at.limits.max_statements
-            || self.statement_bytes + rest.len() > at.limits.max_statement_bytes
+            || self.statements.bytes() + rest.len() > at.limits.max_statement_bytes
         {
             let err = ClientError::error(
                 SqlState::PROGRAM_LIMIT_EXCEEDED,
                 format!(
                     "lakepool: too many prepared statements for this client ({} statements, {} bytes; the limits are max_client_prepared_statements = {} and max_client_prepared_bytes = {})",
                     self.statements.len(),
-                    self.statement_bytes,
+                    self.statements.bytes(),
                     at.limits.max_statements,
                     at.limits.max_statement_bytes
                 ),
@@ -286,7 +286,6 @@ impl TxnClient {
         }
         up.consume(h);
         let stmt = at.registry.intern(&rest);
-        self.statement_bytes += rest.len();
         self.statements
             .insert(name.clone().into(), Arc::clone(&stmt));
         // Undone if the server skips this Parse (an earlier error) or it fails: PostgreSQL
@@ -316,35 +315,50 @@ impl TxnClient {
             Whole::TooBig => true,
             Whole::Ready => false,
         };
-        let names = {
+        // The portal and statement names' lengths: the names themselves stay in the buffer.
+        let lens = {
             let bytes = up.whole(h).unwrap_or_else(|| up.unread());
             let body = &bytes[HEADER_LEN..];
             split_cstr(body)
-                .and_then(|(portal, rest)| Some((portal, split_cstr(rest)?)))
-                .map(|(portal, (name, _))| (portal.to_vec(), name.to_vec()))
+                .and_then(|(portal, rest)| Some((portal.len(), split_cstr(rest)?.0.len())))
         };
-        let Some((portal, name)) = names else {
+        let Some((portal_len, name_len)) = lens else {
             if streamed && up.unread().len() < MAX_BIND_NAMES {
                 return Step::NeedMore;
             }
             // Malformed (or names too long to be real): the server says so.
             return self.pass(h, up, at, t);
         };
-        if name.is_empty() {
+        if name_len == 0 {
             return self.pass(h, up, at, t);
         }
-        let Some(stmt) = self.mapped(&name, at) else {
-            return self.refuse(h, up, at, no_such_statement(&name));
+        let name_at = HEADER_LEN + portal_len + 1;
+        let stmt = {
+            let bytes = up.whole(h).unwrap_or_else(|| up.unread());
+            let name = &bytes[name_at..name_at + name_len];
+            match self.mapped(name, at) {
+                Some(s) => s,
+                None => {
+                    let err = no_such_statement(name);
+                    return self.refuse(h, up, at, err);
+                }
+            }
         };
         if stmt.touches_state {
             // A statement that sets things is noted at each execution.
             self.inspect_sql(stmt.query(), false, true);
         }
         ensure_prepared(&stmt, up, at, t);
-        let head = HEADER_LEN + portal.len() + 1 + name.len() + 1;
+        let head = name_at + name_len + 1;
         let rest_len = h.total() - head;
-        frontend::bind_head(up.emit(), &portal, stmt.name.as_bytes(), rest_len);
-        up.replace_head(h, head);
+        up.rewrite_head(h, head, |old, out| {
+            frontend::bind_head(
+                out,
+                &old[HEADER_LEN..HEADER_LEN + portal_len],
+                stmt.name.as_bytes(),
+                rest_len,
+            );
+        });
         at.queue.push(Expect::Bind(Some(stmt)));
         t.client_sent(b'B');
         Step::Done
@@ -379,10 +393,10 @@ impl TxnClient {
         if h.tag == b'C' {
             // The statement stays prepared on the server for other clients. PostgreSQL
             // answers a Close of a name it does not know with CloseComplete too.
-            let undo = self.statements.remove(&name[..]).map(|s| {
-                self.statement_bytes = self.statement_bytes.saturating_sub(s.rest_len());
-                Undo::Remap(name.into(), s)
-            });
+            let undo = self
+                .statements
+                .remove(&name[..])
+                .map(|s| Undo::Remap(name.into(), s));
             at.queue.push(Expect::Synth(Synth::CloseComplete, undo));
             return Step::Done;
         }
@@ -428,7 +442,7 @@ impl TxnClient {
     fn mapped(&mut self, name: &[u8], at: &Attached<'_>) -> Option<Arc<Statement>> {
         let stmt = self.statements.get(name)?;
         if !stmt.stale.load(std::sync::atomic::Ordering::Relaxed) {
-            return Some(Arc::clone(stmt));
+            return Some(stmt);
         }
         let fresh = at.registry.intern(stmt.rest());
         self.statements.insert(name.into(), Arc::clone(&fresh));
@@ -441,7 +455,7 @@ impl TxnClient {
             .statements
             .iter()
             .filter(|(_, s)| at.cache.contains(s))
-            .map(|(n, s)| (&n[..], &*s.name))
+            .map(|(n, s)| (n, &*s.name))
             .collect();
         v.sort_unstable();
         v
@@ -450,7 +464,8 @@ impl TxnClient {
     /// Prepares every statement of the client on this server (up to its cache size), so that
     /// a look at `pg_prepared_statements` shows all of them.
     fn ensure_all_prepared(&mut self, up: &mut Pipe, at: &mut Attached<'_>, t: &mut Tracker) {
-        let mut all: Vec<Arc<Statement>> = self.statements.values().cloned().collect();
+        let mut all: Vec<Arc<Statement>> =
+            self.statements.iter().map(|(_, s)| Arc::clone(s)).collect();
         all.sort_unstable_by_key(|s| s.id);
         let missing: Vec<_> = all
             .iter()
@@ -595,8 +610,7 @@ impl TxnClient {
         if !mapping || !simple {
             return None;
         }
-        if lone && let Some(s) = self.statements.remove(name.as_bytes()) {
-            self.statement_bytes = self.statement_bytes.saturating_sub(s.rest_len());
+        if lone && self.statements.remove(name.as_bytes()).is_some() {
             return Some(Synth::Command("DEALLOCATE"));
         }
         if self.sql_prepared.contains_key(name) {
@@ -644,7 +658,7 @@ impl TxnClient {
         let buf = up.unread();
         let mut pos = 0;
         let mut plan: Vec<(&[u8], Option<Arc<Statement>>)> = Vec::new();
-        let mut bytes = self.statement_bytes;
+        let mut bytes = self.statements.bytes();
         loop {
             let h = parse_header(&buf[pos..], at.max_message).ok()??;
             let body = buf.get(pos + HEADER_LEN..pos + h.total())?;
@@ -654,7 +668,7 @@ impl TxnClient {
                     let (name, rest) = split_cstr(body)?;
                     let (text, _) = split_cstr(rest)?;
                     if name.is_empty()
-                        || self.statements.contains_key(name)
+                        || self.statements.contains(name)
                         || plan.iter().any(|(n, _)| *n == name)
                         || sql::needs_attention(text)
                         || self.statements.len() + plan.len() >= at.max_statements
@@ -684,14 +698,11 @@ impl TxnClient {
         for (name, stmt) in owned {
             match stmt {
                 Some(s) => {
-                    self.statement_bytes += s.rest_len();
                     self.statements.insert(name, s);
                     write::parse_complete(&mut reply);
                 }
                 None => {
-                    if let Some(s) = self.statements.remove(&name) {
-                        self.statement_bytes = self.statement_bytes.saturating_sub(s.rest_len());
-                    }
+                    self.statements.remove(&name);
                     write::close_complete(&mut reply);
                 }
             }
@@ -708,15 +719,13 @@ impl TxnClient {
                 if self
                     .statements
                     .get(&name)
-                    .is_some_and(|s| Arc::ptr_eq(s, &stmt))
+                    .is_some_and(|s| Arc::ptr_eq(&s, &stmt))
                 {
                     self.statements.remove(&name);
-                    self.statement_bytes = self.statement_bytes.saturating_sub(stmt.rest_len());
                 }
             }
             Undo::Remap(name, stmt) => {
-                if !self.statements.contains_key(&name) {
-                    self.statement_bytes += stmt.rest_len();
+                if !self.statements.contains(&name) {
                     self.statements.insert(name, stmt);
                 }
             }
