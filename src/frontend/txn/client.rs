@@ -239,28 +239,41 @@ impl TxnClient {
                 _ => self.refuse(h, up, at, statement_too_large(h, at.limits.hold_limit)),
             };
         }
-        let (name, rest) = {
+        let name_len = {
             let msg = up.whole(h).unwrap_or_default();
             match split_cstr(&msg[HEADER_LEN..]) {
-                Some((n, r)) => (n.to_vec(), r.to_vec()),
+                Some((n, _)) => n.len(),
                 // Malformed: the server says so.
                 None => return self.pass(h, up, at, t),
             }
         };
-        let text = split_cstr(&rest).map_or(&rest[..], |(t, _)| t);
-        if name.is_empty() || !mapping {
+        if name_len == 0 || !mapping {
             // An unnamed statement runs right after: what it does is noted now. Without
-            // mapping a named one is the client's own on this server only.
-            let plan = self.inspect_sql(text, false, mapping);
+            // mapping a named one is the client's own on this server only. Looked at in place.
+            let (plan, name) = {
+                let msg = up.whole(h).unwrap_or_default();
+                let name = &msg[HEADER_LEN..HEADER_LEN + name_len];
+                let rest = &msg[HEADER_LEN + name_len + 1..];
+                let text = split_cstr(rest).map_or(rest, |(t, _)| t);
+                let plan = self.inspect_sql(text, false, mapping);
+                (
+                    plan,
+                    (name_len > 0).then(|| String::from_utf8_lossy(name).into_owned()),
+                )
+            };
             if let Some(n) = plan.reserved {
                 return self.refuse(h, up, at, reserved_error(&n));
             }
-            if !name.is_empty() {
-                self.changes
-                    .deallocate_later(&String::from_utf8_lossy(&name));
+            if let Some(name) = name {
+                self.changes.deallocate_later(&name);
             }
             return self.pass(h, up, at, t);
         }
+        let (name, rest) = {
+            let msg = up.whole(h).unwrap_or_default();
+            let body = &msg[HEADER_LEN..];
+            (body[..name_len].to_vec(), body[name_len + 1..].to_vec())
+        };
         if self.statements.contains(&name[..]) {
             let n = String::from_utf8_lossy(&name);
             let err = ClientError::error(
