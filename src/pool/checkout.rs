@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::accounting::Ledger;
 use super::limits::Blocked;
-use super::{Pool, PoolError, Shared};
+use super::{Pool, PoolError, Shared, now};
 use crate::upstream::server::ServerConn;
 
 /// Longest a health check of an idle server connection may take.
@@ -108,10 +108,12 @@ impl Pool {
     /// Cancel safe: a grant arriving after cancellation is returned to the pool, and a
     /// connection being checked is closed and its slot freed.
     pub async fn checkout(&self) -> Result<Checkout, PoolError> {
-        let started = Instant::now();
+        let started = now();
         let r = self.checkout_inner(started).await;
         if r.is_ok() {
-            self.shared.stats.record_wait(started.elapsed());
+            self.shared
+                .stats
+                .record_wait(now().saturating_duration_since(started));
         }
         r
     }
@@ -153,7 +155,7 @@ impl Pool {
         if st.closed {
             return Err(PoolError::Closed);
         }
-        let now = Instant::now();
+        let now = now();
         while let Some(conn) = st.idle.pop() {
             if conn.is_quiet()
                 && now.duration_since(conn.created) < s.server_lifetime
@@ -204,7 +206,7 @@ impl Pool {
             shared.counters.evict_idle_elsewhere(shared, limit);
         }
         let wait = s.query_wait_timeout;
-        let started = Instant::now();
+        let started = now();
         if s.reserve_pool_size > 0 && s.reserve_pool_timeout < wait {
             if let Ok(r) = tokio::time::timeout(s.reserve_pool_timeout, &mut rx.rx).await {
                 return self.granted(r).await;
@@ -221,7 +223,7 @@ impl Pool {
                 };
             }
         }
-        let left = wait.saturating_sub(started.elapsed());
+        let left = wait.saturating_sub(now().saturating_duration_since(started));
         match tokio::time::timeout(left, &mut rx.rx).await {
             Ok(r) => self.granted(r).await,
             Err(_) => Err(PoolError::WaitTimeout(wait)),
@@ -235,7 +237,7 @@ impl Pool {
         let mut st = Ledger::lock(shared);
         if st.closed
             || st.total() >= s.size + s.reserve_pool_size
-            || st.retry_pending(Instant::now()).is_some()
+            || st.retry_pending(now()).is_some()
             || st.take(shared, s, false).is_err()
         {
             return false;
@@ -252,7 +254,7 @@ impl Pool {
         match r {
             Ok(Grant::Conn(conn)) => Ok(self.wrap(conn)),
             Ok(Grant::Slot) => {
-                let pending = Ledger::lock(&self.shared).retry_pending(Instant::now());
+                let pending = Ledger::lock(&self.shared).retry_pending(now());
                 if let Some(err) = pending {
                     // Do not attempt while server_login_retry runs: pass the slot on (the next
                     // waiter fails fast the same way) and tell this client why.
@@ -276,7 +278,7 @@ impl Pool {
     /// the first waiter, else to the idle list; closed when too old, RECONNECTed, retired or
     /// the pool closed.
     pub(super) fn checkin(shared: &Arc<Shared>, mut conn: ServerConn) {
-        let now = Instant::now();
+        let now = now();
         conn.last_used = now;
         if now.duration_since(conn.created) >= shared.settings.server_lifetime
             || shared.retired.load(Ordering::Relaxed)

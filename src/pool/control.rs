@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::accounting::Ledger;
-use super::{Pool, PoolError};
+use super::{Pool, PoolError, now};
 
 impl Pool {
     /// PAUSE: no new checkouts (clients wait, within query_wait_timeout); checked-out
@@ -46,7 +46,7 @@ impl Pool {
                 notified.await;
             }
         };
-        let left = wait.saturating_sub(started.elapsed());
+        let left = wait.saturating_sub(now().saturating_duration_since(started));
         tokio::time::timeout(left, resumed)
             .await
             .map_err(|_| PoolError::WaitTimeout(wait))
@@ -57,7 +57,7 @@ impl Pool {
     pub fn reconnect(&self) {
         let idle = {
             let mut st = Ledger::lock(&self.shared);
-            st.stale_before = Some(Instant::now());
+            st.stale_before = Some(now());
             std::mem::take(&mut st.idle)
         };
         // Each freed slot goes to the first waiter, if any.

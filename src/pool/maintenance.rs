@@ -3,18 +3,17 @@
 //! `min_pool_size`, and making room for clients that wait under a database or user limit.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::accounting::Ledger;
 use super::checkout::Grant;
-use super::{Pool, Shared};
+use super::{Pool, Shared, now};
 
 impl Pool {
     /// Closes idle connections past server_idle_timeout (keeping min_pool_size) or
     /// server_lifetime, or disturbed while idle. Called periodically by the maintenance task.
     pub fn sweep(&self) {
         let s = &self.shared.settings;
-        let now = Instant::now();
+        let now = now();
         let mut closing = Vec::new();
         {
             let mut st = Ledger::lock(&self.shared);
@@ -57,7 +56,7 @@ impl Pool {
         let mut opening = 0;
         {
             let mut st = Ledger::lock(shared);
-            if st.closed || st.retry_pending(Instant::now()).is_some() {
+            if st.closed || st.retry_pending(now()).is_some() {
                 return;
             }
             while st.total() < want && st.take(shared, s, false).is_ok() {

@@ -18,14 +18,19 @@
 
 mod accounting;
 mod checkout;
+mod connector;
 mod control;
 mod error;
+#[cfg(test)]
+mod fake;
 pub mod limits;
 mod maintenance;
 mod open;
 pub mod registry;
 pub mod statements;
 pub mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -43,6 +48,7 @@ use crate::upstream::server::ServerConn;
 use accounting::{Ledger, Slots};
 pub use checkout::Checkout;
 use checkout::Grant;
+pub(crate) use connector::Connector;
 pub use error::PoolError;
 use limits::{ClientAdmission, Counters};
 use open::LoginFailure;
@@ -82,6 +88,8 @@ struct Shared {
     user: String,
     settings: PoolSettings,
     upstream: Arc<Upstream>,
+    /// Opens server connections (to `upstream`, except in unit tests).
+    connector: Connector,
     /// Only locked through [`Ledger::lock`].
     state: Mutex<State>,
     ids: Arc<AtomicU64>,
@@ -114,6 +122,12 @@ impl Shared {
     }
 }
 
+/// The pools' clock: tokio's, so unit tests can run on a paused clock. Without tokio's
+/// `test-util` feature (every build but `cargo test`) this is `std::time::Instant::now()`.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// A pool handle; cheap to clone.
 #[derive(Clone)]
 pub struct Pool {
@@ -139,12 +153,34 @@ impl Pool {
         ids: Arc<AtomicU64>,
         counters: Counters,
     ) -> Self {
+        Self::with_connector(
+            database,
+            user,
+            settings,
+            upstream,
+            ids,
+            counters,
+            Connector::Upstream,
+        )
+    }
+
+    /// [`Pool::new`] with the connector that opens its server connections.
+    pub(crate) fn with_connector(
+        database: String,
+        user: String,
+        settings: PoolSettings,
+        upstream: Arc<Upstream>,
+        ids: Arc<AtomicU64>,
+        counters: Counters,
+        connector: Connector,
+    ) -> Self {
         let pool = Self {
             shared: Arc::new(Shared {
                 database,
                 user,
                 settings,
                 upstream,
+                connector,
                 state: Mutex::new(State::default()),
                 ids,
                 params: ArcSwapOption::empty(),
@@ -207,10 +243,13 @@ impl Pool {
         self.shared.retired.load(Ordering::Relaxed)
     }
 
-    /// (idle, total, waiting) counts, for stats.
+    /// (idle, total, waiting) counts, for stats. Clients that gave up waiting (timed out,
+    /// left, or took a reserve slot) leave a closed entry in the queue until it is next
+    /// popped: they are not counted.
     pub fn counts(&self) -> (usize, usize, usize) {
         let st = Ledger::lock(&self.shared);
-        (st.idle.len(), st.total(), st.waiters.len())
+        let waiting = st.waiters.iter().filter(|w| !w.is_closed()).count();
+        (st.idle.len(), st.total(), waiting)
     }
 
     /// Connections checked out (or being opened) now.

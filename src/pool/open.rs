@@ -6,10 +6,9 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::accounting::Ledger;
-use super::{Checkout, Pool, PoolError, State};
+use super::{Checkout, Pool, PoolError, State, now};
 use crate::error::ClientFacing;
 use crate::proto::sqlstate::SqlState;
-use crate::upstream::connect::connect_within;
 use crate::upstream::server::ServerConn;
 
 /// The last failed attempt to open a server connection, while server_login_retry runs.
@@ -46,7 +45,8 @@ impl Pool {
         // Boxed: opening a connection is rare, and its large state would otherwise sit in
         // every session future for its whole life.
         let limit = shared.settings.server_connect_timeout;
-        match Box::pin(connect_within(&shared.upstream, id, limit)).await {
+        let connect = shared.connector.connect(&shared.upstream, id, limit);
+        match Box::pin(connect).await {
             Ok(conn) => {
                 shared.stats.servers_opened.fetch_add(1, Ordering::Relaxed);
                 shared.params.store(Some(Arc::new(conn.params.clone())));
@@ -61,7 +61,7 @@ impl Pool {
                         retry_in_s = retry.as_secs_f64(),
                         "server connection failed; new attempts paused (server_login_retry)");
                     Ledger::lock(shared).login_failure = Some(LoginFailure {
-                        until: Instant::now() + retry,
+                        until: now() + retry,
                         code: e.sqlstate(),
                         message: e.client_message().into(),
                     });
