@@ -139,12 +139,19 @@ impl Pool {
                     // Dropping frees its slot; look again (next idle one, or a new one).
                     drop(out);
                 }
-                Step::Open => return self.open().await,
+                Step::Open => return self.open(self.deadline(started)).await,
                 // Boxed: only when the pool is exhausted, and the wait's timers and grant
                 // handling would otherwise sit in every session future.
-                Step::Wait { rx, blocked } => return Box::pin(self.wait(rx, blocked)).await,
+                Step::Wait { rx, blocked } => {
+                    return Box::pin(self.wait(rx, blocked, self.deadline(started))).await;
+                }
             }
         }
+    }
+
+    /// Until when a checkout that started at `started` may wait (query_wait_timeout).
+    fn deadline(&self, started: Instant) -> Instant {
+        started + self.shared.settings.query_wait_timeout
     }
 
     /// The locked part of a checkout.
@@ -192,10 +199,12 @@ impl Pool {
     }
 
     /// Waits for a grant; after reserve_pool_timeout, takes a reserve slot when there is one.
+    /// A connection opened in a granted slot may retry until `deadline` (a waking endpoint).
     async fn wait(
         &self,
         rx: oneshot::Receiver<Grant>,
         blocked: Option<Blocked>,
+        deadline: Instant,
     ) -> Result<Checkout, PoolError> {
         let shared = &self.shared;
         let s = &shared.settings;
@@ -209,7 +218,7 @@ impl Pool {
         let started = now();
         if s.reserve_pool_size > 0 && s.reserve_pool_timeout < wait {
             if let Ok(r) = tokio::time::timeout(s.reserve_pool_timeout, &mut rx.rx).await {
-                return self.granted(r).await;
+                return self.granted(r, deadline).await;
             }
             if self.take_reserve_slot() {
                 rx.rx.close();
@@ -217,15 +226,15 @@ impl Pool {
                     Ok(grant) => {
                         // A grant raced in: use it, and give the reserve slot back.
                         Pool::slot_freed(shared);
-                        self.granted(Ok(grant)).await
+                        self.granted(Ok(grant), deadline).await
                     }
-                    Err(_) => self.open().await,
+                    Err(_) => self.open(deadline).await,
                 };
             }
         }
         let left = wait.saturating_sub(now().saturating_duration_since(started));
         match tokio::time::timeout(left, &mut rx.rx).await {
-            Ok(r) => self.granted(r).await,
+            Ok(r) => self.granted(r, deadline).await,
             Err(_) => Err(PoolError::WaitTimeout(wait)),
         }
     }
@@ -250,6 +259,7 @@ impl Pool {
     async fn granted(
         &self,
         r: Result<Grant, oneshot::error::RecvError>,
+        deadline: Instant,
     ) -> Result<Checkout, PoolError> {
         match r {
             Ok(Grant::Conn(conn)) => Ok(self.wrap(conn)),
@@ -261,7 +271,7 @@ impl Pool {
                     Pool::slot_freed(&self.shared);
                     return Err(err);
                 }
-                self.open().await
+                self.open(deadline).await
             }
             Err(_) => Err(PoolError::Closed),
         }

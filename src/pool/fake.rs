@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 
 use super::now;
 use crate::net::Stream;
+use crate::net::framed::FrameError;
 use crate::upstream::connect::UpstreamError;
 use crate::upstream::params::ParamMap;
 use crate::upstream::server::ServerConn;
@@ -25,6 +26,14 @@ use crate::upstream::server::ServerConn;
 pub(crate) enum Fail {
     /// TCP connection refused (nothing listening yet).
     Refused,
+    /// The server closed the connection during login.
+    Reset,
+    /// No answer: the attempt runs into its time limit.
+    Silent,
+    /// `57P03` the database system is starting up.
+    Starting,
+    /// `XX000` from the proxy in front of a compute that is not up.
+    ComputeUnreachable,
     /// `28P01` password authentication failed.
     PasswordRejected,
     /// The database does not exist (`3D000`): a configuration error, not a waking server.
@@ -42,6 +51,13 @@ impl Fail {
                 addr: "fake:5432".to_owned(),
                 source: io::ErrorKind::ConnectionRefused.into(),
             },
+            Fail::Reset => UpstreamError::Protocol(FrameError::Eof),
+            Fail::Silent => UpstreamError::Timeout,
+            Fail::Starting => rejected("57P03", "the database system is starting up"),
+            Fail::ComputeUnreachable => rejected(
+                "XX000",
+                "Couldn't connect to compute node: connection refused",
+            ),
             Fail::PasswordRejected => {
                 rejected("28P01", "password authentication failed for user \"u\"")
             }
@@ -90,6 +106,11 @@ impl FakeUpstream {
         self.state.lock().script.extend(fails.iter().copied());
     }
 
+    /// Attempts in the next `d` are refused (none after that).
+    pub(crate) fn down_for(&self, d: Duration) {
+        self.state.lock().down_until = Some(now() + d);
+    }
+
     /// Every login takes `d`.
     pub(crate) fn set_login_time(&self, d: Duration) {
         self.state.lock().login_time = d;
@@ -123,6 +144,7 @@ impl FakeUpstream {
                 tokio::time::sleep(login_time).await;
             }
             match fail {
+                Some(Fail::Silent) => std::future::pending().await,
                 Some(f) => Err(f.error()),
                 None => self.accept(id),
             }

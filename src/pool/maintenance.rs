@@ -66,7 +66,8 @@ impl Pool {
         for _ in 0..opening {
             let pool = self.clone();
             tokio::spawn(async move {
-                match pool.connect_in_slot().await {
+                // One attempt: no client waits for it, and the next round tries again.
+                match pool.connect_in_slot(None).await {
                     Ok(conn) => Pool::checkin(&pool.shared, conn),
                     Err(e) => tracing::debug!(database = %pool.shared.database, error = %e,
                         "min_pool_size: opening a server connection failed"),

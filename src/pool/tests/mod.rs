@@ -6,6 +6,7 @@ mod control;
 mod limits;
 mod maintenance;
 mod registry;
+mod waking;
 
 use std::collections::HashMap;
 use std::sync::Arc;
