@@ -123,6 +123,11 @@ impl Pool {
                             "server still not accepting connections");
                     }
                     tokio::time::sleep(backoff).await;
+                    if Ledger::lock(shared).closed {
+                        // Shutting down: the client is told so rather than kept waiting.
+                        Pool::slot_freed(shared);
+                        return Err(PoolError::Closed);
+                    }
                     backoff = (backoff * 2).min(WAKE_MAX_BACKOFF);
                     // A retry never outlasts the client's wait.
                     limit = s

@@ -214,3 +214,16 @@ fn waking_failures_are_told_apart_from_configuration_errors() {
         assert!(!is_waking(&e), "{e}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn closing_the_pool_ends_a_waking_retry() {
+    let (fake, pool) = one_pool(waking_settings());
+    fake.down_for(secs(60));
+    let started = Clock::now();
+    let waiting = spawn_checkout(&pool);
+    tokio::time::sleep(secs(3)).await;
+    pool.close();
+    assert!(matches!(waiting.await.unwrap(), Err(PoolError::Closed)));
+    assert!(started.elapsed() < secs(5), "stopped at the next attempt");
+    assert_eq!(pool.counts(), (0, 0, 0));
+}
