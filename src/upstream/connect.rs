@@ -12,12 +12,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::Upstream;
-use super::credential::{Credential, CredentialError};
 use super::params::ParamMap;
 use super::server::ServerConn;
 use crate::auth::channel_binding::tls_server_end_point;
 use crate::auth::md5::md5_response;
 use crate::auth::scram::{SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramClient, salted_password};
+use crate::credentials::source::{Credential, CredentialError};
 use crate::error::ClientFacing;
 use crate::net::framed::{FrameError, read_message};
 use crate::net::{Stream, buffer, tune};
@@ -85,12 +85,6 @@ pub enum UpstreamError {
     /// server was never contacted).
     #[error("timed out waiting for the first upstream credential")]
     CredentialTimeout,
-    /// No host configured and none looked up yet.
-    #[error("the server host is not known yet (it is looked up with the credential)")]
-    NoHost,
-    /// No role configured and the workspace identity is not known yet.
-    #[error("the upstream user is not known yet (it is looked up from the workspace identity)")]
-    NoUser,
 }
 
 impl UpstreamError {
@@ -107,10 +101,7 @@ impl UpstreamError {
     pub fn is_server_failure(&self) -> bool {
         !matches!(
             self,
-            UpstreamError::Credential(_)
-                | UpstreamError::CredentialTimeout
-                | UpstreamError::NoHost
-                | UpstreamError::NoUser
+            UpstreamError::Credential(_) | UpstreamError::CredentialTimeout
         )
     }
 }
@@ -123,9 +114,7 @@ impl ClientFacing for UpstreamError {
             | UpstreamError::UnsupportedAuth(_)
             | UpstreamError::Scram(_)
             | UpstreamError::Credential(_)
-            | UpstreamError::CredentialTimeout
-            | UpstreamError::NoHost
-            | UpstreamError::NoUser => SqlState::UNABLE_TO_CONNECT,
+            | UpstreamError::CredentialTimeout => SqlState::UNABLE_TO_CONNECT,
             _ => SqlState::CONNECTION_FAILURE,
         }
     }
@@ -151,11 +140,10 @@ pub async fn connect_within(
     let attempt = tokio::time::timeout(limit, async {
         let cred = up.credential.current_or_first().await?;
         have_credential = true;
-        match login(up, cred.as_deref(), id).await {
+        match login(up, &cred, id).await {
             Err(e) if e.is_auth_rejection() => {
-                let Some(rejected) = cred else { return Err(e) };
-                match up.credential.refresh_after_rejection(&rejected).await? {
-                    Some(newer) => login(up, Some(&newer), id).await,
+                match up.credential.refresh_after_rejection(&cred).await? {
+                    Some(newer) => login(up, &newer, id).await,
                     None => Err(e),
                 }
             }
@@ -201,12 +189,8 @@ pub async fn open_stream(up: &Upstream, host: &str) -> Result<Stream, UpstreamEr
     Ok(Stream::ClientTls(Box::new(tls)))
 }
 
-async fn login(
-    up: &Upstream,
-    cred: Option<&Credential>,
-    id: u64,
-) -> Result<ServerConn, UpstreamError> {
-    let (host, user) = up.endpoint(cred)?;
+async fn login(up: &Upstream, cred: &Credential, id: u64) -> Result<ServerConn, UpstreamError> {
+    let (host, user) = (&*cred.host, &*cred.user);
     let mut stream = open_stream(up, host).await?;
     let mut out = BytesMut::with_capacity(256);
     frontend::startup_message(&mut out, [("user", user), ("database", up.dbname.as_str())]);
@@ -224,17 +208,17 @@ async fn login(
                 match req {
                     AuthRequest::Ok => continue,
                     AuthRequest::Cleartext => {
-                        let pw = cred.ok_or(UpstreamError::NoPassword)?;
-                        frontend::password_message(&mut out, pw.password.expose_secret());
+                        let pw = cred.password.as_ref().ok_or(UpstreamError::NoPassword)?;
+                        frontend::password_message(&mut out, pw.expose_secret());
                     }
                     AuthRequest::Md5(salt) => {
-                        let pw = cred.ok_or(UpstreamError::NoPassword)?;
-                        let resp = md5_response(user, pw.password.expose_secret(), salt);
+                        let pw = cred.password.as_ref().ok_or(UpstreamError::NoPassword)?;
+                        let resp = md5_response(user, pw.expose_secret(), salt);
                         frontend::password_message(&mut out, &resp);
                     }
                     AuthRequest::Sasl(mechs) => {
-                        let pw = cred.ok_or(UpstreamError::NoPassword)?;
-                        let client = start_scram(&stream, &mechs, pw)?;
+                        let pw = cred.password.as_ref().ok_or(UpstreamError::NoPassword)?;
+                        let client = start_scram(&stream, &mechs, pw.expose_secret())?;
                         frontend::sasl_initial_response(
                             &mut out,
                             client.mechanism(),
@@ -315,9 +299,8 @@ async fn login(
 fn start_scram(
     stream: &Stream,
     mechs: &[&str],
-    cred: &Credential,
+    password: &str,
 ) -> Result<ScramClient, UpstreamError> {
-    let password = cred.password.expose_secret();
     let end_point = match stream {
         Stream::ClientTls(tls) if mechs.contains(&SCRAM_SHA_256_PLUS) => tls
             .get_ref()

@@ -9,3 +9,4 @@ pub mod netrc;
 pub mod resolve;
 pub mod textfile;
 pub mod token;
+pub mod transport;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::http::transport_reason;
+use super::transport::transport_reason;
 
 /// Refresh an access token when this fraction of its lifetime is left, capped (as the SDKs do:
 /// min(TTL/2, 20 min) before expiry).
