@@ -584,8 +584,16 @@ fn database(
             )
         })
         .transpose()?;
+    check_refresh_margin(&key, refresh_margin, &credential)?;
+    // Lakebase's database is `databricks_postgres` (what the Databricks CLI connects to);
+    // a native upstream keeps the database named like the entry.
+    let default_dbname = if rotating {
+        LAKEBASE_DBNAME.to_owned()
+    } else {
+        raw.name.clone()
+    };
     Ok(DatabaseConfig {
-        dbname: raw.dbname.unwrap_or_else(|| raw.name.clone()),
+        dbname: raw.dbname.unwrap_or(default_dbname),
         name: raw.name,
         host,
         port: raw.port.unwrap_or(5432),
@@ -596,6 +604,36 @@ fn database(
         ca_file,
         pool: pool_settings(&raw_pool, defaults, &key)?,
     })
+}
+
+/// The database on a Lakebase instance or endpoint when `dbname` is not set.
+const LAKEBASE_DBNAME: &str = "databricks_postgres";
+
+/// A refresh margin must leave at least half the credential's lifetime (the Databricks SDKs
+/// cap it at half): Lakebase credentials live at most an hour, an endpoint's `ttl` when set.
+/// The refresher also caps it at half of the lifetime each credential really has.
+fn check_refresh_margin(
+    key: &str,
+    margin: Option<Duration>,
+    credential: &CredentialConfig,
+) -> Result<(), ConfigError> {
+    let Some(margin) = margin else { return Ok(()) };
+    let lifetime = match credential {
+        CredentialConfig::Endpoint { ttl: Some(t), .. } => *t,
+        _ => Duration::from_secs(3600),
+    };
+    if margin > lifetime / 2 {
+        return Err(invalid(
+            format!("{key}.credential_refresh_margin"),
+            format!(
+                "{} s is more than half the credential's lifetime ({} s); use at most {} s",
+                margin.as_secs_f64(),
+                lifetime.as_secs(),
+                (lifetime / 2).as_secs()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn workspace(raw: Option<RawWorkspace>, base: &Path) -> Result<WorkspaceConfig, ConfigError> {
@@ -877,6 +915,80 @@ tls = "disable"
         let text = BASE.replace("password = \"pw\"", "password_file = \"pw.txt\"");
         let c = load_str(&text, dir.path()).unwrap();
         assert_eq!(c.users[0].password.expose_secret(), "s3cret");
+    }
+
+    const LAKEBASE: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[workspace]
+host = "https://ws.example"
+token = "t"
+
+[[users]]
+name = "app"
+password = "pw"
+
+[[databases]]
+name = "app"
+"#;
+
+    #[test]
+    fn lakebase_databases_default_to_databricks_postgres() {
+        let c = load_str(&format!("{LAKEBASE}instance = \"i\"\n"), Path::new(".")).unwrap();
+        assert_eq!(c.databases[0].dbname, "databricks_postgres");
+        let ep = "endpoint = \"projects/p/branches/b/endpoints/e\"\n";
+        let c = load_str(&format!("{LAKEBASE}{ep}"), Path::new(".")).unwrap();
+        assert_eq!(c.databases[0].dbname, "databricks_postgres");
+        let c = load_str(
+            &format!("{LAKEBASE}instance = \"i\"\ndbname = \"mine\"\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.databases[0].dbname, "mine");
+        // A static upstream keeps the entry's name.
+        assert_eq!(
+            load_str(BASE, Path::new(".")).unwrap().databases[0].dbname,
+            "app"
+        );
+    }
+
+    #[test]
+    fn refresh_margin_is_at_most_half_the_lifetime() {
+        let inst = format!("{LAKEBASE}instance = \"i\"\n");
+        let ok = load_str(
+            &format!("{inst}credential_refresh_margin = 1800\n"),
+            Path::new("."),
+        );
+        assert_eq!(
+            ok.unwrap().databases[0].refresh_margin,
+            Some(Duration::from_secs(1800))
+        );
+        let e = load_str(
+            &format!("{inst}credential_refresh_margin = 3600\n"),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("databases[0].credential_refresh_margin") && e.contains("at most 1800"),
+            "{e}"
+        );
+        let ep = format!("{LAKEBASE}endpoint = \"projects/p/branches/b/endpoints/e\"\nttl = 600\n");
+        let e = load_str(
+            &format!("{ep}credential_refresh_margin = 301\n"),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("at most 300"), "{e}");
+        assert!(
+            load_str(
+                &format!("{ep}credential_refresh_margin = 300\n"),
+                Path::new(".")
+            )
+            .is_ok()
+        );
     }
 
     #[test]

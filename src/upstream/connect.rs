@@ -52,6 +52,16 @@ pub enum UpstreamError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The server's certificate was not trusted (unknown issuer, wrong name, expired…).
+    #[error("TLS handshake with server {addr} failed: {what}{hint}")]
+    Untrusted {
+        /// host:port.
+        addr: String,
+        /// What was not trusted, in words.
+        what: String,
+        /// For a Lakebase host: the documented fallback.
+        hint: &'static str,
+    },
     /// The server answered the login with an error.
     #[error("server rejected login: {message} (SQLSTATE {code})")]
     Rejected {
@@ -185,8 +195,48 @@ pub async fn open_stream(up: &Upstream, host: &str) -> Result<Stream, UpstreamEr
     let tls = TlsConnector::from(Arc::clone(tls))
         .connect(server_name, tcp)
         .await
-        .map_err(|source| UpstreamError::Tls { addr, source })?;
+        .map_err(|source| match untrusted(&source, host) {
+            Some(what) => UpstreamError::Untrusted {
+                addr: addr.clone(),
+                what,
+                // Lakebase credentials are minted (instance/endpoint), static ones are not.
+                hint: if up.credential.kind() == "password" {
+                    ""
+                } else {
+                    LAKEBASE_TLS_HINT
+                },
+            },
+            None => UpstreamError::Tls { addr, source },
+        })?;
     Ok(Stream::ClientTls(Box::new(tls)))
+}
+
+/// Databricks documents `sslmode=require` for Lakebase (docs.databricks.com oltp/oauth); lakepool
+/// verifies by default, so a verification failure names the documented fallback.
+const LAKEBASE_TLS_HINT: &str = "; Databricks documents sslmode=require for Lakebase: set \
+    tls = \"require\" on this database to encrypt without verifying the certificate, or \
+    ca_file to trust the CA that signed it";
+
+/// What about the server's certificate was not trusted, when that is why the handshake failed.
+fn untrusted(e: &std::io::Error, host: &str) -> Option<String> {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(c) = e.get_ref()?.downcast_ref::<rustls::Error>()? else {
+        return None;
+    };
+    Some(match c {
+        C::UnknownIssuer => format!(
+            "the certificate of {host} is signed by a certificate authority lakepool does not \
+             trust (it is neither in the system roots nor in ca_file)"
+        ),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            format!("the certificate presented is not valid for the name {host}")
+        }
+        C::Expired | C::ExpiredContext { .. } => format!("the certificate of {host} has expired"),
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            format!("the certificate of {host} is not valid yet")
+        }
+        other => format!("the certificate of {host} was not accepted ({other:?})"),
+    })
 }
 
 async fn login(up: &Upstream, cred: &Credential, id: u64) -> Result<ServerConn, UpstreamError> {
@@ -314,4 +364,45 @@ fn start_scram(
         return Err(UpstreamError::UnsupportedAuth(10));
     }
     Ok(ScramClient::new(password, end_point, stream.is_tls()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handshake_error(e: rustls::CertificateError) -> std::io::Error {
+        // How tokio-rustls reports a rejected certificate.
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(e),
+        )
+    }
+
+    #[test]
+    fn untrusted_certificates_say_what_was_not_trusted() {
+        let issuer = untrusted(
+            &handshake_error(rustls::CertificateError::UnknownIssuer),
+            "h.x",
+        );
+        assert!(
+            issuer.as_deref().unwrap_or("").contains("not trust"),
+            "{issuer:?}"
+        );
+        let name = untrusted(
+            &handshake_error(rustls::CertificateError::NotValidForName),
+            "h.x",
+        );
+        assert!(name.unwrap().contains("not valid for the name h.x"));
+        let expired = untrusted(&handshake_error(rustls::CertificateError::Expired), "h.x");
+        assert!(expired.unwrap().contains("expired"));
+        // Not a certificate problem: no claim about trust.
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(untrusted(&reset, "h.x").is_none());
+        let e = UpstreamError::Untrusted {
+            addr: "h.x:5432".into(),
+            what: "w".into(),
+            hint: LAKEBASE_TLS_HINT,
+        };
+        assert!(e.to_string().contains("tls = \"require\""), "{e}");
+    }
 }

@@ -220,7 +220,7 @@ pub async fn instance_credential(st: &State, id: &Identity, r: &Req) -> Resp {
     match mint(st, &id.user, expires).await {
         Ok(token) => json(
             StatusCode::OK,
-            &json!({ "token": token, "expiration_time": rfc3339_frac(expires) }),
+            &json!({ "token": token, "expiration_time": rfc3339_frac(st.reported(expires)) }),
         ),
         Err(resp) => resp,
     }
@@ -301,7 +301,7 @@ pub async fn endpoint_credential(st: &State, id: &Identity, r: &Req) -> Resp {
     match mint(st, &id.user, expires).await {
         Ok(token) => json(
             StatusCode::OK,
-            &json!({ "token": token, "expire_time": rfc3339_secs(expires) }),
+            &json!({ "token": token, "expire_time": rfc3339_secs(st.reported(expires)) }),
         ),
         Err(resp) => resp,
     }

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, DATE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -35,6 +35,7 @@ pub enum Route {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Control {
     Lifetime,
+    Clock,
     Fail,
     Outage,
     InstanceState,
@@ -57,6 +58,7 @@ pub fn route(method: &Method, path: &str) -> Route {
     if let Some(rest) = path.strip_prefix("/__standin/") {
         return Route::Control(match (method.as_str(), rest) {
             ("POST", "lifetime") => Control::Lifetime,
+            ("POST", "clock") => Control::Clock,
             ("POST", "fail") => Control::Fail,
             ("POST", "outage") => Control::Outage,
             ("POST", "instance-state") => Control::InstanceState,
@@ -227,13 +229,18 @@ pub async fn handle(st: &State, req: Request<Incoming>) -> Resp {
         body,
     };
     let route = route(&method, &r.path);
-    let resp = match route {
+    let mut resp = match route {
         Route::Control(c) => control(st, c, &r),
         other => match pre_checks(st, &other, &r.path) {
             Some(resp) => resp,
             None => dispatch(st, other, &r).await,
         },
     };
+    // The stand-in's own clock, skewed when a test asks (hyper adds none when one is set).
+    let now = st.reported(time::OffsetDateTime::now_utc());
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(now.into())) {
+        resp.headers_mut().insert(DATE, v);
+    }
     tracing::debug!(%method, path = %r.path, status = resp.status().as_u16(), "request");
     resp
 }
@@ -326,6 +333,11 @@ struct LifetimeBody {
 }
 
 #[derive(serde::Deserialize)]
+struct ClockBody {
+    skew_seconds: i64,
+}
+
+#[derive(serde::Deserialize)]
 struct FailBody {
     #[serde(default)]
     clear: bool,
@@ -362,6 +374,18 @@ fn control(st: &State, c: Control, r: &Req) -> Resp {
             st.lock().lifetime = std::time::Duration::from_secs(b.seconds);
             tracing::info!(seconds = b.seconds, "database credential lifetime set");
             json(StatusCode::OK, &json!({ "seconds": b.seconds }))
+        }
+        Control::Clock => {
+            let b: ClockBody = match r.json() {
+                Ok(b) => b,
+                Err(e) => return *e,
+            };
+            if b.skew_seconds.unsigned_abs() > 10 * 365 * 86_400 {
+                return bad("skew_seconds must be within ten years");
+            }
+            st.lock().skew_seconds = b.skew_seconds;
+            tracing::info!(skew_seconds = b.skew_seconds, "reported clock skewed");
+            json(StatusCode::OK, &json!({ "skew_seconds": b.skew_seconds }))
         }
         Control::Fail => {
             let b: FailBody = match r.json() {
@@ -496,6 +520,10 @@ mod tests {
         );
         assert_eq!(route(&g, "/api/2.1/jobs/list"), Route::NotFound);
         assert_eq!(route(&p, "/__standin/fail"), Route::Control(Control::Fail));
+        assert_eq!(
+            route(&p, "/__standin/clock"),
+            Route::Control(Control::Clock)
+        );
         assert_eq!(
             route(&g, "/__standin/stats"),
             Route::Control(Control::Stats)

@@ -224,6 +224,9 @@ pub struct Inner {
     pub lifetime: Duration,
     pub failures: Failures,
     pub outage: bool,
+    /// Seconds the stand-in's reported clock (`Date` headers, credential expiry times) is
+    /// ahead of the real one (negative: behind), to test lakepool against clock skew.
+    pub skew_seconds: i64,
     pub stats: Stats,
 }
 
@@ -276,10 +279,16 @@ impl State {
                 lifetime: Duration::from_secs(lifetime),
                 failures: Failures::default(),
                 outage: false,
+                skew_seconds: 0,
                 stats: Stats::default(),
             }),
             minter,
         }
+    }
+
+    /// The time the stand-in reports (`Date`, expiry times): real time plus the skew.
+    pub fn reported(&self, t: OffsetDateTime) -> OffsetDateTime {
+        t + time::Duration::seconds(self.lock().skew_seconds)
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
