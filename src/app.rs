@@ -20,9 +20,9 @@ use crate::frontend::{Frontend, Live, listener};
 use crate::net::tls::{self, TlsError};
 use crate::pool::registry::{Database, Registry};
 use crate::upstream::Upstream;
+use crate::workspace::auth::TokenSource;
 use crate::workspace::http::ApiClient;
-use crate::workspace::resolve::{WorkspaceAuth, resolve};
-use crate::workspace::token::TokenSource;
+use crate::workspace::resolve::resolve;
 use arc_swap::ArcSwap;
 
 /// How often idle server connections are checked for timeouts and health.
@@ -251,6 +251,12 @@ fn fingerprint(db: &DatabaseConfig, ws: &WorkspaceConfig) -> [u8; 32] {
             );
             put("token", secret(&ws.token).as_bytes());
             put("client_secret", secret(&ws.client_secret).as_bytes());
+            // The other auth attributes (Debug redacts the Azure secret, hashed next).
+            put("sdk", format!("{:?}", ws.sdk).as_bytes());
+            put(
+                "azure_client_secret",
+                secret(&ws.sdk.azure_client_secret).as_bytes(),
+            );
         }
     }
     h.finalize().into()
@@ -267,18 +273,7 @@ fn workspace_client(ws: &WorkspaceConfig) -> Result<Arc<ApiClient>, AppError> {
         resolved.host.starts_with("https://"),
     )
     .map_err(AppError::Workspace)?;
-    let token = match resolved.auth {
-        WorkspaceAuth::Pat(t) => TokenSource::Pat(t),
-        WorkspaceAuth::OAuthM2m {
-            client_id,
-            client_secret,
-        } => TokenSource::m2m(
-            http.clone(),
-            resolved.host.clone(),
-            client_id,
-            client_secret,
-        ),
-    };
+    let token = TokenSource::new(resolved.auth, http.clone(), resolved.host.clone());
     Ok(Arc::new(ApiClient::new(
         http,
         resolved.host,

@@ -606,6 +606,48 @@ fn database(
     })
 }
 
+/// The `[workspace]` auth attributes beyond PAT and OAuth M2M.
+fn sdk_auth(raw: &mut RawWorkspace, base: &Path) -> Result<super::SdkAuthConfig, ConfigError> {
+    let azure_client_secret = secret(
+        "workspace.azure_client_secret",
+        raw.azure_client_secret.take(),
+        raw.azure_client_secret_file.take(),
+        raw.azure_client_secret_env.take(),
+        base,
+    )?;
+    for (key, url) in [
+        ("azure_login_endpoint", &raw.azure_login_endpoint),
+        ("azure_msi_endpoint", &raw.azure_msi_endpoint),
+        ("metadata_service_url", &raw.metadata_service_url),
+    ] {
+        if let Some(u) = url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            return Err(invalid(
+                format!("workspace.{key}"),
+                "must be an http:// or https:// URL",
+            ));
+        }
+    }
+    Ok(super::SdkAuthConfig {
+        azure_client_id: raw.azure_client_id.take(),
+        azure_client_secret,
+        azure_tenant_id: raw.azure_tenant_id.take(),
+        azure_use_msi: raw.azure_use_msi,
+        azure_workspace_resource_id: raw.azure_workspace_resource_id.take(),
+        azure_environment: raw.azure_environment.take(),
+        azure_login_endpoint: raw.azure_login_endpoint.take(),
+        azure_msi_endpoint: raw.azure_msi_endpoint.take(),
+        databricks_cli_path: raw.databricks_cli_path.take(),
+        metadata_service_url: raw.metadata_service_url.take(),
+        oidc_token_env: raw.oidc_token_env.take(),
+        oidc_token_filepath: raw
+            .oidc_token_filepath
+            .take()
+            .map(|p| resolve_path(base, p)),
+    })
+}
+
 /// The database on a Lakebase instance or endpoint when `dbname` is not set.
 const LAKEBASE_DBNAME: &str = "databricks_postgres";
 
@@ -637,7 +679,8 @@ fn check_refresh_margin(
 }
 
 fn workspace(raw: Option<RawWorkspace>, base: &Path) -> Result<WorkspaceConfig, ConfigError> {
-    let raw = raw.unwrap_or_default();
+    let mut raw = raw.unwrap_or_default();
+    let sdk = sdk_auth(&mut raw, base)?;
     let token = secret(
         "workspace.token",
         raw.token,
@@ -661,14 +704,18 @@ fn workspace(raw: Option<RawWorkspace>, base: &Path) -> Result<WorkspaceConfig, 
     )?
     .map(|s| s.expose_secret().to_owned());
     if let Some(t) = raw.auth_type.as_deref()
-        && !matches!(t, "pat" | "oauth-m2m")
+        && !super::AUTH_TYPES.contains(&t)
     {
         return Err(invalid(
             "workspace.auth_type",
-            format!("{t:?} is not supported: use \"pat\" or \"oauth-m2m\""),
+            format!(
+                "{t:?} is not supported; lakepool supports {}",
+                super::AUTH_TYPES.join(", ")
+            ),
         ));
     }
     Ok(WorkspaceConfig {
+        sdk,
         host: raw.host,
         profile: raw.profile,
         config_file: raw.config_file.map(|p| resolve_path(base, p)),
@@ -989,6 +1036,44 @@ name = "app"
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn workspace_auth_attributes_under_their_sdk_names() {
+        let ws = |lines: &str| {
+            load_str(
+                &format!("{BASE}\n[workspace]\nhost = \"https://ws.example\"\n{lines}\n"),
+                Path::new("."),
+            )
+        };
+        let c = ws(
+            "auth_type = \"file-oidc\"\noidc_token_filepath = \"/var/run/token\"\n\
+                    azure_use_msi = true\nazure_client_secret = \"s\"",
+        )
+        .unwrap();
+        let sdk = &c.workspace.sdk;
+        assert_eq!(
+            sdk.oidc_token_filepath.as_deref(),
+            Some(Path::new("/var/run/token"))
+        );
+        assert_eq!(sdk.azure_use_msi, Some(true));
+        assert_eq!(
+            sdk.azure_client_secret.as_ref().unwrap().expose_secret(),
+            "s"
+        );
+        let e = ws("auth_type = \"azure-cli\"").unwrap_err().to_string();
+        assert!(
+            e.contains("workspace.auth_type") && e.contains("databricks-cli"),
+            "{e}"
+        );
+        let e = ws("metadata_service_url = \"localhost:9\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("workspace.metadata_service_url"), "{e}");
+        let e = ws("azure_client_secret = \"a\"\nazure_client_secret_env = \"B\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("workspace.azure_client_secret"), "{e}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use reqwest::header::{DATE, HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::token::{TokenError, TokenSource};
+use super::auth::{TokenError, TokenSource};
 use super::transport::{backoff, transport_reason};
 
 /// A workspace API call failed.
@@ -242,8 +242,8 @@ impl ApiClient {
             "POST" => self.http.post(&url),
             _ => self.http.get(&url),
         }
-        .bearer_auth(bearer.as_str())
         .header("Accept", "application/json");
+        req = bearer.apply(req);
         if let Some(b) = body {
             req = req.json(b);
         }

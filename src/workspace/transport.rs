@@ -14,6 +14,21 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// timeouts. System roots are required only for an `https://` workspace (tests use plain HTTP
 /// on loopback).
 pub fn http_client(timeout: Duration, https: bool) -> Result<reqwest::Client, String> {
+    builder(timeout, https)?.build().map_err(|e| e.to_string())
+}
+
+/// [`http_client`] that does not follow redirects (to read where one points).
+pub fn http_client_without_redirects(
+    timeout: Duration,
+    https: bool,
+) -> Result<reqwest::Client, String> {
+    builder(timeout, https)?
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn builder(timeout: Duration, https: bool) -> Result<reqwest::ClientBuilder, String> {
     let tls = match crate::net::tls::client_tls(crate::config::UpstreamTls::VerifyFull, None) {
         Ok(Some(t)) => (*t).clone(),
         Err(e) if https => return Err(format!("cannot set up TLS for the workspace: {e}")),
@@ -27,13 +42,11 @@ pub fn http_client(timeout: Duration, https: bool) -> Result<reqwest::Client, St
     };
     let mut tls = tls;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    reqwest::Client::builder()
+    Ok(reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .user_agent(concat!("lakepool/", env!("CARGO_PKG_VERSION"), " os/linux"))
-        .build()
-        .map_err(|e| e.to_string())
+        .user_agent(concat!("lakepool/", env!("CARGO_PKG_VERSION"), " os/linux")))
 }
 
 /// Exponential backoff with jitter: 50–100 % of min(start × 2^(n-1), cap).

@@ -8,20 +8,22 @@ use crate::support::standin::{CLIENT_ID, CLIENT_SECRET, ENDPOINT, INSTANCE, PAT,
 use crate::support::{APP_DB, Lakepool, connect, ok_stdout, pg, pgbench, pgbench_init, psql};
 
 /// Environment variable with the SP secret (never in the config file).
-const SECRET_ENV: &str = "LAKEPOOL_TEST_SP_SECRET";
+pub(crate) const SECRET_ENV: &str = "LAKEPOOL_TEST_SP_SECRET";
 
-struct Setup<'a> {
+/// A lakepool in front of the stand-in's instance or endpoint (shared with the auth-method
+/// tests in `workspace_auth.rs`).
+pub(crate) struct Setup<'a> {
     /// `instance = …` or `endpoint = …` line.
-    target: String,
+    pub target: String,
     /// `[workspace]` auth lines.
-    auth: String,
-    pool_size: usize,
-    server_lifetime: f64,
-    extra_db: &'a str,
+    pub auth: String,
+    pub pool_size: usize,
+    pub server_lifetime: f64,
+    pub extra_db: &'a str,
     /// `dbname`; None leaves it to the default.
-    dbname: Option<&'a str>,
+    pub dbname: Option<&'a str>,
     /// `tls`/`ca_file` lines; None: verify-full against the test CA.
-    tls: Option<&'a str>,
+    pub tls: Option<&'a str>,
 }
 
 impl Default for Setup<'_> {
@@ -38,7 +40,7 @@ impl Default for Setup<'_> {
     }
 }
 
-fn config(standin: &Standin, s: &Setup<'_>) -> String {
+pub(crate) fn config(standin: &Standin, s: &Setup<'_>) -> String {
     let pg = pg();
     let dbname = s
         .dbname
@@ -77,7 +79,7 @@ fn start(standin: &Standin, s: &Setup<'_>) -> Lakepool {
     Lakepool::start(&config(standin, s), &[(SECRET_ENV, CLIENT_SECRET)])
 }
 
-async fn wait_until_query_works(port: u16, timeout: Duration) -> tokio_postgres::Client {
+pub(crate) async fn wait_until_query_works(port: u16, timeout: Duration) -> tokio_postgres::Client {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(c) = connect(port, APP.0, APP.1, "app", false).await

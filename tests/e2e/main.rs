@@ -24,3 +24,4 @@ mod prepared;
 mod protocol;
 mod reload;
 mod shutdown;
+mod workspace_auth;

@@ -7,6 +7,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::*;
 
+mod methods;
+
 const SECRET: &str = "dapiSECRET123";
 
 /// A temporary home directory with optional `.databrickscfg` and `.netrc`.
@@ -890,7 +892,7 @@ fn auth_type_pat_may_use_netrc() {
 
 #[test]
 fn unsupported_auth_type_names_its_source() {
-    let home = Home::new().cfg("[DEFAULT]\nhost = https://h.example\nauth_type = databricks-cli\n");
+    let home = Home::new().cfg("[DEFAULT]\nhost = https://h.example\nauth_type = azure-cli\n");
     let e = err(&WorkspaceSettings::default(), &[], &home);
     assert!(
         matches!(e, ResolveError::UnsupportedAuthType { .. }),
@@ -898,7 +900,12 @@ fn unsupported_auth_type_names_its_source() {
     );
     let msg = e.to_string();
     assert!(
-        msg.contains("databricks-cli") && msg.contains("profile \"DEFAULT\""),
+        msg.contains("azure-cli") && msg.contains("profile \"DEFAULT\""),
+        "{msg}"
+    );
+    // The message lists what is supported.
+    assert!(
+        msg.contains("databricks-cli") && msg.contains("file-oidc"),
         "{msg}"
     );
 
@@ -1019,7 +1026,7 @@ fn normalize_host_cases() {
     ];
     for input in bad {
         assert!(
-            matches!(normalize_host(input), Err(ResolveError::InvalidHost { .. })),
+            matches!(normalize_host(input), Err(InvalidHost { .. })),
             "{input:?} accepted"
         );
     }
