@@ -62,7 +62,21 @@ pub const ADMIN_DATABASE: &str = "lakepool";
 
 /// Loads and validates config text; `base` resolves relative file paths.
 pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    load_str_with_env(text, base, &|k| std::env::var(k).ok())
+}
+
+/// [`load_str`] with `${VAR}` looked up by `env` (tests pass their own).
+pub(crate) fn load_str_with_env(
+    text: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut table: toml::Table =
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    super::interpolate::interpolate_table(&mut table, env)?;
+    let raw: RawConfig = table
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
     let server = server(raw.server, base)?;
     let defaults = pool_settings(&raw.pool, &PoolSettings::default(), "pool")?;
     let users = users(raw.users, &defaults, base)?;
@@ -1074,6 +1088,40 @@ name = "app"
             .unwrap_err()
             .to_string();
         assert!(e.contains("workspace.azure_client_secret"), "{e}");
+    }
+
+    #[test]
+    fn environment_variables_in_string_values() {
+        let env = |k: &str| match k {
+            "PGHOST" => Some("instance-1.database.example".to_owned()),
+            "PGUSER" => Some("6f1c2a9e-app".to_owned()),
+            "APP_PW" => Some("pw-from-env".to_owned()),
+            _ => None,
+        };
+        let text = "[server]\nlisten = \"127.0.0.1:0\"\n\
+            [[users]]\nname = \"app\"\npassword = \"${APP_PW}\"\n\
+            [[databases]]\nname = \"app\"\nhost = \"${PGHOST}\"\nuser = \"${PGUSER}\"\n\
+            server_reset_query = \"SELECT '$${not_a_var}'\"\n";
+        let c = load_str_with_env(text, Path::new("."), &env).unwrap();
+        assert_eq!(
+            c.databases[0].host.as_deref(),
+            Some("instance-1.database.example")
+        );
+        assert_eq!(c.databases[0].user.as_deref(), Some("6f1c2a9e-app"));
+        assert_eq!(c.users[0].password.expose_secret(), "pw-from-env");
+        assert_eq!(
+            c.databases[0].pool.server_reset_query,
+            "SELECT '${not_a_var}'"
+        );
+        // A missing variable names itself and the key, never the value around it.
+        let text = text.replace("${APP_PW}", "hunter2-${NOT_SET}");
+        let e = load_str_with_env(&text, Path::new("."), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("users[0].password") && e.contains("NOT_SET") && !e.contains("hunter2"),
+            "{e}"
+        );
     }
 
     #[test]

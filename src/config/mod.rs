@@ -1,8 +1,10 @@
 //! Configuration: TOML file → validated, resolved [`Config`].
 //!
-//! `raw` mirrors the file (serde, unknown keys rejected); `load` resolves secrets, applies
-//! defaults and validates, producing errors that name the key and the problem.
+//! `raw` mirrors the file (serde, unknown keys rejected); `interpolate` replaces `${VAR}` in
+//! string values with environment variables; `load` resolves secrets, applies defaults and
+//! validates, producing errors that name the key and the problem.
 
+mod interpolate;
 mod load;
 mod raw;
 

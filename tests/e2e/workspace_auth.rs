@@ -466,3 +466,67 @@ fn token_endpoint_on_another_port_gets_no_secret() {
         "lakepool connected to the token endpoint on the other port"
     );
 }
+
+/// Reads an example config shipped under `config/`.
+fn example(path: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn example_configs_check_with_the_environment_they_document() {
+    // What Databricks Apps sets for the app's service principal and database resource, plus
+    // what app.yaml adds.
+    let app_env = [
+        (
+            "DATABRICKS_HOST",
+            "adb-1234567890123456.7.azuredatabricks.net",
+        ),
+        (
+            "DATABRICKS_CLIENT_ID",
+            "6f1c2a9e-3b7d-4c55-9a01-000000000001",
+        ),
+        ("DATABRICKS_CLIENT_SECRET", "dose-example"),
+        ("PGHOST", "instance-1234.database.azuredatabricks.net"),
+        ("PGPORT", "5432"),
+        ("PGDATABASE", "databricks_postgres"),
+        ("PGUSER", "6f1c2a9e-3b7d-4c55-9a01-000000000001"),
+        ("PGSSLMODE", "require"),
+        ("PGAPPNAME", "orders"),
+        ("LAKEBASE_INSTANCE", "my-lakebase-instance"),
+        ("LAKEPOOL_APP_PASSWORD", "app-password"),
+    ];
+    let app = example("config/databricks-app/lakepool.toml");
+    let (ok, out) = Lakepool::check_with_env(&app, &app_env);
+    assert!(ok, "{out}");
+    // Without the database resource, the error names the missing variable.
+    let without: Vec<_> = app_env
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "PGHOST")
+        .collect();
+    let (ok, out) = Lakepool::check_with_env(&app, &without);
+    assert!(
+        !ok && out.contains("PGHOST") && out.contains("databases[0].host"),
+        "{out}"
+    );
+
+    let dir = test_dir("example_configs");
+    let pod_env = [
+        (
+            "DATABRICKS_HOST",
+            "https://dbc-00000000-0000.cloud.databricks.com",
+        ),
+        (
+            "DATABRICKS_CLIENT_ID",
+            "6f1c2a9e-3b7d-4c55-9a01-000000000002",
+        ),
+        ("LAKEBASE_INSTANCE", "my-lakebase-instance"),
+        ("LAKEPOOL_APP_PASSWORD_SCRAM", "app-password"),
+        // No Databricks secret in the pod: the projected token file is the credential.
+        ("HOME", dir.to_str().unwrap()),
+    ];
+    let (ok, out) =
+        Lakepool::check_with_env(&example("config/wif-sidecar/lakepool.toml"), &pod_env);
+    assert!(ok, "{out}");
+}
