@@ -44,13 +44,11 @@ fn interpolate_value(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), ConfigError> {
     match value {
-        toml::Value::String(s) => {
-            if s.contains('$') {
-                *s = interpolate(s, env).map_err(|e| ConfigError::Invalid {
-                    key: path.to_owned(),
-                    problem: e.to_string(),
-                })?;
-            }
+        toml::Value::String(s) if s.contains('$') => {
+            *s = interpolate(s, env).map_err(|e| ConfigError::Invalid {
+                key: path.to_owned(),
+                problem: e.to_string(),
+            })?;
         }
         toml::Value::Array(items) => {
             for (i, v) in items.iter_mut().enumerate() {
