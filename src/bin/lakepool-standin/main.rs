@@ -36,6 +36,26 @@ use tokio::net::TcpListener;
 
 use state::{ClientSpec, Named, PatSpec, State};
 
+/// The minter for `--pg-*`: where minted credentials become role passwords.
+fn minter(cli: &Cli) -> Result<pg::Minter, String> {
+    let password =
+        match &cli.pg_password_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                format!("environment variable {var} (--pg-password-env) is not set")
+            })?),
+            None => None,
+        };
+    pg::Minter::new(pg::PgTarget {
+        host: cli.pg_host.clone(),
+        port: cli.pg_port,
+        user: cli.pg_user.clone(),
+        password,
+        dbname: cli.pg_dbname.clone(),
+        ca_file: cli.pg_ca_file.clone(),
+        connect_timeout: Duration::from_secs(10),
+    })
+}
+
 /// Local stand-in for the Databricks workspace API (OAuth M2M, SCIM Me, Lakebase database
 /// instances / postgres endpoints and their credentials), backed by a real PostgreSQL.
 #[derive(Parser, Debug)]
@@ -135,23 +155,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let password =
-        match &cli.pg_password_env {
-            Some(var) => Some(std::env::var(var).map_err(|_| {
-                format!("environment variable {var} (--pg-password-env) is not set")
-            })?),
-            None => None,
-        };
-    let minter = pg::Minter::new(pg::PgTarget {
-        host: cli.pg_host.clone(),
-        port: cli.pg_port,
-        user: cli.pg_user.clone(),
-        password,
-        dbname: cli.pg_dbname.clone(),
-        ca_file: cli.pg_ca_file.clone(),
-        connect_timeout: Duration::from_secs(10),
-    })?;
-
+    let minter = minter(&cli)?;
     if !cli.listen.ip().is_loopback() {
         tracing::warn!(addr = %cli.listen, "listening on a non-loopback address: this stand-in has no real security");
     }

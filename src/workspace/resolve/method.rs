@@ -66,7 +66,7 @@ pub(super) fn choose(mut i: Inputs<'_>) -> Result<Chosen, ResolveError> {
         Some(attrs::ENV_OIDC) => "env-oidc",
         Some(attrs::FILE_OIDC) => "file-oidc",
         Some(attrs::AZURE) => azure_method(i.attrs)?,
-        Some(_) => return Err(gcp_unsupported(i.attrs, None)),
+        Some(_) => return Err(gcp_unsupported(i.attrs)),
         None => return fallback(&mut i),
     };
     build(name, &mut i, None)
@@ -149,7 +149,8 @@ fn supported(forced: &Found<String>) -> Result<&'static str, ResolveError> {
     })
 }
 
-fn gcp_unsupported(a: &Attrs, _forced: Option<&Found<String>>) -> ResolveError {
+/// Google attributes are set: name one and where it came from.
+fn gcp_unsupported(a: &Attrs) -> ResolveError {
     let (name, origin) = ["google_credentials", "google_service_account"]
         .into_iter()
         .find_map(|n| a.origin(n).map(|o| (n, o.to_string())))
@@ -166,67 +167,34 @@ fn build(
     i: &mut Inputs<'_>,
     forced: Option<&Found<String>>,
 ) -> Result<Chosen, ResolveError> {
-    let a = &*i.attrs;
-    let mut used: Vec<(&'static str, Origin)> = Vec::new();
-    let missing = |missing: &'static str| match forced {
-        Some(f) => ResolveError::MissingForAuthType {
-            auth_type: name,
-            from: f.origin.to_string(),
-            missing,
-        },
-        None => ResolveError::IncompleteOAuthM2m {
-            present: if missing == "client_id" {
-                "client_secret"
-            } else {
-                "client_id"
-            },
-            from: a
-                .origin("client_id")
-                .or_else(|| a.origin("client_secret"))
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            missing,
-        },
+    let mut b = Build {
+        a: &*i.attrs,
+        name,
+        forced,
+        used: Vec::new(),
     };
     let auth = match name {
-        "pat" => match a.secret("token") {
-            Some(t) => {
-                used.push(("token", t.origin));
-                WorkspaceAuth::Pat(t.value)
-            }
+        "pat" => match b.secret("token") {
+            Some(t) => WorkspaceAuth::Pat(t),
             None => match (i.netrc)()? {
                 Some(t) => {
-                    used.push(("token", t.origin));
+                    b.used.push(("token", t.origin));
                     WorkspaceAuth::Pat(t.value)
                 }
-                None => return Err(missing("token")),
+                None => return Err(b.missing("token")),
             },
         },
-        "oauth-m2m" => {
-            let (id, secret) = (take(a, &mut used, "client_id"), a.secret("client_secret"));
-            match (id, secret) {
-                (Some(client_id), Some(s)) => {
-                    used.push(("client_secret", s.origin));
-                    WorkspaceAuth::OAuthM2m {
-                        client_id,
-                        client_secret: s.value,
-                    }
-                }
-                (Some(_), None) => return Err(missing("client_secret")),
-                (None, Some(_)) => return Err(missing("client_id")),
-                (None, None) => return Err(missing("client_id and client_secret")),
-            }
-        }
+        "oauth-m2m" => b.oauth_m2m()?,
         "metadata-service" => {
-            let Some(url) = a.secret("metadata_service_url") else {
-                return Err(missing("metadata_service_url"));
-            };
-            check_metadata_url(url.value.expose_secret())?;
-            used.push(("metadata_service_url", url.origin));
-            WorkspaceAuth::MetadataService { url: url.value }
+            let url = b
+                .secret("metadata_service_url")
+                .ok_or_else(|| b.missing("metadata_service_url"))?;
+            check_metadata_url(url.expose_secret())?;
+            WorkspaceAuth::MetadataService { url }
         }
         "env-oidc" => {
-            let var = take(a, &mut used, "oidc_token_env")
+            let var = b
+                .take("oidc_token_env")
                 .unwrap_or_else(|| DEFAULT_OIDC_TOKEN_ENV.to_owned());
             if (i.env)(&var).is_none_or(|v| v.trim().is_empty()) {
                 // go `config/experimental/auth/oidc/oidc.go` NewEnvIDTokenSource.
@@ -234,46 +202,39 @@ fn build(
             }
             WorkspaceAuth::Oidc {
                 source: IdTokenSource::Env(var),
-                client_id: take(a, &mut used, "client_id"),
+                client_id: b.take("client_id"),
             }
         }
         "file-oidc" => {
-            let Some(path) = take(a, &mut used, "oidc_token_filepath") else {
-                return Err(missing("oidc_token_filepath"));
-            };
+            let path = b
+                .take("oidc_token_filepath")
+                .ok_or_else(|| b.missing("oidc_token_filepath"))?;
             WorkspaceAuth::Oidc {
                 source: IdTokenSource::File(PathBuf::from(path)),
-                client_id: take(a, &mut used, "client_id"),
+                client_id: b.take("client_id"),
             }
         }
         "databricks-cli" => {
-            let cli = find_cli(a.plain("databricks_cli_path").as_ref(), i.env)?;
+            let cli = find_cli(b.a.plain("databricks_cli_path").as_ref(), i.env)?;
+            let mut used = b.used;
             return Ok((cli_auth(cli, i, &mut used), used));
         }
         "azure-client-secret" => {
-            let (Some(client_id), Some(secret)) = (
-                take(a, &mut used, "azure_client_id"),
-                a.secret("azure_client_secret"),
-            ) else {
-                return Err(match forced {
-                    Some(_) => missing("azure_client_id and azure_client_secret"),
-                    None => ResolveError::IncompleteAzure {
-                        present: "azure_client_id",
-                        from: String::new(),
-                    },
-                });
+            let (Some(client_id), Some(client_secret)) =
+                (b.take("azure_client_id"), b.secret("azure_client_secret"))
+            else {
+                return Err(b.missing("azure_client_id and azure_client_secret"));
             };
-            used.push(("azure_client_secret", secret.origin));
             WorkspaceAuth::AzureClientSecret {
                 client_id,
-                client_secret: secret.value,
-                tenant_id: take(a, &mut used, "azure_tenant_id"),
-                cloud: azure_cloud(i.host, a, &mut used, i.settings),
+                client_secret,
+                tenant_id: b.take("azure_tenant_id"),
+                cloud: b.azure_cloud(i.host, i.settings),
             }
         }
         "azure-msi" => WorkspaceAuth::AzureMsi {
-            client_id: take(a, &mut used, "azure_client_id"),
-            cloud: azure_cloud(i.host, a, &mut used, i.settings),
+            client_id: b.take("azure_client_id"),
+            cloud: b.azure_cloud(i.host, i.settings),
             endpoint: i
                 .settings
                 .sdk
@@ -288,7 +249,71 @@ fn build(
             });
         }
     };
-    Ok((auth, used))
+    Ok((auth, b.used))
+}
+
+/// Building one method: the attributes, the ones used so far, and how to name a missing one.
+struct Build<'a> {
+    a: &'a Attrs,
+    name: &'static str,
+    forced: Option<&'a Found<String>>,
+    used: Vec<(&'static str, Origin)>,
+}
+
+impl Build<'_> {
+    /// A non-secret attribute, recorded as used.
+    fn take(&mut self, name: &'static str) -> Option<String> {
+        take(self.a, &mut self.used, name)
+    }
+
+    /// A secret attribute, recorded as used.
+    fn secret(&mut self, name: &'static str) -> Option<SecretString> {
+        let f = self.a.secret(name)?;
+        self.used.push((name, f.origin));
+        Some(f.value)
+    }
+
+    /// `missing` is not set: named against `auth_type` when forced. Without `auth_type` only
+    /// half of OAuth M2M's pair can be missing (other methods are chosen by their attributes).
+    fn missing(&self, missing: &'static str) -> ResolveError {
+        match self.forced {
+            Some(f) => ResolveError::MissingForAuthType {
+                auth_type: self.name,
+                from: f.origin.to_string(),
+                missing,
+            },
+            None => ResolveError::IncompleteOAuthM2m {
+                present: if missing == "client_id" {
+                    "client_secret"
+                } else {
+                    "client_id"
+                },
+                from: self
+                    .a
+                    .origin("client_id")
+                    .or_else(|| self.a.origin("client_secret"))
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                missing,
+            },
+        }
+    }
+
+    fn oauth_m2m(&mut self) -> Result<WorkspaceAuth, ResolveError> {
+        match (self.take("client_id"), self.secret("client_secret")) {
+            (Some(client_id), Some(client_secret)) => Ok(WorkspaceAuth::OAuthM2m {
+                client_id,
+                client_secret,
+            }),
+            (Some(_), None) => Err(self.missing("client_secret")),
+            (None, Some(_)) => Err(self.missing("client_id")),
+            (None, None) => Err(self.missing("client_id and client_secret")),
+        }
+    }
+
+    fn azure_cloud(&mut self, host: &str, settings: &super::WorkspaceSettings) -> AzureCloud {
+        azure_cloud(host, self.a, &mut self.used, settings)
+    }
 }
 
 /// The Azure cloud: from `azure_environment`/`ARM_ENVIRONMENT`, else the host's DNS zone; a
