@@ -11,16 +11,18 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::scram::SaltedPasswordCache;
 use crate::auth::users::UserDb;
 use crate::config::{Config, ConfigError, CredentialConfig, DatabaseConfig, WorkspaceConfig};
+use crate::credentials::fixed::StaticCredential;
+use crate::credentials::lakebase::LakebaseCredential;
+use crate::credentials::lakebase::api::LakebaseTarget;
+use crate::credentials::source::{CredentialSource, Pinned};
 use crate::frontend::cancel::CancelRegistry;
 use crate::frontend::{Frontend, Live, listener};
 use crate::net::tls::{self, TlsError};
 use crate::pool::registry::{Database, Registry};
 use crate::upstream::Upstream;
-use crate::upstream::credential::{CredentialSource, StaticCredential};
-use crate::upstream::lakebase::{LakebaseCredential, LakebaseTarget};
+use crate::workspace::auth::TokenSource;
 use crate::workspace::http::ApiClient;
-use crate::workspace::resolve::{WorkspaceAuth, resolve};
-use crate::workspace::token::TokenSource;
+use crate::workspace::resolve::resolve;
 use arc_swap::ArcSwap;
 
 /// How often idle server connections are checked for timeouts and health.
@@ -130,39 +132,27 @@ fn build_live(
         let client_tls = tls::client_tls(db.tls, db.ca_file.as_deref())
             .map_err(|source| AppError::Tls { context, source })?;
         let credential: Arc<dyn CredentialSource> = match (&db.credential, &api) {
-            (CredentialConfig::Password(pw), _) => Arc::new(StaticCredential::new(pw.clone())),
+            (CredentialConfig::Password(pw), _) => Arc::new(StaticCredential::new(
+                db.host.as_deref().unwrap_or_default(),
+                db.user.as_deref().unwrap_or_default(),
+                pw.clone(),
+            )),
             (CredentialConfig::Instance(name), Some(api)) => {
-                let c = Arc::new(LakebaseCredential::new(
-                    LakebaseTarget::Instance(name.clone()),
-                    Arc::new(api.sibling()),
-                    db.host.clone(),
-                    db.user.clone(),
-                    db.refresh_margin,
-                ));
-                rotating.push(Arc::clone(&c));
-                c
+                let target = LakebaseTarget::Instance(name.clone());
+                lakebase(db, target, api, &mut rotating)
             }
             (CredentialConfig::Endpoint { name, ttl }, Some(api)) => {
-                let c = Arc::new(LakebaseCredential::new(
-                    LakebaseTarget::Endpoint {
-                        name: name.clone(),
-                        ttl: *ttl,
-                    },
-                    Arc::new(api.sibling()),
-                    db.host.clone(),
-                    db.user.clone(),
-                    db.refresh_margin,
-                ));
-                rotating.push(Arc::clone(&c));
-                c
+                let target = LakebaseTarget::Endpoint {
+                    name: name.clone(),
+                    ttl: *ttl,
+                };
+                lakebase(db, target, api, &mut rotating)
             }
             (_, None) => return Err(AppError::Workspace("no workspace client".to_owned())),
         };
         let upstream = Upstream {
-            host: db.host.clone(),
             port: db.port,
             dbname: db.dbname.clone(),
-            user: db.user.clone(),
             tls: client_tls,
             credential,
             connect_timeout: db.pool.server_connect_timeout,
@@ -192,6 +182,23 @@ fn build_live(
         },
         rotating,
     ))
+}
+
+/// A rotating Lakebase credential for `db`, added to `rotating` so its refresher gets started.
+fn lakebase(
+    db: &DatabaseConfig,
+    target: LakebaseTarget,
+    api: &ApiClient,
+    rotating: &mut Vec<Arc<LakebaseCredential>>,
+) -> Arc<dyn CredentialSource> {
+    let c = Arc::new(LakebaseCredential::new(
+        target,
+        Arc::new(api.sibling()),
+        Pinned::new(db.host.as_deref(), db.user.as_deref()),
+        db.refresh_margin,
+    ));
+    rotating.push(Arc::clone(&c));
+    c
 }
 
 /// Digest of a database's upstream settings, including the secrets and workspace settings its
@@ -244,6 +251,12 @@ fn fingerprint(db: &DatabaseConfig, ws: &WorkspaceConfig) -> [u8; 32] {
             );
             put("token", secret(&ws.token).as_bytes());
             put("client_secret", secret(&ws.client_secret).as_bytes());
+            // The other auth attributes (Debug redacts the Azure secret, hashed next).
+            put("sdk", format!("{:?}", ws.sdk).as_bytes());
+            put(
+                "azure_client_secret",
+                secret(&ws.sdk.azure_client_secret).as_bytes(),
+            );
         }
     }
     h.finalize().into()
@@ -255,21 +268,12 @@ fn workspace_client(ws: &WorkspaceConfig) -> Result<Arc<ApiClient>, AppError> {
     let resolved = resolve(ws, &|k| std::env::var(k).ok(), home.as_deref())
         .map_err(|e| AppError::Workspace(e.to_string()))?;
     tracing::info!(host = %resolved.host, source = %resolved.source, "workspace resolved");
-    let http =
-        crate::workspace::http::http_client(ws.http_timeout, resolved.host.starts_with("https://"))
-            .map_err(AppError::Workspace)?;
-    let token = match resolved.auth {
-        WorkspaceAuth::Pat(t) => TokenSource::Pat(t),
-        WorkspaceAuth::OAuthM2m {
-            client_id,
-            client_secret,
-        } => TokenSource::m2m(
-            http.clone(),
-            resolved.host.clone(),
-            client_id,
-            client_secret,
-        ),
-    };
+    let http = crate::workspace::transport::http_client(
+        ws.http_timeout,
+        resolved.host.starts_with("https://"),
+    )
+    .map_err(AppError::Workspace)?;
+    let token = TokenSource::new(resolved.auth, http.clone(), resolved.host.clone());
     Ok(Arc::new(ApiClient::new(
         http,
         resolved.host,

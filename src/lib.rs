@@ -16,6 +16,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod frontend;
 pub mod net;

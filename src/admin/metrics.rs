@@ -370,7 +370,7 @@ mod tests {
                     std::time::SystemTime::now() + std::time::Duration::from_secs(100),
                 ),
                 valid: true,
-                status: Some(crate::upstream::lakebase::RefreshStatus {
+                status: Some(crate::credentials::status::RefreshStatus {
                     refreshes: 2,
                     failures: 1,
                     last_error_class: Some("http_5xx"),

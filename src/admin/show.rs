@@ -194,7 +194,12 @@ fn servers(fe: &Frontend) -> Table {
                 s(&p.user),
                 s(&p.database),
                 s("active"),
-                p.pool.upstream().host.clone(),
+                p.pool
+                    .upstream()
+                    .credential
+                    .target()
+                    .0
+                    .map(|h| h.to_string()),
                 s(port),
                 None,
                 None,
@@ -270,15 +275,8 @@ fn databases(fe: &Frontend) -> Table {
     dbs.sort_by(|a, b| a.name.cmp(&b.name));
     for d in dbs {
         let up = &d.upstream;
-        let cred = up.credential.current().ok().flatten();
-        let host = up.host.clone().or_else(|| {
-            cred.as_ref()
-                .and_then(|c| c.host.as_deref().map(str::to_owned))
-        });
-        let user = up.user.clone().or_else(|| {
-            cred.as_ref()
-                .and_then(|c| c.user.as_deref().map(str::to_owned))
-        });
+        let (host, user) = up.credential.target();
+        let (host, user) = (host.map(|h| h.to_string()), user.map(|u| u.to_string()));
         let mine: Vec<_> = pools.iter().filter(|p| p.database == d.name).collect();
         let paused = !mine.is_empty() && mine.iter().all(|p| p.paused);
         let st = &d.settings;
@@ -464,14 +462,13 @@ fn credentials(fe: &Frontend) -> Table {
     for c in snapshot::credentials(fe) {
         let db = live.registry.database(&c.database);
         let st = c.status.clone().unwrap_or_default();
-        let identity = st
-            .identity
-            .clone()
-            .or_else(|| db.and_then(|d| d.upstream.user.clone()));
-        let host = st
-            .host
-            .clone()
-            .or_else(|| db.and_then(|d| d.upstream.host.clone()));
+        let (host, identity) = db
+            .map(|d| d.upstream.credential.target())
+            .unwrap_or_default();
+        let (host, identity) = (
+            host.map(|h| h.to_string()).or(st.host.clone()),
+            identity.map(|u| u.to_string()).or(st.identity.clone()),
+        );
         t.row(vec![
             s(&c.database),
             s(c.kind),

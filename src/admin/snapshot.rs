@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::config::PoolMode;
+use crate::credentials::status::RefreshStatus;
 use crate::frontend::Frontend;
 use crate::frontend::clients::ClientState;
 use crate::pool::Pool;
 use crate::pool::stats::PoolStats;
-use crate::upstream::lakebase::RefreshStatus;
 
 /// One (database, user) pool.
 #[derive(Debug)]

@@ -62,7 +62,21 @@ pub const ADMIN_DATABASE: &str = "lakepool";
 
 /// Loads and validates config text; `base` resolves relative file paths.
 pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    load_str_with_env(text, base, &|k| std::env::var(k).ok())
+}
+
+/// [`load_str`] with `${VAR}` looked up by `env` (tests pass their own).
+pub(crate) fn load_str_with_env(
+    text: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut table: toml::Table =
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    super::interpolate::interpolate_table(&mut table, env)?;
+    let raw: RawConfig = table
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
     let server = server(raw.server, base)?;
     let defaults = pool_settings(&raw.pool, &PoolSettings::default(), "pool")?;
     let users = users(raw.users, &defaults, base)?;
@@ -623,8 +637,16 @@ fn database(
             )
         })
         .transpose()?;
+    check_refresh_margin(&key, refresh_margin, &credential)?;
+    // Lakebase's database is `databricks_postgres` (what the Databricks CLI connects to);
+    // a native upstream keeps the database named like the entry.
+    let default_dbname = if rotating {
+        LAKEBASE_DBNAME.to_owned()
+    } else {
+        raw.name.clone()
+    };
     Ok(DatabaseConfig {
-        dbname: raw.dbname.unwrap_or_else(|| raw.name.clone()),
+        dbname: raw.dbname.unwrap_or(default_dbname),
         name: raw.name,
         host,
         port: raw.port.unwrap_or(5432),
@@ -637,8 +659,81 @@ fn database(
     })
 }
 
+/// The `[workspace]` auth attributes beyond PAT and OAuth M2M.
+fn sdk_auth(raw: &mut RawWorkspace, base: &Path) -> Result<super::SdkAuthConfig, ConfigError> {
+    let azure_client_secret = secret(
+        "workspace.azure_client_secret",
+        raw.azure_client_secret.take(),
+        raw.azure_client_secret_file.take(),
+        raw.azure_client_secret_env.take(),
+        base,
+    )?;
+    for (key, url) in [
+        ("azure_login_endpoint", &raw.azure_login_endpoint),
+        ("azure_msi_endpoint", &raw.azure_msi_endpoint),
+        ("metadata_service_url", &raw.metadata_service_url),
+    ] {
+        if let Some(u) = url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            return Err(invalid(
+                format!("workspace.{key}"),
+                "must be an http:// or https:// URL",
+            ));
+        }
+    }
+    Ok(super::SdkAuthConfig {
+        azure_client_id: raw.azure_client_id.take(),
+        azure_client_secret,
+        azure_tenant_id: raw.azure_tenant_id.take(),
+        azure_use_msi: raw.azure_use_msi,
+        azure_workspace_resource_id: raw.azure_workspace_resource_id.take(),
+        azure_environment: raw.azure_environment.take(),
+        azure_login_endpoint: raw.azure_login_endpoint.take(),
+        azure_msi_endpoint: raw.azure_msi_endpoint.take(),
+        databricks_cli_path: raw.databricks_cli_path.take(),
+        metadata_service_url: raw.metadata_service_url.take(),
+        oidc_token_env: raw.oidc_token_env.take(),
+        oidc_token_filepath: raw
+            .oidc_token_filepath
+            .take()
+            .map(|p| resolve_path(base, p)),
+    })
+}
+
+/// The database on a Lakebase instance or endpoint when `dbname` is not set.
+const LAKEBASE_DBNAME: &str = "databricks_postgres";
+
+/// A refresh margin must leave at least half the credential's lifetime (the Databricks SDKs
+/// cap it at half): Lakebase credentials live at most an hour, an endpoint's `ttl` when set.
+/// The refresher also caps it at half of the lifetime each credential really has.
+fn check_refresh_margin(
+    key: &str,
+    margin: Option<Duration>,
+    credential: &CredentialConfig,
+) -> Result<(), ConfigError> {
+    let Some(margin) = margin else { return Ok(()) };
+    let lifetime = match credential {
+        CredentialConfig::Endpoint { ttl: Some(t), .. } => *t,
+        _ => Duration::from_secs(3600),
+    };
+    if margin > lifetime / 2 {
+        return Err(invalid(
+            format!("{key}.credential_refresh_margin"),
+            format!(
+                "{} s is more than half the credential's lifetime ({} s); use at most {} s",
+                margin.as_secs_f64(),
+                lifetime.as_secs(),
+                (lifetime / 2).as_secs()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn workspace(raw: Option<RawWorkspace>, base: &Path) -> Result<WorkspaceConfig, ConfigError> {
-    let raw = raw.unwrap_or_default();
+    let mut raw = raw.unwrap_or_default();
+    let sdk = sdk_auth(&mut raw, base)?;
     let token = secret(
         "workspace.token",
         raw.token,
@@ -662,14 +757,18 @@ fn workspace(raw: Option<RawWorkspace>, base: &Path) -> Result<WorkspaceConfig, 
     )?
     .map(|s| s.expose_secret().to_owned());
     if let Some(t) = raw.auth_type.as_deref()
-        && !matches!(t, "pat" | "oauth-m2m")
+        && !super::AUTH_TYPES.contains(&t)
     {
         return Err(invalid(
             "workspace.auth_type",
-            format!("{t:?} is not supported: use \"pat\" or \"oauth-m2m\""),
+            format!(
+                "{t:?} is not supported; lakepool supports {}",
+                super::AUTH_TYPES.join(", ")
+            ),
         ));
     }
     Ok(WorkspaceConfig {
+        sdk,
         host: raw.host,
         profile: raw.profile,
         config_file: raw.config_file.map(|p| resolve_path(base, p)),
@@ -916,6 +1015,152 @@ tls = "disable"
         let text = BASE.replace("password = \"pw\"", "password_file = \"pw.txt\"");
         let c = load_str(&text, dir.path()).unwrap();
         assert_eq!(c.users[0].password.expose_secret(), "s3cret");
+    }
+
+    const LAKEBASE: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[workspace]
+host = "https://ws.example"
+token = "t"
+
+[[users]]
+name = "app"
+password = "pw"
+
+[[databases]]
+name = "app"
+"#;
+
+    #[test]
+    fn lakebase_databases_default_to_databricks_postgres() {
+        let c = load_str(&format!("{LAKEBASE}instance = \"i\"\n"), Path::new(".")).unwrap();
+        assert_eq!(c.databases[0].dbname, "databricks_postgres");
+        let ep = "endpoint = \"projects/p/branches/b/endpoints/e\"\n";
+        let c = load_str(&format!("{LAKEBASE}{ep}"), Path::new(".")).unwrap();
+        assert_eq!(c.databases[0].dbname, "databricks_postgres");
+        let c = load_str(
+            &format!("{LAKEBASE}instance = \"i\"\ndbname = \"mine\"\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.databases[0].dbname, "mine");
+        // A static upstream keeps the entry's name.
+        assert_eq!(
+            load_str(BASE, Path::new(".")).unwrap().databases[0].dbname,
+            "app"
+        );
+    }
+
+    #[test]
+    fn refresh_margin_is_at_most_half_the_lifetime() {
+        let inst = format!("{LAKEBASE}instance = \"i\"\n");
+        let ok = load_str(
+            &format!("{inst}credential_refresh_margin = 1800\n"),
+            Path::new("."),
+        );
+        assert_eq!(
+            ok.unwrap().databases[0].refresh_margin,
+            Some(Duration::from_secs(1800))
+        );
+        let e = load_str(
+            &format!("{inst}credential_refresh_margin = 3600\n"),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("databases[0].credential_refresh_margin") && e.contains("at most 1800"),
+            "{e}"
+        );
+        let ep = format!("{LAKEBASE}endpoint = \"projects/p/branches/b/endpoints/e\"\nttl = 600\n");
+        let e = load_str(
+            &format!("{ep}credential_refresh_margin = 301\n"),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("at most 300"), "{e}");
+        assert!(
+            load_str(
+                &format!("{ep}credential_refresh_margin = 300\n"),
+                Path::new(".")
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn workspace_auth_attributes_under_their_sdk_names() {
+        let ws = |lines: &str| {
+            load_str(
+                &format!("{BASE}\n[workspace]\nhost = \"https://ws.example\"\n{lines}\n"),
+                Path::new("."),
+            )
+        };
+        let c = ws(
+            "auth_type = \"file-oidc\"\noidc_token_filepath = \"/var/run/token\"\n\
+                    azure_use_msi = true\nazure_client_secret = \"s\"",
+        )
+        .unwrap();
+        let sdk = &c.workspace.sdk;
+        assert_eq!(
+            sdk.oidc_token_filepath.as_deref(),
+            Some(Path::new("/var/run/token"))
+        );
+        assert_eq!(sdk.azure_use_msi, Some(true));
+        assert_eq!(
+            sdk.azure_client_secret.as_ref().unwrap().expose_secret(),
+            "s"
+        );
+        let e = ws("auth_type = \"azure-cli\"").unwrap_err().to_string();
+        assert!(
+            e.contains("workspace.auth_type") && e.contains("databricks-cli"),
+            "{e}"
+        );
+        let e = ws("metadata_service_url = \"localhost:9\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("workspace.metadata_service_url"), "{e}");
+        let e = ws("azure_client_secret = \"a\"\nazure_client_secret_env = \"B\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("workspace.azure_client_secret"), "{e}");
+    }
+
+    #[test]
+    fn environment_variables_in_string_values() {
+        let env = |k: &str| match k {
+            "PGHOST" => Some("instance-1.database.example".to_owned()),
+            "PGUSER" => Some("6f1c2a9e-app".to_owned()),
+            "APP_PW" => Some("pw-from-env".to_owned()),
+            _ => None,
+        };
+        let text = "[server]\nlisten = \"127.0.0.1:0\"\n\
+            [[users]]\nname = \"app\"\npassword = \"${APP_PW}\"\n\
+            [[databases]]\nname = \"app\"\nhost = \"${PGHOST}\"\nuser = \"${PGUSER}\"\n\
+            server_reset_query = \"SELECT '$${not_a_var}'\"\n";
+        let c = load_str_with_env(text, Path::new("."), &env).unwrap();
+        assert_eq!(
+            c.databases[0].host.as_deref(),
+            Some("instance-1.database.example")
+        );
+        assert_eq!(c.databases[0].user.as_deref(), Some("6f1c2a9e-app"));
+        assert_eq!(c.users[0].password.expose_secret(), "pw-from-env");
+        assert_eq!(
+            c.databases[0].pool.server_reset_query,
+            "SELECT '${not_a_var}'"
+        );
+        // A missing variable names itself and the key, never the value around it.
+        let text = text.replace("${APP_PW}", "hunter2-${NOT_SET}");
+        let e = load_str_with_env(&text, Path::new("."), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("users[0].password") && e.contains("NOT_SET") && !e.contains("hunter2"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Configuration: TOML file → validated, resolved [`Config`].
 //!
-//! `raw` mirrors the file (serde, unknown keys rejected); `load` resolves secrets, applies
-//! defaults and validates, producing errors that name the key and the problem.
+//! `raw` mirrors the file (serde, unknown keys rejected); `interpolate` replaces `${VAR}` in
+//! string values with environment variables; `load` resolves secrets, applies defaults and
+//! validates, producing errors that name the key and the problem.
 
+mod interpolate;
 mod load;
 mod raw;
 
@@ -14,6 +16,18 @@ use secrecy::SecretString;
 
 pub use load::{ADMIN_DATABASE, ConfigError, load_file, load_str};
 pub use raw::{AuthMethod, ClientTls, LogFormat, PoolMode, UpstreamTls};
+
+/// The `auth_type` values lakepool implements, as the Databricks SDKs name them.
+pub const AUTH_TYPES: &[&str] = &[
+    "pat",
+    "oauth-m2m",
+    "databricks-cli",
+    "metadata-service",
+    "env-oidc",
+    "file-oidc",
+    "azure-msi",
+    "azure-client-secret",
+];
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
@@ -106,7 +120,7 @@ pub struct WorkspaceConfig {
     pub profile: Option<String>,
     /// Config file instead of `~/.databrickscfg`.
     pub config_file: Option<PathBuf>,
-    /// Force one auth method (`pat`, `oauth-m2m`).
+    /// Force one auth method ([`AUTH_TYPES`]).
     pub auth_type: Option<String>,
     /// Personal access token.
     pub token: Option<SecretString>,
@@ -118,6 +132,38 @@ pub struct WorkspaceConfig {
     pub http_timeout: Duration,
     /// Limit on one API call including its retries.
     pub retry_timeout: Duration,
+    /// The SDKs' other auth attributes (Azure, OIDC federation, CLI, metadata service).
+    pub sdk: SdkAuthConfig,
+}
+
+/// `[workspace]` auth attributes of the Databricks SDKs beyond PAT and OAuth M2M, under their
+/// SDK names; environment variables and profiles fill the rest at startup.
+#[derive(Debug, Clone, Default)]
+pub struct SdkAuthConfig {
+    /// Azure service principal or managed identity application id.
+    pub azure_client_id: Option<String>,
+    /// Azure service principal secret.
+    pub azure_client_secret: Option<SecretString>,
+    /// Azure tenant (directory) id.
+    pub azure_tenant_id: Option<String>,
+    /// Use the Azure managed identity.
+    pub azure_use_msi: Option<bool>,
+    /// Azure resource id of the workspace.
+    pub azure_workspace_resource_id: Option<String>,
+    /// Azure cloud: PUBLIC, USGOVERNMENT, CHINA.
+    pub azure_environment: Option<String>,
+    /// Microsoft Entra ID login endpoint instead of the cloud's (private clouds, tests).
+    pub azure_login_endpoint: Option<String>,
+    /// Instance metadata endpoint instead of http://169.254.169.254/metadata (tests).
+    pub azure_msi_endpoint: Option<String>,
+    /// The `databricks` CLI to run for `databricks-cli` auth.
+    pub databricks_cli_path: Option<String>,
+    /// Local metadata service URL for `metadata-service` auth.
+    pub metadata_service_url: Option<String>,
+    /// Environment variable holding the OIDC token for `env-oidc`.
+    pub oidc_token_env: Option<String>,
+    /// File holding the OIDC token for `file-oidc`.
+    pub oidc_token_filepath: Option<PathBuf>,
 }
 
 /// Where a database's upstream password comes from.

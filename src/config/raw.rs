@@ -102,6 +102,21 @@ pub struct RawWorkspace {
     pub client_secret_env: Option<String>,
     pub http_timeout: Option<f64>,
     pub retry_timeout: Option<f64>,
+    // The Databricks SDKs' other auth attributes, under their SDK names.
+    pub azure_client_id: Option<String>,
+    pub azure_client_secret: Option<String>,
+    pub azure_client_secret_file: Option<PathBuf>,
+    pub azure_client_secret_env: Option<String>,
+    pub azure_tenant_id: Option<String>,
+    pub azure_use_msi: Option<bool>,
+    pub azure_workspace_resource_id: Option<String>,
+    pub azure_environment: Option<String>,
+    pub azure_login_endpoint: Option<String>,
+    pub azure_msi_endpoint: Option<String>,
+    pub databricks_cli_path: Option<String>,
+    pub metadata_service_url: Option<String>,
+    pub oidc_token_env: Option<String>,
+    pub oidc_token_filepath: Option<PathBuf>,
 }
 
 /// The non-pool keys of a `[[users]]` entry.

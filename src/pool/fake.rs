@@ -167,17 +167,17 @@ impl FakeUpstream {
         let stream = tokio::net::TcpStream::from_std(client).map_err(io_err)?;
         self.state.lock().peers.push((id, server));
         let at = now();
-        Ok(ServerConn {
-            stream: Stream::Plain(stream),
-            buf: BytesMut::new(),
-            params: ParamMap::new(),
-            reported: 0,
-            key: (u32::try_from(id).unwrap_or(u32::MAX), 0),
-            host: Arc::new("fake".to_owned()),
+        let mut conn = ServerConn::new(
+            Stream::Plain(stream),
+            BytesMut::new(),
+            ParamMap::new(),
+            (u32::try_from(id).unwrap_or(u32::MAX), 0),
+            "fake",
             id,
-            created: at,
-            last_used: at,
-            prepared: Default::default(),
-        })
+        );
+        // The pool's clock, which tests pause.
+        conn.created = at;
+        conn.last_used = at;
+        Ok(conn)
     }
 }

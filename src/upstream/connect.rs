@@ -11,12 +11,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::Upstream;
-use super::credential::{Credential, CredentialError};
 use super::params::ParamMap;
 use super::server::ServerConn;
 use crate::auth::channel_binding::tls_server_end_point;
 use crate::auth::md5::md5_response;
 use crate::auth::scram::{SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramClient, salted_password};
+use crate::credentials::source::{Credential, CredentialError};
 use crate::error::ClientFacing;
 use crate::net::framed::{FrameError, read_message};
 use crate::net::{Stream, buffer, tune};
@@ -51,6 +51,16 @@ pub enum UpstreamError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The server's certificate was not trusted (unknown issuer, wrong name, expired…).
+    #[error("TLS handshake with server {addr} failed: {what}{hint}")]
+    Untrusted {
+        /// host:port.
+        addr: String,
+        /// What was not trusted, in words.
+        what: String,
+        /// For a Lakebase host: the documented fallback.
+        hint: &'static str,
+    },
     /// The server answered the login with an error.
     #[error("server rejected login: {message} (SQLSTATE {code})")]
     Rejected {
@@ -84,12 +94,6 @@ pub enum UpstreamError {
     /// server was never contacted).
     #[error("timed out waiting for the first upstream credential")]
     CredentialTimeout,
-    /// No host configured and none looked up yet.
-    #[error("the server host is not known yet (it is looked up with the credential)")]
-    NoHost,
-    /// No role configured and the workspace identity is not known yet.
-    #[error("the upstream user is not known yet (it is looked up from the workspace identity)")]
-    NoUser,
 }
 
 impl UpstreamError {
@@ -106,10 +110,7 @@ impl UpstreamError {
     pub fn is_server_failure(&self) -> bool {
         !matches!(
             self,
-            UpstreamError::Credential(_)
-                | UpstreamError::CredentialTimeout
-                | UpstreamError::NoHost
-                | UpstreamError::NoUser
+            UpstreamError::Credential(_) | UpstreamError::CredentialTimeout
         )
     }
 }
@@ -122,9 +123,7 @@ impl ClientFacing for UpstreamError {
             | UpstreamError::UnsupportedAuth(_)
             | UpstreamError::Scram(_)
             | UpstreamError::Credential(_)
-            | UpstreamError::CredentialTimeout
-            | UpstreamError::NoHost
-            | UpstreamError::NoUser => SqlState::UNABLE_TO_CONNECT,
+            | UpstreamError::CredentialTimeout => SqlState::UNABLE_TO_CONNECT,
             _ => SqlState::CONNECTION_FAILURE,
         }
     }
@@ -150,11 +149,10 @@ pub async fn connect_within(
     let attempt = tokio::time::timeout(limit, async {
         let cred = up.credential.current_or_first().await?;
         have_credential = true;
-        match login(up, cred.as_deref(), id).await {
+        match login(up, &cred, id).await {
             Err(e) if e.is_auth_rejection() => {
-                let Some(rejected) = cred else { return Err(e) };
-                match up.credential.refresh_after_rejection(&rejected).await? {
-                    Some(newer) => login(up, Some(&newer), id).await,
+                match up.credential.refresh_after_rejection(&cred).await? {
+                    Some(newer) => login(up, &newer, id).await,
                     None => Err(e),
                 }
             }
@@ -196,16 +194,52 @@ pub async fn open_stream(up: &Upstream, host: &str) -> Result<Stream, UpstreamEr
     let tls = TlsConnector::from(Arc::clone(tls))
         .connect(server_name, tcp)
         .await
-        .map_err(|source| UpstreamError::Tls { addr, source })?;
+        .map_err(|source| match untrusted(&source, host) {
+            Some(what) => UpstreamError::Untrusted {
+                addr: addr.clone(),
+                what,
+                // Lakebase credentials are minted (instance/endpoint), static ones are not.
+                hint: if up.credential.kind() == "password" {
+                    ""
+                } else {
+                    LAKEBASE_TLS_HINT
+                },
+            },
+            None => UpstreamError::Tls { addr, source },
+        })?;
     Ok(Stream::ClientTls(Box::new(tls)))
 }
 
-async fn login(
-    up: &Upstream,
-    cred: Option<&Credential>,
-    id: u64,
-) -> Result<ServerConn, UpstreamError> {
-    let (host, user) = up.endpoint(cred)?;
+/// Databricks documents `sslmode=require` for Lakebase (docs.databricks.com oltp/oauth); lakepool
+/// verifies by default, so a verification failure names the documented fallback.
+const LAKEBASE_TLS_HINT: &str = "; Databricks documents sslmode=require for Lakebase: set \
+    tls = \"require\" on this database to encrypt without verifying the certificate, or \
+    ca_file to trust the CA that signed it";
+
+/// What about the server's certificate was not trusted, when that is why the handshake failed.
+fn untrusted(e: &std::io::Error, host: &str) -> Option<String> {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(c) = e.get_ref()?.downcast_ref::<rustls::Error>()? else {
+        return None;
+    };
+    Some(match c {
+        C::UnknownIssuer => format!(
+            "the certificate of {host} is signed by a certificate authority lakepool does not \
+             trust (it is neither in the system roots nor in ca_file)"
+        ),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            format!("the certificate presented is not valid for the name {host}")
+        }
+        C::Expired | C::ExpiredContext { .. } => format!("the certificate of {host} has expired"),
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            format!("the certificate of {host} is not valid yet")
+        }
+        other => format!("the certificate of {host} was not accepted ({other:?})"),
+    })
+}
+
+async fn login(up: &Upstream, cred: &Credential, id: u64) -> Result<ServerConn, UpstreamError> {
+    let (host, user) = (&*cred.host, &*cred.user);
     let mut stream = open_stream(up, host).await?;
     let mut out = BytesMut::with_capacity(256);
     frontend::startup_message(&mut out, [("user", user), ("database", up.dbname.as_str())]);
@@ -223,17 +257,17 @@ async fn login(
                 match req {
                     AuthRequest::Ok => continue,
                     AuthRequest::Cleartext => {
-                        let pw = cred.ok_or(UpstreamError::NoPassword)?;
-                        frontend::password_message(&mut out, pw.password.expose_secret());
+                        let pw = cred.password.as_ref().ok_or(UpstreamError::NoPassword)?;
+                        frontend::password_message(&mut out, pw.expose_secret());
                     }
                     AuthRequest::Md5(salt) => {
-                        let pw = cred.ok_or(UpstreamError::NoPassword)?;
-                        let resp = md5_response(user, pw.password.expose_secret(), salt);
+                        let pw = cred.password.as_ref().ok_or(UpstreamError::NoPassword)?;
+                        let resp = md5_response(user, pw.expose_secret(), salt);
                         frontend::password_message(&mut out, &resp);
                     }
                     AuthRequest::Sasl(mechs) => {
-                        let pw = cred.ok_or(UpstreamError::NoPassword)?;
-                        let client = start_scram(&stream, &mechs, pw)?;
+                        let pw = cred.password.as_ref().ok_or(UpstreamError::NoPassword)?;
+                        let client = start_scram(&stream, &mechs, pw.expose_secret())?;
                         frontend::sasl_initial_response(
                             &mut out,
                             client.mechanism(),
@@ -301,9 +335,8 @@ async fn login(
 fn start_scram(
     stream: &Stream,
     mechs: &[&str],
-    cred: &Credential,
+    password: &str,
 ) -> Result<ScramClient, UpstreamError> {
-    let password = cred.password.expose_secret();
     let end_point = match stream {
         Stream::ClientTls(tls) if mechs.contains(&SCRAM_SHA_256_PLUS) => tls
             .get_ref()
@@ -317,4 +350,45 @@ fn start_scram(
         return Err(UpstreamError::UnsupportedAuth(10));
     }
     Ok(ScramClient::new(password, end_point, stream.is_tls()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handshake_error(e: rustls::CertificateError) -> std::io::Error {
+        // How tokio-rustls reports a rejected certificate.
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(e),
+        )
+    }
+
+    #[test]
+    fn untrusted_certificates_say_what_was_not_trusted() {
+        let issuer = untrusted(
+            &handshake_error(rustls::CertificateError::UnknownIssuer),
+            "h.x",
+        );
+        assert!(
+            issuer.as_deref().unwrap_or("").contains("not trust"),
+            "{issuer:?}"
+        );
+        let name = untrusted(
+            &handshake_error(rustls::CertificateError::NotValidForName),
+            "h.x",
+        );
+        assert!(name.unwrap().contains("not valid for the name h.x"));
+        let expired = untrusted(&handshake_error(rustls::CertificateError::Expired), "h.x");
+        assert!(expired.unwrap().contains("expired"));
+        // Not a certificate problem: no claim about trust.
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(untrusted(&reset, "h.x").is_none());
+        let e = UpstreamError::Untrusted {
+            addr: "h.x:5432".into(),
+            what: "w".into(),
+            hint: LAKEBASE_TLS_HINT,
+        };
+        assert!(e.to_string().contains("tls = \"require\""), "{e}");
+    }
 }

@@ -25,3 +25,4 @@ mod protocol;
 mod reload;
 mod shutdown;
 mod waking;
+mod workspace_auth;

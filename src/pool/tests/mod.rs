@@ -20,7 +20,7 @@ use super::registry::{Database, Registry};
 use super::{Checkout, Connector, Pool, PoolError};
 use crate::config::PoolSettings;
 use crate::upstream::Upstream;
-use crate::upstream::credential::StaticCredential;
+use crate::credentials::fixed::StaticCredential;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -42,12 +42,14 @@ fn settings() -> PoolSettings {
 /// An upstream the fake stands in for (never contacted).
 fn upstream() -> Arc<Upstream> {
     Arc::new(Upstream {
-        host: Some("127.0.0.1".to_owned()),
         port: 1,
         dbname: "app".to_owned(),
-        user: Some("app".to_owned()),
         tls: None,
-        credential: Arc::new(StaticCredential::new(Some(SecretString::from("pw")))),
+        credential: Arc::new(StaticCredential::new(
+            "127.0.0.1",
+            "app",
+            Some(SecretString::from("pw")),
+        )),
         connect_timeout: secs(15),
         salted_cache: Arc::default(),
     })

@@ -206,9 +206,10 @@ fn waking_failures_are_told_apart_from_configuration_errors() {
         rejected("28P01", "password authentication failed for user \"u\""),
         rejected("3D000", "database \"x\" does not exist"),
         rejected("XX000", "internal error"),
-        UpstreamError::Protocol(FrameError::BadLength(2)),
+        UpstreamError::Protocol(FrameError::Framing(
+            crate::proto::frame::FrameError::BadLength { tag: 'R', len: 2 },
+        )),
         UpstreamError::CredentialTimeout,
-        UpstreamError::NoHost,
         UpstreamError::UnsupportedAuth(7),
     ] {
         assert!(!is_waking(&e), "{e}");
