@@ -90,6 +90,7 @@ impl UserDb {
                 let v = ScramVerifier::parse(pw).map_err(|e| ConfigError::Invalid {
                     key: format!("{key}.password"),
                     problem: format!("not a valid SCRAM-SHA-256 verifier: {e}"),
+                    line: None,
                 })?;
                 (Some(v), None, None)
             } else if is_md5_hash(pw) {
@@ -114,6 +115,7 @@ impl UserDb {
                         "{:?} needs the password as plaintext or in that method's hash format",
                         u.auth
                     ),
+                    line: None,
                 });
             }
             map.insert(

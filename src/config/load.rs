@@ -5,8 +5,15 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use std::ops::Range;
+use std::sync::Arc;
 
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::locate::{self, KeyLines};
 use super::raw::{
     DATABASE_KEYS, Listen, RawConfig, RawDatabase, RawPool, RawServer, RawUser, RawWorkspace,
     USER_KEYS,
@@ -16,7 +23,8 @@ use super::{
     ServerConfig, TlsFiles, UpstreamTls, UserConfig, WorkspaceConfig,
 };
 
-/// A configuration problem, naming the key it concerns.
+/// A configuration problem, naming the line and the key it concerns. Never carries a value
+/// from the file (see [`super::locate`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
@@ -27,23 +35,35 @@ pub enum ConfigError {
         /// Underlying error.
         source: std::io::Error,
     },
-    /// The file is not valid TOML or has unknown/mistyped keys.
-    #[error("invalid config: {0}")]
-    Parse(String),
-    /// A key has a value lakepool cannot use.
-    #[error("invalid config at `{key}`: {problem}")]
+    /// The file is not valid TOML.
+    #[error("line {line}: not valid TOML: {message}")]
+    Syntax {
+        /// 1-based line of the error.
+        line: usize,
+        /// What the parser expected (never the file's text).
+        message: String,
+    },
+    /// A key is missing, unknown, or has a value lakepool cannot use.
+    #[error("{}{key}: {problem}", line_prefix(*.line))]
     Invalid {
         /// Dotted key path, e.g. `databases[0].pool_size`.
         key: String,
-        /// What is wrong.
+        /// What is wrong, in plain words.
         problem: String,
+        /// 1-based line of the key (or of its table), when known.
+        line: Option<usize>,
     },
+}
+
+fn line_prefix(line: Option<usize>) -> String {
+    line.map(|l| format!("line {l}: ")).unwrap_or_default()
 }
 
 fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         problem: problem.into(),
+        line: None,
     }
 }
 
@@ -60,17 +80,69 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 /// The virtual database of the admin console; no configured database may use the name.
 pub const ADMIN_DATABASE: &str = "lakepool";
 
-/// Loads and validates config text; `base` resolves relative file paths.
+/// Loads and validates config text; `base` resolves relative file paths. Errors give the line
+/// and the key, never a value from the file.
 pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    let doc = DeTable::parse(text).map_err(|e| locate::syntax_error(text, &e))?;
+    let lines = KeyLines::new(text, doc.get_ref());
+    let mut config = load_document(doc, base, &lines).map_err(|e| lines.locate(e))?;
+    config.lines = Arc::new(lines);
+    Ok(config)
+}
+
+/// Deserializes a spanned table as `T`; errors are located and in plain words.
+fn from_table<T: DeserializeOwned>(
+    table: DeTable<'_>,
+    span: Range<usize>,
+    lines: &KeyLines,
+    key: &str,
+) -> Result<T, ConfigError> {
+    T::deserialize(toml::de::Deserializer::from(Spanned::new(span, table)))
+        .map_err(|e| lines.serde_error(&e, key))
+}
+
+/// The tables of an array of tables (`[[users]]`, `[[databases]]`) with their spans.
+fn array_of_tables<'i>(
+    value: Option<Spanned<DeValue<'i>>>,
+    key: &str,
+) -> Result<Vec<(DeTable<'i>, Range<usize>)>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let DeValue::Array(items) = value.into_inner() else {
+        return Err(invalid(key, format!("must be a list of [[{key}]] tables")));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let span = item.span();
+            match item.into_inner() {
+                DeValue::Table(t) => Ok((t, span)),
+                _ => Err(invalid(format!("{key}[{i}]"), "must be a table")),
+            }
+        })
+        .collect()
+}
+
+fn load_document(
+    doc: Spanned<DeTable<'_>>,
+    base: &Path,
+    lines: &KeyLines,
+) -> Result<Config, ConfigError> {
+    let span = doc.span();
+    let mut root = doc.into_inner();
+    let raw_users = array_of_tables(root.remove("users"), "users")?;
+    let raw_databases = array_of_tables(root.remove("databases"), "databases")?;
+    let raw: RawConfig = from_table(root, span, lines, "")?;
     let server = server(raw.server, base)?;
     let defaults = pool_settings(&raw.pool, &PoolSettings::default(), "pool")?;
-    let users = users(raw.users, &defaults, base)?;
+    let users = users(raw_users, &defaults, base, lines)?;
     let workspace = workspace(raw.workspace, base)?;
-    let mut databases = Vec::with_capacity(raw.databases.len());
+    let mut databases = Vec::with_capacity(raw_databases.len());
     let mut names = HashSet::new();
-    for (i, table) in raw.databases.into_iter().enumerate() {
-        let db = database(table, i, &defaults, base)?;
+    for (i, (table, span)) in raw_databases.into_iter().enumerate() {
+        let db = database(table, span, i, &defaults, base, lines)?;
         if db.name == ADMIN_DATABASE {
             return Err(invalid(
                 format!("databases[{i}].name"),
@@ -103,6 +175,7 @@ pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
         workspace,
         users,
         databases,
+        lines: Arc::default(),
     })
 }
 
@@ -131,6 +204,12 @@ fn positive_seconds(key: &str, v: Option<f64>, default: Duration) -> Result<Dura
 }
 
 fn addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    // Checked first: the resolver's own message for it is "invalid port value".
+    if let Some((_, port)) = s.rsplit_once(':')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(invalid(key, "port must be between 0 and 65535"));
+    }
     s.to_socket_addrs()
         .map_err(|e| invalid(key, format!("{s:?} is not a host:port address ({e})")))?
         .next()
@@ -420,34 +499,32 @@ pub(crate) fn secret(
 }
 
 /// Splits a `[[databases]]` or `[[users]]` table into its own keys (`own`) and pool keys.
-fn split_pool_keys(table: &mut toml::Table, own: &[&str]) -> toml::Table {
-    let mut pool_table = toml::Table::new();
-    for k in table.keys().cloned().collect::<Vec<_>>() {
-        if !own.contains(&k.as_str())
-            && let Some(v) = table.remove(&k)
-        {
+fn split_pool_keys<'i>(table: DeTable<'i>, own: &[&str]) -> (DeTable<'i>, DeTable<'i>) {
+    let mut mine = DeTable::new();
+    let mut pool_table = DeTable::new();
+    for (k, v) in table {
+        if own.contains(&k.get_ref().as_ref()) {
+            mine.insert(k, v);
+        } else {
             pool_table.insert(k, v);
         }
     }
-    pool_table
+    (mine, pool_table)
 }
 
 fn users(
-    raw: Vec<toml::Table>,
+    raw: Vec<(DeTable<'_>, Range<usize>)>,
     defaults: &PoolSettings,
     base: &Path,
+    lines: &KeyLines,
 ) -> Result<Vec<UserConfig>, ConfigError> {
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
-    for (i, mut table) in raw.into_iter().enumerate() {
+    for (i, (table, span)) in raw.into_iter().enumerate() {
         let key = format!("users[{i}]");
-        let pool_table = split_pool_keys(&mut table, USER_KEYS);
-        let u: RawUser = table
-            .try_into()
-            .map_err(|e| invalid(key.clone(), e.to_string()))?;
-        let raw_pool: RawPool = pool_table
-            .try_into()
-            .map_err(|e| invalid(key.clone(), e.to_string()))?;
+        let (own, pool_table) = split_pool_keys(table, USER_KEYS);
+        let u: RawUser = from_table(own, span.clone(), lines, &key)?;
+        let raw_pool: RawPool = from_table(pool_table, span, lines, &key)?;
         // Validated here so errors name the user's key; applied per database later.
         pool_settings(&raw_pool, defaults, &key)?;
         if u.name.is_empty() || u.name.contains('\0') {
@@ -479,19 +556,17 @@ fn users(
 }
 
 fn database(
-    mut table: toml::Table,
+    table: DeTable<'_>,
+    span: Range<usize>,
     i: usize,
     defaults: &PoolSettings,
     base: &Path,
+    lines: &KeyLines,
 ) -> Result<DatabaseConfig, ConfigError> {
     let key = format!("databases[{i}]");
-    let pool_table = split_pool_keys(&mut table, DATABASE_KEYS);
-    let raw: RawDatabase = table
-        .try_into()
-        .map_err(|e| invalid(key.clone(), e.to_string()))?;
-    let raw_pool: RawPool = pool_table
-        .try_into()
-        .map_err(|e| invalid(key.clone(), e.to_string()))?;
+    let (own, pool_table) = split_pool_keys(table, DATABASE_KEYS);
+    let raw: RawDatabase = from_table(own, span.clone(), lines, &key)?;
+    let raw_pool: RawPool = from_table(pool_table, span, lines, &key)?;
     if raw.name.is_empty() || raw.name.contains('\0') {
         return Err(invalid(format!("{key}.name"), "must be a non-empty name"));
     }
@@ -564,6 +639,13 @@ fn database(
             "an upstream user is required",
         ));
     }
+    let port = match raw.port {
+        None => 5432,
+        Some(p) => u16::try_from(p)
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| invalid(format!("{key}.port"), "must be between 1 and 65535"))?,
+    };
     let tls = raw.tls.unwrap_or(UpstreamTls::VerifyFull);
     let ca_file = raw.ca_file.map(|p| resolve_path(base, p));
     if let Some(ca) = &ca_file
@@ -588,7 +670,7 @@ fn database(
         dbname: raw.dbname.unwrap_or_else(|| raw.name.clone()),
         name: raw.name,
         host,
-        port: raw.port.unwrap_or(5432),
+        port,
         user,
         credential,
         refresh_margin,
@@ -654,238 +736,5 @@ fn workspace(raw: Option<RawWorkspace>, base: &Path) -> Result<WorkspaceConfig, 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const BASE: &str = r#"
-[server]
-listen = "127.0.0.1:0"
-
-[[users]]
-name = "app"
-password = "pw"
-
-[[databases]]
-name = "app"
-host = "127.0.0.1"
-user = "owner"
-tls = "disable"
-"#;
-
-    #[test]
-    fn loads_minimal_with_defaults() {
-        let c = load_str(BASE, Path::new(".")).unwrap();
-        assert_eq!(c.databases[0].dbname, "app");
-        assert_eq!(c.databases[0].port, 5432);
-        assert_eq!(c.databases[0].pool, PoolSettings::default());
-        assert_eq!(c.users[0].password.expose_secret(), "pw");
-        assert_eq!(c.users[0].auth, AuthMethod::ScramSha256);
-        assert_eq!(c.server.client_tls, ClientTls::Disable);
-    }
-
-    #[test]
-    fn pool_defaults_and_overrides() {
-        let text = format!(
-            "{BASE}pool_size = 3\n[pool]\npool_mode = \"transaction\"\nquery_wait_timeout = 0.5\n"
-        );
-        let c = load_str(&text, Path::new(".")).unwrap();
-        assert_eq!(c.databases[0].pool.size, 3);
-        assert_eq!(
-            c.databases[0].pool.mode,
-            super::super::PoolMode::Transaction
-        );
-        assert_eq!(
-            c.databases[0].pool.query_wait_timeout,
-            Duration::from_millis(500)
-        );
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        let e = load_str(&format!("{BASE}pool_size = 0\n"), Path::new("."))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("databases[0].pool_size"), "{e}");
-        let e = load_str(&format!("{BASE}bogus = 1\n"), Path::new("."))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("databases[0]") && e.contains("bogus"), "{e}");
-        let e = load_str(
-            &BASE.replace("tls = \"disable\"", "tls = \"maybe\""),
-            Path::new("."),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("databases[0]"), "{e}");
-        let e = load_str(
-            &format!("{BASE}password = \"a\"\npassword_env = \"B\"\n"),
-            Path::new("."),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("databases[0].password"), "{e}");
-    }
-
-    #[test]
-    fn limit_and_health_keys_have_pgbouncer_defaults() {
-        let p = load_str(BASE, Path::new(".")).unwrap().databases[0]
-            .pool
-            .clone();
-        assert_eq!(p.max_db_connections, 0);
-        assert_eq!(p.max_user_connections, 0);
-        assert_eq!(p.max_db_client_connections, 0);
-        assert_eq!(p.max_user_client_connections, 0);
-        assert_eq!(p.min_pool_size, 0);
-        assert_eq!(p.reserve_pool_size, 0);
-        assert_eq!(p.reserve_pool_timeout, Duration::from_secs(5));
-        assert_eq!(p.server_login_retry, Duration::from_secs(15));
-        assert_eq!(p.client_idle_timeout, Duration::ZERO);
-        assert_eq!(p.idle_transaction_timeout, Duration::ZERO);
-        assert_eq!(p.server_check_delay, Duration::from_secs(30));
-        assert_eq!(p.server_check_query, "");
-    }
-
-    #[test]
-    fn every_limit_key_is_parsed() {
-        let text = format!(
-            "{BASE}\n[pool]\nmax_db_connections = 7\nmax_user_connections = 8\n\
-             max_db_client_connections = 9\nmax_user_client_connections = 10\n\
-             min_pool_size = 2\nreserve_pool_size = 3\nreserve_pool_timeout = 0.25\n\
-             server_login_retry = 1.5\nclient_idle_timeout = 60\n\
-             idle_transaction_timeout = 30\nserver_check_delay = 0\n\
-             server_check_query = \"select 1\"\n"
-        );
-        let p = load_str(&text, Path::new(".")).unwrap().databases[0]
-            .pool
-            .clone();
-        assert_eq!(p.max_db_connections, 7);
-        assert_eq!(p.max_user_connections, 8);
-        assert_eq!(p.max_db_client_connections, 9);
-        assert_eq!(p.max_user_client_connections, 10);
-        assert_eq!(p.min_pool_size, 2);
-        assert_eq!(p.reserve_pool_size, 3);
-        assert_eq!(p.reserve_pool_timeout, Duration::from_millis(250));
-        assert_eq!(p.server_login_retry, Duration::from_millis(1500));
-        assert_eq!(p.client_idle_timeout, Duration::from_secs(60));
-        assert_eq!(p.idle_transaction_timeout, Duration::from_secs(30));
-        assert_eq!(p.server_check_delay, Duration::ZERO);
-        assert_eq!(p.server_check_query, "select 1");
-    }
-
-    #[test]
-    fn admin_flag_and_reserved_database_name() {
-        let base = "[server]\nlisten = \"127.0.0.1:0\"\n\
-            [[users]]\nname = \"a\"\npassword = \"pw\"\nadmin = true\n\
-            [[users]]\nname = \"b\"\npassword = \"pw\"\n";
-        let ok = format!("{base}[[databases]]\nname = \"d\"\nhost = \"h\"\nuser = \"u\"\n");
-        let c = load_str(&ok, Path::new(".")).unwrap();
-        assert!(c.users[0].admin);
-        assert!(!c.users[1].admin);
-        let bad = format!("{base}[[databases]]\nname = \"lakepool\"\nhost = \"h\"\nuser = \"u\"\n");
-        let e = load_str(&bad, Path::new(".")).unwrap_err().to_string();
-        assert!(
-            e.contains("databases[0].name") && e.contains("admin console"),
-            "{e}"
-        );
-        let typo = format!("{base}admin = \"yes\"\n[[databases]]\nname = \"d\"\nhost = \"h\"\n");
-        assert!(load_str(&typo, Path::new(".")).is_err());
-    }
-
-    #[test]
-    fn user_keys_override_database_keys_override_pool() {
-        let text = "[server]\nlisten = \"127.0.0.1:0\"\n\
-            [pool]\nmin_pool_size = 1\nreserve_pool_size = 1\nclient_idle_timeout = 5\n\
-            [[users]]\nname = \"a\"\npassword = \"pw\"\nmin_pool_size = 3\n\
-            max_user_connections = 4\n\
-            [[users]]\nname = \"b\"\npassword = \"pw\"\n\
-            [[databases]]\nname = \"d\"\nhost = \"h\"\nuser = \"u\"\n\
-            min_pool_size = 2\nreserve_pool_size = 2\n";
-        let c = load_str(text, Path::new(".")).unwrap();
-        let db = &c.databases[0].pool;
-        let a = c.users[0].pool.apply(db);
-        let b = c.users[1].pool.apply(db);
-        // user > database
-        assert_eq!(a.min_pool_size, 3);
-        assert_eq!(a.max_user_connections, 4);
-        // database > [pool]
-        assert_eq!(a.reserve_pool_size, 2);
-        assert_eq!(b.min_pool_size, 2);
-        // [pool] where nobody overrides
-        assert_eq!(a.client_idle_timeout, Duration::from_secs(5));
-        assert_eq!(b.max_user_connections, 0);
-        assert_eq!(&b, db);
-    }
-
-    #[test]
-    fn invalid_limit_values_name_the_key() {
-        for (line, key) in [
-            ("max_db_connections = -1", "max_db_connections"),
-            ("max_user_connections = 2000000", "max_user_connections"),
-            ("min_pool_size = 20000", "min_pool_size"),
-            ("reserve_pool_size = 10001", "reserve_pool_size"),
-            ("reserve_pool_timeout = -1", "reserve_pool_timeout"),
-            ("server_login_retry = -0.5", "server_login_retry"),
-            ("client_idle_timeout = -3", "client_idle_timeout"),
-            (
-                "idle_transaction_timeout = 1e12",
-                "idle_transaction_timeout",
-            ),
-            ("server_check_delay = -1", "server_check_delay"),
-            ("server_check_query = \"a\\u0000b\"", "server_check_query"),
-            (
-                "max_db_client_connections = \"x\"",
-                "max_db_client_connections",
-            ),
-        ] {
-            let e = load_str(&format!("{BASE}\n[pool]\n{line}\n"), Path::new("."))
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains(key), "{line}: {e}");
-            let e = load_str(&format!("{BASE}{line}\n"), Path::new("."))
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains("databases[0]") && e.contains(key), "{line}: {e}");
-            let user = BASE.replace(
-                "password = \"pw\"\n",
-                &format!("password = \"pw\"\n{line}\n"),
-            );
-            let e = load_str(&user, Path::new(".")).unwrap_err().to_string();
-            assert!(e.contains("users[0]") && e.contains(key), "{line}: {e}");
-        }
-        // Unknown keys on a user are still rejected, naming the user.
-        let user = BASE.replace("password = \"pw\"\n", "password = \"pw\"\nbogus = 1\n");
-        let e = load_str(&user, Path::new(".")).unwrap_err().to_string();
-        assert!(e.contains("users[0]") && e.contains("bogus"), "{e}");
-    }
-
-    #[test]
-    fn secret_from_env_and_missing_env() {
-        // SAFETY-free: unique variable names per test avoid races with other tests.
-        let text = BASE.replace(
-            "password = \"pw\"",
-            "password_env = \"LAKEPOOL_TEST_UNSET_VAR_X\"",
-        );
-        let e = load_str(&text, Path::new(".")).unwrap_err().to_string();
-        assert!(e.contains("users[0].password_env"), "{e}");
-        assert!(e.contains("LAKEPOOL_TEST_UNSET_VAR_X"), "{e}");
-    }
-
-    #[test]
-    fn secret_from_file_trims_newline() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pw.txt"), "s3cret\n").unwrap();
-        let text = BASE.replace("password = \"pw\"", "password_file = \"pw.txt\"");
-        let c = load_str(&text, dir.path()).unwrap();
-        assert_eq!(c.users[0].password.expose_secret(), "s3cret");
-    }
-
-    #[test]
-    fn client_tls_needs_cert() {
-        let text = BASE.replace(
-            "listen = \"127.0.0.1:0\"",
-            "listen = \"127.0.0.1:0\"\nclient_tls = \"require\"",
-        );
-        let e = load_str(&text, Path::new(".")).unwrap_err().to_string();
-        assert!(e.contains("server.client_tls"), "{e}");
-    }
-}
+#[path = "load_tests.rs"]
+mod tests;

@@ -4,15 +4,18 @@
 //! defaults and validates, producing errors that name the key and the problem.
 
 mod load;
+mod locate;
 mod raw;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
 pub use load::{ADMIN_DATABASE, ConfigError, load_file, load_str};
+pub use locate::KeyLines;
 pub use raw::{AuthMethod, ClientTls, LogFormat, PoolMode, UpstreamTls};
 
 /// The whole validated configuration.
@@ -26,6 +29,16 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// `[[databases]]`: what clients may connect to, and where it lives upstream.
     pub databases: Vec<DatabaseConfig>,
+    /// Where each key is in the file, to give the line of errors found later (e.g. a
+    /// password that is not a valid verifier).
+    pub lines: Arc<KeyLines>,
+}
+
+impl Config {
+    /// Adds the line of the key an error names, when it has none yet.
+    pub fn locate(&self, e: ConfigError) -> ConfigError {
+        self.lines.locate(e)
+    }
 }
 
 /// `[server]`: listeners, client TLS, global limits.

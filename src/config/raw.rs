@@ -12,10 +12,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub pool: RawPool,
     pub workspace: Option<RawWorkspace>,
-    #[serde(default)]
-    pub users: Vec<toml::Table>,
-    #[serde(default)]
-    pub databases: Vec<toml::Table>,
+    // `[[users]]` and `[[databases]]` are taken out of the document first and read table by
+    // table (their keys split into own and pool keys).
 }
 
 /// `listen` as one address or several.
@@ -119,7 +117,8 @@ pub struct RawUser {
 pub struct RawDatabase {
     pub name: String,
     pub host: Option<String>,
-    pub port: Option<u16>,
+    /// Wider than a port so a wrong value gets lakepool's own message, not serde's.
+    pub port: Option<i64>,
     pub dbname: Option<String>,
     pub user: Option<String>,
     pub password: Option<String>,
