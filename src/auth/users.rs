@@ -65,6 +65,14 @@ impl UserEntry {
     }
 }
 
+fn empty_password(key: &str, what: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: format!("{key}.password"),
+        problem: format!("is the {what} of an empty password, which is never accepted"),
+        line: None,
+    }
+}
+
 /// All client logins.
 pub struct UserDb {
     users: HashMap<String, UserEntry>,
@@ -92,8 +100,15 @@ impl UserDb {
                     problem: format!("not a valid SCRAM-SHA-256 verifier: {e}"),
                     line: None,
                 })?;
+                // One PBKDF2 run at load: an empty password is never accepted.
+                if v.verify_password("") {
+                    return Err(empty_password(&key, "SCRAM verifier"));
+                }
                 (Some(v), None, None)
             } else if is_md5_hash(pw) {
+                if md5_stored_hash(&u.name, "") == pw {
+                    return Err(empty_password(&key, "md5 hash"));
+                }
                 (None, Some(pw.to_owned()), None)
             } else {
                 let digest: [u8; 32] = Sha256::digest(pw.as_bytes()).into();
@@ -150,5 +165,45 @@ impl UserDb {
     /// real one and reveals nothing.
     pub fn mock_verifier(&self, name: &str) -> ScramVerifier {
         ScramVerifier::mock(name, &self.mock_secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+
+    fn config_with_password(password: &str) -> Vec<UserConfig> {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[[users]]\nname = \"u\"\npassword = \"{password}\"\n\
+             [[databases]]\nname = \"d\"\nhost = \"h\"\nuser = \"o\"\n"
+        );
+        load_str(&text, std::path::Path::new(".")).unwrap().users
+    }
+
+    #[test]
+    fn hashes_of_an_empty_password_are_refused() {
+        let md5 = md5_stored_hash("u", "");
+        let e = UserDb::build(&config_with_password(&md5))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("users[0].password") && e.contains("md5 hash of an empty"),
+            "{e}"
+        );
+        let verifier = ScramVerifier::from_password("", DEFAULT_ITERATIONS).to_string();
+        let e = UserDb::build(&config_with_password(&verifier))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("users[0].password") && e.contains("SCRAM verifier"),
+            "{e}"
+        );
+        // The same forms of a real password load.
+        let md5 = md5_stored_hash("u", "pw");
+        let built = UserDb::build(&config_with_password(&md5));
+        assert!(built.err().is_none_or(|e| !e.to_string().contains("empty")));
+        let verifier = ScramVerifier::from_password("pw", DEFAULT_ITERATIONS).to_string();
+        assert!(UserDb::build(&config_with_password(&verifier)).is_ok());
     }
 }

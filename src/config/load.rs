@@ -8,7 +8,7 @@ use std::time::Duration;
 use std::ops::Range;
 use std::sync::Arc;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -18,6 +18,7 @@ use super::raw::{
     DATABASE_KEYS, Listen, RawConfig, RawDatabase, RawPool, RawServer, RawUser, RawWorkspace,
     USER_KEYS,
 };
+use super::secret::secret;
 use super::{
     AuthMethod, ClientTls, Config, CredentialConfig, DatabaseConfig, PoolOverrides, PoolSettings,
     ServerConfig, TlsFiles, UpstreamTls, UserConfig, WorkspaceConfig,
@@ -59,7 +60,7 @@ fn line_prefix(line: Option<usize>) -> String {
     line.map(|l| format!("line {l}: ")).unwrap_or_default()
 }
 
-fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+pub(super) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         problem: problem.into(),
@@ -179,7 +180,7 @@ fn load_document(
     })
 }
 
-fn resolve_path(base: &Path, p: PathBuf) -> PathBuf {
+pub(super) fn resolve_path(base: &Path, p: PathBuf) -> PathBuf {
     if p.is_relative() { base.join(p) } else { p }
 }
 
@@ -459,43 +460,6 @@ pub(super) fn pool_settings(
         server_connect_timeout: connect,
         server_reset_query,
     })
-}
-
-/// Resolves a secret given inline, as `<name>_file` or as `<name>_env`: at most one of them.
-pub(crate) fn secret(
-    key: &str,
-    inline: Option<String>,
-    file: Option<PathBuf>,
-    env: Option<String>,
-    base: &Path,
-) -> Result<Option<SecretString>, ConfigError> {
-    match (inline, file, env) {
-        (None, None, None) => Ok(None),
-        (Some(v), None, None) => Ok(Some(SecretString::from(v))),
-        (None, Some(f), None) => {
-            let path = resolve_path(base, f);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                invalid(
-                    format!("{key}_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            // Mounted secrets usually end with a newline that is not part of the secret.
-            let trimmed = text.trim_end_matches(['\n', '\r']);
-            Ok(Some(SecretString::from(trimmed.to_owned())))
-        }
-        (None, None, Some(var)) => match std::env::var(&var) {
-            Ok(v) => Ok(Some(SecretString::from(v))),
-            Err(_) => Err(invalid(
-                format!("{key}_env"),
-                format!("environment variable {var} is not set"),
-            )),
-        },
-        _ => Err(invalid(
-            key,
-            format!("give only one of {key}, {key}_file and {key}_env"),
-        )),
-    }
 }
 
 /// Splits a `[[databases]]` or `[[users]]` table into its own keys (`own`) and pool keys.

@@ -300,3 +300,33 @@ fn validation_errors_get_the_line_of_their_key() {
         "line 7: users[0].password: not a valid verifier"
     );
 }
+
+#[test]
+fn empty_secrets_are_refused_in_every_form() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("newline.txt"), "\n").unwrap();
+    std::fs::write(dir.path().join("blank.txt"), "  \r\n").unwrap();
+    // (An environment variable set to "" is tested end to end: tests cannot set variables.)
+    let user_forms = [
+        ("password = \"\"", "users[0].password: is empty"),
+        ("password = \"   \"", "users[0].password: is empty"),
+        ("password_file = \"newline.txt\"", "users[0].password_file:"),
+        ("password_file = \"blank.txt\"", "users[0].password_file:"),
+    ];
+    for (line, expected) in user_forms {
+        let text = BASE.replace("password = \"pw\"", line);
+        let e = load_str(&text, dir.path()).unwrap_err().to_string();
+        assert!(e.contains(expected) && e.contains("empty"), "{line}: {e}");
+        assert!(e.starts_with("line 7: "), "{line}: {e}");
+        // The same forms for an upstream password.
+        let text = format!("{BASE}{line}\n");
+        let e = load_str(&text, dir.path()).unwrap_err().to_string();
+        let expected = expected.replace("users[0]", "databases[0]");
+        assert!(e.contains(&expected) && e.contains("empty"), "{line}: {e}");
+    }
+    for key in ["token", "client_secret"] {
+        let text = format!("{BASE}[workspace]\n{key} = \"\"\n");
+        let e = load_str(&text, dir.path()).unwrap_err().to_string();
+        assert!(e.contains(&format!("workspace.{key}: is empty")), "{e}");
+    }
+}

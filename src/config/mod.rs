@@ -6,6 +6,7 @@
 mod load;
 mod locate;
 mod raw;
+mod secret;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -71,3 +71,44 @@ async fn config_errors_show_the_line_and_never_the_secret() {
         "{out}"
     );
 }
+
+/// An empty client or upstream password is refused at load in every form, and `lakepool check`
+/// says which key; the running lakepool refuses to start with one.
+#[test]
+fn empty_secrets_are_refused_by_check_and_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let newline = dir.path().join("newline");
+    std::fs::write(&newline, "\n").unwrap();
+    let good = fixtures::config(&Opts::default());
+    let app_password = format!("password = \"{}\"", APP.1);
+    let forms = [
+        "password = \"\"".to_owned(),
+        "password_env = \"LAKEPOOL_TEST_EMPTY\"".to_owned(),
+        format!("password_file = \"{}\"", newline.display()),
+    ];
+    let env = [(OWNER_PW_ENV, APP_OWNER.1), ("LAKEPOOL_TEST_EMPTY", "")];
+    for form in &forms {
+        let client = good.replace(&app_password, form);
+        let (ok, out) = Lakepool::check_with_env(&client, &env);
+        assert!(!ok, "accepted {form}");
+        assert!(
+            out.contains("users[0].password") && out.contains("empty"),
+            "{out}"
+        );
+        let upstream = good.replace(&format!("password_env = \"{OWNER_PW_ENV}\""), form);
+        let (ok, out) = Lakepool::check_with_env(&upstream, &env);
+        assert!(!ok, "accepted upstream {form}");
+        assert!(
+            out.contains("databases[0].password") && out.contains("empty"),
+            "{out}"
+        );
+    }
+    // The upstream password's own variable set to "".
+    let (ok, out) = Lakepool::check_with_env(&good, &[(OWNER_PW_ENV, "")]);
+    assert!(!ok && out.contains("databases[0].password_env"), "{out}");
+    let started = Lakepool::try_start(&good.replace(&app_password, &forms[0]), &env);
+    let err = started
+        .err()
+        .expect("lakepool started with an empty password");
+    assert!(err.contains("users[0].password: is empty"), "{err}");
+}
