@@ -101,7 +101,7 @@ fn build_live(
             context: "server.tls_cert_file/tls_key_file".to_owned(),
             source,
         })?;
-    let users = UserDb::build(&config.users).map_err(|e| config.locate(e))?;
+    let users = UserDb::build(config).map_err(|e| config.locate(e))?;
     let needs_workspace = config
         .databases
         .iter()

@@ -32,7 +32,7 @@ const MAX_CLIENT_ITERATIONS: u32 = 10_000_000;
 /// Raw nonce length, as PostgreSQL (SCRAM_RAW_NONCE_LEN).
 const NONCE_LEN: usize = 18;
 /// Salt length for new verifiers, as PostgreSQL (SCRAM_DEFAULT_SALT_LEN).
-const SALT_LEN: usize = 16;
+pub const DEFAULT_SALT_LEN: usize = 16;
 const KEY_LEN: usize = 32;
 /// The only gs2 header a PLUS exchange can use, since authzids are rejected.
 const GS2_HEADER_PLUS: &[u8] = b"p=tls-server-end-point,,";
@@ -91,7 +91,8 @@ impl ScramError {
     }
 }
 
-fn hmac_sha256(key: &Key, parts: &[&[u8]]) -> Key {
+/// HMAC-SHA-256 of `parts` concatenated, under a 32-byte key.
+pub(crate) fn hmac_sha256(key: &Key, parts: &[&[u8]]) -> Key {
     // HMAC zero-pads keys shorter than the hash block, so padding by hand
     // yields the same MAC through the infallible block-sized constructor.
     let mut block = [0u8; 64];
@@ -267,7 +268,7 @@ impl ScramVerifier {
 
     /// Builds a verifier with a random 16-byte salt; runs PBKDF2 (expensive).
     pub fn from_password(password: &str, iterations: u32) -> Self {
-        let mut salt = [0u8; SALT_LEN];
+        let mut salt = [0u8; DEFAULT_SALT_LEN];
         rand::fill(&mut salt[..]);
         Self::from_password_and_salt(password, &salt, iterations)
     }
@@ -284,15 +285,14 @@ impl ScramVerifier {
         }
     }
 
-    /// Deterministic fake verifier for unknown users (no user enumeration);
-    /// `secret` is a per-process random key. Exchanges with it always fail
-    /// with [`ScramError::InvalidProof`].
-    pub fn mock(username: &str, secret: &[u8; 32]) -> Self {
+    /// Fake verifier for unknown users (no user enumeration): the caller picks a salt and an
+    /// iteration count a probe cannot tell from a real user's; the keys come from `secret`, a
+    /// per-process random key. Exchanges with it always fail with [`ScramError::InvalidProof`].
+    pub fn mock(username: &str, secret: &[u8; 32], salt: Vec<u8>, iterations: u32) -> Self {
         let user = username.as_bytes();
-        let salt_full = hmac_sha256(secret, &[b"lakepool-scram-mock-salt\0", user]);
         ScramVerifier {
-            iterations: DEFAULT_ITERATIONS,
-            salt: salt_full[..SALT_LEN].to_vec(),
+            iterations: iterations.max(1),
+            salt,
             stored_key: hmac_sha256(secret, &[b"lakepool-scram-mock-stored\0", user]),
             server_key: hmac_sha256(secret, &[b"lakepool-scram-mock-server\0", user]),
             doomed: true,
@@ -309,6 +309,11 @@ impl ScramVerifier {
     /// The PBKDF2 iteration count.
     pub fn iterations(&self) -> u32 {
         self.iterations
+    }
+
+    /// Length of the salt in bytes.
+    pub fn salt_len(&self) -> usize {
+        self.salt.len()
     }
 }
 

@@ -196,7 +196,7 @@ fn verifier_formatting_hides_keys() {
     assert!(dbg.contains("4096") && dbg.contains("[REDACTED]"));
     assert!(!dbg.contains("r8wygm") && !dbg.contains("r087x1"));
     let random = ScramVerifier::from_password("pencil", 32);
-    assert_eq!(random.salt.len(), SALT_LEN);
+    assert_eq!(random.salt.len(), DEFAULT_SALT_LEN);
     assert_ne!(
         random.to_string(),
         ScramVerifier::from_password("pencil", 32).to_string()
@@ -332,20 +332,14 @@ fn channel_binding_failures() {
 #[test]
 fn mock_verifier_always_fails() {
     let secret = [42u8; 32];
-    let mock = ScramVerifier::mock("ghost", &secret);
-    assert_eq!(
-        mock.to_string(),
-        ScramVerifier::mock("ghost", &secret).to_string()
-    );
-    assert_ne!(
-        mock.to_string(),
-        ScramVerifier::mock("other", &secret).to_string()
-    );
-    assert_ne!(
-        mock.to_string(),
-        ScramVerifier::mock("ghost", &[1; 32]).to_string()
-    );
-    assert_eq!(mock.iterations(), DEFAULT_ITERATIONS);
+    let mock = |name: &str, secret: &[u8; 32]| ScramVerifier::mock(name, secret, vec![7; 12], 8192);
+    let ghost = mock("ghost", &secret);
+    assert_eq!(ghost.to_string(), mock("ghost", &secret).to_string());
+    assert_ne!(ghost.to_string(), mock("other", &secret).to_string());
+    assert_ne!(ghost.to_string(), mock("ghost", &[1; 32]).to_string());
+    // Salt and iteration count are the caller's choice.
+    assert_eq!((ghost.iterations(), ghost.salt_len()), (8192, 12));
+    let mock = ghost;
     assert!(ScramVerifier::parse(&mock.to_string()).is_ok());
     for pw in ["", "pencil", "ghost"] {
         assert!(

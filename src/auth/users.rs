@@ -1,25 +1,33 @@
-//! The client login store built from `[[users]]`.
+//! The client login store built from `[[users]]`, and the authentication method of each
+//! database.
 //!
 //! Every password is turned into what the login needs once, at load: a plaintext password
 //! becomes a SCRAM verifier (one PBKDF2 run here, none per login), an md5 hash and a SHA-256
 //! digest for cleartext logins. A login then costs HMACs only.
+//!
+//! Nothing a client sees before its password is checked depends on whether its user name
+//! exists: the method is a property of the database asked for (`[server] auth`, or `auth` on a
+//! `[[databases]]` entry), never of the user, and an unknown user's SCRAM exchange runs against
+//! a fake verifier whose salt and iteration count look like a real user's. Salts of verifiers
+//! lakepool derives (from plaintext passwords, and the fake ones) come from the user name and a
+//! per-process random key, so they stay the same across reloads for known and unknown users
+//! alike.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::md5::{is_md5_hash, md5_stored_hash};
-use super::scram::{DEFAULT_ITERATIONS, ScramVerifier};
-use crate::config::{AuthMethod, ConfigError, UserConfig};
+use super::scram::{DEFAULT_ITERATIONS, DEFAULT_SALT_LEN, ScramVerifier, hmac_sha256};
+use crate::config::{AuthMethod, Config, ConfigError, UserConfig};
 
 /// What lakepool knows about one client login.
 pub struct UserEntry {
     /// Login name.
     pub name: String,
-    /// Method the client must use.
-    pub method: AuthMethod,
     /// SCRAM verifier (configured, or derived from a plaintext password).
     pub scram: Option<ScramVerifier>,
     /// Stored md5 hash (configured, or derived from a plaintext password).
@@ -34,7 +42,6 @@ impl std::fmt::Debug for UserEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserEntry")
             .field("name", &self.name)
-            .field("method", &self.method)
             .finish_non_exhaustive()
     }
 }
@@ -65,18 +72,45 @@ impl UserEntry {
     }
 }
 
-fn empty_password(key: &str, what: &str) -> ConfigError {
-    ConfigError::Invalid {
-        key: format!("{key}.password"),
-        problem: format!("is the {what} of an empty password, which is never accepted"),
-        line: None,
-    }
+/// Key of this process's derived salts and fake verifiers: random, made once, so it is the
+/// same across reloads and unknown to anyone outside.
+fn process_key() -> &'static [u8; 32] {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    KEY.get_or_init(rand::random)
 }
 
-/// All client logins.
+/// `len` bytes derived from `label` and `user` with the process key (HMAC-SHA-256 in counter
+/// mode, so any length works).
+fn derive(label: &[u8], user: &str, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut counter = 0u32;
+    while out.len() < len {
+        let block = hmac_sha256(
+            process_key(),
+            &[label, &counter.to_be_bytes(), user.as_bytes()],
+        );
+        out.extend_from_slice(&block);
+        counter += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// The salt lakepool uses for `user`'s verifier when it makes one: stable for the life of the
+/// process, different in every process.
+pub fn derived_salt(user: &str) -> Vec<u8> {
+    derive(b"lakepool-salt\0", user, DEFAULT_SALT_LEN)
+}
+
+/// All client logins, and the method of each database.
 pub struct UserDb {
     users: HashMap<String, UserEntry>,
-    mock_secret: [u8; 32],
+    /// Method of each configured database; others (and the admin console) use `default_method`.
+    methods: HashMap<String, AuthMethod>,
+    default_method: AuthMethod,
+    /// (iterations, salt length) of every user's verifier, sorted: fake verifiers pick one, so
+    /// across user names they are distributed as the real ones are.
+    shapes: Vec<(u32, usize)>,
 }
 
 impl std::fmt::Debug for UserDb {
@@ -89,65 +123,27 @@ impl std::fmt::Debug for UserDb {
 
 impl UserDb {
     /// Builds the store; errors name the offending `users[i]` key.
-    pub fn build(users: &[UserConfig]) -> Result<Self, ConfigError> {
-        let mut map = HashMap::with_capacity(users.len());
-        for (i, u) in users.iter().enumerate() {
-            let key = format!("users[{i}]");
-            let pw = u.password.expose_secret();
-            let (scram, md5, cleartext_digest) = if pw.starts_with("SCRAM-SHA-256$") {
-                let v = ScramVerifier::parse(pw).map_err(|e| ConfigError::Invalid {
-                    key: format!("{key}.password"),
-                    problem: format!("not a valid SCRAM-SHA-256 verifier: {e}"),
-                    line: None,
-                })?;
-                // One PBKDF2 run at load: an empty password is never accepted.
-                if v.verify_password("") {
-                    return Err(empty_password(&key, "SCRAM verifier"));
-                }
-                (Some(v), None, None)
-            } else if is_md5_hash(pw) {
-                if md5_stored_hash(&u.name, "") == pw {
-                    return Err(empty_password(&key, "md5 hash"));
-                }
-                (None, Some(pw.to_owned()), None)
-            } else {
-                let digest: [u8; 32] = Sha256::digest(pw.as_bytes()).into();
-                (
-                    Some(ScramVerifier::from_password(pw, DEFAULT_ITERATIONS)),
-                    Some(md5_stored_hash(&u.name, pw)),
-                    Some(digest),
-                )
-            };
-            let usable = match u.auth {
-                AuthMethod::ScramSha256 => scram.is_some(),
-                AuthMethod::Md5 => md5.is_some(),
-                AuthMethod::Cleartext => true,
-            };
-            if !usable {
-                return Err(ConfigError::Invalid {
-                    key: format!("{key}.auth"),
-                    problem: format!(
-                        "{:?} needs the password as plaintext or in that method's hash format",
-                        u.auth
-                    ),
-                    line: None,
-                });
-            }
-            map.insert(
-                u.name.clone(),
-                UserEntry {
-                    name: u.name.clone(),
-                    method: u.auth,
-                    scram,
-                    md5,
-                    admin: u.admin,
-                    cleartext_digest,
-                },
-            );
+    pub fn build(config: &Config) -> Result<Self, ConfigError> {
+        let mut users = HashMap::with_capacity(config.users.len());
+        for (i, u) in config.users.iter().enumerate() {
+            users.insert(u.name.clone(), entry(i, u)?);
         }
+        let mut shapes: Vec<(u32, usize)> = users
+            .values()
+            .filter_map(|e| e.scram.as_ref())
+            .map(|v| (v.iterations(), v.salt_len()))
+            .collect();
+        shapes.sort_unstable();
+        let methods = config
+            .databases
+            .iter()
+            .map(|d| (d.name.clone(), d.auth))
+            .collect();
         Ok(Self {
-            users: map,
-            mock_secret: rand::random(),
+            users,
+            methods,
+            default_method: config.server.auth,
+            shapes,
         })
     }
 
@@ -161,10 +157,78 @@ impl UserDb {
         self.users.values()
     }
 
-    /// A stable fake verifier for an unknown user, so the exchange looks the same as for a
-    /// real one and reveals nothing.
+    /// The method every client asking for `database` must use, whoever it claims to be.
+    pub fn method_for(&self, database: &str) -> AuthMethod {
+        self.methods
+            .get(database)
+            .copied()
+            .unwrap_or(self.default_method)
+    }
+
+    /// A stable fake verifier for an unknown user (or one whose password has no verifier): the
+    /// exchange looks the same as for a real one, reveals nothing, and always fails. Its salt is
+    /// derived like a real derived one; its iteration count and salt length are those of a
+    /// configured user picked by the name.
     pub fn mock_verifier(&self, name: &str) -> ScramVerifier {
-        ScramVerifier::mock(name, &self.mock_secret)
+        let pick = derive(b"lakepool-mock-shape\0", name, 8);
+        let index = u64::from_be_bytes(pick.try_into().unwrap_or_default());
+        let (iterations, salt_len) = match self.shapes.len() {
+            0 => (DEFAULT_ITERATIONS, DEFAULT_SALT_LEN),
+            n => self.shapes[usize::try_from(index % n as u64).unwrap_or(0)],
+        };
+        // The same derivation as `derived_salt`, at the length picked.
+        let salt = derive(b"lakepool-salt\0", name, salt_len);
+        ScramVerifier::mock(name, process_key(), salt, iterations)
+    }
+}
+
+/// What a login needs from one `[[users]]` entry.
+fn entry(i: usize, u: &UserConfig) -> Result<UserEntry, ConfigError> {
+    let key = format!("users[{i}]");
+    let pw = u.password.expose_secret();
+    let (scram, md5, cleartext_digest) = if pw.starts_with("SCRAM-SHA-256$") {
+        let v = ScramVerifier::parse(pw).map_err(|e| ConfigError::Invalid {
+            key: format!("{key}.password"),
+            problem: format!("not a valid SCRAM-SHA-256 verifier: {e}"),
+            line: None,
+        })?;
+        // One PBKDF2 run at load: an empty password is never accepted.
+        if v.verify_password("") {
+            return Err(empty_password(&key, "SCRAM verifier"));
+        }
+        (Some(v), None, None)
+    } else if is_md5_hash(pw) {
+        if md5_stored_hash(&u.name, "") == pw {
+            return Err(empty_password(&key, "md5 hash"));
+        }
+        (None, Some(pw.to_owned()), None)
+    } else {
+        let digest: [u8; 32] = Sha256::digest(pw.as_bytes()).into();
+        let salt = derived_salt(&u.name);
+        (
+            Some(ScramVerifier::from_password_and_salt(
+                pw,
+                &salt,
+                DEFAULT_ITERATIONS,
+            )),
+            Some(md5_stored_hash(&u.name, pw)),
+            Some(digest),
+        )
+    };
+    Ok(UserEntry {
+        name: u.name.clone(),
+        scram,
+        md5,
+        admin: u.admin,
+        cleartext_digest,
+    })
+}
+
+fn empty_password(key: &str, what: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: format!("{key}.password"),
+        problem: format!("is the {what} of an empty password, which is never accepted"),
+        line: None,
     }
 }
 
@@ -173,12 +237,19 @@ mod tests {
     use super::*;
     use crate::config::load_str;
 
-    fn config_with_password(password: &str) -> Vec<UserConfig> {
+    fn config(users: &str, extra: &str) -> Config {
         let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[[users]]\nname = \"u\"\npassword = \"{password}\"\n\
-             [[databases]]\nname = \"d\"\nhost = \"h\"\nuser = \"o\"\n"
+            "[server]\nlisten = \"127.0.0.1:0\"\n{users}\n\
+             [[databases]]\nname = \"d\"\nhost = \"h\"\nuser = \"o\"\n{extra}"
         );
-        load_str(&text, std::path::Path::new(".")).unwrap().users
+        load_str(&text, std::path::Path::new(".")).unwrap()
+    }
+
+    fn config_with_password(password: &str) -> Config {
+        config(
+            &format!("[[users]]\nname = \"u\"\npassword = \"{password}\""),
+            "",
+        )
     }
 
     #[test]
@@ -201,9 +272,77 @@ mod tests {
         );
         // The same forms of a real password load.
         let md5 = md5_stored_hash("u", "pw");
-        let built = UserDb::build(&config_with_password(&md5));
-        assert!(built.err().is_none_or(|e| !e.to_string().contains("empty")));
+        assert!(UserDb::build(&config_with_password(&md5)).is_ok());
         let verifier = ScramVerifier::from_password("pw", DEFAULT_ITERATIONS).to_string();
         assert!(UserDb::build(&config_with_password(&verifier)).is_ok());
+    }
+
+    #[test]
+    fn the_method_is_the_databases_whatever_the_user() {
+        let c = config(
+            "auth = \"cleartext\"\n[[users]]\nname = \"u\"\npassword = \"pw\"",
+            "auth = \"md5\"\n",
+        );
+        let db = UserDb::build(&c).unwrap();
+        assert_eq!(db.method_for("d"), AuthMethod::Md5);
+        // Unknown databases and the admin console: the server's method.
+        assert_eq!(db.method_for("nope"), AuthMethod::Cleartext);
+        assert_eq!(db.method_for("lakepool"), AuthMethod::Cleartext);
+    }
+
+    #[test]
+    fn salts_are_stable_across_reloads_for_known_and_unknown_users() {
+        let c = config_with_password("pw");
+        let (a, b) = (UserDb::build(&c).unwrap(), UserDb::build(&c).unwrap());
+        let salt = |db: &UserDb| {
+            db.get("u")
+                .and_then(|e| e.scram.clone())
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            salt(&a),
+            salt(&b),
+            "a plaintext user's derived verifier changed"
+        );
+        assert_eq!(
+            a.mock_verifier("ghost").to_string(),
+            b.mock_verifier("ghost").to_string()
+        );
+        assert_ne!(
+            a.mock_verifier("ghost").to_string(),
+            a.mock_verifier("other").to_string()
+        );
+        // A real derived salt and a fake one are made the same way.
+        assert_eq!(derived_salt("u").len(), DEFAULT_SALT_LEN);
+    }
+
+    #[test]
+    fn fake_verifiers_look_like_the_configured_ones() {
+        let v8192 = |pw: &str| ScramVerifier::from_password_and_salt(pw, &[9; 20], 8192);
+        let users = format!(
+            "[[users]]\nname = \"a\"\npassword = \"{}\"\n[[users]]\nname = \"b\"\npassword = \"{}\"",
+            v8192("pa"),
+            v8192("pb")
+        );
+        let db = UserDb::build(&config(&users, "")).unwrap();
+        for name in ["ghost", "x", "admin", "postgres"] {
+            let mock = db.mock_verifier(name);
+            assert_eq!((mock.iterations(), mock.salt_len()), (8192, 20), "{name}");
+        }
+        // Mixed counts: every fake one is one of the real shapes.
+        let users = format!("{users}\n[[users]]\nname = \"c\"\npassword = \"plain\"");
+        let db = UserDb::build(&config(&users, "")).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..64 {
+            let mock = db.mock_verifier(&format!("user{i}"));
+            let shape = (mock.iterations(), mock.salt_len());
+            assert!(
+                [(8192, 20), (DEFAULT_ITERATIONS, DEFAULT_SALT_LEN)].contains(&shape),
+                "{shape:?}"
+            );
+            seen.insert(shape);
+        }
+        assert_eq!(seen.len(), 2, "fake verifiers use every real shape");
     }
 }

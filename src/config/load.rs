@@ -143,7 +143,7 @@ fn load_document(
     let mut databases = Vec::with_capacity(raw_databases.len());
     let mut names = HashSet::new();
     for (i, (table, span)) in raw_databases.into_iter().enumerate() {
-        let db = database(table, span, i, &defaults, base, lines)?;
+        let db = database(table, span, i, &defaults, server.auth, base, lines)?;
         if db.name == ADMIN_DATABASE {
             return Err(invalid(
                 format!("databases[{i}].name"),
@@ -294,6 +294,7 @@ fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
             Duration::from_secs(30),
         )?,
         allow_cleartext_without_tls: raw.allow_cleartext_without_tls.unwrap_or(false),
+        auth: raw.auth.unwrap_or(AuthMethod::ScramSha256),
         max_message_size: usize::try_from(max_message_size).unwrap_or(usize::MAX),
         log_format: raw.log_format.unwrap_or(super::LogFormat::Text),
         shutdown_timeout: seconds(
@@ -508,10 +509,17 @@ fn users(
             base,
         )?
         .ok_or_else(|| invalid(format!("{key}.password"), "a password is required"))?;
+        if u.auth.is_some() {
+            return Err(invalid(
+                format!("{key}.auth"),
+                "the authentication method is set per database (`auth` in [server] for all, \
+                 or on a [[databases]] entry), never per user, so that a probe cannot tell \
+                 which user names exist: remove it here",
+            ));
+        }
         out.push(UserConfig {
             name: u.name,
             password,
-            auth: u.auth.unwrap_or(AuthMethod::ScramSha256),
             admin: u.admin.unwrap_or(false),
             pool: PoolOverrides(raw_pool),
         });
@@ -524,6 +532,7 @@ fn database(
     span: Range<usize>,
     i: usize,
     defaults: &PoolSettings,
+    default_auth: AuthMethod,
     base: &Path,
     lines: &KeyLines,
 ) -> Result<DatabaseConfig, ConfigError> {
@@ -631,6 +640,7 @@ fn database(
         })
         .transpose()?;
     Ok(DatabaseConfig {
+        auth: raw.auth.unwrap_or(default_auth),
         dbname: raw.dbname.unwrap_or_else(|| raw.name.clone()),
         name: raw.name,
         host,

@@ -24,7 +24,8 @@ fn loads_minimal_with_defaults() {
     assert_eq!(c.databases[0].port, 5432);
     assert_eq!(c.databases[0].pool, PoolSettings::default());
     assert_eq!(c.users[0].password.expose_secret(), "pw");
-    assert_eq!(c.users[0].auth, AuthMethod::ScramSha256);
+    assert_eq!(c.server.auth, AuthMethod::ScramSha256);
+    assert_eq!(c.databases[0].auth, AuthMethod::ScramSha256);
     assert_eq!(c.server.client_tls, ClientTls::Disable);
 }
 
@@ -329,4 +330,27 @@ fn empty_secrets_are_refused_in_every_form() {
         let e = load_str(&text, dir.path()).unwrap_err().to_string();
         assert!(e.contains(&format!("workspace.{key}: is empty")), "{e}");
     }
+}
+
+#[test]
+fn auth_is_a_database_property_never_a_user_one() {
+    let text = BASE.replace(
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"127.0.0.1:0\"\nauth = \"md5\"",
+    );
+    let c = load_str(
+        &format!(
+            "{text}[[databases]]\nname = \"b\"\nhost = \"h\"\nuser = \"u\"\nauth = \"cleartext\"\n"
+        ),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(c.server.auth, AuthMethod::Md5);
+    assert_eq!(c.databases[0].auth, AuthMethod::Md5);
+    assert_eq!(c.databases[1].auth, AuthMethod::Cleartext);
+    let e = error_of(&BASE.replace("password = \"pw\"", "password = \"pw\"\nauth = \"md5\""));
+    assert!(
+        e.starts_with("line 8: users[0].auth: the authentication method is set per database"),
+        "{e}"
+    );
 }

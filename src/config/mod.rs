@@ -59,8 +59,10 @@ pub struct ServerConfig {
     pub max_client_conn: usize,
     /// Time a client has to finish TLS, startup and authentication.
     pub handshake_timeout: Duration,
-    /// Allow `auth = "cleartext"` users to log in without TLS.
+    /// Allow cleartext logins (`auth = "cleartext"` databases) without TLS.
     pub allow_cleartext_without_tls: bool,
+    /// Authentication method of databases that set none, and of the admin console.
+    pub auth: AuthMethod,
     /// Largest message a client or server may send after login, in bytes.
     pub max_message_size: usize,
     /// On SIGTERM, how long clients still in a session get before lakepool exits.
@@ -85,8 +87,6 @@ pub struct UserConfig {
     pub name: String,
     /// Plaintext, SCRAM verifier or md5 hash, as configured.
     pub password: SecretString,
-    /// Authentication method clients must use.
-    pub auth: AuthMethod,
     /// May log in to the admin console (database `lakepool`).
     pub admin: bool,
     /// Pool keys set on this user; they override `[pool]` and the database's own keys for
@@ -170,6 +170,9 @@ pub struct DatabaseConfig {
     pub ca_file: Option<PathBuf>,
     /// Pool settings after `[pool]` defaults and per-database overrides.
     pub pool: PoolSettings,
+    /// Authentication method every client of this database must use (whatever its user
+    /// name, so that a probe cannot tell which users exist).
+    pub auth: AuthMethod,
 }
 
 /// Pool behaviour, set in `[pool]` and overridable per database and per user.

@@ -36,6 +36,7 @@ pub struct RawServer {
     pub max_client_conn: Option<usize>,
     pub handshake_timeout: Option<f64>,
     pub allow_cleartext_without_tls: Option<bool>,
+    pub auth: Option<AuthMethod>,
     pub max_message_size: Option<u64>,
     pub shutdown_timeout: Option<f64>,
     pub log_format: Option<LogFormat>,
@@ -107,6 +108,7 @@ pub struct RawUser {
     pub password: Option<String>,
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
+    /// Refused with an explanation: the method is set per database.
     pub auth: Option<AuthMethod>,
     pub admin: Option<bool>,
 }
@@ -130,6 +132,7 @@ pub struct RawDatabase {
     pub endpoint: Option<String>,
     pub ttl: Option<f64>,
     pub credential_refresh_margin: Option<f64>,
+    pub auth: Option<AuthMethod>,
 }
 
 /// Names of `RawDatabase` fields, to split a database table into its own and pool keys.
@@ -148,6 +151,7 @@ pub const DATABASE_KEYS: &[&str] = &[
     "endpoint",
     "ttl",
     "credential_refresh_margin",
+    "auth",
 ];
 
 /// Names of `RawUser` fields, to split a user table into its own and pool keys.

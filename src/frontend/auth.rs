@@ -69,24 +69,40 @@ async fn read_password_message(
     Ok(body)
 }
 
-/// Authenticates `user`. On success AuthenticationOk has been sent. `buf` keeps any bytes the
-/// client sent beyond its last authentication message.
+/// Authenticates `user` for `database`. On success AuthenticationOk has been sent. `buf` keeps
+/// any bytes the client sent beyond its last authentication message.
+///
+/// Everything before the password is checked depends on the database and the connection only,
+/// never on whether `user` exists: the method is the database's, an unknown user's SCRAM
+/// exchange runs against a fake verifier shaped like a real one, and the TLS rule for
+/// cleartext applies to every name. Failures look the same for a wrong password and an unknown
+/// user.
 pub async fn authenticate(
     fe: &Frontend,
     stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
+    database: &str,
 ) -> Result<(), AuthError> {
     let live = fe.live();
     let entry = live.users.get(user);
-    // Unknown users go through a SCRAM exchange with a fake verifier: same messages, same
-    // failure, so user names cannot be probed.
-    let method = entry.map_or(AuthMethod::ScramSha256, |e| e.method);
+    let method = live.users.method_for(database);
+    let unusable = |what: &str| {
+        // Only the operator sees this: a known user whose stored password cannot serve the
+        // database's method fails exactly as a wrong password does.
+        tracing::info!(user, database = ?database, method = ?method,
+            "user's password is stored as {what}, which cannot serve this database's method");
+    };
     match method {
         AuthMethod::ScramSha256 => {
-            let verifier = match entry.and_then(|e| e.scram.clone()) {
-                Some(v) => v,
-                None => live.users.mock_verifier(user),
+            let verifier = match entry.map(|e| e.scram.clone()) {
+                Some(Some(v)) => v,
+                known => {
+                    if known.is_some() {
+                        unusable("an md5 hash");
+                    }
+                    live.users.mock_verifier(user)
+                }
             };
             let end_point = match stream {
                 Stream::ServerTls(_) => live.tls.as_ref().map(|t| t.end_point.to_vec()),
@@ -102,10 +118,11 @@ pub async fn authenticate(
             let body = read_password_message(stream, buf).await?;
             let pw = parse_password(&body)
                 .ok_or_else(|| AuthError::Protocol("malformed password message".into()))?;
-            let ok = entry
-                .and_then(|e| e.md5.as_deref())
-                .is_some_and(|stored| md5_verify(stored, salt, pw));
-            if !ok {
+            let stored = entry.and_then(|e| e.md5.as_deref());
+            if entry.is_some() && stored.is_none() {
+                unusable("a SCRAM verifier");
+            }
+            if !stored.is_some_and(|stored| md5_verify(stored, salt, pw)) {
                 return Err(AuthError::Failed(user.to_owned()));
             }
         }
@@ -120,17 +137,19 @@ pub async fn authenticate(
             let pw = parse_password(&body)
                 .and_then(|p| std::str::from_utf8(p).ok())
                 .ok_or_else(|| AuthError::Protocol("malformed password message".into()))?;
-            let ok = match entry.map(|e| e.check_cleartext(pw)) {
-                Some(CleartextCheck::Matches(ok)) => ok,
-                Some(CleartextCheck::Pbkdf2(v)) => {
-                    // PBKDF2 is milliseconds of CPU: run it off the I/O threads.
-                    let pw = pw.to_owned();
-                    tokio::task::spawn_blocking(move || v.verify_password(&pw))
-                        .await
-                        .unwrap_or(false)
-                }
-                None => false,
-            };
+            // As PostgreSQL: an empty password never matches, whatever is stored.
+            let ok = !pw.is_empty()
+                && match entry.map(|e| e.check_cleartext(pw)) {
+                    Some(CleartextCheck::Matches(ok)) => ok,
+                    Some(CleartextCheck::Pbkdf2(v)) => {
+                        // PBKDF2 is milliseconds of CPU: run it off the I/O threads.
+                        let pw = pw.to_owned();
+                        tokio::task::spawn_blocking(move || v.verify_password(&pw))
+                            .await
+                            .unwrap_or(false)
+                    }
+                    None => false,
+                };
             if !ok {
                 return Err(AuthError::Failed(user.to_owned()));
             }

@@ -190,7 +190,7 @@ async fn authenticate_login(
         .unwrap_or(&user)
         .to_owned();
     let mut leftover = BytesMut::new();
-    authenticate(fe, stream, &mut leftover, &user)
+    authenticate(fe, stream, &mut leftover, &user, &database)
         .await
         .map_err(|e| e.to_client_error())?;
     if database == crate::config::ADMIN_DATABASE {

@@ -4,8 +4,12 @@
 
 use std::time::Duration;
 
-use crate::fixtures::{self, APP, OWNER_PW_ENV, Opts};
-use crate::support::{APP_OWNER, Lakepool, connect};
+use crate::fixtures::{self, APP, CLEAR_DB, CLEAR_USER, MD5_DB, MD5_USER, OWNER_PW_ENV, Opts};
+use crate::support::lakepool::database_toml;
+use crate::support::wire::{
+    AUTH_MD5, AUTH_SASL, BackendMsg, PROTOCOL_3_0, RawConn, frontend_msg, sasl_initial, startup,
+};
+use crate::support::{APP_DB, APP_OWNER, Lakepool, connect};
 
 /// The admin console login added to the shared test config.
 const ADMIN: (&str, &str) = ("hardadmin", "hard_admin_pw");
@@ -111,4 +115,104 @@ fn empty_secrets_are_refused_by_check_and_at_start() {
         .err()
         .expect("lakepool started with an empty password");
     assert!(err.contains("users[0].password: is empty"), "{err}");
+}
+
+/// The first authentication message lakepool sends `user` asking for `database` over plain TCP
+/// (an ErrorResponse when it refuses before asking for a password).
+fn first_auth_reply(port: u16, user: &str, database: &str) -> (RawConn, BackendMsg) {
+    let mut c = RawConn::connect(port);
+    c.send(&startup(
+        PROTOCOL_3_0,
+        &[("user", user), ("database", database)],
+    ))
+    .unwrap();
+    let m = c.expect_msg("first reply to the startup packet");
+    (c, m)
+}
+
+/// The SCRAM server-first-message's salt (decoded) and iteration count for `user`.
+fn scram_salt_and_iterations(port: u16, user: &str) -> (Vec<u8>, u32) {
+    use base64::Engine as _;
+    let (mut c, offer) = first_auth_reply(port, user, "app");
+    assert_eq!(offer.auth_code(), Some(AUTH_SASL), "{user}: {offer:?}");
+    c.send(&sasl_initial("SCRAM-SHA-256", b"n,,n=,r=fixedclientnonce"))
+        .unwrap();
+    let first = c.expect_msg("server-first-message");
+    let text = String::from_utf8(first.body[4..].to_vec()).unwrap();
+    let attr = |name: &str| {
+        text.split(',')
+            .find_map(|a| a.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+            .to_owned()
+    };
+    let salt = base64::engine::general_purpose::STANDARD
+        .decode(attr("s="))
+        .unwrap();
+    (salt, attr("i=").parse().unwrap())
+}
+
+/// Before the password is checked, a known user and an unknown one get the same exchange: the
+/// database's method (SCRAM, md5, or the TLS rule of cleartext), and SCRAM salts and iteration
+/// counts shaped alike and stable across a reload.
+#[test]
+fn unknown_users_cannot_be_told_from_known_ones() {
+    let lp = Lakepool::start(
+        &fixtures::config_with_methods(&Opts::default()),
+        &[(OWNER_PW_ENV, APP_OWNER.1)],
+    );
+    let port = lp.port();
+    const GHOST: &str = "no_such_user_here";
+
+    // SCRAM: the same offer, the same shape of salt and count.
+    let offer = |user| first_auth_reply(port, user, "app").1;
+    assert_eq!(offer(APP.0), offer(GHOST));
+    let (known_salt, known_i) = scram_salt_and_iterations(port, APP.0);
+    let (ghost_salt, ghost_i) = scram_salt_and_iterations(port, GHOST);
+    assert_eq!(known_i, ghost_i);
+    assert_eq!(known_salt.len(), ghost_salt.len());
+    // A reload keeps both salts.
+    lp.signal("HUP");
+    assert!(lp.wait_for_log("configuration reloaded", Duration::from_secs(10)));
+    assert_eq!(scram_salt_and_iterations(port, APP.0).0, known_salt);
+    assert_eq!(scram_salt_and_iterations(port, GHOST).0, ghost_salt);
+
+    // md5 database: md5 for everyone, and the same failure.
+    for user in [MD5_USER.0, APP.0, GHOST] {
+        let (_, m) = first_auth_reply(port, user, MD5_DB);
+        assert_eq!(m.auth_code(), Some(AUTH_MD5), "{user}: {m:?}");
+    }
+    let md5_failure = |user: &str| {
+        let (mut c, m) = first_auth_reply(port, user, MD5_DB);
+        let response = crate::support::wire::md5_response(user, "wrong", &m.body[4..8]);
+        c.send(&frontend_msg(b'p', format!("{response}\0").as_bytes()))
+            .unwrap();
+        let e = c.expect_error_or_close(&["28P01"], user).unwrap();
+        e.message().unwrap().replace(user, "<user>")
+    };
+    assert_eq!(md5_failure(MD5_USER.0), md5_failure(GHOST));
+
+    // Cleartext database without TLS: refused the same way before any password.
+    for user in [CLEAR_USER.0, GHOST] {
+        let (_, m) = first_auth_reply(port, user, CLEAR_DB);
+        assert_eq!(m.sqlstate().as_deref(), Some("28000"), "{user}: {m:?}");
+        assert!(m.message().unwrap().contains("requires TLS"), "{m:?}");
+    }
+}
+
+/// An unknown user's SCRAM iteration count is the configured verifiers' own.
+#[test]
+fn fake_verifiers_use_the_configured_iteration_count() {
+    let verifier = lakepool::auth::scram::ScramVerifier::from_password("v_pw", 8192);
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\
+         [[users]]\nname = \"{}\"\npassword = \"{verifier}\"\n{}",
+        APP.0,
+        database_toml("app", APP_DB, APP_OWNER.0, OWNER_PW_ENV, "disable"),
+    );
+    let lp = Lakepool::start(&text, &[(OWNER_PW_ENV, APP_OWNER.1)]);
+    assert_eq!(scram_salt_and_iterations(lp.port(), APP.0).1, 8192);
+    assert_eq!(
+        scram_salt_and_iterations(lp.port(), "nobody_at_all").1,
+        8192
+    );
 }
