@@ -28,11 +28,9 @@ fn md5_hex(parts: &[&[u8]]) -> String {
 }
 
 /// `"md5" + hex(md5(password + user))`: the stored form PostgreSQL uses.
-pub fn md5_stored_hash(user: &str, password: &str) -> String {
-    format!(
-        "{PREFIX}{}",
-        md5_hex(&[password.as_bytes(), user.as_bytes()])
-    )
+/// The password's raw bytes are used: PostgreSQL does not SASLprep md5 passwords.
+pub fn md5_stored_hash(user: &str, password: impl AsRef<[u8]>) -> String {
+    format!("{PREFIX}{}", md5_hex(&[password.as_ref(), user.as_bytes()]))
 }
 
 /// Is `s` a stored md5 hash ("md5" + 32 lowercase hex digits)?

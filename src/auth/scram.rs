@@ -4,10 +4,8 @@
 //! logs lakepool in to an upstream server. Callers move message bodies in and
 //! out; nothing here does I/O or logging.
 //!
-//! Passwords are used as their raw UTF-8 bytes. PostgreSQL applies SASLprep
-//! first, but falls back to the raw bytes whenever SASLprep fails, and
-//! SASLprep leaves ASCII (and most already-NFKC text) unchanged, so results
-//! match PostgreSQL for every ASCII password.
+//! Passwords go through SASLprep first, as PostgreSQL and libpq do (see
+//! [`super::saslprep`]): the raw bytes are used when SASLprep fails.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -18,6 +16,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use super::saslprep::saslprep;
 
 /// Iteration count PostgreSQL uses by default for new SCRAM verifiers.
 pub const DEFAULT_ITERATIONS: u32 = 4096;
@@ -123,9 +123,10 @@ fn random_nonce() -> String {
     B64.encode(raw)
 }
 
-/// Hi(password, salt, i) with i = 0 treated as 1 (PBKDF2 needs a round).
-fn hi(password: &str, salt: &[u8], iterations: u32) -> Key {
-    pbkdf2::pbkdf2_hmac_array::<Sha256, KEY_LEN>(password.as_bytes(), salt, iterations.max(1))
+/// Hi(SASLprep(password), salt, i) with i = 0 treated as 1 (PBKDF2 needs a round).
+fn hi(password: impl AsRef<[u8]>, salt: &[u8], iterations: u32) -> Key {
+    let prepared = saslprep(password.as_ref());
+    pbkdf2::pbkdf2_hmac_array::<Sha256, KEY_LEN>(&prepared, salt, iterations.max(1))
 }
 
 /// (StoredKey, ServerKey) from a salted password.
@@ -299,8 +300,9 @@ impl ScramVerifier {
         }
     }
 
-    /// Checks a cleartext password; runs PBKDF2 (expensive), compares in constant time.
-    pub fn verify_password(&self, password: &str) -> bool {
+    /// Checks a cleartext password (any bytes, SASLprep'd when they allow it); runs PBKDF2
+    /// (expensive), compares in constant time.
+    pub fn verify_password(&self, password: impl AsRef<[u8]>) -> bool {
         let (stored, server) = derive_keys(&hi(password, &self.salt, self.iterations));
         let ok = stored.ct_eq(&self.stored_key) & server.ct_eq(&self.server_key);
         bool::from(ok) && !self.doomed

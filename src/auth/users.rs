@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::md5::{is_md5_hash, md5_stored_hash};
+use super::saslprep::saslprep;
 use super::scram::{DEFAULT_ITERATIONS, DEFAULT_SALT_LEN, ScramVerifier, hmac_sha256};
 use crate::config::{AuthMethod, Config, ConfigError, UserConfig};
 
@@ -34,7 +35,8 @@ pub struct UserEntry {
     pub md5: Option<String>,
     /// May use the admin console.
     pub admin: bool,
-    /// SHA-256 of a configured plaintext password, for cleartext logins without PBKDF2.
+    /// SHA-256 of a configured plaintext password after SASLprep, for cleartext logins without
+    /// PBKDF2.
     cleartext_digest: Option<[u8; 32]>,
 }
 
@@ -55,10 +57,12 @@ pub enum CleartextCheck {
 }
 
 impl UserEntry {
-    /// Checks a cleartext password, cheaply when possible.
-    pub fn check_cleartext(&self, password: &str) -> CleartextCheck {
+    /// Checks a cleartext password, cheaply when possible. As PostgreSQL checks a cleartext
+    /// password against a SCRAM secret, both sides are SASLprep'd; against an md5 hash, the raw
+    /// bytes count.
+    pub fn check_cleartext(&self, password: &[u8]) -> CleartextCheck {
         if let Some(digest) = &self.cleartext_digest {
-            let got: [u8; 32] = Sha256::digest(password.as_bytes()).into();
+            let got: [u8; 32] = Sha256::digest(saslprep(password)).into();
             return CleartextCheck::Matches(bool::from(got.ct_eq(digest)));
         }
         if let Some(stored) = &self.md5 {
@@ -203,7 +207,15 @@ fn entry(i: usize, u: &UserConfig) -> Result<UserEntry, ConfigError> {
         }
         (None, Some(pw.to_owned()), None)
     } else {
-        let digest: [u8; 32] = Sha256::digest(pw.as_bytes()).into();
+        let prepared = saslprep(pw.as_bytes());
+        if prepared.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: format!("{key}.password"),
+                problem: "is empty once SASLprep maps its characters to nothing".to_owned(),
+                line: None,
+            });
+        }
+        let digest: [u8; 32] = Sha256::digest(&prepared).into();
         let salt = derived_salt(&u.name);
         (
             Some(ScramVerifier::from_password_and_salt(
@@ -344,5 +356,34 @@ mod tests {
             seen.insert(shape);
         }
         assert_eq!(seen.len(), 2, "fake verifiers use every real shape");
+    }
+
+    #[test]
+    fn cleartext_checks_saslprep_like_postgresql_but_md5_stays_raw() {
+        let matches = |c: CleartextCheck| matches!(c, CleartextCheck::Matches(true));
+        let db = UserDb::build(&config_with_password("IX-\u{2168}")).unwrap();
+        let u = db.get("u").unwrap();
+        assert!(matches(u.check_cleartext("IX-IX".as_bytes())));
+        assert!(matches(u.check_cleartext("IX-\u{2168}".as_bytes())));
+        assert!(!matches(u.check_cleartext(b"IX-X")));
+        // md5 hashes the raw password (PostgreSQL does not normalize it).
+        assert_eq!(
+            u.md5.as_deref(),
+            Some(md5_stored_hash("u", "IX-\u{2168}").as_str())
+        );
+        // The SCRAM verifier is the one a normalizing client's proof matches.
+        let v = u.scram.clone().unwrap();
+        assert!(v.verify_password("IX-IX"));
+        // An md5-only user checks the raw bytes.
+        let hash = md5_stored_hash("u", "IX-\u{2168}");
+        let db = UserDb::build(&config_with_password(&hash)).unwrap();
+        let u = db.get("u").unwrap();
+        assert!(matches(u.check_cleartext("IX-\u{2168}".as_bytes())));
+        assert!(!matches(u.check_cleartext("IX-IX".as_bytes())));
+        // A password SASLprep maps to nothing is an empty one.
+        let e = UserDb::build(&config_with_password("\u{00AD}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SASLprep"), "{e}");
     }
 }

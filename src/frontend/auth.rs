@@ -134,8 +134,8 @@ pub async fn authenticate(
             write::auth_cleartext(&mut out);
             send(stream, &mut out).await?;
             let body = read_password_message(stream, buf).await?;
+            // Any bytes: as in PostgreSQL, a password that is not UTF-8 is used as it is.
             let pw = parse_password(&body)
-                .and_then(|p| std::str::from_utf8(p).ok())
                 .ok_or_else(|| AuthError::Protocol("malformed password message".into()))?;
             // As PostgreSQL: an empty password never matches, whatever is stored.
             let ok = !pw.is_empty()
@@ -143,7 +143,7 @@ pub async fn authenticate(
                     Some(CleartextCheck::Matches(ok)) => ok,
                     Some(CleartextCheck::Pbkdf2(v)) => {
                         // PBKDF2 is milliseconds of CPU: run it off the I/O threads.
-                        let pw = pw.to_owned();
+                        let pw = pw.to_vec();
                         tokio::task::spawn_blocking(move || v.verify_password(&pw))
                             .await
                             .unwrap_or(false)

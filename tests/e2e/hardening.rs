@@ -216,3 +216,43 @@ fn fake_verifiers_use_the_configured_iteration_count() {
         8192
     );
 }
+
+/// SASLprep as PostgreSQL applies it: a user configured with `IX-Ⅸ` (Roman numeral nine) logs
+/// in with the normalized `IX-IX` over SCRAM (what libpq and node-postgres send) and through a
+/// cleartext login over TLS; md5 hashes the raw password, as PostgreSQL does.
+#[tokio::test]
+async fn saslprep_passwords_log_in_normalized() {
+    const ROMAN: (&str, &str) = ("roman", "IX-\u{2168}");
+    let text = format!(
+        "{}\n[[users]]\nname = \"{}\"\npassword = \"{}\"\n",
+        fixtures::config_with_methods(&Opts::default()),
+        ROMAN.0,
+        ROMAN.1
+    );
+    let lp = Lakepool::start(&text, &[(OWNER_PW_ENV, APP_OWNER.1)]);
+    let port = lp.port();
+    // SCRAM, with the password as a normalizing client computes the proof.
+    let mut c = RawConn::connect(port);
+    c.send(&startup(PROTOCOL_3_0, &[("user", ROMAN.0), ("database", "app")]))
+        .unwrap();
+    assert_eq!(c.expect_msg("SASL offer").auth_code(), Some(AUTH_SASL));
+    c.scram_exchange("IX-IX");
+    c.skip_until(b'Z', "ready");
+    // Cleartext over TLS, with either form sent as it is.
+    for password in ["IX-IX", ROMAN.1] {
+        let out = tokio::task::spawn_blocking(move || {
+            crate::support::psql(port, ROMAN.0, password, CLEAR_DB, "require", "select 1")
+        })
+        .await
+        .unwrap();
+        assert_eq!(crate::support::ok_stdout(password, &out), "1");
+    }
+    // md5 is not normalized: only the configured form works.
+    let md5 = |password: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            crate::support::psql(port, ROMAN.0, password, MD5_DB, "disable", "select 1")
+        })
+    };
+    assert!(md5(ROMAN.1).await.unwrap().status.success());
+    assert!(!md5("IX-IX").await.unwrap().status.success());
+}
