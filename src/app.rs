@@ -371,7 +371,7 @@ async fn reloads(
 ) {
     while let Some(reply) = requests.recv().await {
         let result = match &path {
-            Some(p) => reload(&fe, p, &mut running, &shutdown),
+            Some(p) => reload(&fe, p, &mut running, &shutdown).await,
             None => Err("lakepool was started without a configuration file".to_owned()),
         };
         match &result {
@@ -387,15 +387,24 @@ async fn reloads(
 /// Re-reads the configuration file and swaps in users, databases, pool settings, limits, TLS
 /// certificates and secret files. Connected clients stay; pools whose upstream or settings
 /// changed drain as their clients move on. An invalid file changes nothing.
-fn reload(
+async fn reload(
     fe: &Frontend,
     path: &std::path::Path,
     running: &mut Refreshers,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
-    let config = crate::config::load_file(path).map_err(|e| e.to_string())?;
     let old = fe.live();
-    let (live, rotating) = build_live(&config, Some(&old)).map_err(|e| e.to_string())?;
+    // Reading the file, secret files, certificates and CA bundles, and deriving SCRAM
+    // verifiers (PBKDF2, milliseconds each), run on a blocking thread: the runtime threads
+    // keep serving clients meanwhile.
+    let (path_owned, previous) = (path.to_owned(), Arc::clone(&old));
+    let (config, live, rotating) = tokio::task::spawn_blocking(move || {
+        let config = crate::config::load_file(&path_owned).map_err(|e| e.to_string())?;
+        let (live, rotating) = build_live(&config, Some(&previous)).map_err(|e| e.to_string())?;
+        Ok::<_, String>((config, live, rotating))
+    })
+    .await
+    .map_err(|e| format!("the reload failed: {e}"))??;
     let s = &config.server;
     if s.listen != fe.server.listen
         || s.admin_listen != fe.server.admin_listen

@@ -13,8 +13,10 @@
 //! per-process random key, so they stay the same across reloads for known and unknown users
 //! alike.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::OnceLock;
+
+use parking_lot::Mutex;
 
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
@@ -38,7 +40,23 @@ pub struct UserEntry {
     /// SHA-256 of a configured plaintext password after SASLprep, for cleartext logins without
     /// PBKDF2.
     cleartext_digest: Option<[u8; 32]>,
+    /// For a user stored as a SCRAM verifier: the digest of the password (as above) once a
+    /// cleartext login has proved it, so later cleartext attempts, right or wrong, cost no
+    /// PBKDF2.
+    learned_digest: OnceLock<[u8; 32]>,
+    /// Digests of the latest wrong cleartext passwords checked with PBKDF2 (a client retrying
+    /// the same wrong password in a loop costs one run, not one per attempt).
+    failed_digests: Mutex<VecDeque<[u8; 32]>>,
 }
+
+/// Wrong cleartext passwords remembered per user.
+const FAILED_DIGESTS: usize = 16;
+
+/// Highest iteration count accepted in a configured SCRAM verifier. A verifier costs one PBKDF2
+/// run at load, and a cleartext login against it one more until a right password has been
+/// seen; at this cap that is about 11 ms of CPU (release build, one core of the benchmark
+/// machine). PostgreSQL's default is 4096.
+pub const MAX_VERIFIER_ITERATIONS: u32 = 100_000;
 
 impl std::fmt::Debug for UserEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,8 +70,23 @@ impl std::fmt::Debug for UserEntry {
 pub enum CleartextCheck {
     /// Cheap: compared on the spot.
     Matches(bool),
-    /// Needs PBKDF2 against this verifier: run it off the I/O threads.
-    Pbkdf2(ScramVerifier),
+    /// Needs PBKDF2: run [`Pbkdf2Check::run`] off the I/O threads, then report the result
+    /// with [`UserEntry::remember`].
+    Pbkdf2(Pbkdf2Check),
+}
+
+/// A cleartext password to check against a SCRAM verifier.
+pub struct Pbkdf2Check {
+    verifier: ScramVerifier,
+    /// SHA-256 of the SASLprep'd password, for [`UserEntry::remember`].
+    pub digest: [u8; 32],
+}
+
+impl Pbkdf2Check {
+    /// Runs PBKDF2 (milliseconds of CPU).
+    pub fn run(&self, password: &[u8]) -> bool {
+        self.verifier.verify_password(password)
+    }
 }
 
 impl UserEntry {
@@ -61,17 +94,38 @@ impl UserEntry {
     /// password against a SCRAM secret, both sides are SASLprep'd; against an md5 hash, the raw
     /// bytes count.
     pub fn check_cleartext(&self, password: &[u8]) -> CleartextCheck {
-        if let Some(digest) = &self.cleartext_digest {
-            let got: [u8; 32] = Sha256::digest(saslprep(password)).into();
-            return CleartextCheck::Matches(bool::from(got.ct_eq(digest)));
+        let digest: [u8; 32] = Sha256::digest(saslprep(password)).into();
+        if let Some(known) = self.cleartext_digest.as_ref().or(self.learned_digest.get()) {
+            return CleartextCheck::Matches(bool::from(digest.ct_eq(known)));
         }
         if let Some(stored) = &self.md5 {
             let got = md5_stored_hash(&self.name, password);
             return CleartextCheck::Matches(bool::from(got.as_bytes().ct_eq(stored.as_bytes())));
         }
+        if self.failed_digests.lock().contains(&digest) {
+            return CleartextCheck::Matches(false);
+        }
         match &self.scram {
-            Some(v) => CleartextCheck::Pbkdf2(v.clone()),
+            Some(v) => CleartextCheck::Pbkdf2(Pbkdf2Check {
+                verifier: v.clone(),
+                digest,
+            }),
             None => CleartextCheck::Matches(false),
+        }
+    }
+
+    /// Records the result of a [`Pbkdf2Check`], so the same password is not checked again.
+    pub fn remember(&self, digest: [u8; 32], matched: bool) {
+        if matched {
+            let _ = self.learned_digest.set(digest);
+            return;
+        }
+        let mut failed = self.failed_digests.lock();
+        if !failed.contains(&digest) {
+            if failed.len() >= FAILED_DIGESTS {
+                failed.pop_front();
+            }
+            failed.push_back(digest);
         }
     }
 }
@@ -196,6 +250,17 @@ fn entry(i: usize, u: &UserConfig) -> Result<UserEntry, ConfigError> {
             problem: format!("not a valid SCRAM-SHA-256 verifier: {e}"),
             line: None,
         })?;
+        if v.iterations() > MAX_VERIFIER_ITERATIONS {
+            return Err(ConfigError::Invalid {
+                key: format!("{key}.password"),
+                problem: format!(
+                    "the verifier's iteration count {} is above lakepool's limit of \
+                     {MAX_VERIFIER_ITERATIONS}",
+                    v.iterations()
+                ),
+                line: None,
+            });
+        }
         // One PBKDF2 run at load: an empty password is never accepted.
         if v.verify_password("") {
             return Err(empty_password(&key, "SCRAM verifier"));
@@ -233,6 +298,8 @@ fn entry(i: usize, u: &UserConfig) -> Result<UserEntry, ConfigError> {
         md5,
         admin: u.admin,
         cleartext_digest,
+        learned_digest: OnceLock::new(),
+        failed_digests: Mutex::new(VecDeque::new()),
     })
 }
 
@@ -385,5 +452,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("SASLprep"), "{e}");
+    }
+
+    #[test]
+    fn verifier_iteration_counts_are_capped() {
+        let at_cap = ScramVerifier::from_password_and_salt("pw", &[1; 16], MAX_VERIFIER_ITERATIONS);
+        assert!(UserDb::build(&config_with_password(&at_cap.to_string())).is_ok());
+        // Above the cap it is refused before any PBKDF2 runs on it.
+        let text = at_cap.to_string().replace("$100000:", "$4000000000:");
+        let e = UserDb::build(&config_with_password(&text))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("users[0].password") && e.contains("100000"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cleartext_against_a_verifier_runs_pbkdf2_once_per_password() {
+        let v = ScramVerifier::from_password("right", DEFAULT_ITERATIONS);
+        let db = UserDb::build(&config_with_password(&v.to_string())).unwrap();
+        let u = db.get("u").unwrap();
+        let run = |pw: &[u8]| match u.check_cleartext(pw) {
+            CleartextCheck::Pbkdf2(check) => {
+                let ok = check.run(pw);
+                u.remember(check.digest, ok);
+                Some(ok)
+            }
+            CleartextCheck::Matches(_) => None,
+        };
+        // A wrong password costs one PBKDF2, then none when it is tried again.
+        assert_eq!(run(b"wrong"), Some(false));
+        assert!(matches!(
+            u.check_cleartext(b"wrong"),
+            CleartextCheck::Matches(false)
+        ));
+        // The right one costs one; after it, every attempt is a digest comparison.
+        assert_eq!(run(b"right"), Some(true));
+        assert!(matches!(
+            u.check_cleartext(b"right"),
+            CleartextCheck::Matches(true)
+        ));
+        for pw in [&b"other"[..], b"wrong2", b"r1ght"] {
+            assert!(matches!(
+                u.check_cleartext(pw),
+                CleartextCheck::Matches(false)
+            ));
+        }
     }
 }

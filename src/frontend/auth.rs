@@ -6,7 +6,7 @@ use tokio::io::AsyncWriteExt;
 use super::Frontend;
 use crate::auth::md5::md5_verify;
 use crate::auth::scram::ScramServer;
-use crate::auth::users::CleartextCheck;
+use crate::auth::users::{CleartextCheck, UserEntry};
 use crate::config::AuthMethod;
 use crate::error::ClientFacing;
 use crate::net::Stream;
@@ -138,18 +138,10 @@ pub async fn authenticate(
             let pw = parse_password(&body)
                 .ok_or_else(|| AuthError::Protocol("malformed password message".into()))?;
             // As PostgreSQL: an empty password never matches, whatever is stored.
-            let ok = !pw.is_empty()
-                && match entry.map(|e| e.check_cleartext(pw)) {
-                    Some(CleartextCheck::Matches(ok)) => ok,
-                    Some(CleartextCheck::Pbkdf2(v)) => {
-                        // PBKDF2 is milliseconds of CPU: run it off the I/O threads.
-                        let pw = pw.to_vec();
-                        tokio::task::spawn_blocking(move || v.verify_password(&pw))
-                            .await
-                            .unwrap_or(false)
-                    }
-                    None => false,
-                };
+            let ok = match entry.filter(|_| !pw.is_empty()) {
+                Some(e) => check_cleartext(e, pw).await,
+                None => false,
+            };
             if !ok {
                 return Err(AuthError::Failed(user.to_owned()));
             }
@@ -159,6 +151,29 @@ pub async fn authenticate(
     write::auth_ok(&mut out);
     stream.write_all(&out).await.map_err(FrameError::Io)?;
     Ok(())
+}
+
+/// At most this many PBKDF2 runs for cleartext logins at once: failed attempts against
+/// verifier-stored users cannot take more of the machine than this.
+static PBKDF2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Checks a cleartext password for a known user; PBKDF2, when needed, runs on a blocking
+/// thread, one at a time, and its result is remembered.
+async fn check_cleartext(entry: &UserEntry, password: &[u8]) -> bool {
+    let check = match entry.check_cleartext(password) {
+        CleartextCheck::Matches(ok) => return ok,
+        CleartextCheck::Pbkdf2(check) => check,
+    };
+    let Ok(_slot) = PBKDF2_SLOTS.acquire().await else {
+        return false;
+    };
+    let digest = check.digest;
+    let password = password.to_vec();
+    let ok = tokio::task::spawn_blocking(move || check.run(&password))
+        .await
+        .unwrap_or(false);
+    entry.remember(digest, ok);
+    ok
 }
 
 async fn scram(

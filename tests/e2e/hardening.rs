@@ -233,8 +233,11 @@ async fn saslprep_passwords_log_in_normalized() {
     let port = lp.port();
     // SCRAM, with the password as a normalizing client computes the proof.
     let mut c = RawConn::connect(port);
-    c.send(&startup(PROTOCOL_3_0, &[("user", ROMAN.0), ("database", "app")]))
-        .unwrap();
+    c.send(&startup(
+        PROTOCOL_3_0,
+        &[("user", ROMAN.0), ("database", "app")],
+    ))
+    .unwrap();
     assert_eq!(c.expect_msg("SASL offer").auth_code(), Some(AUTH_SASL));
     c.scram_exchange("IX-IX");
     c.skip_until(b'Z', "ready");
@@ -255,4 +258,37 @@ async fn saslprep_passwords_log_in_normalized() {
     };
     assert!(md5(ROMAN.1).await.unwrap().status.success());
     assert!(!md5("IX-IX").await.unwrap().status.success());
+}
+
+/// A reload reads files and runs PBKDF2 off the runtime: on a one-thread runtime, a client's
+/// query is answered while a reload deriving expensive verifiers is still under way.
+#[tokio::test]
+async fn reload_runs_pbkdf2_off_the_runtime() {
+    // At the iteration cap: each verifier costs one PBKDF2 run at load (the empty-password
+    // check), about a second apiece in a debug build.
+    let heavy = lakepool::auth::scram::ScramVerifier::from_password("heavy_pw", 100_000);
+    let mut text = fixtures::config(&Opts {
+        server_extra: "workers = 1",
+        ..Opts::default()
+    });
+    for i in 0..3 {
+        text.push_str(&format!(
+            "\n[[users]]\nname = \"heavy{i}\"\npassword = \"{heavy}\"\n"
+        ));
+    }
+    let lp = Lakepool::start(&text, &[(OWNER_PW_ENV, APP_OWNER.1)]);
+    let client = connect(lp.port(), APP.0, APP.1, "app", false)
+        .await
+        .unwrap();
+    client.simple_query("select 1").await.unwrap();
+    lp.signal("HUP");
+    assert!(lp.wait_for_log("SIGHUP: reloading", Duration::from_secs(10)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.simple_query("select 2").await.unwrap();
+    assert!(
+        !lp.logs().contains("configuration reloaded"),
+        "the query waited for the reload:\n{}",
+        lp.logs()
+    );
+    assert!(lp.wait_for_log("configuration reloaded", Duration::from_secs(60)));
 }
