@@ -18,6 +18,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod frontend;
+pub mod logsafe;
 pub mod net;
 pub mod pool;
 pub mod proto;

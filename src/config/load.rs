@@ -463,6 +463,14 @@ pub(super) fn pool_settings(
     })
 }
 
+/// What user and database names may hold: no control characters, so a configured name is
+/// always safe to put in a log line.
+const NAME_RULE: &str = "must be a non-empty name without control characters";
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains(char::is_control)
+}
+
 /// Splits a `[[databases]]` or `[[users]]` table into its own keys (`own`) and pool keys.
 fn split_pool_keys<'i>(table: DeTable<'i>, own: &[&str]) -> (DeTable<'i>, DeTable<'i>) {
     let mut mine = DeTable::new();
@@ -492,8 +500,8 @@ fn users(
         let raw_pool: RawPool = from_table(pool_table, span, lines, &key)?;
         // Validated here so errors name the user's key; applied per database later.
         pool_settings(&raw_pool, defaults, &key)?;
-        if u.name.is_empty() || u.name.contains('\0') {
-            return Err(invalid(format!("{key}.name"), "must be a non-empty name"));
+        if !is_name(&u.name) {
+            return Err(invalid(format!("{key}.name"), NAME_RULE));
         }
         if !seen.insert(u.name.clone()) {
             return Err(invalid(
@@ -540,8 +548,8 @@ fn database(
     let (own, pool_table) = split_pool_keys(table, DATABASE_KEYS);
     let raw: RawDatabase = from_table(own, span.clone(), lines, &key)?;
     let raw_pool: RawPool = from_table(pool_table, span, lines, &key)?;
-    if raw.name.is_empty() || raw.name.contains('\0') {
-        return Err(invalid(format!("{key}.name"), "must be a non-empty name"));
+    if !is_name(&raw.name) {
+        return Err(invalid(format!("{key}.name"), NAME_RULE));
     }
     let password = secret(
         &format!("{key}.password"),

@@ -354,3 +354,14 @@ fn auth_is_a_database_property_never_a_user_one() {
         "{e}"
     );
 }
+
+#[test]
+fn names_with_control_characters_are_refused() {
+    let e = error_of(&BASE.replace("name = \"app\"\npassword", "name = \"a\\nb\"\npassword"));
+    assert!(e.contains("users[0].name") && e.contains("control"), "{e}");
+    let e = error_of(&BASE.replace("name = \"app\"\nhost", "name = \"a\\tb\"\nhost"));
+    assert!(
+        e.contains("databases[0].name") && e.contains("control"),
+        "{e}"
+    );
+}

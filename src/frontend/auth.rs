@@ -9,6 +9,7 @@ use crate::auth::scram::ScramServer;
 use crate::auth::users::{CleartextCheck, UserEntry};
 use crate::config::AuthMethod;
 use crate::error::ClientFacing;
+use crate::logsafe::LogSafe;
 use crate::net::Stream;
 use crate::net::framed::{FrameError, read_message};
 use crate::proto::frontend::{parse_password, parse_sasl_initial};
@@ -21,11 +22,12 @@ const MAX_AUTH_MESSAGE: usize = 8 * 1024;
 /// Client authentication failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// Wrong password or unknown user (indistinguishable on purpose).
-    #[error("password authentication failed for user \"{0}\"")]
+    /// Wrong password or unknown user (indistinguishable on purpose). The name is the
+    /// client's: escaped, since the message is also logged.
+    #[error("password authentication failed for user \"{}\"", LogSafe(.0))]
     Failed(String),
     /// Cleartext login attempted without TLS.
-    #[error("cleartext password authentication for user \"{0}\" requires TLS")]
+    #[error("cleartext password authentication for user \"{}\" requires TLS", LogSafe(.0))]
     NeedsTls(String),
     /// The client broke the authentication protocol.
     #[error("invalid authentication message: {0}")]
@@ -90,7 +92,7 @@ pub async fn authenticate(
     let unusable = |what: &str| {
         // Only the operator sees this: a known user whose stored password cannot serve the
         // database's method fails exactly as a wrong password does.
-        tracing::info!(user, database = ?database, method = ?method,
+        tracing::info!(user, database = %LogSafe(database), method = ?method,
             "user's password is stored as {what}, which cannot serve this database's method");
     };
     match method {

@@ -13,6 +13,7 @@ use super::handshake::{Startup, startup, tls_required};
 use super::{Frontend, send_error_and_close};
 use crate::config::ClientTls;
 use crate::error::{ClientError, ClientFacing};
+use crate::logsafe::LogSafe;
 use crate::net::Stream;
 use crate::pool::limits::ClientAdmission;
 use crate::pool::registry::Database;
@@ -211,7 +212,7 @@ async fn authenticate_login(
         .ok_or_else(|| {
             ClientError::fatal(
                 SqlState::INVALID_CATALOG_NAME,
-                format!("database \"{database}\" does not exist"),
+                format!("database \"{}\" does not exist", LogSafe(&database)),
             )
         })?;
     let settings = client_settings(&params).map_err(|e| {

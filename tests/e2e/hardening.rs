@@ -292,3 +292,33 @@ async fn reload_runs_pbkdf2_off_the_runtime() {
     );
     assert!(lp.wait_for_log("configuration reloaded", Duration::from_secs(60)));
 }
+
+/// A user name (or database name) with a newline cannot forge a log line in text format: the
+/// name comes out escaped.
+#[tokio::test]
+async fn a_newline_in_a_client_name_cannot_forge_a_log_line() {
+    let lp = fixtures::start(&Opts::default());
+    let forged =
+        "2026-01-01T00:00:00Z  INFO lakepool::frontend::session: client logged in user=admin";
+    let user = format!("x\n{forged}");
+    let err = connect(lp.port(), &user, "wrong", "app", false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().map(|e| e.code().code()), Some("28P01"));
+    // An authenticated user asking for a database name with a newline.
+    let err = connect(lp.port(), APP.0, APP.1, &format!("nodb\n{forged}"), false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().map(|e| e.code().code()), Some("3D000"));
+    assert!(
+        lp.wait_for_log("nodb\\n", Duration::from_secs(10)),
+        "{}",
+        lp.logs()
+    );
+    let logs = lp.logs();
+    assert!(logs.contains("x\\n2026-01-01"), "{logs}");
+    assert!(
+        !logs.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")),
+        "a forged line:\n{logs}"
+    );
+}
