@@ -167,6 +167,7 @@ fn build_live(
             credential,
             connect_timeout: db.pool.server_connect_timeout,
             salted_cache: Arc::new(SaltedPasswordCache::new()),
+            cleartext_without_tls: db.send_cleartext_password_without_tls,
         };
         databases.push(Database {
             name: db.name.clone(),
@@ -215,6 +216,10 @@ fn fingerprint(db: &DatabaseConfig, ws: &WorkspaceConfig) -> [u8; 32] {
         put("ca_contents", &std::fs::read(ca).unwrap_or_default());
     }
     put("margin", format!("{:?}", db.refresh_margin).as_bytes());
+    put(
+        "cleartext_without_tls",
+        &[u8::from(db.send_cleartext_password_without_tls)],
+    );
     put(
         "connect_timeout",
         format!("{:?}", db.pool.server_connect_timeout).as_bytes(),

@@ -649,6 +649,9 @@ fn database(
         .transpose()?;
     Ok(DatabaseConfig {
         auth: raw.auth.unwrap_or(default_auth),
+        send_cleartext_password_without_tls: raw
+            .send_cleartext_password_without_tls
+            .unwrap_or(false),
         dbname: raw.dbname.unwrap_or_else(|| raw.name.clone()),
         name: raw.name,
         host,

@@ -173,6 +173,9 @@ pub struct DatabaseConfig {
     /// Authentication method every client of this database must use (whatever its user
     /// name, so that a probe cannot tell which users exist).
     pub auth: AuthMethod,
+    /// Send the upstream password (or token) in cleartext when the server asks for it over a
+    /// connection without TLS; refused by default.
+    pub send_cleartext_password_without_tls: bool,
 }
 
 /// Pool behaviour, set in `[pool]` and overridable per database and per user.

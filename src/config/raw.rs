@@ -133,6 +133,7 @@ pub struct RawDatabase {
     pub ttl: Option<f64>,
     pub credential_refresh_margin: Option<f64>,
     pub auth: Option<AuthMethod>,
+    pub send_cleartext_password_without_tls: Option<bool>,
 }
 
 /// Names of `RawDatabase` fields, to split a database table into its own and pool keys.
@@ -152,6 +153,7 @@ pub const DATABASE_KEYS: &[&str] = &[
     "ttl",
     "credential_refresh_margin",
     "auth",
+    "send_cleartext_password_without_tls",
 ];
 
 /// Names of `RawUser` fields, to split a user table into its own and pool keys.

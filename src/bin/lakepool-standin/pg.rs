@@ -94,6 +94,7 @@ impl Minter {
             credential: Arc::new(StaticCredential::new(t.password.map(SecretString::from))),
             connect_timeout: t.connect_timeout,
             salted_cache: Arc::new(SaltedPasswordCache::new()),
+            cleartext_without_tls: false,
         };
         Ok(Self {
             up,
