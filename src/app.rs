@@ -310,6 +310,10 @@ pub async fn run(
     }
     if let Some(addr) = config.server.admin_listen {
         let (listener, local) = bind(addr).await?;
+        if let Some(w) = crate::admin::exposure_warning(local, config.server.admin_token.is_some())
+        {
+            tracing::warn!("{w}");
+        }
         tracing::info!(admin_addr = %local, "health endpoints: /healthz, /readyz");
         tokio::spawn(crate::admin::serve(listener, Arc::clone(&fe)));
     }

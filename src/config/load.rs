@@ -263,6 +263,13 @@ fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
         .admin_listen
         .map(|s| addr("server.admin_listen", &s))
         .transpose()?;
+    let admin_token = secret(
+        "server.admin_token",
+        raw.admin_token,
+        raw.admin_token_file,
+        raw.admin_token_env,
+        base,
+    )?;
     let workers = match raw.workers {
         // One thread per four cores: PostgreSQL and the clients need the rest, and a single
         // current-thread runtime is the cheapest per transaction (see benches/README.md).
@@ -286,6 +293,7 @@ fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
         tls,
         client_tls,
         admin_listen,
+        admin_token,
         workers,
         max_client_conn,
         handshake_timeout: positive_seconds(

@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub client_tls: ClientTls,
     /// HTTP endpoints address (metrics, health).
     pub admin_listen: Option<SocketAddr>,
+    /// Bearer token `/metrics` requires (and that shows `/readyz`'s details), when set.
+    pub admin_token: Option<SecretString>,
     /// Tokio worker threads (1 = a current-thread runtime).
     pub workers: usize,
     /// Most client connections at once, over all pools.

@@ -322,3 +322,49 @@ async fn a_newline_in_a_client_name_cannot_forge_a_log_line() {
         "a forged line:\n{logs}"
     );
 }
+
+/// `/metrics` needs the admin token when one is set; `/healthz` and `/readyz` need none and
+/// name no user or database (the token shows `/readyz`'s details).
+#[test]
+fn admin_token_guards_metrics_and_probes_reveal_no_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, "tok_3xample_admin\n").unwrap();
+    // A Lakebase database whose workspace cannot be reached: never ready.
+    let closed = crate::support::free_port();
+    let text = format!(
+        "{}\n[[databases]]\nname = \"secretive_db\"\ninstance = \"inst\"\n\
+         [workspace]\nhost = \"http://127.0.0.1:{closed}\"\ntoken = \"pat_placeholder\"\n\
+         retry_timeout = 1\n",
+        fixtures::config(&Opts {
+            server_extra: &format!(
+                "admin_listen = \"127.0.0.1:0\"\nadmin_token_file = \"{}\"",
+                token_file.display()
+            ),
+            ..Opts::default()
+        })
+    );
+    let lp = Lakepool::start(&text, &[(OWNER_PW_ENV, APP_OWNER.1)]);
+    let bearer = [("Authorization", "Bearer tok_3xample_admin")];
+    let (status, _, body) = lp.admin_get("/metrics");
+    assert_eq!(status, 401, "{body}");
+    let wrong = [("Authorization", "Bearer tok_3xample_admiN")];
+    assert_eq!(lp.admin_get_with("/metrics", &wrong).0, 401);
+    let (status, _, body) = lp.admin_get_with("/metrics", &bearer);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("lakepool_info"), "{body}");
+
+    assert_eq!(
+        lp.admin_get("/healthz"),
+        (200, lp.admin_get("/healthz").1, "ok\n".to_owned())
+    );
+    let (status, _, body) = lp.admin_get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("1 of 2 databases"), "{body}");
+    for name in ["secretive_db", "app", APP.0] {
+        assert!(!body.contains(name), "/readyz names {name}: {body}");
+    }
+    let (_, _, detailed) = lp.admin_get_with("/readyz", &bearer);
+    assert!(detailed.contains("database secretive_db"), "{detailed}");
+    assert!(!lp.logs().contains("tok_3xample_admin"));
+}

@@ -193,6 +193,11 @@ impl Lakepool {
     /// GET on the admin listener (`admin_listen`, found in the log): (status, content type,
     /// body).
     pub fn admin_get(&self, path: &str) -> (u16, String, String) {
+        self.admin_get_with(path, &[])
+    }
+
+    /// [`Self::admin_get`] with extra request headers (e.g. `Authorization`).
+    pub fn admin_get_with(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
         use std::io::{Read, Write};
         assert!(self.wait_for_log("admin_addr=", Duration::from_secs(10)));
         let logs = self.logs();
@@ -204,9 +209,13 @@ impl Lakepool {
             .parse()
             .unwrap();
         let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"
         )
         .unwrap();
         let mut resp = String::new();
