@@ -31,14 +31,21 @@ use crate::frontend::Frontend;
 
 /// Serves the endpoints until shutdown.
 pub async fn serve(listener: TcpListener, fe: Arc<Frontend>) {
+    let mut backoff = crate::frontend::listener::AcceptBackoff::new("admin listener");
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
             () = fe.shutdown.cancelled() => return,
         };
-        let Ok((tcp, _)) = accepted else {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            continue;
+        let tcp = match accepted {
+            Ok((tcp, _)) => {
+                backoff.succeeded();
+                tcp
+            }
+            Err(e) => {
+                backoff.failed(&e).await;
+                continue;
+            }
         };
         let fe = Arc::clone(&fe);
         tokio::spawn(async move {

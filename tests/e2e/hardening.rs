@@ -368,3 +368,70 @@ fn admin_token_guards_metrics_and_probes_reveal_no_names() {
     assert!(detailed.contains("database secretive_db"), "{detailed}");
     assert!(!lp.logs().contains("tok_3xample_admin"));
 }
+
+/// The "Max open files" soft and hard limits of a running process.
+fn open_files_limits(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (nums[0], nums[1])
+}
+
+/// At startup the open-files soft limit is raised to the hard one.
+#[test]
+fn open_files_soft_limit_is_raised() {
+    let lp = Lakepool::start_after_shell(
+        &fixtures::config(&Opts::default()),
+        &[(OWNER_PW_ENV, APP_OWNER.1)],
+        "ulimit -S -n 256",
+    );
+    let (soft, hard) = open_files_limits(lp.pid());
+    assert!(
+        hard > 256,
+        "the test needs a hard limit above 256 (it is {hard})"
+    );
+    assert_eq!(soft, hard.min(1 << 20));
+}
+
+/// With few file descriptors, lakepool says so at startup; when they run out, accept errors
+/// are logged once per episode (not every few milliseconds) and it recovers by itself.
+#[test]
+fn out_of_file_descriptors_warns_once_and_recovers() {
+    let lp = Lakepool::start_after_shell(
+        &fixtures::config(&Opts::default()),
+        &[(OWNER_PW_ENV, APP_OWNER.1)],
+        "ulimit -n 48",
+    );
+    assert!(
+        lp.logs().contains("the open files limit is below"),
+        "{}",
+        lp.logs()
+    );
+    // Connections that never send a startup packet hold a descriptor each until
+    // handshake_timeout (5 s); past the limit the kernel queues them and accept fails.
+    let held: Vec<_> = (0..80)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", lp.port())).ok())
+        .collect();
+    assert!(
+        lp.wait_for_log("accept failed", Duration::from_secs(5)),
+        "{}",
+        lp.logs()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let failures = lp.logs().matches("accept failed").count();
+    assert_eq!(failures, 1, "accept errors flood the log:\n{}", lp.logs());
+    drop(held);
+    assert!(
+        lp.wait_for_log("accepting connections again", Duration::from_secs(15)),
+        "{}",
+        lp.logs()
+    );
+    let out = crate::support::psql(lp.port(), APP.0, APP.1, "app", "disable", "select 1");
+    assert_eq!(crate::support::ok_stdout("after recovery", &out), "1");
+}
