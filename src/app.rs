@@ -356,6 +356,9 @@ pub async fn run(
     path: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     raise_open_files_limit(&config);
     let built = build(&config, shutdown.clone())?;
     let fe = Arc::new(built.frontend);
@@ -481,6 +484,9 @@ async fn reload(
     })
     .await
     .map_err(|e| format!("the reload failed: {e}"))??;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     let s = &config.server;
     if s.listen != fe.server.listen
         || s.admin_listen != fe.server.admin_listen

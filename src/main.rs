@@ -51,6 +51,9 @@ fn load(path: Option<PathBuf>) -> Result<config::Config, String> {
 
 fn check(path: Option<PathBuf>) -> ExitCode {
     let result = load(path).and_then(|c| {
+        for w in &c.warnings {
+            eprintln!("lakepool: warning: {w}");
+        }
         lakepool::app::build(&c, CancellationToken::new())
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -75,7 +78,7 @@ fn hash_password(iterations: u32) -> ExitCode {
         let _ = std::io::stderr().flush();
         set_echo(false);
     }
-    let mut line = String::new();
+    let mut line = zeroize::Zeroizing::new(String::new());
     let read = stdin.lock().read_line(&mut line);
     if tty {
         set_echo(true);

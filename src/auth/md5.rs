@@ -43,7 +43,9 @@ pub fn is_md5_hash(s: &str) -> bool {
 
 /// Response to AuthenticationMD5Password: `"md5" + hex(md5(hex(md5(password + user)) + salt))`.
 pub fn md5_response(user: &str, password: &str, salt: [u8; 4]) -> String {
-    response_from_stored(&md5_stored_hash(user, password), salt)
+    // The stored form is a password equivalent for md5 logins: wiped after use.
+    let stored = zeroize::Zeroizing::new(md5_stored_hash(user, password));
+    response_from_stored(&stored, salt)
 }
 
 /// The expected response given a stored hash (which must be valid).

@@ -16,6 +16,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::saslprep::saslprep;
 
@@ -123,16 +124,21 @@ fn random_nonce() -> String {
     B64.encode(raw)
 }
 
-/// Hi(SASLprep(password), salt, i) with i = 0 treated as 1 (PBKDF2 needs a round).
-fn hi(password: impl AsRef<[u8]>, salt: &[u8], iterations: u32) -> Key {
-    let prepared = saslprep(password.as_ref());
-    pbkdf2::pbkdf2_hmac_array::<Sha256, KEY_LEN>(&prepared, salt, iterations.max(1))
+/// Hi(SASLprep(password), salt, i) with i = 0 treated as 1 (PBKDF2 needs a round). The
+/// result is a password equivalent: wiped when dropped, as is the prepared copy.
+fn hi(password: impl AsRef<[u8]>, salt: &[u8], iterations: u32) -> Zeroizing<Key> {
+    let prepared = Zeroizing::new(saslprep(password.as_ref()).into_owned());
+    Zeroizing::new(pbkdf2::pbkdf2_hmac_array::<Sha256, KEY_LEN>(
+        &prepared,
+        salt,
+        iterations.max(1),
+    ))
 }
 
 /// (StoredKey, ServerKey) from a salted password.
 fn derive_keys(salted: &Key) -> (Key, Key) {
-    let client_key = hmac_sha256(salted, &[b"Client Key"]);
-    (sha256(&client_key), hmac_sha256(salted, &[b"Server Key"]))
+    let client_key = Zeroizing::new(hmac_sha256(salted, &[b"Client Key"]));
+    (sha256(&*client_key), hmac_sha256(salted, &[b"Server Key"]))
 }
 
 /// Digits only (no sign or spaces), fits in u32, at least 1.
@@ -316,6 +322,15 @@ impl ScramVerifier {
     /// Length of the salt in bytes.
     pub fn salt_len(&self) -> usize {
         self.salt.len()
+    }
+}
+
+impl Drop for ScramVerifier {
+    fn drop(&mut self) {
+        // ServerKey lets its holder pose as the server; StoredKey with a sniffed exchange
+        // lets it log in.
+        self.stored_key.zeroize();
+        self.server_key.zeroize();
     }
 }
 
@@ -538,7 +553,7 @@ pub struct SaltParams {
 }
 
 /// Hi() = PBKDF2-HMAC-SHA256 of the raw password bytes; expensive.
-pub fn salted_password(password: &str, params: &SaltParams) -> [u8; 32] {
+pub fn salted_password(password: &str, params: &SaltParams) -> Zeroizing<[u8; 32]> {
     hi(password, &params.salt, params.iterations)
 }
 
@@ -551,7 +566,7 @@ enum ClientState {
 
 /// Client side of a SCRAM exchange (lakepool logging in upstream).
 pub struct ScramClient {
-    password: String,
+    password: Zeroizing<String>,
     /// Server certificate hash when binding (SCRAM-SHA-256-PLUS).
     tls_end_point: Option<Vec<u8>>,
     gs2_header: &'static [u8],
@@ -592,7 +607,7 @@ impl ScramClient {
         // libpq sends an empty user name: the server uses the startup user.
         let client_first_bare = format!("n={user},r={client_nonce}");
         ScramClient {
-            password: password.to_owned(),
+            password: Zeroizing::new(password.to_owned()),
             tls_end_point,
             gs2_header,
             client_nonce,
@@ -670,9 +685,9 @@ impl ScramClient {
         let without_proof = format!("c={},r={nonce}", B64.encode(cbind_input));
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
         let auth_message = [auth_message.as_bytes()];
-        let client_key = hmac_sha256(salted_password, &[b"Client Key"]);
-        let client_signature = hmac_sha256(&sha256(&client_key), &auth_message);
-        let proof = xor(client_key, client_signature);
+        let client_key = Zeroizing::new(hmac_sha256(salted_password, &[b"Client Key"]));
+        let client_signature = hmac_sha256(&sha256(&*client_key), &auth_message);
+        let proof = xor(*client_key, client_signature);
         let server_key = hmac_sha256(salted_password, &[b"Server Key"]);
         self.state = ClientState::SentFinal {
             server_signature: hmac_sha256(&server_key, &auth_message),
@@ -729,8 +744,9 @@ struct CacheKey {
 /// Bounded thread-safe cache of Hi() results keyed by (sha256(password), salt, iterations).
 #[derive(Default)]
 pub struct SaltedPasswordCache {
-    /// Oldest first; a linear scan of 64 entries is cheaper than hashing.
-    entries: Mutex<VecDeque<(CacheKey, Key)>>,
+    /// Oldest first; a linear scan of 64 entries is cheaper than hashing. Salted passwords
+    /// are wiped when evicted or dropped.
+    entries: Mutex<VecDeque<(CacheKey, Zeroizing<Key>)>>,
 }
 
 impl fmt::Debug for SaltedPasswordCache {
@@ -753,20 +769,24 @@ impl SaltedPasswordCache {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, VecDeque<(CacheKey, Key)>> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<(CacheKey, Zeroizing<Key>)>> {
         // Entries stay consistent even if a holder panicked: ignore poisoning.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The cached salted password for this password and salt, if any.
-    pub fn get(&self, password: &str, params: &SaltParams) -> Option<[u8; 32]> {
+    pub fn get(&self, password: &str, params: &SaltParams) -> Option<Zeroizing<[u8; 32]>> {
         let key = Self::key(password, params);
-        self.lock().iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        self.lock()
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
     }
 
     /// Stores a salted password, evicting the oldest entry when full.
-    pub fn insert(&self, password: &str, params: &SaltParams, salted: [u8; 32]) {
+    pub fn insert(&self, password: &str, params: &SaltParams, salted: &[u8; 32]) {
         let key = Self::key(password, params);
+        let salted = Zeroizing::new(*salted);
         let mut entries = self.lock();
         if let Some(entry) = entries.iter_mut().find(|(k, _)| *k == key) {
             entry.1 = salted;

@@ -572,34 +572,32 @@ fn salted_password_cache() {
         salt: b64(RFC_SALT_B64),
         iterations: 4096,
     };
-    assert_eq!(cache.get("pencil", &params), None);
+    let get = |pw: &str, p: &SaltParams| cache.get(pw, p).map(|s| *s);
+    assert_eq!(get("pencil", &params), None);
     let salted = salted_password("pencil", &params);
-    cache.insert("pencil", &params, salted);
-    assert_eq!(cache.get("pencil", &params), Some(salted));
-    assert_eq!(cache.get("pencil2", &params), None);
+    cache.insert("pencil", &params, &salted);
+    assert_eq!(get("pencil", &params), Some(*salted));
+    assert_eq!(get("pencil2", &params), None);
     let other = SaltParams {
         iterations: 4097,
         ..params.clone()
     };
-    assert_eq!(cache.get("pencil", &other), None);
-    cache.insert("pencil", &params, [1; 32]);
-    assert_eq!(cache.get("pencil", &params), Some([1; 32]));
+    assert_eq!(get("pencil", &other), None);
+    cache.insert("pencil", &params, &[1; 32]);
+    assert_eq!(get("pencil", &params), Some([1; 32]));
 
     for i in 0..CACHE_CAPACITY {
         let p = SaltParams {
             salt: vec![i as u8],
             iterations: 1,
         };
-        cache.insert("pw", &p, [i as u8; 32]);
+        cache.insert("pw", &p, &[i as u8; 32]);
     }
-    assert_eq!(cache.get("pencil", &params), None, "oldest entry evicted");
+    assert_eq!(get("pencil", &params), None, "oldest entry evicted");
     assert_eq!(cache.lock().len(), CACHE_CAPACITY);
     let last = SaltParams {
         salt: vec![(CACHE_CAPACITY - 1) as u8],
         iterations: 1,
     };
-    assert_eq!(
-        cache.get("pw", &last),
-        Some([(CACHE_CAPACITY - 1) as u8; 32])
-    );
+    assert_eq!(get("pw", &last), Some([(CACHE_CAPACITY - 1) as u8; 32]));
 }

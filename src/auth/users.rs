@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 use super::md5::{is_md5_hash, md5_stored_hash};
 use super::saslprep::saslprep;
@@ -57,6 +58,23 @@ const FAILED_DIGESTS: usize = 16;
 /// seen; at this cap that is about 11 ms of CPU (release build, one core of the benchmark
 /// machine). PostgreSQL's default is 4096.
 pub const MAX_VERIFIER_ITERATIONS: u32 = 100_000;
+
+impl Drop for UserEntry {
+    fn drop(&mut self) {
+        // An md5 hash logs in by itself; the digests allow offline guessing.
+        if let Some(md5) = self.md5.as_mut() {
+            md5.zeroize();
+        }
+        self.cleartext_digest.zeroize();
+        if let Some(mut d) = self.learned_digest.take() {
+            d.zeroize();
+        }
+        self.failed_digests
+            .get_mut()
+            .iter_mut()
+            .for_each(Zeroize::zeroize);
+    }
+}
 
 impl std::fmt::Debug for UserEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

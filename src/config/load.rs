@@ -18,7 +18,7 @@ use super::raw::{
     DATABASE_KEYS, Listen, RawConfig, RawDatabase, RawPool, RawServer, RawUser, RawWorkspace,
     USER_KEYS,
 };
-use super::secret::secret;
+use super::secret::{permission_warnings, secret};
 use super::{
     AuthMethod, ClientTls, Config, CredentialConfig, DatabaseConfig, PoolOverrides, PoolSettings,
     ServerConfig, TlsFiles, UpstreamTls, UserConfig, WorkspaceConfig,
@@ -70,10 +70,13 @@ pub(super) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Con
 
 /// Loads and validates a config file. Relative paths inside it are taken relative to its directory.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    // Inline secrets are in the text: wiped once loaded.
+    let text = std::fs::read_to_string(path)
+        .map(zeroize::Zeroizing::new)
+        .map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
     let base = path.parent().unwrap_or(Path::new("."));
     load_str(&text, base)
 }
@@ -86,8 +89,10 @@ pub const ADMIN_DATABASE: &str = "lakepool";
 pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
     let doc = DeTable::parse(text).map_err(|e| locate::syntax_error(text, &e))?;
     let lines = KeyLines::new(text, doc.get_ref());
+    let warnings = permission_warnings(doc.get_ref(), base, &lines);
     let mut config = load_document(doc, base, &lines).map_err(|e| lines.locate(e))?;
     config.lines = Arc::new(lines);
+    config.warnings = warnings;
     Ok(config)
 }
 
@@ -177,6 +182,7 @@ fn load_document(
         users,
         databases,
         lines: Arc::default(),
+        warnings: Vec::new(),
     })
 }
 

@@ -365,3 +365,53 @@ fn names_with_control_characters_are_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn secret_files_others_can_read_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw.txt");
+    std::fs::write(&file, "s3cret\n").unwrap();
+    let text = BASE.replace("password = \"pw\"", "password_file = \"pw.txt\"");
+    let mode = |m: u32| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m));
+    mode(0o600).unwrap();
+    assert!(load_str(&text, dir.path()).unwrap().warnings.is_empty());
+    // 0640 is fine for a root-owned file only (as PostgreSQL allows for its key).
+    mode(0o640).unwrap();
+    let root_owned = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&file).unwrap()) == 0;
+    let warned = !load_str(&text, dir.path()).unwrap().warnings.is_empty();
+    assert_eq!(warned, !root_owned);
+    for m in [0o604, 0o644, 0o660] {
+        mode(m).unwrap();
+        let c = load_str(&text, dir.path()).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{m:o}: {:?}", c.warnings);
+        let w = &c.warnings[0];
+        assert!(
+            w.starts_with("line 7: users[0].password_file:") && w.contains(&format!("{m:03o}")),
+            "{w}"
+        );
+        assert!(!w.contains("s3cret"), "{w}");
+    }
+    // A private key too; the certificate may be public.
+    std::fs::write(dir.path().join("k.pem"), "key").unwrap();
+    std::fs::write(dir.path().join("c.pem"), "cert").unwrap();
+    let tls = text.replace(
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"127.0.0.1:0\"\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"",
+    );
+    mode(0o600).unwrap();
+    let key = dir.path().join("k.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("c.pem"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let c = load_str(&tls, dir.path()).unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("server.tls_key_file"),
+        "{:?}",
+        c.warnings
+    );
+}

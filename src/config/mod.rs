@@ -33,6 +33,9 @@ pub struct Config {
     /// Where each key is in the file, to give the line of errors found later (e.g. a
     /// password that is not a valid verifier).
     pub lines: Arc<KeyLines>,
+    /// Problems that do not stop lakepool (secret files others can read), for the caller to
+    /// log or print.
+    pub warnings: Vec<String>,
 }
 
 impl Config {

@@ -7,10 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
+use toml::de::{DeTable, DeValue};
 use zeroize::Zeroizing;
 
-use super::ConfigError;
 use super::load::{invalid, resolve_path};
+use super::{ConfigError, KeyLines};
 
 /// Resolves a secret given inline, as `<key>_file` or as `<key>_env`: at most one of them.
 /// Errors name the form used and never the value.
@@ -66,4 +67,75 @@ pub(crate) fn secret(
         ));
     }
     Ok(Some(SecretString::from(value.as_str())))
+}
+
+/// Keys naming a file that holds a secret or a private key.
+const SECRET_FILE_KEYS: &[&str] = &[
+    "password_file",
+    "token_file",
+    "client_secret_file",
+    "admin_token_file",
+    "tls_key_file",
+];
+
+/// Warnings for secret and key files others may read, following PostgreSQL's rule for its
+/// server key: a file owned by lakepool's user must give no access to group or others (0600);
+/// a root-owned file may also be readable by its group (0640), as Kubernetes Secret volumes
+/// with an `fsGroup` are.
+pub(super) fn permission_warnings(doc: &DeTable<'_>, base: &Path, lines: &KeyLines) -> Vec<String> {
+    let mut out = Vec::new();
+    walk(doc, "", &mut |key, leaf, file| {
+        if !SECRET_FILE_KEYS.contains(&leaf) {
+            return;
+        }
+        let path = resolve_path(base, PathBuf::from(file));
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return; // Reported by the load itself.
+        };
+        if let Some(mode) = too_open(&meta) {
+            let line = lines
+                .line_of(key)
+                .map(|l| format!("line {l}: "))
+                .unwrap_or_default();
+            out.push(format!(
+                "{line}{key}: {} is readable by group or others (mode {mode:03o}); make it \
+                 readable by lakepool's user only (chmod 600), or root-owned and at most \
+                 group-readable (0640)",
+                path.display()
+            ));
+        }
+    });
+    out
+}
+
+/// The permission bits when they are too open for a secret.
+fn too_open(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode() & 0o777;
+    let allowed_beyond_owner = if meta.uid() == 0 { 0o040 } else { 0 };
+    (mode & 0o077 & !allowed_beyond_owner != 0).then_some(mode)
+}
+
+/// Calls `f(dotted key, leaf key, value)` for every string value in the document.
+fn walk(table: &DeTable<'_>, prefix: &str, f: &mut impl FnMut(&str, &str, &str)) {
+    for (k, v) in table.iter() {
+        let leaf = k.get_ref().as_ref();
+        let key = if prefix.is_empty() {
+            leaf.to_owned()
+        } else {
+            format!("{prefix}.{leaf}")
+        };
+        match v.get_ref() {
+            DeValue::String(s) => f(&key, leaf, s),
+            DeValue::Table(t) => walk(t, &key, f),
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let DeValue::Table(t) = item.get_ref() {
+                        walk(t, &format!("{key}[{i}]"), f);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }

@@ -15,6 +15,7 @@ use crate::net::framed::{FrameError, read_message};
 use crate::proto::frontend::{parse_password, parse_sasl_initial};
 use crate::proto::sqlstate::SqlState;
 use crate::proto::write;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Longest authentication message accepted from a client.
 const MAX_AUTH_MESSAGE: usize = 8 * 1024;
@@ -57,11 +58,28 @@ async fn send(stream: &mut Stream, out: &mut BytesMut) -> Result<(), AuthError> 
     Ok(())
 }
 
+/// A password message's body, wiped when dropped: it may hold a cleartext password.
+struct PasswordBody(BytesMut);
+
+impl std::ops::Deref for PasswordBody {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for PasswordBody {
+    fn drop(&mut self) {
+        self.0.as_mut().zeroize();
+    }
+}
+
 async fn read_password_message(
     stream: &mut Stream,
     buf: &mut BytesMut,
-) -> Result<BytesMut, AuthError> {
+) -> Result<PasswordBody, AuthError> {
     let (tag, body) = read_message(stream, buf, MAX_AUTH_MESSAGE).await?;
+    let body = PasswordBody(body);
     if tag != b'p' {
         return Err(AuthError::Protocol(format!(
             "expected a password message, got message type {:?}",
@@ -170,7 +188,7 @@ async fn check_cleartext(entry: &UserEntry, password: &[u8]) -> bool {
         return false;
     };
     let digest = check.digest;
-    let password = password.to_vec();
+    let password = Zeroizing::new(password.to_vec());
     let ok = tokio::task::spawn_blocking(move || check.run(&password))
         .await
         .unwrap_or(false);

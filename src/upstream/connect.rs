@@ -10,6 +10,7 @@ use secrecy::ExposeSecret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::Upstream;
 use super::credential::{Credential, CredentialError};
@@ -239,7 +240,10 @@ async fn login(
             b'R' => {
                 let req = parse_auth(&body).ok_or(UpstreamError::Unexpected('R'))?;
                 if auth.answer(&stream, req, &mut out).await? {
-                    stream.write_all(&out).await.map_err(FrameError::Io)?;
+                    let sent = stream.write_all(&out).await;
+                    // It may hold the password (cleartext request) or its md5 form.
+                    out.as_mut().zeroize();
+                    sent.map_err(FrameError::Io)?;
                 }
             }
             b'S' => {
@@ -380,12 +384,12 @@ impl AuthExchange<'_> {
         let salted = match cache.get(client.password(), &salt) {
             Some(s) => s,
             None => {
-                let pw = client.password().to_owned();
+                let pw = Zeroizing::new(client.password().to_owned());
                 let params = salt.clone();
                 let s = tokio::task::spawn_blocking(move || salted_password(&pw, &params))
                     .await
                     .map_err(|e| FrameError::Io(std::io::Error::other(e)))?;
-                cache.insert(client.password(), &salt, s);
+                cache.insert(client.password(), &salt, &s);
                 s
             }
         };

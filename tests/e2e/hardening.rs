@@ -435,3 +435,32 @@ fn out_of_file_descriptors_warns_once_and_recovers() {
     let out = crate::support::psql(lp.port(), APP.0, APP.1, "app", "disable", "select 1");
     assert_eq!(crate::support::ok_stdout("after recovery", &out), "1");
 }
+
+/// A secret file others may read is warned about (by `check` and at startup), without its
+/// contents; a private one is not.
+#[test]
+fn secret_files_others_can_read_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app-password");
+    std::fs::write(&file, format!("{}\n", APP.1)).unwrap();
+    let text = fixtures::config(&Opts::default()).replace(
+        &format!("password = \"{}\"", APP.1),
+        &format!("password_file = \"{}\"", file.display()),
+    );
+    let env = [(OWNER_PW_ENV, APP_OWNER.1)];
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, out) = Lakepool::check_with_env(&text, &env);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("warning") && out.contains("users[0].password_file") && out.contains("644"),
+        "{out}"
+    );
+    let lp = Lakepool::start(&text, &env);
+    assert!(lp.logs().contains("is readable by group or others"), "{}", lp.logs());
+    assert!(!lp.logs().contains(APP.1));
+    drop(lp);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, out) = Lakepool::check_with_env(&text, &env);
+    assert!(ok && !out.contains("warning"), "{out}");
+}
