@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use lakepool::auth::scram::{DEFAULT_ITERATIONS, ScramVerifier};
+use lakepool::auth::users::MAX_VERIFIER_ITERATIONS;
 use lakepool::config;
 
 #[derive(Parser)]
@@ -91,6 +92,10 @@ fn hash_password(iterations: u32) -> ExitCode {
     let password = line.trim_end_matches(['\n', '\r']);
     if password.is_empty() {
         eprintln!("lakepool: empty password");
+        return ExitCode::FAILURE;
+    }
+    if iterations > MAX_VERIFIER_ITERATIONS {
+        eprintln!("lakepool: at most {MAX_VERIFIER_ITERATIONS} iterations (a config refuses more)");
         return ExitCode::FAILURE;
     }
     println!(

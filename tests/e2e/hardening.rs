@@ -457,7 +457,11 @@ fn secret_files_others_can_read_are_warned_about() {
         "{out}"
     );
     let lp = Lakepool::start(&text, &env);
-    assert!(lp.logs().contains("is readable by group or others"), "{}", lp.logs());
+    assert!(
+        lp.logs().contains("is readable by group or others"),
+        "{}",
+        lp.logs()
+    );
     assert!(!lp.logs().contains(APP.1));
     drop(lp);
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
