@@ -103,7 +103,7 @@ fn build_live(
             context: "server.tls_cert_file/tls_key_file".to_owned(),
             source,
         })?;
-    let users = UserDb::build(&config.users)?;
+    let users = UserDb::build(config).map_err(|e| config.locate(e))?;
     let needs_workspace = config
         .databases
         .iter()
@@ -157,6 +157,7 @@ fn build_live(
             credential,
             connect_timeout: db.pool.server_connect_timeout,
             salted_cache: Arc::new(SaltedPasswordCache::new()),
+            cleartext_without_tls: db.send_cleartext_password_without_tls,
         };
         databases.push(Database {
             name: db.name.clone(),
@@ -223,6 +224,10 @@ fn fingerprint(db: &DatabaseConfig, ws: &WorkspaceConfig) -> [u8; 32] {
     }
     put("margin", format!("{:?}", db.refresh_margin).as_bytes());
     put(
+        "cleartext_without_tls",
+        &[u8::from(db.send_cleartext_password_without_tls)],
+    );
+    put(
         "connect_timeout",
         format!("{:?}", db.pool.server_connect_timeout).as_bytes(),
     );
@@ -282,6 +287,72 @@ fn workspace_client(ws: &WorkspaceConfig) -> Result<Arc<ApiClient>, AppError> {
     )))
 }
 
+/// Open files lakepool may hold besides client and server connections: listeners, the runtime,
+/// cancel requests and workspace API calls in flight, certificate and secret file reads.
+const OPEN_FILES_MARGIN: u64 = 64;
+
+/// Most open files the configuration can use: every client, every server connection the pools
+/// may open (pool and reserve sizes for each database and user, capped by
+/// `max_db_connections`), and a margin.
+pub fn open_files_needed(config: &Config) -> u64 {
+    let servers: usize = config
+        .databases
+        .iter()
+        .map(|db| {
+            let all: usize = config
+                .users
+                .iter()
+                .map(|u| u.pool.apply(&db.pool))
+                .map(|p| p.size + p.reserve_pool_size)
+                .sum();
+            match db.pool.max_db_connections {
+                0 => all,
+                cap => all.min(cap),
+            }
+        })
+        .sum();
+    (config.server.max_client_conn + servers) as u64 + OPEN_FILES_MARGIN
+}
+
+/// Raises the open-files soft limit to the hard one (capped by the kernel's `nr_open`) and
+/// warns when it is still below what the configuration can use: past it, accepts and server
+/// connections fail with EMFILE.
+fn raise_open_files_limit(config: &Config) {
+    use rlimit::Resource;
+    let needed = open_files_needed(config);
+    let Ok((soft, hard)) = Resource::NOFILE.get() else {
+        return;
+    };
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20);
+    let target = hard.min(nr_open);
+    let soft = if soft < target {
+        match Resource::NOFILE.set(target, hard) {
+            Ok(()) => target,
+            Err(e) => {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open files limit");
+                soft
+            }
+        }
+    } else {
+        soft
+    };
+    if soft < needed {
+        tracing::warn!(
+            limit = soft,
+            hard_limit = hard,
+            needed,
+            "the open files limit is below max_client_conn plus the pools' server connections \
+             plus a margin of {OPEN_FILES_MARGIN}: past it, clients and server connections fail \
+             (raise it with ulimit -n, LimitNOFILE= in systemd, or lower max_client_conn)"
+        );
+    } else {
+        tracing::debug!(limit = soft, needed, "open files limit");
+    }
+}
+
 /// Runs lakepool until `shutdown` is cancelled, then drains: listeners stop, idle clients are
 /// told and closed, and clients still in a session get up to `shutdown_timeout` to finish.
 pub async fn run(
@@ -289,6 +360,10 @@ pub async fn run(
     path: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    raise_open_files_limit(&config);
     let built = build(&config, shutdown.clone())?;
     let fe = Arc::new(built.frontend);
     // Credentials are fetched in the background: lakepool listens even while the first one
@@ -309,6 +384,10 @@ pub async fn run(
     }
     if let Some(addr) = config.server.admin_listen {
         let (listener, local) = bind(addr).await?;
+        if let Some(w) = crate::admin::exposure_warning(local, config.server.admin_token.is_some())
+        {
+            tracing::warn!("{w}");
+        }
         tracing::info!(admin_addr = %local, "health endpoints: /healthz, /readyz");
         tokio::spawn(crate::admin::serve(listener, Arc::clone(&fe)));
     }
@@ -375,7 +454,7 @@ async fn reloads(
 ) {
     while let Some(reply) = requests.recv().await {
         let result = match &path {
-            Some(p) => reload(&fe, p, &mut running, &shutdown),
+            Some(p) => reload(&fe, p, &mut running, &shutdown).await,
             None => Err("lakepool was started without a configuration file".to_owned()),
         };
         match &result {
@@ -391,15 +470,27 @@ async fn reloads(
 /// Re-reads the configuration file and swaps in users, databases, pool settings, limits, TLS
 /// certificates and secret files. Connected clients stay; pools whose upstream or settings
 /// changed drain as their clients move on. An invalid file changes nothing.
-fn reload(
+async fn reload(
     fe: &Frontend,
     path: &std::path::Path,
     running: &mut Refreshers,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
-    let config = crate::config::load_file(path).map_err(|e| e.to_string())?;
     let old = fe.live();
-    let (live, rotating) = build_live(&config, Some(&old)).map_err(|e| e.to_string())?;
+    // Reading the file, secret files, certificates and CA bundles, and deriving SCRAM
+    // verifiers (PBKDF2, milliseconds each), run on a blocking thread: the runtime threads
+    // keep serving clients meanwhile.
+    let (path_owned, previous) = (path.to_owned(), Arc::clone(&old));
+    let (config, live, rotating) = tokio::task::spawn_blocking(move || {
+        let config = crate::config::load_file(&path_owned).map_err(|e| e.to_string())?;
+        let (live, rotating) = build_live(&config, Some(&previous)).map_err(|e| e.to_string())?;
+        Ok::<_, String>((config, live, rotating))
+    })
+    .await
+    .map_err(|e| format!("the reload failed: {e}"))??;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     let s = &config.server;
     if s.listen != fe.server.listen
         || s.admin_listen != fe.server.admin_listen
@@ -463,5 +554,30 @@ async fn maintain(fe: Arc<Frontend>) {
             pool.fill_to_min();
             pool.relieve();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_files_needed_counts_clients_pools_and_a_margin() {
+        let text = |db_extra: &str| {
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\nmax_client_conn = 100\n\
+                 [pool]\npool_size = 10\nreserve_pool_size = 2\n\
+                 [[users]]\nname = \"a\"\npassword = \"pw\"\n\
+                 [[users]]\nname = \"b\"\npassword = \"pw\"\npool_size = 3\n\
+                 [[databases]]\nname = \"d\"\nhost = \"h\"\nuser = \"u\"\n{db_extra}"
+            )
+        };
+        let load = |t: &str| crate::config::load_str(t, std::path::Path::new(".")).unwrap();
+        // 100 clients + (10 + 2) for a + (3 + 2) for b + the margin.
+        assert_eq!(open_files_needed(&load(&text(""))), 100 + 12 + 5 + 64);
+        assert_eq!(
+            open_files_needed(&load(&text("max_db_connections = 4\n"))),
+            100 + 4 + 64
+        );
     }
 }

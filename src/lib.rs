@@ -19,6 +19,7 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod frontend;
+pub mod logsafe;
 pub mod net;
 pub mod pool;
 pub mod proto;

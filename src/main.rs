@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use lakepool::auth::scram::{DEFAULT_ITERATIONS, ScramVerifier};
+use lakepool::auth::users::MAX_VERIFIER_ITERATIONS;
 use lakepool::config;
 
 #[derive(Parser)]
@@ -51,6 +52,9 @@ fn load(path: Option<PathBuf>) -> Result<config::Config, String> {
 
 fn check(path: Option<PathBuf>) -> ExitCode {
     let result = load(path).and_then(|c| {
+        for w in &c.warnings {
+            eprintln!("lakepool: warning: {w}");
+        }
         lakepool::app::build(&c, CancellationToken::new())
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -75,7 +79,7 @@ fn hash_password(iterations: u32) -> ExitCode {
         let _ = std::io::stderr().flush();
         set_echo(false);
     }
-    let mut line = String::new();
+    let mut line = zeroize::Zeroizing::new(String::new());
     let read = stdin.lock().read_line(&mut line);
     if tty {
         set_echo(true);
@@ -88,6 +92,10 @@ fn hash_password(iterations: u32) -> ExitCode {
     let password = line.trim_end_matches(['\n', '\r']);
     if password.is_empty() {
         eprintln!("lakepool: empty password");
+        return ExitCode::FAILURE;
+    }
+    if iterations > MAX_VERIFIER_ITERATIONS {
+        eprintln!("lakepool: at most {MAX_VERIFIER_ITERATIONS} iterations (a config refuses more)");
         return ExitCode::FAILURE;
     }
     println!(

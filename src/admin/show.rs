@@ -416,6 +416,12 @@ fn config(fe: &Frontend) -> Table {
             ]);
         }
         t.row(vec![
+            s(format!("databases.{}.auth", d.name)),
+            s(format!("{:?}", live.users.method_for(&d.name))),
+            None,
+            s("yes"),
+        ]);
+        t.row(vec![
             s(format!("databases.{}.credential", d.name)),
             s(d.upstream.credential.describe()),
             None,
@@ -427,7 +433,6 @@ fn config(fe: &Frontend) -> Table {
     for u in users {
         let rows = [
             ("password", "(set)".to_owned(), None),
-            ("auth", format!("{:?}", u.method), None),
             ("admin", u.admin.to_string(), Some("false")),
         ];
         for (k, v, def) in rows {

@@ -27,37 +27,38 @@ pub enum InterpolateError {
     BadName,
 }
 
-/// Replaces `${NAME}` in every string value of `table`; errors name the dotted key.
-pub(super) fn interpolate_table(
-    table: &mut toml::Table,
+/// Replaces `${NAME}` in every string value of a parsed document (the spanned form the loader
+/// reads, so errors keep their lines); errors name the dotted key.
+pub(super) fn interpolate_document(
+    table: &mut toml::de::DeTable<'_>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), ConfigError> {
     for (key, value) in table.iter_mut() {
-        interpolate_value(value, key, env)?;
+        interpolate_de(value.get_mut(), key.get_ref(), env)?;
     }
     Ok(())
 }
 
-fn interpolate_value(
-    value: &mut toml::Value,
+fn interpolate_de(
+    value: &mut toml::de::DeValue<'_>,
     path: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), ConfigError> {
+    use toml::de::DeValue;
     match value {
-        toml::Value::String(s) if s.contains('$') => {
-            *s = interpolate(s, env).map_err(|e| ConfigError::Invalid {
-                key: path.to_owned(),
-                problem: e.to_string(),
-            })?;
+        DeValue::String(s) if s.contains('$') => {
+            let replaced =
+                interpolate(s, env).map_err(|e| super::load::invalid(path, e.to_string()))?;
+            *s = replaced.into();
         }
-        toml::Value::Array(items) => {
+        DeValue::Array(items) => {
             for (i, v) in items.iter_mut().enumerate() {
-                interpolate_value(v, &format!("{path}[{i}]"), env)?;
+                interpolate_de(v.get_mut(), &format!("{path}[{i}]"), env)?;
             }
         }
-        toml::Value::Table(t) => {
+        DeValue::Table(t) => {
             for (k, v) in t.iter_mut() {
-                interpolate_value(v, &format!("{path}.{k}"), env)?;
+                interpolate_de(v.get_mut(), &format!("{path}.{}", k.get_ref()), env)?;
             }
         }
         _ => {}
@@ -158,21 +159,20 @@ mod tests {
 
     #[test]
     fn tables_are_walked_and_errors_name_the_key() {
-        let mut t: toml::Table = toml::from_str(
+        let mut t = toml::de::DeTable::parse(
             "[server]\nlisten = \"${PGHOST}\"\nworkers = 2\n\
              [[databases]]\nname = \"d\"\npassword = \"x${SECRETISH}\"\nhost = \"${NOPE}\"\n",
         )
         .unwrap();
-        let e = interpolate_table(&mut t, &env).unwrap_err().to_string();
+        let e = interpolate_document(t.get_mut(), &env)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("databases[0].host") && e.contains("NOPE"), "{e}");
         assert!(!e.contains("s3cr3t"), "{e}");
-        let mut t: toml::Table =
-            toml::from_str("[server]\nlisten = [\"${PGHOST}:1\"]\nworkers = 2\n").unwrap();
-        interpolate_table(&mut t, &env).unwrap();
-        assert_eq!(
-            t["server"]["listen"][0].as_str(),
-            Some("instance-1.database.example:1")
-        );
-        assert_eq!(t["server"]["workers"].as_integer(), Some(2));
+        let mut t = toml::de::DeTable::parse("[server]\nlisten = [\"${PGHOST}:1\"]\nworkers = 2\n")
+            .unwrap();
+        interpolate_document(t.get_mut(), &env).unwrap();
+        let listen = format!("{:?}", t.get_ref().get("server"));
+        assert!(listen.contains("instance-1.database.example:1"), "{listen}");
     }
 }

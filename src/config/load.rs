@@ -5,18 +5,27 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use std::ops::Range;
+use std::sync::Arc;
 
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::locate::{self, KeyLines};
 use super::raw::{
     DATABASE_KEYS, Listen, RawConfig, RawDatabase, RawPool, RawServer, RawUser, RawWorkspace,
     USER_KEYS,
 };
+use super::secret::{permission_warnings, secret};
 use super::{
     AuthMethod, ClientTls, Config, CredentialConfig, DatabaseConfig, PoolOverrides, PoolSettings,
     ServerConfig, TlsFiles, UpstreamTls, UserConfig, WorkspaceConfig,
 };
 
-/// A configuration problem, naming the key it concerns.
+/// A configuration problem, naming the line and the key it concerns. Never carries a value
+/// from the file (see [`super::locate`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
@@ -27,32 +36,47 @@ pub enum ConfigError {
         /// Underlying error.
         source: std::io::Error,
     },
-    /// The file is not valid TOML or has unknown/mistyped keys.
-    #[error("invalid config: {0}")]
-    Parse(String),
-    /// A key has a value lakepool cannot use.
-    #[error("invalid config at `{key}`: {problem}")]
+    /// The file is not valid TOML.
+    #[error("line {line}: not valid TOML: {message}")]
+    Syntax {
+        /// 1-based line of the error.
+        line: usize,
+        /// What the parser expected (never the file's text).
+        message: String,
+    },
+    /// A key is missing, unknown, or has a value lakepool cannot use.
+    #[error("{}{key}: {problem}", line_prefix(*.line))]
     Invalid {
         /// Dotted key path, e.g. `databases[0].pool_size`.
         key: String,
-        /// What is wrong.
+        /// What is wrong, in plain words.
         problem: String,
+        /// 1-based line of the key (or of its table), when known.
+        line: Option<usize>,
     },
 }
 
-fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+fn line_prefix(line: Option<usize>) -> String {
+    line.map(|l| format!("line {l}: ")).unwrap_or_default()
+}
+
+pub(super) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         problem: problem.into(),
+        line: None,
     }
 }
 
 /// Loads and validates a config file. Relative paths inside it are taken relative to its directory.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    // Inline secrets are in the text: wiped once loaded.
+    let text = std::fs::read_to_string(path)
+        .map(zeroize::Zeroizing::new)
+        .map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
     let base = path.parent().unwrap_or(Path::new("."));
     load_str(&text, base)
 }
@@ -60,7 +84,8 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 /// The virtual database of the admin console; no configured database may use the name.
 pub const ADMIN_DATABASE: &str = "lakepool";
 
-/// Loads and validates config text; `base` resolves relative file paths.
+/// Loads and validates config text; `base` resolves relative file paths. Errors give the line
+/// and the key, never a value from the file.
 pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
     load_str_with_env(text, base, &|k| std::env::var(k).ok())
 }
@@ -71,20 +96,69 @@ pub(crate) fn load_str_with_env(
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let mut table: toml::Table =
-        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
-    super::interpolate::interpolate_table(&mut table, env)?;
-    let raw: RawConfig = table
-        .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+    let mut doc = DeTable::parse(text).map_err(|e| locate::syntax_error(text, &e))?;
+    let lines = KeyLines::new(text, doc.get_ref());
+    super::interpolate::interpolate_document(doc.get_mut(), env).map_err(|e| lines.locate(e))?;
+    let warnings = permission_warnings(doc.get_ref(), base, &lines);
+    let mut config = load_document(doc, base, &lines).map_err(|e| lines.locate(e))?;
+    config.lines = Arc::new(lines);
+    config.warnings = warnings;
+    Ok(config)
+}
+
+/// Deserializes a spanned table as `T`; errors are located and in plain words.
+fn from_table<T: DeserializeOwned>(
+    table: DeTable<'_>,
+    span: Range<usize>,
+    lines: &KeyLines,
+    key: &str,
+) -> Result<T, ConfigError> {
+    T::deserialize(toml::de::Deserializer::from(Spanned::new(span, table)))
+        .map_err(|e| lines.serde_error(&e, key))
+}
+
+/// The tables of an array of tables (`[[users]]`, `[[databases]]`) with their spans.
+fn array_of_tables<'i>(
+    value: Option<Spanned<DeValue<'i>>>,
+    key: &str,
+) -> Result<Vec<(DeTable<'i>, Range<usize>)>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let DeValue::Array(items) = value.into_inner() else {
+        return Err(invalid(key, format!("must be a list of [[{key}]] tables")));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let span = item.span();
+            match item.into_inner() {
+                DeValue::Table(t) => Ok((t, span)),
+                _ => Err(invalid(format!("{key}[{i}]"), "must be a table")),
+            }
+        })
+        .collect()
+}
+
+fn load_document(
+    doc: Spanned<DeTable<'_>>,
+    base: &Path,
+    lines: &KeyLines,
+) -> Result<Config, ConfigError> {
+    let span = doc.span();
+    let mut root = doc.into_inner();
+    let raw_users = array_of_tables(root.remove("users"), "users")?;
+    let raw_databases = array_of_tables(root.remove("databases"), "databases")?;
+    let raw: RawConfig = from_table(root, span, lines, "")?;
     let server = server(raw.server, base)?;
     let defaults = pool_settings(&raw.pool, &PoolSettings::default(), "pool")?;
-    let users = users(raw.users, &defaults, base)?;
+    let users = users(raw_users, &defaults, base, lines)?;
     let workspace = workspace(raw.workspace, base)?;
-    let mut databases = Vec::with_capacity(raw.databases.len());
+    let mut databases = Vec::with_capacity(raw_databases.len());
     let mut names = HashSet::new();
-    for (i, table) in raw.databases.into_iter().enumerate() {
-        let db = database(table, i, &defaults, base)?;
+    for (i, (table, span)) in raw_databases.into_iter().enumerate() {
+        let db = database(table, span, i, &defaults, server.auth, base, lines)?;
         if db.name == ADMIN_DATABASE {
             return Err(invalid(
                 format!("databases[{i}].name"),
@@ -117,10 +191,12 @@ pub(crate) fn load_str_with_env(
         workspace,
         users,
         databases,
+        lines: Arc::default(),
+        warnings: Vec::new(),
     })
 }
 
-fn resolve_path(base: &Path, p: PathBuf) -> PathBuf {
+pub(super) fn resolve_path(base: &Path, p: PathBuf) -> PathBuf {
     if p.is_relative() { base.join(p) } else { p }
 }
 
@@ -145,6 +221,12 @@ fn positive_seconds(key: &str, v: Option<f64>, default: Duration) -> Result<Dura
 }
 
 fn addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    // Checked first: the resolver's own message for it is "invalid port value".
+    if let Some((_, port)) = s.rsplit_once(':')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(invalid(key, "port must be between 0 and 65535"));
+    }
     s.to_socket_addrs()
         .map_err(|e| invalid(key, format!("{s:?} is not a host:port address ({e})")))?
         .next()
@@ -197,6 +279,13 @@ fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
         .admin_listen
         .map(|s| addr("server.admin_listen", &s))
         .transpose()?;
+    let admin_token = secret(
+        "server.admin_token",
+        raw.admin_token,
+        raw.admin_token_file,
+        raw.admin_token_env,
+        base,
+    )?;
     let workers = match raw.workers {
         // One thread per four cores: PostgreSQL and the clients need the rest, and a single
         // current-thread runtime is the cheapest per transaction (see benches/README.md).
@@ -237,6 +326,7 @@ fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
         tls,
         client_tls,
         admin_listen,
+        admin_token,
         workers,
         max_client_conn,
         handshake_timeout: positive_seconds(
@@ -245,6 +335,7 @@ fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
             Duration::from_secs(30),
         )?,
         allow_cleartext_without_tls: raw.allow_cleartext_without_tls.unwrap_or(false),
+        auth: raw.auth.unwrap_or(AuthMethod::ScramSha256),
         max_message_size: usize::try_from(max_message_size).unwrap_or(usize::MAX),
         max_held_message_size: usize::try_from(max_held_message_size).unwrap_or(usize::MAX),
         log_format: raw.log_format.unwrap_or(super::LogFormat::Text),
@@ -435,76 +526,45 @@ pub(super) fn pool_settings(
     })
 }
 
-/// Resolves a secret given inline, as `<name>_file` or as `<name>_env`: at most one of them.
-pub(crate) fn secret(
-    key: &str,
-    inline: Option<String>,
-    file: Option<PathBuf>,
-    env: Option<String>,
-    base: &Path,
-) -> Result<Option<SecretString>, ConfigError> {
-    match (inline, file, env) {
-        (None, None, None) => Ok(None),
-        (Some(v), None, None) => Ok(Some(SecretString::from(v))),
-        (None, Some(f), None) => {
-            let path = resolve_path(base, f);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                invalid(
-                    format!("{key}_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            // Mounted secrets usually end with a newline that is not part of the secret.
-            let trimmed = text.trim_end_matches(['\n', '\r']);
-            Ok(Some(SecretString::from(trimmed.to_owned())))
-        }
-        (None, None, Some(var)) => match std::env::var(&var) {
-            Ok(v) => Ok(Some(SecretString::from(v))),
-            Err(_) => Err(invalid(
-                format!("{key}_env"),
-                format!("environment variable {var} is not set"),
-            )),
-        },
-        _ => Err(invalid(
-            key,
-            format!("give only one of {key}, {key}_file and {key}_env"),
-        )),
-    }
+/// What user and database names may hold: no control characters, so a configured name is
+/// always safe to put in a log line.
+const NAME_RULE: &str = "must be a non-empty name without control characters";
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains(char::is_control)
 }
 
 /// Splits a `[[databases]]` or `[[users]]` table into its own keys (`own`) and pool keys.
-fn split_pool_keys(table: &mut toml::Table, own: &[&str]) -> toml::Table {
-    let mut pool_table = toml::Table::new();
-    for k in table.keys().cloned().collect::<Vec<_>>() {
-        if !own.contains(&k.as_str())
-            && let Some(v) = table.remove(&k)
-        {
+fn split_pool_keys<'i>(table: DeTable<'i>, own: &[&str]) -> (DeTable<'i>, DeTable<'i>) {
+    let mut mine = DeTable::new();
+    let mut pool_table = DeTable::new();
+    for (k, v) in table {
+        if own.contains(&k.get_ref().as_ref()) {
+            mine.insert(k, v);
+        } else {
             pool_table.insert(k, v);
         }
     }
-    pool_table
+    (mine, pool_table)
 }
 
 fn users(
-    raw: Vec<toml::Table>,
+    raw: Vec<(DeTable<'_>, Range<usize>)>,
     defaults: &PoolSettings,
     base: &Path,
+    lines: &KeyLines,
 ) -> Result<Vec<UserConfig>, ConfigError> {
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
-    for (i, mut table) in raw.into_iter().enumerate() {
+    for (i, (table, span)) in raw.into_iter().enumerate() {
         let key = format!("users[{i}]");
-        let pool_table = split_pool_keys(&mut table, USER_KEYS);
-        let u: RawUser = table
-            .try_into()
-            .map_err(|e| invalid(key.clone(), e.to_string()))?;
-        let raw_pool: RawPool = pool_table
-            .try_into()
-            .map_err(|e| invalid(key.clone(), e.to_string()))?;
+        let (own, pool_table) = split_pool_keys(table, USER_KEYS);
+        let u: RawUser = from_table(own, span.clone(), lines, &key)?;
+        let raw_pool: RawPool = from_table(pool_table, span, lines, &key)?;
         // Validated here so errors name the user's key; applied per database later.
         pool_settings(&raw_pool, defaults, &key)?;
-        if u.name.is_empty() || u.name.contains('\0') {
-            return Err(invalid(format!("{key}.name"), "must be a non-empty name"));
+        if !is_name(&u.name) {
+            return Err(invalid(format!("{key}.name"), NAME_RULE));
         }
         if !seen.insert(u.name.clone()) {
             return Err(invalid(
@@ -520,10 +580,17 @@ fn users(
             base,
         )?
         .ok_or_else(|| invalid(format!("{key}.password"), "a password is required"))?;
+        if u.auth.is_some() {
+            return Err(invalid(
+                format!("{key}.auth"),
+                "the authentication method is set per database (`auth` in [server] for all, \
+                 or on a [[databases]] entry), never per user, so that a probe cannot tell \
+                 which user names exist: remove it here",
+            ));
+        }
         out.push(UserConfig {
             name: u.name,
             password,
-            auth: u.auth.unwrap_or(AuthMethod::ScramSha256),
             admin: u.admin.unwrap_or(false),
             pool: PoolOverrides(raw_pool),
         });
@@ -532,21 +599,20 @@ fn users(
 }
 
 fn database(
-    mut table: toml::Table,
+    table: DeTable<'_>,
+    span: Range<usize>,
     i: usize,
     defaults: &PoolSettings,
+    default_auth: AuthMethod,
     base: &Path,
+    lines: &KeyLines,
 ) -> Result<DatabaseConfig, ConfigError> {
     let key = format!("databases[{i}]");
-    let pool_table = split_pool_keys(&mut table, DATABASE_KEYS);
-    let raw: RawDatabase = table
-        .try_into()
-        .map_err(|e| invalid(key.clone(), e.to_string()))?;
-    let raw_pool: RawPool = pool_table
-        .try_into()
-        .map_err(|e| invalid(key.clone(), e.to_string()))?;
-    if raw.name.is_empty() || raw.name.contains('\0') {
-        return Err(invalid(format!("{key}.name"), "must be a non-empty name"));
+    let (own, pool_table) = split_pool_keys(table, DATABASE_KEYS);
+    let raw: RawDatabase = from_table(own, span.clone(), lines, &key)?;
+    let raw_pool: RawPool = from_table(pool_table, span, lines, &key)?;
+    if !is_name(&raw.name) {
+        return Err(invalid(format!("{key}.name"), NAME_RULE));
     }
     let password = secret(
         &format!("{key}.password"),
@@ -617,6 +683,13 @@ fn database(
             "an upstream user is required",
         ));
     }
+    let port = match raw.port {
+        None => 5432,
+        Some(p) => u16::try_from(p)
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| invalid(format!("{key}.port"), "must be between 1 and 65535"))?,
+    };
     let tls = raw.tls.unwrap_or(UpstreamTls::VerifyFull);
     let ca_file = raw.ca_file.map(|p| resolve_path(base, p));
     if let Some(ca) = &ca_file
@@ -646,10 +719,14 @@ fn database(
         raw.name.clone()
     };
     Ok(DatabaseConfig {
+        auth: raw.auth.unwrap_or(default_auth),
+        send_cleartext_password_without_tls: raw
+            .send_cleartext_password_without_tls
+            .unwrap_or(false),
         dbname: raw.dbname.unwrap_or(default_dbname),
         name: raw.name,
         host,
-        port: raw.port.unwrap_or(5432),
+        port,
         user,
         credential,
         refresh_margin,
@@ -792,7 +869,11 @@ fn workspace(raw: Option<RawWorkspace>, base: &Path) -> Result<WorkspaceConfig, 
 }
 
 #[cfg(test)]
-mod tests {
+#[path = "load_tests.rs"]
+mod tests;
+
+#[cfg(test)]
+mod lakebase_tests {
     use super::*;
 
     const BASE: &str = r#"
@@ -817,7 +898,7 @@ tls = "disable"
         assert_eq!(c.databases[0].port, 5432);
         assert_eq!(c.databases[0].pool, PoolSettings::default());
         assert_eq!(c.users[0].password.expose_secret(), "pw");
-        assert_eq!(c.users[0].auth, AuthMethod::ScramSha256);
+        assert_eq!(c.server.auth, AuthMethod::ScramSha256);
         assert_eq!(c.server.client_tls, ClientTls::Disable);
     }
 

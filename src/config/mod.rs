@@ -6,15 +6,19 @@
 
 mod interpolate;
 mod load;
+mod locate;
 mod raw;
+mod secret;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
 pub use load::{ADMIN_DATABASE, ConfigError, load_file, load_str};
+pub use locate::KeyLines;
 pub use raw::{AuthMethod, ClientTls, LogFormat, PoolMode, UpstreamTls};
 
 /// The `auth_type` values lakepool implements, as the Databricks SDKs name them.
@@ -40,6 +44,19 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// `[[databases]]`: what clients may connect to, and where it lives upstream.
     pub databases: Vec<DatabaseConfig>,
+    /// Where each key is in the file, to give the line of errors found later (e.g. a
+    /// password that is not a valid verifier).
+    pub lines: Arc<KeyLines>,
+    /// Problems that do not stop lakepool (secret files others can read), for the caller to
+    /// log or print.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Adds the line of the key an error names, when it has none yet.
+    pub fn locate(&self, e: ConfigError) -> ConfigError {
+        self.lines.locate(e)
+    }
 }
 
 /// `[server]`: listeners, client TLS, global limits.
@@ -53,14 +70,18 @@ pub struct ServerConfig {
     pub client_tls: ClientTls,
     /// HTTP endpoints address (metrics, health).
     pub admin_listen: Option<SocketAddr>,
+    /// Bearer token `/metrics` requires (and that shows `/readyz`'s details), when set.
+    pub admin_token: Option<SecretString>,
     /// Tokio worker threads (1 = a current-thread runtime).
     pub workers: usize,
     /// Most client connections at once, over all pools.
     pub max_client_conn: usize,
     /// Time a client has to finish TLS, startup and authentication.
     pub handshake_timeout: Duration,
-    /// Allow `auth = "cleartext"` users to log in without TLS.
+    /// Allow cleartext logins (`auth = "cleartext"` databases) without TLS.
     pub allow_cleartext_without_tls: bool,
+    /// Authentication method of databases that set none, and of the admin console.
+    pub auth: AuthMethod,
     /// Largest message a client or server may send after login, in bytes.
     pub max_message_size: usize,
     /// Largest client message lakepool holds whole to inspect or rewrite (a named statement's
@@ -88,8 +109,6 @@ pub struct UserConfig {
     pub name: String,
     /// Plaintext, SCRAM verifier or md5 hash, as configured.
     pub password: SecretString,
-    /// Authentication method clients must use.
-    pub auth: AuthMethod,
     /// May log in to the admin console (database `lakepool`).
     pub admin: bool,
     /// Pool keys set on this user; they override `[pool]` and the database's own keys for
@@ -205,6 +224,12 @@ pub struct DatabaseConfig {
     pub ca_file: Option<PathBuf>,
     /// Pool settings after `[pool]` defaults and per-database overrides.
     pub pool: PoolSettings,
+    /// Authentication method every client of this database must use (whatever its user
+    /// name, so that a probe cannot tell which users exist).
+    pub auth: AuthMethod,
+    /// Send the upstream password (or token) in cleartext when the server asks for it over a
+    /// connection without TLS; refused by default.
+    pub send_cleartext_password_without_tls: bool,
 }
 
 /// Pool behaviour, set in `[pool]` and overridable per database and per user.

@@ -15,6 +15,7 @@ use super::{Frontend, send_error_and_close};
 use crate::config::ClientTls;
 use crate::config::PoolMode;
 use crate::error::{ClientError, ClientFacing};
+use crate::logsafe::LogSafe;
 use crate::net::Stream;
 use crate::pool::limits::ClientAdmission;
 use crate::pool::registry::Database;
@@ -185,7 +186,7 @@ async fn authenticate_login(
         .unwrap_or(&user)
         .to_owned();
     let mut leftover = BytesMut::new();
-    authenticate(fe, stream, &mut leftover, &user)
+    authenticate(fe, stream, &mut leftover, &user, &database)
         .await
         .map_err(|e| e.to_client_error())?;
     if database == crate::config::ADMIN_DATABASE {
@@ -206,7 +207,7 @@ async fn authenticate_login(
         .ok_or_else(|| {
             ClientError::fatal(
                 SqlState::INVALID_CATALOG_NAME,
-                format!("database \"{database}\" does not exist"),
+                format!("database \"{}\" does not exist", LogSafe(&database)),
             )
         })?;
     let settings = client_settings(&params).map_err(|e| {

@@ -9,6 +9,7 @@ use secrecy::ExposeSecret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::Upstream;
 use super::params::ParamMap;
@@ -50,6 +51,15 @@ pub enum UpstreamError {
         addr: String,
         /// Cause.
         source: std::io::Error,
+    },
+    /// lakepool refused to go on with a login that could hand out the password or skip the
+    /// server's proof (a downgrade by the server or by someone in between).
+    #[error("refused to log in to server {addr}: {reason}")]
+    Refused {
+        /// host:port.
+        addr: String,
+        /// Why.
+        reason: &'static str,
     },
     /// The server's certificate was not trusted (unknown issuer, wrong name, expired…).
     #[error("TLS handshake with server {addr} failed: {what}{hint}")]
@@ -121,6 +131,7 @@ impl ClientFacing for UpstreamError {
             UpstreamError::Rejected { .. }
             | UpstreamError::NoPassword
             | UpstreamError::UnsupportedAuth(_)
+            | UpstreamError::Refused { .. }
             | UpstreamError::Scram(_)
             | UpstreamError::Credential(_)
             | UpstreamError::CredentialTimeout => SqlState::UNABLE_TO_CONNECT,
@@ -245,7 +256,14 @@ async fn login(up: &Upstream, cred: &Credential, id: u64) -> Result<ServerConn, 
     frontend::startup_message(&mut out, [("user", user), ("database", up.dbname.as_str())]);
     stream.write_all(&out).await.map_err(FrameError::Io)?;
     let mut buf = buffer::take();
-    let mut scram: Option<ScramClient> = None;
+    let mut auth = AuthExchange {
+        up,
+        addr: format!("{host}:{}", up.port),
+        user,
+        cred,
+        scram: None,
+        scram_done: false,
+    };
     let mut params = ParamMap::new();
     let mut key = (0, 0);
     loop {
@@ -254,58 +272,12 @@ async fn login(up: &Upstream, cred: &Credential, id: u64) -> Result<ServerConn, 
         match tag {
             b'R' => {
                 let req = parse_auth(&body).ok_or(UpstreamError::Unexpected('R'))?;
-                match req {
-                    AuthRequest::Ok => continue,
-                    AuthRequest::Cleartext => {
-                        let pw = cred.password.as_ref().ok_or(UpstreamError::NoPassword)?;
-                        frontend::password_message(&mut out, pw.expose_secret());
-                    }
-                    AuthRequest::Md5(salt) => {
-                        let pw = cred.password.as_ref().ok_or(UpstreamError::NoPassword)?;
-                        let resp = md5_response(user, pw.expose_secret(), salt);
-                        frontend::password_message(&mut out, &resp);
-                    }
-                    AuthRequest::Sasl(mechs) => {
-                        let pw = cred.password.as_ref().ok_or(UpstreamError::NoPassword)?;
-                        let client = start_scram(&stream, &mechs, pw.expose_secret())?;
-                        frontend::sasl_initial_response(
-                            &mut out,
-                            client.mechanism(),
-                            &client.client_first(),
-                        );
-                        scram = Some(client);
-                    }
-                    AuthRequest::SaslContinue(data) => {
-                        let client = scram.as_mut().ok_or(UpstreamError::Unexpected('R'))?;
-                        let salt = client.server_first(data)?;
-                        let salted = match up.salted_cache.get(client.password(), &salt) {
-                            Some(s) => s,
-                            None => {
-                                // PBKDF2 is milliseconds of CPU: keep it off the I/O threads.
-                                let pw = client.password().to_owned();
-                                let params = salt.clone();
-                                let s = tokio::task::spawn_blocking(move || {
-                                    salted_password(&pw, &params)
-                                })
-                                .await
-                                .map_err(|e| FrameError::Io(std::io::Error::other(e)))?;
-                                up.salted_cache.insert(client.password(), &salt, s);
-                                s
-                            }
-                        };
-                        let fin = client.client_final(&salted)?;
-                        frontend::sasl_response(&mut out, &fin);
-                    }
-                    AuthRequest::SaslFinal(data) => {
-                        let client = scram.as_ref().ok_or(UpstreamError::Unexpected('R'))?;
-                        client.server_final(data)?;
-                        continue;
-                    }
-                    AuthRequest::Unsupported(code) => {
-                        return Err(UpstreamError::UnsupportedAuth(code));
-                    }
+                if auth.answer(&stream, req, &mut out).await? {
+                    let sent = stream.write_all(&out).await;
+                    // It may hold the password (cleartext request) or its md5 form.
+                    out.as_mut().zeroize();
+                    sent.map_err(FrameError::Io)?;
                 }
-                stream.write_all(&out).await.map_err(FrameError::Io)?;
             }
             b'S' => {
                 if let Some((k, v)) = parse_parameter_status(&body) {
@@ -321,6 +293,7 @@ async fn login(up: &Upstream, cred: &Credential, id: u64) -> Result<ServerConn, 
                 });
             }
             b'Z' => {
+                auth.finished()?;
                 return Ok(ServerConn::new(stream, buf, params, key, host, id));
             }
             // NoticeResponse, NegotiateProtocolVersion: nothing to do.
@@ -330,13 +303,130 @@ async fn login(up: &Upstream, cred: &Credential, id: u64) -> Result<ServerConn, 
     }
 }
 
+/// The authentication part of a login. It refuses what would give the password away or let a
+/// server (or someone in between) skip proving it knows it: AuthenticationOk (or the end of the
+/// login) before a SCRAM exchange lakepool started has checked the server's signature, another
+/// method asked for in the middle of SCRAM, and a cleartext password over a connection without
+/// TLS unless the database allows it (`send_cleartext_password_without_tls`).
+struct AuthExchange<'a> {
+    up: &'a Upstream,
+    addr: String,
+    user: &'a str,
+    cred: &'a Credential,
+    scram: Option<ScramClient>,
+    /// The server's SCRAM signature checked out.
+    scram_done: bool,
+}
+
+impl AuthExchange<'_> {
+    fn refuse(&self, reason: &'static str) -> UpstreamError {
+        tracing::warn!(server = %self.addr, user = self.user, reason,
+            "refused to log in to the server");
+        UpstreamError::Refused {
+            addr: self.addr.clone(),
+            reason,
+        }
+    }
+
+    fn password(&self) -> Result<&secrecy::SecretString, UpstreamError> {
+        self.cred.password.as_ref().ok_or(UpstreamError::NoPassword)
+    }
+
+    /// Whether the login may end now (ReadyForQuery, or AuthenticationOk).
+    fn finished(&self) -> Result<(), UpstreamError> {
+        if self.scram.is_some() && !self.scram_done {
+            return Err(self.refuse(
+                "it ended authentication before the SCRAM exchange lakepool started had \
+                 finished (its proof of the password was never checked)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Handles an authentication request; true when `out` holds a reply to send.
+    async fn answer(
+        &mut self,
+        stream: &Stream,
+        req: AuthRequest<'_>,
+        out: &mut BytesMut,
+    ) -> Result<bool, UpstreamError> {
+        let in_scram = self.scram.is_some();
+        match req {
+            AuthRequest::Ok => {
+                self.finished()?;
+                return Ok(false);
+            }
+            AuthRequest::SaslContinue(data) => return self.scram_continue(data, out).await,
+            AuthRequest::SaslFinal(data) => {
+                let client = self.scram.as_ref().ok_or(UpstreamError::Unexpected('R'))?;
+                client.server_final(data)?;
+                self.scram_done = true;
+                return Ok(false);
+            }
+            _ if in_scram => {
+                return Err(self
+                    .refuse("it asked for another authentication method in the middle of SCRAM"));
+            }
+            AuthRequest::Cleartext => {
+                if !stream.is_tls() && !self.up.cleartext_without_tls {
+                    return Err(self.refuse(
+                        "it asked for the password in cleartext over a connection without TLS \
+                         (set send_cleartext_password_without_tls = true on the database to \
+                         allow it)",
+                    ));
+                }
+                frontend::password_message(out, self.password()?.expose_secret());
+            }
+            AuthRequest::Md5(salt) => {
+                let pw = self.password()?.expose_secret();
+                frontend::password_message(out, &md5_response(self.user, pw, salt));
+            }
+            AuthRequest::Sasl(mechs) => {
+                let client = start_scram(stream, &mechs, self.password()?)?;
+                frontend::sasl_initial_response(out, client.mechanism(), &client.client_first());
+                self.scram = Some(client);
+            }
+            AuthRequest::Unsupported(code) => return Err(UpstreamError::UnsupportedAuth(code)),
+        }
+        Ok(true)
+    }
+
+    /// Answers the server-first-message with the client proof; PBKDF2 runs off the I/O threads
+    /// unless the salted password is cached.
+    async fn scram_continue(
+        &mut self,
+        data: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<bool, UpstreamError> {
+        let cache = &self.up.salted_cache;
+        let client = self.scram.as_mut().ok_or(UpstreamError::Unexpected('R'))?;
+        let salt = client.server_first(data)?;
+        let salted = match cache.get(client.password(), &salt) {
+            Some(s) => s,
+            None => {
+                let pw = Zeroizing::new(client.password().to_owned());
+                let params = salt.clone();
+                let s = tokio::task::spawn_blocking(move || salted_password(&pw, &params))
+                    .await
+                    .map_err(|e| FrameError::Io(std::io::Error::other(e)))?;
+                cache.insert(client.password(), &salt, &s);
+                s
+            }
+        };
+        let fin = client.client_final(&salted)?;
+        frontend::sasl_response(out, &fin);
+        Ok(true)
+    }
+}
+
 /// Picks SCRAM-SHA-256-PLUS when the connection is TLS and the server offers it (binding to
 /// the server's certificate, as libpq's channel_binding=prefer does), else SCRAM-SHA-256.
 fn start_scram(
     stream: &Stream,
     mechs: &[&str],
-    password: &str,
+    password: &secrecy::SecretString,
 ) -> Result<ScramClient, UpstreamError> {
+    let password = password.expose_secret();
     let end_point = match stream {
         Stream::ClientTls(tls) if mechs.contains(&SCRAM_SHA_256_PLUS) => tls
             .get_ref()
@@ -351,6 +441,10 @@ fn start_scram(
     }
     Ok(ScramClient::new(password, end_point, stream.is_tls()))
 }
+
+#[cfg(test)]
+#[path = "connect_tests.rs"]
+mod downgrade_tests;
 
 #[cfg(test)]
 mod tests {

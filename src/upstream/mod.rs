@@ -28,4 +28,7 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// SCRAM salted-password cache shared by all connections to this upstream.
     pub salted_cache: Arc<SaltedPasswordCache>,
+    /// May send the password (or token) in cleartext when the server asks for it over a
+    /// connection without TLS (`send_cleartext_password_without_tls`); refused otherwise.
+    pub cleartext_without_tls: bool,
 }

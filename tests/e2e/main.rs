@@ -16,6 +16,7 @@ mod cli;
 mod clients;
 mod compat;
 mod fixtures;
+mod hardening;
 mod lakebase;
 mod limits;
 mod operations;

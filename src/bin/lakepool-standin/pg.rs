@@ -96,6 +96,7 @@ impl Minter {
             )),
             connect_timeout: t.connect_timeout,
             salted_cache: Arc::new(SaltedPasswordCache::new()),
+            cleartext_without_tls: false,
         };
         Ok(Self {
             up,

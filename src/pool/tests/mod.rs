@@ -19,8 +19,8 @@ use super::fake::FakeUpstream;
 use super::registry::{Database, Registry};
 use super::{Checkout, Connector, Pool, PoolError};
 use crate::config::PoolSettings;
-use crate::upstream::Upstream;
 use crate::credentials::fixed::StaticCredential;
+use crate::upstream::Upstream;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -52,6 +52,7 @@ fn upstream() -> Arc<Upstream> {
         )),
         connect_timeout: secs(15),
         salted_cache: Arc::default(),
+        cleartext_without_tls: false,
     })
 }
 
