@@ -39,6 +39,21 @@ die() {
 # True if something accepts connections on 127.0.0.1:$1.
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Prints a loopback port with no listener, below Linux's ephemeral range (32768-60999): the
+# kernel picks the local ports of outgoing connections there, so a port in it can be taken
+# (and fail to bind) without any listener. A bind that still fails is retried on another.
+pick_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % 12768))
+        port_busy "$p" || {
+            echo "$p"
+            return 0
+        }
+    done
+    return 1
+}
+
 find_pg_bin() {
     local d
     d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
@@ -66,18 +81,13 @@ if [[ "$(id -u)" == 0 ]]; then
     as_owner=(setpriv --reuid=postgres --regid=postgres --init-groups --)
 fi
 
-port_busy "$listen_port" && die "127.0.0.1:$listen_port is in use; set LAKEPOOL_PORT"
+if port_busy "$listen_port"; then
+    wanted=$listen_port
+    listen_port="$(pick_port)" || die "127.0.0.1:$wanted is in use and no other port is free"
+    say "127.0.0.1:$wanted is in use: lakepool will listen on 127.0.0.1:$listen_port instead"
+fi
 
 # --- throwaway cluster ---------------------------------------------------------
-pg_port=""
-for p in $(seq 55432 55531); do
-    if ! port_busy "$p"; then
-        pg_port=$p
-        break
-    fi
-done
-[[ -n "$pg_port" ]] || die "no free port in 55432-55531 for PostgreSQL"
-
 dir="$(mktemp -d /tmp/lakepool-quickstart.XXXXXX)"
 data="$dir/data"
 pg_started=0
@@ -114,7 +124,7 @@ printf '%s\n' "$super_pw" >"$dir/pwfile"
 chmod 600 "$dir/pwfile"
 [[ "$(id -u)" == 0 ]] && chown postgres: "$dir/pwfile"
 
-say "creating a PostgreSQL cluster in $data (port $pg_port)"
+say "creating a PostgreSQL cluster in $data"
 (cd "$dir" && "${as_owner[@]}" "$pg_bin/initdb" -D "$data" -U postgres \
     --auth=scram-sha-256 --pwfile="$dir/pwfile" -E UTF8 --locale=C --no-sync >/dev/null)
 rm -f "$dir/pwfile"
@@ -134,11 +144,23 @@ local all all scram-sha-256
 hostnossl all +lakebase_oauth 127.0.0.1/32 reject
 host all all 127.0.0.1/32 scram-sha-256
 HBA
-(cd "$dir" && "${as_owner[@]}" "$pg_bin/pg_ctl" -D "$data" -l "$dir/postgres.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $dir -c ssl=on" start >/dev/null) ||
+# A port that someone takes between the check and PostgreSQL's bind is retried.
+for attempt in 1 2 3 4 5; do
+    pg_port="$(pick_port)" || die "no free port below 32768 for PostgreSQL"
+    rm -f "$dir/postgres.log"
+    if (cd "$dir" && "${as_owner[@]}" "$pg_bin/pg_ctl" -D "$data" -l "$dir/postgres.log" -w \
+        -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $dir -c ssl=on" start >/dev/null); then
+        pg_started=1
+        break
+    fi
+    if ((attempt < 5)) && grep -q "could not bind" "$dir/postgres.log" 2>/dev/null; then
+        say "port $pg_port was taken before PostgreSQL could bind it; trying another"
+        continue
+    fi
     die "PostgreSQL failed to start; log:
 $(cat "$dir/postgres.log" 2>/dev/null)"
-pg_started=1
+done
+say "PostgreSQL listens on 127.0.0.1:$pg_port"
 
 PGPASSWORD="$super_pw" "$pg_bin/psql" -X -q -v ON_ERROR_STOP=1 \
     -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres >/dev/null <<SQL
@@ -161,27 +183,24 @@ fi
 [[ -x "$standin" ]] || die "lakepool-standin binary not found at $standin"
 
 # --- workspace API stand-in -----------------------------------------------------
-standin_port=""
-for p in $(seq 58080 58179); do
-    if ! port_busy "$p"; then
-        standin_port=$p
-        break
-    fi
-done
-[[ -n "$standin_port" ]] || die "no free port in 58080-58179 for the workspace stand-in"
-say "starting the workspace API stand-in on 127.0.0.1:$standin_port (credentials live ${lifetime}s)"
-STANDIN_PG_PW="$super_pw" "$standin" --listen "127.0.0.1:$standin_port" \
+# It binds port 0 (the kernel picks a free port) and logs the address it got.
+say "starting the workspace API stand-in (credentials live ${lifetime}s)"
+STANDIN_PG_PW="$super_pw" "$standin" --listen "127.0.0.1:0" \
     --pg-host 127.0.0.1 --pg-port "$pg_port" --pg-user postgres --pg-password-env STANDIN_PG_PW \
     --pg-ca-file "$dir/ca.crt" \
     --client "$sp_id:$sp_secret=$sp_app_id" --instance "quickstart=127.0.0.1" \
     --lifetime "$lifetime" 2>"$dir/standin.log" &
 standin_pid=$!
-for _ in $(seq 1 100); do
-    port_busy "$standin_port" && break
+standin_port=""
+for _ in $(seq 1 200); do
+    standin_port="$(sed -n 's/.*listening addr=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$dir/standin.log" | head -n 1)"
+    [[ -n "$standin_port" ]] && break
     kill -0 "$standin_pid" 2>/dev/null || die "the stand-in exited; log:
 $(cat "$dir/standin.log")"
     sleep 0.1
 done
+[[ -n "$standin_port" ]] || die "the stand-in did not report its address; log:
+$(cat "$dir/standin.log")"
 
 config="$dir/lakepool.toml"
 cat >"$config" <<TOML
