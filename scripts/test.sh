@@ -9,7 +9,7 @@
 # result and the exit status is 1 when any failed.
 #
 # Needs (Debian packages; `bash .ci/run` installs them as root, then runs this script): a Rust
-# toolchain >= 1.85 with rustfmt and clippy, postgresql and postgresql-contrib (initdb,
+# toolchain >= 1.95 with rustfmt and clippy, postgresql and postgresql-contrib (initdb,
 # pg_ctl, psql, pgbench), python3 with python3-venv, nodejs and npm, a JDK with
 # libpostgresql-jdbc-java, and openssl. Network access to PyPI and
 # the npm registry the first time (the venvs and node_modules are kept under target/ and
@@ -34,7 +34,7 @@ need() { # need <command or path> <what to install>
         command -v "$1" >/dev/null 2>&1 || missing+=("$2")
     fi
 }
-need cargo "a Rust toolchain >= 1.85 (https://rustup.rs)"
+need cargo "a Rust toolchain >= 1.95 (rustup: https://rustup.rs)"
 if command -v cargo >/dev/null 2>&1; then
     cargo fmt --version >/dev/null 2>&1 || missing+=("rustfmt: rustup component add rustfmt")
     cargo clippy --version >/dev/null 2>&1 || missing+=("clippy: rustup component add clippy")
@@ -104,10 +104,11 @@ step "scripts/validate-manifests.sh" env LAKEPOOL_BIN=target/debug/lakepool scri
 step "scripts/check-dockerfile.sh" scripts/check-dockerfile.sh
 
 # The README's quickstart command, end to end (cluster, workspace stand-in, lakepool, one
-# query as the rotated Lakebase identity), with the debug binaries cargo test just built.
-step "scripts/quickstart.sh --smoke" env LAKEPOOL_BIN=target/debug/lakepool \
-    STANDIN_BIN=target/debug/lakepool-standin LAKEPOOL_PORT="${QUICKSTART_PORT:-16432}" \
-    scripts/quickstart.sh --smoke
+# query as the rotated Lakebase identity), then Ctrl-C once (graceful drain) and twice, with
+# the output piped, and a failure half-way: each must stop PostgreSQL and remove its files.
+# Uses the debug binaries cargo test just built.
+step "scripts/quickstart-test.sh" env LAKEPOOL_BIN=target/debug/lakepool \
+    STANDIN_BIN=target/debug/lakepool-standin scripts/quickstart-test.sh
 
 echo
 echo "==> summary"
