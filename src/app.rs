@@ -189,6 +189,7 @@ fn build_live(
             tls,
             users,
             registry: Arc::new(registry),
+            pool_defaults: config.pool.clone(),
         },
         rotating,
     ))

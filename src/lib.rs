@@ -23,3 +23,6 @@ pub mod pool;
 pub mod proto;
 pub mod upstream;
 pub mod workspace;
+
+/// lakepool's version, as `--version`, the startup line and `SHOW VERSION` give it.
+pub const VERSION_LINE: &str = concat!("lakepool ", env!("CARGO_PKG_VERSION"));

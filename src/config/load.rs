@@ -59,6 +59,13 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 
 /// The virtual database of the admin console; no configured database may use the name.
 pub const ADMIN_DATABASE: &str = "lakepool";
+/// Another name of the admin console, the one PgBouncer's tools (exporters, dashboards) use.
+pub const ADMIN_DATABASE_ALIAS: &str = "pgbouncer";
+
+/// True for the names of the admin console's database.
+pub fn is_admin_database(name: &str) -> bool {
+    name == ADMIN_DATABASE || name == ADMIN_DATABASE_ALIAS
+}
 
 /// Loads and validates config text; `base` resolves relative file paths.
 pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
@@ -71,13 +78,14 @@ pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
     let mut names = HashSet::new();
     for (i, table) in raw.databases.into_iter().enumerate() {
         let db = database(table, i, &defaults, base)?;
-        if db.name == ADMIN_DATABASE {
+        if is_admin_database(&db.name) {
+            let name = &db.name;
             return Err(invalid(
                 format!("databases[{i}].name"),
                 format!(
-                    "\"{ADMIN_DATABASE}\" is the admin console's database name; \
+                    "\"{name}\" is the admin console's database name; \
                      give this database another name (clients can still reach a server \
-                     database called {ADMIN_DATABASE} through dbname = \"{ADMIN_DATABASE}\")"
+                     database called {name} through dbname = \"{name}\")"
                 ),
             ));
         }
@@ -103,6 +111,7 @@ pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
         workspace,
         users,
         databases,
+        pool: defaults,
     })
 }
 

@@ -22,7 +22,7 @@ use super::replies::ReplyQueue;
 use super::rewrite::{Attached, ClientInput, ClientSide, ServerSide};
 use crate::net::Stream;
 use crate::pool::statements::StatementRegistry;
-use crate::pool::stats::{PoolStats, error_code};
+use crate::pool::stats::{PoolStats, QueryClock, error_code};
 use crate::proto::backend::parse_parameter_status;
 use crate::proto::scan::{Interest, ScanError, Scanner};
 use crate::upstream::params::ParamMap;
@@ -89,6 +89,8 @@ pub struct Tracker {
     closed_windows: std::collections::VecDeque<u32>,
     /// The pool's counters (queries, transactions, bytes, errors), when counting.
     pub stats: Option<std::sync::Arc<PoolStats>>,
+    /// When the query and the transaction in flight started (query and transaction times).
+    pub clock: QueryClock,
 }
 
 impl Tracker {
@@ -107,6 +109,7 @@ impl Tracker {
             exec_window: None,
             closed_windows: std::collections::VecDeque::new(),
             stats: None,
+            clock: QueryClock::default(),
         }
     }
 
@@ -129,6 +132,7 @@ impl Tracker {
         let copy_in = &mut self.copy_in;
         let window = &mut self.exec_window;
         let closed = &mut self.closed_windows;
+        let clock = &mut self.clock;
         if let Some(s) = &self.stats {
             s.received.fetch_add(data.len() as u64, Relaxed);
         }
@@ -137,11 +141,13 @@ impl Tracker {
                 b'Q' | b'F' => {
                     *pending += 1;
                     *window = None;
+                    clock.request();
                 }
                 // The server ignores Sync (and Flush) while in COPY FROM STDIN: no reply owed.
                 b'S' if *copy_in => {}
                 b'S' => {
                     *pending += 1;
+                    clock.request();
                     *unsynced = false;
                     if let Some(w) = window.as_mut() {
                         *w += 1;
@@ -194,6 +200,7 @@ impl Tracker {
         let copy_in = &mut self.copy_in;
         let window = &mut self.exec_window;
         let closed = &mut self.closed_windows;
+        let clock = &mut self.clock;
         let stats = self.stats.as_deref();
         if let Some(s) = stats {
             s.sent.fetch_add(data.len() as u64, Relaxed);
@@ -205,6 +212,7 @@ impl Tracker {
                     *status = body.first().copied().unwrap_or(b'I');
                     if let Some(s) = stats {
                         s.record_ready(*status);
+                        s.record_ready_time(clock, *status, *pending == 0);
                     }
                     if *pending == 0 {
                         closed.clear();
@@ -565,6 +573,7 @@ impl Pump<'_> {
                     max_message: self.tracker.client_scan.max_len(),
                     status: self.tracker.status,
                     extra_tracked: m.extra_tracked,
+                    stats: self.tracker.stats.as_deref(),
                 },
             )
             .map_err(PumpEnd::ClientProtocol)?;
@@ -683,6 +692,28 @@ mod tests {
         client(&mut t, b"Q");
         server(&mut t, &[(b'C', b""), (b'Z', b"I")]);
         assert!(t.server_idle());
+    }
+
+    #[test]
+    fn query_and_transaction_time_span_request_to_ready() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut t = Tracker::new(1 << 20);
+        let stats = std::sync::Arc::new(PoolStats::default());
+        t.stats = Some(std::sync::Arc::clone(&stats));
+        // A pipeline of two batches is one query span, ended by the second ReadyForQuery.
+        client(&mut t, b"BESBES");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        server(&mut t, &[(b'2', b""), (b'C', b""), (b'Z', b"T")]);
+        assert_eq!(stats.query_us.load(Relaxed), 0, "a reply is still owed");
+        server(&mut t, &[(b'2', b""), (b'C', b""), (b'Z', b"T")]);
+        let query = stats.query_us.load(Relaxed);
+        assert!(query >= 2000, "{query}");
+        assert_eq!(stats.xact_us.load(Relaxed), 0, "inside a transaction");
+        client(&mut t, b"Q");
+        server(&mut t, &[(b'C', b""), (b'Z', b"I")]);
+        assert!(stats.xact_us.load(Relaxed) >= query);
+        assert_eq!(stats.queries.load(Relaxed), 3);
+        assert_eq!(stats.xacts.load(Relaxed), 1);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use bytes::{Buf, BufMut, BytesMut};
 
 use super::replies::{Expect, Limitation, ReplyQueue, Synth, Undo};
 use crate::pool::statements::StatementRegistry;
+use crate::pool::stats::PoolStats;
 use crate::proto::scan::ScanError;
 use crate::proto::sql::{self, Command};
 use crate::proto::sqlstate::SqlState;
@@ -109,6 +110,8 @@ pub struct Attached<'a> {
     pub status: u8,
     /// Parameters tracked besides the built-in ones (lowercase).
     pub extra_tracked: &'a [String],
+    /// The pool's counters (parses and binds), when counting.
+    pub stats: Option<&'a PoolStats>,
 }
 
 /// Result of handling client input.
@@ -229,6 +232,9 @@ impl ClientSide {
                 Some((portal, (name, rest))) if !name.is_empty() => {
                     match self.statements.get(name).cloned() {
                         Some(stmt) => {
+                            if let Some(s) = at.stats {
+                                s.record_bind();
+                            }
                             if stmt.touches_state {
                                 self.note_sql(stmt.query(), false, at);
                             }
@@ -301,6 +307,9 @@ impl ClientSide {
                 self.note_sql(text, false, at);
             }
             return self.pass(b'P', msg, out, at);
+        }
+        if let Some(s) = at.stats {
+            s.record_client_parse();
         }
         if let Some(existing) = self.statements.get(name).cloned() {
             // PostgreSQL refuses to prepare a name twice: let the server say so, by preparing
@@ -378,7 +387,11 @@ impl ClientSide {
     /// executing (pgbench, psycopg). Such a client then needs a server only to execute, so
     /// preparing never waits behind busy servers. Returns the replies, or None (nothing
     /// changed) when the input needs a server.
-    pub fn answer_without_server(&mut self, registry: &StatementRegistry) -> Option<BytesMut> {
+    pub fn answer_without_server(
+        &mut self,
+        registry: &StatementRegistry,
+        stats: Option<&PoolStats>,
+    ) -> Option<BytesMut> {
         let mut pos = 0;
         let mut plan = Vec::new();
         let buf = &self.inbuf[..];
@@ -418,6 +431,9 @@ impl ClientSide {
                 Some(s) => {
                     self.statements.insert(name, s);
                     put_header(&mut reply, b'1', 0);
+                    if let Some(st) = stats {
+                        st.record_client_parse();
+                    }
                 }
                 None => {
                     self.statements.remove(&name);
@@ -513,6 +529,9 @@ fn prepare(
         });
     }
     out.extend_from_slice(&stmt.parse);
+    if let Some(s) = at.stats {
+        s.record_server_parse();
+    }
     at.queue.push(Expect::Parse {
         forward,
         stmt: Some(Arc::clone(stmt)),

@@ -69,6 +69,7 @@ struct Rig {
     cap: usize,
     status: u8,
     rx: BytesMut,
+    stats: crate::pool::stats::PoolStats,
 }
 
 impl Rig {
@@ -82,6 +83,7 @@ impl Rig {
             cap: 10,
             status: b'I',
             rx: BytesMut::new(),
+            stats: crate::pool::stats::PoolStats::default(),
         }
     }
 
@@ -101,6 +103,7 @@ impl Rig {
                     max_message: 1 << 20,
                     status: self.status,
                     extra_tracked: &[],
+                    stats: Some(&self.stats),
                 },
             )
             .unwrap();
@@ -191,6 +194,47 @@ fn statement_missing_on_this_server_is_prepared_transparently() {
         "2CZ",
         "injected ParseComplete dropped"
     );
+}
+
+/// PgBouncer's counts with prepared statements on: client Parses of named statements, the
+/// Parses sent to servers for them, Binds of named statements; unnamed ones are not counted.
+#[test]
+fn named_parses_and_binds_are_counted() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut r = Rig::new();
+    let counts = |r: &Rig| {
+        let t = r.stats.totals();
+        (t.client_parses, t.server_parses, t.binds)
+    };
+    r.send(&[parse("a", "select 1"), bind("a"), exec(), sync()].concat());
+    r.reply(&server_msgs("12CZ"));
+    assert_eq!(counts(&r), (1, 1, 1));
+    // Already prepared on this server: a Bind, no Parse.
+    r.send(&[bind("a"), exec(), sync()].concat());
+    r.reply(&server_msgs("2CZ"));
+    assert_eq!(counts(&r), (1, 1, 2));
+    // Another server: prepared again for the Bind.
+    r.cache = PreparedCache::default();
+    r.send(&[bind("a"), exec(), sync()].concat());
+    r.reply(&server_msgs("12CZ"));
+    assert_eq!(counts(&r), (1, 2, 3));
+    // Unnamed statements pass uncounted.
+    r.send(&[parse("", "select 2"), bind(""), exec(), sync()].concat());
+    r.reply(&server_msgs("12CZ"));
+    assert_eq!(counts(&r), (1, 2, 3));
+    // A prepare answered without a server is a client Parse.
+    let mut c = ClientSide::default();
+    c.inbuf
+        .extend_from_slice(&[parse("b", "select 1"), sync()].concat());
+    r.registry
+        .intern(b"select 1\0\0\0")
+        .accepted
+        .store(true, Relaxed);
+    assert!(
+        c.answer_without_server(&r.registry, Some(&r.stats))
+            .is_some()
+    );
+    assert_eq!(counts(&r), (2, 2, 3));
 }
 
 #[test]
@@ -321,21 +365,21 @@ fn prepare_only_input_is_answered_without_a_server() {
     c.inbuf
         .extend_from_slice(&[parse("P_0", "select 1"), sync()].concat());
     assert!(
-        c.answer_without_server(&registry).is_none(),
+        c.answer_without_server(&registry, None).is_none(),
         "never accepted by a server yet"
     );
     registry
         .intern(b"select 1\0\0\0")
         .accepted
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    let reply = c.answer_without_server(&registry).unwrap();
+    let reply = c.answer_without_server(&registry, None).unwrap();
     assert_eq!(tags(&reply), "1Z");
     assert!(c.inbuf.is_empty());
     assert_eq!(c.statement_count(), 1);
     // Anything that executes needs a server.
     c.inbuf
         .extend_from_slice(&[bind("P_0"), exec(), sync()].concat());
-    assert!(c.answer_without_server(&registry).is_none());
+    assert!(c.answer_without_server(&registry, None).is_none());
     assert!(!c.inbuf.is_empty());
 }
 

@@ -171,8 +171,13 @@ impl<'a> Session<'a> {
                 return "client terminated".to_owned();
             }
             if let Some(m) = self.mapped.as_mut()
-                && let Some(reply) = m.client.answer_without_server(self.info.pool.statements())
+                && let Some(reply) = m.client.answer_without_server(
+                    self.info.pool.statements(),
+                    Some(self.info.pool.stats()),
+                )
             {
+                // Answered here: no query ran.
+                self.tracker.clock.reset();
                 let sent = async {
                     self.client.write_all(&reply).await?;
                     self.client.flush().await
@@ -278,6 +283,8 @@ impl<'a> Session<'a> {
             if n == 0 {
                 return Err("client closed the connection".to_owned());
             }
+            // Query time counts from the request, waiting for a server included.
+            self.tracker.clock.request();
             return Ok(());
         }
         if self.up.buf.capacity() == 0 {

@@ -553,6 +553,7 @@ impl Pool {
                 Ok(conn)
             }
             Err(e) => {
+                shared.stats.record_connect_failure();
                 let retry = shared.settings.server_login_retry;
                 if e.is_server_failure() && !retry.is_zero() {
                     tracing::warn!(database = %shared.database, user = %shared.user, error = %e,

@@ -19,6 +19,7 @@ mod fixtures;
 mod lakebase;
 mod limits;
 mod operations;
+mod pgbouncer_compat;
 mod pooling;
 mod prepared;
 mod protocol;
