@@ -11,7 +11,7 @@
 # Needs (Debian packages; `bash .ci/run` installs them as root, then runs this script): a Rust
 # toolchain >= 1.95 with rustfmt and clippy, postgresql and postgresql-contrib (initdb,
 # pg_ctl, psql, pgbench), python3 with python3-venv, nodejs and npm, a JDK with
-# libpostgresql-jdbc-java, and openssl. Network access to PyPI and
+# libpostgresql-jdbc-java, openssl, and prometheus (promtool). Network access to PyPI and
 # the npm registry the first time (the venvs and node_modules are kept under target/ and
 # tests/compat/node/).
 #
@@ -59,6 +59,7 @@ if [[ "$(id -u)" == 0 ]]; then
     need setpriv "setpriv: apt-get install -y util-linux"
 fi
 need openssl "openssl: apt-get install -y openssl"
+need promtool "promtool: apt-get install -y prometheus"
 need /usr/bin/python3 "python3: apt-get install -y python3 python3-venv"
 need npm "npm: apt-get install -y nodejs npm"
 need javac "a JDK: apt-get install -y default-jdk-headless"
@@ -102,6 +103,12 @@ step "cargo test" cargo test "$@"
 # then the Dockerfile's stages and paths (its checker uses that venv's PyYAML).
 step "scripts/validate-manifests.sh" env LAKEPOOL_BIN=target/debug/lakepool scripts/validate-manifests.sh
 step "scripts/check-dockerfile.sh" scripts/check-dockerfile.sh
+
+# Monitoring assets: the alerting rules parse, and fire (and stay quiet) where their unit
+# tests say. The Grafana dashboard (and the rules' metric names) are checked against the real
+# /metrics by `cargo test` (tests/e2e/monitoring.rs).
+step "promtool check rules" promtool check rules config/prometheus/lakepool-alerts.yml
+step "promtool test rules" promtool test rules config/prometheus/lakepool-alerts.test.yml
 
 # The README's quickstart command, end to end (cluster, workspace stand-in, lakepool, one
 # query as the rotated Lakebase identity), then Ctrl-C once (graceful drain) and twice, with

@@ -18,6 +18,7 @@ mod compat;
 mod fixtures;
 mod lakebase;
 mod limits;
+mod monitoring;
 mod operations;
 mod pgbouncer_compat;
 mod pooling;
