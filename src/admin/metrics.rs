@@ -181,7 +181,10 @@ pub fn render(scrape: &Scrape) -> String {
     o.family("lakepool_info", "gauge", "lakepool build information.");
     o.sample(
         "lakepool_info",
-        &[("version", env!("CARGO_PKG_VERSION"))],
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("commit", crate::COMMIT),
+        ],
         1.0,
     );
     o.family(

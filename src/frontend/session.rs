@@ -48,7 +48,13 @@ pub async fn serve_client(fe: Arc<Frontend>, tcp: TcpStream, peer: SocketAddr) {
         }
         Err(LoginEnd::Cancelled) => return,
         Err(LoginEnd::Failed(e)) => {
-            tracing::info!(client = %peer, code = %e.code, error = %e.message, "login failed");
+            // 08: lakepool could not get a server for the client (an upstream failure, for the
+            // operator); anything else is the client's own doing.
+            if e.code.as_str().starts_with("08") {
+                tracing::warn!(client = %peer, code = %e.code, error = %e.message, "login failed");
+            } else {
+                tracing::info!(client = %peer, code = %e.code, error = %e.message, "login failed");
+            }
             return;
         }
         Err(LoginEnd::Dropped(why)) => {

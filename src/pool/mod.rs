@@ -564,6 +564,10 @@ impl Pool {
                         code: e.sqlstate(),
                         message: e.client_message().into(),
                     });
+                } else {
+                    // Every failed upstream login or connect is an operator's problem: WARN.
+                    tracing::warn!(database = %shared.database, user = %shared.user, error = %e,
+                        "server connection failed");
                 }
                 Pool::slot_freed(shared);
                 Err(e.into())

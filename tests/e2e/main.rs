@@ -20,6 +20,7 @@ mod lakebase;
 mod limits;
 mod monitoring;
 mod operations;
+mod operator;
 mod pgbouncer_compat;
 mod pooling;
 mod prepared;
