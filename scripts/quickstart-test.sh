@@ -83,12 +83,15 @@ assert_cleaned "smoke" "$log"
 
 # Starts the interactive quickstart in a process group of its own, the way a terminal runs a
 # foreground job, with `$1` as the shell command around it; waits until it serves. Job control
-# (set -m) gives the job its own group and, unlike a plain `&` in a script, leaves SIGINT
-# handled as in a terminal (bash ignores SIGINT in background jobs when job control is off,
-# and an ignored signal cannot be trapped).
+# (set -m) gives the job its own group. SIGINT must reach it as from a terminal, but a signal
+# ignored when a shell starts cannot be trapped, and this script may itself run with SIGINT
+# ignored (started in the background, under nohup, by a supervisor): python3 restores the
+# default before the quickstart's shell starts.
 start_interactive() { # <shell command> <log>
     set -m
-    bash -c "$1" &
+    /usr/bin/python3 -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execvp(sys.argv[1], sys.argv[1:])' bash -c "$1" &
     qs_pid=$!
     set +m
     if ! wait_until "grep -q 'lakepool is running on' '$2' 2>/dev/null" 300; then
