@@ -180,6 +180,7 @@ fn build_live(
             tls,
             users,
             registry: Arc::new(registry),
+            pool_defaults: config.pool.clone(),
         },
         rotating,
     ))
@@ -366,6 +367,7 @@ pub async fn run(
     raise_open_files_limit(&config);
     let built = build(&config, shutdown.clone())?;
     let fe = Arc::new(built.frontend);
+    let path_shown = path.as_ref().map(|p| p.display().to_string());
     // Credentials are fetched in the background: lakepool listens even while the first one
     // cannot be had yet, and clients are told why until it can.
     let refreshers = start_refreshers(built.rotating, &shutdown);
@@ -377,11 +379,14 @@ pub async fn run(
         shutdown.clone(),
     ));
     tokio::spawn(sighup(Arc::clone(&fe)));
+    let mut listening = Vec::new();
     for addr in &config.server.listen {
         let (listener, local) = bind(*addr).await?;
         tracing::info!(addr = %local, "listening");
+        listening.push(local.to_string());
         tokio::spawn(listener::run(listener, Arc::clone(&fe)));
     }
+    let mut admin = "off".to_owned();
     if let Some(addr) = config.server.admin_listen {
         let (listener, local) = bind(addr).await?;
         if let Some(w) = crate::admin::exposure_warning(local, config.server.admin_token.is_some())
@@ -389,8 +394,10 @@ pub async fn run(
             tracing::warn!("{w}");
         }
         tracing::info!(admin_addr = %local, "health endpoints: /healthz, /readyz");
+        admin = local.to_string();
         tokio::spawn(crate::admin::serve(listener, Arc::clone(&fe)));
     }
+    log_startup(&fe, path_shown.as_deref(), &listening, &admin);
     let maintenance = tokio::spawn(maintain(Arc::clone(&fe)));
     shutdown.cancelled().await;
     tracing::info!("shutting down: no new connections");
@@ -412,6 +419,38 @@ pub async fn run(
     // Give the Terminate messages to idle servers a moment to go out.
     tokio::time::sleep(Duration::from_millis(100)).await;
     Ok(())
+}
+
+/// The startup line: what runs (version and commit), from which file, where it listens, and
+/// the databases and pools (as SHOW POOLS lists them) it serves.
+fn log_startup(fe: &Frontend, config: Option<&str>, listening: &[String], admin: &str) {
+    let live = fe.live();
+    let mut databases: Vec<String> = live
+        .registry
+        .databases()
+        .map(|d| format!("{} ({})", d.name, d.upstream.credential.describe()))
+        .collect();
+    databases.sort();
+    drop(live);
+    let pools: Vec<String> = crate::admin::snapshot::pools(fe)
+        .iter()
+        .map(|p| {
+            let mode = match p.mode {
+                crate::config::PoolMode::Session => "session",
+                crate::config::PoolMode::Transaction => "transaction",
+            };
+            format!("{}/{} ({mode}, pool_size {})", p.database, p.user, p.size)
+        })
+        .collect();
+    tracing::info!(
+        version = %crate::VERSION,
+        config = %config.unwrap_or("-"),
+        listen = %listening.join(", "),
+        admin_listen = %admin,
+        databases = %databases.join(", "),
+        pools = %pools.join(", "),
+        "lakepool started"
+    );
 }
 
 /// Running credential refreshers, each stoppable on its own when a reload drops its database.
@@ -517,6 +556,15 @@ async fn reload(
             pool.retire();
         }
     }
+    // Pools this reload drained: those of the old configuration it did not keep.
+    let mut drained: Vec<String> = old
+        .registry
+        .pools()
+        .iter()
+        .filter(|p| p.is_retired())
+        .map(|p| format!("{}/{}", p.database(), p.user()))
+        .collect();
+    drained.sort();
     running.retain(|(c, token)| {
         let mine = Arc::as_ptr(c) as *const ();
         let used = current
@@ -529,7 +577,12 @@ async fn reload(
         used
     });
     drop(old);
-    tracing::info!(databases, users, "configuration reloaded");
+    let drained = if drained.is_empty() {
+        "none".to_owned()
+    } else {
+        drained.join(", ")
+    };
+    tracing::info!(databases, users, drained = %drained, "configuration reloaded");
     Ok(())
 }
 

@@ -25,3 +25,21 @@ pub mod pool;
 pub mod proto;
 pub mod upstream;
 pub mod workspace;
+
+/// The git commit lakepool was built from (`unknown` when built without git; see build.rs).
+pub const COMMIT: &str = env!("LAKEPOOL_COMMIT");
+/// Version and commit, as `--version` and the startup line give them.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("LAKEPOOL_COMMIT"),
+    ")"
+);
+/// `lakepool <version> (commit <commit>)`, as `SHOW VERSION` gives it.
+pub const VERSION_LINE: &str = concat!(
+    "lakepool ",
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("LAKEPOOL_COMMIT"),
+    ")"
+);

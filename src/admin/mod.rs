@@ -11,6 +11,8 @@
 pub mod console;
 pub mod metrics;
 pub mod show;
+mod show_config;
+mod show_stats;
 pub mod snapshot;
 
 use std::convert::Infallible;

@@ -83,6 +83,13 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 
 /// The virtual database of the admin console; no configured database may use the name.
 pub const ADMIN_DATABASE: &str = "lakepool";
+/// Another name of the admin console, the one PgBouncer's tools (exporters, dashboards) use.
+pub const ADMIN_DATABASE_ALIAS: &str = "pgbouncer";
+
+/// True for the names of the admin console's database.
+pub fn is_admin_database(name: &str) -> bool {
+    name == ADMIN_DATABASE || name == ADMIN_DATABASE_ALIAS
+}
 
 /// Loads and validates config text; `base` resolves relative file paths. Errors give the line
 /// and the key, never a value from the file.
@@ -159,13 +166,14 @@ fn load_document(
     let mut names = HashSet::new();
     for (i, (table, span)) in raw_databases.into_iter().enumerate() {
         let db = database(table, span, i, &defaults, server.auth, base, lines)?;
-        if db.name == ADMIN_DATABASE {
+        if is_admin_database(&db.name) {
+            let name = &db.name;
             return Err(invalid(
                 format!("databases[{i}].name"),
                 format!(
-                    "\"{ADMIN_DATABASE}\" is the admin console's database name; \
+                    "\"{name}\" is the admin console's database name; \
                      give this database another name (clients can still reach a server \
-                     database called {ADMIN_DATABASE} through dbname = \"{ADMIN_DATABASE}\")"
+                     database called {name} through dbname = \"{name}\")"
                 ),
             ));
         }
@@ -193,6 +201,7 @@ fn load_document(
         databases,
         lines: Arc::default(),
         warnings: Vec::new(),
+        pool: defaults,
     })
 }
 

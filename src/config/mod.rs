@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-pub use load::{ADMIN_DATABASE, ConfigError, load_file, load_str};
+pub use load::{
+    ADMIN_DATABASE, ADMIN_DATABASE_ALIAS, ConfigError, is_admin_database, load_file, load_str,
+};
 pub use locate::KeyLines;
 pub use raw::{AuthMethod, ClientTls, LogFormat, PoolMode, UpstreamTls};
 
@@ -44,6 +46,8 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// `[[databases]]`: what clients may connect to, and where it lives upstream.
     pub databases: Vec<DatabaseConfig>,
+    /// `[pool]`: the settings every database starts from.
+    pub pool: PoolSettings,
     /// Where each key is in the file, to give the line of errors found later (e.g. a
     /// password that is not a valid verifier).
     pub lines: Arc<KeyLines>,
@@ -127,6 +131,21 @@ impl PoolOverrides {
         // Every key was validated on its own at load and no check spans two keys, so applying
         // the same keys over any valid base cannot fail.
         load::pool_settings(&self.0, base, "users").unwrap_or_else(|_| base.clone())
+    }
+
+    /// `pool_size`, when set on the user.
+    pub fn pool_size(&self) -> Option<usize> {
+        self.0.pool_size
+    }
+
+    /// `reserve_pool_size`, when set on the user.
+    pub fn reserve_pool_size(&self) -> Option<usize> {
+        self.0.reserve_pool_size
+    }
+
+    /// `pool_mode`, when set on the user.
+    pub fn pool_mode(&self) -> Option<PoolMode> {
+        self.0.pool_mode
     }
 }
 

@@ -189,7 +189,7 @@ async fn authenticate_login(
     authenticate(fe, stream, &mut leftover, &user, &database)
         .await
         .map_err(|e| e.to_client_error())?;
-    if database == crate::config::ADMIN_DATABASE {
+    if crate::config::is_admin_database(&database) {
         let admin = fe.live().users.get(&user).is_some_and(|u| u.admin);
         if !admin {
             return Err(ClientError::fatal(

@@ -22,6 +22,7 @@ use super::txn::{Attached, TxnClient, TxnLimits};
 use super::{ClientCount, Frontend, send_error_and_close};
 use crate::config::PoolMode;
 use crate::error::{ClientError, ClientFacing};
+use crate::logsafe::LogSafe;
 use crate::net::Stream;
 use crate::pool::Checkout;
 
@@ -50,7 +51,15 @@ pub async fn serve_client(fe: Arc<Frontend>, tcp: TcpStream, peer: SocketAddr) {
         }
         Err(LoginEnd::Cancelled) => return,
         Err(LoginEnd::Failed(e)) => {
-            tracing::info!(client = %peer, code = %e.code, error = %e.message, "login failed");
+            // 08: lakepool could not get a server for the client (an upstream failure, for the
+            // operator); anything else is the client's own doing.
+            if e.code.as_str().starts_with("08") {
+                tracing::warn!(client = %peer, code = %e.code, error = %LogSafe(&e.message),
+                    "login failed");
+            } else {
+                tracing::info!(client = %peer, code = %e.code, error = %LogSafe(&e.message),
+                    "login failed");
+            }
             return;
         }
         Err(LoginEnd::Dropped(why)) => {
@@ -63,15 +72,15 @@ pub async fn serve_client(fe: Arc<Frontend>, tcp: TcpStream, peer: SocketAddr) {
         }
     };
     let LoggedIn { stream, session } = *logged;
-    tracing::info!(client = %peer, user = %session.user, database = %session.database,
-        tls = stream.is_tls(), "client logged in");
+    tracing::info!(client = %peer, user = %LogSafe(&session.user),
+        database = %LogSafe(&session.database), tls = stream.is_tls(), "client logged in");
     let (user, database) = (session.user.clone(), session.database.clone());
     let client = fe
         .sessions
         .register(&user, &database, peer, stream.is_tls());
     let end = Box::pin(Session::new(&fe, stream, session, client).run()).await;
-    tracing::info!(client = %peer, user = %user, database = %database, reason = %end,
-        "client disconnected");
+    tracing::info!(client = %peer, user = %LogSafe(&user), database = %LogSafe(&database),
+        reason = %end, "client disconnected");
 }
 
 /// Why a session ended.
@@ -258,10 +267,13 @@ impl<'a> Session<'a> {
                         return Err(SessionEnd::Terminated);
                     }
                     let registry = self.info.pool.statements();
+                    let stats = Some(&**self.info.pool.stats());
                     let Some(reply) =
                         t.client
-                            .answer_without_server(&mut self.up, &t.limits, registry)
+                            .answer_without_server(&mut self.up, &t.limits, registry, stats)
                     else {
+                        // Query time counts from the request, waiting for a server included.
+                        self.tracker.clock.request();
                         return Ok(());
                     };
                     let sent = async {

@@ -154,12 +154,12 @@ impl Pool {
     /// server failure other than a waking endpoint, starts server_login_retry.
     fn failed(&self, e: UpstreamError, attempts: u32) -> PoolError {
         let shared = &self.shared;
+        shared.stats.record_connect_failure();
         let retry = shared.settings.server_login_retry;
         if is_waking(&e) {
-            if attempts > 1 {
-                tracing::warn!(database = %shared.database, user = %shared.user, error = %e,
-                    attempts, "server did not accept a connection within query_wait_timeout");
-            }
+            // Every failed upstream connection is the operator's problem: WARN.
+            tracing::warn!(database = %shared.database, user = %shared.user, error = %e,
+                attempts, "server did not accept a connection within query_wait_timeout");
         } else if e.is_server_failure() && !retry.is_zero() {
             tracing::warn!(database = %shared.database, user = %shared.user, error = %e,
                 retry_in_s = retry.as_secs_f64(),
@@ -169,6 +169,9 @@ impl Pool {
                 code: e.sqlstate(),
                 message: e.client_message().into(),
             });
+        } else {
+            tracing::warn!(database = %shared.database, user = %shared.user, error = %e,
+                "server connection failed");
         }
         Pool::slot_freed(shared);
         e.into()

@@ -134,6 +134,11 @@ impl Registry {
         self.databases.values()
     }
 
+    /// The pool keys set on user `user`'s `[[users]]` entry, if any.
+    pub fn user_overrides(&self, user: &str) -> Option<&PoolOverrides> {
+        self.user_settings.get(user)
+    }
+
     /// The settings of the (database, user) pool: user keys over database keys over `[pool]`.
     pub fn settings(&self, db: &Database, user: &str) -> PoolSettings {
         match self.user_settings.get(user) {
@@ -241,6 +246,12 @@ impl Registry {
         for p in resume {
             p.resume();
         }
+    }
+
+    /// Whether pools of database `db` start paused now (PAUSE of it, or of everything).
+    pub fn database_paused(&self, db: &str) -> bool {
+        let p = self.paused.lock();
+        p.all || p.databases.contains(db)
     }
 
     /// Every pool that exists now.

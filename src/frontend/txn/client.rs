@@ -298,6 +298,9 @@ impl TxnClient {
             return self.refuse(h, up, at, err);
         }
         up.consume(h);
+        if let Some(s) = &t.stats {
+            s.record_client_parse();
+        }
         let stmt = at.registry.intern(&rest);
         self.statements
             .insert(name.clone().into(), Arc::clone(&stmt));
@@ -357,6 +360,9 @@ impl TxnClient {
                 }
             }
         };
+        if let Some(s) = &t.stats {
+            s.record_bind();
+        }
         if stmt.touches_state {
             // A statement that sets things is noted at each execution.
             self.inspect_sql(stmt.query(), false, true);
@@ -664,6 +670,7 @@ impl TxnClient {
         up: &mut Pipe,
         at: &super::TxnLimits,
         registry: &crate::pool::statements::StatementRegistry,
+        stats: Option<&crate::pool::stats::PoolStats>,
     ) -> Option<BytesMut> {
         if !at.mapping() || self.discarding {
             return None;
@@ -713,6 +720,9 @@ impl TxnClient {
                 Some(s) => {
                     self.statements.insert(name, s);
                     write::parse_complete(&mut reply);
+                    if let Some(st) = stats {
+                        st.record_client_parse();
+                    }
                 }
                 None => {
                     self.statements.remove(&name);
@@ -862,6 +872,9 @@ fn prepare(
         t.client_sent(b'C');
     }
     out.extend_from_slice(&stmt.parse);
+    if let Some(s) = &t.stats {
+        s.record_server_parse();
+    }
     at.queue.push(Expect::Parse {
         forward,
         stmt: Some(Arc::clone(stmt)),

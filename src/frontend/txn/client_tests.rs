@@ -497,7 +497,7 @@ fn prepare_only_input_is_answered_without_a_server() {
     let mut up = Pipe::default();
     up.feed(&[parse("P_0", "select 1"), sync()].concat());
     assert!(
-        c.answer_without_server(&mut up, &limits, &registry)
+        c.answer_without_server(&mut up, &limits, &registry, None)
             .is_none(),
         "never accepted by a server yet"
     );
@@ -506,7 +506,7 @@ fn prepare_only_input_is_answered_without_a_server() {
         .accepted
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let reply = c
-        .answer_without_server(&mut up, &limits, &registry)
+        .answer_without_server(&mut up, &limits, &registry, None)
         .unwrap();
     assert_eq!(tags(&reply), "1Z");
     assert!(up.unread().is_empty());
@@ -514,7 +514,7 @@ fn prepare_only_input_is_answered_without_a_server() {
     // Anything that executes needs a server.
     up.feed(&[bind("P_0"), exec(), sync()].concat());
     assert!(
-        c.answer_without_server(&mut up, &limits, &registry)
+        c.answer_without_server(&mut up, &limits, &registry, None)
             .is_none()
     );
     assert!(!up.unread().is_empty());
@@ -759,4 +759,47 @@ fn a_stale_statement_whose_batch_already_answered_passes_the_error() {
     // Its next use goes to a statement prepared afresh.
     let out = r.send(&[bind("a"), exec(), sync()].concat());
     assert_eq!(tags(&out), "PBES");
+}
+
+/// PgBouncer's counts with prepared statements on: client Parses of named statements, the
+/// Parses sent to servers for them, Binds of named statements; unnamed ones are not counted.
+#[test]
+fn named_parses_and_binds_are_counted() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut r = Rig::new();
+    let stats = std::sync::Arc::new(crate::pool::stats::PoolStats::default());
+    r.tracker.stats = Some(std::sync::Arc::clone(&stats));
+    let counts = || {
+        let t = stats.totals();
+        (t.client_parses, t.server_parses, t.binds)
+    };
+    r.send(&[parse("a", "select 1"), bind("a"), exec(), sync()].concat());
+    r.reply(&server_msgs("12CZ"));
+    assert_eq!(counts(), (1, 1, 1));
+    // Already prepared on this server: a Bind, no Parse.
+    r.send(&[bind("a"), exec(), sync()].concat());
+    r.reply(&server_msgs("2CZ"));
+    assert_eq!(counts(), (1, 1, 2));
+    // Another server: prepared again for the Bind.
+    r.cache = PreparedCache::default();
+    r.send(&[bind("a"), exec(), sync()].concat());
+    r.reply(&server_msgs("12CZ"));
+    assert_eq!(counts(), (1, 2, 3));
+    // Unnamed statements pass uncounted.
+    r.send(&[parse("", "select 2"), bind(""), exec(), sync()].concat());
+    r.reply(&server_msgs("12CZ"));
+    assert_eq!(counts(), (1, 2, 3));
+    // A prepare answered without a server is a client Parse.
+    let mut c = TxnClient::default();
+    let mut up = Pipe::default();
+    up.feed(&[parse("b", "select 1"), sync()].concat());
+    r.registry
+        .intern(b"select 1\0\0\0")
+        .accepted
+        .store(true, Relaxed);
+    assert!(
+        c.answer_without_server(&mut up, &r.limits, &r.registry, Some(&stats))
+            .is_some()
+    );
+    assert_eq!(counts(), (2, 2, 3));
 }
