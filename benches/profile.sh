@@ -138,6 +138,22 @@ profile() {
     untrack "$p"
     perf report -i "$dir/perf-$name.data" --no-children --sort dso --stdio 2>/dev/null |
         awk '/^ +[0-9.]+%/ { printf "%s%s %s", (n++ ? ", " : "samples by object: "), $2, $1 } END { print "" }'
+    # User space by where the code comes from: lakepool modules (three path
+    # segments), other crates (first segment), shared libraries (object).
+    echo "user-space samples by crate / module (% of all samples):"
+    perf report -i "$dir/perf-$name.data" --no-children --sort dso,sym --stdio 2>/dev/null |
+        awk '/^ +[0-9.]+%/ && $2 != "[kernel.kallsyms]" {
+            pct = $1; sub(/%/, "", pct); dso = $2
+            sym = $0; sub(/^.*\[\.\] /, "", sym); sub(/^</, "", sym)
+            n = split(sym, seg, "::")
+            if (dso != "lakepool" || n < 2) key = (dso == "lakepool" ? sym : dso)
+            else if (seg[1] == "lakepool") key = seg[1] "::" seg[2] (n > 3 ? "::" seg[3] : "")
+            else key = seg[1]
+            sub(/ .*/, "", key)
+            t[key] += pct
+        }
+        END { for (k in t) if (t[k] >= 0.3) printf "%.1f %s\n", t[k], k }' |
+        sort -rn | awk '{ printf "%s%s %s%%", (NR > 1 ? ", " : "  "), $2, $1 } END { print "" }'
     echo "top $top symbols by self time ([k] kernel, [.] user space):"
     perf report -i "$dir/perf-$name.data" --no-children --sort sym --stdio 2>/dev/null |
         awk -v top="$top" '/^ +[0-9.]+%/ && n < top { n++; sub(/^ +/, "  "); print }'
