@@ -56,7 +56,8 @@ pub(crate) fn config(standin: &Standin, s: &Setup<'_>) -> String {
         str::to_owned,
     );
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         admin_token = \"e2e-admin-token\"\n\n\
          [pool]\npool_mode = \"transaction\"\npool_size = {size}\nserver_lifetime = {life}\n\
          query_wait_timeout = 20\n\n\
          [workspace]\nhost = \"{url}\"\n{auth}\n\n\
@@ -118,7 +119,7 @@ async fn service_principal_instance_credential_logs_in_as_the_identity() {
     assert!(ssl, "token logins go over TLS");
     assert!(standin.stat("credentials_minted") >= 1);
     assert!(lp.wait_for_log("database credential refreshed", Duration::from_secs(5)));
-    let (status, _, body) = lp.admin_get("/readyz");
+    let (status, _, body) = lp.admin_get_authorized("/readyz");
     assert_eq!((status, body.trim()), (200, "ready"));
     assert_eq!(lp.admin_get("/healthz").0, 200);
 }
@@ -345,7 +346,7 @@ fn wrong_client_secret_is_reported_without_the_secret() {
     assert!(!logs.contains("definitely-wrong-secret-42"));
     // Readiness counts the databases without a credential (names and reasons need the admin
     // token), never showing the secret.
-    let (status, _, body) = lp.admin_get("/readyz");
+    let (status, _, body) = lp.admin_get_authorized("/readyz");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("1 of 1 databases"), "{body}");
     assert!(!body.contains("definitely-wrong-secret-42"));

@@ -31,7 +31,7 @@ fn start() -> Lakepool {
         ..Opts::default()
     };
     let text = format!(
-        "{}\n[[users]]\nname = \"{}\"\npassword = \"{}\"\nauth = \"md5\"\nadmin = true\n",
+        "{}\n[[users]]\nname = \"{}\"\npassword = \"{}\"\nadmin = true\n",
         fixtures::config(&opts),
         ADMIN.0,
         ADMIN.1

@@ -74,7 +74,7 @@ fn config(port: u16) -> String {
         "[server]\nlisten = \"127.0.0.1:0\"\n\n\
          [pool]\npool_mode = \"transaction\"\npool_size = 2\nquery_wait_timeout = 60\n\
          server_login_retry = 15\n\n\
-         [[users]]\nname = \"u\"\npassword = \"{PW}\"\nauth = \"md5\"\n\n\
+         [[users]]\nname = \"u\"\npassword = \"{PW}\"\n\n\
          [[databases]]\nname = \"app\"\nhost = \"{HOST}\"\nport = {port}\ndbname = \"{APP_DB}\"\n\
          user = \"{}\"\npassword = \"{}\"\ntls = \"disable\"\n",
         APP_OWNER.0, APP_OWNER.1,

@@ -47,7 +47,7 @@ async fn current_user(lp: &Lakepool) -> String {
 fn not_ready_with(lp: &Lakepool, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, _, body) = lp.admin_get("/readyz");
+        let (status, _, body) = lp.admin_get_authorized("/readyz");
         if status == 503 && body.contains(needle) {
             return body;
         }

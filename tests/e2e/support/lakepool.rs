@@ -21,6 +21,9 @@ const LISTENING: &str = "listening addr=";
 /// Path of the lakepool binary: Cargo's `CARGO_BIN_EXE_lakepool` when the
 /// tests are built inside the lakepool package, else `$LAKEPOOL_BIN` (lets
 /// the harness be compiled and exercised outside the package).
+/// The admin token the e2e configs that read `/readyz` reasons set.
+pub const E2E_ADMIN_TOKEN: &str = "e2e-admin-token";
+
 pub fn lakepool_bin() -> PathBuf {
     if let Some(p) = option_env!("CARGO_BIN_EXE_lakepool") {
         return PathBuf::from(p);
@@ -228,6 +231,13 @@ impl Lakepool {
     /// body).
     pub fn admin_get(&self, path: &str) -> (u16, String, String) {
         self.admin_get_with(path, &[])
+    }
+
+    /// [`Self::admin_get`] with the test token (`admin_token = E2E_ADMIN_TOKEN`), which makes
+    /// `/readyz` say why a database is not ready.
+    pub fn admin_get_authorized(&self, path: &str) -> (u16, String, String) {
+        let bearer = format!("Bearer {E2E_ADMIN_TOKEN}");
+        self.admin_get_with(path, &[("Authorization", &bearer)])
     }
 
     /// [`Self::admin_get`] with extra request headers (e.g. `Authorization`).
