@@ -53,7 +53,7 @@ pub struct SessionInfo {
     pub admission: ClientAdmission,
     /// Session mode: the server the client keeps for its whole session, checked out at login
     /// so that the backend pid it is told is the server's own.
-    pub server: Option<Checkout>,
+    pub server: Option<Box<Checkout>>,
 }
 
 /// A login that succeeded: a pooled session, or the admin console.
@@ -255,7 +255,7 @@ async fn greet(
             write::parameter_status(&mut greeting, k, v);
         }
         let pid = conn.key.0;
-        (Some(s), Some(pid))
+        (Some(Box::new(s)), Some(pid))
     } else {
         if !spelled(&pool, &mut settings) {
             let mut s = pool.checkout().await.map_err(|e| e.to_client_error())?;

@@ -78,7 +78,10 @@ pub async fn serve_client(fe: Arc<Frontend>, tcp: TcpStream, peer: SocketAddr) {
     let client = fe
         .sessions
         .register(&user, &database, peer, stream.is_tls());
-    let end = Box::pin(Session::new(&fe, stream, session, client).run()).await;
+    // Not boxed: an idle client's whole state is this task's future (the transaction part is
+    // boxed inside, for its length only).
+    let mut session = Session::new(&fe, stream, session, client);
+    let end = session.run().await;
     tracing::info!(client = %peer, user = %LogSafe(&user), database = %LogSafe(&database),
         reason = %end, "client disconnected");
 }
@@ -163,9 +166,11 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn run(mut self) -> SessionEnd {
+    /// Borrows the session: an async fn that takes it by value stores it twice in its future.
+    async fn run(&mut self) -> SessionEnd {
         match self.info.server.take() {
-            Some(server) => self.serve_session(server).await,
+            // Boxed: only session-mode clients pay for its state.
+            Some(server) => Box::pin(self.serve_session(*server)).await,
             None => self.serve_transactions().await,
         }
     }
@@ -192,38 +197,49 @@ impl<'a> Session<'a> {
             if let Err(end) = self.next_request().await {
                 return end;
             }
-            self.entry.set(ClientState::Waiting);
-            let mut server = match self.checkout().await {
-                Ok(s) => s,
-                Err(e) => {
-                    self.info
-                        .pool
-                        .stats()
-                        .record_error(e.code.as_str().as_bytes());
-                    tracing::warn!(user = %self.info.user, database = %self.info.database,
-                        code = %e.code, error = %e.message, "no server connection for client");
-                    return self.tell(e).await;
-                }
-            };
-            self.entry.set(ClientState::Active);
-            let conn = server.conn_ref();
-            self.info.cancel.slot.attach(conn.key, &conn.host);
-            let end = self.forward(&mut server).await;
-            self.info.cancel.slot.detach().await;
-            if !matches!(end, PumpEnd::Idle) {
-                return Box::pin(self.finish(server, end)).await;
-            }
-            if !self.follow_up(&mut server).await {
-                server.close();
-            } else {
-                server.release();
-            }
-            self.entry.set(ClientState::Idle);
-            if self.client.can_wait_without_buffer() {
-                // Idle clients hold no buffer.
-                self.up.release_buffers();
+            // Boxed: an idle client's task then holds only what waiting for a request needs
+            // (the checkout, data path and follow-up states live for the transaction only).
+            if let Some(end) = Box::pin(self.transaction()).await {
+                return end;
             }
         }
+    }
+
+    /// One request's server: checkout, forwarding until the server is idle, the follow-up,
+    /// release. Some(end) when the session ends.
+    async fn transaction(&mut self) -> Option<SessionEnd> {
+        self.entry.set(ClientState::Waiting);
+        let mut server = match self.checkout().await {
+            Ok(s) => s,
+            Err(e) => {
+                self.info
+                    .pool
+                    .stats()
+                    .record_error(e.code.as_str().as_bytes());
+                tracing::warn!(user = %self.info.user, database = %self.info.database,
+                    code = %e.code, error = %e.message, "no server connection for client");
+                return Some(self.tell(e).await);
+            }
+        };
+        self.entry.set(ClientState::Active);
+        let conn = server.conn_ref();
+        self.info.cancel.slot.attach(conn.key, &conn.host);
+        let end = self.forward(&mut server).await;
+        self.info.cancel.slot.detach().await;
+        if !matches!(end, PumpEnd::Idle) {
+            return Some(self.finish(server, end).await);
+        }
+        if !self.follow_up(&mut server).await {
+            server.close();
+        } else {
+            server.release();
+        }
+        self.entry.set(ClientState::Idle);
+        if self.client.can_wait_without_buffer() {
+            // Idle clients hold no buffer.
+            self.up.release_buffers();
+        }
+        None
     }
 
     /// After a transaction: what the client changed in the session is read back and what
@@ -556,8 +572,9 @@ mod tests {
             let fe = std::sync::Arc::new(crate::app::build(&cfg, token).unwrap().frontend);
             let f = super::serve_client(fe, c, a);
             let n = size(&f);
-            assert!(n <= 3 * 1024, "serve_client future is {n} bytes");
-            eprintln!("SIZES future={n}");
+            // An idle client's task is mostly this future: keep it small (1,512 bytes when
+            // written; the transaction's state is boxed for its length only).
+            assert!(n <= 1600, "serve_client future is {n} bytes");
         });
     }
 }
