@@ -15,10 +15,10 @@ use crate::credentials::fixed::StaticCredential;
 use crate::credentials::lakebase::LakebaseCredential;
 use crate::credentials::lakebase::api::LakebaseTarget;
 use crate::credentials::source::{CredentialSource, Pinned};
-use crate::frontend::cancel::CancelRegistry;
-use crate::frontend::{Frontend, Live, listener};
 use crate::net::tls::{self, TlsError};
 use crate::pool::registry::{Database, Registry};
+use crate::shared::cancel::CancelRegistry;
+use crate::shared::{Live, Shared};
 use crate::upstream::Upstream;
 use crate::workspace::auth::TokenSource;
 use crate::workspace::http::ApiClient;
@@ -55,14 +55,14 @@ pub enum AppError {
     },
 }
 
-/// What `build` produces: the client side, and the rotating credentials to start.
+/// What `build` produces: the shared state, and the rotating credentials to start.
 pub struct Built {
-    /// Shared state of the client side.
-    pub frontend: Frontend,
+    /// The app-wide state every client connection gets.
+    pub shared: Shared,
     /// Lakebase credentials whose refreshers `run` starts.
     pub rotating: Vec<Arc<LakebaseCredential>>,
     /// Where reload requests arrive.
-    pub reloads: tokio::sync::mpsc::UnboundedReceiver<crate::frontend::ReloadRequest>,
+    pub reloads: tokio::sync::mpsc::UnboundedReceiver<crate::shared::ReloadRequest>,
 }
 
 /// Builds everything a running lakepool needs from a config, without binding sockets or
@@ -70,7 +70,7 @@ pub struct Built {
 pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Built, AppError> {
     let (live, rotating) = build_live(config, None)?;
     let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
-    let frontend = Frontend {
+    let shared = Shared {
         server: config.server.clone(),
         reload,
         live: ArcSwap::from_pointee(live),
@@ -80,7 +80,7 @@ pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Built, AppE
         shutdown,
     };
     Ok(Built {
-        frontend,
+        shared,
         rotating,
         reloads,
     })
@@ -366,7 +366,7 @@ pub async fn run(
     }
     raise_open_files_limit(&config);
     let built = build(&config, shutdown.clone())?;
-    let fe = Arc::new(built.frontend);
+    let fe = Arc::new(built.shared);
     let path_shown = path.as_ref().map(|p| p.display().to_string());
     // Credentials are fetched in the background: lakepool listens even while the first one
     // cannot be had yet, and clients are told why until it can.
@@ -384,7 +384,7 @@ pub async fn run(
         let (listener, local) = bind(*addr).await?;
         tracing::info!(addr = %local, "listening");
         listening.push(local.to_string());
-        tokio::spawn(listener::run(listener, Arc::clone(&fe)));
+        tokio::spawn(crate::accept::run(listener, Arc::clone(&fe)));
     }
     let mut admin = "off".to_owned();
     if let Some(addr) = config.server.admin_listen {
@@ -423,7 +423,7 @@ pub async fn run(
 
 /// The startup line: what runs (version and commit), from which file, where it listens, and
 /// the databases and pools (as SHOW POOLS lists them) it serves.
-fn log_startup(fe: &Frontend, config: Option<&str>, listening: &[String], admin: &str) {
+fn log_startup(fe: &Shared, config: Option<&str>, listening: &[String], admin: &str) {
     let live = fe.live();
     let mut databases: Vec<String> = live
         .registry
@@ -468,7 +468,7 @@ fn start_refreshers(new: Vec<Arc<LakebaseCredential>>, shutdown: &CancellationTo
 }
 
 /// SIGHUP asks for a reload; the outcome is logged by the reload itself.
-async fn sighup(fe: Arc<Frontend>) {
+async fn sighup(fe: Arc<Shared>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::error!("cannot install the SIGHUP handler: reload by signal is off");
@@ -485,9 +485,9 @@ async fn sighup(fe: Arc<Frontend>) {
 
 /// Serves reload requests one at a time (SIGHUP, the admin console's RELOAD).
 async fn reloads(
-    fe: Arc<Frontend>,
+    fe: Arc<Shared>,
     path: Option<std::path::PathBuf>,
-    mut requests: tokio::sync::mpsc::UnboundedReceiver<crate::frontend::ReloadRequest>,
+    mut requests: tokio::sync::mpsc::UnboundedReceiver<crate::shared::ReloadRequest>,
     mut running: Refreshers,
     shutdown: CancellationToken,
 ) {
@@ -510,7 +510,7 @@ async fn reloads(
 /// certificates and secret files. Connected clients stay; pools whose upstream or settings
 /// changed drain as their clients move on. An invalid file changes nothing.
 async fn reload(
-    fe: &Frontend,
+    fe: &Shared,
     path: &std::path::Path,
     running: &mut Refreshers,
     shutdown: &CancellationToken,
@@ -597,7 +597,7 @@ async fn bind(addr: std::net::SocketAddr) -> Result<(TcpListener, std::net::Sock
     Ok((listener, local))
 }
 
-async fn maintain(fe: Arc<Frontend>) {
+async fn maintain(fe: Arc<Shared>) {
     let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

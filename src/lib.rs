@@ -1,7 +1,7 @@
 //! lakepool: a PostgreSQL connection pooler for Databricks Lakebase.
 //!
 //! Module dependencies point one way: `proto` (codec) ← `net` / `auth` ← `upstream` ← `pool` ←
-//! `frontend` ← `app`. See ARCHITECTURE.md.
+//! `shared` ← `frontend` / `admin` ← `accept` / `app`. See ARCHITECTURE.md.
 
 #![forbid(unsafe_code)]
 #![deny(
@@ -12,6 +12,7 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod accept;
 pub mod admin;
 pub mod app;
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod logsafe;
 pub mod net;
 pub mod pool;
 pub mod proto;
+pub mod shared;
 pub mod upstream;
 pub mod workspace;
 

@@ -17,12 +17,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::show;
 use crate::error::ClientError;
-use crate::frontend::Frontend;
-use crate::frontend::login::ConsoleLogin;
 use crate::net::Stream;
 use crate::pool::Pool;
 use crate::proto::sqlstate::SqlState;
 use crate::proto::write::{self, Severity};
+use crate::shared::{ConsoleLogin, Shared};
 
 /// Longest PAUSE waits for the servers in use to come back.
 const PAUSE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -180,7 +179,7 @@ impl Reply {
 }
 
 /// Serves one console client until it leaves; returns why it ended.
-pub async fn serve(fe: &Arc<Frontend>, login: ConsoleLogin) -> String {
+pub async fn serve(fe: &Arc<Shared>, login: ConsoleLogin) -> String {
     let ConsoleLogin {
         mut stream,
         leftover,
@@ -282,7 +281,7 @@ async fn send(stream: &mut Stream, out: &mut BytesMut) -> std::io::Result<()> {
 
 /// Reads the next whole message (tag, body); None when the client closed the socket.
 async fn next_message(
-    fe: &Frontend,
+    fe: &Shared,
     stream: &mut Stream,
     inbuf: &mut BytesMut,
 ) -> Result<Option<(u8, BytesMut)>, String> {
@@ -294,7 +293,7 @@ async fn next_message(
                     SqlState::PROTOCOL_VIOLATION,
                     format!("invalid message length {len}"),
                 );
-                crate::frontend::send_error_and_close(stream, &err).await;
+                crate::shared::send_error_and_close(stream, &err).await;
                 return Err("protocol violation".to_owned());
             }
             if inbuf.len() > len {
@@ -308,7 +307,7 @@ async fn next_message(
             r = stream.read_buf(inbuf) => r.map_err(|e| format!("client I/O error: {e}"))?,
             () = fe.shutdown.cancelled() => {
                 let err = ClientError::fatal(SqlState::ADMIN_SHUTDOWN, "lakepool is shutting down");
-                crate::frontend::send_error_and_close(stream, &err).await;
+                crate::shared::send_error_and_close(stream, &err).await;
                 return Err("shutdown".to_owned());
             }
         };
@@ -319,7 +318,7 @@ async fn next_message(
 }
 
 /// Runs one command into `reply`; true when it was SHUTDOWN.
-pub async fn execute(fe: &Arc<Frontend>, query: &str, reply: &mut Reply) -> bool {
+pub async fn execute(fe: &Arc<Shared>, query: &str, reply: &mut Reply) -> bool {
     let cmd = match parse(query) {
         Ok(c) => c,
         Err(msg) => {
@@ -410,7 +409,7 @@ pub async fn execute(fe: &Arc<Frontend>, query: &str, reply: &mut Reply) -> bool
 }
 
 /// False after writing a 3D000 when `db` names no configured database.
-fn known(fe: &Frontend, db: Option<&str>, reply: &mut Reply) -> bool {
+fn known(fe: &Shared, db: Option<&str>, reply: &mut Reply) -> bool {
     match db {
         Some(name) if fe.live().registry.database(name).is_none() => {
             reply.error(
@@ -424,7 +423,7 @@ fn known(fe: &Frontend, db: Option<&str>, reply: &mut Reply) -> bool {
 }
 
 /// REFRESH CREDENTIALS: asks each rotating credential for a new one and waits for it.
-async fn refresh_credentials(fe: &Frontend, db: Option<&str>, reply: &mut Reply) {
+async fn refresh_credentials(fe: &Shared, db: Option<&str>, reply: &mut Reply) {
     let live = fe.live();
     let mut dbs: Vec<_> = match db {
         Some(name) => match live.registry.database(name) {

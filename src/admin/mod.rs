@@ -29,11 +29,11 @@ use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
-use crate::frontend::Frontend;
+use crate::shared::Shared;
 
 /// Serves the endpoints until shutdown.
-pub async fn serve(listener: TcpListener, fe: Arc<Frontend>) {
-    let mut backoff = crate::frontend::listener::AcceptBackoff::new("admin listener");
+pub async fn serve(listener: TcpListener, fe: Arc<Shared>) {
+    let mut backoff = crate::net::accept::AcceptBackoff::new("admin listener");
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -73,7 +73,7 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 }
 
 /// Whether the request carries the configured bearer token (false when none is configured).
-fn has_token(req: &Request<Incoming>, fe: &Frontend) -> bool {
+fn has_token(req: &Request<Incoming>, fe: &Shared) -> bool {
     let Some(token) = &fe.server.admin_token else {
         return false;
     };
@@ -108,7 +108,7 @@ pub fn exposure_warning(listen: std::net::SocketAddr, has_token: bool) -> Option
     })
 }
 
-fn route(req: &Request<Incoming>, fe: &Frontend) -> Response<Full<Bytes>> {
+fn route(req: &Request<Incoming>, fe: &Shared) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".to_owned());
     }
@@ -139,7 +139,7 @@ fn route(req: &Request<Incoming>, fe: &Frontend) -> Response<Full<Bytes>> {
 
 /// Ready when no shutdown is under way and every database's credential source has a valid
 /// credential now. Names and reasons only with the admin token (`detailed`).
-fn readiness(fe: &Frontend, detailed: bool) -> Response<Full<Bytes>> {
+fn readiness(fe: &Shared, detailed: bool) -> Response<Full<Bytes>> {
     if fe.shutdown.is_cancelled() {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -13,8 +13,8 @@ use bytes::BytesMut;
 use super::console::{COMMANDS, Show};
 use super::snapshot::{self, pg_time, rfc3339};
 use crate::config::PoolMode;
-use crate::frontend::Frontend;
 use crate::proto::write;
+use crate::shared::Shared;
 
 pub(super) const TEXT: u32 = 25;
 pub(super) const INT4: u32 = 23;
@@ -83,7 +83,7 @@ fn wall(t: Instant) -> SystemTime {
 }
 
 /// Builds the table for `what`.
-pub fn table(fe: &Frontend, what: Show) -> Table {
+pub fn table(fe: &Shared, what: Show) -> Table {
     match what {
         Show::Pools => pools(fe),
         Show::Clients => clients(fe),
@@ -112,7 +112,7 @@ pub fn table(fe: &Frontend, what: Show) -> Table {
     }
 }
 
-fn pools(fe: &Frontend) -> Table {
+fn pools(fe: &Shared) -> Table {
     let mut t = Table::new(&[
         ("database", TEXT),
         ("user", TEXT),
@@ -233,7 +233,7 @@ impl Socket<'_> {
     }
 }
 
-fn clients(fe: &Frontend) -> Table {
+fn clients(fe: &Shared) -> Table {
     let mut t = Table::new(&SOCKET_COLUMNS);
     for c in fe.sessions.snapshot() {
         let sock = Socket {
@@ -257,7 +257,7 @@ fn clients(fe: &Frontend) -> Table {
 
 /// Idle connections one row each (with their backend pid); connections in use are known to
 /// the pool only as a count, so each gets a row with what the pool knows (no id or pid).
-fn servers(fe: &Frontend) -> Table {
+fn servers(fe: &Shared) -> Table {
     let mut t = Table::new(&SOCKET_COLUMNS);
     for p in snapshot::pools(fe) {
         let Some(pool) = &p.pool else { continue };
@@ -294,7 +294,7 @@ fn servers(fe: &Frontend) -> Table {
     t
 }
 
-fn databases(fe: &Frontend) -> Table {
+fn databases(fe: &Shared) -> Table {
     let mut t = Table::new(&[
         ("name", TEXT),
         ("host", TEXT),
@@ -352,7 +352,7 @@ fn databases(fe: &Frontend) -> Table {
 
 /// Every configured login. `pool_size`, `reserve_pool_size` and `pool_mode` are the user's own
 /// keys (empty or NULL when not set, as in PgBouncer); the limits are what applies to it.
-fn users(fe: &Frontend) -> Table {
+fn users(fe: &Shared) -> Table {
     let mut t = Table::new(&[
         ("name", TEXT),
         ("pool_size", TEXT),
@@ -405,7 +405,7 @@ fn users(fe: &Frontend) -> Table {
 
 /// PgBouncer's list sizes: lakepool's configured databases and users, pools (as SHOW POOLS
 /// lists them), logged-in clients, connections still logging in, server connections.
-fn lists(fe: &Frontend) -> Table {
+fn lists(fe: &Shared) -> Table {
     let mut t = Table::new(&[("list", TEXT), ("items", INT4)]);
     let live = fe.live();
     let pools = snapshot::pools(fe);
@@ -450,7 +450,7 @@ fn mem() -> Table {
     t
 }
 
-fn credentials(fe: &Frontend) -> Table {
+fn credentials(fe: &Shared) -> Table {
     let mut t = Table::new(&[
         ("database", TEXT),
         ("source", TEXT),

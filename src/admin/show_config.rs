@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::show::{TEXT, Table, mode, s};
 use crate::config::{PoolSettings, ServerConfig};
-use crate::frontend::Frontend;
+use crate::shared::Shared;
 
 fn secs(d: Duration) -> String {
     format!("{}", d.as_secs_f64())
@@ -100,7 +100,7 @@ fn pgbouncer_rows(sv: &ServerConfig, pool: &PoolSettings) -> Vec<[String; 4]> {
 }
 
 /// The running settings: PgBouncer's names first, then lakepool's own keys.
-pub fn config(fe: &Frontend) -> Table {
+pub fn config(fe: &Shared) -> Table {
     let mut t = Table::new(&[
         ("key", TEXT),
         ("value", TEXT),

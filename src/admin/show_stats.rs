@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use super::show::{NUMERIC, TEXT, Table, s};
 use super::snapshot;
-use crate::frontend::Frontend;
 use crate::pool::stats::{Delta, PoolStats, Totals};
+use crate::shared::Shared;
 
 /// A database's pools added up.
 #[derive(Debug, Default)]
@@ -64,7 +64,7 @@ fn averages(deltas: &[Delta]) -> Totals {
 }
 
 /// Every configured database, sorted by name, with its pools' figures.
-fn by_database(fe: &Frontend) -> BTreeMap<String, DbStats> {
+fn by_database(fe: &Shared) -> BTreeMap<String, DbStats> {
     let mut dbs: BTreeMap<String, (DbStats, Vec<Delta>)> = fe
         .live()
         .registry
@@ -119,7 +119,7 @@ fn with_database(columns: &[&'static str]) -> Table {
 }
 
 /// SHOW STATS: totals, then averages (PgBouncer's 23 columns), then lakepool's own.
-pub fn stats(fe: &Frontend) -> Table {
+pub fn stats(fe: &Shared) -> Table {
     let mut t = with_database(&[
         "total_server_assignment_count",
         "total_xact_count",
@@ -167,7 +167,7 @@ pub fn stats(fe: &Frontend) -> Table {
 }
 
 /// SHOW STATS_TOTALS.
-pub fn totals(fe: &Frontend) -> Table {
+pub fn totals(fe: &Shared) -> Table {
     let mut t = with_database(&[
         "server_assignment_count",
         "xact_count",
@@ -190,7 +190,7 @@ pub fn totals(fe: &Frontend) -> Table {
 }
 
 /// SHOW STATS_AVERAGES (PgBouncer's names, `avg_` on the last three only).
-pub fn averages_table(fe: &Frontend) -> Table {
+pub fn averages_table(fe: &Shared) -> Table {
     let mut t = with_database(&[
         "server_assignment_count",
         "xact_count",

@@ -7,10 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::PoolMode;
 use crate::credentials::status::RefreshStatus;
-use crate::frontend::Frontend;
-use crate::frontend::clients::ClientState;
 use crate::pool::Pool;
 use crate::pool::stats::PoolStats;
+use crate::shared::Shared;
+use crate::shared::clients::ClientState;
 
 /// One (database, user) pool.
 #[derive(Debug)]
@@ -72,7 +72,7 @@ impl CredentialSample {
 /// Logged-in clients per (database, user): (not waiting, waiting, longest wait).
 type ClientCounts = HashMap<(String, String), (usize, usize, Duration)>;
 
-fn client_counts(fe: &Frontend) -> ClientCounts {
+fn client_counts(fe: &Shared) -> ClientCounts {
     let mut clients: ClientCounts = HashMap::new();
     for c in fe.sessions.snapshot() {
         let e = clients
@@ -94,7 +94,7 @@ fn client_counts(fe: &Frontend) -> ClientCounts {
 /// aside) would get on every database. Every database logs in upstream as one fixed role (its
 /// `user`, or the workspace identity), so these pools are known from the configuration alone,
 /// as PgBouncer lists a `force_user` database's pool before anyone uses it.
-pub fn pools(fe: &Frontend) -> Vec<PoolSample> {
+pub fn pools(fe: &Shared) -> Vec<PoolSample> {
     let clients = client_counts(fe);
     let live = fe.live();
     let mut out: Vec<PoolSample> = live
@@ -151,7 +151,7 @@ pub fn pools(fe: &Frontend) -> Vec<PoolSample> {
 }
 
 /// Every configured database's credential, sorted by database.
-pub fn credentials(fe: &Frontend) -> Vec<CredentialSample> {
+pub fn credentials(fe: &Shared) -> Vec<CredentialSample> {
     let live = fe.live();
     let mut out: Vec<CredentialSample> = live
         .registry

@@ -3,7 +3,6 @@
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use super::Frontend;
 use crate::auth::md5::md5_verify;
 use crate::auth::scram::ScramServer;
 use crate::auth::users::{CleartextCheck, UserEntry};
@@ -15,6 +14,7 @@ use crate::net::framed::{FrameError, read_message};
 use crate::proto::frontend::{parse_password, parse_sasl_initial};
 use crate::proto::sqlstate::SqlState;
 use crate::proto::write;
+use crate::shared::Shared;
 use zeroize::{Zeroize, Zeroizing};
 
 /// Longest authentication message accepted from a client.
@@ -98,7 +98,7 @@ async fn read_password_message(
 /// cleartext applies to every name. Failures look the same for a wrong password and an unknown
 /// user.
 pub async fn authenticate(
-    fe: &Frontend,
+    fe: &Shared,
     stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,

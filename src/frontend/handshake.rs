@@ -5,13 +5,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::Frontend;
 use crate::config::ClientTls;
 use crate::error::{ClientError, ClientFacing};
 use crate::net::Stream;
 use crate::proto::sqlstate::SqlState;
 use crate::proto::startup::{self, StartupError, StartupPacket};
 use crate::proto::write;
+use crate::shared::Shared;
 
 /// What a successful startup phase produced.
 #[derive(Debug)]
@@ -70,7 +70,7 @@ impl ClientFacing for HandshakeError {
 /// client sends after SSLRequest stay in the socket and go to the TLS handshake, where they
 /// fail, instead of being taken as plaintext (CVE-2021-23214).
 pub async fn startup(
-    fe: &Frontend,
+    fe: &Shared,
     tcp: TcpStream,
 ) -> Result<Startup, (Option<Stream>, HandshakeError)> {
     let mut stream = Stream::Plain(tcp);

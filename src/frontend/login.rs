@@ -8,10 +8,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::auth::authenticate;
-use super::cancel::Registration;
 use super::handshake::{Startup, startup, tls_required};
 use super::txn::state::ClientSettings;
-use super::{Frontend, send_error_and_close};
 use crate::config::ClientTls;
 use crate::config::PoolMode;
 use crate::error::{ClientError, ClientFacing};
@@ -22,6 +20,8 @@ use crate::pool::registry::Database;
 use crate::pool::{Checkout, Pool};
 use crate::proto::sqlstate::SqlState;
 use crate::proto::write;
+use crate::shared::cancel::Registration;
+use crate::shared::{ConsoleLogin, Shared, send_error_and_close};
 use crate::upstream::params::{ParamMap, Spellings, client_settings, sync_plan};
 use crate::upstream::server::ControlError;
 
@@ -65,17 +65,6 @@ pub enum Login {
     Console(ConsoleLogin),
 }
 
-/// An authenticated admin console client, not yet greeted.
-#[derive(Debug)]
-pub struct ConsoleLogin {
-    /// Client socket.
-    pub stream: Stream,
-    /// Login name.
-    pub user: String,
-    /// Bytes the client sent after its last authentication message.
-    pub leftover: BytesMut,
-}
-
 /// Why a login ended without a session.
 #[derive(Debug)]
 pub enum LoginEnd {
@@ -93,7 +82,7 @@ pub enum LoginEnd {
 /// wait for a server connection a greeting may need is not part of the handshake timeout: it
 /// is bounded by `query_wait_timeout`. `admitted` is false when max_client_conn is exceeded: the
 /// client then gets 53300 once its startup packet is read.
-pub async fn login(fe: &Arc<Frontend>, tcp: TcpStream, admitted: bool) -> Result<Login, LoginEnd> {
+pub async fn login(fe: &Arc<Shared>, tcp: TcpStream, admitted: bool) -> Result<Login, LoginEnd> {
     let handshake = async {
         let (mut stream, params) = match startup(fe, tcp).await {
             Ok(Startup::Login { stream, params }) => (stream, params),
@@ -158,7 +147,7 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 async fn authenticate_login(
-    fe: &Arc<Frontend>,
+    fe: &Arc<Shared>,
     stream: &mut Stream,
     params: Vec<(String, String)>,
     admitted: bool,
@@ -232,7 +221,7 @@ async fn authenticate_login(
 /// own settings in the server's spelling; it needs a server only to learn a spelling it has not
 /// seen (or when the pool never connected), so logging in rarely waits for a busy pool.
 async fn greet(
-    fe: &Arc<Frontend>,
+    fe: &Arc<Shared>,
     stream: &mut Stream,
     authed: Authenticated,
 ) -> Result<SessionInfo, ClientError> {

@@ -8,10 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
-use super::clients::{ClientHandle, ClientState};
-use super::login::{LoggedIn, Login, LoginEnd, SessionInfo, login, sync_settings};
+use super::login::{LoggedIn, SessionInfo, sync_settings};
 use super::pipe::Pipe;
 use super::pump::{Core, IdleLimits, Pump, PumpEnd, TxnPart, Wait};
 use super::tracker::Tracker;
@@ -19,68 +17,29 @@ use super::txn::client::request_ready;
 use super::txn::replies::ReplyQueue;
 use super::txn::state::follow_changes;
 use super::txn::{Attached, TxnClient, TxnLimits};
-use super::{ClientCount, Frontend, send_error_and_close};
 use crate::config::PoolMode;
 use crate::error::{ClientError, ClientFacing};
 use crate::logsafe::LogSafe;
 use crate::net::Stream;
 use crate::pool::Checkout;
+use crate::shared::clients::{ClientHandle, ClientState};
+use crate::shared::{Shared, send_error_and_close};
 
 /// Longest lakepool spends rolling back or resetting a server a client left behind.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves one accepted client connection from startup to close.
-pub async fn serve_client(fe: Arc<Frontend>, tcp: TcpStream, peer: SocketAddr) {
-    let (_count, admitted) = ClientCount::enter(&fe.clients, fe.server.max_client_conn);
-    // Boxed: the login state machine is large and only needed once; an idle session should
-    // not carry its space for its whole life.
-    let logged = match Box::pin(login(&fe, tcp, admitted)).await {
-        Ok(Login::Session(l)) => l,
-        Ok(Login::Console(c)) => {
-            tracing::info!(client = %peer, user = %c.user, "admin console login");
-            let client = fe.sessions.register(
-                &c.user,
-                crate::config::ADMIN_DATABASE,
-                peer,
-                c.stream.is_tls(),
-            );
-            let end = Box::pin(crate::admin::console::serve(&fe, c)).await;
-            drop(client);
-            tracing::info!(client = %peer, reason = %end, "admin console disconnected");
-            return;
-        }
-        Err(LoginEnd::Cancelled) => return,
-        Err(LoginEnd::Failed(e)) => {
-            // 08: lakepool could not get a server for the client (an upstream failure, for the
-            // operator); anything else is the client's own doing.
-            if e.code.as_str().starts_with("08") {
-                tracing::warn!(client = %peer, code = %e.code, error = %LogSafe(&e.message),
-                    "login failed");
-            } else {
-                tracing::info!(client = %peer, code = %e.code, error = %LogSafe(&e.message),
-                    "login failed");
-            }
-            return;
-        }
-        Err(LoginEnd::Dropped(why)) => {
-            tracing::debug!(client = %peer, reason = %why, "connection dropped during startup");
-            return;
-        }
-        Err(LoginEnd::TimedOut) => {
-            tracing::info!(client = %peer, "login timed out (handshake_timeout)");
-            return;
-        }
-    };
+/// Serves a logged-in client of a pool until it leaves.
+pub async fn serve(fe: &Shared, logged: Box<LoggedIn>, peer: &SocketAddr) {
     let LoggedIn { stream, session } = *logged;
     tracing::info!(client = %peer, user = %LogSafe(&session.user),
         database = %LogSafe(&session.database), tls = stream.is_tls(), "client logged in");
     let (user, database) = (session.user.clone(), session.database.clone());
     let client = fe
         .sessions
-        .register(&user, &database, peer, stream.is_tls());
+        .register(&user, &database, *peer, stream.is_tls());
     // Not boxed: an idle client's whole state is this task's future (the transaction part is
     // boxed inside, for its length only).
-    let mut session = Session::new(&fe, stream, session, client);
+    let mut session = Session::new(fe, stream, session, client);
     let end = session.run().await;
     tracing::info!(client = %peer, user = %LogSafe(&user), database = %LogSafe(&database),
         reason = %end, "client disconnected");
@@ -123,7 +82,7 @@ struct TxnSession {
 
 /// One logged-in client.
 struct Session<'a> {
-    fe: &'a Frontend,
+    fe: &'a Shared,
     client: Stream,
     info: SessionInfo,
     up: Pipe,
@@ -135,7 +94,7 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn new(fe: &'a Frontend, client: Stream, mut info: SessionInfo, entry: ClientHandle) -> Self {
+    fn new(fe: &'a Shared, client: Stream, mut info: SessionInfo, entry: ClientHandle) -> Self {
         let leftover = std::mem::take(&mut info.leftover);
         let mut tracker = Tracker::default();
         tracker.stats = Some(Arc::clone(info.pool.stats()));
@@ -545,36 +504,5 @@ async fn cleanup(mut server: Checkout, left: LeftState, reset: Option<String>) {
     match tokio::time::timeout(CLEANUP_TIMEOUT, work).await {
         Ok(true) => server.release(),
         _ => server.close(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    /// Every idle client costs one task holding this future: keep it small (PgBouncer holds
-    /// about 1 KiB per client).
-    #[test]
-    fn session_future_stays_small() {
-        fn size<F: std::future::Future>(_: &F) -> usize {
-            std::mem::size_of::<F>()
-        }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let a = l.local_addr().unwrap();
-            let c = tokio::net::TcpStream::connect(a).await.unwrap();
-            let text = "[server]\nlisten=\"127.0.0.1:0\"\n[[users]]\nname=\"a\"\npassword=\"b\"\n\
-                        [[databases]]\nname=\"d\"\nhost=\"127.0.0.1\"\nuser=\"u\"\ntls=\"disable\"\n";
-            let cfg = crate::config::load_str(text, std::path::Path::new(".")).unwrap();
-            let token = tokio_util::sync::CancellationToken::new();
-            let fe = std::sync::Arc::new(crate::app::build(&cfg, token).unwrap().frontend);
-            let f = super::serve_client(fe, c, a);
-            let n = size(&f);
-            // An idle client's task is mostly this future: keep it small (1,512 bytes when
-            // written; the transaction's state is boxed for its length only).
-            assert!(n <= 1600, "serve_client future is {n} bytes");
-        });
     }
 }

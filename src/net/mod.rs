@@ -1,6 +1,7 @@
 //! Sockets: the plain/TLS stream, TLS configuration, pooled I/O buffers, framed reads for the
-//! login phases.
+//! login phases, the accept backoff of every listener.
 
+pub mod accept;
 pub mod buffer;
 pub mod framed;
 pub mod stream;

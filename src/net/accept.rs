@@ -1,33 +1,6 @@
-//! Accept loop: one task per client connection.
+//! What a listener does when accept fails: back off instead of ending or spinning.
 
-use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::net::TcpListener;
-
-use super::Frontend;
-use super::session::serve_client;
-use crate::net::tune;
-
-/// Accepts clients until shutdown. Accept errors (e.g. out of file descriptors) back off
-/// instead of ending the listener or spinning.
-pub async fn run(listener: TcpListener, fe: Arc<Frontend>) {
-    let mut backoff = AcceptBackoff::new("client listener");
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            () = fe.shutdown.cancelled() => return,
-        };
-        match accepted {
-            Ok((tcp, peer)) => {
-                backoff.succeeded();
-                tune(&tcp);
-                tokio::spawn(serve_client(Arc::clone(&fe), tcp, peer));
-            }
-            Err(e) => backoff.failed(&e).await,
-        }
-    }
-}
 
 /// First pause after a failed accept.
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
