@@ -15,7 +15,7 @@ use crate::shared::Shared;
 
 /// Accepts clients until shutdown. Accept errors (e.g. out of file descriptors) back off
 /// instead of ending the listener or spinning.
-pub async fn run(listener: TcpListener, shared: Arc<Shared>) {
+pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>) {
     let mut backoff = AcceptBackoff::new("client listener");
     loop {
         let accepted = tokio::select! {
@@ -35,7 +35,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>) {
 
 /// Serves one accepted client connection from startup to close: the login, then a pooled
 /// session or the admin console, whichever the login asked for.
-pub async fn serve_client(fe: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+pub(crate) async fn serve_client(fe: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let (_count, admitted) = ClientCount::enter(&fe.clients, fe.server.max_client_conn);
     // Boxed: the login state machine is large and only needed once; an idle session should
     // not carry its space for its whole life.

@@ -58,11 +58,11 @@ pub enum AppError {
 /// What `build` produces: the shared state, and the rotating credentials to start.
 pub struct Built {
     /// The app-wide state every client connection gets.
-    pub shared: Shared,
+    pub(crate) shared: Shared,
     /// Lakebase credentials whose refreshers `run` starts.
-    pub rotating: Vec<Arc<LakebaseCredential>>,
+    pub(crate) rotating: Vec<Arc<LakebaseCredential>>,
     /// Where reload requests arrive.
-    pub reloads: tokio::sync::mpsc::UnboundedReceiver<crate::shared::ReloadRequest>,
+    pub(crate) reloads: tokio::sync::mpsc::UnboundedReceiver<crate::shared::ReloadRequest>,
 }
 
 /// Builds everything a running lakepool needs from a config, without binding sockets or
@@ -295,7 +295,7 @@ const OPEN_FILES_MARGIN: u64 = 64;
 /// Most open files the configuration can use: every client, every server connection the pools
 /// may open (pool and reserve sizes for each database and user, capped by
 /// `max_db_connections`), and a margin.
-pub fn open_files_needed(config: &Config) -> u64 {
+pub(crate) fn open_files_needed(config: &Config) -> u64 {
     let servers: usize = config
         .databases
         .iter()

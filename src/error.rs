@@ -11,20 +11,20 @@ use crate::proto::write::{self, Severity};
 
 /// An error as a client will receive it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientError {
+pub(crate) struct ClientError {
     /// ERROR or FATAL.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// SQLSTATE.
-    pub code: SqlState,
+    pub(crate) code: SqlState,
     /// Primary message.
-    pub message: String,
+    pub(crate) message: String,
     /// Optional detail line.
-    pub detail: Option<String>,
+    pub(crate) detail: Option<String>,
 }
 
 impl ClientError {
     /// A FATAL error: the connection closes after it.
-    pub fn fatal(code: SqlState, message: impl Into<String>) -> Self {
+    pub(crate) fn fatal(code: SqlState, message: impl Into<String>) -> Self {
         Self {
             severity: Severity::Fatal,
             code,
@@ -35,7 +35,7 @@ impl ClientError {
 
     /// Adds a detail line.
     /// An error that fails the current statement; the session goes on.
-    pub fn error(code: SqlState, message: impl Into<String>) -> Self {
+    pub(crate) fn error(code: SqlState, message: impl Into<String>) -> Self {
         Self {
             severity: Severity::Error,
             code,
@@ -45,12 +45,12 @@ impl ClientError {
     }
 
     /// lakepool is draining: the client is told before its connection closes.
-    pub fn shutting_down() -> Self {
+    pub(crate) fn shutting_down() -> Self {
         Self::fatal(SqlState::ADMIN_SHUTDOWN, "lakepool is shutting down")
     }
 
     /// `client_idle_timeout` ended an idle client.
-    pub fn client_idle_timeout() -> Self {
+    pub(crate) fn client_idle_timeout() -> Self {
         Self::fatal(
             SqlState::IDLE_SESSION_TIMEOUT,
             "client_idle_timeout: closing idle client connection",
@@ -58,7 +58,7 @@ impl ClientError {
     }
 
     /// `idle_transaction_timeout` ended a client that held a server without moving.
-    pub fn idle_transaction_timeout() -> Self {
+    pub(crate) fn idle_transaction_timeout() -> Self {
         Self::fatal(
             SqlState::IDLE_IN_TRANSACTION_TIMEOUT,
             "idle_transaction_timeout: closing a client that held a server connection without sending or reading anything",
@@ -66,7 +66,7 @@ impl ClientError {
     }
 
     /// The server connection broke under the client without saying why.
-    pub fn server_connection_lost() -> Self {
+    pub(crate) fn server_connection_lost() -> Self {
         Self::fatal(
             SqlState::CONNECTION_FAILURE,
             "server connection lost: the server closed the connection unexpectedly",
@@ -74,18 +74,12 @@ impl ClientError {
     }
 
     /// A framing error in what the client sent.
-    pub fn protocol_violation(message: impl Into<String>) -> Self {
+    pub(crate) fn protocol_violation(message: impl Into<String>) -> Self {
         Self::fatal(SqlState::PROTOCOL_VIOLATION, message)
     }
 
-    #[must_use]
-    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
-        self
-    }
-
     /// Appends the ErrorResponse to `buf`.
-    pub fn write(&self, buf: &mut BytesMut) {
+    pub(crate) fn write(&self, buf: &mut BytesMut) {
         write::error_response(
             buf,
             self.severity,
@@ -98,7 +92,7 @@ impl ClientError {
 }
 
 /// Implemented by errors a client can be told about.
-pub trait ClientFacing {
+pub(crate) trait ClientFacing {
     /// The SQLSTATE to report.
     fn sqlstate(&self) -> SqlState;
     /// A message safe to show a client.

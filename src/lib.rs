@@ -12,24 +12,24 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod accept;
-pub mod admin;
+pub(crate) mod accept;
+pub(crate) mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod credentials;
-pub mod error;
-pub mod frontend;
-pub mod logsafe;
+pub(crate) mod error;
+pub(crate) mod frontend;
+pub(crate) mod logsafe;
 pub mod net;
-pub mod pool;
-pub mod proto;
-pub mod shared;
+pub(crate) mod pool;
+pub(crate) mod proto;
+pub(crate) mod shared;
 pub mod upstream;
-pub mod workspace;
+pub(crate) mod workspace;
 
 /// The git commit lakepool was built from (`unknown` when built without git; see build.rs).
-pub const COMMIT: &str = env!("LAKEPOOL_COMMIT");
+pub(crate) const COMMIT: &str = env!("LAKEPOOL_COMMIT");
 /// Version and commit, as `--version` and the startup line give them.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -38,7 +38,7 @@ pub const VERSION: &str = concat!(
     ")"
 );
 /// `lakepool <version> (commit <commit>)`, as `SHOW VERSION` gives it.
-pub const VERSION_LINE: &str = concat!(
+pub(crate) const VERSION_LINE: &str = concat!(
     "lakepool ",
     env!("CARGO_PKG_VERSION"),
     " (commit ",

@@ -10,7 +10,7 @@ use std::fmt::{self, Write};
 
 /// Displays a string with control characters escaped (`\n`, `\r`, `\t`, `\u{1b}`…).
 #[derive(Debug, Clone, Copy)]
-pub struct LogSafe<'a>(pub &'a str);
+pub(crate) struct LogSafe<'a>(pub(crate) &'a str);
 
 fn needs_escape(c: char) -> bool {
     c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')

@@ -33,7 +33,7 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_MESSAGE: usize = 1 << 20;
 
 /// The commands, for HELP and the unknown-command error.
-pub const COMMANDS: &[&str] = &[
+pub(crate) const COMMANDS: &[&str] = &[
     "SHOW POOLS",
     "SHOW CLIENTS",
     "SHOW SERVERS",
@@ -58,7 +58,7 @@ pub const COMMANDS: &[&str] = &[
 
 /// What `SHOW` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Show {
+pub(crate) enum Show {
     /// Per pool: clients and servers.
     Pools,
     /// Live clients.
@@ -91,7 +91,7 @@ pub enum Show {
 
 /// A parsed console command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// An empty query.
     Empty,
     /// `SHOW …`.
@@ -111,7 +111,7 @@ pub enum Command {
 }
 
 /// Parses one command; the error is the message for a 42601.
-pub fn parse(query: &str) -> Result<Command, String> {
+pub(crate) fn parse(query: &str) -> Result<Command, String> {
     let q = query.trim();
     let q = q.strip_suffix(';').unwrap_or(q).trim();
     let words: Vec<&str> = q.split_whitespace().collect();
@@ -167,9 +167,9 @@ fn unknown(q: &str) -> String {
 }
 
 /// A reply being built: result sets, notices and the CommandComplete tag, or an error.
-pub struct Reply {
+pub(crate) struct Reply {
     /// Bytes to send before ReadyForQuery.
-    pub buf: BytesMut,
+    pub(crate) buf: BytesMut,
 }
 
 impl Reply {
@@ -179,7 +179,7 @@ impl Reply {
 }
 
 /// Serves one console client until it leaves; returns why it ended.
-pub async fn serve(fe: &Arc<Shared>, login: ConsoleLogin) -> String {
+pub(crate) async fn serve(fe: &Arc<Shared>, login: ConsoleLogin) -> String {
     let ConsoleLogin {
         mut stream,
         leftover,
@@ -318,7 +318,7 @@ async fn next_message(
 }
 
 /// Runs one command into `reply`; true when it was SHUTDOWN.
-pub async fn execute(fe: &Arc<Shared>, query: &str, reply: &mut Reply) -> bool {
+pub(crate) async fn execute(fe: &Arc<Shared>, query: &str, reply: &mut Reply) -> bool {
     let cmd = match parse(query) {
         Ok(c) => c,
         Err(msg) => {

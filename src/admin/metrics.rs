@@ -10,19 +10,19 @@ use super::snapshot::{CredentialSample, PoolSample, ProcessSample};
 use crate::pool::stats::{ERROR_CLASSES, PoolStats, WAIT_BUCKETS, error_class_label};
 
 /// Content-Type of the rendering.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Everything one scrape shows.
 #[derive(Debug)]
-pub struct Scrape {
+pub(crate) struct Scrape {
     /// Pools.
-    pub pools: Vec<PoolSample>,
+    pub(crate) pools: Vec<PoolSample>,
     /// Credentials.
-    pub credentials: Vec<CredentialSample>,
+    pub(crate) credentials: Vec<CredentialSample>,
     /// Process figures.
-    pub process: ProcessSample,
+    pub(crate) process: ProcessSample,
     /// Client connections open now (logging in or logged in).
-    pub clients_connected: usize,
+    pub(crate) clients_connected: usize,
 }
 
 /// A text exposition being written.
@@ -67,7 +67,7 @@ fn fmt_value(v: f64) -> String {
 }
 
 /// Label value escaping: backslash, double quote and line feed.
-pub fn escape_label(v: &str) -> String {
+pub(crate) fn escape_label(v: &str) -> String {
     let mut o = String::with_capacity(v.len());
     for c in v.chars() {
         match c {
@@ -174,7 +174,7 @@ const COUNTERS: [(&str, &str, Count); 12] = [
 ];
 
 /// Renders a scrape.
-pub fn render(scrape: &Scrape) -> String {
+pub(crate) fn render(scrape: &Scrape) -> String {
     let mut o = Out {
         s: String::with_capacity(4096 + scrape.pools.len() * 3072),
     };

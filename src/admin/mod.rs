@@ -8,12 +8,12 @@
 //! users and databases) requires `Authorization: Bearer <token>`, and the same header makes
 //! `/readyz` say which databases and why.
 
-pub mod console;
-pub mod metrics;
-pub mod show;
+pub(crate) mod console;
+pub(crate) mod metrics;
+pub(crate) mod show;
 mod show_config;
 mod show_stats;
-pub mod snapshot;
+pub(crate) mod snapshot;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use crate::shared::Shared;
 
 /// Serves the endpoints until shutdown.
-pub async fn serve(listener: TcpListener, fe: Arc<Shared>) {
+pub(crate) async fn serve(listener: TcpListener, fe: Arc<Shared>) {
     let mut backoff = crate::net::accept::AcceptBackoff::new("admin listener");
     loop {
         let accepted = tokio::select! {
@@ -99,7 +99,7 @@ fn unauthorized() -> Response<Full<Bytes>> {
 
 /// The warning to log at startup when the endpoints are reachable from other hosts and
 /// `/metrics` needs no token.
-pub fn exposure_warning(listen: std::net::SocketAddr, has_token: bool) -> Option<String> {
+pub(crate) fn exposure_warning(listen: std::net::SocketAddr, has_token: bool) -> Option<String> {
     (!listen.ip().is_loopback() && !has_token).then(|| {
         format!(
             "admin_listen {listen} is not a loopback address and no admin_token is set: \

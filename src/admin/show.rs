@@ -23,11 +23,11 @@ pub(super) const NUMERIC: u32 = 1700;
 
 /// A result set.
 #[derive(Debug, Default)]
-pub struct Table {
+pub(crate) struct Table {
     /// (name, type oid).
-    pub columns: Vec<(&'static str, u32)>,
+    pub(crate) columns: Vec<(&'static str, u32)>,
     /// Rows of text values (NULL as None).
-    pub rows: Vec<Vec<Option<String>>>,
+    pub(crate) rows: Vec<Vec<Option<String>>>,
 }
 
 impl Table {
@@ -44,23 +44,12 @@ impl Table {
     }
 
     /// Writes RowDescription and the DataRows.
-    pub fn write(&self, buf: &mut BytesMut) {
+    pub(crate) fn write(&self, buf: &mut BytesMut) {
         write::row_description(buf, &self.columns);
         for r in &self.rows {
             let vals: Vec<Option<&str>> = r.iter().map(|v| v.as_deref()).collect();
             write::data_row(buf, &vals);
         }
-    }
-
-    /// The values of column `name` (tests).
-    #[cfg(test)]
-    pub fn column(&self, name: &str) -> Vec<Option<&str>> {
-        let i = self
-            .columns
-            .iter()
-            .position(|(c, _)| *c == name)
-            .unwrap_or_else(|| panic!("no column {name}"));
-        self.rows.iter().map(|r| r[i].as_deref()).collect()
     }
 }
 
@@ -83,7 +72,7 @@ fn wall(t: Instant) -> SystemTime {
 }
 
 /// Builds the table for `what`.
-pub fn table(fe: &Shared, what: Show) -> Table {
+pub(crate) fn table(fe: &Shared, what: Show) -> Table {
     match what {
         Show::Pools => pools(fe),
         Show::Clients => clients(fe),

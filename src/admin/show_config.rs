@@ -100,7 +100,7 @@ fn pgbouncer_rows(sv: &ServerConfig, pool: &PoolSettings) -> Vec<[String; 4]> {
 }
 
 /// The running settings: PgBouncer's names first, then lakepool's own keys.
-pub fn config(fe: &Shared) -> Table {
+pub(crate) fn config(fe: &Shared) -> Table {
     let mut t = Table::new(&[
         ("key", TEXT),
         ("value", TEXT),

@@ -119,7 +119,7 @@ fn with_database(columns: &[&'static str]) -> Table {
 }
 
 /// SHOW STATS: totals, then averages (PgBouncer's 23 columns), then lakepool's own.
-pub fn stats(fe: &Shared) -> Table {
+pub(crate) fn stats(fe: &Shared) -> Table {
     let mut t = with_database(&[
         "total_server_assignment_count",
         "total_xact_count",
@@ -167,7 +167,7 @@ pub fn stats(fe: &Shared) -> Table {
 }
 
 /// SHOW STATS_TOTALS.
-pub fn totals(fe: &Shared) -> Table {
+pub(crate) fn totals(fe: &Shared) -> Table {
     let mut t = with_database(&[
         "server_assignment_count",
         "xact_count",
@@ -190,7 +190,7 @@ pub fn totals(fe: &Shared) -> Table {
 }
 
 /// SHOW STATS_AVERAGES (PgBouncer's names, `avg_` on the last three only).
-pub fn averages_table(fe: &Shared) -> Table {
+pub(crate) fn averages_table(fe: &Shared) -> Table {
     let mut t = with_database(&[
         "server_assignment_count",
         "xact_count",

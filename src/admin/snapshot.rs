@@ -14,53 +14,53 @@ use crate::shared::clients::ClientState;
 
 /// One (database, user) pool.
 #[derive(Debug)]
-pub struct PoolSample {
+pub(crate) struct PoolSample {
     /// Database name clients use.
-    pub database: String,
+    pub(crate) database: String,
     /// Login name.
-    pub user: String,
+    pub(crate) user: String,
     /// Pooling mode.
-    pub mode: PoolMode,
+    pub(crate) mode: PoolMode,
     /// Clients logged in to this pool and not waiting for a server.
-    pub cl_active: usize,
+    pub(crate) cl_active: usize,
     /// Clients waiting for a server.
-    pub cl_waiting: usize,
+    pub(crate) cl_waiting: usize,
     /// Longest current wait.
-    pub maxwait: Duration,
+    pub(crate) maxwait: Duration,
     /// Server connections checked out (or being opened).
-    pub sv_active: usize,
+    pub(crate) sv_active: usize,
     /// Idle server connections.
-    pub sv_idle: usize,
+    pub(crate) sv_idle: usize,
     /// PAUSEd.
-    pub paused: bool,
+    pub(crate) paused: bool,
     /// pool_size.
-    pub size: usize,
+    pub(crate) size: usize,
     /// The counters (zero for a pool not used yet).
-    pub stats: Arc<PoolStats>,
+    pub(crate) stats: Arc<PoolStats>,
     /// The pool itself; None for a pool listed before its first use.
-    pub pool: Option<Pool>,
+    pub(crate) pool: Option<Pool>,
 }
 
 /// One database's credential.
 #[derive(Debug)]
-pub struct CredentialSample {
+pub(crate) struct CredentialSample {
     /// Database name clients use.
-    pub database: String,
+    pub(crate) database: String,
     /// `password`, `instance` or `endpoint`.
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// Description (kind and identity, never the secret).
-    pub describe: String,
+    pub(crate) describe: String,
     /// Expiry of the newest credential.
-    pub expires_at: Option<SystemTime>,
+    pub(crate) expires_at: Option<SystemTime>,
     /// Whether a usable credential exists now.
-    pub valid: bool,
+    pub(crate) valid: bool,
     /// Refresh counters (rotating credentials).
-    pub status: Option<RefreshStatus>,
+    pub(crate) status: Option<RefreshStatus>,
 }
 
 impl CredentialSample {
     /// Seconds until expiry (negative once expired).
-    pub fn seconds_left(&self) -> Option<f64> {
+    pub(crate) fn seconds_left(&self) -> Option<f64> {
         let e = self.expires_at?;
         Some(match e.duration_since(SystemTime::now()) {
             Ok(d) => d.as_secs_f64(),
@@ -94,7 +94,7 @@ fn client_counts(fe: &Shared) -> ClientCounts {
 /// aside) would get on every database. Every database logs in upstream as one fixed role (its
 /// `user`, or the workspace identity), so these pools are known from the configuration alone,
 /// as PgBouncer lists a `force_user` database's pool before anyone uses it.
-pub fn pools(fe: &Shared) -> Vec<PoolSample> {
+pub(crate) fn pools(fe: &Shared) -> Vec<PoolSample> {
     let clients = client_counts(fe);
     let live = fe.live();
     let mut out: Vec<PoolSample> = live
@@ -151,7 +151,7 @@ pub fn pools(fe: &Shared) -> Vec<PoolSample> {
 }
 
 /// Every configured database's credential, sorted by database.
-pub fn credentials(fe: &Shared) -> Vec<CredentialSample> {
+pub(crate) fn credentials(fe: &Shared) -> Vec<CredentialSample> {
     let live = fe.live();
     let mut out: Vec<CredentialSample> = live
         .registry
@@ -174,22 +174,22 @@ pub fn credentials(fe: &Shared) -> Vec<CredentialSample> {
 
 /// Process figures from `/proc/self` (Linux); None elsewhere.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct ProcessSample {
+pub(crate) struct ProcessSample {
     /// Resident set size.
-    pub resident_bytes: Option<u64>,
+    pub(crate) resident_bytes: Option<u64>,
     /// User + system CPU time.
-    pub cpu_seconds: Option<f64>,
+    pub(crate) cpu_seconds: Option<f64>,
     /// Open file descriptors.
-    pub open_fds: Option<u64>,
+    pub(crate) open_fds: Option<u64>,
     /// Start time, seconds since the Unix epoch.
-    pub start_time: Option<f64>,
+    pub(crate) start_time: Option<f64>,
 }
 
 /// Clock ticks per second of `/proc` times (USER_HZ, 100 on every Linux platform we run on).
 const CLOCK_TICKS: f64 = 100.0;
 
 /// Reads the process figures.
-pub fn process() -> ProcessSample {
+pub(crate) fn process() -> ProcessSample {
     let mut p = ProcessSample::default();
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
         p.resident_bytes = status
@@ -224,7 +224,7 @@ pub fn process() -> ProcessSample {
 }
 
 /// Memory figures of the process from `/proc/self/status`, in kB: resident, data, virtual.
-pub fn memory() -> Vec<(&'static str, u64)> {
+pub(crate) fn memory() -> Vec<(&'static str, u64)> {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return Vec::new();
     };
@@ -245,7 +245,7 @@ pub fn memory() -> Vec<(&'static str, u64)> {
 }
 
 /// A time as PgBouncer shows it (`2026-01-31 12:00:00 UTC`; lakepool always uses UTC).
-pub fn pg_time(t: SystemTime) -> String {
+pub(crate) fn pg_time(t: SystemTime) -> String {
     let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -259,7 +259,7 @@ pub fn pg_time(t: SystemTime) -> String {
 }
 
 /// A time as RFC 3339 (UTC, seconds), for the console.
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 /// The certificate is not well-formed enough DER to find its signature algorithm.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed X.509 certificate: {0}")]
-pub struct CertificateParseError(&'static str);
+pub(crate) struct CertificateParseError(&'static str);
 
 const TAG_SEQUENCE: u8 = 0x30;
 const TAG_OID: u8 = 0x06;
@@ -136,7 +136,7 @@ fn binding_hash(cert_der: &[u8]) -> Result<Hash, CertificateParseError> {
 }
 
 /// The `tls-server-end-point` binding data for a DER certificate.
-pub fn tls_server_end_point(cert_der: &[u8]) -> Result<Vec<u8>, CertificateParseError> {
+pub(crate) fn tls_server_end_point(cert_der: &[u8]) -> Result<Vec<u8>, CertificateParseError> {
     Ok(match binding_hash(cert_der)? {
         Hash::Sha256 => Sha256::digest(cert_der).to_vec(),
         Hash::Sha384 => Sha384::digest(cert_der).to_vec(),

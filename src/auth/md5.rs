@@ -29,12 +29,12 @@ fn md5_hex(parts: &[&[u8]]) -> String {
 
 /// `"md5" + hex(md5(password + user))`: the stored form PostgreSQL uses.
 /// The password's raw bytes are used: PostgreSQL does not SASLprep md5 passwords.
-pub fn md5_stored_hash(user: &str, password: impl AsRef<[u8]>) -> String {
+pub(crate) fn md5_stored_hash(user: &str, password: impl AsRef<[u8]>) -> String {
     format!("{PREFIX}{}", md5_hex(&[password.as_ref(), user.as_bytes()]))
 }
 
 /// Is `s` a stored md5 hash ("md5" + 32 lowercase hex digits)?
-pub fn is_md5_hash(s: &str) -> bool {
+pub(crate) fn is_md5_hash(s: &str) -> bool {
     // Same test as PostgreSQL's isMD5(): lowercase hex only.
     s.len() == STORED_LEN
         && s.strip_prefix(PREFIX)
@@ -42,7 +42,7 @@ pub fn is_md5_hash(s: &str) -> bool {
 }
 
 /// Response to AuthenticationMD5Password: `"md5" + hex(md5(hex(md5(password + user)) + salt))`.
-pub fn md5_response(user: &str, password: &str, salt: [u8; 4]) -> String {
+pub(crate) fn md5_response(user: &str, password: &str, salt: [u8; 4]) -> String {
     // The stored form is a password equivalent for md5 logins: wiped after use.
     let stored = zeroize::Zeroizing::new(md5_stored_hash(user, password));
     response_from_stored(&stored, salt)
@@ -56,7 +56,7 @@ fn response_from_stored(stored: &str, salt: [u8; 4]) -> String {
 
 /// Server-side check of a PasswordMessage body (without its NUL) against a
 /// stored md5 hash; constant-time. False if `stored` is not an md5 hash.
-pub fn md5_verify(stored: &str, salt: [u8; 4], response: &[u8]) -> bool {
+pub(crate) fn md5_verify(stored: &str, salt: [u8; 4], response: &[u8]) -> bool {
     if !is_md5_hash(stored) {
         return false;
     }

@@ -1,8 +1,8 @@
 //! Authentication: sans-IO SCRAM and md5 (both directions), channel binding, and the store of
 //! client logins built from `[[users]]`.
 
-pub mod channel_binding;
-pub mod md5;
-pub mod saslprep;
+pub(crate) mod channel_binding;
+pub(crate) mod md5;
+pub(crate) mod saslprep;
 pub mod scram;
 pub mod users;

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 
 /// The bytes PBKDF2 runs on for `password`.
-pub fn saslprep(password: &[u8]) -> Cow<'_, [u8]> {
+pub(crate) fn saslprep(password: &[u8]) -> Cow<'_, [u8]> {
     let Ok(text) = std::str::from_utf8(password) else {
         return Cow::Borrowed(password);
     };

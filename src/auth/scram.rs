@@ -23,9 +23,9 @@ use super::saslprep::saslprep;
 /// Iteration count PostgreSQL uses by default for new SCRAM verifiers.
 pub const DEFAULT_ITERATIONS: u32 = 4096;
 /// SASL name of SCRAM-SHA-256 without channel binding.
-pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
+pub(crate) const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
 /// SASL name of SCRAM-SHA-256 with `tls-server-end-point` channel binding.
-pub const SCRAM_SHA_256_PLUS: &str = "SCRAM-SHA-256-PLUS";
+pub(crate) const SCRAM_SHA_256_PLUS: &str = "SCRAM-SHA-256-PLUS";
 
 /// Upper bound on a server's iteration count: a hostile upstream must not be
 /// able to make us burn minutes of CPU.
@@ -33,7 +33,7 @@ const MAX_CLIENT_ITERATIONS: u32 = 10_000_000;
 /// Raw nonce length, as PostgreSQL (SCRAM_RAW_NONCE_LEN).
 const NONCE_LEN: usize = 18;
 /// Salt length for new verifiers, as PostgreSQL (SCRAM_DEFAULT_SALT_LEN).
-pub const DEFAULT_SALT_LEN: usize = 16;
+pub(crate) const DEFAULT_SALT_LEN: usize = 16;
 const KEY_LEN: usize = 32;
 /// The only gs2 header a PLUS exchange can use, since authzids are rejected.
 const GS2_HEADER_PLUS: &[u8] = b"p=tls-server-end-point,,";
@@ -87,7 +87,7 @@ pub enum ScramError {
 
 impl ScramError {
     /// True only when the client's proof was wrong (wrong password).
-    pub fn is_invalid_password(&self) -> bool {
+    pub(crate) fn is_invalid_password(&self) -> bool {
         matches!(self, ScramError::InvalidProof)
     }
 }
@@ -251,7 +251,7 @@ pub struct ScramVerifier {
 
 impl ScramVerifier {
     /// Parses the canonical string form (strict: iterations >= 1, base64, 32-byte keys).
-    pub fn parse(s: &str) -> Result<Self, ScramError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, ScramError> {
         let bad = ScramError::BadVerifier;
         let rest = s
             .strip_prefix("SCRAM-SHA-256$")
@@ -281,7 +281,7 @@ impl ScramVerifier {
     }
 
     /// Builds a verifier from a given salt; runs PBKDF2 (iterations 0 counts as 1).
-    pub fn from_password_and_salt(password: &str, salt: &[u8], iterations: u32) -> Self {
+    pub(crate) fn from_password_and_salt(password: &str, salt: &[u8], iterations: u32) -> Self {
         let (stored_key, server_key) = derive_keys(&hi(password, salt, iterations));
         ScramVerifier {
             iterations: iterations.max(1),
@@ -295,7 +295,7 @@ impl ScramVerifier {
     /// Fake verifier for unknown users (no user enumeration): the caller picks a salt and an
     /// iteration count a probe cannot tell from a real user's; the keys come from `secret`, a
     /// per-process random key. Exchanges with it always fail with [`ScramError::InvalidProof`].
-    pub fn mock(username: &str, secret: &[u8; 32], salt: Vec<u8>, iterations: u32) -> Self {
+    pub(crate) fn mock(username: &str, secret: &[u8; 32], salt: Vec<u8>, iterations: u32) -> Self {
         let user = username.as_bytes();
         ScramVerifier {
             iterations: iterations.max(1),
@@ -308,19 +308,19 @@ impl ScramVerifier {
 
     /// Checks a cleartext password (any bytes, SASLprep'd when they allow it); runs PBKDF2
     /// (expensive), compares in constant time.
-    pub fn verify_password(&self, password: impl AsRef<[u8]>) -> bool {
+    pub(crate) fn verify_password(&self, password: impl AsRef<[u8]>) -> bool {
         let (stored, server) = derive_keys(&hi(password, &self.salt, self.iterations));
         let ok = stored.ct_eq(&self.stored_key) & server.ct_eq(&self.server_key);
         bool::from(ok) && !self.doomed
     }
 
     /// The PBKDF2 iteration count.
-    pub fn iterations(&self) -> u32 {
+    pub(crate) fn iterations(&self) -> u32 {
         self.iterations
     }
 
     /// Length of the salt in bytes.
-    pub fn salt_len(&self) -> usize {
+    pub(crate) fn salt_len(&self) -> usize {
         self.salt.len()
     }
 }
@@ -370,7 +370,7 @@ enum ServerState {
 }
 
 /// Server side of a SCRAM exchange (lakepool verifying a client).
-pub struct ScramServer {
+pub(crate) struct ScramServer {
     verifier: ScramVerifier,
     tls_end_point: Option<Vec<u8>>,
     state: ServerState,
@@ -386,7 +386,7 @@ impl fmt::Debug for ScramServer {
 
 impl ScramServer {
     /// `tls_end_point`: hash of our certificate on TLS connections (PLUS is then offered).
-    pub fn new(verifier: ScramVerifier, tls_end_point: Option<Vec<u8>>) -> Self {
+    pub(crate) fn new(verifier: ScramVerifier, tls_end_point: Option<Vec<u8>>) -> Self {
         ScramServer {
             verifier,
             tls_end_point,
@@ -395,7 +395,7 @@ impl ScramServer {
     }
 
     /// Mechanisms to list in AuthenticationSASL, preferred first.
-    pub fn mechanisms(&self) -> &'static [&'static str] {
+    pub(crate) fn mechanisms(&self) -> &'static [&'static str] {
         if self.tls_end_point.is_some() {
             &[SCRAM_SHA_256_PLUS, SCRAM_SHA_256]
         } else {
@@ -404,7 +404,7 @@ impl ScramServer {
     }
 
     /// Handles SASLInitialResponse; returns the server-first-message.
-    pub fn client_first(
+    pub(crate) fn client_first(
         &mut self,
         mechanism: &str,
         client_first: &[u8],
@@ -489,7 +489,7 @@ impl ScramServer {
     }
 
     /// Handles SASLResponse; returns the server-final-message (`v=...`) on success.
-    pub fn client_final(&mut self, client_final: &[u8]) -> Result<Vec<u8>, ScramError> {
+    pub(crate) fn client_final(&mut self, client_final: &[u8]) -> Result<Vec<u8>, ScramError> {
         let ServerState::AwaitingFinal {
             expected_cbind,
             client_first_bare,
@@ -547,9 +547,9 @@ impl ScramServer {
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct SaltParams {
     /// Decoded salt.
-    pub salt: Vec<u8>,
+    pub(crate) salt: Vec<u8>,
     /// PBKDF2 iteration count (1..=10_000_000).
-    pub iterations: u32,
+    pub(crate) iterations: u32,
 }
 
 /// Hi() = PBKDF2-HMAC-SHA256 of the raw password bytes; expensive.
@@ -726,7 +726,7 @@ impl ScramClient {
     }
 
     /// The password, for the caller to compute (or look up) the salted password.
-    pub fn password(&self) -> &str {
+    pub(crate) fn password(&self) -> &str {
         &self.password
     }
 }
@@ -775,7 +775,7 @@ impl SaltedPasswordCache {
     }
 
     /// The cached salted password for this password and salt, if any.
-    pub fn get(&self, password: &str, params: &SaltParams) -> Option<Zeroizing<[u8; 32]>> {
+    pub(crate) fn get(&self, password: &str, params: &SaltParams) -> Option<Zeroizing<[u8; 32]>> {
         let key = Self::key(password, params);
         self.lock()
             .iter()
@@ -784,7 +784,7 @@ impl SaltedPasswordCache {
     }
 
     /// Stores a salted password, evicting the oldest entry when full.
-    pub fn insert(&self, password: &str, params: &SaltParams, salted: &[u8; 32]) {
+    pub(crate) fn insert(&self, password: &str, params: &SaltParams, salted: &[u8; 32]) {
         let key = Self::key(password, params);
         let salted = Zeroizing::new(*salted);
         let mut entries = self.lock();

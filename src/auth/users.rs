@@ -29,15 +29,15 @@ use super::scram::{DEFAULT_ITERATIONS, DEFAULT_SALT_LEN, ScramVerifier, hmac_sha
 use crate::config::{AuthMethod, Config, ConfigError, UserConfig};
 
 /// What lakepool knows about one client login.
-pub struct UserEntry {
+pub(crate) struct UserEntry {
     /// Login name.
-    pub name: String,
+    pub(crate) name: String,
     /// SCRAM verifier (configured, or derived from a plaintext password).
-    pub scram: Option<ScramVerifier>,
+    pub(crate) scram: Option<ScramVerifier>,
     /// Stored md5 hash (configured, or derived from a plaintext password).
-    pub md5: Option<String>,
+    pub(crate) md5: Option<String>,
     /// May use the admin console.
-    pub admin: bool,
+    pub(crate) admin: bool,
     /// SHA-256 of a configured plaintext password after SASLprep, for cleartext logins without
     /// PBKDF2.
     cleartext_digest: Option<[u8; 32]>,
@@ -85,7 +85,7 @@ impl std::fmt::Debug for UserEntry {
 }
 
 /// How a cleartext password can be checked for a user.
-pub enum CleartextCheck {
+pub(crate) enum CleartextCheck {
     /// Cheap: compared on the spot.
     Matches(bool),
     /// Needs PBKDF2: run [`Pbkdf2Check::run`] off the I/O threads, then report the result
@@ -94,15 +94,15 @@ pub enum CleartextCheck {
 }
 
 /// A cleartext password to check against a SCRAM verifier.
-pub struct Pbkdf2Check {
+pub(crate) struct Pbkdf2Check {
     verifier: ScramVerifier,
     /// SHA-256 of the SASLprep'd password, for [`UserEntry::remember`].
-    pub digest: [u8; 32],
+    pub(crate) digest: [u8; 32],
 }
 
 impl Pbkdf2Check {
     /// Runs PBKDF2 (milliseconds of CPU).
-    pub fn run(&self, password: &[u8]) -> bool {
+    pub(crate) fn run(&self, password: &[u8]) -> bool {
         self.verifier.verify_password(password)
     }
 }
@@ -111,7 +111,7 @@ impl UserEntry {
     /// Checks a cleartext password, cheaply when possible. As PostgreSQL checks a cleartext
     /// password against a SCRAM secret, both sides are SASLprep'd; against an md5 hash, the raw
     /// bytes count.
-    pub fn check_cleartext(&self, password: &[u8]) -> CleartextCheck {
+    pub(crate) fn check_cleartext(&self, password: &[u8]) -> CleartextCheck {
         let digest: [u8; 32] = Sha256::digest(saslprep(password)).into();
         if let Some(known) = self.cleartext_digest.as_ref().or(self.learned_digest.get()) {
             return CleartextCheck::Matches(bool::from(digest.ct_eq(known)));
@@ -133,7 +133,7 @@ impl UserEntry {
     }
 
     /// Records the result of a [`Pbkdf2Check`], so the same password is not checked again.
-    pub fn remember(&self, digest: [u8; 32], matched: bool) {
+    pub(crate) fn remember(&self, digest: [u8; 32], matched: bool) {
         if matched {
             let _ = self.learned_digest.set(digest);
             return;
@@ -174,12 +174,12 @@ fn derive(label: &[u8], user: &str, len: usize) -> Vec<u8> {
 
 /// The salt lakepool uses for `user`'s verifier when it makes one: stable for the life of the
 /// process, different in every process.
-pub fn derived_salt(user: &str) -> Vec<u8> {
+pub(crate) fn derived_salt(user: &str) -> Vec<u8> {
     derive(b"lakepool-salt\0", user, DEFAULT_SALT_LEN)
 }
 
 /// All client logins, and the method of each database.
-pub struct UserDb {
+pub(crate) struct UserDb {
     users: HashMap<String, UserEntry>,
     /// Method of each configured database; others (and the admin console) use `default_method`.
     methods: HashMap<String, AuthMethod>,
@@ -199,7 +199,7 @@ impl std::fmt::Debug for UserDb {
 
 impl UserDb {
     /// Builds the store; errors name the offending `users[i]` key.
-    pub fn build(config: &Config) -> Result<Self, ConfigError> {
+    pub(crate) fn build(config: &Config) -> Result<Self, ConfigError> {
         let mut users = HashMap::with_capacity(config.users.len());
         for (i, u) in config.users.iter().enumerate() {
             users.insert(u.name.clone(), entry(i, u)?);
@@ -224,17 +224,17 @@ impl UserDb {
     }
 
     /// The entry for `name`.
-    pub fn get(&self, name: &str) -> Option<&UserEntry> {
+    pub(crate) fn get(&self, name: &str) -> Option<&UserEntry> {
         self.users.get(name)
     }
 
     /// Every login, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &UserEntry> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &UserEntry> {
         self.users.values()
     }
 
     /// The method every client asking for `database` must use, whoever it claims to be.
-    pub fn method_for(&self, database: &str) -> AuthMethod {
+    pub(crate) fn method_for(&self, database: &str) -> AuthMethod {
         self.methods
             .get(database)
             .copied()
@@ -245,7 +245,7 @@ impl UserDb {
     /// exchange looks the same as for a real one, reveals nothing, and always fails. Its salt is
     /// derived like a real derived one; its iteration count and salt length are those of a
     /// configured user picked by the name.
-    pub fn mock_verifier(&self, name: &str) -> ScramVerifier {
+    pub(crate) fn mock_verifier(&self, name: &str) -> ScramVerifier {
         let pick = derive(b"lakepool-mock-shape\0", name, 8);
         let index = u64::from_be_bytes(pick.try_into().unwrap_or_default());
         let (iterations, salt_len) = match self.shapes.len() {

@@ -12,7 +12,7 @@ use super::ConfigError;
 
 /// An interpolation problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InterpolateError {
+pub(crate) enum InterpolateError {
     /// `${NAME}` names a variable that is not set.
     #[error("environment variable {name} is not set (referenced as ${{{name}}})")]
     Unset {
@@ -67,7 +67,7 @@ fn interpolate_de(
 }
 
 /// One string with `${NAME}` replaced.
-pub fn interpolate(
+pub(crate) fn interpolate(
     s: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, InterpolateError> {

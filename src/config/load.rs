@@ -82,18 +82,18 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// The virtual database of the admin console; no configured database may use the name.
-pub const ADMIN_DATABASE: &str = "lakepool";
+pub(crate) const ADMIN_DATABASE: &str = "lakepool";
 /// Another name of the admin console, the one PgBouncer's tools (exporters, dashboards) use.
-pub const ADMIN_DATABASE_ALIAS: &str = "pgbouncer";
+pub(crate) const ADMIN_DATABASE_ALIAS: &str = "pgbouncer";
 
 /// True for the names of the admin console's database.
-pub fn is_admin_database(name: &str) -> bool {
+pub(crate) fn is_admin_database(name: &str) -> bool {
     name == ADMIN_DATABASE || name == ADMIN_DATABASE_ALIAS
 }
 
 /// Loads and validates config text; `base` resolves relative file paths. Errors give the line
 /// and the key, never a value from the file.
-pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
+pub(crate) fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
     load_str_with_env(text, base, &|k| std::env::var(k).ok())
 }
 

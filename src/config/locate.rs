@@ -15,7 +15,7 @@ use super::ConfigError;
 /// Where each key of the file is: dotted paths (`server.listen`, `users[1].password`) with the
 /// byte range of the key and its value, and the line of the key.
 #[derive(Debug, Clone, Default)]
-pub struct KeyLines {
+pub(crate) struct KeyLines {
     entries: Vec<Entry>,
 }
 
@@ -79,7 +79,7 @@ impl KeyLines {
 
     /// Line of `key`, else of the nearest enclosing key that is in the file (`users[0].password`
     /// set as `password_env` is found there; a missing key is reported at its table).
-    pub fn line_of(&self, key: &str) -> Option<usize> {
+    pub(crate) fn line_of(&self, key: &str) -> Option<usize> {
         let exact = |p: &str| self.entries.iter().find(|e| e.path == p).map(|e| e.line);
         if let Some(l) = exact(key) {
             return Some(l);
@@ -132,7 +132,7 @@ impl KeyLines {
     }
 
     /// Adds the line to an error that names a key but has no line yet.
-    pub fn locate(&self, e: ConfigError) -> ConfigError {
+    pub(crate) fn locate(&self, e: ConfigError) -> ConfigError {
         match e {
             ConfigError::Invalid {
                 key,

@@ -17,14 +17,16 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-pub use load::{
-    ADMIN_DATABASE, ADMIN_DATABASE_ALIAS, ConfigError, is_admin_database, load_file, load_str,
-};
-pub use locate::KeyLines;
-pub use raw::{AuthMethod, ClientTls, LogFormat, PoolMode, UpstreamTls};
+#[cfg(test)]
+pub(crate) use load::load_str;
+pub(crate) use load::{ADMIN_DATABASE, is_admin_database};
+pub use load::{ConfigError, load_file};
+pub(crate) use locate::KeyLines;
+pub(crate) use raw::{AuthMethod, ClientTls, PoolMode};
+pub use raw::{LogFormat, UpstreamTls};
 
 /// The `auth_type` values lakepool implements, as the Databricks SDKs name them.
-pub const AUTH_TYPES: &[&str] = &[
+pub(crate) const AUTH_TYPES: &[&str] = &[
     "pat",
     "oauth-m2m",
     "databricks-cli",
@@ -41,16 +43,16 @@ pub struct Config {
     /// `[server]`.
     pub server: ServerConfig,
     /// `[workspace]`: how to reach the Databricks workspace API (Lakebase credentials).
-    pub workspace: WorkspaceConfig,
+    pub(crate) workspace: WorkspaceConfig,
     /// `[[users]]`: client-facing logins.
-    pub users: Vec<UserConfig>,
+    pub(crate) users: Vec<UserConfig>,
     /// `[[databases]]`: what clients may connect to, and where it lives upstream.
-    pub databases: Vec<DatabaseConfig>,
+    pub(crate) databases: Vec<DatabaseConfig>,
     /// `[pool]`: the settings every database starts from.
-    pub pool: PoolSettings,
+    pub(crate) pool: PoolSettings,
     /// Where each key is in the file, to give the line of errors found later (e.g. a
     /// password that is not a valid verifier).
-    pub lines: Arc<KeyLines>,
+    pub(crate) lines: Arc<KeyLines>,
     /// Problems that do not stop lakepool (secret files others can read), for the caller to
     /// log or print.
     pub warnings: Vec<String>,
@@ -58,7 +60,7 @@ pub struct Config {
 
 impl Config {
     /// Adds the line of the key an error names, when it has none yet.
-    pub fn locate(&self, e: ConfigError) -> ConfigError {
+    pub(crate) fn locate(&self, e: ConfigError) -> ConfigError {
         self.lines.locate(e)
     }
 }
@@ -67,146 +69,146 @@ impl Config {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Addresses to accept clients on.
-    pub listen: Vec<SocketAddr>,
+    pub(crate) listen: Vec<SocketAddr>,
     /// Certificate chain and key for client-facing TLS.
-    pub tls: Option<TlsFiles>,
+    pub(crate) tls: Option<TlsFiles>,
     /// Whether clients may, must or cannot use TLS.
-    pub client_tls: ClientTls,
+    pub(crate) client_tls: ClientTls,
     /// HTTP endpoints address (metrics, health).
-    pub admin_listen: Option<SocketAddr>,
+    pub(crate) admin_listen: Option<SocketAddr>,
     /// Bearer token `/metrics` requires (and that shows `/readyz`'s details), when set.
-    pub admin_token: Option<SecretString>,
+    pub(crate) admin_token: Option<SecretString>,
     /// Tokio worker threads (1 = a current-thread runtime).
     pub workers: usize,
     /// Most client connections at once, over all pools.
-    pub max_client_conn: usize,
+    pub(crate) max_client_conn: usize,
     /// Time a client has to finish TLS, startup and authentication.
-    pub handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     /// Allow cleartext logins (`auth = "cleartext"` databases) without TLS.
-    pub allow_cleartext_without_tls: bool,
+    pub(crate) allow_cleartext_without_tls: bool,
     /// Authentication method of databases that set none, and of the admin console.
-    pub auth: AuthMethod,
+    pub(crate) auth: AuthMethod,
     /// Largest message a client or server may send after login, in bytes.
-    pub max_message_size: usize,
+    pub(crate) max_message_size: usize,
     /// Largest client message lakepool holds whole to inspect or rewrite (a named statement's
     /// text); larger ones stream through uninspected, or are refused where they must be held.
-    pub max_held_message_size: usize,
+    pub(crate) max_held_message_size: usize,
     /// On SIGTERM, how long clients still in a session get before lakepool exits.
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
     /// Log line format (`LAKEPOOL_LOG_FORMAT` overrides it).
     pub log_format: LogFormat,
 }
 
 /// PEM files for a TLS identity.
 #[derive(Debug, Clone)]
-pub struct TlsFiles {
+pub(crate) struct TlsFiles {
     /// Certificate chain (leaf first).
-    pub cert_file: PathBuf,
+    pub(crate) cert_file: PathBuf,
     /// Private key.
-    pub key_file: PathBuf,
+    pub(crate) key_file: PathBuf,
 }
 
 /// One `[[users]]` entry.
 #[derive(Debug, Clone)]
-pub struct UserConfig {
+pub(crate) struct UserConfig {
     /// Login name.
-    pub name: String,
+    pub(crate) name: String,
     /// Plaintext, SCRAM verifier or md5 hash, as configured.
-    pub password: SecretString,
+    pub(crate) password: SecretString,
     /// May log in to the admin console (database `lakepool`).
-    pub admin: bool,
+    pub(crate) admin: bool,
     /// Pool keys set on this user; they override `[pool]` and the database's own keys for
     /// this user's pools.
-    pub pool: PoolOverrides,
+    pub(crate) pool: PoolOverrides,
 }
 
 /// Pool keys set on a `[[users]]` entry (already validated), applied over a database's
 /// settings: precedence user > database > `[pool]`.
 #[derive(Debug, Clone, Default)]
-pub struct PoolOverrides(raw::RawPool);
+pub(crate) struct PoolOverrides(raw::RawPool);
 
 impl PoolOverrides {
     /// The settings for this user's pool on a database whose settings are `base`.
-    pub fn apply(&self, base: &PoolSettings) -> PoolSettings {
+    pub(crate) fn apply(&self, base: &PoolSettings) -> PoolSettings {
         // Every key was validated on its own at load and no check spans two keys, so applying
         // the same keys over any valid base cannot fail.
         load::pool_settings(&self.0, base, "users").unwrap_or_else(|_| base.clone())
     }
 
     /// `pool_size`, when set on the user.
-    pub fn pool_size(&self) -> Option<usize> {
+    pub(crate) fn pool_size(&self) -> Option<usize> {
         self.0.pool_size
     }
 
     /// `reserve_pool_size`, when set on the user.
-    pub fn reserve_pool_size(&self) -> Option<usize> {
+    pub(crate) fn reserve_pool_size(&self) -> Option<usize> {
         self.0.reserve_pool_size
     }
 
     /// `pool_mode`, when set on the user.
-    pub fn pool_mode(&self) -> Option<PoolMode> {
+    pub(crate) fn pool_mode(&self) -> Option<PoolMode> {
         self.0.pool_mode
     }
 }
 
 /// `[workspace]` as configured; the rest (env, profile, .netrc) is resolved at startup.
 #[derive(Debug, Clone, Default)]
-pub struct WorkspaceConfig {
+pub(crate) struct WorkspaceConfig {
     /// Workspace URL.
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     /// `~/.databrickscfg` profile.
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
     /// Config file instead of `~/.databrickscfg`.
-    pub config_file: Option<PathBuf>,
+    pub(crate) config_file: Option<PathBuf>,
     /// Force one auth method ([`AUTH_TYPES`]).
-    pub auth_type: Option<String>,
+    pub(crate) auth_type: Option<String>,
     /// Personal access token.
-    pub token: Option<SecretString>,
+    pub(crate) token: Option<SecretString>,
     /// Service principal application id.
-    pub client_id: Option<String>,
+    pub(crate) client_id: Option<String>,
     /// Service principal OAuth secret.
-    pub client_secret: Option<SecretString>,
+    pub(crate) client_secret: Option<SecretString>,
     /// Limit on one HTTP request to the workspace.
-    pub http_timeout: Duration,
+    pub(crate) http_timeout: Duration,
     /// Limit on one API call including its retries.
-    pub retry_timeout: Duration,
+    pub(crate) retry_timeout: Duration,
     /// The SDKs' other auth attributes (Azure, OIDC federation, CLI, metadata service).
-    pub sdk: SdkAuthConfig,
+    pub(crate) sdk: SdkAuthConfig,
 }
 
 /// `[workspace]` auth attributes of the Databricks SDKs beyond PAT and OAuth M2M, under their
 /// SDK names; environment variables and profiles fill the rest at startup.
 #[derive(Debug, Clone, Default)]
-pub struct SdkAuthConfig {
+pub(crate) struct SdkAuthConfig {
     /// Azure service principal or managed identity application id.
-    pub azure_client_id: Option<String>,
+    pub(crate) azure_client_id: Option<String>,
     /// Azure service principal secret.
-    pub azure_client_secret: Option<SecretString>,
+    pub(crate) azure_client_secret: Option<SecretString>,
     /// Azure tenant (directory) id.
-    pub azure_tenant_id: Option<String>,
+    pub(crate) azure_tenant_id: Option<String>,
     /// Use the Azure managed identity.
-    pub azure_use_msi: Option<bool>,
+    pub(crate) azure_use_msi: Option<bool>,
     /// Azure resource id of the workspace.
-    pub azure_workspace_resource_id: Option<String>,
+    pub(crate) azure_workspace_resource_id: Option<String>,
     /// Azure cloud: PUBLIC, USGOVERNMENT, CHINA.
-    pub azure_environment: Option<String>,
+    pub(crate) azure_environment: Option<String>,
     /// Microsoft Entra ID login endpoint instead of the cloud's (private clouds, tests).
-    pub azure_login_endpoint: Option<String>,
+    pub(crate) azure_login_endpoint: Option<String>,
     /// Instance metadata endpoint instead of http://169.254.169.254/metadata (tests).
-    pub azure_msi_endpoint: Option<String>,
+    pub(crate) azure_msi_endpoint: Option<String>,
     /// The `databricks` CLI to run for `databricks-cli` auth.
-    pub databricks_cli_path: Option<String>,
+    pub(crate) databricks_cli_path: Option<String>,
     /// Local metadata service URL for `metadata-service` auth.
-    pub metadata_service_url: Option<String>,
+    pub(crate) metadata_service_url: Option<String>,
     /// Environment variable holding the OIDC token for `env-oidc`.
-    pub oidc_token_env: Option<String>,
+    pub(crate) oidc_token_env: Option<String>,
     /// File holding the OIDC token for `file-oidc`.
-    pub oidc_token_filepath: Option<PathBuf>,
+    pub(crate) oidc_token_filepath: Option<PathBuf>,
 }
 
 /// Where a database's upstream password comes from.
 #[derive(Debug, Clone)]
-pub enum CredentialConfig {
+pub(crate) enum CredentialConfig {
     /// A static password for a native role (or none).
     Password(Option<SecretString>),
     /// Lakebase provisioned instance: credentials from `/api/2.0/database/credentials`.
@@ -222,89 +224,89 @@ pub enum CredentialConfig {
 
 /// One `[[databases]]` entry.
 #[derive(Debug, Clone)]
-pub struct DatabaseConfig {
+pub(crate) struct DatabaseConfig {
     /// Database name clients ask for.
-    pub name: String,
+    pub(crate) name: String,
     /// Upstream host (looked up from the instance or endpoint when None).
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     /// Upstream port.
-    pub port: u16,
+    pub(crate) port: u16,
     /// Upstream database name.
-    pub dbname: String,
+    pub(crate) dbname: String,
     /// Upstream role (the workspace identity when None).
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Upstream credential source.
-    pub credential: CredentialConfig,
+    pub(crate) credential: CredentialConfig,
     /// Refresh rotating credentials when this much lifetime remains (default: min(half, 20 min)).
-    pub refresh_margin: Option<Duration>,
+    pub(crate) refresh_margin: Option<Duration>,
     /// Upstream TLS mode.
-    pub tls: UpstreamTls,
+    pub(crate) tls: UpstreamTls,
     /// CA bundle for verify-ca / verify-full (system roots when None).
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
     /// Pool settings after `[pool]` defaults and per-database overrides.
-    pub pool: PoolSettings,
+    pub(crate) pool: PoolSettings,
     /// Authentication method every client of this database must use (whatever its user
     /// name, so that a probe cannot tell which users exist).
-    pub auth: AuthMethod,
+    pub(crate) auth: AuthMethod,
     /// Send the upstream password (or token) in cleartext when the server asks for it over a
     /// connection without TLS; refused by default.
-    pub send_cleartext_password_without_tls: bool,
+    pub(crate) send_cleartext_password_without_tls: bool,
 }
 
 /// Pool behaviour, set in `[pool]` and overridable per database and per user.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PoolSettings {
+pub(crate) struct PoolSettings {
     /// Session or transaction pooling.
-    pub mode: PoolMode,
+    pub(crate) mode: PoolMode,
     /// Most server connections per (database, user) pool.
-    pub size: usize,
+    pub(crate) size: usize,
     /// Server connections older than this are closed when idle.
-    pub server_lifetime: Duration,
+    pub(crate) server_lifetime: Duration,
     /// Idle server connections unused for this long are closed.
-    pub server_idle_timeout: Duration,
+    pub(crate) server_idle_timeout: Duration,
     /// Longest a client waits in the queue for a server connection.
-    pub query_wait_timeout: Duration,
+    pub(crate) query_wait_timeout: Duration,
     /// Longest a new server connection (TCP, TLS, login) may take.
-    pub server_connect_timeout: Duration,
+    pub(crate) server_connect_timeout: Duration,
     /// Query run on a server connection before another client gets it (session mode).
-    pub server_reset_query: String,
+    pub(crate) server_reset_query: String,
     /// Transaction mode: named prepared statements each server connection keeps (LRU); 0 turns
     /// prepared-statement mapping off (statements pass through unchanged).
-    pub max_prepared_statements: usize,
+    pub(crate) max_prepared_statements: usize,
     /// Transaction mode with mapping: named prepared statements one client may have.
-    pub max_client_prepared_statements: usize,
+    pub(crate) max_client_prepared_statements: usize,
     /// Transaction mode with mapping: bytes of statement text one client's names may refer to.
-    pub max_client_prepared_bytes: usize,
+    pub(crate) max_client_prepared_bytes: usize,
     /// Accepted for compatibility and shown by SHOW CONFIG; no longer needed, since every
     /// parameter a client changes follows it (lowercase names).
-    pub track_extra_parameters: Vec<String>,
+    pub(crate) track_extra_parameters: Vec<String>,
     /// Most server connections to this database over all its users' pools (0 = unlimited).
-    pub max_db_connections: usize,
+    pub(crate) max_db_connections: usize,
     /// Most server connections for this user over all databases (0 = unlimited).
-    pub max_user_connections: usize,
+    pub(crate) max_user_connections: usize,
     /// Most client connections to this database (0 = unlimited).
-    pub max_db_client_connections: usize,
+    pub(crate) max_db_client_connections: usize,
     /// Most client connections of this user (0 = unlimited).
-    pub max_user_client_connections: usize,
+    pub(crate) max_user_client_connections: usize,
     /// Server connections the maintenance task keeps open in each pool (capped at `size`).
-    pub min_pool_size: usize,
+    pub(crate) min_pool_size: usize,
     /// Extra connections beyond `size` for clients that waited `reserve_pool_timeout`.
-    pub reserve_pool_size: usize,
+    pub(crate) reserve_pool_size: usize,
     /// How long a client waits before it may use the reserve pool.
-    pub reserve_pool_timeout: Duration,
+    pub(crate) reserve_pool_timeout: Duration,
     /// After a failed server login, how long before the pool tries again; meanwhile clients
     /// needing a new connection fail at once (0 = retry at once).
-    pub server_login_retry: Duration,
+    pub(crate) server_login_retry: Duration,
     /// A client holding no server and idle this long is closed (0 = off).
-    pub client_idle_timeout: Duration,
+    pub(crate) client_idle_timeout: Duration,
     /// A client holding a server without sending or reading (inside a transaction, half-way
     /// through a message, in COPY, or not reading its results) this long is closed (0 = off).
-    pub idle_transaction_timeout: Duration,
+    pub(crate) idle_transaction_timeout: Duration,
     /// Idle server connections unused for longer than this are checked before reuse (0 =
     /// check at every checkout).
-    pub server_check_delay: Duration,
+    pub(crate) server_check_delay: Duration,
     /// Query of the health check; empty = an empty query (cheapest round trip).
-    pub server_check_query: String,
+    pub(crate) server_check_query: String,
 }
 
 impl Default for PoolSettings {

@@ -13,6 +13,6 @@
 //! them and `crate::workspace`; nothing here imports `upstream`, which imports this.
 
 pub mod fixed;
-pub mod lakebase;
+pub(crate) mod lakebase;
 pub mod source;
-pub mod status;
+pub(crate) mod status;

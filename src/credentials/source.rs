@@ -22,25 +22,25 @@ use crate::proto::sqlstate::SqlState;
 #[derive(Debug)]
 pub struct Credential {
     /// Server host name or address.
-    pub host: Arc<str>,
+    pub(crate) host: Arc<str>,
     /// Role to log in as.
-    pub user: Arc<str>,
+    pub(crate) user: Arc<str>,
     /// The secret sent as the password; None when none is configured (trust/peer upstreams).
-    pub password: Option<SecretString>,
+    pub(crate) password: Option<SecretString>,
     /// Local (monotonic) time the password stops working for new logins; None when it does
     /// not expire. Computed from the local receive time plus the lifetime the API gave, so a
     /// skewed wall clock cannot make it look expired or fresh.
-    pub expires_at: Option<Instant>,
+    pub(crate) expires_at: Option<Instant>,
 }
 
 impl Credential {
     /// Whether the password still works for a new login at `now`.
-    pub fn valid_at(&self, now: Instant) -> bool {
+    pub(crate) fn valid_at(&self, now: Instant) -> bool {
         self.expires_at.is_none_or(|e| e > now)
     }
 
     /// The expiry as a wall-clock time, for status views.
-    pub fn expires_wall(&self) -> Option<SystemTime> {
+    pub(crate) fn expires_wall(&self) -> Option<SystemTime> {
         let at = self.expires_at?;
         let now = Instant::now();
         Some(if at >= now {
@@ -56,14 +56,14 @@ impl Credential {
 /// [`Pinned::host`] and [`Pinned::user`] with what they looked up, and look nothing up when
 /// the configuration already decides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pinned {
+pub(crate) struct Pinned {
     host: Option<Arc<str>>,
     user: Option<Arc<str>>,
 }
 
 impl Pinned {
     /// The configured host and role, if any.
-    pub fn new(host: Option<&str>, user: Option<&str>) -> Self {
+    pub(crate) fn new(host: Option<&str>, user: Option<&str>) -> Self {
         let keep = |v: Option<&str>| v.filter(|s| !s.is_empty()).map(Arc::from);
         Self {
             host: keep(host),
@@ -72,22 +72,22 @@ impl Pinned {
     }
 
     /// Whether the host must come from the workspace.
-    pub fn needs_host(&self) -> bool {
+    pub(crate) fn needs_host(&self) -> bool {
         self.host.is_none()
     }
 
     /// Whether the role must come from the workspace identity.
-    pub fn needs_user(&self) -> bool {
+    pub(crate) fn needs_user(&self) -> bool {
         self.user.is_none()
     }
 
     /// The host to log in to: the configured one, else `looked_up`.
-    pub fn host(&self, looked_up: Option<&Arc<str>>) -> Option<Arc<str>> {
+    pub(crate) fn host(&self, looked_up: Option<&Arc<str>>) -> Option<Arc<str>> {
         self.host.as_ref().or(looked_up).cloned()
     }
 
     /// The role to log in as: the configured one, else `looked_up`.
-    pub fn user(&self, looked_up: Option<&Arc<str>>) -> Option<Arc<str>> {
+    pub(crate) fn user(&self, looked_up: Option<&Arc<str>>) -> Option<Arc<str>> {
         self.user.as_ref().or(looked_up).cloned()
     }
 }
@@ -97,7 +97,7 @@ impl Pinned {
 #[error("upstream credential unavailable: {reason}")]
 pub struct CredentialError {
     /// Why, safe to show a client (never contains a secret).
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 impl ClientFacing for CredentialError {
@@ -110,7 +110,7 @@ impl ClientFacing for CredentialError {
 }
 
 /// Future returned by the asynchronous [`CredentialSource`] methods.
-pub type CredentialFuture<'a, T> =
+pub(crate) type CredentialFuture<'a, T> =
     Pin<Box<dyn Future<Output = Result<T, CredentialError>> + Send + 'a>>;
 
 /// A source of upstream credentials.

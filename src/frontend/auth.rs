@@ -22,7 +22,7 @@ const MAX_AUTH_MESSAGE: usize = 8 * 1024;
 
 /// Client authentication failed.
 #[derive(Debug, thiserror::Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// Wrong password or unknown user (indistinguishable on purpose). The name is the
     /// client's: escaped, since the message is also logged.
     #[error("password authentication failed for user \"{}\"", LogSafe(.0))]
@@ -97,7 +97,7 @@ async fn read_password_message(
 /// exchange runs against a fake verifier shaped like a real one, and the TLS rule for
 /// cleartext applies to every name. Failures look the same for a wrong password and an unknown
 /// user.
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     fe: &Shared,
     stream: &mut Stream,
     buf: &mut BytesMut,

@@ -15,7 +15,7 @@ use crate::shared::Shared;
 
 /// What a successful startup phase produced.
 #[derive(Debug)]
-pub enum Startup {
+pub(crate) enum Startup {
     /// A login to continue with.
     Login {
         /// The (maybe TLS) client stream.
@@ -29,7 +29,7 @@ pub enum Startup {
 
 /// The startup phase failed.
 #[derive(Debug, thiserror::Error)]
-pub enum HandshakeError {
+pub(crate) enum HandshakeError {
     /// Socket error or the client went away (no reply is possible).
     #[error("client I/O error during startup: {0}")]
     Io(#[from] std::io::Error),
@@ -49,7 +49,7 @@ pub enum HandshakeError {
 
 impl HandshakeError {
     /// Whether a reply can still be sent in the clear or over the negotiated stream.
-    pub fn can_reply(&self) -> bool {
+    pub(crate) fn can_reply(&self) -> bool {
         !matches!(self, HandshakeError::Io(_) | HandshakeError::Tls(_))
     }
 }
@@ -69,7 +69,7 @@ impl ClientFacing for HandshakeError {
 /// Runs the startup phase on a new connection. Reads are exact (never ahead), so bytes a
 /// client sends after SSLRequest stay in the socket and go to the TLS handshake, where they
 /// fail, instead of being taken as plaintext (CVE-2021-23214).
-pub async fn startup(
+pub(crate) async fn startup(
     fe: &Shared,
     tcp: TcpStream,
 ) -> Result<Startup, (Option<Stream>, HandshakeError)> {
@@ -165,7 +165,7 @@ async fn read_packet(stream: &mut Stream) -> Result<StartupPacket, HandshakeErro
 }
 
 /// The error for a plaintext client when TLS is required.
-pub fn tls_required() -> ClientError {
+pub(crate) fn tls_required() -> ClientError {
     ClientError::fatal(
         SqlState::INVALID_AUTHORIZATION,
         "lakepool requires TLS for client connections (client_tls = \"require\")",

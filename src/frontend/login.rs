@@ -27,38 +27,38 @@ use crate::upstream::server::ControlError;
 
 /// A client that has logged in.
 #[derive(Debug)]
-pub struct LoggedIn {
+pub(crate) struct LoggedIn {
     /// Client socket.
-    pub stream: Stream,
+    pub(crate) stream: Stream,
     /// Everything else about the session.
-    pub session: SessionInfo,
+    pub(crate) session: SessionInfo,
 }
 
 /// What login established besides the socket.
 #[derive(Debug)]
-pub struct SessionInfo {
+pub(crate) struct SessionInfo {
     /// Bytes the client sent after its last authentication message.
-    pub leftover: BytesMut,
+    pub(crate) leftover: BytesMut,
     /// Login name.
-    pub user: String,
+    pub(crate) user: String,
     /// Database name.
-    pub database: String,
+    pub(crate) database: String,
     /// The (database, user) pool.
-    pub pool: Pool,
+    pub(crate) pool: Pool,
     /// The client's session settings.
-    pub settings: ClientSettings,
+    pub(crate) settings: ClientSettings,
     /// Cancel key registration.
-    pub cancel: Registration,
+    pub(crate) cancel: Registration,
     /// Counts the client for max_db_client_connections / max_user_client_connections.
-    pub admission: ClientAdmission,
+    pub(crate) _admission: ClientAdmission,
     /// Session mode: the server the client keeps for its whole session, checked out at login
     /// so that the backend pid it is told is the server's own.
-    pub server: Option<Box<Checkout>>,
+    pub(crate) server: Option<Box<Checkout>>,
 }
 
 /// A login that succeeded: a pooled session, or the admin console.
 #[derive(Debug)]
-pub enum Login {
+pub(crate) enum Login {
     /// A client of a configured database.
     Session(Box<LoggedIn>),
     /// An admin user logged in to the virtual database `lakepool`.
@@ -67,7 +67,7 @@ pub enum Login {
 
 /// Why a login ended without a session.
 #[derive(Debug)]
-pub enum LoginEnd {
+pub(crate) enum LoginEnd {
     /// A cancel request was handled.
     Cancelled,
     /// Failed; the client has been told when possible.
@@ -82,7 +82,11 @@ pub enum LoginEnd {
 /// wait for a server connection a greeting may need is not part of the handshake timeout: it
 /// is bounded by `query_wait_timeout`. `admitted` is false when max_client_conn is exceeded: the
 /// client then gets 53300 once its startup packet is read.
-pub async fn login(fe: &Arc<Shared>, tcp: TcpStream, admitted: bool) -> Result<Login, LoginEnd> {
+pub(crate) async fn login(
+    fe: &Arc<Shared>,
+    tcp: TcpStream,
+    admitted: bool,
+) -> Result<Login, LoginEnd> {
     let handshake = async {
         let (mut stream, params) = match startup(fe, tcp).await {
             Ok(Startup::Login { stream, params }) => (stream, params),
@@ -278,7 +282,7 @@ async fn greet(
         pool,
         settings,
         cancel,
-        admission,
+        _admission: admission,
         server,
     })
 }
@@ -309,7 +313,7 @@ fn spelled(pool: &Pool, settings: &mut ClientSettings) -> bool {
 /// Brings `server`'s session-level settings in line with the client's (one round trip, only
 /// when they differ). The values the server stores become the client's (`utf-8` becomes
 /// `UTF8`), and the pool remembers the spelling for clients that log in later.
-pub async fn sync_settings(
+pub(crate) async fn sync_settings(
     server: &mut Checkout,
     settings: &mut ClientSettings,
     spellings: &Spellings,

@@ -1,11 +1,17 @@
 //! The client side of a pooled session: the startup handshake and authentication, the login
 //! greeting, and the session loop that forwards traffic through pooled server connections.
 
-pub mod auth;
-pub mod handshake;
-pub mod login;
-pub mod pipe;
-pub mod pump;
-pub mod session;
-pub mod tracker;
-pub mod txn;
+pub(crate) mod auth;
+pub(crate) mod handshake;
+pub(crate) mod login;
+// The data path is being rewritten on its own branch; the items in these files nothing uses
+// any more (Pipe::rewrite, Pump::run, PumpEnd::label, TxnClient::statement_count,
+// ClientNames::is_empty) go with that change.
+#[allow(dead_code)]
+pub(crate) mod pipe;
+#[allow(dead_code)]
+pub(crate) mod pump;
+pub(crate) mod session;
+pub(crate) mod tracker;
+#[allow(dead_code)]
+pub(crate) mod txn;

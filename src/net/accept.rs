@@ -12,7 +12,7 @@ const MAX_PAUSE: Duration = Duration::from_secs(1);
 /// failures and one line when accepting works again, instead of a line every few
 /// milliseconds.
 #[derive(Debug)]
-pub struct AcceptBackoff {
+pub(crate) struct AcceptBackoff {
     what: &'static str,
     pause: Duration,
     failures: u64,
@@ -20,7 +20,7 @@ pub struct AcceptBackoff {
 
 impl AcceptBackoff {
     /// A backoff for the listener named `what` (for the log lines).
-    pub fn new(what: &'static str) -> Self {
+    pub(crate) fn new(what: &'static str) -> Self {
         Self {
             what,
             pause: FIRST_PAUSE,
@@ -29,7 +29,7 @@ impl AcceptBackoff {
     }
 
     /// Call after a failed accept: warns if it is the first of an episode, then pauses.
-    pub async fn failed(&mut self, e: &std::io::Error) {
+    pub(crate) async fn failed(&mut self, e: &std::io::Error) {
         if self.failures == 0 {
             tracing::warn!(listener = self.what, error = %e,
                 "accept failed; retrying with backoff up to 1 s (no further lines until it works)");
@@ -40,7 +40,7 @@ impl AcceptBackoff {
     }
 
     /// Call after a successful accept: ends an episode of failures.
-    pub fn succeeded(&mut self) {
+    pub(crate) fn succeeded(&mut self) {
         if self.failures > 0 {
             tracing::info!(
                 listener = self.what,

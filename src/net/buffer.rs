@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use bytes::BytesMut;
 
 /// Size of a pooled buffer: one read of this size covers typical queries and result chunks.
-pub const BUF_SIZE: usize = 16 * 1024;
+pub(crate) const BUF_SIZE: usize = 16 * 1024;
 /// Buffers kept per thread; beyond that returned buffers are freed.
 const KEEP_PER_THREAD: usize = 256;
 
@@ -19,14 +19,14 @@ thread_local! {
 }
 
 /// Takes an empty buffer with at least [`BUF_SIZE`] capacity.
-pub fn take() -> BytesMut {
+pub(crate) fn take() -> BytesMut {
     FREE.with(|f| f.borrow_mut().pop())
         .unwrap_or_else(|| BytesMut::with_capacity(BUF_SIZE))
 }
 
 /// Returns a buffer for reuse. Buffers that grew far past the standard size (a huge message
 /// went through) are dropped rather than kept.
-pub fn give(mut buf: BytesMut) {
+pub(crate) fn give(mut buf: BytesMut) {
     if buf.capacity() > 4 * BUF_SIZE {
         return;
     }

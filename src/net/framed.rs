@@ -25,7 +25,7 @@ pub enum FrameError {
 ///
 /// # Cancel safety
 /// Cancel safe: partial data stays in `buf`.
-pub async fn read_message<S: AsyncRead + Unpin>(
+pub(crate) async fn read_message<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     max: usize,

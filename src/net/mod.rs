@@ -1,16 +1,16 @@
 //! Sockets: the plain/TLS stream, TLS configuration, pooled I/O buffers, framed reads for the
 //! login phases, the accept backoff of every listener.
 
-pub mod accept;
-pub mod buffer;
-pub mod framed;
-pub mod stream;
+pub(crate) mod accept;
+pub(crate) mod buffer;
+pub(crate) mod framed;
+pub(crate) mod stream;
 pub mod tls;
 
-pub use stream::Stream;
+pub(crate) use stream::Stream;
 
 /// Applies the socket options every lakepool connection wants.
-pub fn tune(tcp: &tokio::net::TcpStream) {
+pub(crate) fn tune(tcp: &tokio::net::TcpStream) {
     // Small request/response messages: Nagle would add up to 40 ms per round trip.
     let _ = tcp.set_nodelay(true);
     let sock = socket2::SockRef::from(tcp);

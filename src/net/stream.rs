@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 
 /// Plain TCP, client-facing TLS, or upstream TLS.
 #[derive(Debug)]
-pub enum Stream {
+pub(crate) enum Stream {
     /// No encryption.
     Plain(TcpStream),
     /// TLS where lakepool is the server (client side of lakepool).
@@ -20,7 +20,7 @@ pub enum Stream {
 
 /// What a pooled, idle server socket has seen since it was last used.
 #[derive(Debug, PartialEq, Eq)]
-pub enum IdleState {
+pub(crate) enum IdleState {
     /// Nothing: safe to reuse.
     Quiet,
     /// The peer closed or sent something unsolicited (an error before closing, usually).
@@ -29,7 +29,7 @@ pub enum IdleState {
 
 impl Stream {
     /// The TCP socket underneath.
-    pub fn tcp(&self) -> &TcpStream {
+    pub(crate) fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
             Stream::ServerTls(s) => s.get_ref().0,
@@ -38,13 +38,13 @@ impl Stream {
     }
 
     /// Whether the stream is encrypted.
-    pub fn is_tls(&self) -> bool {
+    pub(crate) fn is_tls(&self) -> bool {
         !matches!(self, Stream::Plain(_))
     }
 
     /// Whether readiness can be awaited without a read buffer. TLS streams may hold decrypted
     /// bytes inside rustls that socket readiness does not show, so they must be read instead.
-    pub fn can_wait_without_buffer(&self) -> bool {
+    pub(crate) fn can_wait_without_buffer(&self) -> bool {
         matches!(self, Stream::Plain(_))
     }
 
@@ -52,14 +52,14 @@ impl Stream {
     ///
     /// # Cancel safety
     /// Cancel safe: nothing is consumed.
-    pub async fn readable(&self) -> io::Result<()> {
+    pub(crate) async fn readable(&self) -> io::Result<()> {
         self.tcp().readable().await
     }
 
     /// Checks, without blocking and without a syscall in the common case, whether an idle
     /// pooled socket received anything. Uses the runtime's cached readiness; only when that says
     /// "readable" does it peek at the socket.
-    pub fn idle_state(&self) -> IdleState {
+    pub(crate) fn idle_state(&self) -> IdleState {
         let mut cx = Context::from_waker(Waker::noop());
         let mut probe = [0u8; 1];
         let mut buf = ReadBuf::new(&mut probe);

@@ -60,11 +60,11 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 /// Client-facing TLS: the rustls config and the `tls-server-end-point` hash of our certificate,
 /// which SCRAM-SHA-256-PLUS binds to.
 #[derive(Clone)]
-pub struct ServerTls {
+pub(crate) struct ServerTls {
     /// Acceptor configuration.
-    pub config: Arc<rustls::ServerConfig>,
+    pub(crate) config: Arc<rustls::ServerConfig>,
     /// Channel-binding data for SCRAM-PLUS.
-    pub end_point: Arc<[u8]>,
+    pub(crate) end_point: Arc<[u8]>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -74,7 +74,7 @@ impl std::fmt::Debug for ServerTls {
 }
 
 /// Loads the client-facing certificate and key.
-pub fn server_tls(files: &TlsFiles) -> Result<ServerTls, TlsError> {
+pub(crate) fn server_tls(files: &TlsFiles) -> Result<ServerTls, TlsError> {
     let certs = load_certs(&files.cert_file)?;
     let key = PrivateKeyDer::from_pem_file(&files.key_file)
         .map_err(|e| pem_err("private key", &files.key_file, e))?;
@@ -153,11 +153,6 @@ fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
         ));
     }
     Ok(store)
-}
-
-/// Server name for SNI and verify-full.
-pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
-    ServerName::try_from(host.to_owned()).map_err(|e| TlsError::NoRoots(e.to_string()))
 }
 
 /// `tls = "require"`: encrypt, but accept any certificate (libpq's sslmode=require).

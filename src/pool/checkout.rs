@@ -26,7 +26,7 @@ pub(super) enum Grant {
 
 /// A checked-out server connection. Release it with [`Checkout::release`] when it is clean;
 /// dropping it closes the connection and frees its slot.
-pub struct Checkout {
+pub(crate) struct Checkout {
     conn: Option<ServerConn>,
     pool: Arc<Shared>,
 }
@@ -41,7 +41,7 @@ impl std::fmt::Debug for Checkout {
 
 impl Checkout {
     /// The connection.
-    pub fn conn(&mut self) -> &mut ServerConn {
+    pub(crate) fn conn(&mut self) -> &mut ServerConn {
         // INVARIANT: `conn` is Some until release/drop consume the Checkout.
         match self.conn.as_mut() {
             Some(c) => c,
@@ -50,7 +50,7 @@ impl Checkout {
     }
 
     /// Read-only access to the connection.
-    pub fn conn_ref(&self) -> &ServerConn {
+    pub(crate) fn conn_ref(&self) -> &ServerConn {
         match self.conn.as_ref() {
             Some(c) => c,
             None => unreachable!("checkout used after release"),
@@ -58,14 +58,14 @@ impl Checkout {
     }
 
     /// Returns a clean connection (idle, no transaction, nothing in flight) to the pool.
-    pub fn release(mut self) {
+    pub(crate) fn release(mut self) {
         if let Some(conn) = self.conn.take() {
             Pool::checkin(&self.pool, conn);
         }
     }
 
     /// Closes the connection gracefully (Terminate) in the background and frees its slot.
-    pub fn close(mut self) {
+    pub(crate) fn close(mut self) {
         if let Some(conn) = self.conn.take() {
             Pool::slot_freed(&self.pool);
             self.pool.retire(conn);
@@ -107,7 +107,7 @@ impl Pool {
     /// # Cancel safety
     /// Cancel safe: a grant arriving after cancellation is returned to the pool, and a
     /// connection being checked is closed and its slot freed.
-    pub async fn checkout(&self) -> Result<Checkout, PoolError> {
+    pub(crate) async fn checkout(&self) -> Result<Checkout, PoolError> {
         let started = now();
         let r = self.checkout_inner(started).await;
         if r.is_ok() {

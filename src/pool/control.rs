@@ -10,12 +10,12 @@ use super::{Pool, PoolError, now};
 impl Pool {
     /// PAUSE: no new checkouts (clients wait, within query_wait_timeout); checked-out
     /// connections finish what they do and come back idle.
-    pub fn pause(&self) {
+    pub(crate) fn pause(&self) {
         self.shared.paused.store(true, Ordering::Relaxed);
     }
 
     /// RESUME: checkouts go on; idle connections go to clients that queued meanwhile.
-    pub fn resume(&self) {
+    pub(crate) fn resume(&self) {
         let shared = &self.shared;
         shared.paused.store(false, Ordering::Relaxed);
         shared.resumed.notify_waiters();
@@ -27,7 +27,7 @@ impl Pool {
     }
 
     /// Whether the pool is paused.
-    pub fn is_paused(&self) -> bool {
+    pub(crate) fn is_paused(&self) -> bool {
         self.shared.paused.load(Ordering::Relaxed)
     }
 
@@ -54,7 +54,7 @@ impl Pool {
 
     /// RECONNECT: closes the idle connections now; the ones in use close when released, so
     /// every later checkout gets a connection opened after this call.
-    pub fn reconnect(&self) {
+    pub(crate) fn reconnect(&self) {
         let idle = {
             let mut st = Ledger::lock(&self.shared);
             st.stale_before = Some(now());
@@ -70,13 +70,13 @@ impl Pool {
     /// A reload replaced this pool (its settings or upstream changed): its clients move to the
     /// new pool at their next checkout, its idle connections close now and the others as they
     /// are released. Unlike [`Pool::close`], checkouts still work meanwhile.
-    pub fn retire(&self) {
+    pub(crate) fn retire(&self) {
         self.shared.retired.store(true, Ordering::Relaxed);
         self.close_idle(false);
     }
 
     /// Stops handing out connections and closes the idle ones; checked-out ones close on release.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.close_idle(true);
     }
 

@@ -9,7 +9,7 @@ use crate::upstream::connect::UpstreamError;
 
 /// Getting a server connection failed.
 #[derive(Debug, thiserror::Error)]
-pub enum PoolError {
+pub(crate) enum PoolError {
     /// No connection became available within query_wait_timeout.
     #[error("query_wait_timeout: no server connection became available within {0:?}")]
     WaitTimeout(Duration),

@@ -20,7 +20,7 @@ use crate::config::PoolSettings;
 
 /// The registry-wide lock over server counts, and the pools waiting under a limit.
 #[derive(Default)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Pools with clients waiting because a database or user limit is reached, oldest first.
     blocked: Mutex<VecDeque<Weak<Shared>>>,
     /// Length of `blocked`, read without the lock on every check-in to idle.
@@ -35,7 +35,7 @@ impl std::fmt::Debug for Limits {
 
 /// Connection counts of one database or one user, over all its pools.
 #[derive(Default)]
-pub struct Counter {
+pub(crate) struct Counter {
     /// Server connections (open or opening); changed only under the [`Limits`] lock.
     servers: AtomicUsize,
     /// Client connections logged in.
@@ -55,14 +55,14 @@ impl std::fmt::Debug for Counter {
 
 impl Counter {
     /// Server connections counted now.
-    pub fn servers(&self) -> usize {
+    pub(crate) fn servers(&self) -> usize {
         self.servers.load(Ordering::Relaxed)
     }
 }
 
 /// Which limit keeps a pool from opening a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Blocked {
+pub(crate) enum Blocked {
     /// max_db_connections.
     Database,
     /// max_user_connections.
@@ -71,7 +71,7 @@ pub enum Blocked {
 
 /// A pool's database and user counters.
 #[derive(Debug, Clone)]
-pub struct Counters {
+pub(crate) struct Counters {
     limits: Arc<Limits>,
     db: Arc<Counter>,
     user: Arc<Counter>,
@@ -79,7 +79,7 @@ pub struct Counters {
 
 impl Counters {
     /// Counters of one (database, user) pool.
-    pub fn new(limits: Arc<Limits>, db: Arc<Counter>, user: Arc<Counter>) -> Self {
+    pub(crate) fn new(limits: Arc<Limits>, db: Arc<Counter>, user: Arc<Counter>) -> Self {
         Self { limits, db, user }
     }
 
@@ -234,7 +234,7 @@ impl Counters {
 }
 
 /// A client counted for its database and user; uncounted when dropped.
-pub struct ClientAdmission {
+pub(crate) struct ClientAdmission {
     db: Arc<Counter>,
     user: Arc<Counter>,
 }

@@ -11,7 +11,7 @@ use super::{Pool, Shared, now};
 impl Pool {
     /// Closes idle connections past server_idle_timeout (keeping min_pool_size) or
     /// server_lifetime, or disturbed while idle. Called periodically by the maintenance task.
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         let s = &self.shared.settings;
         let now = now();
         let mut closing = Vec::new();
@@ -46,7 +46,7 @@ impl Pool {
     /// Opens connections in the background until the pool has min_pool_size (at most
     /// pool_size, within the database and user limits, not while server_login_retry runs).
     /// Called periodically by the maintenance task.
-    pub fn fill_to_min(&self) {
+    pub(crate) fn fill_to_min(&self) {
         let shared = &self.shared;
         let s = &shared.settings;
         let want = s.min_pool_size.min(s.size);
@@ -80,7 +80,7 @@ impl Pool {
     /// connection of another pool under that limit (one that went idle after they started
     /// waiting), or offers them a slot if the limit has room. Called periodically by the
     /// maintenance task.
-    pub fn relieve(&self) {
+    pub(crate) fn relieve(&self) {
         Pool::relieve_shared(&self.shared);
     }
 

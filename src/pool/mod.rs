@@ -23,12 +23,12 @@ mod control;
 mod error;
 #[cfg(test)]
 mod fake;
-pub mod limits;
+pub(crate) mod limits;
 mod maintenance;
 mod open;
-pub mod registry;
-pub mod statements;
-pub mod stats;
+pub(crate) mod registry;
+pub(crate) mod statements;
+pub(crate) mod stats;
 #[cfg(test)]
 mod tests;
 
@@ -46,26 +46,26 @@ use crate::upstream::Upstream;
 use crate::upstream::params::ParamMap;
 use crate::upstream::server::ServerConn;
 use accounting::{Ledger, Slots};
-pub use checkout::Checkout;
+pub(crate) use checkout::Checkout;
 use checkout::Grant;
 pub(crate) use connector::Connector;
-pub use error::PoolError;
+pub(crate) use error::PoolError;
 use limits::{ClientAdmission, Counters};
 use open::LoginFailure;
 
 /// An idle server connection as `SHOW SERVERS` lists it.
 #[derive(Debug, Clone)]
-pub struct IdleServer {
+pub(crate) struct IdleServer {
     /// lakepool's connection id.
-    pub id: u64,
+    pub(crate) id: u64,
     /// The server's process id (BackendKeyData).
-    pub backend_pid: u32,
+    pub(crate) backend_pid: u32,
     /// Host it is connected to.
-    pub host: Arc<String>,
+    pub(crate) host: Arc<String>,
     /// When it was opened.
-    pub created: Instant,
+    pub(crate) created: Instant,
     /// When a client last released it.
-    pub last_used: Instant,
+    pub(crate) last_used: Instant,
 }
 
 #[derive(Default)]
@@ -132,7 +132,7 @@ fn now() -> Instant {
 
 /// A pool handle; cheap to clone.
 #[derive(Clone)]
-pub struct Pool {
+pub(crate) struct Pool {
     shared: Arc<Shared>,
 }
 
@@ -146,26 +146,6 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A new, empty pool counted under `counters`.
-    pub fn new(
-        database: String,
-        user: String,
-        settings: PoolSettings,
-        upstream: Arc<Upstream>,
-        ids: Arc<AtomicU64>,
-        counters: Counters,
-    ) -> Self {
-        Self::with_connector(
-            database,
-            user,
-            settings,
-            upstream,
-            ids,
-            counters,
-            Connector::Upstream,
-        )
-    }
-
     /// [`Pool::new`] with the connector that opens its server connections.
     pub(crate) fn with_connector(
         database: String,
@@ -200,79 +180,79 @@ impl Pool {
     }
 
     /// Pool settings.
-    pub fn settings(&self) -> &PoolSettings {
+    pub(crate) fn settings(&self) -> &PoolSettings {
         &self.shared.settings
     }
 
     /// The upstream this pool connects to.
-    pub fn upstream(&self) -> &Arc<Upstream> {
+    pub(crate) fn upstream(&self) -> &Arc<Upstream> {
         &self.shared.upstream
     }
 
     /// Database name clients use.
-    pub fn database(&self) -> &str {
+    pub(crate) fn database(&self) -> &str {
         &self.shared.database
     }
 
     /// Pool user name.
-    pub fn user(&self) -> &str {
+    pub(crate) fn user(&self) -> &str {
         &self.shared.user
     }
 
     /// Named statements prepared by this pool's clients.
-    pub fn statements(&self) -> &statements::StatementRegistry {
+    pub(crate) fn statements(&self) -> &statements::StatementRegistry {
         &self.shared.statements
     }
 
     /// How this pool's servers spell the values clients give at startup.
-    pub fn spellings(&self) -> &crate::upstream::params::Spellings {
+    pub(crate) fn spellings(&self) -> &crate::upstream::params::Spellings {
         &self.shared.spellings
     }
 
     /// Server parameters from the newest server connection, if one was ever opened.
-    pub fn cached_params(&self) -> Option<Arc<ParamMap>> {
+    pub(crate) fn cached_params(&self) -> Option<Arc<ParamMap>> {
         self.shared.params.load_full()
     }
 
     /// Counts a logging-in client for max_db_client_connections / max_user_client_connections;
     /// the returned guard uncounts it when dropped (at disconnect).
-    pub fn admit_client(&self) -> Result<ClientAdmission, PoolError> {
+    pub(crate) fn admit_client(&self) -> Result<ClientAdmission, PoolError> {
         let s = &self.shared;
         s.counters.admit_client(&s.settings, &s.database, &s.user)
     }
 
     /// Whether `self` and `other` are the same pool.
-    pub fn same_as(&self, other: &Pool) -> bool {
+    pub(crate) fn same_as(&self, other: &Pool) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 
     /// Whether a reload replaced this pool.
-    pub fn is_retired(&self) -> bool {
+    pub(crate) fn is_retired(&self) -> bool {
         self.shared.retired.load(Ordering::Relaxed)
     }
 
     /// (idle, total, waiting) counts, for stats. Clients that gave up waiting (timed out,
     /// left, or took a reserve slot) leave a closed entry in the queue until it is next
     /// popped: they are not counted.
-    pub fn counts(&self) -> (usize, usize, usize) {
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
         let st = Ledger::lock(&self.shared);
         let waiting = st.waiters.iter().filter(|w| !w.is_closed()).count();
         (st.idle.len(), st.total(), waiting)
     }
 
     /// Connections checked out (or being opened) now.
-    pub fn active(&self) -> usize {
+    pub(crate) fn active(&self) -> usize {
         let st = Ledger::lock(&self.shared);
         st.total() - st.idle.len()
     }
 
     /// Traffic counters.
-    pub fn stats(&self) -> &Arc<stats::PoolStats> {
+    pub(crate) fn stats(&self) -> &Arc<stats::PoolStats> {
         &self.shared.stats
     }
 
     /// The idle connections now, for `SHOW SERVERS`.
-    pub fn idle_servers(&self) -> Vec<IdleServer> {
+    pub(crate) fn idle_servers(&self) -> Vec<IdleServer> {
         let st = Ledger::lock(&self.shared);
         st.idle
             .iter()

@@ -13,21 +13,21 @@ use crate::upstream::Upstream;
 
 /// A configured database: its upstream and pool settings.
 #[derive(Debug)]
-pub struct Database {
+pub(crate) struct Database {
     /// Name clients use.
-    pub name: String,
+    pub(crate) name: String,
     /// Where and how to connect.
-    pub upstream: Arc<Upstream>,
+    pub(crate) upstream: Arc<Upstream>,
     /// Pool settings (`[pool]` with the database's own keys; a user's keys go on top).
-    pub settings: PoolSettings,
+    pub(crate) settings: PoolSettings,
     /// Digest of everything that decides how servers are reached and logged in to: a reload
     /// keeps the upstream (and its credential) when this is unchanged.
-    pub fingerprint: [u8; 32],
+    pub(crate) fingerprint: [u8; 32],
 }
 
 /// The set of databases and their pools.
 #[derive(Debug)]
-pub struct Registry {
+pub(crate) struct Registry {
     databases: HashMap<String, Arc<Database>>,
     /// Pool keys set on `[[users]]` entries, by user name.
     user_settings: HashMap<String, PoolOverrides>,
@@ -51,7 +51,10 @@ struct Paused {
 
 impl Registry {
     /// A registry for the given databases; `user_settings` holds users' own pool keys.
-    pub fn new(databases: Vec<Database>, user_settings: HashMap<String, PoolOverrides>) -> Self {
+    pub(crate) fn new(
+        databases: Vec<Database>,
+        user_settings: HashMap<String, PoolOverrides>,
+    ) -> Self {
         Self {
             db_counters: databases
                 .iter()
@@ -82,7 +85,7 @@ impl Registry {
     /// behind database and user limits, and each pool whose upstream and settings are the
     /// same (it moves over with its connections). The other pools of `old` are retired: their
     /// clients move to a new pool at their next checkout and their servers drain.
-    pub fn reloaded(
+    pub(crate) fn reloaded(
         old: &Registry,
         databases: Vec<Database>,
         user_settings: HashMap<String, PoolOverrides>,
@@ -119,28 +122,28 @@ impl Registry {
     }
 
     /// The pool a client of (`database`, `user`) should use now, if the database still exists.
-    pub fn current_pool(&self, database: &str, user: &str) -> Option<Pool> {
+    pub(crate) fn current_pool(&self, database: &str, user: &str) -> Option<Pool> {
         let db = Arc::clone(self.databases.get(database)?);
         Some(self.pool(&db, user))
     }
 
     /// The database named `name`, if configured.
-    pub fn database(&self, name: &str) -> Option<&Arc<Database>> {
+    pub(crate) fn database(&self, name: &str) -> Option<&Arc<Database>> {
         self.databases.get(name)
     }
 
     /// Every configured database.
-    pub fn databases(&self) -> impl Iterator<Item = &Arc<Database>> {
+    pub(crate) fn databases(&self) -> impl Iterator<Item = &Arc<Database>> {
         self.databases.values()
     }
 
     /// The pool keys set on user `user`'s `[[users]]` entry, if any.
-    pub fn user_overrides(&self, user: &str) -> Option<&PoolOverrides> {
+    pub(crate) fn user_overrides(&self, user: &str) -> Option<&PoolOverrides> {
         self.user_settings.get(user)
     }
 
     /// The settings of the (database, user) pool: user keys over database keys over `[pool]`.
-    pub fn settings(&self, db: &Database, user: &str) -> PoolSettings {
+    pub(crate) fn settings(&self, db: &Database, user: &str) -> PoolSettings {
         match self.user_settings.get(user) {
             Some(o) => o.apply(&db.settings),
             None => db.settings.clone(),
@@ -148,7 +151,7 @@ impl Registry {
     }
 
     /// The pool for (database, user), created if needed. Called once per client login.
-    pub fn pool(&self, db: &Database, user: &str) -> Pool {
+    pub(crate) fn pool(&self, db: &Database, user: &str) -> Pool {
         let mut pools = self.pools.lock();
         pools
             .entry((db.name.clone(), user.to_owned()))
@@ -182,7 +185,7 @@ impl Registry {
     }
 
     /// The pools of database `db` (every pool when None) that exist now.
-    pub fn pools_of(&self, db: Option<&str>) -> Vec<Pool> {
+    pub(crate) fn pools_of(&self, db: Option<&str>) -> Vec<Pool> {
         self.pools
             .lock()
             .values()
@@ -193,7 +196,7 @@ impl Registry {
 
     /// PAUSE: pauses the pools of `db` (all when None), including pools created later;
     /// returns the pools paused now.
-    pub fn pause(&self, db: Option<&str>) -> Vec<Pool> {
+    pub(crate) fn pause(&self, db: Option<&str>) -> Vec<Pool> {
         let pools = self.pools.lock();
         {
             let mut p = self.paused.lock();
@@ -219,7 +222,7 @@ impl Registry {
     /// RESUME: undoes [`Registry::pause`] for `db` (everything when None). A database paused
     /// on its own stays paused after a RESUME of another one; a RESUME without a name resumes
     /// all.
-    pub fn resume(&self, db: Option<&str>) {
+    pub(crate) fn resume(&self, db: Option<&str>) {
         let pools = self.pools.lock();
         let still = {
             let mut p = self.paused.lock();
@@ -249,18 +252,18 @@ impl Registry {
     }
 
     /// Whether pools of database `db` start paused now (PAUSE of it, or of everything).
-    pub fn database_paused(&self, db: &str) -> bool {
+    pub(crate) fn database_paused(&self, db: &str) -> bool {
         let p = self.paused.lock();
         p.all || p.databases.contains(db)
     }
 
     /// Every pool that exists now.
-    pub fn pools(&self) -> Vec<Pool> {
+    pub(crate) fn pools(&self) -> Vec<Pool> {
         self.pools.lock().values().cloned().collect()
     }
 
     /// Server connections counted now for a database (over all its pools).
-    pub fn database_servers(&self, name: &str) -> usize {
+    pub(crate) fn database_servers(&self, name: &str) -> usize {
         self.db_counters.get(name).map_or(0, |c| c.servers())
     }
 }

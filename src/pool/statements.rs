@@ -12,7 +12,7 @@ use crate::upstream::prepared::Statement;
 /// Interned statements of one pool. Locked once per client Parse of a named statement (not
 /// per Bind), never across an `.await`.
 #[derive(Debug, Default)]
-pub struct StatementRegistry {
+pub(crate) struct StatementRegistry {
     inner: Mutex<Inner>,
     /// Bumped when a client's DDL (`DROP`, `ALTER`) went through, or a statement turned out
     /// stale: statements interned before are prepared afresh for clients that prepare them
@@ -31,7 +31,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl StatementRegistry {
     /// The statement for a Parse body whose part after the name is `rest`, created on first use.
-    pub fn intern(&self, rest: &[u8]) -> Arc<Statement> {
+    pub(crate) fn intern(&self, rest: &[u8]) -> Arc<Statement> {
         let generation = self.generation.load(Ordering::Relaxed);
         let mut inner = self.inner.lock();
         if let Some(s) = inner.by_text.get(rest)
@@ -49,7 +49,7 @@ impl StatementRegistry {
     }
 
     /// The statement for `rest` if some server has accepted it since the last schema change.
-    pub fn accepted(&self, rest: &[u8]) -> Option<Arc<Statement>> {
+    pub(crate) fn accepted(&self, rest: &[u8]) -> Option<Arc<Statement>> {
         let generation = self.generation.load(Ordering::Relaxed);
         let inner = self.inner.lock();
         let s = inner.by_text.get(rest)?;
@@ -57,12 +57,12 @@ impl StatementRegistry {
     }
 
     /// Objects statements depend on may have changed (see `generation`).
-    pub fn schema_changed(&self) {
+    pub(crate) fn schema_changed(&self) {
         self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Drops statements no client and no server connection refers to any more.
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         self.inner
             .lock()
             .by_text
@@ -70,12 +70,14 @@ impl StatementRegistry {
     }
 
     /// Distinct statements known.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.inner.lock().by_text.len()
     }
 
     /// True when no statement is known.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

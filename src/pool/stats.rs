@@ -36,87 +36,88 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 /// Upper bounds of the wait-time histogram buckets, in seconds (the `+Inf` bucket is the count).
-pub const WAIT_BUCKETS: [f64; 12] = [
+pub(crate) const WAIT_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0,
 ];
 
 /// SQLSTATE classes counted on their own; everything else is `other`.
-pub const ERROR_CLASSES: [&str; 10] = ["08", "22", "23", "25", "28", "40", "42", "53", "57", "XX"];
+pub(crate) const ERROR_CLASSES: [&str; 10] =
+    ["08", "22", "23", "25", "28", "40", "42", "53", "57", "XX"];
 
 /// Counters of one (database, user) pool.
 #[derive(Debug, Default)]
-pub struct PoolStats {
+pub(crate) struct PoolStats {
     /// Transactions (ReadyForQuery `I`).
-    pub xacts: AtomicU64,
+    pub(crate) xacts: AtomicU64,
     /// Queries (every ReadyForQuery).
-    pub queries: AtomicU64,
+    pub(crate) queries: AtomicU64,
     /// Bytes read from clients.
-    pub received: AtomicU64,
+    pub(crate) received: AtomicU64,
     /// Bytes read from servers for clients.
-    pub sent: AtomicU64,
+    pub(crate) sent: AtomicU64,
     /// Successful checkouts.
-    pub wait_count: AtomicU64,
+    pub(crate) wait_count: AtomicU64,
     /// Sum of checkout waits, in microseconds.
-    pub wait_us: AtomicU64,
+    pub(crate) wait_us: AtomicU64,
     /// Longest single checkout wait so far, in microseconds.
-    pub wait_max_us: AtomicU64,
+    pub(crate) wait_max_us: AtomicU64,
     /// Checkouts per histogram bucket (not cumulative; index `WAIT_BUCKETS.len()` is `+Inf`).
-    pub wait_buckets: [AtomicU64; WAIT_BUCKETS.len() + 1],
+    pub(crate) wait_buckets: [AtomicU64; WAIT_BUCKETS.len() + 1],
     /// Server connections opened.
-    pub servers_opened: AtomicU64,
+    pub(crate) servers_opened: AtomicU64,
     /// Server connections closed (or lost).
-    pub servers_closed: AtomicU64,
+    pub(crate) servers_closed: AtomicU64,
     /// Errors sent to clients per class of [`ERROR_CLASSES`], then `other`.
-    pub errors: [AtomicU64; ERROR_CLASSES.len() + 1],
+    pub(crate) errors: [AtomicU64; ERROR_CLASSES.len() + 1],
     /// Time spent in transactions, in microseconds.
-    pub xact_us: AtomicU64,
+    pub(crate) xact_us: AtomicU64,
     /// Time spent in queries, in microseconds.
-    pub query_us: AtomicU64,
+    pub(crate) query_us: AtomicU64,
     /// Parse messages of named statements from clients (statement mapping).
-    pub client_parses: AtomicU64,
+    pub(crate) client_parses: AtomicU64,
     /// Parse messages sent to servers for clients' named statements (statement mapping).
-    pub server_parses: AtomicU64,
+    pub(crate) server_parses: AtomicU64,
     /// Bind messages of named statements (statement mapping).
-    pub binds: AtomicU64,
+    pub(crate) binds: AtomicU64,
     /// Failed attempts to open a server connection.
-    pub connect_failures: AtomicU64,
+    pub(crate) connect_failures: AtomicU64,
     /// The two snapshots `SHOW STATS` averages over; only readers lock it.
     window: Mutex<Window>,
 }
 
 /// How long `SHOW STATS_AVERAGES` averages over at least (PgBouncer's `stats_period`).
-pub const STATS_PERIOD: Duration = Duration::from_secs(60);
+pub(crate) const STATS_PERIOD: Duration = Duration::from_secs(60);
 
 /// The PgBouncer-style totals of one pool at one moment.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Totals {
+pub(crate) struct Totals {
     /// Server connections handed to clients (successful checkouts).
-    pub server_assignments: u64,
+    pub(crate) server_assignments: u64,
     /// Transactions.
-    pub xacts: u64,
+    pub(crate) xacts: u64,
     /// Queries.
-    pub queries: u64,
+    pub(crate) queries: u64,
     /// Bytes received from clients.
-    pub received: u64,
+    pub(crate) received: u64,
     /// Bytes sent to clients.
-    pub sent: u64,
+    pub(crate) sent: u64,
     /// Microseconds in transactions.
-    pub xact_us: u64,
+    pub(crate) xact_us: u64,
     /// Microseconds in queries.
-    pub query_us: u64,
+    pub(crate) query_us: u64,
     /// Microseconds clients waited for a server.
-    pub wait_us: u64,
+    pub(crate) wait_us: u64,
     /// Client Parse messages of named statements.
-    pub client_parses: u64,
+    pub(crate) client_parses: u64,
     /// Parse messages sent to servers for them.
-    pub server_parses: u64,
+    pub(crate) server_parses: u64,
     /// Bind messages of named statements.
-    pub binds: u64,
+    pub(crate) binds: u64,
 }
 
 impl Totals {
     /// `self - earlier`, field by field (never below zero).
-    pub fn since(&self, earlier: &Totals) -> Totals {
+    pub(crate) fn since(&self, earlier: &Totals) -> Totals {
         Totals {
             server_assignments: self
                 .server_assignments
@@ -135,7 +136,7 @@ impl Totals {
     }
 
     /// Adds `other` field by field.
-    pub fn add(&mut self, other: &Totals) {
+    pub(crate) fn add(&mut self, other: &Totals) {
         self.server_assignments += other.server_assignments;
         self.xacts += other.xacts;
         self.queries += other.queries;
@@ -160,17 +161,17 @@ struct Window {
 
 /// What changed over an averaging window: the deltas and the window's length.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Delta {
+pub(crate) struct Delta {
     /// Totals now minus totals at the window's start.
-    pub totals: Totals,
+    pub(crate) totals: Totals,
     /// The window's length (zero on the first look).
-    pub elapsed: Duration,
+    pub(crate) elapsed: Duration,
 }
 
 /// Per-client clock of the request in flight and of the transaction it belongs to, kept by the
 /// data path next to its protocol state (one per client: no sharing, no lock).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct QueryClock {
+pub(crate) struct QueryClock {
     query_start: Option<Instant>,
     xact_start: Option<Instant>,
 }
@@ -178,7 +179,7 @@ pub struct QueryClock {
 impl QueryClock {
     /// A request that gets a ReadyForQuery (Query, Sync, FunctionCall) was sent: starts the
     /// query (and the transaction) unless one is already running. Reads the clock only then.
-    pub fn request(&mut self) {
+    pub(crate) fn request(&mut self) {
         if self.query_start.is_none() {
             let now = Instant::now();
             self.query_start = Some(now);
@@ -187,16 +188,11 @@ impl QueryClock {
             }
         }
     }
-
-    /// Forgets the spans: what started them was answered without a server.
-    pub fn reset(&mut self) {
-        *self = Self::default();
-    }
 }
 
 impl PoolStats {
     /// Records a successful checkout that took `d`.
-    pub fn record_wait(&self, d: Duration) {
+    pub(crate) fn record_wait(&self, d: Duration) {
         let secs = d.as_secs_f64();
         let i = WAIT_BUCKETS
             .iter()
@@ -210,7 +206,7 @@ impl PoolStats {
     }
 
     /// Records a ReadyForQuery with transaction status `status`.
-    pub fn record_ready(&self, status: u8) {
+    pub(crate) fn record_ready(&self, status: u8) {
         self.queries.fetch_add(1, Ordering::Relaxed);
         if status == b'I' {
             self.xacts.fetch_add(1, Ordering::Relaxed);
@@ -219,7 +215,7 @@ impl PoolStats {
 
     /// Ends what a ReadyForQuery with `status` ends: the query when no reply is still owed
     /// (`settled`), the transaction when the status is idle; adds their times.
-    pub fn record_ready_time(&self, clock: &mut QueryClock, status: u8, settled: bool) {
+    pub(crate) fn record_ready_time(&self, clock: &mut QueryClock, status: u8, settled: bool) {
         if !settled {
             return;
         }
@@ -237,27 +233,27 @@ impl PoolStats {
     }
 
     /// Records a client's Parse of a named statement.
-    pub fn record_client_parse(&self) {
+    pub(crate) fn record_client_parse(&self) {
         self.client_parses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a Parse lakepool sent a server for a client's named statement.
-    pub fn record_server_parse(&self) {
+    pub(crate) fn record_server_parse(&self) {
         self.server_parses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a Bind of a named statement.
-    pub fn record_bind(&self) {
+    pub(crate) fn record_bind(&self) {
         self.binds.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a failed attempt to open a server connection.
-    pub fn record_connect_failure(&self) {
+    pub(crate) fn record_connect_failure(&self) {
         self.connect_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The totals now.
-    pub fn totals(&self) -> Totals {
+    pub(crate) fn totals(&self) -> Totals {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Totals {
             server_assignments: l(&self.wait_count),
@@ -277,7 +273,7 @@ impl PoolStats {
     /// What changed since the start of the averaging window, which turns over when its newer
     /// snapshot is [`STATS_PERIOD`] old: read at least once a period, it spans one to two
     /// periods (longer when read less often). The first look starts it and shows nothing.
-    pub fn delta(&self, now: Instant) -> Delta {
+    pub(crate) fn delta(&self, now: Instant) -> Delta {
         let current = self.totals();
         let mut w = self.window.lock();
         let newer = *w.newer.get_or_insert((now, current));
@@ -294,12 +290,12 @@ impl PoolStats {
     }
 
     /// Records an error sent to a client with SQLSTATE `code` (only its class is kept).
-    pub fn record_error(&self, code: &[u8]) {
+    pub(crate) fn record_error(&self, code: &[u8]) {
         self.errors[error_class_index(code)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Cumulative bucket counts (`le` order, `+Inf` last) and the count, for rendering.
-    pub fn wait_histogram(&self) -> ([u64; WAIT_BUCKETS.len() + 1], u64) {
+    pub(crate) fn wait_histogram(&self) -> ([u64; WAIT_BUCKETS.len() + 1], u64) {
         let mut out = [0; WAIT_BUCKETS.len() + 1];
         let mut acc = 0;
         for (o, b) in out.iter_mut().zip(&self.wait_buckets) {
@@ -316,7 +312,7 @@ fn micros(d: Duration) -> u64 {
 }
 
 /// Index into [`PoolStats::errors`] for a SQLSTATE (or its first two bytes).
-pub fn error_class_index(code: &[u8]) -> usize {
+pub(crate) fn error_class_index(code: &[u8]) -> usize {
     let class = code.get(..2).unwrap_or(b"");
     ERROR_CLASSES
         .iter()
@@ -325,12 +321,12 @@ pub fn error_class_index(code: &[u8]) -> usize {
 }
 
 /// Label of an index of [`PoolStats::errors`].
-pub fn error_class_label(i: usize) -> &'static str {
+pub(crate) fn error_class_label(i: usize) -> &'static str {
     ERROR_CLASSES.get(i).copied().unwrap_or("other")
 }
 
 /// The SQLSTATE (`C` field) of an ErrorResponse body, if present.
-pub fn error_code(body: &[u8]) -> Option<&[u8]> {
+pub(crate) fn error_code(body: &[u8]) -> Option<&[u8]> {
     let mut rest = body;
     while let Some((&kind, tail)) = rest.split_first() {
         if kind == 0 {

@@ -5,7 +5,7 @@ use super::{read_cstr, read_i32};
 
 /// An `Authentication*` request from the server.
 #[derive(Debug, PartialEq, Eq)]
-pub enum AuthRequest<'a> {
+pub(crate) enum AuthRequest<'a> {
     /// `AuthenticationOk`.
     Ok,
     /// `AuthenticationCleartextPassword`.
@@ -23,7 +23,7 @@ pub enum AuthRequest<'a> {
 }
 
 /// Parses an `R` message body.
-pub fn parse_auth(body: &[u8]) -> Option<AuthRequest<'_>> {
+pub(crate) fn parse_auth(body: &[u8]) -> Option<AuthRequest<'_>> {
     let (code, rest) = read_i32(body)?;
     Some(match code {
         0 => AuthRequest::Ok,
@@ -49,14 +49,14 @@ pub fn parse_auth(body: &[u8]) -> Option<AuthRequest<'_>> {
 }
 
 /// Parses a `ParameterStatus` body into (name, value).
-pub fn parse_parameter_status(body: &[u8]) -> Option<(&str, &str)> {
+pub(crate) fn parse_parameter_status(body: &[u8]) -> Option<(&str, &str)> {
     let (name, rest) = read_cstr(body)?;
     let (value, _) = read_cstr(rest)?;
     Some((name, value))
 }
 
 /// Parses a `BackendKeyData` body (protocol 3.0: 4-byte secret).
-pub fn parse_backend_key(body: &[u8]) -> Option<(u32, u32)> {
+pub(crate) fn parse_backend_key(body: &[u8]) -> Option<(u32, u32)> {
     let (pid, rest) = body.split_first_chunk::<4>()?;
     let secret = rest.first_chunk::<4>()?;
     Some((u32::from_be_bytes(*pid), u32::from_be_bytes(*secret)))
@@ -66,7 +66,7 @@ pub fn parse_backend_key(body: &[u8]) -> Option<(u32, u32)> {
 #[derive(Debug, Default, PartialEq, Eq, Clone)]
 pub struct ErrorFields {
     /// Severity (non-localised `V`, else `S`).
-    pub severity: String,
+    pub(crate) severity: String,
     /// SQLSTATE (`C`).
     pub code: String,
     /// Primary message (`M`).
@@ -74,7 +74,7 @@ pub struct ErrorFields {
 }
 
 /// Parses an `ErrorResponse` body.
-pub fn parse_error(body: &[u8]) -> ErrorFields {
+pub(crate) fn parse_error(body: &[u8]) -> ErrorFields {
     let mut f = ErrorFields::default();
     let mut buf = body;
     while let Some((&kind, rest)) = buf.split_first() {

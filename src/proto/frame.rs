@@ -10,20 +10,20 @@
 use bytes::{BufMut, BytesMut};
 
 /// Tag plus length field.
-pub const HEADER_LEN: usize = 5;
+pub(crate) const HEADER_LEN: usize = 5;
 
 /// A message header: its tag and the length of its body (the length field minus its own 4 bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Header {
+pub(crate) struct Header {
     /// Message tag.
-    pub tag: u8,
+    pub(crate) tag: u8,
     /// Body length in bytes.
-    pub body_len: usize,
+    pub(crate) body_len: usize,
 }
 
 impl Header {
     /// Length of the whole message, header included.
-    pub fn total(self) -> usize {
+    pub(crate) fn total(self) -> usize {
         HEADER_LEN + self.body_len
     }
 }
@@ -53,7 +53,7 @@ pub enum FrameError {
 
 /// Parses the header at the start of `bytes`, rejecting a body longer than `max_body`. None when
 /// fewer than [`HEADER_LEN`] bytes are there yet.
-pub fn parse_header(bytes: &[u8], max_body: usize) -> Result<Option<Header>, FrameError> {
+pub(crate) fn parse_header(bytes: &[u8], max_body: usize) -> Result<Option<Header>, FrameError> {
     let Some(h) = bytes.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };
@@ -77,13 +77,13 @@ pub fn parse_header(bytes: &[u8], max_body: usize) -> Result<Option<Header>, Fra
 }
 
 /// Writes a header for a body of `body_len` bytes that the caller appends next.
-pub fn put_header(buf: &mut BytesMut, tag: u8, body_len: usize) {
+pub(crate) fn put_header(buf: &mut BytesMut, tag: u8, body_len: usize) {
     buf.put_u8(tag);
     buf.put_u32(u32::try_from(body_len + 4).unwrap_or(u32::MAX));
 }
 
 /// Starts a message whose length is not known yet; returns the offset [`finish`] patches.
-pub fn begin(buf: &mut BytesMut, tag: u8) -> usize {
+pub(crate) fn begin(buf: &mut BytesMut, tag: u8) -> usize {
     buf.put_u8(tag);
     let at = buf.len();
     buf.put_u32(0);
@@ -91,14 +91,14 @@ pub fn begin(buf: &mut BytesMut, tag: u8) -> usize {
 }
 
 /// Patches the length of a message started with [`begin`].
-pub fn finish(buf: &mut BytesMut, at: usize) {
+pub(crate) fn finish(buf: &mut BytesMut, at: usize) {
     let len = u32::try_from(buf.len() - at).unwrap_or(u32::MAX);
     buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
 /// Appends a NUL-terminated string. A NUL inside would end the field early and shift every
 /// later field, so inner NULs are dropped (PostgreSQL strings never carry one).
-pub fn put_cstr(buf: &mut BytesMut, s: &[u8]) {
+pub(crate) fn put_cstr(buf: &mut BytesMut, s: &[u8]) {
     if s.contains(&0) {
         buf.extend(s.iter().copied().filter(|&b| b != 0));
     } else {
@@ -108,7 +108,7 @@ pub fn put_cstr(buf: &mut BytesMut, s: &[u8]) {
 }
 
 /// Splits a NUL-terminated string off the start of `b`: (the string, the rest after its NUL).
-pub fn split_cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
+pub(crate) fn split_cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
     let end = b.iter().position(|&c| c == 0)?;
     Some((&b[..end], &b[end + 1..]))
 }

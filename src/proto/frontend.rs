@@ -7,13 +7,13 @@ use super::frame::{begin, finish, put_cstr, put_header};
 use super::{CANCEL_REQUEST_CODE, PROTOCOL_3_0, SSL_REQUEST_CODE, read_cstr, read_i32};
 
 /// `SSLRequest`.
-pub fn ssl_request(buf: &mut BytesMut) {
+pub(crate) fn ssl_request(buf: &mut BytesMut) {
     buf.put_i32(8);
     buf.put_u32(SSL_REQUEST_CODE);
 }
 
 /// `StartupMessage` for protocol 3.0.
-pub fn startup_message<'a>(
+pub(crate) fn startup_message<'a>(
     buf: &mut BytesMut,
     params: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) {
@@ -30,14 +30,14 @@ pub fn startup_message<'a>(
 }
 
 /// `PasswordMessage` (cleartext or md5 response).
-pub fn password_message(buf: &mut BytesMut, password: &str) {
+pub(crate) fn password_message(buf: &mut BytesMut, password: &str) {
     let at = begin(buf, b'p');
     put_cstr(buf, password.as_bytes());
     finish(buf, at);
 }
 
 /// `SASLInitialResponse`.
-pub fn sasl_initial_response(buf: &mut BytesMut, mechanism: &str, data: &[u8]) {
+pub(crate) fn sasl_initial_response(buf: &mut BytesMut, mechanism: &str, data: &[u8]) {
     let at = begin(buf, b'p');
     put_cstr(buf, mechanism.as_bytes());
     buf.put_i32(i32::try_from(data.len()).unwrap_or(i32::MAX));
@@ -46,62 +46,54 @@ pub fn sasl_initial_response(buf: &mut BytesMut, mechanism: &str, data: &[u8]) {
 }
 
 /// `SASLResponse`.
-pub fn sasl_response(buf: &mut BytesMut, data: &[u8]) {
+pub(crate) fn sasl_response(buf: &mut BytesMut, data: &[u8]) {
     let at = begin(buf, b'p');
     buf.put_slice(data);
     finish(buf, at);
 }
 
 /// Simple `Query`.
-pub fn query(buf: &mut BytesMut, sql: &str) {
+pub(crate) fn query(buf: &mut BytesMut, sql: &str) {
     let at = begin(buf, b'Q');
     put_cstr(buf, sql.as_bytes());
     finish(buf, at);
 }
 
-/// `Parse` of a named statement: `rest` is the body after the name (query text and parameter
-/// types), copied as the client sent it.
-pub fn parse(buf: &mut BytesMut, name: &[u8], rest: &[u8]) {
-    put_header(buf, b'P', name.len() + 1 + rest.len());
-    put_cstr(buf, name);
-    buf.put_slice(rest);
-}
-
 /// The start of a `Bind` whose statement is renamed: header, portal and statement names. The
 /// caller appends `rest_len` bytes of the original body after its statement name (formats,
 /// parameters, result formats), which may stream in later.
-pub fn bind_head(buf: &mut BytesMut, portal: &[u8], statement: &[u8], rest_len: usize) {
+pub(crate) fn bind_head(buf: &mut BytesMut, portal: &[u8], statement: &[u8], rest_len: usize) {
     put_header(buf, b'B', portal.len() + statement.len() + 2 + rest_len);
     put_cstr(buf, portal);
     put_cstr(buf, statement);
 }
 
 /// `Describe` (`S` statement or `P` portal) of `name`.
-pub fn describe(buf: &mut BytesMut, kind: u8, name: &[u8]) {
+pub(crate) fn describe(buf: &mut BytesMut, kind: u8, name: &[u8]) {
     put_header(buf, b'D', 1 + name.len() + 1);
     buf.put_u8(kind);
     put_cstr(buf, name);
 }
 
 /// `Close` (`S` statement or `P` portal) of `name`.
-pub fn close(buf: &mut BytesMut, kind: u8, name: &[u8]) {
+pub(crate) fn close(buf: &mut BytesMut, kind: u8, name: &[u8]) {
     put_header(buf, b'C', 1 + name.len() + 1);
     buf.put_u8(kind);
     put_cstr(buf, name);
 }
 
 /// `Sync`.
-pub fn sync(buf: &mut BytesMut) {
+pub(crate) fn sync(buf: &mut BytesMut) {
     put_header(buf, b'S', 0);
 }
 
 /// `Terminate`.
-pub fn terminate(buf: &mut BytesMut) {
+pub(crate) fn terminate(buf: &mut BytesMut) {
     put_header(buf, b'X', 0);
 }
 
 /// `CancelRequest` (protocol 3.0 key).
-pub fn cancel_request(buf: &mut BytesMut, pid: u32, secret: u32) {
+pub(crate) fn cancel_request(buf: &mut BytesMut, pid: u32, secret: u32) {
     buf.put_i32(16);
     buf.put_u32(CANCEL_REQUEST_CODE);
     buf.put_u32(pid);
@@ -110,15 +102,15 @@ pub fn cancel_request(buf: &mut BytesMut, pid: u32, secret: u32) {
 
 /// A parsed `SASLInitialResponse` body.
 #[derive(Debug, PartialEq, Eq)]
-pub struct SaslInitial<'a> {
+pub(crate) struct SaslInitial<'a> {
     /// Chosen mechanism name.
-    pub mechanism: &'a str,
+    pub(crate) mechanism: &'a str,
     /// Client-first-message (empty if the client sent length -1).
-    pub data: &'a [u8],
+    pub(crate) data: &'a [u8],
 }
 
 /// Parses a `SASLInitialResponse` body (after tag and length).
-pub fn parse_sasl_initial(body: &[u8]) -> Option<SaslInitial<'_>> {
+pub(crate) fn parse_sasl_initial(body: &[u8]) -> Option<SaslInitial<'_>> {
     let (mechanism, rest) = read_cstr(body)?;
     let (len, rest) = read_i32(rest)?;
     let data = match len {
@@ -130,7 +122,7 @@ pub fn parse_sasl_initial(body: &[u8]) -> Option<SaslInitial<'_>> {
 }
 
 /// Parses a `PasswordMessage` body: the password without its trailing NUL.
-pub fn parse_password(body: &[u8]) -> Option<&[u8]> {
+pub(crate) fn parse_password(body: &[u8]) -> Option<&[u8]> {
     match body.split_last() {
         Some((0, pw)) if !pw.contains(&0) => Some(pw),
         _ => None,

@@ -23,7 +23,7 @@
 
 /// What one statement does to session state, as far as a pooler cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// `SET [SESSION] name {TO|=} ...`, also `SET TIME ZONE ...` (name "timezone"), `SET NAMES ...`
     /// ("client_encoding"), `SET SCHEMA ...` ("search_path"), `SET ROLE ...` ("role"),
     /// `SET SESSION AUTHORIZATION ...` ("session_authorization"), `SET XML OPTION` ("xmloption"),
@@ -98,7 +98,7 @@ pub enum Command {
 
 /// The `set_config(name, value, is_local)` calls in a statement.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum SetConfigCalls {
+pub(crate) enum SetConfigCalls {
     /// None.
     #[default]
     None,
@@ -111,20 +111,20 @@ pub enum SetConfigCalls {
 
 /// One top-level statement of a query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Statement<'a> {
+pub(crate) struct Statement<'a> {
     /// The statement's text, trimmed of surrounding whitespace and comments and of its
     /// terminating `;`.
-    pub text: &'a str,
+    pub(crate) text: &'a str,
     /// What the statement does to session state.
-    pub command: Command,
+    pub(crate) command: Command,
     /// Its `set_config` calls.
-    pub set_config: SetConfigCalls,
+    pub(crate) set_config: SetConfigCalls,
 }
 
 /// Splits `sql` into top-level statements (on `;` outside quotes, comments, dollar quotes,
 /// parentheses and `BEGIN ATOMIC ... END` routine bodies) and classifies each. Empty statements
 /// (`;;`, whitespace, comment-only) are skipped.
-pub fn statements(sql: &str) -> Vec<Statement<'_>> {
+pub(crate) fn statements(sql: &str) -> Vec<Statement<'_>> {
     let mut out = Vec::new();
     let lex = Lexer::new(sql);
     let mut span: Option<(usize, usize)> = None;
@@ -186,7 +186,7 @@ pub fn statements(sql: &str) -> Vec<Statement<'_>> {
 /// but [`Command::Other`], so [`statements`] need not run. May return true spuriously (a keyword
 /// inside a string or a longer word); never false when some statement would classify otherwise.
 /// No allocation, one pass.
-pub fn needs_attention(sql: &[u8]) -> bool {
+pub(crate) fn needs_attention(sql: &[u8]) -> bool {
     // Every non-Other classification needs one of these words at the start of a word
     // ("temporary" starts with "temp"; `_` counts as a word break so that "pg_temp" and
     // "pg_advisory_lock" are seen), except a function or schema name spelled with Unicode
@@ -805,11 +805,11 @@ fn set_config_calls(text: &str) -> SetConfigCalls {
 
 /// A reference to the view `pg_prepared_statements` in a query.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ViewRef {
+pub(crate) struct ViewRef {
     /// Its bytes, with the `pg_catalog.` qualifier when given.
-    pub range: std::ops::Range<usize>,
+    pub(crate) range: std::ops::Range<usize>,
     /// An alias follows (`... pg_prepared_statements ps`, `... AS ps`).
-    pub aliased: bool,
+    pub(crate) aliased: bool,
 }
 
 /// Words that may follow a table reference without being its alias.
@@ -843,7 +843,7 @@ const AFTER_TABLE: &[&str] = &[
 
 /// References to the view `pg_prepared_statements` (a session's own prepared statements, which
 /// in transaction pooling mode must show the client's statements, not the server connection's).
-pub fn prepared_statements_refs(sql: &str) -> Vec<ViewRef> {
+pub(crate) fn prepared_statements_refs(sql: &str) -> Vec<ViewRef> {
     const VIEW: &str = "pg_prepared_statements";
     let mut out = Vec::new();
     if !contains_ci(sql.as_bytes(), VIEW.as_bytes()) {

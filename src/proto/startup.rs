@@ -3,11 +3,11 @@
 use super::{CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, SSL_REQUEST_CODE, read_cstr};
 
 /// Largest startup-phase packet accepted (PostgreSQL's own limit is 10,000 bytes).
-pub const MAX_STARTUP_PACKET: usize = 10_000;
+pub(crate) const MAX_STARTUP_PACKET: usize = 10_000;
 
 /// A parsed startup-phase packet.
 #[derive(Debug, PartialEq, Eq)]
-pub enum StartupPacket {
+pub(crate) enum StartupPacket {
     /// `SSLRequest`.
     SslRequest,
     /// `GSSENCRequest`.
@@ -32,7 +32,7 @@ pub enum StartupPacket {
 
 /// Why a startup packet was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum StartupError {
+pub(crate) enum StartupError {
     /// Declared length outside 8..=MAX_STARTUP_PACKET.
     #[error("invalid startup packet length {0}")]
     BadLength(u32),
@@ -42,7 +42,7 @@ pub enum StartupError {
 }
 
 /// Validates the declared length of a startup packet (which includes the length field itself).
-pub fn check_length(len: u32) -> Result<usize, StartupError> {
+pub(crate) fn check_length(len: u32) -> Result<usize, StartupError> {
     let n = len as usize;
     if (8..=MAX_STARTUP_PACKET).contains(&n) {
         Ok(n)
@@ -52,7 +52,7 @@ pub fn check_length(len: u32) -> Result<usize, StartupError> {
 }
 
 /// Parses a startup packet body: everything after the 4-byte length.
-pub fn parse(body: &[u8]) -> Result<StartupPacket, StartupError> {
+pub(crate) fn parse(body: &[u8]) -> Result<StartupPacket, StartupError> {
     let (code, rest) = body
         .split_first_chunk::<4>()
         .ok_or(StartupError::Malformed("missing protocol code"))?;

@@ -8,21 +8,21 @@ use super::frame::{begin, finish, put_cstr, put_header};
 use super::sqlstate::SqlState;
 
 /// `AuthenticationOk`.
-pub fn auth_ok(buf: &mut BytesMut) {
+pub(crate) fn auth_ok(buf: &mut BytesMut) {
     let at = begin(buf, b'R');
     buf.put_i32(0);
     finish(buf, at);
 }
 
 /// `AuthenticationCleartextPassword`.
-pub fn auth_cleartext(buf: &mut BytesMut) {
+pub(crate) fn auth_cleartext(buf: &mut BytesMut) {
     let at = begin(buf, b'R');
     buf.put_i32(3);
     finish(buf, at);
 }
 
 /// `AuthenticationMD5Password` with its salt.
-pub fn auth_md5(buf: &mut BytesMut, salt: [u8; 4]) {
+pub(crate) fn auth_md5(buf: &mut BytesMut, salt: [u8; 4]) {
     let at = begin(buf, b'R');
     buf.put_i32(5);
     buf.put_slice(&salt);
@@ -30,7 +30,7 @@ pub fn auth_md5(buf: &mut BytesMut, salt: [u8; 4]) {
 }
 
 /// `AuthenticationSASL` listing mechanisms.
-pub fn auth_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
+pub(crate) fn auth_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
     let at = begin(buf, b'R');
     buf.put_i32(10);
     for m in mechanisms {
@@ -41,7 +41,7 @@ pub fn auth_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
 }
 
 /// `AuthenticationSASLContinue`.
-pub fn auth_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
+pub(crate) fn auth_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
     let at = begin(buf, b'R');
     buf.put_i32(11);
     buf.put_slice(data);
@@ -49,7 +49,7 @@ pub fn auth_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
 }
 
 /// `AuthenticationSASLFinal`.
-pub fn auth_sasl_final(buf: &mut BytesMut, data: &[u8]) {
+pub(crate) fn auth_sasl_final(buf: &mut BytesMut, data: &[u8]) {
     let at = begin(buf, b'R');
     buf.put_i32(12);
     buf.put_slice(data);
@@ -57,7 +57,7 @@ pub fn auth_sasl_final(buf: &mut BytesMut, data: &[u8]) {
 }
 
 /// `ParameterStatus`.
-pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
+pub(crate) fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
     let at = begin(buf, b'S');
     put_cstr(buf, name.as_bytes());
     put_cstr(buf, value.as_bytes());
@@ -65,7 +65,7 @@ pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
 }
 
 /// `BackendKeyData` (protocol 3.0: 4-byte secret).
-pub fn backend_key_data(buf: &mut BytesMut, pid: u32, secret: u32) {
+pub(crate) fn backend_key_data(buf: &mut BytesMut, pid: u32, secret: u32) {
     let at = begin(buf, b'K');
     buf.put_u32(pid);
     buf.put_u32(secret);
@@ -73,36 +73,26 @@ pub fn backend_key_data(buf: &mut BytesMut, pid: u32, secret: u32) {
 }
 
 /// `ReadyForQuery` with a transaction status byte (`I`, `T` or `E`).
-pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
+pub(crate) fn ready_for_query(buf: &mut BytesMut, status: u8) {
     let at = begin(buf, b'Z');
     buf.put_u8(status);
     finish(buf, at);
 }
 
 /// `ParseComplete`.
-pub fn parse_complete(buf: &mut BytesMut) {
+pub(crate) fn parse_complete(buf: &mut BytesMut) {
     put_header(buf, b'1', 0);
 }
 
-/// `BindComplete`.
-pub fn bind_complete(buf: &mut BytesMut) {
-    put_header(buf, b'2', 0);
-}
-
 /// `CloseComplete`.
-pub fn close_complete(buf: &mut BytesMut) {
+pub(crate) fn close_complete(buf: &mut BytesMut) {
     put_header(buf, b'3', 0);
-}
-
-/// `NoData`.
-pub fn no_data(buf: &mut BytesMut) {
-    put_header(buf, b'n', 0);
 }
 
 /// `NegotiateProtocolVersion`: the newest version we support for the requested major version
 /// (sent as the full `major << 16 | minor` number, as PostgreSQL and libpq do), plus the
 /// options we did not recognise.
-pub fn negotiate_protocol_version(buf: &mut BytesMut, version: u32, unrecognized: &[&str]) {
+pub(crate) fn negotiate_protocol_version(buf: &mut BytesMut, version: u32, unrecognized: &[&str]) {
     let at = begin(buf, b'v');
     buf.put_u32(version);
     buf.put_u32(u32::try_from(unrecognized.len()).unwrap_or(u32::MAX));
@@ -114,7 +104,7 @@ pub fn negotiate_protocol_version(buf: &mut BytesMut, version: u32, unrecognized
 
 /// `RowDescription` of text-format columns: (name, type oid). Type sizes follow the oid
 /// (`int8` 8 bytes, others variable).
-pub fn row_description(buf: &mut BytesMut, columns: &[(&str, u32)]) {
+pub(crate) fn row_description(buf: &mut BytesMut, columns: &[(&str, u32)]) {
     let at = begin(buf, b'T');
     buf.put_i16(i16::try_from(columns.len()).unwrap_or(i16::MAX));
     for (name, oid) in columns {
@@ -130,7 +120,7 @@ pub fn row_description(buf: &mut BytesMut, columns: &[(&str, u32)]) {
 }
 
 /// `DataRow` of text values (None is NULL).
-pub fn data_row(buf: &mut BytesMut, values: &[Option<&str>]) {
+pub(crate) fn data_row(buf: &mut BytesMut, values: &[Option<&str>]) {
     let at = begin(buf, b'D');
     buf.put_i16(i16::try_from(values.len()).unwrap_or(i16::MAX));
     for v in values {
@@ -146,20 +136,20 @@ pub fn data_row(buf: &mut BytesMut, values: &[Option<&str>]) {
 }
 
 /// `CommandComplete` with its tag (`SHOW`, `PAUSE`…).
-pub fn command_complete(buf: &mut BytesMut, tag: &str) {
+pub(crate) fn command_complete(buf: &mut BytesMut, tag: &str) {
     let at = begin(buf, b'C');
     put_cstr(buf, tag.as_bytes());
     finish(buf, at);
 }
 
 /// `EmptyQueryResponse`.
-pub fn empty_query(buf: &mut BytesMut) {
+pub(crate) fn empty_query(buf: &mut BytesMut) {
     let at = begin(buf, b'I');
     finish(buf, at);
 }
 
 /// `NoticeResponse` with severity NOTICE (code 00000).
-pub fn notice(buf: &mut BytesMut, message: &str) {
+pub(crate) fn notice(buf: &mut BytesMut, message: &str) {
     let at = begin(buf, b'N');
     for (k, v) in [
         (b'S', "NOTICE"),
@@ -176,7 +166,7 @@ pub fn notice(buf: &mut BytesMut, message: &str) {
 
 /// Severity of an ErrorResponse lakepool writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Severity {
+pub(crate) enum Severity {
     /// A NoticeResponse: something the client should know; nothing failed.
     Warning,
     /// The statement failed; the session goes on.
@@ -196,14 +186,14 @@ impl Severity {
 }
 
 /// `NoticeResponse` with severity WARNING.
-pub fn warning(buf: &mut BytesMut, code: SqlState, message: &str, hint: Option<&str>) {
+pub(crate) fn warning(buf: &mut BytesMut, code: SqlState, message: &str, hint: Option<&str>) {
     let at = buf.len();
     error_response(buf, Severity::Warning, code, message, None, hint);
     buf[at] = b'N';
 }
 
 /// `ErrorResponse` with severity, SQLSTATE, message and optional detail/hint.
-pub fn error_response(
+pub(crate) fn error_response(
     buf: &mut BytesMut,
     severity: Severity,
     code: SqlState,

@@ -27,7 +27,7 @@ const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The cancel target of one client session.
 #[derive(Debug)]
-pub struct CancelSlot {
+pub(crate) struct CancelSlot {
     /// (server pid << 32) | server secret of the attached server connection; 0 when none.
     server: AtomicU64,
     in_flight: AtomicU32,
@@ -42,7 +42,7 @@ pub struct CancelSlot {
 
 impl CancelSlot {
     /// Records the server connection the client now uses (its key and host).
-    pub fn attach(&self, key: (u32, u32), host: &Arc<String>) {
+    pub(crate) fn attach(&self, key: (u32, u32), host: &Arc<String>) {
         let ptr = Arc::as_ptr(host) as usize;
         if self.host_ptr.load(Ordering::Relaxed) != ptr {
             self.host.store(Some(Arc::clone(host)));
@@ -54,7 +54,7 @@ impl CancelSlot {
 
     /// Forgets the server connection, then waits until no cancel aimed at it is in flight, so
     /// the connection can safely go to another client.
-    pub async fn detach(&self) {
+    pub(crate) async fn detach(&self) {
         self.server.store(0, Ordering::SeqCst);
         if self.in_flight.load(Ordering::SeqCst) == 0 {
             return;
@@ -71,13 +71,13 @@ impl CancelSlot {
 
 /// Unregisters a session's key when the session ends.
 #[derive(Debug)]
-pub struct Registration {
+pub(crate) struct Registration {
     key: u64,
     registry: Arc<CancelRegistry>,
     /// The slot.
-    pub slot: Arc<CancelSlot>,
+    pub(crate) slot: Arc<CancelSlot>,
     /// The key given to the client as BackendKeyData.
-    pub client_key: (u32, u32),
+    pub(crate) client_key: (u32, u32),
 }
 
 impl Drop for Registration {
@@ -88,20 +88,15 @@ impl Drop for Registration {
 
 /// All live client keys.
 #[derive(Debug, Default)]
-pub struct CancelRegistry {
+pub(crate) struct CancelRegistry {
     map: Mutex<HashMap<u64, Arc<CancelSlot>>>,
 }
 
 impl CancelRegistry {
-    /// Issues a fresh, unique key for a session connected to `upstream`.
-    pub fn register(self: &Arc<Self>, upstream: Arc<Upstream>) -> Registration {
-        self.register_as(upstream, None)
-    }
-
     /// Issues a key whose pid is `pid` (session mode shows the server's own pid, so
     /// `pg_backend_pid()` and notification pids match what the client was told); the secret
     /// stays lakepool's, so cancel routing is unchanged.
-    pub fn register_as(
+    pub(crate) fn register_as(
         self: &Arc<Self>,
         upstream: Arc<Upstream>,
         pid: Option<u32>,
@@ -136,7 +131,7 @@ impl CancelRegistry {
 
     /// Handles a client's CancelRequest: forwards it to the server connection that client is
     /// using now, if any. Unknown keys are ignored, as PostgreSQL does.
-    pub async fn cancel(&self, pid: u32, secret: u32) {
+    pub(crate) async fn cancel(&self, pid: u32, secret: u32) {
         let key = (u64::from(pid) << 32) | u64::from(secret);
         let Some(slot) = self.map.lock().get(&key).cloned() else {
             tracing::debug!("cancel request with unknown key ignored");

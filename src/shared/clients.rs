@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 
 /// What a client is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientState {
+pub(crate) enum ClientState {
     /// Logged in, holding no server (transaction mode between transactions), or the console.
     Idle,
     /// Waiting for a server connection.
@@ -24,7 +24,7 @@ pub enum ClientState {
 
 impl ClientState {
     /// PgBouncer-like name.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ClientState::Idle => "idle",
             ClientState::Waiting => "waiting",
@@ -35,19 +35,19 @@ impl ClientState {
 
 /// One logged-in client.
 #[derive(Debug)]
-pub struct ClientEntry {
+pub(crate) struct ClientEntry {
     /// Registry id.
-    pub id: u64,
+    pub(crate) id: u64,
     /// Login name.
-    pub user: String,
+    pub(crate) user: String,
     /// Database name.
-    pub database: String,
+    pub(crate) database: String,
     /// Peer address.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// When it logged in.
-    pub connected_at: SystemTime,
+    pub(crate) connected_at: SystemTime,
     /// Over TLS.
-    pub tls: bool,
+    pub(crate) tls: bool,
     state: AtomicU8,
     /// When the current wait began, in µs since the registry was created.
     wait_start_us: AtomicU64,
@@ -56,7 +56,7 @@ pub struct ClientEntry {
 
 impl ClientEntry {
     /// The current state.
-    pub fn state(&self) -> ClientState {
+    pub(crate) fn state(&self) -> ClientState {
         match self.state.load(Ordering::Relaxed) {
             1 => ClientState::Waiting,
             2 => ClientState::Active,
@@ -65,7 +65,7 @@ impl ClientEntry {
     }
 
     /// Sets the state (a wait's start is recorded).
-    pub fn set(&self, state: ClientState) {
+    pub(crate) fn set(&self, state: ClientState) {
         if state == ClientState::Waiting {
             let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
             self.wait_start_us.store(now, Ordering::Relaxed);
@@ -79,7 +79,7 @@ impl ClientEntry {
     }
 
     /// How long it has been waiting, when waiting.
-    pub fn waiting_for(&self) -> Option<std::time::Duration> {
+    pub(crate) fn waiting_for(&self) -> Option<std::time::Duration> {
         (self.state() == ClientState::Waiting).then(|| {
             let start = self.wait_start_us.load(Ordering::Relaxed);
             self.epoch
@@ -91,7 +91,7 @@ impl ClientEntry {
 
 /// All live clients.
 #[derive(Debug)]
-pub struct ClientRegistry {
+pub(crate) struct ClientRegistry {
     clients: Mutex<HashMap<u64, Arc<ClientEntry>>>,
     next: AtomicU64,
     epoch: Instant,
@@ -109,7 +109,7 @@ impl Default for ClientRegistry {
 
 impl ClientRegistry {
     /// Registers a logged-in client; it is removed when the handle drops.
-    pub fn register(
+    pub(crate) fn register(
         self: &Arc<Self>,
         user: &str,
         database: &str,
@@ -136,33 +136,34 @@ impl ClientRegistry {
     }
 
     /// The clients now, oldest first.
-    pub fn snapshot(&self) -> Vec<Arc<ClientEntry>> {
+    pub(crate) fn snapshot(&self) -> Vec<Arc<ClientEntry>> {
         let mut v: Vec<_> = self.clients.lock().values().cloned().collect();
         v.sort_by_key(|c| c.id);
         v
     }
 
     /// Clients logged in now.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.clients.lock().len()
     }
 
     /// No client is logged in.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
 /// A registered client; dropping it removes the client.
 #[derive(Debug)]
-pub struct ClientHandle {
+pub(crate) struct ClientHandle {
     entry: Arc<ClientEntry>,
     registry: Arc<ClientRegistry>,
 }
 
 impl ClientHandle {
     /// Sets the client's state.
-    pub fn set(&self, state: ClientState) {
+    pub(crate) fn set(&self, state: ClientState) {
         self.entry.set(state);
     }
 }

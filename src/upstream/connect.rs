@@ -108,7 +108,7 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     /// The server said the password is wrong (or expired).
-    pub fn is_auth_rejection(&self) -> bool {
+    pub(crate) fn is_auth_rejection(&self) -> bool {
         matches!(self, UpstreamError::Rejected { code, .. } if code == "28P01")
     }
 
@@ -117,7 +117,7 @@ impl UpstreamError {
     /// start the pool's `server_login_retry` pause: a credential source that cannot deliver
     /// fails fast by itself without contacting any server, runs its own single-flight retry
     /// with backoff, and should let the pool recover the moment it has a credential.
-    pub fn is_server_failure(&self) -> bool {
+    pub(crate) fn is_server_failure(&self) -> bool {
         !matches!(
             self,
             UpstreamError::Credential(_) | UpstreamError::CredentialTimeout
@@ -151,7 +151,7 @@ pub async fn connect(up: &Upstream, id: u64) -> Result<ServerConn, UpstreamError
 }
 
 /// [`connect`] with a timeout other than the upstream's (a user's own server_connect_timeout).
-pub async fn connect_within(
+pub(crate) async fn connect_within(
     up: &Upstream,
     id: u64,
     limit: std::time::Duration,
@@ -179,7 +179,7 @@ pub async fn connect_within(
 }
 
 /// TCP connection to the upstream `host`, with TLS negotiated when configured.
-pub async fn open_stream(up: &Upstream, host: &str) -> Result<Stream, UpstreamError> {
+pub(crate) async fn open_stream(up: &Upstream, host: &str) -> Result<Stream, UpstreamError> {
     let addr = format!("{host}:{}", up.port);
     let mut tcp = TcpStream::connect((host, up.port))
         .await

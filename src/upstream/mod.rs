@@ -1,8 +1,8 @@
 //! Server connections: where the upstream is, how to log in to it, and the connection itself.
 
 pub mod connect;
-pub mod params;
-pub mod prepared;
+pub(crate) mod params;
+pub(crate) mod prepared;
 pub mod server;
 
 use std::sync::Arc;

@@ -7,16 +7,16 @@
 
 /// Name/value pairs with PostgreSQL's case-insensitive names.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ParamMap(Vec<(String, String)>);
+pub(crate) struct ParamMap(Vec<(String, String)>);
 
 impl ParamMap {
     /// An empty map.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(Vec::new())
     }
 
     /// Value of `name`, compared case-insensitively.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -24,7 +24,7 @@ impl ParamMap {
     }
 
     /// Sets `name` (keeping the existing spelling of the name if present).
-    pub fn set(&mut self, name: &str, value: &str) {
+    pub(crate) fn set(&mut self, name: &str, value: &str) {
         match self
             .0
             .iter_mut()
@@ -40,44 +40,21 @@ impl ParamMap {
     }
 
     /// Removes `name`; true when it was there.
-    pub fn remove(&mut self, name: &str) -> bool {
+    pub(crate) fn remove(&mut self, name: &str) -> bool {
         let before = self.0.len();
         self.0.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
         self.0.len() != before
     }
 
     /// Entries in insertion order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// Number of entries.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Drops entries from index `start` on for which `keep` is false.
-    pub fn retain_from(&mut self, start: usize, keep: impl Fn(&str) -> bool) {
-        let mut i = 0;
-        self.0.retain(|(k, _)| {
-            i += 1;
-            i <= start || keep(k)
-        });
-    }
-
-    /// Keeps only the first `n` entries.
-    pub fn truncate(&mut self, n: usize) {
-        self.0.truncate(n);
-    }
-
-    /// True when every entry of `self` has the same value in `other`.
-    pub fn is_subset_of(&self, other: &ParamMap) -> bool {
-        self.iter().all(|(k, v)| other.get(k) == Some(v))
     }
 }
 
@@ -85,7 +62,7 @@ impl ParamMap {
 /// `UTF8`): learned when lakepool sets them, so a client logging in without a server is told
 /// the server's own spelling, as a direct connection would tell it.
 #[derive(Debug, Default)]
-pub struct Spellings {
+pub(crate) struct Spellings {
     map: parking_lot::Mutex<std::collections::HashMap<(String, String), String>>,
 }
 
@@ -94,7 +71,7 @@ const MAX_SPELLINGS: usize = 1024;
 
 impl Spellings {
     /// The server's spelling of `value` for `name`, if known.
-    pub fn get(&self, name: &str, value: &str) -> Option<String> {
+    pub(crate) fn get(&self, name: &str, value: &str) -> Option<String> {
         self.map
             .lock()
             .get(&(name.to_ascii_lowercase(), value.to_owned()))
@@ -102,7 +79,7 @@ impl Spellings {
     }
 
     /// Records that the server stores `value` for `name` as `spelled`.
-    pub fn learn(&self, name: &str, value: &str, spelled: &str) {
+    pub(crate) fn learn(&self, name: &str, value: &str, spelled: &str) {
         let mut map = self.map.lock();
         if map.len() < MAX_SPELLINGS {
             map.insert(
@@ -115,7 +92,7 @@ impl Spellings {
 
 /// Why a startup parameter was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ParamError {
+pub(crate) enum ParamError {
     /// Replication connections cannot be pooled.
     #[error("replication connections are not supported by lakepool")]
     Replication,
@@ -137,7 +114,7 @@ fn valid_name(name: &str) -> bool {
 
 /// The settings a client asked for at startup: ordinary parameters plus `-c` switches inside
 /// `options`. Protocol extensions (`_pq_.*`) are skipped; the caller negotiates those.
-pub fn client_settings(params: &[(String, String)]) -> Result<ParamMap, ParamError> {
+pub(crate) fn client_settings(params: &[(String, String)]) -> Result<ParamMap, ParamError> {
     let mut out = ParamMap::new();
     for (name, value) in params {
         // user and database are connection metadata, not settings to SET.
@@ -212,9 +189,9 @@ fn parse_options(options: &str, out: &mut ParamMap) -> Result<(), ParamError> {
 
 /// Parameters settable only through their own commands, with their own reset forms; they are
 /// restored last (and reset first) because they change what the other settings may do.
-pub const ROLE: &str = "role";
+pub(crate) const ROLE: &str = "role";
 /// See [`ROLE`].
-pub const SESSION_AUTHORIZATION: &str = "session_authorization";
+pub(crate) const SESSION_AUTHORIZATION: &str = "session_authorization";
 
 /// Parameters the server reports (ParameterStatus) that no client can set: they follow the
 /// server or other settings (`is_superuser` follows the role), so they are never restored.
@@ -228,13 +205,13 @@ const NOT_SETTABLE: [&str; 6] = [
 ];
 
 /// Whether a reported parameter is one a session can set (and so must follow its client).
-pub fn is_settable(name: &str) -> bool {
+pub(crate) fn is_settable(name: &str) -> bool {
     !NOT_SETTABLE.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// Appends `text` as an escaped string literal (`E'...'`): correct whatever
 /// `standard_conforming_strings` is.
-pub fn push_literal(sql: &mut String, text: &str) {
+pub(crate) fn push_literal(sql: &mut String, text: &str) {
     sql.push_str("E'");
     for c in text.chars() {
         match c {
@@ -247,7 +224,7 @@ pub fn push_literal(sql: &mut String, text: &str) {
 }
 
 /// Appends `name` as a quoted identifier.
-pub fn push_ident(sql: &mut String, name: &str) {
+pub(crate) fn push_ident(sql: &mut String, name: &str) {
     sql.push('"');
     sql.push_str(&name.replace('"', "\"\""));
     sql.push('"');
@@ -256,19 +233,19 @@ pub fn push_ident(sql: &mut String, name: &str) {
 /// The SQL lakepool runs before a client uses a server whose session-level settings (`have`)
 /// differ from what the client's session has (`want`), and what its rows mean.
 #[derive(Debug, PartialEq, Eq)]
-pub struct SyncPlan {
+pub(crate) struct SyncPlan {
     /// One simple query (several statements).
-    pub sql: String,
+    pub(crate) sql: String,
     /// For each row the query returns, in order, the parameters its columns are the new values
     /// of (`set_config` returns the value as the server stores it: `utf-8` comes back `UTF8`).
-    pub rows: Vec<Vec<String>>,
+    pub(crate) rows: Vec<Vec<String>>,
 }
 
 /// Plans bringing a server's session-level settings from `have` to `want`. `reported` are the
 /// values the server reports now: a wanted value it already has needs no `set_config`. The role
 /// and session authorization are reset first and restored last: a `RESET` or `set_config` may
 /// need the login role's privileges, and setting the session authorization resets the role.
-pub fn sync_plan(want: &ParamMap, have: &ParamMap, reported: &ParamMap) -> Option<SyncPlan> {
+pub(crate) fn sync_plan(want: &ParamMap, have: &ParamMap, reported: &ParamMap) -> Option<SyncPlan> {
     let special =
         |n: &str| n.eq_ignore_ascii_case(ROLE) || n.eq_ignore_ascii_case(SESSION_AUTHORIZATION);
     let mut sets = Vec::new();
@@ -344,7 +321,7 @@ fn push_set_configs(sql: &mut String, sets: &[(&str, &str)]) {
 
 /// What a read back asks the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Readback<'a> {
+pub(crate) enum Readback<'a> {
     /// The current values of these parameters.
     Names(&'a [String]),
     /// Every parameter set at session level (`pg_settings.source = 'session'`), plus these
@@ -355,7 +332,7 @@ pub enum Readback<'a> {
 
 /// SQL returning one `(name, value)` row per parameter asked for; the value is NULL for a
 /// parameter that does not exist.
-pub fn readback_sql(what: Readback<'_>) -> String {
+pub(crate) fn readback_sql(what: Readback<'_>) -> String {
     let (all, names) = match what {
         Readback::Names(n) => (false, n),
         Readback::All(n) => (true, n),
@@ -389,7 +366,7 @@ pub fn readback_sql(what: Readback<'_>) -> String {
 /// Whether a value read back means the parameter is not set at session level: NULL (no such
 /// parameter), the role `none`, the session authorization of the login user, or an empty
 /// custom placeholder (what `RESET ALL` leaves of one).
-pub fn unset(name: &str, value: Option<&str>, login_user: &str) -> bool {
+pub(crate) fn unset(name: &str, value: Option<&str>, login_user: &str) -> bool {
     match value {
         None => true,
         Some(v) if name.eq_ignore_ascii_case(ROLE) => v == "none",

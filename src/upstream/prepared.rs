@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicBool;
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Prefix of the statement names lakepool uses on server connections.
-pub const NAME_PREFIX: &str = "lakepool_";
+pub(crate) const NAME_PREFIX: &str = "lakepool_";
 
 /// Most bytes of statement text one server connection keeps prepared; beyond it the least
 /// recently used statements are closed, whatever the count.
@@ -20,29 +20,29 @@ const MAX_CACHE_BYTES: usize = 16 << 20;
 
 /// One distinct statement, shared by every client that prepared the same text and types.
 #[derive(Debug)]
-pub struct Statement {
+pub(crate) struct Statement {
     /// Unique within its pool.
-    pub id: u64,
+    pub(crate) id: u64,
     /// The server-side name, `lakepool_<id>`.
-    pub name: Box<str>,
+    pub(crate) name: Box<str>,
     /// A complete Parse message preparing it under `name`, ready to send.
-    pub parse: Bytes,
+    pub(crate) parse: Bytes,
     /// Some server accepted it: a client preparing it again needs no server to be told so.
-    pub accepted: AtomicBool,
+    pub(crate) accepted: AtomicBool,
     /// A server found it planned against objects that have changed (a stale plan): clients
     /// move their names to a statement prepared afresh, and server copies of this one go
     /// unused until evicted.
-    pub stale: AtomicBool,
+    pub(crate) stale: AtomicBool,
     /// Its text may change session state (SET, DISCARD…): noted at every execution.
-    pub touches_state: bool,
+    pub(crate) touches_state: bool,
     /// The pool's schema generation when it was interned: a statement from before a DDL
     /// statement is prepared afresh for clients that prepare it after.
-    pub generation: u64,
+    pub(crate) generation: u64,
 }
 
 impl Statement {
     /// A statement whose Parse body after the name is `rest` (query text, parameter types).
-    pub fn new(id: u64, rest: &[u8], generation: u64) -> Self {
+    pub(crate) fn new(id: u64, rest: &[u8], generation: u64) -> Self {
         let name = format!("{NAME_PREFIX}{id}");
         let mut m = BytesMut::with_capacity(6 + name.len() + rest.len());
         m.put_u8(b'P');
@@ -62,17 +62,17 @@ impl Statement {
     }
 
     /// Bytes of the Parse body after the name: what a client's name for it costs.
-    pub fn rest_len(&self) -> usize {
+    pub(crate) fn rest_len(&self) -> usize {
         self.parse.len() - 5 - self.name.len() - 1
     }
 
     /// The Parse body after the name: query text and parameter types, as the client sent them.
-    pub fn rest(&self) -> &[u8] {
+    pub(crate) fn rest(&self) -> &[u8] {
         &self.parse[5 + self.name.len() + 1..]
     }
 
     /// The query text.
-    pub fn query(&self) -> &[u8] {
+    pub(crate) fn query(&self) -> &[u8] {
         let body = &self.parse[5 + self.name.len() + 1..];
         let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
         &body[..end]
@@ -82,7 +82,7 @@ impl Statement {
 /// Hashes lakepool's own statement ids (not client data, so no need for a keyed hash): one
 /// multiplication spreads sequential ids over the table.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 
 impl std::hash::Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -102,7 +102,7 @@ impl std::hash::Hasher for IdHasher {
 
 /// The statements one server connection has prepared, least recently used evicted first.
 #[derive(Debug, Default)]
-pub struct PreparedCache {
+pub(crate) struct PreparedCache {
     entries: HashMap<u64, (Arc<Statement>, u64), std::hash::BuildHasherDefault<IdHasher>>,
     clock: u64,
     bytes: usize,
@@ -110,7 +110,7 @@ pub struct PreparedCache {
 
 impl PreparedCache {
     /// Whether the server has `stmt` prepared; marks it as just used.
-    pub fn touch(&mut self, stmt: &Statement) -> bool {
+    pub(crate) fn touch(&mut self, stmt: &Statement) -> bool {
         self.clock += 1;
         match self.entries.get_mut(&stmt.id) {
             Some(e) => {
@@ -122,14 +122,14 @@ impl PreparedCache {
     }
 
     /// Whether the server has `stmt` prepared (without marking it used).
-    pub fn contains(&self, stmt: &Statement) -> bool {
+    pub(crate) fn contains(&self, stmt: &Statement) -> bool {
         self.entries.contains_key(&stmt.id)
     }
 
     /// Records that `stmt` is being prepared. When the cache already holds `cap` statements
     /// (or its statements' text would pass 16 MiB), the least recently used ones are removed
     /// and returned: the caller closes them on the server.
-    pub fn insert(&mut self, stmt: Arc<Statement>, cap: usize) -> Vec<Arc<Statement>> {
+    pub(crate) fn insert(&mut self, stmt: Arc<Statement>, cap: usize) -> Vec<Arc<Statement>> {
         let mut evicted = Vec::new();
         while !self.entries.is_empty()
             && (self.entries.len() >= cap.max(1) || self.bytes + stmt.parse.len() > MAX_CACHE_BYTES)
@@ -153,7 +153,7 @@ impl PreparedCache {
     }
 
     /// Puts back a statement whose eviction Close the server never ran (it is still prepared).
-    pub fn restore(&mut self, stmt: Arc<Statement>) {
+    pub(crate) fn restore(&mut self, stmt: Arc<Statement>) {
         self.clock += 1;
         self.bytes += stmt.parse.len();
         if let Some((old, _)) = self.entries.insert(stmt.id, (stmt, self.clock)) {
@@ -162,25 +162,27 @@ impl PreparedCache {
     }
 
     /// Forgets `id` (a Parse that failed or was skipped, or a statement closed on the server).
-    pub fn remove(&mut self, id: u64) {
+    pub(crate) fn remove(&mut self, id: u64) {
         if let Some((s, _)) = self.entries.remove(&id) {
             self.bytes -= s.parse.len();
         }
     }
 
     /// Forgets everything (DISCARD ALL, DEALLOCATE ALL).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.bytes = 0;
     }
 
     /// Statements prepared.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// True when nothing is prepared.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 }

@@ -20,31 +20,31 @@ const MAX_CONTROL_MESSAGE: usize = 1 << 20;
 #[derive(Debug)]
 pub struct ServerConn {
     /// The socket.
-    pub stream: Stream,
+    pub(crate) stream: Stream,
     /// Read buffer for server→client traffic, kept with the connection so it is reused.
-    pub buf: BytesMut,
+    pub(crate) buf: BytesMut,
     /// The values of the parameters the server reports (ParameterStatus), as it last did.
-    pub params: ParamMap,
+    pub(crate) params: ParamMap,
     /// What is set at session level on this connection (boxed: rarely touched, and the
     /// connection moves between the pool and sessions by value).
-    pub session: Box<ServerSession>,
+    pub(crate) session: Box<ServerSession>,
     /// The server's BackendKeyData (pid, secret), for cancel requests.
-    pub key: (u32, u32),
+    pub(crate) key: (u32, u32),
     /// The host it is connected to (where its cancel requests go).
-    pub host: std::sync::Arc<String>,
+    pub(crate) host: std::sync::Arc<String>,
     /// Connection id, for logs.
-    pub id: u64,
+    pub(crate) id: u64,
     /// When the connection was opened.
-    pub created: Instant,
+    pub(crate) created: Instant,
     /// When a client last released it.
-    pub last_used: Instant,
+    pub(crate) last_used: Instant,
     /// Named statements lakepool prepared on it (transaction mode).
-    pub prepared: Box<super::prepared::PreparedCache>,
+    pub(crate) prepared: Box<super::prepared::PreparedCache>,
 }
 
 impl ServerConn {
     /// A connection that just logged in: `params` is what the server reported.
-    pub fn new(
+    pub(crate) fn new(
         stream: Stream,
         buf: BytesMut,
         params: ParamMap,
@@ -77,12 +77,12 @@ impl ServerConn {
 
 /// Session-level state of a server connection.
 #[derive(Debug, Default)]
-pub struct ServerSession {
+pub(crate) struct ServerSession {
     /// Parameters set at session level (by lakepool for a client, or by a client as read back
     /// after its transaction): what the next client's checkout compares with its own.
-    pub settings: ParamMap,
+    pub(crate) settings: ParamMap,
     /// The role lakepool logged in as (the session authorization a reset returns to).
-    pub login_user: String,
+    pub(crate) login_user: String,
 }
 
 /// A DataRow's values as text (lossy for non-UTF-8), NULL as None.
@@ -130,7 +130,7 @@ impl ServerConn {
 
     /// Like [`Self::run_control_query`], also returning every row of every result, values as
     /// text (NULL as None), for queries such as `SELECT current_setting(…)`.
-    pub async fn control_query_rows(
+    pub(crate) async fn control_query_rows(
         &mut self,
         sql: &str,
     ) -> Result<Vec<Vec<Option<String>>>, ControlError> {
@@ -190,7 +190,7 @@ impl ServerConn {
     /// query costs one round trip: EmptyQueryResponse + ReadyForQuery). False when the
     /// connection is broken, does not answer within `limit`, or is left inside a transaction;
     /// a server error for the query itself (a mistyped check query) still proves it alive.
-    pub async fn check(&mut self, query: &str, limit: std::time::Duration) -> bool {
+    pub(crate) async fn check(&mut self, query: &str, limit: std::time::Duration) -> bool {
         match tokio::time::timeout(limit, self.run_control_query(query)).await {
             Ok(Ok(status)) => status == b'I',
             Ok(Err(ControlError::Server(fields, _))) => {
@@ -203,13 +203,13 @@ impl ServerConn {
     }
 
     /// Forgets the session-level settings after a `DISCARD ALL` put them back to defaults.
-    pub fn forget_session(&mut self) {
+    pub(crate) fn forget_session(&mut self) {
         self.session.settings = ParamMap::new();
     }
 
     /// Whether an idle connection may be handed to a client: nothing arrived while idle
     /// (no EOF, no unsolicited error), checked without a syscall in the common case.
-    pub fn is_quiet(&self) -> bool {
+    pub(crate) fn is_quiet(&self) -> bool {
         self.stream.idle_state() == IdleState::Quiet
     }
 

@@ -11,11 +11,11 @@ use time::format_description::well_known::Rfc3339;
 use super::http::{ApiClient, ApiError};
 
 /// A minted database credential.
-pub struct DbCredential {
+pub(crate) struct DbCredential {
     /// The token to use as the Postgres password.
-    pub token: SecretString,
+    pub(crate) token: SecretString,
     /// How long it works for new logins, from when the answer arrived.
-    pub lifetime: Duration,
+    pub(crate) lifetime: Duration,
 }
 
 /// Longest lifetime believed (Lakebase credentials live at most an hour).
@@ -27,13 +27,13 @@ const SKEW_WARNING: Duration = Duration::from_secs(60);
 
 /// A provisioned instance, as far as lakepool cares.
 #[derive(Debug, Deserialize)]
-pub struct Instance {
+pub(crate) struct Instance {
     /// `AVAILABLE`, `STARTING`, `STOPPED`…
     #[serde(default)]
-    pub state: Option<String>,
+    pub(crate) state: Option<String>,
     /// Host for read/write connections.
     #[serde(default)]
-    pub read_write_dns: Option<String>,
+    pub(crate) read_write_dns: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -54,11 +54,11 @@ struct EndpointObject {
 
 /// An autoscaling endpoint's state and host.
 #[derive(Debug)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// `ACTIVE`, `IDLE`, `INIT`, `DEGRADED`…
-    pub state: Option<String>,
+    pub(crate) state: Option<String>,
     /// `status.hosts.host`.
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -80,7 +80,7 @@ struct EndpointCredential {
 }
 
 /// Parses an RFC 3339 timestamp with or without fractional seconds.
-pub fn parse_time(s: &str) -> Option<SystemTime> {
+pub(crate) fn parse_time(s: &str) -> Option<SystemTime> {
     OffsetDateTime::parse(s.trim(), &Rfc3339)
         .ok()
         .map(SystemTime::from)
@@ -140,7 +140,7 @@ fn request_id() -> String {
 
 impl ApiClient {
     /// The caller's identity (`userName`: a user's email or a service principal's application id).
-    pub async fn current_user(&self) -> Result<String, ApiError> {
+    pub(crate) async fn current_user(&self) -> Result<String, ApiError> {
         let me: Me = self.get("/api/2.0/preview/scim/v2/Me").await?;
         me.user_name.ok_or_else(|| ApiError::Decode {
             host: self.host().to_owned(),
@@ -150,13 +150,13 @@ impl ApiClient {
     }
 
     /// `GET /api/2.0/database/instances/{name}`.
-    pub async fn instance(&self, name: &str) -> Result<Instance, ApiError> {
+    pub(crate) async fn instance(&self, name: &str) -> Result<Instance, ApiError> {
         self.get(&format!("/api/2.0/database/instances/{name}"))
             .await
     }
 
     /// `POST /api/2.0/database/credentials` for one instance.
-    pub async fn instance_credential(&self, name: &str) -> Result<DbCredential, ApiError> {
+    pub(crate) async fn instance_credential(&self, name: &str) -> Result<DbCredential, ApiError> {
         let (c, server_now): (InstanceCredential, _) = self
             .post_dated(
                 "/api/2.0/database/credentials",
@@ -170,7 +170,7 @@ impl ApiClient {
     }
 
     /// `GET /api/2.0/postgres/{name}` for an endpoint.
-    pub async fn endpoint(&self, name: &str) -> Result<Endpoint, ApiError> {
+    pub(crate) async fn endpoint(&self, name: &str) -> Result<Endpoint, ApiError> {
         let e: EndpointObject = self.get(&format!("/api/2.0/postgres/{name}")).await?;
         let status = e.status;
         Ok(Endpoint {
@@ -180,7 +180,7 @@ impl ApiClient {
     }
 
     /// `POST /api/2.0/postgres/credentials` for an endpoint, with an optional lifetime.
-    pub async fn endpoint_credential(
+    pub(crate) async fn endpoint_credential(
         &self,
         name: &str,
         ttl: Option<Duration>,

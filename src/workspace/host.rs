@@ -5,15 +5,15 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// The host is not a usable workspace URL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid workspace host {host:?}: {reason}")]
-pub struct InvalidHost {
+pub(crate) struct InvalidHost {
     /// The host part as given (replaced by a placeholder if it carries user info).
-    pub host: String,
+    pub(crate) host: String,
     /// What is wrong.
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 /// Validates and normalises a host: adds `https://` when no scheme; only `https://` allowed, except `http://` for loopback hosts (127.0.0.0/8, ::1, localhost) used by tests; strips trailing slash and any path; rejects empty/garbage.
-pub fn normalize_host(host: &str) -> Result<String, InvalidHost> {
+pub(crate) fn normalize_host(host: &str) -> Result<String, InvalidHost> {
     let input = host.trim();
     let (scheme, rest) = match input.split_once("://") {
         Some((s, r)) => (s.to_ascii_lowercase(), r),
@@ -104,7 +104,7 @@ pub fn normalize_host(host: &str) -> Result<String, InvalidHost> {
 }
 
 /// The host name of a normalised URL: no scheme, no port, no IPv6 brackets.
-pub fn host_name(url: &str) -> &str {
+pub(crate) fn host_name(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     if let Some(v6) = rest.strip_prefix('[') {
         return v6.split(']').next().unwrap_or(v6);
@@ -114,7 +114,7 @@ pub fn host_name(url: &str) -> &str {
 
 /// Whether a host name (no brackets) is a loopback name or address, where tests may use
 /// plain `http://`.
-pub fn is_loopback(name: &str) -> bool {
+pub(crate) fn is_loopback(name: &str) -> bool {
     let name = name.trim_start_matches('[').trim_end_matches(']');
     name.eq_ignore_ascii_case("localhost")
         || name.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())

@@ -16,7 +16,7 @@ use super::transport::{backoff, transport_reason};
 
 /// A workspace API call failed.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// The workspace answered with an error status.
     #[error("{method} {host}{path} returned HTTP {status}{}", describe(.error_code, .message))]
     Status {
@@ -73,7 +73,7 @@ fn describe(code: &Option<String>, message: &Option<String>) -> String {
 
 impl ApiError {
     /// The workspace's `Retry-After`, if this is an error answer that carried one.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::Status { retry_after, .. } => *retry_after,
             _ => None,
@@ -81,7 +81,7 @@ impl ApiError {
     }
 
     /// A short class for metrics and status views: `http_4xx`, `http_5xx`, `transport`, …
-    pub fn class(&self) -> &'static str {
+    pub(crate) fn class(&self) -> &'static str {
         match self {
             ApiError::Status { status, .. } if *status == 429 => "rate_limited",
             ApiError::Status { status, .. } if *status >= 500 => "http_5xx",
@@ -106,7 +106,7 @@ struct ErrorBody {
 
 /// A workspace API client: base URL, authentication and retry budget.
 #[derive(Debug)]
-pub struct ApiClient {
+pub(crate) struct ApiClient {
     http: reqwest::Client,
     host: String,
     token: Arc<TokenSource>,
@@ -126,7 +126,7 @@ enum Attempt<T> {
 
 impl ApiClient {
     /// A client for the workspace at `host` (normalised URL, no trailing slash).
-    pub fn new(
+    pub(crate) fn new(
         http: reqwest::Client,
         host: String,
         token: Arc<TokenSource>,
@@ -143,7 +143,7 @@ impl ApiClient {
 
     /// A client for the same workspace and identity with its own failure record (one per
     /// credential, so a status view shows each credential's own last error).
-    pub fn sibling(&self) -> ApiClient {
+    pub(crate) fn sibling(&self) -> ApiClient {
         ApiClient::new(
             self.http.clone(),
             self.host.clone(),
@@ -153,38 +153,29 @@ impl ApiClient {
     }
 
     /// Why the newest attempt failed, if it did (cleared by a success).
-    pub fn last_failure(&self) -> Option<String> {
+    pub(crate) fn last_failure(&self) -> Option<String> {
         self.last_failure.lock().clone()
     }
 
     /// Workspace URL.
-    pub fn host(&self) -> &str {
+    pub(crate) fn host(&self) -> &str {
         &self.host
     }
 
     /// The token source (for status views).
-    pub fn token_source(&self) -> &TokenSource {
+    pub(crate) fn token_source(&self) -> &TokenSource {
         &self.token
     }
 
     /// `GET path`, JSON response.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
         Ok(self.call("GET", path, None).await?.0)
-    }
-
-    /// `POST path` with a JSON body, JSON response.
-    pub async fn post<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &serde_json::Value,
-    ) -> Result<T, ApiError> {
-        Ok(self.call("POST", path, Some(body)).await?.0)
     }
 
     /// Like [`ApiClient::post`], with the workspace's clock at the time it answered (its
     /// `Date` header), so lifetimes given as absolute times can be measured without the
     /// local clock's skew.
-    pub async fn post_dated<T: DeserializeOwned>(
+    pub(crate) async fn post_dated<T: DeserializeOwned>(
         &self,
         path: &str,
         body: &serde_json::Value,
@@ -304,7 +295,7 @@ impl ApiClient {
 }
 
 /// The server's clock when it answered: its `Date` header.
-pub fn server_date(headers: &HeaderMap) -> Option<SystemTime> {
+pub(crate) fn server_date(headers: &HeaderMap) -> Option<SystemTime> {
     httpdate::parse_http_date(headers.get(DATE)?.to_str().ok()?.trim()).ok()
 }
 

@@ -23,29 +23,24 @@ use std::fmt;
 use std::path::Path;
 
 /// The section every SDK reads when no profile is chosen.
-pub const DEFAULT_SECTION: &str = "DEFAULT";
+pub(crate) const DEFAULT_SECTION: &str = "DEFAULT";
 
 /// The section holding file-wide settings (`default_profile`); never a profile.
-pub const SETTINGS_SECTION: &str = "__settings__";
+pub(crate) const SETTINGS_SECTION: &str = "__settings__";
 
 /// Reading or parsing the file failed (shared with the other credentials file reader).
-pub type IniError = super::textfile::FileError;
+pub(crate) type IniError = super::textfile::FileError;
 
 /// One `[section]` with its keys in file order.
 #[derive(Clone)]
-pub struct Section {
+pub(crate) struct Section {
     name: String,
     entries: Vec<(String, String)>,
 }
 
 impl Section {
-    /// The section name as written between the brackets.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The value of `key` (case-sensitive), the last one if repeated.
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.entries
             .iter()
             .rev()
@@ -54,7 +49,7 @@ impl Section {
     }
 
     /// The keys in file order (may repeat).
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|(k, _)| k.as_str())
     }
 }
@@ -71,18 +66,18 @@ impl fmt::Debug for Section {
 
 /// A parsed config file: its sections in file order.
 #[derive(Debug, Clone, Default)]
-pub struct IniFile {
+pub(crate) struct IniFile {
     sections: Vec<Section>,
 }
 
 impl IniFile {
     /// The section called `name` (case-sensitive), including `__settings__`.
-    pub fn section(&self, name: &str) -> Option<&Section> {
+    pub(crate) fn section(&self, name: &str) -> Option<&Section> {
         self.sections.iter().find(|s| s.name == name)
     }
 
     /// The profile called `name`; `__settings__` is never a profile.
-    pub fn profile(&self, name: &str) -> Option<&Section> {
+    pub(crate) fn profile(&self, name: &str) -> Option<&Section> {
         if name == SETTINGS_SECTION {
             return None;
         }
@@ -90,7 +85,7 @@ impl IniFile {
     }
 
     /// Profile names in file order (`__settings__` excluded).
-    pub fn profile_names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn profile_names(&self) -> impl Iterator<Item = &str> {
         self.sections
             .iter()
             .map(|s| s.name.as_str())
@@ -98,7 +93,7 @@ impl IniFile {
     }
 
     /// `[__settings__] default_profile`, if set and non-empty.
-    pub fn default_profile(&self) -> Option<&str> {
+    pub(crate) fn default_profile(&self) -> Option<&str> {
         self.section(SETTINGS_SECTION)
             .and_then(|s| s.get("default_profile"))
             .filter(|v| !v.is_empty())
@@ -107,7 +102,7 @@ impl IniFile {
 
 /// Reads and parses `path`; `Ok(None)` when the file does not exist (the SDKs treat a missing
 /// file as "not configured", not as an error).
-pub fn read(path: &Path) -> Result<Option<IniFile>, IniError> {
+pub(crate) fn read(path: &Path) -> Result<Option<IniFile>, IniError> {
     match super::textfile::read_optional(path)? {
         Some(text) => parse(&text, path).map(Some),
         None => Ok(None),
@@ -115,7 +110,7 @@ pub fn read(path: &Path) -> Result<Option<IniFile>, IniError> {
 }
 
 /// Parses config file text; `path` is only used in error messages.
-pub fn parse(text: &str, path: &Path) -> Result<IniFile, IniError> {
+pub(crate) fn parse(text: &str, path: &Path) -> Result<IniFile, IniError> {
     let syntax = |line: usize, reason: &'static str| IniError::Syntax {
         path: path.to_path_buf(),
         line,

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 
 /// The instance metadata service (go `config/auth_azure_msi.go` `instanceMetadataPrefix`).
-pub const IMDS_ENDPOINT: &str = "http://169.254.169.254/metadata";
+pub(crate) const IMDS_ENDPOINT: &str = "http://169.254.169.254/metadata";
 /// Azure Databricks' application id (go `common/environment/environments.go`).
 const DATABRICKS_APP_ID: &str = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d";
 
 /// Where an OIDC token for workload identity federation is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdTokenSource {
+pub(crate) enum IdTokenSource {
     /// An environment variable (`env-oidc`).
     Env(String),
     /// A file, e.g. a Kubernetes projected service-account token (`file-oidc`).
@@ -22,7 +22,7 @@ pub enum IdTokenSource {
 
 /// How lakepool authenticates to the workspace API.
 #[derive(Debug)] // Debug must print secrets as [REDACTED] (SecretString does)
-pub enum WorkspaceAuth {
+pub(crate) enum WorkspaceAuth {
     /// Personal access token, sent as `Authorization: Bearer`.
     Pat(SecretString),
     /// Service principal OAuth M2M (client credentials).
@@ -75,7 +75,8 @@ pub enum WorkspaceAuth {
 
 impl WorkspaceAuth {
     /// The SDK name of the method.
-    pub fn kind(&self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             WorkspaceAuth::Pat(_) => "pat",
             WorkspaceAuth::OAuthM2m { .. } => "oauth-m2m",
@@ -94,15 +95,15 @@ impl WorkspaceAuth {
 
 /// The endpoints of one Azure cloud.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AzureCloud {
+pub(crate) struct AzureCloud {
     /// Entra ID login endpoint, ending in `/`.
-    pub login_endpoint: String,
+    pub(crate) login_endpoint: String,
     /// Resource id of Azure Databricks in this cloud.
-    pub app_id: &'static str,
+    pub(crate) app_id: &'static str,
     /// Service management resource.
-    pub management_resource: &'static str,
+    pub(crate) management_resource: &'static str,
     /// The workspace's Azure resource id, when configured.
-    pub workspace_resource_id: Option<String>,
+    pub(crate) workspace_resource_id: Option<String>,
 }
 
 /// (name, login endpoint, service management endpoint), from py `environments.py`.
@@ -128,7 +129,7 @@ impl AzureCloud {
     /// The cloud named by `environment` (`ARM_ENVIRONMENT`: `PUBLIC`, `USGOVERNMENT`, `CHINA`,
     /// or `AzureUSGovernmentCloud`-style names), else the one the workspace host's DNS zone
     /// belongs to, else the public cloud.
-    pub fn for_workspace(host_name: &str, environment: Option<&str>) -> Self {
+    pub(crate) fn for_workspace(host_name: &str, environment: Option<&str>) -> Self {
         let by_zone = if host_name.ends_with(".databricks.azure.us") {
             "USGOVERNMENT"
         } else if host_name.ends_with(".databricks.azure.cn") {

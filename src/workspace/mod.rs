@@ -8,13 +8,13 @@
 //! `netrc`; `auth` → `methods`, `host`, `transport`; `http` → `auth`, `transport`; `api` →
 //! `http`.
 
-pub mod api;
-pub mod auth;
-pub mod host;
-pub mod http;
-pub mod ini;
-pub mod methods;
-pub mod netrc;
-pub mod resolve;
-pub mod textfile;
-pub mod transport;
+pub(crate) mod api;
+pub(crate) mod auth;
+pub(crate) mod host;
+pub(crate) mod http;
+pub(crate) mod ini;
+pub(crate) mod methods;
+pub(crate) mod netrc;
+pub(crate) mod resolve;
+pub(crate) mod textfile;
+pub(crate) mod transport;

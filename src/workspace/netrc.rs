@@ -16,19 +16,19 @@ use std::path::Path;
 use secrecy::SecretString;
 
 /// Reading or parsing the file failed (shared with the other credentials file reader).
-pub type NetrcError = super::textfile::FileError;
+pub(crate) type NetrcError = super::textfile::FileError;
 
 /// One `machine` (or `default`) entry.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Host name of a `machine` entry; `None` for the `default` entry.
-    pub machine: Option<String>,
+    pub(crate) machine: Option<String>,
     /// `login` value.
-    pub login: Option<String>,
+    pub(crate) login: Option<String>,
     /// `password` value.
-    pub password: Option<SecretString>,
+    pub(crate) password: Option<SecretString>,
     /// `account` value (an additional password, hence secret).
-    pub account: Option<SecretString>,
+    pub(crate) account: Option<SecretString>,
 }
 
 impl Entry {
@@ -44,15 +44,15 @@ impl Entry {
 
 /// A parsed `.netrc`: entries in file order.
 #[derive(Debug, Clone, Default)]
-pub struct Netrc {
+pub(crate) struct Netrc {
     /// All `machine` and `default` entries in file order.
-    pub entries: Vec<Entry>,
+    pub(crate) entries: Vec<Entry>,
 }
 
 impl Netrc {
     /// Entries that apply to `host`, best first: `machine` entries naming it (host names compare
     /// case-insensitively, as curl does), then `default` entries.
-    pub fn entries_for<'a, 'h>(
+    pub(crate) fn entries_for<'a, 'h>(
         &'a self,
         host: &'h str,
     ) -> impl Iterator<Item = &'a Entry> + use<'a, 'h> {
@@ -66,13 +66,14 @@ impl Netrc {
     }
 
     /// The first entry for `host` (a matching `machine`, else `default`), as curl picks it.
-    pub fn lookup(&self, host: &str) -> Option<&Entry> {
+    #[cfg(test)]
+    pub(crate) fn lookup(&self, host: &str) -> Option<&Entry> {
         self.entries_for(host).next()
     }
 }
 
 /// Reads and parses `path`; `Ok(None)` when the file does not exist.
-pub fn read(path: &Path) -> Result<Option<Netrc>, NetrcError> {
+pub(crate) fn read(path: &Path) -> Result<Option<Netrc>, NetrcError> {
     match super::textfile::read_optional(path)? {
         Some(text) => parse(&text, path).map(Some),
         None => Ok(None),
@@ -90,7 +91,7 @@ enum Pending {
 }
 
 /// Parses `.netrc` text; `path` is only used in error messages.
-pub fn parse(text: &str, path: &Path) -> Result<Netrc, NetrcError> {
+pub(crate) fn parse(text: &str, path: &Path) -> Result<Netrc, NetrcError> {
     let syntax = |line: usize, reason: &'static str| NetrcError::Syntax {
         path: path.to_path_buf(),
         line,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// Reading or parsing a credentials file failed. Never contains a value from the file.
 #[derive(Debug, thiserror::Error)]
-pub enum FileError {
+pub(crate) enum FileError {
     /// The file exists but could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {
@@ -33,7 +33,7 @@ pub enum FileError {
 }
 
 /// The file's text, or None when it does not exist (an absent optional file is not an error).
-pub fn read_optional(path: &Path) -> Result<Option<String>, FileError> {
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, FileError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

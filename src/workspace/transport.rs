@@ -13,12 +13,12 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Builds the HTTP client: our rustls configuration (ring provider, system roots), bounded
 /// timeouts. System roots are required only for an `https://` workspace (tests use plain HTTP
 /// on loopback).
-pub fn http_client(timeout: Duration, https: bool) -> Result<reqwest::Client, String> {
+pub(crate) fn http_client(timeout: Duration, https: bool) -> Result<reqwest::Client, String> {
     builder(timeout, https)?.build().map_err(|e| e.to_string())
 }
 
 /// [`http_client`] that does not follow redirects (to read where one points).
-pub fn http_client_without_redirects(
+pub(crate) fn http_client_without_redirects(
     timeout: Duration,
     https: bool,
 ) -> Result<reqwest::Client, String> {
@@ -50,7 +50,7 @@ fn builder(timeout: Duration, https: bool) -> Result<reqwest::ClientBuilder, Str
 }
 
 /// Exponential backoff with jitter: 50–100 % of min(start × 2^(n-1), cap).
-pub fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let exp = BACKOFF_START.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
     let base = exp.min(BACKOFF_CAP);
     let jitter = rand::random::<f64>() * 0.5 + 0.5;
@@ -58,7 +58,7 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 /// A transport error's description without the URL (which the caller prints already).
-pub fn transport_reason(e: &reqwest::Error) -> String {
+pub(crate) fn transport_reason(e: &reqwest::Error) -> String {
     let mut msg = if e.is_timeout() {
         "timed out".to_owned()
     } else if e.is_connect() {

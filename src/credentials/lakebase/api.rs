@@ -11,7 +11,7 @@ use crate::workspace::http::{ApiClient, ApiError};
 
 /// What the credential is minted for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LakebaseTarget {
+pub(crate) enum LakebaseTarget {
     /// A provisioned instance.
     Instance(String),
     /// An autoscaling endpoint, with an optional requested lifetime.
@@ -25,7 +25,7 @@ pub enum LakebaseTarget {
 
 impl LakebaseTarget {
     /// "instance X" / "endpoint projects/…".
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             LakebaseTarget::Instance(n) => format!("instance {n}"),
             LakebaseTarget::Endpoint { name, .. } => format!("endpoint {name}"),
@@ -36,7 +36,7 @@ impl LakebaseTarget {
     /// for an instance, `ACTIVE` or `IDLE` for an endpoint, IDLE waking on connect; cli
     /// `cmd/psql/psql_provisioned.go`, `psql_autoscaling.go`). An endpoint answer without a
     /// state is taken as ready.
-    pub fn ready(&self, state: Option<&str>) -> bool {
+    pub(crate) fn ready(&self, state: Option<&str>) -> bool {
         match self {
             LakebaseTarget::Instance(_) => state == Some("AVAILABLE"),
             LakebaseTarget::Endpoint { .. } => state.is_none_or(|s| matches!(s, "ACTIVE" | "IDLE")),
@@ -46,27 +46,27 @@ impl LakebaseTarget {
 
 /// An instance or endpoint as the workspace reports it.
 #[derive(Debug, Clone, Default)]
-pub struct Located {
+pub(crate) struct Located {
     /// `AVAILABLE`, `UPDATING`, `ACTIVE`, `IDLE`…
-    pub state: Option<String>,
+    pub(crate) state: Option<String>,
     /// The read/write host, when the answer has one.
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
 }
 
 /// A minted database credential.
-pub struct Minted {
+pub(crate) struct Minted {
     /// The token to use as the Postgres password.
-    pub token: SecretString,
+    pub(crate) token: SecretString,
     /// How long it works for new logins from the moment it was received, measured against
     /// the workspace's clock (not the local one).
-    pub lifetime: Duration,
+    pub(crate) lifetime: Duration,
 }
 
 /// Future of a workspace call.
-pub type ApiFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>;
+pub(crate) type ApiFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>;
 
 /// The workspace calls a Lakebase credential needs.
-pub trait LakebaseApi: Send + Sync + std::fmt::Debug {
+pub(crate) trait LakebaseApi: Send + Sync + std::fmt::Debug {
     /// State and host of the instance or endpoint.
     fn locate<'a>(&'a self, target: &'a LakebaseTarget) -> ApiFuture<'a, Located>;
     /// The caller's identity (SCIM Me `userName`), the default Postgres role.

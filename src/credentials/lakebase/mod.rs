@@ -10,7 +10,7 @@
 //! when the API answers again. All times are local monotonic instants: a credential's expiry is
 //! its local receive time plus the lifetime measured against the workspace's clock.
 
-pub mod api;
+pub(crate) mod api;
 mod refresher;
 #[cfg(test)]
 mod tests;
@@ -45,7 +45,7 @@ struct LookedUp {
 
 /// A rotating Lakebase credential.
 #[derive(Debug)]
-pub struct LakebaseCredential {
+pub(crate) struct LakebaseCredential {
     target: LakebaseTarget,
     api: Arc<dyn LakebaseApi>,
     pinned: Pinned,
@@ -63,7 +63,7 @@ pub struct LakebaseCredential {
 impl LakebaseCredential {
     /// A credential source for `target`; call [`LakebaseCredential::spawn`] to start rotating.
     /// `pinned` is the configured host and role, `margin` the configured refresh margin.
-    pub fn new(
+    pub(crate) fn new(
         target: LakebaseTarget,
         api: Arc<dyn LakebaseApi>,
         pinned: Pinned,
@@ -90,12 +90,12 @@ impl LakebaseCredential {
     }
 
     /// A snapshot of the refresh status.
-    pub fn status(&self) -> RefreshStatus {
+    pub(crate) fn status(&self) -> RefreshStatus {
         self.status.lock().clone()
     }
 
     /// Starts the refresher; it stops when `shutdown` is cancelled.
-    pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) {
+    pub(crate) fn spawn(self: &Arc<Self>, shutdown: CancellationToken) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
             tokio::select! {
@@ -106,7 +106,7 @@ impl LakebaseCredential {
     }
 
     /// Asks the refresher for a new credential now (admin `REFRESH CREDENTIALS`, 28P01).
-    pub fn refresh_now(&self) {
+    pub(crate) fn refresh_now(&self) {
         self.wake.notify_one();
     }
 

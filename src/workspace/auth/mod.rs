@@ -13,8 +13,8 @@
 //! - `azure-client-secret`, `azure-msi` ([`azure`]): Microsoft Entra ID tokens.
 //! - `metadata-service` ([`metadata`]): a local token server.
 
-pub mod azure;
-pub mod cli;
+pub(crate) mod azure;
+pub(crate) mod cli;
 mod discovery;
 mod metadata;
 mod oauth;
@@ -26,7 +26,7 @@ use reqwest::RequestBuilder;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
-pub use super::methods::IdTokenSource;
+pub(crate) use super::methods::IdTokenSource;
 use super::methods::WorkspaceAuth;
 use discovery::Discovery;
 
@@ -37,7 +37,7 @@ const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// Getting a workspace access token failed. Never carries a secret.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     /// The token endpoint refused the credentials (wrong id or secret, disabled SP…).
     #[error("OAuth token request to {endpoint} was refused (HTTP {status}): {reason}")]
     Refused {
@@ -77,14 +77,14 @@ pub enum TokenError {
 
 impl TokenError {
     /// Worth retrying later (network, 5xx, 429) rather than a configuration problem.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         matches!(self, TokenError::Unavailable { .. })
     }
 }
 
 /// A token for one request, with the extra headers some methods send (Azure).
 #[derive(Clone)]
-pub struct Bearer {
+pub(crate) struct Bearer {
     token: SecretString,
     extra: Vec<(&'static str, SecretString)>,
 }
@@ -98,7 +98,7 @@ impl Bearer {
     }
 
     /// Adds `Authorization: Bearer …` and the extra headers to a request.
-    pub fn apply(&self, req: RequestBuilder) -> RequestBuilder {
+    pub(crate) fn apply(&self, req: RequestBuilder) -> RequestBuilder {
         let mut req = req.bearer_auth(self.token.expose_secret());
         for (name, value) in &self.extra {
             req = req.header(*name, value.expose_secret());
@@ -154,7 +154,7 @@ impl Method {
 }
 
 /// A method with expiring tokens and its cache.
-pub struct Refreshing {
+pub(crate) struct Refreshing {
     method: Method,
     cache: parking_lot::Mutex<Option<Cached>>,
     /// Single flight: one token request at a time.
@@ -162,7 +162,7 @@ pub struct Refreshing {
 }
 
 /// How requests to the workspace are authenticated.
-pub enum TokenSource {
+pub(crate) enum TokenSource {
     /// `Authorization: Bearer <PAT>`.
     Pat(SecretString),
     /// A method whose tokens expire.
@@ -177,7 +177,7 @@ impl std::fmt::Debug for TokenSource {
 
 impl TokenSource {
     /// The token source for a resolved method, against the workspace at `host`.
-    pub fn new(auth: WorkspaceAuth, http: reqwest::Client, host: String) -> Self {
+    pub(crate) fn new(auth: WorkspaceAuth, http: reqwest::Client, host: String) -> Self {
         let discovery = || Discovery::new(http.clone(), host.clone());
         let method = match auth {
             WorkspaceAuth::Pat(t) => return TokenSource::Pat(t),
@@ -229,7 +229,7 @@ impl TokenSource {
     }
 
     /// Auth method name as the SDKs call it.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             TokenSource::Pat(_) => "pat",
             TokenSource::Refreshing(r) => r.method.kind(),
@@ -237,12 +237,12 @@ impl TokenSource {
     }
 
     /// Whether a fresh token can be had by asking again — a PAT cannot.
-    pub fn can_refresh(&self) -> bool {
+    pub(crate) fn can_refresh(&self) -> bool {
         matches!(self, TokenSource::Refreshing(_))
     }
 
     /// Drops a cached access token the workspace rejected.
-    pub fn invalidate(&self) {
+    pub(crate) fn invalidate(&self) {
         if let TokenSource::Refreshing(r) = self {
             *r.cache.lock() = None;
         }
@@ -251,7 +251,7 @@ impl TokenSource {
     /// A token for the next request. Expiring tokens are reused until their refresh point;
     /// past it one caller fetches a new one while a still-valid old one is served if fetching
     /// fails.
-    pub async fn bearer(&self) -> Result<Bearer, TokenError> {
+    pub(crate) async fn bearer(&self) -> Result<Bearer, TokenError> {
         let r = match self {
             TokenSource::Pat(t) => return Ok(Bearer::plain(t.clone())),
             TokenSource::Refreshing(r) => r,

@@ -16,11 +16,11 @@ use super::WorkspaceSettings;
 /// One attribute as the SDKs define it.
 pub(super) struct Attr {
     /// Name in lakepool's `[workspace]`, in `~/.databrickscfg` and in the SDKs.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Environment variables, the first one preferred (later ones are the SDKs' aliases).
-    pub env: &'static [&'static str],
+    pub(crate) env: &'static [&'static str],
     /// The auth method family it configures (the SDKs' `auth` tag), if any.
-    pub group: Option<&'static str>,
+    pub(crate) group: Option<&'static str>,
 }
 
 const fn attr(
@@ -115,8 +115,8 @@ impl fmt::Display for Origin {
 /// A value and where it came from.
 #[derive(Debug, Clone)]
 pub(super) struct Found<T> {
-    pub value: T,
-    pub origin: Origin,
+    pub(crate) value: T,
+    pub(crate) origin: Origin,
 }
 
 /// The attributes found so far (each at most once: the first source to set one wins). Every
@@ -128,7 +128,7 @@ pub(super) struct Attrs {
 
 impl Attrs {
     /// Explicit `[workspace]` settings, then the environment, for every attribute.
-    pub fn explicit_then_env(
+    pub(crate) fn explicit_then_env(
         explicit: &WorkspaceSettings,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Self {
@@ -156,7 +156,7 @@ impl Attrs {
     }
 
     /// Fills the attributes still unset from a profile (`get` reads one of its keys).
-    pub fn fill(&mut self, get: &dyn Fn(&str) -> Option<String>, origin: &Origin) {
+    pub(crate) fn fill(&mut self, get: &dyn Fn(&str) -> Option<String>, origin: &Origin) {
         for a in ATTRS {
             if self.has(a.name) {
                 continue;
@@ -168,12 +168,12 @@ impl Attrs {
     }
 
     /// Whether `name` is set.
-    pub fn has(&self, name: &str) -> bool {
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.found.iter().any(|(n, _)| *n == name)
     }
 
     /// A non-secret attribute's value.
-    pub fn plain(&self, name: &str) -> Option<Found<String>> {
+    pub(crate) fn plain(&self, name: &str) -> Option<Found<String>> {
         self.raw(name).map(|f| Found {
             value: f.value.expose_secret().to_owned(),
             origin: f.origin.clone(),
@@ -181,12 +181,12 @@ impl Attrs {
     }
 
     /// A secret attribute's value.
-    pub fn secret(&self, name: &str) -> Option<Found<SecretString>> {
+    pub(crate) fn secret(&self, name: &str) -> Option<Found<SecretString>> {
         self.raw(name).cloned()
     }
 
     /// Where `name` came from, if set.
-    pub fn origin(&self, name: &str) -> Option<&Origin> {
+    pub(crate) fn origin(&self, name: &str) -> Option<&Origin> {
         self.raw(name).map(|f| &f.origin)
     }
 
@@ -196,7 +196,7 @@ impl Attrs {
 
     /// Whether any attribute of an auth method is set (go issue #304: then the config file's
     /// DEFAULT profile is not read unless a profile is asked for).
-    pub fn any_auth(&self) -> bool {
+    pub(crate) fn any_auth(&self) -> bool {
         self.found
             .iter()
             .any(|(n, _)| def(n).is_some_and(|a| a.group.is_some()))
@@ -204,7 +204,7 @@ impl Attrs {
 
     /// The method families with attributes set, in [`GROUP_ORDER`], each with "name from
     /// origin" of its attributes.
-    pub fn groups(&self) -> Vec<(&'static str, Vec<String>)> {
+    pub(crate) fn groups(&self) -> Vec<(&'static str, Vec<String>)> {
         let mut out: Vec<(&'static str, Vec<String>)> = Vec::new();
         for g in GROUP_ORDER {
             let names: Vec<String> = self

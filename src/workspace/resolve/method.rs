@@ -30,13 +30,13 @@ const GCP_AUTH_TYPES: &[&str] = &["google-credentials", "google-id"];
 
 /// What the method choice needs besides the attributes.
 pub(super) struct Inputs<'a> {
-    pub attrs: &'a mut Attrs,
-    pub host: &'a str,
-    pub profile: Option<&'a Found<String>>,
-    pub env: &'a dyn Fn(&str) -> Option<String>,
-    pub settings: &'a super::WorkspaceSettings,
+    pub(crate) attrs: &'a mut Attrs,
+    pub(crate) host: &'a str,
+    pub(crate) profile: Option<&'a Found<String>>,
+    pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
+    pub(crate) settings: &'a super::WorkspaceSettings,
     /// A `.netrc` token for the host, looked up only when asked.
-    pub netrc: &'a mut dyn FnMut() -> Result<Option<Found<SecretString>>, ResolveError>,
+    pub(crate) netrc: &'a mut dyn FnMut() -> Result<Option<Found<SecretString>>, ResolveError>,
 }
 
 /// The method and the attributes it used (name, origin) for the `source` description.

@@ -40,22 +40,22 @@ const AUTH_DOC_URL: &str =
 
 /// `[workspace]` values from lakepool's config, already read from inline/_file/_env (None = not
 /// set); the config type itself, so the two cannot drift apart.
-pub type WorkspaceSettings = crate::config::WorkspaceConfig;
+pub(crate) type WorkspaceSettings = crate::config::WorkspaceConfig;
 
 /// The workspace URL and credentials, with where they came from.
 #[derive(Debug)]
-pub struct ResolvedWorkspace {
+pub(crate) struct ResolvedWorkspace {
     /// Normalised base URL: scheme + host [+ port], no trailing slash, e.g. "https://dbc-123.cloud.databricks.com".
-    pub host: String,
+    pub(crate) host: String,
     /// The credentials.
-    pub auth: WorkspaceAuth,
+    pub(crate) auth: WorkspaceAuth,
     /// Where each piece came from, for logs and `SHOW CREDENTIALS`, e.g. "host from config, token from DATABRICKS_TOKEN" / "profile \"prod\" in /root/.databrickscfg" / ".netrc (/root/.netrc)". Never contains a secret.
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// Resolving the workspace failed. Messages name the setting, file or profile, never a secret.
 #[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
+pub(crate) enum ResolveError {
     /// The host is not a usable workspace URL.
     #[error(transparent)]
     InvalidHost(#[from] InvalidHost),
@@ -219,7 +219,7 @@ pub enum ResolveError {
 /// profile of the config file, then .netrc (PAT by host) last. `env` looks up environment
 /// variables (injected so tests do not touch the process env); `home` is the home directory
 /// (None = unknown).
-pub fn resolve(
+pub(crate) fn resolve(
     explicit: &WorkspaceSettings,
     env: &dyn Fn(&str) -> Option<String>,
     home: Option<&Path>,
