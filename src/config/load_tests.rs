@@ -1,6 +1,8 @@
 //! Tests of config loading: defaults, overrides, and errors that name the key.
 
 use super::*;
+use crate::config::{AuthMethod, ClientTls, PoolSettings};
+use secrecy::ExposeSecret;
 
 const BASE: &str = r#"
 [server]
@@ -413,5 +415,151 @@ fn secret_files_others_can_read_are_warned_about() {
         c.warnings[0].contains("server.tls_key_file"),
         "{:?}",
         c.warnings
+    );
+}
+
+const LAKEBASE: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[workspace]
+host = "https://ws.example"
+token = "t"
+
+[[users]]
+name = "app"
+password = "pw"
+
+[[databases]]
+name = "app"
+"#;
+
+#[test]
+fn lakebase_databases_default_to_databricks_postgres() {
+    let c = load_str(&format!("{LAKEBASE}instance = \"i\"\n"), Path::new(".")).unwrap();
+    assert_eq!(c.databases[0].dbname, "databricks_postgres");
+    let ep = "endpoint = \"projects/p/branches/b/endpoints/e\"\n";
+    let c = load_str(&format!("{LAKEBASE}{ep}"), Path::new(".")).unwrap();
+    assert_eq!(c.databases[0].dbname, "databricks_postgres");
+    let c = load_str(
+        &format!("{LAKEBASE}instance = \"i\"\ndbname = \"mine\"\n"),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(c.databases[0].dbname, "mine");
+    // A static upstream keeps the entry's name.
+    assert_eq!(
+        load_str(BASE, Path::new(".")).unwrap().databases[0].dbname,
+        "app"
+    );
+}
+
+#[test]
+fn refresh_margin_is_at_most_half_the_lifetime() {
+    let inst = format!("{LAKEBASE}instance = \"i\"\n");
+    let ok = load_str(
+        &format!("{inst}credential_refresh_margin = 1800\n"),
+        Path::new("."),
+    );
+    assert_eq!(
+        ok.unwrap().databases[0].refresh_margin,
+        Some(Duration::from_secs(1800))
+    );
+    let e = load_str(
+        &format!("{inst}credential_refresh_margin = 3600\n"),
+        Path::new("."),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("databases[0].credential_refresh_margin") && e.contains("at most 1800"),
+        "{e}"
+    );
+    let ep = format!("{LAKEBASE}endpoint = \"projects/p/branches/b/endpoints/e\"\nttl = 600\n");
+    let e = load_str(
+        &format!("{ep}credential_refresh_margin = 301\n"),
+        Path::new("."),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("at most 300"), "{e}");
+    assert!(
+        load_str(
+            &format!("{ep}credential_refresh_margin = 300\n"),
+            Path::new(".")
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn workspace_auth_attributes_under_their_sdk_names() {
+    let ws = |lines: &str| {
+        load_str(
+            &format!("{BASE}\n[workspace]\nhost = \"https://ws.example\"\n{lines}\n"),
+            Path::new("."),
+        )
+    };
+    let c = ws(
+        "auth_type = \"file-oidc\"\noidc_token_filepath = \"/var/run/token\"\n\
+                azure_use_msi = true\nazure_client_secret = \"s\"",
+    )
+    .unwrap();
+    let sdk = &c.workspace.sdk;
+    assert_eq!(
+        sdk.oidc_token_filepath.as_deref(),
+        Some(Path::new("/var/run/token"))
+    );
+    assert_eq!(sdk.azure_use_msi, Some(true));
+    assert_eq!(
+        sdk.azure_client_secret.as_ref().unwrap().expose_secret(),
+        "s"
+    );
+    let e = ws("auth_type = \"azure-cli\"").unwrap_err().to_string();
+    assert!(
+        e.contains("workspace.auth_type") && e.contains("databricks-cli"),
+        "{e}"
+    );
+    let e = ws("metadata_service_url = \"localhost:9\"")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("workspace.metadata_service_url"), "{e}");
+    let e = ws("azure_client_secret = \"a\"\nazure_client_secret_env = \"B\"")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("workspace.azure_client_secret"), "{e}");
+}
+
+#[test]
+fn environment_variables_in_string_values() {
+    let env = |k: &str| match k {
+        "PGHOST" => Some("instance-1.database.example".to_owned()),
+        "PGUSER" => Some("6f1c2a9e-app".to_owned()),
+        "APP_PW" => Some("pw-from-env".to_owned()),
+        _ => None,
+    };
+    let text = "[server]\nlisten = \"127.0.0.1:0\"\n\
+        [[users]]\nname = \"app\"\npassword = \"${APP_PW}\"\n\
+        [[databases]]\nname = \"app\"\nhost = \"${PGHOST}\"\nuser = \"${PGUSER}\"\n\
+        server_reset_query = \"SELECT '$${not_a_var}'\"\n";
+    let c = load_str_with_env(text, Path::new("."), &env).unwrap();
+    assert_eq!(
+        c.databases[0].host.as_deref(),
+        Some("instance-1.database.example")
+    );
+    assert_eq!(c.databases[0].user.as_deref(), Some("6f1c2a9e-app"));
+    assert_eq!(c.users[0].password.expose_secret(), "pw-from-env");
+    assert_eq!(
+        c.databases[0].pool.server_reset_query,
+        "SELECT '${not_a_var}'"
+    );
+    // A missing variable names itself and the key, never the value around it.
+    let text = text.replace("${APP_PW}", "hunter2-${NOT_SET}");
+    let e = load_str_with_env(&text, Path::new("."), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("users[0].password") && e.contains("NOT_SET") && !e.contains("hunter2"),
+        "{e}"
     );
 }

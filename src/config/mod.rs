@@ -1,14 +1,19 @@
 //! Configuration: TOML file → validated, resolved [`Config`].
 //!
 //! `raw` mirrors the file (serde, unknown keys rejected); `interpolate` replaces `${VAR}` in
-//! string values with environment variables; `load` resolves secrets, applies defaults and
-//! validates, producing errors that name the key and the problem.
+//! string values with environment variables; `load` parses the document, resolves secrets and
+//! hands each section to the module that checks it (`server`, `pool`, `databases` for users and
+//! databases, `workspace`), producing errors that name the key and the problem.
 
+mod databases;
 mod interpolate;
 mod load;
 mod locate;
+mod pool;
 mod raw;
 mod secret;
+mod server;
+mod workspace;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -132,7 +137,7 @@ impl PoolOverrides {
     pub(crate) fn apply(&self, base: &PoolSettings) -> PoolSettings {
         // Every key was validated on its own at load and no check spans two keys, so applying
         // the same keys over any valid base cannot fail.
-        load::pool_settings(&self.0, base, "users").unwrap_or_else(|_| base.clone())
+        pool::pool_settings(&self.0, base, "users").unwrap_or_else(|_| base.clone())
     }
 
     /// `pool_size`, when set on the user.
