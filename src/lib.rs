@@ -24,6 +24,7 @@ pub(crate) mod logsafe;
 pub mod net;
 pub(crate) mod pool;
 pub(crate) mod proto;
+pub(crate) mod reload;
 pub(crate) mod shared;
 pub mod upstream;
 pub(crate) mod workspace;
