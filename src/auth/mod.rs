@@ -5,4 +5,5 @@ pub(crate) mod channel_binding;
 pub(crate) mod md5;
 pub(crate) mod saslprep;
 pub mod scram;
+mod scram_client;
 pub mod users;

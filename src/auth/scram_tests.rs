@@ -1,6 +1,7 @@
-//! Tests for the SCRAM module (included from scram.rs).
+//! Tests for SCRAM, server and client halves (included from scram.rs).
 
 use super::*;
+use crate::auth::scram_client::CACHE_CAPACITY;
 
 const RFC_SALT_B64: &str = "W22ZaJ0SNY7soEsUEjb6gQ==";
 const RFC_CLIENT_NONCE: &str = "rOprNGfwEbeRWgbNEkqO";
