@@ -198,6 +198,14 @@ pub(crate) fn render(scrape: &Scrape) -> String {
         scrape.clients_connected as f64,
     );
 
+    pool_families(&mut o, scrape);
+    credential_families(&mut o, scrape);
+    process_families(&mut o, scrape);
+    o.s
+}
+
+/// Per-pool gauges, the wait histogram, counters and errors by SQLSTATE class.
+fn pool_families(o: &mut Out, scrape: &Scrape) {
     type Gauge = fn(&PoolSample) -> f64;
     let gauges: [(&str, &str, Gauge); 6] = [
         (
@@ -244,7 +252,7 @@ pub(crate) fn render(scrape: &Scrape) -> String {
         "Time clients waited for a server connection (successful checkouts).",
     );
     for p in &scrape.pools {
-        wait_histogram(&mut o, &p.database, &p.user, &p.stats);
+        wait_histogram(o, &p.database, &p.user, &p.stats);
     }
 
     for (name, help, f) in COUNTERS {
@@ -275,7 +283,10 @@ pub(crate) fn render(scrape: &Scrape) -> String {
             }
         }
     }
+}
 
+/// The upstream credentials: validity, expiry, refreshes and failures.
+fn credential_families(o: &mut Out, scrape: &Scrape) {
     o.family(
         "lakepool_credential_valid",
         "gauge",
@@ -344,7 +355,10 @@ pub(crate) fn render(scrape: &Scrape) -> String {
             );
         }
     }
+}
 
+/// The standard `process_*` metrics, those the platform can give.
+fn process_families(o: &mut Out, scrape: &Scrape) {
     let p = &scrape.process;
     let process: [(&str, &str, &str, Option<f64>); 4] = [
         (
@@ -378,7 +392,6 @@ pub(crate) fn render(scrape: &Scrape) -> String {
             o.sample(name, &[], v);
         }
     }
-    o.s
 }
 
 #[cfg(test)]
