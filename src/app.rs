@@ -1,5 +1,10 @@
-//! Wiring: builds the shared state from a validated config, binds listeners, runs the
-//! maintenance task and shuts down.
+//! The entry layer: builds the shared state from a validated config, binds listeners, runs the
+//! maintenance task and shuts down. `accept` takes client connections and hands each, once
+//! logged in, to a pooled session (`frontend`) or the admin console (`admin`); `reload`
+//! re-reads the configuration.
+
+mod accept;
+mod reload;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -89,7 +94,9 @@ pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Built, AppE
 /// Builds TLS, users and databases. With `old` (a reload), a database whose upstream settings
 /// are unchanged keeps its upstream, so its credential is not minted again and its pools keep
 /// their connections. Returns the new Lakebase credentials, whose refreshers the caller starts.
-pub(crate) fn build_live(
+// Long on purpose (about 95 lines): one loop over the databases that decides, per database,
+// keep the upstream (reload, unchanged) or build it (TLS, credential source) — one decision.
+fn build_live(
     config: &Config,
     old: Option<&Live>,
 ) -> Result<(Live, Vec<Arc<LakebaseCredential>>), AppError> {
@@ -370,21 +377,21 @@ pub async fn run(
     let path_shown = path.as_ref().map(|p| p.display().to_string());
     // Credentials are fetched in the background: lakepool listens even while the first one
     // cannot be had yet, and clients are told why until it can.
-    let refreshers = crate::reload::start_refreshers(built.rotating, &shutdown);
-    tokio::spawn(crate::reload::reloads(
+    let refreshers = reload::start_refreshers(built.rotating, &shutdown);
+    tokio::spawn(reload::reloads(
         Arc::clone(&fe),
         path,
         built.reloads,
         refreshers,
         shutdown.clone(),
     ));
-    tokio::spawn(crate::reload::sighup(Arc::clone(&fe)));
+    tokio::spawn(reload::sighup(Arc::clone(&fe)));
     let mut listening = Vec::new();
     for addr in &config.server.listen {
         let (listener, local) = bind(*addr).await?;
         tracing::info!(addr = %local, "listening");
         listening.push(local.to_string());
-        tokio::spawn(crate::accept::run(listener, Arc::clone(&fe)));
+        tokio::spawn(accept::run(listener, Arc::clone(&fe)));
     }
     let mut admin = "off".to_owned();
     if let Some(addr) = config.server.admin_listen {

@@ -1,7 +1,7 @@
 //! lakepool: a PostgreSQL connection pooler for Databricks Lakebase.
 //!
 //! Module dependencies point one way: `proto` (codec) ← `net` / `auth` ← `upstream` ← `pool` ←
-//! `shared` ← `frontend` / `admin` ← `accept` / `app`. See ARCHITECTURE.md.
+//! `shared` ← `frontend` / `admin` ← `app`. See ARCHITECTURE.md.
 
 #![forbid(unsafe_code)]
 #![deny(
@@ -12,7 +12,6 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-pub(crate) mod accept;
 pub(crate) mod admin;
 pub mod app;
 pub mod auth;
@@ -24,7 +23,6 @@ pub(crate) mod logsafe;
 pub mod net;
 pub(crate) mod pool;
 pub(crate) mod proto;
-pub(crate) mod reload;
 pub(crate) mod shared;
 pub mod upstream;
 pub(crate) mod workspace;

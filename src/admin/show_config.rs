@@ -100,6 +100,8 @@ fn pgbouncer_rows(sv: &ServerConfig, pool: &PoolSettings) -> Vec<[String; 4]> {
 }
 
 /// The running settings: PgBouncer's names first, then lakepool's own keys.
+// Long on purpose (about 110 lines): one row per setting, in SHOW CONFIG's order (PgBouncer's
+// keys first); the list reads best as one table.
 pub(crate) fn config(fe: &Shared) -> Table {
     let mut t = Table::new(&[
         ("key", TEXT),

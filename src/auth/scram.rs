@@ -1,11 +1,11 @@
 //! SCRAM-SHA-256 (RFC 5802 / RFC 7677) as PostgreSQL speaks it, sans-IO.
 //!
-//! [`ScramServer`] verifies clients connecting to lakepool; [`ScramClient`]
+//! `ScramServer` verifies clients connecting to lakepool; [`ScramClient`]
 //! logs lakepool in to an upstream server. Callers move message bodies in and
 //! out; nothing here does I/O or logging.
 //!
 //! Passwords go through SASLprep first, as PostgreSQL and libpq do (see
-//! [`super::saslprep`]): the raw bytes are used when SASLprep fails.
+//! `super::saslprep`): the raw bytes are used when SASLprep fails.
 
 use std::fmt;
 

@@ -91,6 +91,8 @@ pub(super) fn users(
     Ok(out)
 }
 
+// Long on purpose (about 135 lines): the `[[databases]]` keys in file order, each checked where
+// it is read; the credential, TLS and dbname rules need the keys read before them.
 pub(super) fn database(
     table: DeTable<'_>,
     span: Range<usize>,

@@ -7,6 +7,8 @@ use super::load::{ConfigError, invalid, positive_seconds, seconds};
 
 /// `raw`'s keys over `defaults`. Each key is checked on its own (no rule spans two keys), so
 /// a layer valid over `[pool]` is valid over any database's settings too.
+// Long on purpose (about 175 lines): one check per `[pool]` key, in PoolSettings' order. The
+// keys are independent, so pieces would only split one table across functions.
 pub(super) fn pool_settings(
     raw: &RawPool,
     defaults: &PoolSettings,

@@ -69,6 +69,8 @@ impl ClientFacing for HandshakeError {
 /// Runs the startup phase on a new connection. Reads are exact (never ahead), so bytes a
 /// client sends after SSLRequest stay in the socket and go to the TLS handshake, where they
 /// fail, instead of being taken as plaintext (CVE-2021-23214).
+// Long on purpose (about 85 lines): one loop over the packets a connection may send before
+// its startup packet (SSLRequest, GSSENCRequest, CancelRequest), read exactly as above.
 pub(crate) async fn startup(
     fe: &Shared,
     tcp: TcpStream,

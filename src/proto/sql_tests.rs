@@ -278,6 +278,7 @@ fn advisory_locks() {
     }
 }
 
+// Long on purpose: one table of statements and what each is classified as.
 #[test]
 fn cursors_and_temp_objects() {
     assert_eq!(
@@ -426,6 +427,7 @@ fn check(sql: &str) {
     }
 }
 
+// Long on purpose: the list of SQL pieces it combines is most of its length.
 #[test]
 fn random_and_truncated_inputs_never_panic() {
     const PIECES: &[&str] = &[

@@ -13,6 +13,8 @@ pub(crate) struct InvalidHost {
 }
 
 /// Validates and normalises a host: adds `https://` when no scheme; only `https://` allowed, except `http://` for loopback hosts (127.0.0.0/8, ::1, localhost) used by tests; strips trailing slash and any path; rejects empty/garbage.
+// Long on purpose (about 90 lines): the checks run in order on one parsed host (scheme,
+// authority, port, loopback rule) and each reports its own reason.
 pub(crate) fn normalize_host(host: &str) -> Result<String, InvalidHost> {
     let input = host.trim();
     let (scheme, rest) = match input.split_once("://") {

@@ -91,6 +91,8 @@ enum Pending {
 }
 
 /// Parses `.netrc` text; `path` is only used in error messages.
+// Long on purpose (about 105 lines): one tokenizer loop whose state (the current entry, a
+// keyword waiting for its value across lines, a macro body) is shared by every branch.
 pub(crate) fn parse(text: &str, path: &Path) -> Result<Netrc, NetrcError> {
     let syntax = |line: usize, reason: &'static str| NetrcError::Syntax {
         path: path.to_path_buf(),

@@ -162,6 +162,8 @@ fn gcp_unsupported(a: &Attrs) -> ResolveError {
 }
 
 /// The method `name` from the attributes, or which of its attributes are missing.
+// Long on purpose (about 90 lines): one match arm per auth method, each naming the attributes
+// it takes, as the SDKs' method table does; kept as one table to compare with theirs.
 fn build(
     name: &'static str,
     i: &mut Inputs<'_>,

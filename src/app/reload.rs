@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::app::build_live;
+use super::build_live;
 use crate::credentials::lakebase::LakebaseCredential;
 use crate::shared::Shared;
 
