@@ -18,6 +18,8 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod frontend;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod net;
 pub mod pool;
 pub mod proto;

@@ -197,7 +197,7 @@ pub fn needs_attention(sql: &[u8]) -> bool {
     let mut i = 0;
     while i + 1 < n {
         let b = sql[i];
-        if FIRST_BYTE[b as usize] && (i == 0 || !continues_word(sql[i - 1])) {
+        if FIRST_BYTE[b as usize] && (i == 0 || !hides_word_start(sql[i - 1])) {
             let rest = &sql[i..];
             let hit = match (b | 0x20, sql[i + 1] | 0x20) {
                 (b's', b'e') => starts_ci(rest, b"set"),
@@ -229,6 +229,13 @@ pub fn needs_attention(sql: &[u8]) -> bool {
 /// as one here, see [`needs_attention`]).
 fn continues_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b >= 0x80
+}
+
+/// Whether a word starting after `b` is the tail of a longer word. A digit is not enough: the
+/// scanner ends a number before a letter (`1set_config(...)` is `1` and a call), and a digit
+/// inside an identifier (`t1set`) only makes the pre-filter say true spuriously.
+fn hides_word_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b >= 0x80
 }
 
 /// First bytes of the words [`needs_attention`] looks for, in either case.
