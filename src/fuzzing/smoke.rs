@@ -10,10 +10,10 @@ use super::TARGETS;
 
 /// Mutations per target by default: together well under a minute in a debug build.
 const DEFAULT_ITERS: &[(&str, usize)] = &[
-    ("frame", 100_000),
+    ("frame", 60_000),
     ("sql", 100_000),
-    ("startup", 200_000),
-    ("txn", 10_000),
+    ("startup", 300_000),
+    ("txn", 5_000),
 ];
 
 /// xorshift64*: small, fast, and the same sequence everywhere.
