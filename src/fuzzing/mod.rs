@@ -18,8 +18,11 @@ pub mod txn;
 #[cfg(test)]
 mod smoke;
 
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, as the `fuzz/` binaries and the corpus directories name them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("frame", frame::run),
     ("sql", sql::run),
     ("startup", startup::run),

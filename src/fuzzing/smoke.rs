@@ -74,12 +74,13 @@ fn dictionary(target: &str) -> Vec<Vec<u8>> {
         let b = inner.as_bytes();
         let mut i = 0;
         while i < b.len() {
-            if b[i] == b'\\' && b.get(i + 1) == Some(&b'x') && i + 3 < b.len() {
-                if let Ok(v) = u8::from_str_radix(&inner[i + 2..i + 4], 16) {
-                    tok.push(v);
-                    i += 4;
-                    continue;
-                }
+            let hex = (b[i] == b'\\' && b.get(i + 1) == Some(&b'x') && i + 3 < b.len())
+                .then(|| u8::from_str_radix(&inner[i + 2..i + 4], 16).ok())
+                .flatten();
+            if let Some(v) = hex {
+                tok.push(v);
+                i += 4;
+                continue;
             }
             if b[i] == b'\\' && i + 1 < b.len() {
                 tok.push(b[i + 1]);
