@@ -226,26 +226,6 @@ fn fuzz_smoke_txn() {
     smoke("txn");
 }
 
-/// The inputs of open issues (FUZZING.md, `fuzz/known/`) replayed without the harness's
-/// guards: fails until the issues are fixed; then the inputs move to `fuzz/regressions/`.
-#[test]
-#[ignore = "open issue 1 in FUZZING.md: a Bind held whole is rewritten as if in the read buffer"]
-fn known_issues_are_fixed() {
-    let dir = fuzz_dir().join("known").join("txn");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    paths.sort();
-    assert!(!paths.is_empty());
-    for p in paths {
-        let data = std::fs::read(&p).unwrap();
-        let r = std::panic::catch_unwind(|| super::txn::run_unguarded(&data));
-        assert!(r.is_ok(), "{} still fails", p.display());
-    }
-}
-
 /// The mutator and the dictionary reader do what the smoke relies on.
 #[test]
 fn mutations_are_deterministic_and_change_inputs() {

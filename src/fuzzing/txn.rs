@@ -116,30 +116,6 @@ fn down_bound() -> usize {
     2 * BUF_SIZE + 64 * 1024 + (MAX_QUEUED + 64) * 512
 }
 
-/// Known issue 1 (FUZZING.md): with statement mapping on, a Bind larger than the read buffer
-/// and within the hold limit is held whole, then rewritten as if it were still in the read
-/// buffer (`Pipe::replace_head`): its tail is taken from the bytes that follow it, the held
-/// copy is handled again, and the pipe's position passes the end of its buffer (a panic).
-/// [`run`] ends a session about to send such a Bind, so the rest of the data path keeps being
-/// fuzzed; [`run_unguarded`] does not (the inputs in `fuzz/known/txn/` fail there until the
-/// issue is fixed; then they move to `fuzz/regressions/txn/` and the guard goes).
-fn held_bind_ahead(s: &Session) -> bool {
-    if !s.limits.mapping() || s.up.is_streaming() || s.up.is_holding() {
-        return false;
-    }
-    let mut b = s.up.unread();
-    while let Ok(Some(h)) = crate::proto::frame::parse_header(b, usize::MAX) {
-        if h.tag == b'B' && h.total() > BUF_SIZE && h.total() <= s.limits.hold_limit {
-            return true;
-        }
-        match b.get(h.total()..) {
-            Some(rest) => b = rest,
-            None => break,
-        }
-    }
-    false
-}
-
 /// Most bytes a script may have on the way in either direction: enough for many read
 /// buffers and held messages, small enough to keep an execution fast.
 const MAX_PENDING: usize = 2 << 20;
@@ -221,24 +197,12 @@ struct Session {
     last: Vec<u8>,
     /// The session is over (Terminate, a protocol error, a closed server).
     ended: bool,
-    /// Sessions stop before known open issues (see [`held_bind_ahead`]).
-    guard: bool,
 }
 
 /// One fuzz input.
 pub fn run(data: &[u8]) {
-    run_with(data, true);
-}
-
-/// One fuzz input, without stopping before known open issues.
-pub fn run_unguarded(data: &[u8]) {
-    run_with(data, false);
-}
-
-fn run_with(data: &[u8], guard: bool) {
     let mut input = Input::new(data);
     let mut s = Session::new(input.byte());
-    s.guard = guard;
     while !input.is_empty() && !s.ended {
         s.step(&mut input);
     }
@@ -306,7 +270,6 @@ impl Session {
             from_server: Pending::default(),
             last: Vec::new(),
             ended: false,
-            guard: true,
         }
     }
 
@@ -438,9 +401,6 @@ impl Session {
     /// Handles what has arrived until nothing moves, as the session loop and the pump do.
     fn settle(&mut self) {
         for _ in 0..10_000 {
-            if self.guard && held_bind_ahead(self) {
-                self.ended = true;
-            }
             if self.ended {
                 return;
             }
@@ -472,10 +432,12 @@ impl Session {
                 self.ended = true;
                 return true;
             }
-            match self
-                .client
-                .answer_without_server(&mut self.up, &self.limits, &self.registry)
-            {
+            match self.client.answer_without_server(
+                &mut self.up,
+                &self.limits,
+                &self.registry,
+                None,
+            ) {
                 Some(reply) => {
                     self.to_client.feed(&reply);
                     self.to_client
@@ -516,6 +478,7 @@ impl Session {
                 limits: &mut self.idle,
                 max_message: self.limits.max_message,
                 terminated: false,
+                client_moved: false,
             };
             let end = core.frame_up().err();
             let up_out = core.up.output_len();

@@ -193,11 +193,14 @@ pub fn needs_attention(sql: &[u8]) -> bool {
     // escapes, hence `U&"`. Requiring the word start keeps "offset", "dataset" or "attempt" from
     // sending ordinary queries to the full classifier. A table of possible first bytes keeps the
     // common byte to one load and branch; the second byte picks the word to compare.
+    // One pass that visits each word once: a word's first byte is looked at, the rest of its
+    // letters skipped in a tight loop. Only letters hide a word start: the scanner ends a
+    // number before a letter (`1set_config(...)` is `1` and a call).
     let n = sql.len();
     let mut i = 0;
-    while i + 1 < n {
+    while i < n {
         let b = sql[i];
-        if FIRST_BYTE[b as usize] && (i == 0 || !hides_word_start(sql[i - 1])) {
+        if FIRST_BYTE[b as usize] && i + 1 < n {
             let rest = &sql[i..];
             let hit = match (b | 0x20, sql[i + 1] | 0x20) {
                 (b's', b'e') => starts_ci(rest, b"set"),
@@ -220,22 +223,38 @@ pub fn needs_attention(sql: &[u8]) -> bool {
             }
         }
         i += 1;
+        if LETTER_BYTE[b as usize] {
+            while i < n && LETTER_BYTE[sql[i] as usize] {
+                i += 1;
+            }
+        }
     }
     false
+}
+
+/// [`hides_word_start`] as a table, for the pre-filter's inner loop.
+static LETTER_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = hides_word_start(b as u8);
+        b += 1;
+    }
+    t
+};
+
+/// Whether a word starting after `b` is the tail of a longer word. A digit is not enough: the
+/// scanner ends a number before a letter (`1set_config(...)` is `1` and a call), and a digit
+/// inside an identifier (`t1set`) only makes the pre-filter say true spuriously.
+const fn hides_word_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b >= 0x80
 }
 
 /// Whether `b` can be in the middle of a word such as an identifier: letters, digits and the
 /// bytes of multi-byte characters, which PostgreSQL allows in identifiers (`_` is not treated
 /// as one here, see [`needs_attention`]).
-fn continues_word(b: u8) -> bool {
+const fn continues_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b >= 0x80
-}
-
-/// Whether a word starting after `b` is the tail of a longer word. A digit is not enough: the
-/// scanner ends a number before a letter (`1set_config(...)` is `1` and a call), and a digit
-/// inside an identifier (`t1set`) only makes the pre-filter say true spuriously.
-fn hides_word_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b >= 0x80
 }
 
 /// First bytes of the words [`needs_attention`] looks for, in either case.
