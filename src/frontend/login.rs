@@ -346,10 +346,12 @@ pub async fn sync_settings(
     for (names, row) in plan.rows.iter().zip(rows) {
         for (name, value) in names.iter().zip(row) {
             let Some(value) = value else { continue };
-            if let Some(raw) = settings.startup.get(name)
-                && raw != value
+            // The spelling learned is of the value lakepool set: the client's own SET, or its
+            // startup value when it has none.
+            if let Some(set) = settings.wanted.get(name)
+                && set != value
             {
-                spellings.learn(name, raw, &value);
+                spellings.learn(name, set, &value);
             }
             settings.normalized(name, &value);
             conn.session.settings.set(name, &value);

@@ -2,7 +2,8 @@
 //! as only UTF-8 text is classified).
 //!
 //! Checked: nothing panics; [`needs_attention`] is never false for text in which some
-//! statement classifies as anything but [`Command::Other`] or has `set_config` calls (its
+//! statement classifies as anything but [`Command::Other`], has `set_config` calls or calls an
+//! unknown function (its
 //! contract: the data path skips the classifier when it says false); statements are
 //! non-empty, ordered, non-overlapping pieces of the input, and splitting one again gives
 //! it back unchanged; `pg_prepared_statements` references lie on the view's name.
@@ -19,7 +20,9 @@ pub fn run(data: &[u8]) {
     let base = text.as_ptr() as usize;
     let mut end = 0;
     for st in statements(text) {
-        let interesting = st.command != Command::Other || st.set_config != SetConfigCalls::None;
+        let interesting = st.command != Command::Other
+            || st.set_config != SetConfigCalls::None
+            || st.calls_unknown;
         assert!(
             !interesting || attention,
             "needs_attention is false for {text:?}, whose statement {:?} is {:?} / {:?}",

@@ -266,6 +266,8 @@ impl TxnClient {
             }
             if let Some(name) = name {
                 self.changes.deallocate_later(&name);
+            } else if plan.catalog && mapping {
+                return self.parse_catalog_query(h, up, at, t);
             }
             return self.pass(h, up, at, t);
         }
@@ -505,6 +507,39 @@ impl TxnClient {
         t.client_sent(b'S');
     }
 
+    /// An unnamed statement that reads `pg_prepared_statements`: rewritten, as a simple query
+    /// is, for the client's names on this server. (A named one would keep one moment's names
+    /// for every later execution; it goes to the server as it is.)
+    fn parse_catalog_query(
+        &mut self,
+        h: Header,
+        up: &mut Pipe,
+        at: &mut Attached<'_>,
+        t: &mut Tracker,
+    ) -> Step {
+        let parts = {
+            let msg = up.whole(h).unwrap_or_default();
+            let rest = &msg[HEADER_LEN + 1..];
+            split_cstr(rest).and_then(|(text, types)| {
+                Some((std::str::from_utf8(text).ok()?.to_owned(), types.to_vec()))
+            })
+        };
+        let Some((text, types)) = parts else {
+            return self.pass(h, up, at, t);
+        };
+        self.ensure_all_prepared(up, at, t);
+        let sql = catalog::rewrite(&text, &self.mapped_names(at));
+        up.consume(h);
+        let mut rest = Vec::with_capacity(sql.len() + 1 + types.len());
+        rest.extend_from_slice(sql.as_bytes());
+        rest.push(0);
+        rest.extend_from_slice(&types);
+        frontend::parse(up.emit(), b"", &rest);
+        expect_for(b'P', at);
+        t.client_sent(b'P');
+        Step::Done
+    }
+
     /// Looks at SQL the client sends: notes what it may change in the session, warns about
     /// what does not outlive a transaction, and answers what lakepool must answer itself.
     fn inspect_sql(&mut self, text: &[u8], simple: bool, mapping: bool) -> SqlPlan {
@@ -519,12 +554,15 @@ impl TxnClient {
         };
         let stmts = sql::statements(text);
         let lone = simple && stmts.len() == 1;
-        plan.catalog = simple && !sql::prepared_statements_refs(text).is_empty();
+        plan.catalog = !sql::prepared_statements_refs(text).is_empty();
         for st in &stmts {
             match &st.set_config {
                 SetConfigCalls::None => {}
                 SetConfigCalls::Names(names) => names.iter().for_each(|n| self.changes.set(n)),
                 SetConfigCalls::Unknown => self.changes.all = true,
+            }
+            if st.calls_unknown {
+                self.changes.opaque();
             }
             let how = (simple, lone, mapping);
             if let Some(reply) = self.note_command(&st.command, st.text, how, &mut plan) {
@@ -559,8 +597,12 @@ impl TxnClient {
                 names.iter().for_each(|n| self.changes.set(n));
                 return None;
             }
-            Command::ResetAll | Command::DiscardAll | Command::Opaque => {
+            Command::ResetAll | Command::DiscardAll => {
                 self.changes.all = true;
+                return None;
+            }
+            Command::Opaque => {
+                self.changes.opaque();
                 return None;
             }
             Command::Deallocate { name }
