@@ -12,6 +12,8 @@ mod harness_smoke;
 
 mod auth;
 mod bad_input;
+mod bounded;
+mod bounded_timeouts;
 mod cli;
 mod clients;
 mod compat;
