@@ -18,6 +18,7 @@ mod cli;
 mod clients;
 mod compat;
 mod fixtures;
+mod isolation;
 mod lakebase;
 mod limits;
 mod operations;
