@@ -27,3 +27,4 @@ mod prepared;
 mod protocol;
 mod reload;
 mod shutdown;
+mod transparency;
