@@ -19,6 +19,7 @@ mod clients;
 mod compat;
 mod fixtures;
 mod isolation;
+mod isolation_drivers;
 mod lakebase;
 mod limits;
 mod operations;
