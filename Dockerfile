@@ -15,8 +15,11 @@
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
+# The build context has no .git: pass the commit for `lakepool --version`, e.g.
+# `docker build --build-arg LAKEPOOL_COMMIT=$(git rev-parse --short=12 HEAD) .` (else "unknown").
+ARG LAKEPOOL_COMMIT=""
 # The registry cache only speeds up rebuilds (BuildKit); target/ stays in the layer so the
 # runtime stage can copy the binary from where cargo puts it.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -713,7 +713,7 @@ def check_configs(args: argparse.Namespace) -> int:
                                 problems.append(f"{dotted} = {fpath}: {m.source_kind} {m.source_name} has no key {m.key!r}")
                             else:
                                 content = data[m.key]
-                        if m.source_kind == "configMap" and dotted.split(".")[-1] in ("password_file", "token_file", "client_secret_file", "client_id_file"):
+                        if m.source_kind == "configMap" and dotted.split(".")[-1] in ("password_file", "token_file", "client_secret_file", "client_id_file", "admin_token_file"):
                             problems.append(f"{dotted} = {fpath}: a secret read from ConfigMap {m.source_name}; use a Secret")
                     leaf = dotted.rsplit(".", 1)[-1]
                     if leaf in ("tls_cert_file", "ca_file"):
@@ -749,6 +749,8 @@ def check_configs(args: argparse.Namespace) -> int:
                         ap = port_of(admin)
                         if admin.split(":")[0] in ("127.0.0.1", "localhost", "[::1]") and probes:
                             problems.append(f"server.admin_listen = {admin}: the kubelet probes the pod IP, listen on 0.0.0.0")
+                        elif not any(k in server for k in ("admin_token", "admin_token_file", "admin_token_env")):
+                            problems.append(f"server.admin_listen = {admin} is reachable from other pods: set admin_token_file so /metrics needs a token")
                         if ports.get("admin") not in (None, ap):
                             problems.append(f"container port admin={ports['admin']} but server.admin_listen = {admin}")
                         for pr in probes:

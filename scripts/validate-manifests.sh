@@ -77,6 +77,7 @@ if ((self_test)); then
         "secret key missing from the Secret|shared/secret.example.yaml|s#^  client_secret: #  clientsecret: #"
         "admin port differs from probes|shared/configmap.yaml|s#^    admin_listen = \"0.0.0.0:9187\"#    admin_listen = \"0.0.0.0:9188\"#"
         "admin port on loopback|sidecar/configmap.yaml|s#^    admin_listen = \"0.0.0.0:9187\"#    admin_listen = \"127.0.0.1:9187\"#"
+        "metrics without a token|shared/configmap.yaml|/^    admin_token_file = /d"
         "grace period shorter than the drain|shared/deployment.yaml|s#terminationGracePeriodSeconds: 45#terminationGracePeriodSeconds: 30#"
     )
     tmp="$(mktemp -d)"

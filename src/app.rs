@@ -11,16 +11,18 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::scram::SaltedPasswordCache;
 use crate::auth::users::UserDb;
 use crate::config::{Config, ConfigError, CredentialConfig, DatabaseConfig, WorkspaceConfig};
+use crate::credentials::fixed::StaticCredential;
+use crate::credentials::lakebase::LakebaseCredential;
+use crate::credentials::lakebase::api::LakebaseTarget;
+use crate::credentials::source::{CredentialSource, Pinned};
 use crate::frontend::cancel::CancelRegistry;
 use crate::frontend::{Frontend, Live, listener};
 use crate::net::tls::{self, TlsError};
 use crate::pool::registry::{Database, Registry};
 use crate::upstream::Upstream;
-use crate::upstream::credential::{CredentialSource, StaticCredential};
-use crate::upstream::lakebase::{LakebaseCredential, LakebaseTarget};
+use crate::workspace::auth::TokenSource;
 use crate::workspace::http::ApiClient;
-use crate::workspace::resolve::{WorkspaceAuth, resolve};
-use crate::workspace::token::TokenSource;
+use crate::workspace::resolve::resolve;
 use arc_swap::ArcSwap;
 
 /// How often idle server connections are checked for timeouts and health.
@@ -101,7 +103,7 @@ fn build_live(
             context: "server.tls_cert_file/tls_key_file".to_owned(),
             source,
         })?;
-    let users = UserDb::build(&config.users)?;
+    let users = UserDb::build(config).map_err(|e| config.locate(e))?;
     let needs_workspace = config
         .databases
         .iter()
@@ -130,43 +132,32 @@ fn build_live(
         let client_tls = tls::client_tls(db.tls, db.ca_file.as_deref())
             .map_err(|source| AppError::Tls { context, source })?;
         let credential: Arc<dyn CredentialSource> = match (&db.credential, &api) {
-            (CredentialConfig::Password(pw), _) => Arc::new(StaticCredential::new(pw.clone())),
+            (CredentialConfig::Password(pw), _) => Arc::new(StaticCredential::new(
+                db.host.as_deref().unwrap_or_default(),
+                db.user.as_deref().unwrap_or_default(),
+                pw.clone(),
+            )),
             (CredentialConfig::Instance(name), Some(api)) => {
-                let c = Arc::new(LakebaseCredential::new(
-                    LakebaseTarget::Instance(name.clone()),
-                    Arc::new(api.sibling()),
-                    db.host.clone(),
-                    db.user.clone(),
-                    db.refresh_margin,
-                ));
-                rotating.push(Arc::clone(&c));
-                c
+                let target = LakebaseTarget::Instance(name.clone());
+                lakebase(db, target, api, &mut rotating)
             }
             (CredentialConfig::Endpoint { name, ttl }, Some(api)) => {
-                let c = Arc::new(LakebaseCredential::new(
-                    LakebaseTarget::Endpoint {
-                        name: name.clone(),
-                        ttl: *ttl,
-                    },
-                    Arc::new(api.sibling()),
-                    db.host.clone(),
-                    db.user.clone(),
-                    db.refresh_margin,
-                ));
-                rotating.push(Arc::clone(&c));
-                c
+                let target = LakebaseTarget::Endpoint {
+                    name: name.clone(),
+                    ttl: *ttl,
+                };
+                lakebase(db, target, api, &mut rotating)
             }
             (_, None) => return Err(AppError::Workspace("no workspace client".to_owned())),
         };
         let upstream = Upstream {
-            host: db.host.clone(),
             port: db.port,
             dbname: db.dbname.clone(),
-            user: db.user.clone(),
             tls: client_tls,
             credential,
             connect_timeout: db.pool.server_connect_timeout,
             salted_cache: Arc::new(SaltedPasswordCache::new()),
+            cleartext_without_tls: db.send_cleartext_password_without_tls,
         };
         databases.push(Database {
             name: db.name.clone(),
@@ -189,9 +180,27 @@ fn build_live(
             tls,
             users,
             registry: Arc::new(registry),
+            pool_defaults: config.pool.clone(),
         },
         rotating,
     ))
+}
+
+/// A rotating Lakebase credential for `db`, added to `rotating` so its refresher gets started.
+fn lakebase(
+    db: &DatabaseConfig,
+    target: LakebaseTarget,
+    api: &ApiClient,
+    rotating: &mut Vec<Arc<LakebaseCredential>>,
+) -> Arc<dyn CredentialSource> {
+    let c = Arc::new(LakebaseCredential::new(
+        target,
+        Arc::new(api.sibling()),
+        Pinned::new(db.host.as_deref(), db.user.as_deref()),
+        db.refresh_margin,
+    ));
+    rotating.push(Arc::clone(&c));
+    c
 }
 
 /// Digest of a database's upstream settings, including the secrets and workspace settings its
@@ -215,6 +224,10 @@ fn fingerprint(db: &DatabaseConfig, ws: &WorkspaceConfig) -> [u8; 32] {
         put("ca_contents", &std::fs::read(ca).unwrap_or_default());
     }
     put("margin", format!("{:?}", db.refresh_margin).as_bytes());
+    put(
+        "cleartext_without_tls",
+        &[u8::from(db.send_cleartext_password_without_tls)],
+    );
     put(
         "connect_timeout",
         format!("{:?}", db.pool.server_connect_timeout).as_bytes(),
@@ -244,6 +257,12 @@ fn fingerprint(db: &DatabaseConfig, ws: &WorkspaceConfig) -> [u8; 32] {
             );
             put("token", secret(&ws.token).as_bytes());
             put("client_secret", secret(&ws.client_secret).as_bytes());
+            // The other auth attributes (Debug redacts the Azure secret, hashed next).
+            put("sdk", format!("{:?}", ws.sdk).as_bytes());
+            put(
+                "azure_client_secret",
+                secret(&ws.sdk.azure_client_secret).as_bytes(),
+            );
         }
     }
     h.finalize().into()
@@ -255,27 +274,84 @@ fn workspace_client(ws: &WorkspaceConfig) -> Result<Arc<ApiClient>, AppError> {
     let resolved = resolve(ws, &|k| std::env::var(k).ok(), home.as_deref())
         .map_err(|e| AppError::Workspace(e.to_string()))?;
     tracing::info!(host = %resolved.host, source = %resolved.source, "workspace resolved");
-    let http =
-        crate::workspace::http::http_client(ws.http_timeout, resolved.host.starts_with("https://"))
-            .map_err(AppError::Workspace)?;
-    let token = match resolved.auth {
-        WorkspaceAuth::Pat(t) => TokenSource::Pat(t),
-        WorkspaceAuth::OAuthM2m {
-            client_id,
-            client_secret,
-        } => TokenSource::m2m(
-            http.clone(),
-            resolved.host.clone(),
-            client_id,
-            client_secret,
-        ),
-    };
+    let http = crate::workspace::transport::http_client(
+        ws.http_timeout,
+        resolved.host.starts_with("https://"),
+    )
+    .map_err(AppError::Workspace)?;
+    let token = TokenSource::new(resolved.auth, http.clone(), resolved.host.clone());
     Ok(Arc::new(ApiClient::new(
         http,
         resolved.host,
         Arc::new(token),
         ws.retry_timeout,
     )))
+}
+
+/// Open files lakepool may hold besides client and server connections: listeners, the runtime,
+/// cancel requests and workspace API calls in flight, certificate and secret file reads.
+const OPEN_FILES_MARGIN: u64 = 64;
+
+/// Most open files the configuration can use: every client, every server connection the pools
+/// may open (pool and reserve sizes for each database and user, capped by
+/// `max_db_connections`), and a margin.
+pub fn open_files_needed(config: &Config) -> u64 {
+    let servers: usize = config
+        .databases
+        .iter()
+        .map(|db| {
+            let all: usize = config
+                .users
+                .iter()
+                .map(|u| u.pool.apply(&db.pool))
+                .map(|p| p.size + p.reserve_pool_size)
+                .sum();
+            match db.pool.max_db_connections {
+                0 => all,
+                cap => all.min(cap),
+            }
+        })
+        .sum();
+    (config.server.max_client_conn + servers) as u64 + OPEN_FILES_MARGIN
+}
+
+/// Raises the open-files soft limit to the hard one (capped by the kernel's `nr_open`) and
+/// warns when it is still below what the configuration can use: past it, accepts and server
+/// connections fail with EMFILE.
+fn raise_open_files_limit(config: &Config) {
+    use rlimit::Resource;
+    let needed = open_files_needed(config);
+    let Ok((soft, hard)) = Resource::NOFILE.get() else {
+        return;
+    };
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20);
+    let target = hard.min(nr_open);
+    let soft = if soft < target {
+        match Resource::NOFILE.set(target, hard) {
+            Ok(()) => target,
+            Err(e) => {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open files limit");
+                soft
+            }
+        }
+    } else {
+        soft
+    };
+    if soft < needed {
+        tracing::warn!(
+            limit = soft,
+            hard_limit = hard,
+            needed,
+            "the open files limit is below max_client_conn plus the pools' server connections \
+             plus a margin of {OPEN_FILES_MARGIN}: past it, clients and server connections fail \
+             (raise it with ulimit -n, LimitNOFILE= in systemd, or lower max_client_conn)"
+        );
+    } else {
+        tracing::debug!(limit = soft, needed, "open files limit");
+    }
 }
 
 /// Runs lakepool until `shutdown` is cancelled, then drains: listeners stop, idle clients are
@@ -285,8 +361,13 @@ pub async fn run(
     path: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    raise_open_files_limit(&config);
     let built = build(&config, shutdown.clone())?;
     let fe = Arc::new(built.frontend);
+    let path_shown = path.as_ref().map(|p| p.display().to_string());
     // Credentials are fetched in the background: lakepool listens even while the first one
     // cannot be had yet, and clients are told why until it can.
     let refreshers = start_refreshers(built.rotating, &shutdown);
@@ -298,16 +379,25 @@ pub async fn run(
         shutdown.clone(),
     ));
     tokio::spawn(sighup(Arc::clone(&fe)));
+    let mut listening = Vec::new();
     for addr in &config.server.listen {
         let (listener, local) = bind(*addr).await?;
         tracing::info!(addr = %local, "listening");
+        listening.push(local.to_string());
         tokio::spawn(listener::run(listener, Arc::clone(&fe)));
     }
+    let mut admin = "off".to_owned();
     if let Some(addr) = config.server.admin_listen {
         let (listener, local) = bind(addr).await?;
+        if let Some(w) = crate::admin::exposure_warning(local, config.server.admin_token.is_some())
+        {
+            tracing::warn!("{w}");
+        }
         tracing::info!(admin_addr = %local, "health endpoints: /healthz, /readyz");
+        admin = local.to_string();
         tokio::spawn(crate::admin::serve(listener, Arc::clone(&fe)));
     }
+    log_startup(&fe, path_shown.as_deref(), &listening, &admin);
     let maintenance = tokio::spawn(maintain(Arc::clone(&fe)));
     shutdown.cancelled().await;
     tracing::info!("shutting down: no new connections");
@@ -329,6 +419,38 @@ pub async fn run(
     // Give the Terminate messages to idle servers a moment to go out.
     tokio::time::sleep(Duration::from_millis(100)).await;
     Ok(())
+}
+
+/// The startup line: what runs (version and commit), from which file, where it listens, and
+/// the databases and pools (as SHOW POOLS lists them) it serves.
+fn log_startup(fe: &Frontend, config: Option<&str>, listening: &[String], admin: &str) {
+    let live = fe.live();
+    let mut databases: Vec<String> = live
+        .registry
+        .databases()
+        .map(|d| format!("{} ({})", d.name, d.upstream.credential.describe()))
+        .collect();
+    databases.sort();
+    drop(live);
+    let pools: Vec<String> = crate::admin::snapshot::pools(fe)
+        .iter()
+        .map(|p| {
+            let mode = match p.mode {
+                crate::config::PoolMode::Session => "session",
+                crate::config::PoolMode::Transaction => "transaction",
+            };
+            format!("{}/{} ({mode}, pool_size {})", p.database, p.user, p.size)
+        })
+        .collect();
+    tracing::info!(
+        version = %crate::VERSION,
+        config = %config.unwrap_or("-"),
+        listen = %listening.join(", "),
+        admin_listen = %admin,
+        databases = %databases.join(", "),
+        pools = %pools.join(", "),
+        "lakepool started"
+    );
 }
 
 /// Running credential refreshers, each stoppable on its own when a reload drops its database.
@@ -371,7 +493,7 @@ async fn reloads(
 ) {
     while let Some(reply) = requests.recv().await {
         let result = match &path {
-            Some(p) => reload(&fe, p, &mut running, &shutdown),
+            Some(p) => reload(&fe, p, &mut running, &shutdown).await,
             None => Err("lakepool was started without a configuration file".to_owned()),
         };
         match &result {
@@ -387,15 +509,27 @@ async fn reloads(
 /// Re-reads the configuration file and swaps in users, databases, pool settings, limits, TLS
 /// certificates and secret files. Connected clients stay; pools whose upstream or settings
 /// changed drain as their clients move on. An invalid file changes nothing.
-fn reload(
+async fn reload(
     fe: &Frontend,
     path: &std::path::Path,
     running: &mut Refreshers,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
-    let config = crate::config::load_file(path).map_err(|e| e.to_string())?;
     let old = fe.live();
-    let (live, rotating) = build_live(&config, Some(&old)).map_err(|e| e.to_string())?;
+    // Reading the file, secret files, certificates and CA bundles, and deriving SCRAM
+    // verifiers (PBKDF2, milliseconds each), run on a blocking thread: the runtime threads
+    // keep serving clients meanwhile.
+    let (path_owned, previous) = (path.to_owned(), Arc::clone(&old));
+    let (config, live, rotating) = tokio::task::spawn_blocking(move || {
+        let config = crate::config::load_file(&path_owned).map_err(|e| e.to_string())?;
+        let (live, rotating) = build_live(&config, Some(&previous)).map_err(|e| e.to_string())?;
+        Ok::<_, String>((config, live, rotating))
+    })
+    .await
+    .map_err(|e| format!("the reload failed: {e}"))??;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     let s = &config.server;
     if s.listen != fe.server.listen
         || s.admin_listen != fe.server.admin_listen
@@ -422,6 +556,15 @@ fn reload(
             pool.retire();
         }
     }
+    // Pools this reload drained: those of the old configuration it did not keep.
+    let mut drained: Vec<String> = old
+        .registry
+        .pools()
+        .iter()
+        .filter(|p| p.is_retired())
+        .map(|p| format!("{}/{}", p.database(), p.user()))
+        .collect();
+    drained.sort();
     running.retain(|(c, token)| {
         let mine = Arc::as_ptr(c) as *const ();
         let used = current
@@ -434,7 +577,12 @@ fn reload(
         used
     });
     drop(old);
-    tracing::info!(databases, users, "configuration reloaded");
+    let drained = if drained.is_empty() {
+        "none".to_owned()
+    } else {
+        drained.join(", ")
+    };
+    tracing::info!(databases, users, drained = %drained, "configuration reloaded");
     Ok(())
 }
 
@@ -459,5 +607,30 @@ async fn maintain(fe: Arc<Frontend>) {
             pool.fill_to_min();
             pool.relieve();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_files_needed_counts_clients_pools_and_a_margin() {
+        let text = |db_extra: &str| {
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\nmax_client_conn = 100\n\
+                 [pool]\npool_size = 10\nreserve_pool_size = 2\n\
+                 [[users]]\nname = \"a\"\npassword = \"pw\"\n\
+                 [[users]]\nname = \"b\"\npassword = \"pw\"\npool_size = 3\n\
+                 [[databases]]\nname = \"d\"\nhost = \"h\"\nuser = \"u\"\n{db_extra}"
+            )
+        };
+        let load = |t: &str| crate::config::load_str(t, std::path::Path::new(".")).unwrap();
+        // 100 clients + (10 + 2) for a + (3 + 2) for b + the margin.
+        assert_eq!(open_files_needed(&load(&text(""))), 100 + 12 + 5 + 64);
+        assert_eq!(
+            open_files_needed(&load(&text("max_db_connections = 4\n"))),
+            100 + 4 + 64
+        );
     }
 }

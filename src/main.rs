@@ -8,12 +8,38 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use lakepool::auth::scram::{DEFAULT_ITERATIONS, ScramVerifier};
+use lakepool::auth::users::MAX_VERIFIER_ITERATIONS;
 use lakepool::config;
+
+/// What `--help` says after the options.
+const AFTER_HELP: &str = "\
+Without a subcommand, lakepool serves: it loads the configuration (--config or
+LAKEPOOL_CONFIG), logs a startup line (version, commit, config, listeners, databases, pools),
+listens on [server] listen (and admin_listen) and runs in the foreground until stopped.
+`lakepool check` validates exactly what serving validates, environment included, without
+binding anything.
+
+Signals:
+  SIGHUP              reload the configuration file: users, databases, pool settings, limits,
+                      TLS certificates and *_file secrets (listeners need a restart); an invalid
+                      file is refused and the running configuration stays
+  SIGTERM, SIGINT     drain: stop accepting clients, let transactions in flight finish, tell
+                      idle clients (57P01), exit 0 within [server] shutdown_timeout
+  a second one        exit at once (status 1)
+
+Logging, to stderr:
+  RUST_LOG            level and filters (default info), e.g. RUST_LOG=debug or
+                      RUST_LOG=info,lakepool::pool=debug
+  LAKEPOOL_LOG_FORMAT text or json, overriding [server] log_format
+
+Admin: psql \"dbname=lakepool\" (or pgbouncer) as an admin = true user for SHOW POOLS, SHOW
+STATS, PAUSE, RELOAD, ...; /healthz, /readyz and /metrics on [server] admin_listen.";
 
 #[derive(Parser)]
 #[command(
-    version,
-    about = "PostgreSQL connection pooler for Databricks Lakebase"
+    version = lakepool::VERSION,
+    about = "PostgreSQL connection pooler for Databricks Lakebase",
+    after_help = AFTER_HELP
 )]
 struct Cli {
     /// Configuration file (TOML).
@@ -25,7 +51,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate the configuration and exit.
+    /// Validate the configuration exactly as serving does (file, LAKEPOOL_LOG_FORMAT, TLS
+    /// files, users, databases, workspace settings) without binding anything, and exit.
     Check,
     /// Read a password from stdin and print its SCRAM-SHA-256 verifier for `[[users]] password`.
     HashPassword {
@@ -49,8 +76,22 @@ fn load(path: Option<PathBuf>) -> Result<config::Config, String> {
     config::load_file(&path).map_err(|e| e.to_string())
 }
 
+/// What serving validates before it builds anything: the configuration file and the logging
+/// environment. Returns the config and the log format to use.
+fn validate(path: Option<PathBuf>) -> Result<(config::Config, config::LogFormat), String> {
+    let config = load(path)?;
+    let format = log_format(config.server.log_format)?;
+    Ok((config, format))
+}
+
+/// `check`: exactly what serving validates ([`validate`], then what `app::run` builds before
+/// it binds: TLS files, users, databases, workspace settings), without binding or calling any
+/// API.
 fn check(path: Option<PathBuf>) -> ExitCode {
-    let result = load(path).and_then(|c| {
+    let result = validate(path).and_then(|(c, _)| {
+        for w in &c.warnings {
+            eprintln!("lakepool: warning: {w}");
+        }
         lakepool::app::build(&c, CancellationToken::new())
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -75,7 +116,7 @@ fn hash_password(iterations: u32) -> ExitCode {
         let _ = std::io::stderr().flush();
         set_echo(false);
     }
-    let mut line = String::new();
+    let mut line = zeroize::Zeroizing::new(String::new());
     let read = stdin.lock().read_line(&mut line);
     if tty {
         set_echo(true);
@@ -88,6 +129,10 @@ fn hash_password(iterations: u32) -> ExitCode {
     let password = line.trim_end_matches(['\n', '\r']);
     if password.is_empty() {
         eprintln!("lakepool: empty password");
+        return ExitCode::FAILURE;
+    }
+    if iterations > MAX_VERIFIER_ITERATIONS {
+        eprintln!("lakepool: at most {MAX_VERIFIER_ITERATIONS} iterations (a config refuses more)");
         return ExitCode::FAILURE;
     }
     println!(
@@ -105,20 +150,21 @@ fn set_echo(on: bool) {
         .status();
 }
 
-/// Logs to stderr: text (coloured on a terminal) or one JSON object per line. The format comes
-/// from `LAKEPOOL_LOG_FORMAT` (`text`/`json`), else `[server] log_format`; the level from
+/// The log format: `LAKEPOOL_LOG_FORMAT` (`text`/`json`) when set, else `[server] log_format`.
+fn log_format(configured: config::LogFormat) -> Result<config::LogFormat, String> {
+    match std::env::var("LAKEPOOL_LOG_FORMAT").ok().as_deref() {
+        None | Some("") => Ok(configured),
+        Some("text") => Ok(config::LogFormat::Text),
+        Some("json") => Ok(config::LogFormat::Json),
+        Some(other) => Err(format!(
+            "LAKEPOOL_LOG_FORMAT={other:?} is not supported: use text or json"
+        )),
+    }
+}
+
+/// Logs to stderr: text (coloured on a terminal) or one JSON object per line; the level from
 /// `RUST_LOG` (default `info`).
-fn init_logging(format: config::LogFormat) -> Result<(), String> {
-    let format = match std::env::var("LAKEPOOL_LOG_FORMAT").ok().as_deref() {
-        None | Some("") => format,
-        Some("text") => config::LogFormat::Text,
-        Some("json") => config::LogFormat::Json,
-        Some(other) => {
-            return Err(format!(
-                "LAKEPOOL_LOG_FORMAT={other:?} is not supported: use text or json"
-            ));
-        }
-    };
+fn init_logging(format: config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -128,22 +174,18 @@ fn init_logging(format: config::LogFormat) -> Result<(), String> {
         config::LogFormat::Json => builder.json().init(),
         config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
-    Ok(())
 }
 
 fn serve(path: Option<PathBuf>) -> ExitCode {
     // The config says how to log, so a config error is reported plainly on stderr.
-    let config = match load(path.clone()) {
-        Ok(c) => c,
+    let (config, format) = match validate(path.clone()) {
+        Ok(v) => v,
         Err(e) => {
             eprintln!("lakepool: {e}");
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = init_logging(config.server.log_format) {
-        eprintln!("lakepool: {e}");
-        return ExitCode::FAILURE;
-    }
+    init_logging(format);
     // One worker runs a current-thread runtime: no work-stealing bookkeeping or cross-thread
     // wake-ups, which on a small machine shared with PostgreSQL is the cheapest per message.
     let mut builder = if config.server.workers == 1 {

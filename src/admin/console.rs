@@ -1,11 +1,13 @@
-//! The admin console: an admin user logging in to the virtual database `lakepool` gets a
-//! session that answers simple queries with the commands below (case-insensitive, optional
-//! trailing `;`). Results are RowDescription + DataRow + CommandComplete, then
-//! ReadyForQuery. The extended protocol gets `0A000` (then the console skips to the Sync).
+//! The admin console: an admin user logging in to the virtual database `lakepool` (or
+//! `pgbouncer`, the name PgBouncer's tools use) gets a session that answers simple queries
+//! with the commands below (case-insensitive, optional trailing `;`). Results are
+//! RowDescription + DataRow + CommandComplete, then ReadyForQuery. The extended protocol gets
+//! `0A000` (then the console skips to the Sync).
 //!
-//! `SHOW POOLS|CLIENTS|SERVERS|STATS|DATABASES|CONFIG|CREDENTIALS|HELP|VERSION`,
-//! `PAUSE [db]`, `RESUME [db]`, `RECONNECT [db]`, `REFRESH CREDENTIALS [db]`, `RELOAD`,
-//! `SHUTDOWN`.
+//! `SHOW POOLS|CLIENTS|SERVERS|STATS|STATS_TOTALS|STATS_AVERAGES|DATABASES|USERS|LISTS|MEM|
+//! CONFIG|CREDENTIALS|HELP|VERSION` (PgBouncer 1.25's columns where PgBouncer has the
+//! command, see [`super::show`]), `PAUSE [db]`, `RESUME [db]`, `RECONNECT [db]`,
+//! `REFRESH CREDENTIALS [db]`, `RELOAD`, `SHUTDOWN`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +39,12 @@ pub const COMMANDS: &[&str] = &[
     "SHOW CLIENTS",
     "SHOW SERVERS",
     "SHOW STATS",
+    "SHOW STATS_TOTALS",
+    "SHOW STATS_AVERAGES",
     "SHOW DATABASES",
+    "SHOW USERS",
+    "SHOW LISTS",
+    "SHOW MEM",
     "SHOW CONFIG",
     "SHOW CREDENTIALS",
     "SHOW HELP",
@@ -59,10 +66,20 @@ pub enum Show {
     Clients,
     /// Server connections.
     Servers,
-    /// Per pool counters.
+    /// Per database counters: totals and averages.
     Stats,
+    /// Per database totals.
+    StatsTotals,
+    /// Per database averages.
+    StatsAverages,
     /// Configured databases.
     Databases,
+    /// Configured logins.
+    Users,
+    /// Sizes of lakepool's lists.
+    Lists,
+    /// Memory.
+    Mem,
     /// Running settings (secrets redacted).
     Config,
     /// Upstream credentials (never the secret).
@@ -115,7 +132,12 @@ pub fn parse(query: &str) -> Result<Command, String> {
             "clients" => Show::Clients,
             "servers" => Show::Servers,
             "stats" => Show::Stats,
+            "stats_totals" => Show::StatsTotals,
+            "stats_averages" => Show::StatsAverages,
             "databases" => Show::Databases,
+            "users" => Show::Users,
+            "lists" => Show::Lists,
+            "mem" => Show::Mem,
             "config" => Show::Config,
             "credentials" => Show::Credentials,
             "help" => Show::Help,
@@ -475,6 +497,17 @@ mod tests {
             parse("show credentials;"),
             Ok(Command::Show(Show::Credentials))
         );
+        assert_eq!(
+            parse("SHOW STATS_TOTALS"),
+            Ok(Command::Show(Show::StatsTotals))
+        );
+        assert_eq!(
+            parse("show stats_averages"),
+            Ok(Command::Show(Show::StatsAverages))
+        );
+        assert_eq!(parse("show Users"), Ok(Command::Show(Show::Users)));
+        assert_eq!(parse("SHOW LISTS;"), Ok(Command::Show(Show::Lists)));
+        assert_eq!(parse("show mem"), Ok(Command::Show(Show::Mem)));
         assert_eq!(parse("PAUSE"), Ok(Command::Pause(None)));
         assert_eq!(parse("pause app;"), Ok(Command::Pause(Some("app".into()))));
         assert_eq!(parse("pause \"My Db\""), Err(unknown("pause \"My Db\"")));

@@ -102,6 +102,77 @@ fn wait_histogram(o: &mut Out, database: &str, user: &str, stats: &PoolStats) {
     o.sample("lakepool_wait_seconds_count", &labels, count as f64);
 }
 
+/// A per-pool counter's value.
+type Count = fn(&PoolSample) -> f64;
+
+fn load(a: &std::sync::atomic::AtomicU64) -> f64 {
+    a.load(Ordering::Relaxed) as f64
+}
+
+/// The per-pool counters: name, help, value.
+const COUNTERS: [(&str, &str, Count); 12] = [
+    (
+        "lakepool_transactions_total",
+        "Transactions: ReadyForQuery replies with status idle sent to clients.",
+        |p| load(&p.stats.xacts),
+    ),
+    (
+        "lakepool_queries_total",
+        "Queries: ReadyForQuery replies sent to clients (one per simple query or Sync).",
+        |p| load(&p.stats.queries),
+    ),
+    (
+        "lakepool_transaction_time_seconds_total",
+        "Time spent in transactions, from the first request to the ReadyForQuery that ends it.",
+        |p| load(&p.stats.xact_us) / 1e6,
+    ),
+    (
+        "lakepool_query_time_seconds_total",
+        "Time spent in queries, from a request to the ReadyForQuery that answers it.",
+        |p| load(&p.stats.query_us) / 1e6,
+    ),
+    (
+        "lakepool_client_bytes_received_total",
+        "Bytes received from clients.",
+        |p| load(&p.stats.received),
+    ),
+    (
+        "lakepool_client_bytes_sent_total",
+        "Bytes sent to clients from servers.",
+        |p| load(&p.stats.sent),
+    ),
+    (
+        "lakepool_server_connections_opened_total",
+        "Server connections opened.",
+        |p| load(&p.stats.servers_opened),
+    ),
+    (
+        "lakepool_server_connections_closed_total",
+        "Server connections closed or lost.",
+        |p| load(&p.stats.servers_closed),
+    ),
+    (
+        "lakepool_server_connect_failures_total",
+        "Failed attempts to open a server connection (TCP, TLS, login refused, no credential).",
+        |p| load(&p.stats.connect_failures),
+    ),
+    (
+        "lakepool_client_parses_total",
+        "Parse messages of named statements from clients (transaction mode, statement mapping).",
+        |p| load(&p.stats.client_parses),
+    ),
+    (
+        "lakepool_server_parses_total",
+        "Parse messages sent to servers for clients' named statements.",
+        |p| load(&p.stats.server_parses),
+    ),
+    (
+        "lakepool_binds_total",
+        "Bind messages of named statements (transaction mode, statement mapping).",
+        |p| load(&p.stats.binds),
+    ),
+];
+
 /// Renders a scrape.
 pub fn render(scrape: &Scrape) -> String {
     let mut o = Out {
@@ -110,7 +181,10 @@ pub fn render(scrape: &Scrape) -> String {
     o.family("lakepool_info", "gauge", "lakepool build information.");
     o.sample(
         "lakepool_info",
-        &[("version", env!("CARGO_PKG_VERSION"))],
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("commit", crate::COMMIT),
+        ],
         1.0,
     );
     o.family(
@@ -173,47 +247,10 @@ pub fn render(scrape: &Scrape) -> String {
         wait_histogram(&mut o, &p.database, &p.user, &p.stats);
     }
 
-    type Count = fn(&PoolSample) -> u64;
-    let counters: [(&str, &str, Count); 6] = [
-        (
-            "lakepool_transactions_total",
-            "Transactions: ReadyForQuery replies with status idle sent to clients.",
-            |p| p.stats.xacts.load(Ordering::Relaxed),
-        ),
-        (
-            "lakepool_queries_total",
-            "Queries: ReadyForQuery replies sent to clients (one per simple query or Sync).",
-            |p| p.stats.queries.load(Ordering::Relaxed),
-        ),
-        (
-            "lakepool_client_bytes_received_total",
-            "Bytes received from clients.",
-            |p| p.stats.received.load(Ordering::Relaxed),
-        ),
-        (
-            "lakepool_client_bytes_sent_total",
-            "Bytes sent to clients from servers.",
-            |p| p.stats.sent.load(Ordering::Relaxed),
-        ),
-        (
-            "lakepool_server_connections_opened_total",
-            "Server connections opened.",
-            |p| p.stats.servers_opened.load(Ordering::Relaxed),
-        ),
-        (
-            "lakepool_server_connections_closed_total",
-            "Server connections closed or lost.",
-            |p| p.stats.servers_closed.load(Ordering::Relaxed),
-        ),
-    ];
-    for (name, help, f) in counters {
+    for (name, help, f) in COUNTERS {
         o.family(name, "counter", help);
         for p in &scrape.pools {
-            o.sample(
-                name,
-                &[("database", &p.database), ("user", &p.user)],
-                f(p) as f64,
-            );
+            o.sample(name, &[("database", &p.database), ("user", &p.user)], f(p));
         }
     }
 
@@ -370,7 +407,7 @@ mod tests {
                     std::time::SystemTime::now() + std::time::Duration::from_secs(100),
                 ),
                 valid: true,
-                status: Some(crate::upstream::lakebase::RefreshStatus {
+                status: Some(crate::credentials::status::RefreshStatus {
                     refreshes: 2,
                     failures: 1,
                     last_error_class: Some("http_5xx"),
@@ -424,6 +461,49 @@ mod tests {
                     .unwrap_or(name);
                 assert!(typed.contains(base), "{line}");
             }
+        }
+    }
+
+    #[test]
+    fn pool_counters_are_rendered_in_seconds_and_counts() {
+        let stats = std::sync::Arc::new(crate::pool::stats::PoolStats::default());
+        stats.query_us.store(2_500, Ordering::Relaxed);
+        stats.xact_us.store(4_000_000, Ordering::Relaxed);
+        stats.record_bind();
+        stats.record_connect_failure();
+        let scrape = Scrape {
+            pools: vec![PoolSample {
+                database: "d".into(),
+                user: "u".into(),
+                mode: crate::config::PoolMode::Transaction,
+                cl_active: 0,
+                cl_waiting: 0,
+                maxwait: std::time::Duration::ZERO,
+                sv_active: 0,
+                sv_idle: 0,
+                paused: false,
+                size: 5,
+                stats,
+                pool: None,
+            }],
+            credentials: Vec::new(),
+            process: ProcessSample::default(),
+            clients_connected: 0,
+        };
+        let text = render(&scrape);
+        let labels = "{database=\"d\",user=\"u\"}";
+        for line in [
+            format!("lakepool_query_time_seconds_total{labels} 0.0025"),
+            format!("lakepool_transaction_time_seconds_total{labels} 4"),
+            format!("lakepool_binds_total{labels} 1"),
+            format!("lakepool_server_connect_failures_total{labels} 1"),
+            format!("lakepool_client_parses_total{labels} 0"),
+            format!("lakepool_pool_size{labels} 5"),
+        ] {
+            assert!(
+                text.contains(&format!("{line}\n")),
+                "{line} missing:\n{text}"
+            );
         }
     }
 

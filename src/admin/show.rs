@@ -1,19 +1,25 @@
-//! The tables of the admin console's `SHOW` commands. Column names follow PgBouncer's where
-//! the meaning is the same; numbers are `int8`, everything else `text`. No secret is ever
-//! shown: passwords and tokens appear as `(set)` at most.
+//! The tables of the admin console's `SHOW` commands. Where PgBouncer 1.25 has the command,
+//! the columns are its columns in its order, with its types (`int4`, `int8`, `numeric`, `text`)
+//! and units (times in µs, durations in seconds), so PgBouncer's exporters and dashboards read
+//! lakepool; lakepool's own columns follow them. What lakepool does not have (cancel-request
+//! queues, peers, DNS caches, slab allocators) shows as 0, what it does not know per
+//! connection (local address, application name of a client) as NULL. No secret is ever shown:
+//! passwords and tokens appear as `(set)` at most.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
 
 use super::console::{COMMANDS, Show};
-use super::snapshot::{self, rfc3339};
-use crate::config::{PoolMode, PoolSettings};
+use super::snapshot::{self, pg_time, rfc3339};
+use crate::config::PoolMode;
 use crate::frontend::Frontend;
 use crate::proto::write;
 
-const TEXT: u32 = 25;
-const INT8: u32 = 20;
+pub(super) const TEXT: u32 = 25;
+pub(super) const INT4: u32 = 23;
+pub(super) const INT8: u32 = 20;
+pub(super) const NUMERIC: u32 = 1700;
 
 /// A result set.
 #[derive(Debug, Default)]
@@ -25,14 +31,14 @@ pub struct Table {
 }
 
 impl Table {
-    fn new(columns: &[(&'static str, u32)]) -> Self {
+    pub(super) fn new(columns: &[(&'static str, u32)]) -> Self {
         Self {
             columns: columns.to_vec(),
             rows: Vec::new(),
         }
     }
 
-    fn row(&mut self, values: Vec<Option<String>>) {
+    pub(super) fn row(&mut self, values: Vec<Option<String>>) {
         debug_assert_eq!(values.len(), self.columns.len());
         self.rows.push(values);
     }
@@ -45,13 +51,24 @@ impl Table {
             write::data_row(buf, &vals);
         }
     }
+
+    /// The values of column `name` (tests).
+    #[cfg(test)]
+    pub fn column(&self, name: &str) -> Vec<Option<&str>> {
+        let i = self
+            .columns
+            .iter()
+            .position(|(c, _)| *c == name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        self.rows.iter().map(|r| r[i].as_deref()).collect()
+    }
 }
 
-fn s(v: impl ToString) -> Option<String> {
+pub(super) fn s(v: impl ToString) -> Option<String> {
     Some(v.to_string())
 }
 
-fn mode(m: PoolMode) -> &'static str {
+pub(super) fn mode(m: PoolMode) -> &'static str {
     match m {
         PoolMode::Session => "session",
         PoolMode::Transaction => "transaction",
@@ -71,9 +88,14 @@ pub fn table(fe: &Frontend, what: Show) -> Table {
         Show::Pools => pools(fe),
         Show::Clients => clients(fe),
         Show::Servers => servers(fe),
-        Show::Stats => stats(fe),
+        Show::Stats => super::show_stats::stats(fe),
+        Show::StatsTotals => super::show_stats::totals(fe),
+        Show::StatsAverages => super::show_stats::averages_table(fe),
         Show::Databases => databases(fe),
-        Show::Config => config(fe),
+        Show::Users => users(fe),
+        Show::Lists => lists(fe),
+        Show::Mem => mem(),
+        Show::Config => super::show_config::config(fe),
         Show::Credentials => credentials(fe),
         Show::Help => {
             let mut t = Table::new(&[("command", TEXT)]);
@@ -84,7 +106,7 @@ pub fn table(fe: &Frontend, what: Show) -> Table {
         }
         Show::Version => {
             let mut t = Table::new(&[("version", TEXT)]);
-            t.row(vec![s(concat!("lakepool ", env!("CARGO_PKG_VERSION")))]);
+            t.row(vec![s(crate::VERSION_LINE)]);
             t
         }
     }
@@ -94,14 +116,23 @@ fn pools(fe: &Frontend) -> Table {
     let mut t = Table::new(&[
         ("database", TEXT),
         ("user", TEXT),
-        ("cl_active", INT8),
-        ("cl_waiting", INT8),
-        ("sv_active", INT8),
-        ("sv_idle", INT8),
-        ("maxwait", INT8),
-        ("maxwait_us", INT8),
+        ("cl_active", INT4),
+        ("cl_waiting", INT4),
+        ("cl_active_cancel_req", INT4),
+        ("cl_waiting_cancel_req", INT4),
+        ("sv_active", INT4),
+        ("sv_active_cancel", INT4),
+        ("sv_being_canceled", INT4),
+        ("sv_idle", INT4),
+        ("sv_used", INT4),
+        ("sv_tested", INT4),
+        ("sv_login", INT4),
+        ("maxwait", INT4),
+        ("maxwait_us", INT4),
         ("pool_mode", TEXT),
-        ("pool_size", INT8),
+        ("load_balance_hosts", TEXT),
+        // lakepool's own:
+        ("pool_size", INT4),
         ("paused", TEXT),
     ]);
     for p in snapshot::pools(fe) {
@@ -110,11 +141,20 @@ fn pools(fe: &Frontend) -> Table {
             s(&p.user),
             s(p.cl_active),
             s(p.cl_waiting),
+            s(0),
+            s(0),
+            // Connections being opened count as active (lakepool does not tell them apart).
             s(p.sv_active),
+            s(0),
+            s(0),
             s(p.sv_idle),
+            s(0),
+            s(0),
+            s(0),
             s(p.maxwait.as_secs()),
             s(p.maxwait.subsec_micros()),
             s(mode(p.mode)),
+            None,
             s(p.size),
             s(if p.paused { "yes" } else { "no" }),
         ]);
@@ -122,128 +162,134 @@ fn pools(fe: &Frontend) -> Table {
     t
 }
 
+/// PgBouncer's socket columns (SHOW CLIENTS and SHOW SERVERS).
+const SOCKET_COLUMNS: [(&str, u32); 21] = [
+    ("type", TEXT),
+    ("user", TEXT),
+    ("database", TEXT),
+    ("replication", TEXT),
+    ("state", TEXT),
+    ("addr", TEXT),
+    ("port", INT4),
+    ("local_addr", TEXT),
+    ("local_port", INT4),
+    ("connect_time", TEXT),
+    ("request_time", TEXT),
+    ("wait", INT4),
+    ("wait_us", INT4),
+    ("close_needed", INT4),
+    ("ptr", TEXT),
+    ("link", TEXT),
+    ("remote_pid", INT4),
+    ("tls", TEXT),
+    ("application_name", TEXT),
+    ("prepared_statements", INT4),
+    ("id", INT8),
+];
+
+/// One socket row; `ptr` is lakepool's id of the connection (`c<id>` for clients, `s<id>` for
+/// servers), `link` is not tracked.
+struct Socket<'a> {
+    kind: &'static str,
+    user: &'a str,
+    database: &'a str,
+    state: &'a str,
+    addr: Option<String>,
+    port: Option<u16>,
+    connect_time: Option<SystemTime>,
+    request_time: Option<SystemTime>,
+    wait: Duration,
+    remote_pid: Option<u32>,
+    tls: Option<bool>,
+    id: Option<u64>,
+}
+
+impl Socket<'_> {
+    fn row(&self) -> Vec<Option<String>> {
+        let prefix = if self.kind == "C" { "c" } else { "s" };
+        vec![
+            s(self.kind),
+            s(self.user),
+            s(self.database),
+            s("none"),
+            s(self.state),
+            self.addr.clone(),
+            self.port.map(|p| p.to_string()),
+            None,
+            None,
+            self.connect_time.map(pg_time),
+            self.request_time.map(pg_time),
+            s(self.wait.as_secs()),
+            s(self.wait.subsec_micros()),
+            s(0),
+            self.id.map(|id| format!("{prefix}{id}")),
+            None,
+            self.remote_pid.map(|p| p.to_string()),
+            self.tls.map(|t| if t { "TLS" } else { "" }.to_owned()),
+            None,
+            None,
+            self.id.map(|id| id.to_string()),
+        ]
+    }
+}
+
 fn clients(fe: &Frontend) -> Table {
-    let mut t = Table::new(&[
-        ("type", TEXT),
-        ("user", TEXT),
-        ("database", TEXT),
-        ("state", TEXT),
-        ("addr", TEXT),
-        ("port", INT8),
-        ("connect_time", TEXT),
-        ("wait", INT8),
-        ("wait_us", INT8),
-        ("tls", TEXT),
-        ("id", INT8),
-    ]);
+    let mut t = Table::new(&SOCKET_COLUMNS);
     for c in fe.sessions.snapshot() {
-        let wait = c.waiting_for().unwrap_or(Duration::ZERO);
-        t.row(vec![
-            s("C"),
-            s(&c.user),
-            s(&c.database),
-            s(c.state().as_str()),
-            s(c.addr.ip()),
-            s(c.addr.port()),
-            s(rfc3339(c.connected_at)),
-            s(wait.as_secs()),
-            s(wait.subsec_micros()),
-            s(if c.tls { "yes" } else { "no" }),
-            s(c.id),
-        ]);
+        let sock = Socket {
+            kind: "C",
+            user: &c.user,
+            database: &c.database,
+            state: c.state().as_str(),
+            addr: s(c.addr.ip()),
+            port: Some(c.addr.port()),
+            connect_time: Some(c.connected_at),
+            request_time: None,
+            wait: c.waiting_for().unwrap_or(Duration::ZERO),
+            remote_pid: Some(0),
+            tls: Some(c.tls),
+            id: Some(c.id),
+        };
+        t.row(sock.row());
     }
     t
 }
 
 /// Idle connections one row each (with their backend pid); connections in use are known to
-/// the pool only as a count, so each pool with some gets one `active` row with that count.
+/// the pool only as a count, so each gets a row with what the pool knows (no id or pid).
 fn servers(fe: &Frontend) -> Table {
-    let mut t = Table::new(&[
-        ("type", TEXT),
-        ("user", TEXT),
-        ("database", TEXT),
-        ("state", TEXT),
-        ("addr", TEXT),
-        ("port", INT8),
-        ("connect_time", TEXT),
-        ("request_time", TEXT),
-        ("backend_pid", INT8),
-        ("id", INT8),
-        ("count", INT8),
-    ]);
+    let mut t = Table::new(&SOCKET_COLUMNS);
     for p in snapshot::pools(fe) {
-        let port = p.pool.upstream().port;
-        for c in p.pool.idle_servers() {
-            t.row(vec![
-                s("S"),
-                s(&p.user),
-                s(&p.database),
-                s("idle"),
-                s(&c.host),
-                s(port),
-                s(rfc3339(wall(c.created))),
-                s(rfc3339(wall(c.last_used))),
-                s(c.backend_pid),
-                s(c.id),
-                s(1),
-            ]);
+        let Some(pool) = &p.pool else { continue };
+        let up = pool.upstream();
+        let base = |state| Socket {
+            kind: "S",
+            user: &p.user,
+            database: &p.database,
+            state,
+            addr: up.credential.target().0.map(|h| h.to_string()),
+            port: Some(up.port),
+            connect_time: None,
+            request_time: None,
+            wait: Duration::ZERO,
+            remote_pid: None,
+            tls: Some(up.tls.is_some()),
+            id: None,
+        };
+        for _ in 0..p.sv_active {
+            t.row(base("active").row());
         }
-        if p.sv_active > 0 {
-            t.row(vec![
-                s("S"),
-                s(&p.user),
-                s(&p.database),
-                s("active"),
-                p.pool.upstream().host.clone(),
-                s(port),
-                None,
-                None,
-                None,
-                None,
-                s(p.sv_active),
-            ]);
+        for c in pool.idle_servers() {
+            let sock = Socket {
+                addr: s(&c.host),
+                connect_time: Some(wall(c.created)),
+                request_time: Some(wall(c.last_used)),
+                remote_pid: Some(c.backend_pid),
+                id: Some(c.id),
+                ..base("idle")
+            };
+            t.row(sock.row());
         }
-    }
-    t
-}
-
-fn stats(fe: &Frontend) -> Table {
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut t = Table::new(&[
-        ("database", TEXT),
-        ("user", TEXT),
-        ("total_xact_count", INT8),
-        ("total_query_count", INT8),
-        ("total_received", INT8),
-        ("total_sent", INT8),
-        ("total_wait_time", INT8),
-        ("total_wait_count", INT8),
-        ("avg_wait_time", INT8),
-        ("max_wait_time", INT8),
-        ("servers_opened", INT8),
-        ("servers_closed", INT8),
-        ("errors", INT8),
-    ]);
-    for p in snapshot::pools(fe) {
-        let st = &p.stats;
-        let wait_us = st.wait_us.load(Relaxed);
-        let n = st.wait_count.load(Relaxed);
-        let errors: u64 = st.errors.iter().map(|e| e.load(Relaxed)).sum();
-        t.row(vec![
-            s(&p.database),
-            s(&p.user),
-            s(st.xacts.load(Relaxed)),
-            s(st.queries.load(Relaxed)),
-            s(st.received.load(Relaxed)),
-            s(st.sent.load(Relaxed)),
-            s(wait_us),
-            s(n),
-            s(wait_us.checked_div(n).unwrap_or(0)),
-            s(st.wait_max_us.load(Relaxed)),
-            s(st.servers_opened.load(Relaxed)),
-            s(st.servers_closed.load(Relaxed)),
-            s(errors),
-        ]);
     }
     t
 }
@@ -252,36 +298,34 @@ fn databases(fe: &Frontend) -> Table {
     let mut t = Table::new(&[
         ("name", TEXT),
         ("host", TEXT),
-        ("port", INT8),
+        ("port", INT4),
         ("database", TEXT),
         ("force_user", TEXT),
-        ("pool_size", INT8),
-        ("min_pool_size", INT8),
-        ("reserve_pool", INT8),
+        ("pool_size", INT4),
+        ("min_pool_size", INT4),
+        ("reserve_pool_size", INT4),
+        ("server_lifetime", INT4),
         ("pool_mode", TEXT),
-        ("max_connections", INT8),
-        ("current_connections", INT8),
-        ("paused", TEXT),
+        ("load_balance_hosts", TEXT),
+        ("max_connections", INT4),
+        ("current_connections", INT4),
+        ("max_client_connections", INT4),
+        ("current_client_connections", INT4),
+        ("paused", INT4),
+        ("disabled", INT4),
+        // lakepool's own:
         ("credential", TEXT),
     ]);
-    let pools = snapshot::pools(fe);
+    let sessions = fe.sessions.snapshot();
     let live = fe.live();
     let mut dbs: Vec<_> = live.registry.databases().cloned().collect();
     dbs.sort_by(|a, b| a.name.cmp(&b.name));
     for d in dbs {
         let up = &d.upstream;
-        let cred = up.credential.current().ok().flatten();
-        let host = up.host.clone().or_else(|| {
-            cred.as_ref()
-                .and_then(|c| c.host.as_deref().map(str::to_owned))
-        });
-        let user = up.user.clone().or_else(|| {
-            cred.as_ref()
-                .and_then(|c| c.user.as_deref().map(str::to_owned))
-        });
-        let mine: Vec<_> = pools.iter().filter(|p| p.database == d.name).collect();
-        let paused = !mine.is_empty() && mine.iter().all(|p| p.paused);
+        let (host, user) = up.credential.target();
+        let (host, user) = (host.map(|h| h.to_string()), user.map(|u| u.to_string()));
         let st = &d.settings;
+        let clients = sessions.iter().filter(|c| c.database == d.name).count();
         t.row(vec![
             s(&d.name),
             host,
@@ -291,155 +335,117 @@ fn databases(fe: &Frontend) -> Table {
             s(st.size),
             s(st.min_pool_size),
             s(st.reserve_pool_size),
+            s(st.server_lifetime.as_secs()),
             s(mode(st.mode)),
+            None,
             s(st.max_db_connections),
             s(live.registry.database_servers(&d.name)),
-            s(if paused { "yes" } else { "no" }),
+            s(st.max_db_client_connections),
+            s(clients),
+            s(u8::from(live.registry.database_paused(&d.name))),
+            s(0),
             s(up.credential.describe()),
         ]);
     }
     t
 }
 
-fn secs(d: Duration) -> String {
-    format!("{}", d.as_secs_f64())
-}
-
-/// The pool keys of a settings set, as (key, value) text.
-fn pool_rows(p: &PoolSettings) -> Vec<(&'static str, String)> {
-    vec![
-        ("pool_mode", mode(p.mode).to_owned()),
-        ("pool_size", p.size.to_string()),
-        ("min_pool_size", p.min_pool_size.to_string()),
-        ("reserve_pool_size", p.reserve_pool_size.to_string()),
-        ("reserve_pool_timeout", secs(p.reserve_pool_timeout)),
-        ("max_db_connections", p.max_db_connections.to_string()),
-        ("max_user_connections", p.max_user_connections.to_string()),
-        (
-            "max_db_client_connections",
-            p.max_db_client_connections.to_string(),
-        ),
-        (
-            "max_user_client_connections",
-            p.max_user_client_connections.to_string(),
-        ),
-        ("server_lifetime", secs(p.server_lifetime)),
-        ("server_idle_timeout", secs(p.server_idle_timeout)),
-        ("server_connect_timeout", secs(p.server_connect_timeout)),
-        ("server_login_retry", secs(p.server_login_retry)),
-        ("server_check_delay", secs(p.server_check_delay)),
-        ("server_check_query", p.server_check_query.clone()),
-        ("server_reset_query", p.server_reset_query.clone()),
-        ("query_wait_timeout", secs(p.query_wait_timeout)),
-        ("client_idle_timeout", secs(p.client_idle_timeout)),
-        ("idle_transaction_timeout", secs(p.idle_transaction_timeout)),
-        (
-            "max_prepared_statements",
-            p.max_prepared_statements.to_string(),
-        ),
-        ("track_extra_parameters", p.track_extra_parameters.join(",")),
-    ]
-}
-
-/// The running settings: `[server]` (changes need a restart), each database's pool settings
-/// and each user's login (changes take effect on RELOAD). Passwords show as `(set)`.
-fn config(fe: &Frontend) -> Table {
+/// Every configured login. `pool_size`, `reserve_pool_size` and `pool_mode` are the user's own
+/// keys (empty or NULL when not set, as in PgBouncer); the limits are what applies to it.
+fn users(fe: &Frontend) -> Table {
     let mut t = Table::new(&[
-        ("key", TEXT),
-        ("value", TEXT),
-        ("default", TEXT),
-        ("changeable", TEXT),
+        ("name", TEXT),
+        ("pool_size", TEXT),
+        ("reserve_pool_size", TEXT),
+        ("pool_mode", TEXT),
+        ("max_user_connections", INT4),
+        ("current_connections", INT4),
+        ("max_user_client_connections", INT4),
+        ("current_client_connections", INT4),
     ]);
-    let sv = &fe.server;
-    let listen: Vec<String> = sv.listen.iter().map(ToString::to_string).collect();
-    let server: Vec<(&str, String, Option<&str>)> = vec![
-        ("listen", listen.join(","), None),
-        (
-            "admin_listen",
-            sv.admin_listen.map(|a| a.to_string()).unwrap_or_default(),
-            Some(""),
-        ),
-        (
-            "client_tls",
-            format!("{:?}", sv.client_tls).to_lowercase(),
-            None,
-        ),
-        (
-            "tls_cert_file",
-            sv.tls
-                .as_ref()
-                .map(|t| t.cert_file.display().to_string())
-                .unwrap_or_default(),
-            Some(""),
-        ),
-        (
-            "tls_key_file",
-            sv.tls
-                .as_ref()
-                .map(|t| t.key_file.display().to_string())
-                .unwrap_or_default(),
-            Some(""),
-        ),
-        ("workers", sv.workers.to_string(), None),
-        ("max_client_conn", sv.max_client_conn.to_string(), None),
-        ("handshake_timeout", secs(sv.handshake_timeout), None),
-        (
-            "allow_cleartext_without_tls",
-            sv.allow_cleartext_without_tls.to_string(),
-            Some("false"),
-        ),
-        ("max_message_size", sv.max_message_size.to_string(), None),
-        ("shutdown_timeout", secs(sv.shutdown_timeout), None),
-        (
-            "log_format",
-            format!("{:?}", sv.log_format).to_lowercase(),
-            None,
-        ),
-    ];
-    for (k, v, d) in server {
-        t.row(vec![
-            s(format!("server.{k}")),
-            s(v),
-            d.map(str::to_owned),
-            s("no"),
-        ]);
-    }
-    let defaults = pool_rows(&PoolSettings::default());
+    let pools = snapshot::pools(fe);
+    let sessions = fe.sessions.snapshot();
     let live = fe.live();
-    let mut dbs: Vec<_> = live.registry.databases().cloned().collect();
-    dbs.sort_by(|a, b| a.name.cmp(&b.name));
-    for d in dbs {
-        for ((k, v), (_, def)) in pool_rows(&d.settings).into_iter().zip(&defaults) {
-            t.row(vec![
-                s(format!("databases.{}.{k}", d.name)),
-                s(v),
-                s(def),
-                s("yes"),
-            ]);
-        }
-        t.row(vec![
-            s(format!("databases.{}.credential", d.name)),
-            s(d.upstream.credential.describe()),
-            None,
-            s("yes"),
-        ]);
-    }
     let mut users: Vec<_> = live.users.iter().collect();
     users.sort_by(|a, b| a.name.cmp(&b.name));
     for u in users {
-        let rows = [
-            ("password", "(set)".to_owned(), None),
-            ("auth", format!("{:?}", u.method), None),
-            ("admin", u.admin.to_string(), Some("false")),
-        ];
-        for (k, v, def) in rows {
-            t.row(vec![
-                s(format!("users.{}.{k}", u.name)),
-                s(v),
-                def.map(str::to_owned),
-                s("yes"),
-            ]);
-        }
+        let own = live.registry.user_overrides(&u.name);
+        let applied = own.map_or_else(
+            || live.pool_defaults.clone(),
+            |o| o.apply(&live.pool_defaults),
+        );
+        let servers: usize = pools
+            .iter()
+            .filter(|p| p.user == u.name)
+            .map(|p| p.sv_active + p.sv_idle)
+            .sum();
+        let clients = sessions
+            .iter()
+            .filter(|c| c.user == u.name && !crate::config::is_admin_database(&c.database))
+            .count();
+        t.row(vec![
+            s(&u.name),
+            s(own
+                .and_then(|o| o.pool_size())
+                .map(|v| v.to_string())
+                .unwrap_or_default()),
+            s(own
+                .and_then(|o| o.reserve_pool_size())
+                .map(|v| v.to_string())
+                .unwrap_or_default()),
+            own.and_then(|o| o.pool_mode()).map(|m| mode(m).to_owned()),
+            s(applied.max_user_connections),
+            s(servers),
+            s(applied.max_user_client_connections),
+            s(clients),
+        ]);
+    }
+    t
+}
+
+/// PgBouncer's list sizes: lakepool's configured databases and users, pools (as SHOW POOLS
+/// lists them), logged-in clients, connections still logging in, server connections.
+fn lists(fe: &Frontend) -> Table {
+    let mut t = Table::new(&[("list", TEXT), ("items", INT4)]);
+    let live = fe.live();
+    let pools = snapshot::pools(fe);
+    let logged_in = fe.sessions.len();
+    let connections = fe.clients.load(std::sync::atomic::Ordering::Relaxed);
+    let servers: usize = pools.iter().map(|p| p.sv_active + p.sv_idle).sum();
+    let rows = [
+        ("databases", live.registry.databases().count()),
+        ("users", live.users.iter().count()),
+        ("peers", 0),
+        ("pools", pools.len()),
+        ("peer_pools", 0),
+        ("free_clients", 0),
+        ("used_clients", logged_in),
+        ("login_clients", connections.saturating_sub(logged_in)),
+        ("free_servers", 0),
+        ("used_servers", servers),
+        ("dns_names", 0),
+        ("dns_zones", 0),
+        ("dns_queries", 0),
+        ("dns_pending", 0),
+    ];
+    for (name, n) in rows {
+        t.row(vec![s(name), s(n)]);
+    }
+    t
+}
+
+/// PgBouncer lists its slab allocators here; lakepool has none, so the rows are the process's
+/// memory from `/proc/self/status` in kB units: `size` 1024, `used` the kB, `memtotal` bytes.
+fn mem() -> Table {
+    let mut t = Table::new(&[
+        ("name", TEXT),
+        ("size", INT4),
+        ("used", INT4),
+        ("free", INT4),
+        ("memtotal", INT4),
+    ]);
+    for (name, kb) in snapshot::memory() {
+        t.row(vec![s(name), s(1024), s(kb), s(0), s(kb * 1024)]);
     }
     t
 }
@@ -464,14 +470,13 @@ fn credentials(fe: &Frontend) -> Table {
     for c in snapshot::credentials(fe) {
         let db = live.registry.database(&c.database);
         let st = c.status.clone().unwrap_or_default();
-        let identity = st
-            .identity
-            .clone()
-            .or_else(|| db.and_then(|d| d.upstream.user.clone()));
-        let host = st
-            .host
-            .clone()
-            .or_else(|| db.and_then(|d| d.upstream.host.clone()));
+        let (host, identity) = db
+            .map(|d| d.upstream.credential.target())
+            .unwrap_or_default();
+        let (host, identity) = (
+            host.map(|h| h.to_string()).or(st.host.clone()),
+            identity.map(|u| u.to_string()).or(st.identity.clone()),
+        );
         t.row(vec![
             s(&c.database),
             s(c.kind),

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::config::PoolMode;
+use crate::credentials::status::RefreshStatus;
 use crate::frontend::Frontend;
 use crate::frontend::clients::ClientState;
 use crate::pool::Pool;
 use crate::pool::stats::PoolStats;
-use crate::upstream::lakebase::RefreshStatus;
 
 /// One (database, user) pool.
 #[derive(Debug)]
@@ -35,10 +35,10 @@ pub struct PoolSample {
     pub paused: bool,
     /// pool_size.
     pub size: usize,
-    /// The counters.
+    /// The counters (zero for a pool not used yet).
     pub stats: Arc<PoolStats>,
-    /// The pool itself.
-    pub pool: Pool,
+    /// The pool itself; None for a pool listed before its first use.
+    pub pool: Option<Pool>,
 }
 
 /// One database's credential.
@@ -69,9 +69,11 @@ impl CredentialSample {
     }
 }
 
-/// The pools that exist now, sorted by (database, user), with their client counts.
-pub fn pools(fe: &Frontend) -> Vec<PoolSample> {
-    let mut clients: HashMap<(String, String), (usize, usize, Duration)> = HashMap::new();
+/// Logged-in clients per (database, user): (not waiting, waiting, longest wait).
+type ClientCounts = HashMap<(String, String), (usize, usize, Duration)>;
+
+fn client_counts(fe: &Frontend) -> ClientCounts {
+    let mut clients: ClientCounts = HashMap::new();
     for c in fe.sessions.snapshot() {
         let e = clients
             .entry((c.database.clone(), c.user.clone()))
@@ -84,8 +86,18 @@ pub fn pools(fe: &Frontend) -> Vec<PoolSample> {
             _ => e.0 += 1,
         }
     }
-    let mut out: Vec<PoolSample> = fe
-        .live()
+    clients
+}
+
+/// The pools, sorted by (database, user), with their client counts: those that exist now,
+/// and, listed before their first use, the pool every configured user (admin-only logins
+/// aside) would get on every database. Every database logs in upstream as one fixed role (its
+/// `user`, or the workspace identity), so these pools are known from the configuration alone,
+/// as PgBouncer lists a `force_user` database's pool before anyone uses it.
+pub fn pools(fe: &Frontend) -> Vec<PoolSample> {
+    let clients = client_counts(fe);
+    let live = fe.live();
+    let mut out: Vec<PoolSample> = live
         .registry
         .pools()
         .into_iter()
@@ -105,10 +117,35 @@ pub fn pools(fe: &Frontend) -> Vec<PoolSample> {
                 paused: pool.is_paused(),
                 size: pool.settings().size,
                 stats: Arc::clone(pool.stats()),
-                pool,
+                pool: Some(pool),
             }
         })
         .collect();
+    for db in live.registry.databases() {
+        for user in live.users.iter().filter(|u| !u.admin) {
+            if out
+                .iter()
+                .any(|p| p.database == db.name && p.user == user.name)
+            {
+                continue;
+            }
+            let settings = live.registry.settings(db, &user.name);
+            out.push(PoolSample {
+                database: db.name.clone(),
+                user: user.name.clone(),
+                mode: settings.mode,
+                cl_active: 0,
+                cl_waiting: 0,
+                maxwait: Duration::ZERO,
+                sv_active: 0,
+                sv_idle: 0,
+                paused: live.registry.database_paused(&db.name),
+                size: settings.size,
+                stats: Arc::default(),
+                pool: None,
+            });
+        }
+    }
     out.sort_by(|a, b| (&a.database, &a.user).cmp(&(&b.database, &b.user)));
     out
 }
@@ -186,6 +223,41 @@ pub fn process() -> ProcessSample {
     p
 }
 
+/// Memory figures of the process from `/proc/self/status`, in kB: resident, data, virtual.
+pub fn memory() -> Vec<(&'static str, u64)> {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return Vec::new();
+    };
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    [
+        ("resident", "VmRSS:"),
+        ("data", "VmData:"),
+        ("virtual", "VmSize:"),
+    ]
+    .into_iter()
+    .filter_map(|(name, key)| Some((name, kb(key)?)))
+    .collect()
+}
+
+/// A time as PgBouncer shows it (`2026-01-31 12:00:00 UTC`; lakepool always uses UTC).
+pub fn pg_time(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|d| d.format(&format).ok())
+        .unwrap_or_default()
+}
+
 /// A time as RFC 3339 (UTC, seconds), for the console.
 pub fn rfc3339(t: SystemTime) -> String {
     let secs = t
@@ -199,4 +271,26 @@ pub fn rfc3339(t: SystemTime) -> String {
                 .ok()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_as_pgbouncer_and_rfc3339() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(pg_time(t), "2023-11-14 22:13:20 UTC");
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn memory_reads_proc() {
+        let m = memory();
+        if std::path::Path::new("/proc/self/status").exists() {
+            let names: Vec<_> = m.iter().map(|(n, _)| *n).collect();
+            assert_eq!(names, ["resident", "data", "virtual"]);
+            assert!(m.iter().all(|(_, kb)| *kb > 0), "{m:?}");
+        }
+    }
 }

@@ -28,11 +28,9 @@ fn md5_hex(parts: &[&[u8]]) -> String {
 }
 
 /// `"md5" + hex(md5(password + user))`: the stored form PostgreSQL uses.
-pub fn md5_stored_hash(user: &str, password: &str) -> String {
-    format!(
-        "{PREFIX}{}",
-        md5_hex(&[password.as_bytes(), user.as_bytes()])
-    )
+/// The password's raw bytes are used: PostgreSQL does not SASLprep md5 passwords.
+pub fn md5_stored_hash(user: &str, password: impl AsRef<[u8]>) -> String {
+    format!("{PREFIX}{}", md5_hex(&[password.as_ref(), user.as_bytes()]))
 }
 
 /// Is `s` a stored md5 hash ("md5" + 32 lowercase hex digits)?
@@ -45,7 +43,9 @@ pub fn is_md5_hash(s: &str) -> bool {
 
 /// Response to AuthenticationMD5Password: `"md5" + hex(md5(hex(md5(password + user)) + salt))`.
 pub fn md5_response(user: &str, password: &str, salt: [u8; 4]) -> String {
-    response_from_stored(&md5_stored_hash(user, password), salt)
+    // The stored form is a password equivalent for md5 logins: wiped after use.
+    let stored = zeroize::Zeroizing::new(md5_stored_hash(user, password));
+    response_from_stored(&stored, salt)
 }
 
 /// The expected response given a stored hash (which must be valid).

@@ -3,5 +3,6 @@
 
 pub mod channel_binding;
 pub mod md5;
+pub mod saslprep;
 pub mod scram;
 pub mod users;

@@ -4,10 +4,8 @@
 //! logs lakepool in to an upstream server. Callers move message bodies in and
 //! out; nothing here does I/O or logging.
 //!
-//! Passwords are used as their raw UTF-8 bytes. PostgreSQL applies SASLprep
-//! first, but falls back to the raw bytes whenever SASLprep fails, and
-//! SASLprep leaves ASCII (and most already-NFKC text) unchanged, so results
-//! match PostgreSQL for every ASCII password.
+//! Passwords go through SASLprep first, as PostgreSQL and libpq do (see
+//! [`super::saslprep`]): the raw bytes are used when SASLprep fails.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -18,6 +16,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::saslprep::saslprep;
 
 /// Iteration count PostgreSQL uses by default for new SCRAM verifiers.
 pub const DEFAULT_ITERATIONS: u32 = 4096;
@@ -32,7 +33,7 @@ const MAX_CLIENT_ITERATIONS: u32 = 10_000_000;
 /// Raw nonce length, as PostgreSQL (SCRAM_RAW_NONCE_LEN).
 const NONCE_LEN: usize = 18;
 /// Salt length for new verifiers, as PostgreSQL (SCRAM_DEFAULT_SALT_LEN).
-const SALT_LEN: usize = 16;
+pub const DEFAULT_SALT_LEN: usize = 16;
 const KEY_LEN: usize = 32;
 /// The only gs2 header a PLUS exchange can use, since authzids are rejected.
 const GS2_HEADER_PLUS: &[u8] = b"p=tls-server-end-point,,";
@@ -91,7 +92,8 @@ impl ScramError {
     }
 }
 
-fn hmac_sha256(key: &Key, parts: &[&[u8]]) -> Key {
+/// HMAC-SHA-256 of `parts` concatenated, under a 32-byte key.
+pub(crate) fn hmac_sha256(key: &Key, parts: &[&[u8]]) -> Key {
     // HMAC zero-pads keys shorter than the hash block, so padding by hand
     // yields the same MAC through the infallible block-sized constructor.
     let mut block = [0u8; 64];
@@ -122,15 +124,21 @@ fn random_nonce() -> String {
     B64.encode(raw)
 }
 
-/// Hi(password, salt, i) with i = 0 treated as 1 (PBKDF2 needs a round).
-fn hi(password: &str, salt: &[u8], iterations: u32) -> Key {
-    pbkdf2::pbkdf2_hmac_array::<Sha256, KEY_LEN>(password.as_bytes(), salt, iterations.max(1))
+/// Hi(SASLprep(password), salt, i) with i = 0 treated as 1 (PBKDF2 needs a round). The
+/// result is a password equivalent: wiped when dropped, as is the prepared copy.
+fn hi(password: impl AsRef<[u8]>, salt: &[u8], iterations: u32) -> Zeroizing<Key> {
+    let prepared = Zeroizing::new(saslprep(password.as_ref()).into_owned());
+    Zeroizing::new(pbkdf2::pbkdf2_hmac_array::<Sha256, KEY_LEN>(
+        &prepared,
+        salt,
+        iterations.max(1),
+    ))
 }
 
 /// (StoredKey, ServerKey) from a salted password.
 fn derive_keys(salted: &Key) -> (Key, Key) {
-    let client_key = hmac_sha256(salted, &[b"Client Key"]);
-    (sha256(&client_key), hmac_sha256(salted, &[b"Server Key"]))
+    let client_key = Zeroizing::new(hmac_sha256(salted, &[b"Client Key"]));
+    (sha256(&*client_key), hmac_sha256(salted, &[b"Server Key"]))
 }
 
 /// Digits only (no sign or spaces), fits in u32, at least 1.
@@ -267,7 +275,7 @@ impl ScramVerifier {
 
     /// Builds a verifier with a random 16-byte salt; runs PBKDF2 (expensive).
     pub fn from_password(password: &str, iterations: u32) -> Self {
-        let mut salt = [0u8; SALT_LEN];
+        let mut salt = [0u8; DEFAULT_SALT_LEN];
         rand::fill(&mut salt[..]);
         Self::from_password_and_salt(password, &salt, iterations)
     }
@@ -284,23 +292,23 @@ impl ScramVerifier {
         }
     }
 
-    /// Deterministic fake verifier for unknown users (no user enumeration);
-    /// `secret` is a per-process random key. Exchanges with it always fail
-    /// with [`ScramError::InvalidProof`].
-    pub fn mock(username: &str, secret: &[u8; 32]) -> Self {
+    /// Fake verifier for unknown users (no user enumeration): the caller picks a salt and an
+    /// iteration count a probe cannot tell from a real user's; the keys come from `secret`, a
+    /// per-process random key. Exchanges with it always fail with [`ScramError::InvalidProof`].
+    pub fn mock(username: &str, secret: &[u8; 32], salt: Vec<u8>, iterations: u32) -> Self {
         let user = username.as_bytes();
-        let salt_full = hmac_sha256(secret, &[b"lakepool-scram-mock-salt\0", user]);
         ScramVerifier {
-            iterations: DEFAULT_ITERATIONS,
-            salt: salt_full[..SALT_LEN].to_vec(),
+            iterations: iterations.max(1),
+            salt,
             stored_key: hmac_sha256(secret, &[b"lakepool-scram-mock-stored\0", user]),
             server_key: hmac_sha256(secret, &[b"lakepool-scram-mock-server\0", user]),
             doomed: true,
         }
     }
 
-    /// Checks a cleartext password; runs PBKDF2 (expensive), compares in constant time.
-    pub fn verify_password(&self, password: &str) -> bool {
+    /// Checks a cleartext password (any bytes, SASLprep'd when they allow it); runs PBKDF2
+    /// (expensive), compares in constant time.
+    pub fn verify_password(&self, password: impl AsRef<[u8]>) -> bool {
         let (stored, server) = derive_keys(&hi(password, &self.salt, self.iterations));
         let ok = stored.ct_eq(&self.stored_key) & server.ct_eq(&self.server_key);
         bool::from(ok) && !self.doomed
@@ -309,6 +317,20 @@ impl ScramVerifier {
     /// The PBKDF2 iteration count.
     pub fn iterations(&self) -> u32 {
         self.iterations
+    }
+
+    /// Length of the salt in bytes.
+    pub fn salt_len(&self) -> usize {
+        self.salt.len()
+    }
+}
+
+impl Drop for ScramVerifier {
+    fn drop(&mut self) {
+        // ServerKey lets its holder pose as the server; StoredKey with a sniffed exchange
+        // lets it log in.
+        self.stored_key.zeroize();
+        self.server_key.zeroize();
     }
 }
 
@@ -531,7 +553,7 @@ pub struct SaltParams {
 }
 
 /// Hi() = PBKDF2-HMAC-SHA256 of the raw password bytes; expensive.
-pub fn salted_password(password: &str, params: &SaltParams) -> [u8; 32] {
+pub fn salted_password(password: &str, params: &SaltParams) -> Zeroizing<[u8; 32]> {
     hi(password, &params.salt, params.iterations)
 }
 
@@ -544,7 +566,7 @@ enum ClientState {
 
 /// Client side of a SCRAM exchange (lakepool logging in upstream).
 pub struct ScramClient {
-    password: String,
+    password: Zeroizing<String>,
     /// Server certificate hash when binding (SCRAM-SHA-256-PLUS).
     tls_end_point: Option<Vec<u8>>,
     gs2_header: &'static [u8],
@@ -585,7 +607,7 @@ impl ScramClient {
         // libpq sends an empty user name: the server uses the startup user.
         let client_first_bare = format!("n={user},r={client_nonce}");
         ScramClient {
-            password: password.to_owned(),
+            password: Zeroizing::new(password.to_owned()),
             tls_end_point,
             gs2_header,
             client_nonce,
@@ -663,9 +685,9 @@ impl ScramClient {
         let without_proof = format!("c={},r={nonce}", B64.encode(cbind_input));
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
         let auth_message = [auth_message.as_bytes()];
-        let client_key = hmac_sha256(salted_password, &[b"Client Key"]);
-        let client_signature = hmac_sha256(&sha256(&client_key), &auth_message);
-        let proof = xor(client_key, client_signature);
+        let client_key = Zeroizing::new(hmac_sha256(salted_password, &[b"Client Key"]));
+        let client_signature = hmac_sha256(&sha256(&*client_key), &auth_message);
+        let proof = xor(*client_key, client_signature);
         let server_key = hmac_sha256(salted_password, &[b"Server Key"]);
         self.state = ClientState::SentFinal {
             server_signature: hmac_sha256(&server_key, &auth_message),
@@ -722,8 +744,9 @@ struct CacheKey {
 /// Bounded thread-safe cache of Hi() results keyed by (sha256(password), salt, iterations).
 #[derive(Default)]
 pub struct SaltedPasswordCache {
-    /// Oldest first; a linear scan of 64 entries is cheaper than hashing.
-    entries: Mutex<VecDeque<(CacheKey, Key)>>,
+    /// Oldest first; a linear scan of 64 entries is cheaper than hashing. Salted passwords
+    /// are wiped when evicted or dropped.
+    entries: Mutex<VecDeque<(CacheKey, Zeroizing<Key>)>>,
 }
 
 impl fmt::Debug for SaltedPasswordCache {
@@ -746,20 +769,24 @@ impl SaltedPasswordCache {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, VecDeque<(CacheKey, Key)>> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<(CacheKey, Zeroizing<Key>)>> {
         // Entries stay consistent even if a holder panicked: ignore poisoning.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The cached salted password for this password and salt, if any.
-    pub fn get(&self, password: &str, params: &SaltParams) -> Option<[u8; 32]> {
+    pub fn get(&self, password: &str, params: &SaltParams) -> Option<Zeroizing<[u8; 32]>> {
         let key = Self::key(password, params);
-        self.lock().iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        self.lock()
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
     }
 
     /// Stores a salted password, evicting the oldest entry when full.
-    pub fn insert(&self, password: &str, params: &SaltParams, salted: [u8; 32]) {
+    pub fn insert(&self, password: &str, params: &SaltParams, salted: &[u8; 32]) {
         let key = Self::key(password, params);
+        let salted = Zeroizing::new(*salted);
         let mut entries = self.lock();
         if let Some(entry) = entries.iter_mut().find(|(k, _)| *k == key) {
             entry.1 = salted;

@@ -196,7 +196,7 @@ fn verifier_formatting_hides_keys() {
     assert!(dbg.contains("4096") && dbg.contains("[REDACTED]"));
     assert!(!dbg.contains("r8wygm") && !dbg.contains("r087x1"));
     let random = ScramVerifier::from_password("pencil", 32);
-    assert_eq!(random.salt.len(), SALT_LEN);
+    assert_eq!(random.salt.len(), DEFAULT_SALT_LEN);
     assert_ne!(
         random.to_string(),
         ScramVerifier::from_password("pencil", 32).to_string()
@@ -332,20 +332,14 @@ fn channel_binding_failures() {
 #[test]
 fn mock_verifier_always_fails() {
     let secret = [42u8; 32];
-    let mock = ScramVerifier::mock("ghost", &secret);
-    assert_eq!(
-        mock.to_string(),
-        ScramVerifier::mock("ghost", &secret).to_string()
-    );
-    assert_ne!(
-        mock.to_string(),
-        ScramVerifier::mock("other", &secret).to_string()
-    );
-    assert_ne!(
-        mock.to_string(),
-        ScramVerifier::mock("ghost", &[1; 32]).to_string()
-    );
-    assert_eq!(mock.iterations(), DEFAULT_ITERATIONS);
+    let mock = |name: &str, secret: &[u8; 32]| ScramVerifier::mock(name, secret, vec![7; 12], 8192);
+    let ghost = mock("ghost", &secret);
+    assert_eq!(ghost.to_string(), mock("ghost", &secret).to_string());
+    assert_ne!(ghost.to_string(), mock("other", &secret).to_string());
+    assert_ne!(ghost.to_string(), mock("ghost", &[1; 32]).to_string());
+    // Salt and iteration count are the caller's choice.
+    assert_eq!((ghost.iterations(), ghost.salt_len()), (8192, 12));
+    let mock = ghost;
     assert!(ScramVerifier::parse(&mock.to_string()).is_ok());
     for pw in ["", "pencil", "ghost"] {
         assert!(
@@ -578,34 +572,32 @@ fn salted_password_cache() {
         salt: b64(RFC_SALT_B64),
         iterations: 4096,
     };
-    assert_eq!(cache.get("pencil", &params), None);
+    let get = |pw: &str, p: &SaltParams| cache.get(pw, p).map(|s| *s);
+    assert_eq!(get("pencil", &params), None);
     let salted = salted_password("pencil", &params);
-    cache.insert("pencil", &params, salted);
-    assert_eq!(cache.get("pencil", &params), Some(salted));
-    assert_eq!(cache.get("pencil2", &params), None);
+    cache.insert("pencil", &params, &salted);
+    assert_eq!(get("pencil", &params), Some(*salted));
+    assert_eq!(get("pencil2", &params), None);
     let other = SaltParams {
         iterations: 4097,
         ..params.clone()
     };
-    assert_eq!(cache.get("pencil", &other), None);
-    cache.insert("pencil", &params, [1; 32]);
-    assert_eq!(cache.get("pencil", &params), Some([1; 32]));
+    assert_eq!(get("pencil", &other), None);
+    cache.insert("pencil", &params, &[1; 32]);
+    assert_eq!(get("pencil", &params), Some([1; 32]));
 
     for i in 0..CACHE_CAPACITY {
         let p = SaltParams {
             salt: vec![i as u8],
             iterations: 1,
         };
-        cache.insert("pw", &p, [i as u8; 32]);
+        cache.insert("pw", &p, &[i as u8; 32]);
     }
-    assert_eq!(cache.get("pencil", &params), None, "oldest entry evicted");
+    assert_eq!(get("pencil", &params), None, "oldest entry evicted");
     assert_eq!(cache.lock().len(), CACHE_CAPACITY);
     let last = SaltParams {
         salt: vec![(CACHE_CAPACITY - 1) as u8],
         iterations: 1,
     };
-    assert_eq!(
-        cache.get("pw", &last),
-        Some([(CACHE_CAPACITY - 1) as u8; 32])
-    );
+    assert_eq!(get("pw", &last), Some([(CACHE_CAPACITY - 1) as u8; 32]));
 }

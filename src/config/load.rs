@@ -5,18 +5,27 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use std::ops::Range;
+use std::sync::Arc;
 
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::locate::{self, KeyLines};
 use super::raw::{
     DATABASE_KEYS, Listen, RawConfig, RawDatabase, RawPool, RawServer, RawUser, RawWorkspace,
     USER_KEYS,
 };
+use super::secret::{permission_warnings, secret};
 use super::{
     AuthMethod, ClientTls, Config, CredentialConfig, DatabaseConfig, PoolOverrides, PoolSettings,
     ServerConfig, TlsFiles, UpstreamTls, UserConfig, WorkspaceConfig,
 };
 
-/// A configuration problem, naming the key it concerns.
+/// A configuration problem, naming the line and the key it concerns. Never carries a value
+/// from the file (see [`super::locate`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
@@ -27,57 +36,144 @@ pub enum ConfigError {
         /// Underlying error.
         source: std::io::Error,
     },
-    /// The file is not valid TOML or has unknown/mistyped keys.
-    #[error("invalid config: {0}")]
-    Parse(String),
-    /// A key has a value lakepool cannot use.
-    #[error("invalid config at `{key}`: {problem}")]
+    /// The file is not valid TOML.
+    #[error("line {line}: not valid TOML: {message}")]
+    Syntax {
+        /// 1-based line of the error.
+        line: usize,
+        /// What the parser expected (never the file's text).
+        message: String,
+    },
+    /// A key is missing, unknown, or has a value lakepool cannot use.
+    #[error("{}{key}: {problem}", line_prefix(*.line))]
     Invalid {
         /// Dotted key path, e.g. `databases[0].pool_size`.
         key: String,
-        /// What is wrong.
+        /// What is wrong, in plain words.
         problem: String,
+        /// 1-based line of the key (or of its table), when known.
+        line: Option<usize>,
     },
 }
 
-fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+fn line_prefix(line: Option<usize>) -> String {
+    line.map(|l| format!("line {l}: ")).unwrap_or_default()
+}
+
+pub(super) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         problem: problem.into(),
+        line: None,
     }
 }
 
 /// Loads and validates a config file. Relative paths inside it are taken relative to its directory.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    // Inline secrets are in the text: wiped once loaded.
+    let text = std::fs::read_to_string(path)
+        .map(zeroize::Zeroizing::new)
+        .map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
     let base = path.parent().unwrap_or(Path::new("."));
     load_str(&text, base)
 }
 
 /// The virtual database of the admin console; no configured database may use the name.
 pub const ADMIN_DATABASE: &str = "lakepool";
+/// Another name of the admin console, the one PgBouncer's tools (exporters, dashboards) use.
+pub const ADMIN_DATABASE_ALIAS: &str = "pgbouncer";
 
-/// Loads and validates config text; `base` resolves relative file paths.
+/// True for the names of the admin console's database.
+pub fn is_admin_database(name: &str) -> bool {
+    name == ADMIN_DATABASE || name == ADMIN_DATABASE_ALIAS
+}
+
+/// Loads and validates config text; `base` resolves relative file paths. Errors give the line
+/// and the key, never a value from the file.
 pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    load_str_with_env(text, base, &|k| std::env::var(k).ok())
+}
+
+/// [`load_str`] with `${VAR}` looked up by `env` (tests pass their own).
+pub(crate) fn load_str_with_env(
+    text: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut doc = DeTable::parse(text).map_err(|e| locate::syntax_error(text, &e))?;
+    let lines = KeyLines::new(text, doc.get_ref());
+    super::interpolate::interpolate_document(doc.get_mut(), env).map_err(|e| lines.locate(e))?;
+    let warnings = permission_warnings(doc.get_ref(), base, &lines);
+    let mut config = load_document(doc, base, &lines).map_err(|e| lines.locate(e))?;
+    config.lines = Arc::new(lines);
+    config.warnings = warnings;
+    Ok(config)
+}
+
+/// Deserializes a spanned table as `T`; errors are located and in plain words.
+fn from_table<T: DeserializeOwned>(
+    table: DeTable<'_>,
+    span: Range<usize>,
+    lines: &KeyLines,
+    key: &str,
+) -> Result<T, ConfigError> {
+    T::deserialize(toml::de::Deserializer::from(Spanned::new(span, table)))
+        .map_err(|e| lines.serde_error(&e, key))
+}
+
+/// The tables of an array of tables (`[[users]]`, `[[databases]]`) with their spans.
+fn array_of_tables<'i>(
+    value: Option<Spanned<DeValue<'i>>>,
+    key: &str,
+) -> Result<Vec<(DeTable<'i>, Range<usize>)>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let DeValue::Array(items) = value.into_inner() else {
+        return Err(invalid(key, format!("must be a list of [[{key}]] tables")));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let span = item.span();
+            match item.into_inner() {
+                DeValue::Table(t) => Ok((t, span)),
+                _ => Err(invalid(format!("{key}[{i}]"), "must be a table")),
+            }
+        })
+        .collect()
+}
+
+fn load_document(
+    doc: Spanned<DeTable<'_>>,
+    base: &Path,
+    lines: &KeyLines,
+) -> Result<Config, ConfigError> {
+    let span = doc.span();
+    let mut root = doc.into_inner();
+    let raw_users = array_of_tables(root.remove("users"), "users")?;
+    let raw_databases = array_of_tables(root.remove("databases"), "databases")?;
+    let raw: RawConfig = from_table(root, span, lines, "")?;
     let server = server(raw.server, base)?;
     let defaults = pool_settings(&raw.pool, &PoolSettings::default(), "pool")?;
-    let users = users(raw.users, &defaults, base)?;
+    let users = users(raw_users, &defaults, base, lines)?;
     let workspace = workspace(raw.workspace, base)?;
-    let mut databases = Vec::with_capacity(raw.databases.len());
+    let mut databases = Vec::with_capacity(raw_databases.len());
     let mut names = HashSet::new();
-    for (i, table) in raw.databases.into_iter().enumerate() {
-        let db = database(table, i, &defaults, base)?;
-        if db.name == ADMIN_DATABASE {
+    for (i, (table, span)) in raw_databases.into_iter().enumerate() {
+        let db = database(table, span, i, &defaults, server.auth, base, lines)?;
+        if is_admin_database(&db.name) {
+            let name = &db.name;
             return Err(invalid(
                 format!("databases[{i}].name"),
                 format!(
-                    "\"{ADMIN_DATABASE}\" is the admin console's database name; \
+                    "\"{name}\" is the admin console's database name; \
                      give this database another name (clients can still reach a server \
-                     database called {ADMIN_DATABASE} through dbname = \"{ADMIN_DATABASE}\")"
+                     database called {name} through dbname = \"{name}\")"
                 ),
             ));
         }
@@ -103,10 +199,13 @@ pub fn load_str(text: &str, base: &Path) -> Result<Config, ConfigError> {
         workspace,
         users,
         databases,
+        lines: Arc::default(),
+        warnings: Vec::new(),
+        pool: defaults,
     })
 }
 
-fn resolve_path(base: &Path, p: PathBuf) -> PathBuf {
+pub(super) fn resolve_path(base: &Path, p: PathBuf) -> PathBuf {
     if p.is_relative() { base.join(p) } else { p }
 }
 
@@ -131,6 +230,12 @@ fn positive_seconds(key: &str, v: Option<f64>, default: Duration) -> Result<Dura
 }
 
 fn addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    // Checked first: the resolver's own message for it is "invalid port value".
+    if let Some((_, port)) = s.rsplit_once(':')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(invalid(key, "port must be between 0 and 65535"));
+    }
     s.to_socket_addrs()
         .map_err(|e| invalid(key, format!("{s:?} is not a host:port address ({e})")))?
         .next()
@@ -183,6 +288,13 @@ fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
         .admin_listen
         .map(|s| addr("server.admin_listen", &s))
         .transpose()?;
+    let admin_token = secret(
+        "server.admin_token",
+        raw.admin_token,
+        raw.admin_token_file,
+        raw.admin_token_env,
+        base,
+    )?;
     let workers = match raw.workers {
         // One thread per four cores: PostgreSQL and the clients need the rest, and a single
         // current-thread runtime is the cheapest per transaction (see benches/README.md).
@@ -223,6 +335,7 @@ fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
         tls,
         client_tls,
         admin_listen,
+        admin_token,
         workers,
         max_client_conn,
         handshake_timeout: positive_seconds(
@@ -231,6 +344,7 @@ fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
             Duration::from_secs(30),
         )?,
         allow_cleartext_without_tls: raw.allow_cleartext_without_tls.unwrap_or(false),
+        auth: raw.auth.unwrap_or(AuthMethod::ScramSha256),
         max_message_size: usize::try_from(max_message_size).unwrap_or(usize::MAX),
         max_held_message_size: usize::try_from(max_held_message_size).unwrap_or(usize::MAX),
         log_format: raw.log_format.unwrap_or(super::LogFormat::Text),
@@ -421,76 +535,45 @@ pub(super) fn pool_settings(
     })
 }
 
-/// Resolves a secret given inline, as `<name>_file` or as `<name>_env`: at most one of them.
-pub(crate) fn secret(
-    key: &str,
-    inline: Option<String>,
-    file: Option<PathBuf>,
-    env: Option<String>,
-    base: &Path,
-) -> Result<Option<SecretString>, ConfigError> {
-    match (inline, file, env) {
-        (None, None, None) => Ok(None),
-        (Some(v), None, None) => Ok(Some(SecretString::from(v))),
-        (None, Some(f), None) => {
-            let path = resolve_path(base, f);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                invalid(
-                    format!("{key}_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            // Mounted secrets usually end with a newline that is not part of the secret.
-            let trimmed = text.trim_end_matches(['\n', '\r']);
-            Ok(Some(SecretString::from(trimmed.to_owned())))
-        }
-        (None, None, Some(var)) => match std::env::var(&var) {
-            Ok(v) => Ok(Some(SecretString::from(v))),
-            Err(_) => Err(invalid(
-                format!("{key}_env"),
-                format!("environment variable {var} is not set"),
-            )),
-        },
-        _ => Err(invalid(
-            key,
-            format!("give only one of {key}, {key}_file and {key}_env"),
-        )),
-    }
+/// What user and database names may hold: no control characters, so a configured name is
+/// always safe to put in a log line.
+const NAME_RULE: &str = "must be a non-empty name without control characters";
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains(char::is_control)
 }
 
 /// Splits a `[[databases]]` or `[[users]]` table into its own keys (`own`) and pool keys.
-fn split_pool_keys(table: &mut toml::Table, own: &[&str]) -> toml::Table {
-    let mut pool_table = toml::Table::new();
-    for k in table.keys().cloned().collect::<Vec<_>>() {
-        if !own.contains(&k.as_str())
-            && let Some(v) = table.remove(&k)
-        {
+fn split_pool_keys<'i>(table: DeTable<'i>, own: &[&str]) -> (DeTable<'i>, DeTable<'i>) {
+    let mut mine = DeTable::new();
+    let mut pool_table = DeTable::new();
+    for (k, v) in table {
+        if own.contains(&k.get_ref().as_ref()) {
+            mine.insert(k, v);
+        } else {
             pool_table.insert(k, v);
         }
     }
-    pool_table
+    (mine, pool_table)
 }
 
 fn users(
-    raw: Vec<toml::Table>,
+    raw: Vec<(DeTable<'_>, Range<usize>)>,
     defaults: &PoolSettings,
     base: &Path,
+    lines: &KeyLines,
 ) -> Result<Vec<UserConfig>, ConfigError> {
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
-    for (i, mut table) in raw.into_iter().enumerate() {
+    for (i, (table, span)) in raw.into_iter().enumerate() {
         let key = format!("users[{i}]");
-        let pool_table = split_pool_keys(&mut table, USER_KEYS);
-        let u: RawUser = table
-            .try_into()
-            .map_err(|e| invalid(key.clone(), e.to_string()))?;
-        let raw_pool: RawPool = pool_table
-            .try_into()
-            .map_err(|e| invalid(key.clone(), e.to_string()))?;
+        let (own, pool_table) = split_pool_keys(table, USER_KEYS);
+        let u: RawUser = from_table(own, span.clone(), lines, &key)?;
+        let raw_pool: RawPool = from_table(pool_table, span, lines, &key)?;
         // Validated here so errors name the user's key; applied per database later.
         pool_settings(&raw_pool, defaults, &key)?;
-        if u.name.is_empty() || u.name.contains('\0') {
-            return Err(invalid(format!("{key}.name"), "must be a non-empty name"));
+        if !is_name(&u.name) {
+            return Err(invalid(format!("{key}.name"), NAME_RULE));
         }
         if !seen.insert(u.name.clone()) {
             return Err(invalid(
@@ -506,10 +589,17 @@ fn users(
             base,
         )?
         .ok_or_else(|| invalid(format!("{key}.password"), "a password is required"))?;
+        if u.auth.is_some() {
+            return Err(invalid(
+                format!("{key}.auth"),
+                "the authentication method is set per database (`auth` in [server] for all, \
+                 or on a [[databases]] entry), never per user, so that a probe cannot tell \
+                 which user names exist: remove it here",
+            ));
+        }
         out.push(UserConfig {
             name: u.name,
             password,
-            auth: u.auth.unwrap_or(AuthMethod::ScramSha256),
             admin: u.admin.unwrap_or(false),
             pool: PoolOverrides(raw_pool),
         });
@@ -518,21 +608,20 @@ fn users(
 }
 
 fn database(
-    mut table: toml::Table,
+    table: DeTable<'_>,
+    span: Range<usize>,
     i: usize,
     defaults: &PoolSettings,
+    default_auth: AuthMethod,
     base: &Path,
+    lines: &KeyLines,
 ) -> Result<DatabaseConfig, ConfigError> {
     let key = format!("databases[{i}]");
-    let pool_table = split_pool_keys(&mut table, DATABASE_KEYS);
-    let raw: RawDatabase = table
-        .try_into()
-        .map_err(|e| invalid(key.clone(), e.to_string()))?;
-    let raw_pool: RawPool = pool_table
-        .try_into()
-        .map_err(|e| invalid(key.clone(), e.to_string()))?;
-    if raw.name.is_empty() || raw.name.contains('\0') {
-        return Err(invalid(format!("{key}.name"), "must be a non-empty name"));
+    let (own, pool_table) = split_pool_keys(table, DATABASE_KEYS);
+    let raw: RawDatabase = from_table(own, span.clone(), lines, &key)?;
+    let raw_pool: RawPool = from_table(pool_table, span, lines, &key)?;
+    if !is_name(&raw.name) {
+        return Err(invalid(format!("{key}.name"), NAME_RULE));
     }
     let password = secret(
         &format!("{key}.password"),
@@ -603,6 +692,13 @@ fn database(
             "an upstream user is required",
         ));
     }
+    let port = match raw.port {
+        None => 5432,
+        Some(p) => u16::try_from(p)
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| invalid(format!("{key}.port"), "must be between 1 and 65535"))?,
+    };
     let tls = raw.tls.unwrap_or(UpstreamTls::VerifyFull);
     let ca_file = raw.ca_file.map(|p| resolve_path(base, p));
     if let Some(ca) = &ca_file
@@ -623,11 +719,23 @@ fn database(
             )
         })
         .transpose()?;
+    check_refresh_margin(&key, refresh_margin, &credential)?;
+    // Lakebase's database is `databricks_postgres` (what the Databricks CLI connects to);
+    // a native upstream keeps the database named like the entry.
+    let default_dbname = if rotating {
+        LAKEBASE_DBNAME.to_owned()
+    } else {
+        raw.name.clone()
+    };
     Ok(DatabaseConfig {
-        dbname: raw.dbname.unwrap_or_else(|| raw.name.clone()),
+        auth: raw.auth.unwrap_or(default_auth),
+        send_cleartext_password_without_tls: raw
+            .send_cleartext_password_without_tls
+            .unwrap_or(false),
+        dbname: raw.dbname.unwrap_or(default_dbname),
         name: raw.name,
         host,
-        port: raw.port.unwrap_or(5432),
+        port,
         user,
         credential,
         refresh_margin,
@@ -637,8 +745,81 @@ fn database(
     })
 }
 
+/// The `[workspace]` auth attributes beyond PAT and OAuth M2M.
+fn sdk_auth(raw: &mut RawWorkspace, base: &Path) -> Result<super::SdkAuthConfig, ConfigError> {
+    let azure_client_secret = secret(
+        "workspace.azure_client_secret",
+        raw.azure_client_secret.take(),
+        raw.azure_client_secret_file.take(),
+        raw.azure_client_secret_env.take(),
+        base,
+    )?;
+    for (key, url) in [
+        ("azure_login_endpoint", &raw.azure_login_endpoint),
+        ("azure_msi_endpoint", &raw.azure_msi_endpoint),
+        ("metadata_service_url", &raw.metadata_service_url),
+    ] {
+        if let Some(u) = url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            return Err(invalid(
+                format!("workspace.{key}"),
+                "must be an http:// or https:// URL",
+            ));
+        }
+    }
+    Ok(super::SdkAuthConfig {
+        azure_client_id: raw.azure_client_id.take(),
+        azure_client_secret,
+        azure_tenant_id: raw.azure_tenant_id.take(),
+        azure_use_msi: raw.azure_use_msi,
+        azure_workspace_resource_id: raw.azure_workspace_resource_id.take(),
+        azure_environment: raw.azure_environment.take(),
+        azure_login_endpoint: raw.azure_login_endpoint.take(),
+        azure_msi_endpoint: raw.azure_msi_endpoint.take(),
+        databricks_cli_path: raw.databricks_cli_path.take(),
+        metadata_service_url: raw.metadata_service_url.take(),
+        oidc_token_env: raw.oidc_token_env.take(),
+        oidc_token_filepath: raw
+            .oidc_token_filepath
+            .take()
+            .map(|p| resolve_path(base, p)),
+    })
+}
+
+/// The database on a Lakebase instance or endpoint when `dbname` is not set.
+const LAKEBASE_DBNAME: &str = "databricks_postgres";
+
+/// A refresh margin must leave at least half the credential's lifetime (the Databricks SDKs
+/// cap it at half): Lakebase credentials live at most an hour, an endpoint's `ttl` when set.
+/// The refresher also caps it at half of the lifetime each credential really has.
+fn check_refresh_margin(
+    key: &str,
+    margin: Option<Duration>,
+    credential: &CredentialConfig,
+) -> Result<(), ConfigError> {
+    let Some(margin) = margin else { return Ok(()) };
+    let lifetime = match credential {
+        CredentialConfig::Endpoint { ttl: Some(t), .. } => *t,
+        _ => Duration::from_secs(3600),
+    };
+    if margin > lifetime / 2 {
+        return Err(invalid(
+            format!("{key}.credential_refresh_margin"),
+            format!(
+                "{} s is more than half the credential's lifetime ({} s); use at most {} s",
+                margin.as_secs_f64(),
+                lifetime.as_secs(),
+                (lifetime / 2).as_secs()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn workspace(raw: Option<RawWorkspace>, base: &Path) -> Result<WorkspaceConfig, ConfigError> {
-    let raw = raw.unwrap_or_default();
+    let mut raw = raw.unwrap_or_default();
+    let sdk = sdk_auth(&mut raw, base)?;
     let token = secret(
         "workspace.token",
         raw.token,
@@ -662,14 +843,18 @@ fn workspace(raw: Option<RawWorkspace>, base: &Path) -> Result<WorkspaceConfig, 
     )?
     .map(|s| s.expose_secret().to_owned());
     if let Some(t) = raw.auth_type.as_deref()
-        && !matches!(t, "pat" | "oauth-m2m")
+        && !super::AUTH_TYPES.contains(&t)
     {
         return Err(invalid(
             "workspace.auth_type",
-            format!("{t:?} is not supported: use \"pat\" or \"oauth-m2m\""),
+            format!(
+                "{t:?} is not supported; lakepool supports {}",
+                super::AUTH_TYPES.join(", ")
+            ),
         ));
     }
     Ok(WorkspaceConfig {
+        sdk,
         host: raw.host,
         profile: raw.profile,
         config_file: raw.config_file.map(|p| resolve_path(base, p)),
@@ -693,7 +878,11 @@ fn workspace(raw: Option<RawWorkspace>, base: &Path) -> Result<WorkspaceConfig, 
 }
 
 #[cfg(test)]
-mod tests {
+#[path = "load_tests.rs"]
+mod tests;
+
+#[cfg(test)]
+mod lakebase_tests {
     use super::*;
 
     const BASE: &str = r#"
@@ -718,7 +907,7 @@ tls = "disable"
         assert_eq!(c.databases[0].port, 5432);
         assert_eq!(c.databases[0].pool, PoolSettings::default());
         assert_eq!(c.users[0].password.expose_secret(), "pw");
-        assert_eq!(c.users[0].auth, AuthMethod::ScramSha256);
+        assert_eq!(c.server.auth, AuthMethod::ScramSha256);
         assert_eq!(c.server.client_tls, ClientTls::Disable);
     }
 
@@ -916,6 +1105,152 @@ tls = "disable"
         let text = BASE.replace("password = \"pw\"", "password_file = \"pw.txt\"");
         let c = load_str(&text, dir.path()).unwrap();
         assert_eq!(c.users[0].password.expose_secret(), "s3cret");
+    }
+
+    const LAKEBASE: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[workspace]
+host = "https://ws.example"
+token = "t"
+
+[[users]]
+name = "app"
+password = "pw"
+
+[[databases]]
+name = "app"
+"#;
+
+    #[test]
+    fn lakebase_databases_default_to_databricks_postgres() {
+        let c = load_str(&format!("{LAKEBASE}instance = \"i\"\n"), Path::new(".")).unwrap();
+        assert_eq!(c.databases[0].dbname, "databricks_postgres");
+        let ep = "endpoint = \"projects/p/branches/b/endpoints/e\"\n";
+        let c = load_str(&format!("{LAKEBASE}{ep}"), Path::new(".")).unwrap();
+        assert_eq!(c.databases[0].dbname, "databricks_postgres");
+        let c = load_str(
+            &format!("{LAKEBASE}instance = \"i\"\ndbname = \"mine\"\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.databases[0].dbname, "mine");
+        // A static upstream keeps the entry's name.
+        assert_eq!(
+            load_str(BASE, Path::new(".")).unwrap().databases[0].dbname,
+            "app"
+        );
+    }
+
+    #[test]
+    fn refresh_margin_is_at_most_half_the_lifetime() {
+        let inst = format!("{LAKEBASE}instance = \"i\"\n");
+        let ok = load_str(
+            &format!("{inst}credential_refresh_margin = 1800\n"),
+            Path::new("."),
+        );
+        assert_eq!(
+            ok.unwrap().databases[0].refresh_margin,
+            Some(Duration::from_secs(1800))
+        );
+        let e = load_str(
+            &format!("{inst}credential_refresh_margin = 3600\n"),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("databases[0].credential_refresh_margin") && e.contains("at most 1800"),
+            "{e}"
+        );
+        let ep = format!("{LAKEBASE}endpoint = \"projects/p/branches/b/endpoints/e\"\nttl = 600\n");
+        let e = load_str(
+            &format!("{ep}credential_refresh_margin = 301\n"),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("at most 300"), "{e}");
+        assert!(
+            load_str(
+                &format!("{ep}credential_refresh_margin = 300\n"),
+                Path::new(".")
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn workspace_auth_attributes_under_their_sdk_names() {
+        let ws = |lines: &str| {
+            load_str(
+                &format!("{BASE}\n[workspace]\nhost = \"https://ws.example\"\n{lines}\n"),
+                Path::new("."),
+            )
+        };
+        let c = ws(
+            "auth_type = \"file-oidc\"\noidc_token_filepath = \"/var/run/token\"\n\
+                    azure_use_msi = true\nazure_client_secret = \"s\"",
+        )
+        .unwrap();
+        let sdk = &c.workspace.sdk;
+        assert_eq!(
+            sdk.oidc_token_filepath.as_deref(),
+            Some(Path::new("/var/run/token"))
+        );
+        assert_eq!(sdk.azure_use_msi, Some(true));
+        assert_eq!(
+            sdk.azure_client_secret.as_ref().unwrap().expose_secret(),
+            "s"
+        );
+        let e = ws("auth_type = \"azure-cli\"").unwrap_err().to_string();
+        assert!(
+            e.contains("workspace.auth_type") && e.contains("databricks-cli"),
+            "{e}"
+        );
+        let e = ws("metadata_service_url = \"localhost:9\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("workspace.metadata_service_url"), "{e}");
+        let e = ws("azure_client_secret = \"a\"\nazure_client_secret_env = \"B\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("workspace.azure_client_secret"), "{e}");
+    }
+
+    #[test]
+    fn environment_variables_in_string_values() {
+        let env = |k: &str| match k {
+            "PGHOST" => Some("instance-1.database.example".to_owned()),
+            "PGUSER" => Some("6f1c2a9e-app".to_owned()),
+            "APP_PW" => Some("pw-from-env".to_owned()),
+            _ => None,
+        };
+        let text = "[server]\nlisten = \"127.0.0.1:0\"\n\
+            [[users]]\nname = \"app\"\npassword = \"${APP_PW}\"\n\
+            [[databases]]\nname = \"app\"\nhost = \"${PGHOST}\"\nuser = \"${PGUSER}\"\n\
+            server_reset_query = \"SELECT '$${not_a_var}'\"\n";
+        let c = load_str_with_env(text, Path::new("."), &env).unwrap();
+        assert_eq!(
+            c.databases[0].host.as_deref(),
+            Some("instance-1.database.example")
+        );
+        assert_eq!(c.databases[0].user.as_deref(), Some("6f1c2a9e-app"));
+        assert_eq!(c.users[0].password.expose_secret(), "pw-from-env");
+        assert_eq!(
+            c.databases[0].pool.server_reset_query,
+            "SELECT '${not_a_var}'"
+        );
+        // A missing variable names itself and the key, never the value around it.
+        let text = text.replace("${APP_PW}", "hunter2-${NOT_SET}");
+        let e = load_str_with_env(&text, Path::new("."), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("users[0].password") && e.contains("NOT_SET") && !e.contains("hunter2"),
+            "{e}"
+        );
     }
 
     #[test]

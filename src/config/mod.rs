@@ -1,19 +1,39 @@
 //! Configuration: TOML file → validated, resolved [`Config`].
 //!
-//! `raw` mirrors the file (serde, unknown keys rejected); `load` resolves secrets, applies
-//! defaults and validates, producing errors that name the key and the problem.
+//! `raw` mirrors the file (serde, unknown keys rejected); `interpolate` replaces `${VAR}` in
+//! string values with environment variables; `load` resolves secrets, applies defaults and
+//! validates, producing errors that name the key and the problem.
 
+mod interpolate;
 mod load;
+mod locate;
 mod raw;
+mod secret;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
-pub use load::{ADMIN_DATABASE, ConfigError, load_file, load_str};
+pub use load::{
+    ADMIN_DATABASE, ADMIN_DATABASE_ALIAS, ConfigError, is_admin_database, load_file, load_str,
+};
+pub use locate::KeyLines;
 pub use raw::{AuthMethod, ClientTls, LogFormat, PoolMode, UpstreamTls};
+
+/// The `auth_type` values lakepool implements, as the Databricks SDKs name them.
+pub const AUTH_TYPES: &[&str] = &[
+    "pat",
+    "oauth-m2m",
+    "databricks-cli",
+    "metadata-service",
+    "env-oidc",
+    "file-oidc",
+    "azure-msi",
+    "azure-client-secret",
+];
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
@@ -26,6 +46,21 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// `[[databases]]`: what clients may connect to, and where it lives upstream.
     pub databases: Vec<DatabaseConfig>,
+    /// `[pool]`: the settings every database starts from.
+    pub pool: PoolSettings,
+    /// Where each key is in the file, to give the line of errors found later (e.g. a
+    /// password that is not a valid verifier).
+    pub lines: Arc<KeyLines>,
+    /// Problems that do not stop lakepool (secret files others can read), for the caller to
+    /// log or print.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Adds the line of the key an error names, when it has none yet.
+    pub fn locate(&self, e: ConfigError) -> ConfigError {
+        self.lines.locate(e)
+    }
 }
 
 /// `[server]`: listeners, client TLS, global limits.
@@ -39,14 +74,18 @@ pub struct ServerConfig {
     pub client_tls: ClientTls,
     /// HTTP endpoints address (metrics, health).
     pub admin_listen: Option<SocketAddr>,
+    /// Bearer token `/metrics` requires (and that shows `/readyz`'s details), when set.
+    pub admin_token: Option<SecretString>,
     /// Tokio worker threads (1 = a current-thread runtime).
     pub workers: usize,
     /// Most client connections at once, over all pools.
     pub max_client_conn: usize,
     /// Time a client has to finish TLS, startup and authentication.
     pub handshake_timeout: Duration,
-    /// Allow `auth = "cleartext"` users to log in without TLS.
+    /// Allow cleartext logins (`auth = "cleartext"` databases) without TLS.
     pub allow_cleartext_without_tls: bool,
+    /// Authentication method of databases that set none, and of the admin console.
+    pub auth: AuthMethod,
     /// Largest message a client or server may send after login, in bytes.
     pub max_message_size: usize,
     /// Largest client message lakepool holds whole to inspect or rewrite (a named statement's
@@ -74,8 +113,6 @@ pub struct UserConfig {
     pub name: String,
     /// Plaintext, SCRAM verifier or md5 hash, as configured.
     pub password: SecretString,
-    /// Authentication method clients must use.
-    pub auth: AuthMethod,
     /// May log in to the admin console (database `lakepool`).
     pub admin: bool,
     /// Pool keys set on this user; they override `[pool]` and the database's own keys for
@@ -95,6 +132,21 @@ impl PoolOverrides {
         // the same keys over any valid base cannot fail.
         load::pool_settings(&self.0, base, "users").unwrap_or_else(|_| base.clone())
     }
+
+    /// `pool_size`, when set on the user.
+    pub fn pool_size(&self) -> Option<usize> {
+        self.0.pool_size
+    }
+
+    /// `reserve_pool_size`, when set on the user.
+    pub fn reserve_pool_size(&self) -> Option<usize> {
+        self.0.reserve_pool_size
+    }
+
+    /// `pool_mode`, when set on the user.
+    pub fn pool_mode(&self) -> Option<PoolMode> {
+        self.0.pool_mode
+    }
 }
 
 /// `[workspace]` as configured; the rest (env, profile, .netrc) is resolved at startup.
@@ -106,7 +158,7 @@ pub struct WorkspaceConfig {
     pub profile: Option<String>,
     /// Config file instead of `~/.databrickscfg`.
     pub config_file: Option<PathBuf>,
-    /// Force one auth method (`pat`, `oauth-m2m`).
+    /// Force one auth method ([`AUTH_TYPES`]).
     pub auth_type: Option<String>,
     /// Personal access token.
     pub token: Option<SecretString>,
@@ -118,6 +170,38 @@ pub struct WorkspaceConfig {
     pub http_timeout: Duration,
     /// Limit on one API call including its retries.
     pub retry_timeout: Duration,
+    /// The SDKs' other auth attributes (Azure, OIDC federation, CLI, metadata service).
+    pub sdk: SdkAuthConfig,
+}
+
+/// `[workspace]` auth attributes of the Databricks SDKs beyond PAT and OAuth M2M, under their
+/// SDK names; environment variables and profiles fill the rest at startup.
+#[derive(Debug, Clone, Default)]
+pub struct SdkAuthConfig {
+    /// Azure service principal or managed identity application id.
+    pub azure_client_id: Option<String>,
+    /// Azure service principal secret.
+    pub azure_client_secret: Option<SecretString>,
+    /// Azure tenant (directory) id.
+    pub azure_tenant_id: Option<String>,
+    /// Use the Azure managed identity.
+    pub azure_use_msi: Option<bool>,
+    /// Azure resource id of the workspace.
+    pub azure_workspace_resource_id: Option<String>,
+    /// Azure cloud: PUBLIC, USGOVERNMENT, CHINA.
+    pub azure_environment: Option<String>,
+    /// Microsoft Entra ID login endpoint instead of the cloud's (private clouds, tests).
+    pub azure_login_endpoint: Option<String>,
+    /// Instance metadata endpoint instead of http://169.254.169.254/metadata (tests).
+    pub azure_msi_endpoint: Option<String>,
+    /// The `databricks` CLI to run for `databricks-cli` auth.
+    pub databricks_cli_path: Option<String>,
+    /// Local metadata service URL for `metadata-service` auth.
+    pub metadata_service_url: Option<String>,
+    /// Environment variable holding the OIDC token for `env-oidc`.
+    pub oidc_token_env: Option<String>,
+    /// File holding the OIDC token for `file-oidc`.
+    pub oidc_token_filepath: Option<PathBuf>,
 }
 
 /// Where a database's upstream password comes from.
@@ -159,6 +243,12 @@ pub struct DatabaseConfig {
     pub ca_file: Option<PathBuf>,
     /// Pool settings after `[pool]` defaults and per-database overrides.
     pub pool: PoolSettings,
+    /// Authentication method every client of this database must use (whatever its user
+    /// name, so that a probe cannot tell which users exist).
+    pub auth: AuthMethod,
+    /// Send the upstream password (or token) in cleartext when the server asks for it over a
+    /// connection without TLS; refused by default.
+    pub send_cleartext_password_without_tls: bool,
 }
 
 /// Pool behaviour, set in `[pool]` and overridable per database and per user.

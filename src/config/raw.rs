@@ -12,10 +12,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub pool: RawPool,
     pub workspace: Option<RawWorkspace>,
-    #[serde(default)]
-    pub users: Vec<toml::Table>,
-    #[serde(default)]
-    pub databases: Vec<toml::Table>,
+    // `[[users]]` and `[[databases]]` are taken out of the document first and read table by
+    // table (their keys split into own and pool keys).
 }
 
 /// `listen` as one address or several.
@@ -34,10 +32,14 @@ pub struct RawServer {
     pub tls_key_file: Option<PathBuf>,
     pub client_tls: Option<ClientTls>,
     pub admin_listen: Option<String>,
+    pub admin_token: Option<String>,
+    pub admin_token_file: Option<PathBuf>,
+    pub admin_token_env: Option<String>,
     pub workers: Option<usize>,
     pub max_client_conn: Option<usize>,
     pub handshake_timeout: Option<f64>,
     pub allow_cleartext_without_tls: Option<bool>,
+    pub auth: Option<AuthMethod>,
     pub max_message_size: Option<u64>,
     pub max_held_message_size: Option<u64>,
     pub shutdown_timeout: Option<f64>,
@@ -102,6 +104,21 @@ pub struct RawWorkspace {
     pub client_secret_env: Option<String>,
     pub http_timeout: Option<f64>,
     pub retry_timeout: Option<f64>,
+    // The Databricks SDKs' other auth attributes, under their SDK names.
+    pub azure_client_id: Option<String>,
+    pub azure_client_secret: Option<String>,
+    pub azure_client_secret_file: Option<PathBuf>,
+    pub azure_client_secret_env: Option<String>,
+    pub azure_tenant_id: Option<String>,
+    pub azure_use_msi: Option<bool>,
+    pub azure_workspace_resource_id: Option<String>,
+    pub azure_environment: Option<String>,
+    pub azure_login_endpoint: Option<String>,
+    pub azure_msi_endpoint: Option<String>,
+    pub databricks_cli_path: Option<String>,
+    pub metadata_service_url: Option<String>,
+    pub oidc_token_env: Option<String>,
+    pub oidc_token_filepath: Option<PathBuf>,
 }
 
 /// The non-pool keys of a `[[users]]` entry.
@@ -112,6 +129,7 @@ pub struct RawUser {
     pub password: Option<String>,
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
+    /// Refused with an explanation: the method is set per database.
     pub auth: Option<AuthMethod>,
     pub admin: Option<bool>,
 }
@@ -122,7 +140,8 @@ pub struct RawUser {
 pub struct RawDatabase {
     pub name: String,
     pub host: Option<String>,
-    pub port: Option<u16>,
+    /// Wider than a port so a wrong value gets lakepool's own message, not serde's.
+    pub port: Option<i64>,
     pub dbname: Option<String>,
     pub user: Option<String>,
     pub password: Option<String>,
@@ -134,6 +153,8 @@ pub struct RawDatabase {
     pub endpoint: Option<String>,
     pub ttl: Option<f64>,
     pub credential_refresh_margin: Option<f64>,
+    pub auth: Option<AuthMethod>,
+    pub send_cleartext_password_without_tls: Option<bool>,
 }
 
 /// Names of `RawDatabase` fields, to split a database table into its own and pool keys.
@@ -152,6 +173,8 @@ pub const DATABASE_KEYS: &[&str] = &[
     "endpoint",
     "ttl",
     "credential_refresh_margin",
+    "auth",
+    "send_cleartext_password_without_tls",
 ];
 
 /// Names of `RawUser` fields, to split a user table into its own and pool keys.

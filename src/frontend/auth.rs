@@ -6,14 +6,16 @@ use tokio::io::AsyncWriteExt;
 use super::Frontend;
 use crate::auth::md5::md5_verify;
 use crate::auth::scram::ScramServer;
-use crate::auth::users::CleartextCheck;
+use crate::auth::users::{CleartextCheck, UserEntry};
 use crate::config::AuthMethod;
 use crate::error::ClientFacing;
+use crate::logsafe::LogSafe;
 use crate::net::Stream;
 use crate::net::framed::{FrameError, read_message};
 use crate::proto::frontend::{parse_password, parse_sasl_initial};
 use crate::proto::sqlstate::SqlState;
 use crate::proto::write;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Longest authentication message accepted from a client.
 const MAX_AUTH_MESSAGE: usize = 8 * 1024;
@@ -21,11 +23,12 @@ const MAX_AUTH_MESSAGE: usize = 8 * 1024;
 /// Client authentication failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// Wrong password or unknown user (indistinguishable on purpose).
-    #[error("password authentication failed for user \"{0}\"")]
+    /// Wrong password or unknown user (indistinguishable on purpose). The name is the
+    /// client's: escaped, since the message is also logged.
+    #[error("password authentication failed for user \"{}\"", LogSafe(.0))]
     Failed(String),
     /// Cleartext login attempted without TLS.
-    #[error("cleartext password authentication for user \"{0}\" requires TLS")]
+    #[error("cleartext password authentication for user \"{}\" requires TLS", LogSafe(.0))]
     NeedsTls(String),
     /// The client broke the authentication protocol.
     #[error("invalid authentication message: {0}")]
@@ -55,11 +58,28 @@ async fn send(stream: &mut Stream, out: &mut BytesMut) -> Result<(), AuthError> 
     Ok(())
 }
 
+/// A password message's body, wiped when dropped: it may hold a cleartext password.
+struct PasswordBody(BytesMut);
+
+impl std::ops::Deref for PasswordBody {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for PasswordBody {
+    fn drop(&mut self) {
+        self.0.as_mut().zeroize();
+    }
+}
+
 async fn read_password_message(
     stream: &mut Stream,
     buf: &mut BytesMut,
-) -> Result<BytesMut, AuthError> {
+) -> Result<PasswordBody, AuthError> {
     let (tag, body) = read_message(stream, buf, MAX_AUTH_MESSAGE).await?;
+    let body = PasswordBody(body);
     if tag != b'p' {
         return Err(AuthError::Protocol(format!(
             "expected a password message, got message type {:?}",
@@ -69,24 +89,40 @@ async fn read_password_message(
     Ok(body)
 }
 
-/// Authenticates `user`. On success AuthenticationOk has been sent. `buf` keeps any bytes the
-/// client sent beyond its last authentication message.
+/// Authenticates `user` for `database`. On success AuthenticationOk has been sent. `buf` keeps
+/// any bytes the client sent beyond its last authentication message.
+///
+/// Everything before the password is checked depends on the database and the connection only,
+/// never on whether `user` exists: the method is the database's, an unknown user's SCRAM
+/// exchange runs against a fake verifier shaped like a real one, and the TLS rule for
+/// cleartext applies to every name. Failures look the same for a wrong password and an unknown
+/// user.
 pub async fn authenticate(
     fe: &Frontend,
     stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
+    database: &str,
 ) -> Result<(), AuthError> {
     let live = fe.live();
     let entry = live.users.get(user);
-    // Unknown users go through a SCRAM exchange with a fake verifier: same messages, same
-    // failure, so user names cannot be probed.
-    let method = entry.map_or(AuthMethod::ScramSha256, |e| e.method);
+    let method = live.users.method_for(database);
+    let unusable = |what: &str| {
+        // Only the operator sees this: a known user whose stored password cannot serve the
+        // database's method fails exactly as a wrong password does.
+        tracing::info!(user, database = %LogSafe(database), method = ?method,
+            "user's password is stored as {what}, which cannot serve this database's method");
+    };
     match method {
         AuthMethod::ScramSha256 => {
-            let verifier = match entry.and_then(|e| e.scram.clone()) {
-                Some(v) => v,
-                None => live.users.mock_verifier(user),
+            let verifier = match entry.map(|e| e.scram.clone()) {
+                Some(Some(v)) => v,
+                known => {
+                    if known.is_some() {
+                        unusable("an md5 hash");
+                    }
+                    live.users.mock_verifier(user)
+                }
             };
             let end_point = match stream {
                 Stream::ServerTls(_) => live.tls.as_ref().map(|t| t.end_point.to_vec()),
@@ -102,10 +138,11 @@ pub async fn authenticate(
             let body = read_password_message(stream, buf).await?;
             let pw = parse_password(&body)
                 .ok_or_else(|| AuthError::Protocol("malformed password message".into()))?;
-            let ok = entry
-                .and_then(|e| e.md5.as_deref())
-                .is_some_and(|stored| md5_verify(stored, salt, pw));
-            if !ok {
+            let stored = entry.and_then(|e| e.md5.as_deref());
+            if entry.is_some() && stored.is_none() {
+                unusable("a SCRAM verifier");
+            }
+            if !stored.is_some_and(|stored| md5_verify(stored, salt, pw)) {
                 return Err(AuthError::Failed(user.to_owned()));
             }
         }
@@ -117,18 +154,12 @@ pub async fn authenticate(
             write::auth_cleartext(&mut out);
             send(stream, &mut out).await?;
             let body = read_password_message(stream, buf).await?;
+            // Any bytes: as in PostgreSQL, a password that is not UTF-8 is used as it is.
             let pw = parse_password(&body)
-                .and_then(|p| std::str::from_utf8(p).ok())
                 .ok_or_else(|| AuthError::Protocol("malformed password message".into()))?;
-            let ok = match entry.map(|e| e.check_cleartext(pw)) {
-                Some(CleartextCheck::Matches(ok)) => ok,
-                Some(CleartextCheck::Pbkdf2(v)) => {
-                    // PBKDF2 is milliseconds of CPU: run it off the I/O threads.
-                    let pw = pw.to_owned();
-                    tokio::task::spawn_blocking(move || v.verify_password(&pw))
-                        .await
-                        .unwrap_or(false)
-                }
+            // As PostgreSQL: an empty password never matches, whatever is stored.
+            let ok = match entry.filter(|_| !pw.is_empty()) {
+                Some(e) => check_cleartext(e, pw).await,
                 None => false,
             };
             if !ok {
@@ -140,6 +171,29 @@ pub async fn authenticate(
     write::auth_ok(&mut out);
     stream.write_all(&out).await.map_err(FrameError::Io)?;
     Ok(())
+}
+
+/// At most this many PBKDF2 runs for cleartext logins at once: failed attempts against
+/// verifier-stored users cannot take more of the machine than this.
+static PBKDF2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Checks a cleartext password for a known user; PBKDF2, when needed, runs on a blocking
+/// thread, one at a time, and its result is remembered.
+async fn check_cleartext(entry: &UserEntry, password: &[u8]) -> bool {
+    let check = match entry.check_cleartext(password) {
+        CleartextCheck::Matches(ok) => return ok,
+        CleartextCheck::Pbkdf2(check) => check,
+    };
+    let Ok(_slot) = PBKDF2_SLOTS.acquire().await else {
+        return false;
+    };
+    let digest = check.digest;
+    let password = Zeroizing::new(password.to_vec());
+    let ok = tokio::task::spawn_blocking(move || check.run(&password))
+        .await
+        .unwrap_or(false);
+    entry.remember(digest, ok);
+    ok
 }
 
 async fn scram(

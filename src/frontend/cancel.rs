@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -35,18 +35,18 @@ pub struct CancelSlot {
     upstream: Arc<Upstream>,
     /// Host of the server connection last attached (written only when it changes).
     host: ArcSwapOption<String>,
+    /// Address of the `Arc` in `host`, to see without a load that it did not change (the slot
+    /// holds that `Arc`, so its address cannot be reused while it is there).
+    host_ptr: AtomicUsize,
 }
 
 impl CancelSlot {
     /// Records the server connection the client now uses (its key and host).
     pub fn attach(&self, key: (u32, u32), host: &Arc<String>) {
-        let same_host = self
-            .host
-            .load()
-            .as_ref()
-            .is_some_and(|h| Arc::ptr_eq(h, host));
-        if !same_host {
+        let ptr = Arc::as_ptr(host) as usize;
+        if self.host_ptr.load(Ordering::Relaxed) != ptr {
             self.host.store(Some(Arc::clone(host)));
+            self.host_ptr.store(ptr, Ordering::Relaxed);
         }
         let packed = (u64::from(key.0) << 32) | u64::from(key.1);
         self.server.store(packed, Ordering::SeqCst);
@@ -56,6 +56,9 @@ impl CancelSlot {
     /// the connection can safely go to another client.
     pub async fn detach(&self) {
         self.server.store(0, Ordering::SeqCst);
+        if self.in_flight.load(Ordering::SeqCst) == 0 {
+            return;
+        }
         loop {
             let notified = self.done.notified();
             if self.in_flight.load(Ordering::SeqCst) == 0 {
@@ -110,6 +113,7 @@ impl CancelRegistry {
             done: Notify::new(),
             upstream,
             host: ArcSwapOption::empty(),
+            host_ptr: AtomicUsize::new(0),
         });
         let mut map = self.map.lock();
         loop {

@@ -15,6 +15,7 @@ use super::{Frontend, send_error_and_close};
 use crate::config::ClientTls;
 use crate::config::PoolMode;
 use crate::error::{ClientError, ClientFacing};
+use crate::logsafe::LogSafe;
 use crate::net::Stream;
 use crate::pool::limits::ClientAdmission;
 use crate::pool::registry::Database;
@@ -52,7 +53,7 @@ pub struct SessionInfo {
     pub admission: ClientAdmission,
     /// Session mode: the server the client keeps for its whole session, checked out at login
     /// so that the backend pid it is told is the server's own.
-    pub server: Option<Checkout>,
+    pub server: Option<Box<Checkout>>,
 }
 
 /// A login that succeeded: a pooled session, or the admin console.
@@ -185,10 +186,10 @@ async fn authenticate_login(
         .unwrap_or(&user)
         .to_owned();
     let mut leftover = BytesMut::new();
-    authenticate(fe, stream, &mut leftover, &user)
+    authenticate(fe, stream, &mut leftover, &user, &database)
         .await
         .map_err(|e| e.to_client_error())?;
-    if database == crate::config::ADMIN_DATABASE {
+    if crate::config::is_admin_database(&database) {
         let admin = fe.live().users.get(&user).is_some_and(|u| u.admin);
         if !admin {
             return Err(ClientError::fatal(
@@ -206,7 +207,7 @@ async fn authenticate_login(
         .ok_or_else(|| {
             ClientError::fatal(
                 SqlState::INVALID_CATALOG_NAME,
-                format!("database \"{database}\" does not exist"),
+                format!("database \"{}\" does not exist", LogSafe(&database)),
             )
         })?;
     let settings = client_settings(&params).map_err(|e| {
@@ -254,7 +255,7 @@ async fn greet(
             write::parameter_status(&mut greeting, k, v);
         }
         let pid = conn.key.0;
-        (Some(s), Some(pid))
+        (Some(Box::new(s)), Some(pid))
     } else {
         if !spelled(&pool, &mut settings) {
             let mut s = pool.checkout().await.map_err(|e| e.to_client_error())?;

@@ -42,6 +42,8 @@ pub struct Live {
     pub users: UserDb,
     /// Databases and pools.
     pub registry: Arc<Registry>,
+    /// `[pool]` as configured (SHOW CONFIG, SHOW USERS).
+    pub pool_defaults: crate::config::PoolSettings,
 }
 
 /// Shared state of the client side, built once by `app` and handed to every session.

@@ -305,6 +305,19 @@ impl Pipe {
         }
     }
 
+    /// Replaces the first `n` bytes of the message at the framing position with what `f` writes
+    /// (given those bytes), and passes the rest unchanged as it comes.
+    pub fn rewrite_head(&mut self, h: Header, n: usize, f: impl FnOnce(&[u8], &mut BytesMut)) {
+        self.start_copying();
+        if let Some(held) = self.held.take() {
+            f(&held.msg[..n], &mut self.made);
+            self.made.extend_from_slice(&held.msg[n..]);
+            return;
+        }
+        f(&self.buf[self.pos..self.pos + n], &mut self.made);
+        self.replace_head(h, n);
+    }
+
     /// Starts collecting the message at the framing position in the side buffer (it is larger
     /// than the read buffer and within the hold limit the caller checked). The memory is
     /// reserved as the bytes arrive, never ahead of them.
@@ -325,6 +338,23 @@ impl Pipe {
         if self.held.take().is_none() {
             self.skip(h.total());
         }
+    }
+
+    /// Moves this pipe's pending output to the end of `other`'s.
+    pub fn move_output_into(&mut self, other: &mut Pipe) {
+        let out = if self.copying {
+            &self.made[self.written..]
+        } else {
+            &self.buf[self.zc_from + self.written..self.zc_to]
+        };
+        if !out.is_empty() {
+            other.emit().extend_from_slice(out);
+        }
+        self.written = 0;
+        self.made.clear();
+        self.copying = false;
+        self.zc_from = self.pos;
+        self.zc_to = self.pos;
     }
 
     /// Output buffer for rewritten or made-up bytes, in order after what is already queued.

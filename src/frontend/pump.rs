@@ -160,6 +160,15 @@ pub struct Pump<'a> {
     core: Core<'a>,
 }
 
+/// The sockets that said Pending in the current wake-up.
+#[derive(Debug, Default)]
+struct Blocked {
+    client_read: bool,
+    client_write: bool,
+    server_read: bool,
+    server_write: bool,
+}
+
 /// A forwarding run without its sockets: the framing and bookkeeping of both directions.
 pub struct Core<'a> {
     /// Client→server pipeline (the client's buffer).
@@ -180,6 +189,8 @@ pub struct Core<'a> {
     pub max_message: usize,
     /// The client sent Terminate (everything before it goes out first).
     pub terminated: bool,
+    /// Bytes moved to or from the client since the idle timer last heard of it.
+    pub client_moved: bool,
 }
 
 impl<'a> Pump<'a> {
@@ -223,14 +234,17 @@ impl<'a> Pump<'a> {
     }
 
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<PumpEnd> {
+        // A socket that said Pending in this wake-up stays so until the next one: asking again
+        // would only cost a readiness check.
+        let mut blocked = Blocked::default();
         loop {
             let mut progress = false;
-            match self.poll_up(cx) {
+            match self.poll_up(cx, &mut blocked) {
                 Poll::Ready(Ok(())) => progress = true,
                 Poll::Ready(Err(end)) => return Poll::Ready(end),
                 Poll::Pending => {}
             }
-            match self.poll_down(cx) {
+            match self.poll_down(cx, &mut blocked) {
                 Poll::Ready(Ok(())) => progress = true,
                 Poll::Ready(Err(end)) => return Poll::Ready(end),
                 Poll::Pending => {}
@@ -240,6 +254,10 @@ impl<'a> Pump<'a> {
                 return Poll::Ready(PumpEnd::Idle);
             }
             if !progress {
+                // One clock read per wake-up, not per read or write.
+                if std::mem::take(&mut core.client_moved) {
+                    core.limits.progress();
+                }
                 let wait = core.waiting_on_client();
                 if core.limits.poll_expired(cx, wait).is_ready() {
                     return Poll::Ready(match wait {
@@ -254,20 +272,24 @@ impl<'a> Pump<'a> {
 
     /// Client→server: write what is framed, frame what was read, read more. Ready(Ok) when
     /// something moved.
-    fn poll_up(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PumpEnd>> {
+    fn poll_up(
+        &mut self,
+        cx: &mut Context<'_>,
+        blocked: &mut Blocked,
+    ) -> Poll<Result<(), PumpEnd>> {
         let core = &mut self.core;
         let mut moved = false;
         loop {
             if core.up.has_output() {
+                if blocked.server_write {
+                    return moved_or_pending(moved);
+                }
                 match core.up.poll_write_out(cx, self.server) {
                     Poll::Ready(Ok(())) => moved = true,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(PumpEnd::ServerIo(e))),
                     Poll::Pending => {
-                        return if moved {
-                            Poll::Ready(Ok(()))
-                        } else {
-                            Poll::Pending
-                        };
+                        blocked.server_write = true;
+                        return moved_or_pending(moved);
                     }
                 }
             }
@@ -278,29 +300,22 @@ impl<'a> Pump<'a> {
             if core.up.has_output() || core.terminated {
                 continue;
             }
-            if core.held_back() {
-                return if moved {
-                    Poll::Ready(Ok(()))
-                } else {
-                    Poll::Pending
-                };
+            if core.held_back() || blocked.client_read {
+                return moved_or_pending(moved);
             }
             let n = match core.up.poll_fill(cx, self.client) {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(PumpEnd::ClientIo(e))),
                 Poll::Pending => {
-                    return if moved {
-                        Poll::Ready(Ok(()))
-                    } else {
-                        Poll::Pending
-                    };
+                    blocked.client_read = true;
+                    return moved_or_pending(moved);
                 }
             };
             if n == 0 {
                 return Poll::Ready(Err(PumpEnd::ClientClosed));
             }
             moved = true;
-            core.limits.progress();
+            core.client_moved = true;
             if let Some(s) = &core.tracker.stats {
                 s.received.fetch_add(n as u64, Relaxed);
             }
@@ -308,23 +323,27 @@ impl<'a> Pump<'a> {
     }
 
     /// Server→client: write what is framed, frame what was read, read more.
-    fn poll_down(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PumpEnd>> {
+    fn poll_down(
+        &mut self,
+        cx: &mut Context<'_>,
+        blocked: &mut Blocked,
+    ) -> Poll<Result<(), PumpEnd>> {
         let core = &mut self.core;
         let mut moved = false;
         loop {
             if core.down.has_output() {
+                if blocked.client_write {
+                    return moved_or_pending(moved);
+                }
                 match core.down.poll_write_out(cx, self.client) {
                     Poll::Ready(Ok(())) => {
                         moved = true;
-                        core.limits.progress();
+                        core.client_moved = true;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(PumpEnd::ClientIo(e))),
                     Poll::Pending => {
-                        return if moved {
-                            Poll::Ready(Ok(()))
-                        } else {
-                            Poll::Pending
-                        };
+                        blocked.client_write = true;
+                        return moved_or_pending(moved);
                     }
                 }
             }
@@ -332,15 +351,15 @@ impl<'a> Pump<'a> {
             if core.down.has_output() {
                 continue;
             }
+            if blocked.server_read {
+                return moved_or_pending(moved);
+            }
             let n = match core.down.poll_fill(cx, self.server) {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(PumpEnd::ServerIo(e))),
                 Poll::Pending => {
-                    return if moved {
-                        Poll::Ready(Ok(()))
-                    } else {
-                        Poll::Pending
-                    };
+                    blocked.server_read = true;
+                    return moved_or_pending(moved);
                 }
             };
             if n == 0 {
@@ -351,6 +370,15 @@ impl<'a> Pump<'a> {
                 s.sent.fetch_add(n as u64, Relaxed);
             }
         }
+    }
+}
+
+/// Ready(Ok) when a direction moved bytes before it had to wait, else Pending.
+fn moved_or_pending(moved: bool) -> Poll<Result<(), PumpEnd>> {
+    if moved {
+        Poll::Ready(Ok(()))
+    } else {
+        Poll::Pending
     }
 }
 
@@ -490,6 +518,11 @@ impl Core<'_> {
                 self.down.pass_message(h);
             } else {
                 self.down.drop_message(h);
+            }
+            if let Some(t) = &mut self.txn
+                && t.client.replay_due()
+            {
+                t.client.replay_batch(self.up, &mut t.at, self.tracker);
             }
         }
     }

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::pool::stats::{PoolStats, error_code};
+use crate::pool::stats::{PoolStats, QueryClock, error_code};
 
 /// Protocol state of a client/server pair, carried across transactions.
 #[derive(Debug)]
@@ -32,6 +32,8 @@ pub struct Tracker {
     pub server_fatal: bool,
     /// The pool's counters (queries, transactions, errors), when counting.
     pub stats: Option<Arc<PoolStats>>,
+    /// When the query and the transaction in flight started (query and transaction times).
+    pub clock: QueryClock,
 }
 
 impl Default for Tracker {
@@ -46,6 +48,7 @@ impl Default for Tracker {
             undelivered: false,
             server_fatal: false,
             stats: None,
+            clock: QueryClock::default(),
         }
     }
 }
@@ -67,11 +70,13 @@ impl Tracker {
             b'Q' | b'F' => {
                 self.pending += 1;
                 self.exec_window = None;
+                self.clock.request();
             }
             // The server ignores Sync (and Flush) while in COPY FROM STDIN: no reply owed.
             b'S' if self.copy_in => {}
             b'S' => {
                 self.pending += 1;
+                self.clock.request();
                 self.unsynced = false;
                 if let Some(w) = self.exec_window.as_mut() {
                     *w += 1;
@@ -106,6 +111,7 @@ impl Tracker {
                 self.status = body.and_then(|b| b.first().copied()).unwrap_or(b'I');
                 if let Some(s) = &self.stats {
                     s.record_ready(self.status);
+                    s.record_ready_time(&mut self.clock, self.status, self.pending == 0);
                 }
                 if self.pending == 0 {
                     self.closed_windows.clear();
@@ -257,6 +263,28 @@ mod tests {
             &[(b'1', b""), (b'2', b""), (b'C', b""), (b'Z', b"I")],
         );
         assert!(t.server_idle());
+    }
+
+    #[test]
+    fn query_and_transaction_time_span_request_to_ready() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut t = Tracker::default();
+        let stats = Arc::new(PoolStats::default());
+        t.stats = Some(Arc::clone(&stats));
+        // A pipeline of two batches is one query span, ended by the second ReadyForQuery.
+        client(&mut t, b"BESBES");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        server(&mut t, &[(b'2', b""), (b'C', b""), (b'Z', b"T")]);
+        assert_eq!(stats.query_us.load(Relaxed), 0, "a reply is still owed");
+        server(&mut t, &[(b'2', b""), (b'C', b""), (b'Z', b"T")]);
+        let query = stats.query_us.load(Relaxed);
+        assert!(query >= 2000, "{query}");
+        assert_eq!(stats.xact_us.load(Relaxed), 0, "inside a transaction");
+        client(&mut t, b"Q");
+        server(&mut t, &[(b'C', b""), (b'Z', b"I")]);
+        assert!(stats.xact_us.load(Relaxed) >= query);
+        assert_eq!(stats.queries.load(Relaxed), 3);
+        assert_eq!(stats.xacts.load(Relaxed), 1);
     }
 
     #[test]

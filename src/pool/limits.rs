@@ -6,7 +6,8 @@
 //! idle one. They sit behind one registry-wide lock, which also holds the FIFO of pools whose
 //! clients wait for a limit to have room. Lock order: a pool's lock may be held while taking
 //! this one, never the reverse; giving slots back (which offers them to waiting pools, so
-//! locks those pools) happens with no pool lock held.
+//! locks those pools) happens with no pool lock held. Pools change these counts only through
+//! their [`Ledger`](super::accounting::Ledger), which keeps that order.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -6,8 +6,8 @@ use std::sync::atomic::AtomicU64;
 
 use parking_lot::Mutex;
 
-use super::Pool;
 use super::limits::{Counter, Counters, Limits};
+use super::{Connector, Pool};
 use crate::config::{PoolOverrides, PoolSettings};
 use crate::upstream::Upstream;
 
@@ -38,6 +38,8 @@ pub struct Registry {
     user_counters: Mutex<HashMap<String, Arc<Counter>>>,
     /// PAUSEd databases (`None` in the set's place: all), so pools created later start paused.
     paused: Mutex<Paused>,
+    /// How every pool of this registry opens server connections.
+    connector: Connector,
 }
 
 /// What the admin console paused.
@@ -65,7 +67,15 @@ impl Registry {
             limits: Arc::new(Limits::default()),
             user_counters: Mutex::new(HashMap::new()),
             paused: Mutex::new(Paused::default()),
+            connector: Connector::Upstream,
         }
+    }
+
+    /// This registry with pools that open server connections through `connector`.
+    #[cfg(test)]
+    pub(crate) fn with_connector(mut self, connector: Connector) -> Self {
+        self.connector = connector;
+        self
     }
 
     /// A registry for a reloaded configuration that keeps what did not change: the counts
@@ -86,6 +96,7 @@ impl Registry {
         new.user_counters = Mutex::new(old.user_counters.lock().clone());
         new.limits = Arc::clone(&old.limits);
         new.ids = Arc::clone(&old.ids);
+        new.connector = old.connector.clone();
         let mut kept = HashMap::new();
         for ((db, user), pool) in old.pools.lock().iter() {
             let same = new.databases.get(db).is_some_and(|d| {
@@ -123,6 +134,11 @@ impl Registry {
         self.databases.values()
     }
 
+    /// The pool keys set on user `user`'s `[[users]]` entry, if any.
+    pub fn user_overrides(&self, user: &str) -> Option<&PoolOverrides> {
+        self.user_settings.get(user)
+    }
+
     /// The settings of the (database, user) pool: user keys over database keys over `[pool]`.
     pub fn settings(&self, db: &Database, user: &str) -> PoolSettings {
         match self.user_settings.get(user) {
@@ -148,13 +164,14 @@ impl Registry {
                         .entry(user.to_owned())
                         .or_default(),
                 );
-                let pool = Pool::new(
+                let pool = Pool::with_connector(
                     db.name.clone(),
                     user.to_owned(),
                     self.settings(db, user),
                     Arc::clone(&db.upstream),
                     Arc::clone(&self.ids),
                     Counters::new(Arc::clone(&self.limits), db_counter, user_counter),
+                    self.connector.clone(),
                 );
                 if paused {
                     pool.pause();
@@ -229,6 +246,12 @@ impl Registry {
         for p in resume {
             p.resume();
         }
+    }
+
+    /// Whether pools of database `db` start paused now (PAUSE of it, or of everything).
+    pub fn database_paused(&self, db: &str) -> bool {
+        let p = self.paused.lock();
+        p.all || p.databases.contains(db)
     }
 
     /// Every pool that exists now.

@@ -18,9 +18,22 @@
 //!   queueing or a PAUSE), for successful checkouts.
 //! - **errors**: ErrorResponse messages servers sent to clients, plus errors lakepool itself
 //!   sent when no server could be had, by SQLSTATE class.
+//! - **query time**: from the client's request with nothing else in flight to the
+//!   ReadyForQuery that leaves nothing owed, waiting for a server included, as in PgBouncer.
+//!   **Transaction time**: from the first request of a transaction to the ReadyForQuery with
+//!   status `I` that ends it. Kept per client in a [`QueryClock`] and added here when a span
+//!   ends; a request lakepool answers without a server (a prepare of a known statement) is
+//!   not timed.
+//! - **parses and binds** (transaction mode with statement mapping, as PgBouncer counts them
+//!   with `max_prepared_statements`): Parse messages of named statements from clients, Parse
+//!   messages lakepool sent servers for them, and Bind messages of named statements.
+//! - **server connect failures**: attempts to open a server connection that failed (TCP, TLS,
+//!   the server refusing the login, no upstream credential).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 /// Upper bounds of the wait-time histogram buckets, in seconds (the `+Inf` bucket is the count).
 pub const WAIT_BUCKETS: [f64; 12] = [
@@ -55,6 +68,130 @@ pub struct PoolStats {
     pub servers_closed: AtomicU64,
     /// Errors sent to clients per class of [`ERROR_CLASSES`], then `other`.
     pub errors: [AtomicU64; ERROR_CLASSES.len() + 1],
+    /// Time spent in transactions, in microseconds.
+    pub xact_us: AtomicU64,
+    /// Time spent in queries, in microseconds.
+    pub query_us: AtomicU64,
+    /// Parse messages of named statements from clients (statement mapping).
+    pub client_parses: AtomicU64,
+    /// Parse messages sent to servers for clients' named statements (statement mapping).
+    pub server_parses: AtomicU64,
+    /// Bind messages of named statements (statement mapping).
+    pub binds: AtomicU64,
+    /// Failed attempts to open a server connection.
+    pub connect_failures: AtomicU64,
+    /// The two snapshots `SHOW STATS` averages over; only readers lock it.
+    window: Mutex<Window>,
+}
+
+/// How long `SHOW STATS_AVERAGES` averages over at least (PgBouncer's `stats_period`).
+pub const STATS_PERIOD: Duration = Duration::from_secs(60);
+
+/// The PgBouncer-style totals of one pool at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Server connections handed to clients (successful checkouts).
+    pub server_assignments: u64,
+    /// Transactions.
+    pub xacts: u64,
+    /// Queries.
+    pub queries: u64,
+    /// Bytes received from clients.
+    pub received: u64,
+    /// Bytes sent to clients.
+    pub sent: u64,
+    /// Microseconds in transactions.
+    pub xact_us: u64,
+    /// Microseconds in queries.
+    pub query_us: u64,
+    /// Microseconds clients waited for a server.
+    pub wait_us: u64,
+    /// Client Parse messages of named statements.
+    pub client_parses: u64,
+    /// Parse messages sent to servers for them.
+    pub server_parses: u64,
+    /// Bind messages of named statements.
+    pub binds: u64,
+}
+
+impl Totals {
+    /// `self - earlier`, field by field (never below zero).
+    pub fn since(&self, earlier: &Totals) -> Totals {
+        Totals {
+            server_assignments: self
+                .server_assignments
+                .saturating_sub(earlier.server_assignments),
+            xacts: self.xacts.saturating_sub(earlier.xacts),
+            queries: self.queries.saturating_sub(earlier.queries),
+            received: self.received.saturating_sub(earlier.received),
+            sent: self.sent.saturating_sub(earlier.sent),
+            xact_us: self.xact_us.saturating_sub(earlier.xact_us),
+            query_us: self.query_us.saturating_sub(earlier.query_us),
+            wait_us: self.wait_us.saturating_sub(earlier.wait_us),
+            client_parses: self.client_parses.saturating_sub(earlier.client_parses),
+            server_parses: self.server_parses.saturating_sub(earlier.server_parses),
+            binds: self.binds.saturating_sub(earlier.binds),
+        }
+    }
+
+    /// Adds `other` field by field.
+    pub fn add(&mut self, other: &Totals) {
+        self.server_assignments += other.server_assignments;
+        self.xacts += other.xacts;
+        self.queries += other.queries;
+        self.received += other.received;
+        self.sent += other.sent;
+        self.xact_us += other.xact_us;
+        self.query_us += other.query_us;
+        self.wait_us += other.wait_us;
+        self.client_parses += other.client_parses;
+        self.server_parses += other.server_parses;
+        self.binds += other.binds;
+    }
+}
+
+/// Snapshots of the totals: averages cover `[older, now]`, which spans at least
+/// [`STATS_PERIOD`] once the window has turned over.
+#[derive(Debug, Default)]
+struct Window {
+    older: Option<(Instant, Totals)>,
+    newer: Option<(Instant, Totals)>,
+}
+
+/// What changed over an averaging window: the deltas and the window's length.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delta {
+    /// Totals now minus totals at the window's start.
+    pub totals: Totals,
+    /// The window's length (zero on the first look).
+    pub elapsed: Duration,
+}
+
+/// Per-client clock of the request in flight and of the transaction it belongs to, kept by the
+/// data path next to its protocol state (one per client: no sharing, no lock).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct QueryClock {
+    query_start: Option<Instant>,
+    xact_start: Option<Instant>,
+}
+
+impl QueryClock {
+    /// A request that gets a ReadyForQuery (Query, Sync, FunctionCall) was sent: starts the
+    /// query (and the transaction) unless one is already running. Reads the clock only then.
+    pub fn request(&mut self) {
+        if self.query_start.is_none() {
+            let now = Instant::now();
+            self.query_start = Some(now);
+            if self.xact_start.is_none() {
+                self.xact_start = Some(now);
+            }
+        }
+    }
+
+    /// Forgets the spans: what started them was answered without a server.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
 }
 
 impl PoolStats {
@@ -66,7 +203,7 @@ impl PoolStats {
             .position(|&le| secs <= le)
             .unwrap_or(WAIT_BUCKETS.len());
         self.wait_buckets[i].fetch_add(1, Ordering::Relaxed);
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let us = micros(d);
         self.wait_us.fetch_add(us, Ordering::Relaxed);
         self.wait_max_us.fetch_max(us, Ordering::Relaxed);
         self.wait_count.fetch_add(1, Ordering::Relaxed);
@@ -77,6 +214,82 @@ impl PoolStats {
         self.queries.fetch_add(1, Ordering::Relaxed);
         if status == b'I' {
             self.xacts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Ends what a ReadyForQuery with `status` ends: the query when no reply is still owed
+    /// (`settled`), the transaction when the status is idle; adds their times.
+    pub fn record_ready_time(&self, clock: &mut QueryClock, status: u8, settled: bool) {
+        if !settled {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(start) = clock.query_start.take() {
+            self.query_us
+                .fetch_add(micros(now - start), Ordering::Relaxed);
+        }
+        if status == b'I'
+            && let Some(start) = clock.xact_start.take()
+        {
+            self.xact_us
+                .fetch_add(micros(now - start), Ordering::Relaxed);
+        }
+    }
+
+    /// Records a client's Parse of a named statement.
+    pub fn record_client_parse(&self) {
+        self.client_parses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a Parse lakepool sent a server for a client's named statement.
+    pub fn record_server_parse(&self) {
+        self.server_parses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a Bind of a named statement.
+    pub fn record_bind(&self) {
+        self.binds.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a failed attempt to open a server connection.
+    pub fn record_connect_failure(&self) {
+        self.connect_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The totals now.
+    pub fn totals(&self) -> Totals {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Totals {
+            server_assignments: l(&self.wait_count),
+            xacts: l(&self.xacts),
+            queries: l(&self.queries),
+            received: l(&self.received),
+            sent: l(&self.sent),
+            xact_us: l(&self.xact_us),
+            query_us: l(&self.query_us),
+            wait_us: l(&self.wait_us),
+            client_parses: l(&self.client_parses),
+            server_parses: l(&self.server_parses),
+            binds: l(&self.binds),
+        }
+    }
+
+    /// What changed since the start of the averaging window, which turns over when its newer
+    /// snapshot is [`STATS_PERIOD`] old: read at least once a period, it spans one to two
+    /// periods (longer when read less often). The first look starts it and shows nothing.
+    pub fn delta(&self, now: Instant) -> Delta {
+        let current = self.totals();
+        let mut w = self.window.lock();
+        let newer = *w.newer.get_or_insert((now, current));
+        let older = *w.older.get_or_insert(newer);
+        if now.saturating_duration_since(newer.0) >= STATS_PERIOD {
+            w.older = Some(newer);
+            w.newer = Some((now, current));
+        }
+        let from = w.older.unwrap_or(older);
+        Delta {
+            totals: current.since(&from.1),
+            elapsed: now.saturating_duration_since(from.0),
         }
     }
 
@@ -95,6 +308,11 @@ impl PoolStats {
         }
         (out, acc)
     }
+}
+
+/// Whole microseconds of `d`, saturating.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Index into [`PoolStats::errors`] for a SQLSTATE (or its first two bytes).
@@ -154,6 +372,62 @@ mod tests {
         }
         assert_eq!(s.queries.load(Ordering::Relaxed), 7);
         assert_eq!(s.xacts.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn query_and_transaction_times() {
+        let s = PoolStats::default();
+        let mut clock = QueryClock::default();
+        // Not started: a ReadyForQuery adds nothing.
+        s.record_ready_time(&mut clock, b'I', true);
+        assert_eq!(s.query_us.load(Ordering::Relaxed), 0);
+        // BEGIN; SELECT; COMMIT as three requests.
+        clock.request();
+        let begun = clock.xact_start.unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        s.record_ready_time(&mut clock, b'T', true);
+        let q1 = s.query_us.load(Ordering::Relaxed);
+        assert!(q1 >= 2000, "{q1}");
+        assert_eq!(
+            s.xact_us.load(Ordering::Relaxed),
+            0,
+            "transaction still open"
+        );
+        clock.request();
+        assert_eq!(clock.xact_start, Some(begun), "same transaction");
+        // A reply while another is still owed (pipeline) does not end the query.
+        s.record_ready_time(&mut clock, b'I', false);
+        assert!(clock.query_start.is_some());
+        std::thread::sleep(Duration::from_millis(2));
+        s.record_ready_time(&mut clock, b'I', true);
+        let xact = s.xact_us.load(Ordering::Relaxed);
+        assert!(
+            xact >= 4000 && xact >= s.query_us.load(Ordering::Relaxed),
+            "{xact}"
+        );
+        assert!(clock.query_start.is_none() && clock.xact_start.is_none());
+    }
+
+    #[test]
+    fn averaging_window_turns_over() {
+        let s = PoolStats::default();
+        let t0 = Instant::now();
+        s.xacts.fetch_add(5, Ordering::Relaxed);
+        // The first look starts the window.
+        assert_eq!(s.delta(t0), Delta::default());
+        s.xacts.fetch_add(10, Ordering::Relaxed);
+        s.record_client_parse();
+        let d = s.delta(t0 + Duration::from_secs(15));
+        assert_eq!((d.totals.xacts, d.totals.client_parses), (10, 1));
+        assert_eq!(d.elapsed, Duration::from_secs(15));
+        // A period after the newer snapshot, the window moves on: [t0, t0+70] now, then
+        // [t0+70, t0+140] once the snapshot of t0+70 is a period old.
+        let d = s.delta(t0 + Duration::from_secs(70));
+        assert_eq!((d.totals.xacts, d.elapsed), (10, Duration::from_secs(70)));
+        s.xacts.fetch_add(3, Ordering::Relaxed);
+        let d = s.delta(t0 + Duration::from_secs(140));
+        assert_eq!((d.totals.xacts, d.elapsed), (3, Duration::from_secs(70)));
+        assert_eq!(s.totals().xacts, 18);
     }
 
     #[test]

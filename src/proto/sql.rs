@@ -193,11 +193,17 @@ pub fn needs_attention(sql: &[u8]) -> bool {
     // escapes, hence `U&"`. Requiring the word start keeps "offset", "dataset" or "attempt" from
     // sending ordinary queries to the full classifier. A table of possible first bytes keeps the
     // common byte to one load and branch; the second byte picks the word to compare.
+    // One pass that visits each word once: a word's first byte is looked at, the rest of the
+    // word skipped in a tight loop.
     let n = sql.len();
     let mut i = 0;
-    while i + 1 < n {
+    while i < n {
         let b = sql[i];
-        if FIRST_BYTE[b as usize] && (i == 0 || !continues_word(sql[i - 1])) {
+        if !WORD_BYTE[b as usize] {
+            i += 1;
+            continue;
+        }
+        if FIRST_BYTE[b as usize] && i + 1 < n {
             let rest = &sql[i..];
             let hit = match (b | 0x20, sql[i + 1] | 0x20) {
                 (b's', b'e') => starts_ci(rest, b"set"),
@@ -220,14 +226,28 @@ pub fn needs_attention(sql: &[u8]) -> bool {
             }
         }
         i += 1;
+        while i < n && WORD_BYTE[sql[i] as usize] {
+            i += 1;
+        }
     }
     false
 }
 
+/// [`continues_word`] as a table, for the pre-filter's inner loop.
+static WORD_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = continues_word(b as u8);
+        b += 1;
+    }
+    t
+};
+
 /// Whether `b` can be in the middle of a word such as an identifier: letters, digits and the
 /// bytes of multi-byte characters, which PostgreSQL allows in identifiers (`_` is not treated
 /// as one here, see [`needs_attention`]).
-fn continues_word(b: u8) -> bool {
+const fn continues_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b >= 0x80
 }
 

@@ -29,6 +29,10 @@ pub struct Statement {
     pub parse: Bytes,
     /// Some server accepted it: a client preparing it again needs no server to be told so.
     pub accepted: AtomicBool,
+    /// A server found it planned against objects that have changed (a stale plan): clients
+    /// move their names to a statement prepared afresh, and server copies of this one go
+    /// unused until evicted.
+    pub stale: AtomicBool,
     /// Its text may change session state (SET, DISCARD…): noted at every execution.
     pub touches_state: bool,
     /// The pool's schema generation when it was interned: a statement from before a DDL
@@ -51,6 +55,7 @@ impl Statement {
             name: name.into_boxed_str(),
             parse: m.freeze(),
             accepted: AtomicBool::new(false),
+            stale: AtomicBool::new(false),
             touches_state: crate::proto::sql::needs_attention(rest),
             generation,
         }
@@ -61,6 +66,11 @@ impl Statement {
         self.parse.len() - 5 - self.name.len() - 1
     }
 
+    /// The Parse body after the name: query text and parameter types, as the client sent them.
+    pub fn rest(&self) -> &[u8] {
+        &self.parse[5 + self.name.len() + 1..]
+    }
+
     /// The query text.
     pub fn query(&self) -> &[u8] {
         let body = &self.parse[5 + self.name.len() + 1..];
@@ -69,10 +79,31 @@ impl Statement {
     }
 }
 
+/// Hashes lakepool's own statement ids (not client data, so no need for a keyed hash): one
+/// multiplication spreads sequential ids over the table.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// The statements one server connection has prepared, least recently used evicted first.
 #[derive(Debug, Default)]
 pub struct PreparedCache {
-    entries: HashMap<u64, (Arc<Statement>, u64)>,
+    entries: HashMap<u64, (Arc<Statement>, u64), std::hash::BuildHasherDefault<IdHasher>>,
     clock: u64,
     bytes: usize,
 }

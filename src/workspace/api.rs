@@ -14,9 +14,16 @@ use super::http::{ApiClient, ApiError};
 pub struct DbCredential {
     /// The token to use as the Postgres password.
     pub token: SecretString,
-    /// When it stops working for new logins.
-    pub expires_at: SystemTime,
+    /// How long it works for new logins, from when the answer arrived.
+    pub lifetime: Duration,
 }
+
+/// Longest lifetime believed (Lakebase credentials live at most an hour).
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Assumed lifetime when the answer has no usable expiry (the fact sheet's advice).
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// Clock difference with the workspace worth a warning.
+const SKEW_WARNING: Duration = Duration::from_secs(60);
 
 /// A provisioned instance, as far as lakepool cares.
 #[derive(Debug, Deserialize)]
@@ -79,17 +86,38 @@ pub fn parse_time(s: &str) -> Option<SystemTime> {
         .map(SystemTime::from)
 }
 
-/// Expiry from the response, or issue time + 1 h when it is missing or unparseable (as the
-/// fact sheet advises), with a warning.
-fn expiry(raw: Option<&str>, issued: SystemTime) -> SystemTime {
-    match raw.and_then(parse_time) {
-        Some(t) => t,
-        None => {
+/// How long a credential with expiry `raw` lives: the expiry minus the workspace's clock when
+/// it answered (`server_now`, its `Date` header), so a skewed local clock can neither make a
+/// fresh credential look expired (a refresh loop) nor stretch its life (a late refresh). Without
+/// a `Date`, the local clock (`local_now`) is all there is. A missing or unparseable expiry
+/// means one hour (the fact sheet's advice); both are logged.
+fn lifetime(raw: Option<&str>, server_now: Option<SystemTime>, local_now: SystemTime) -> Duration {
+    let Some(expires) = raw.and_then(parse_time) else {
+        tracing::warn!(
+            value = raw.unwrap_or(""),
+            "credential expiry missing or unparseable; assuming one hour"
+        );
+        return DEFAULT_LIFETIME;
+    };
+    if let Some(server) = server_now {
+        let skew = match server.duration_since(local_now) {
+            Ok(d) => d,
+            Err(e) => e.duration(),
+        };
+        if skew > SKEW_WARNING {
             tracing::warn!(
-                value = raw.unwrap_or(""),
-                "credential expiry missing or unparseable; assuming one hour"
+                skew_s = skew.as_secs(),
+                "the workspace's clock and the local clock differ; credential lifetimes are \
+                 measured against the workspace's clock"
             );
-            issued + Duration::from_secs(3600)
+        }
+    }
+    let reference = server_now.unwrap_or(local_now);
+    match expires.duration_since(reference) {
+        Ok(d) => d.min(MAX_LIFETIME),
+        Err(_) => {
+            tracing::warn!("the workspace returned a credential that has already expired");
+            Duration::ZERO
         }
     }
 }
@@ -129,15 +157,14 @@ impl ApiClient {
 
     /// `POST /api/2.0/database/credentials` for one instance.
     pub async fn instance_credential(&self, name: &str) -> Result<DbCredential, ApiError> {
-        let issued = SystemTime::now();
-        let c: InstanceCredential = self
-            .post(
+        let (c, server_now): (InstanceCredential, _) = self
+            .post_dated(
                 "/api/2.0/database/credentials",
                 &json!({ "instance_names": [name], "request_id": request_id() }),
             )
             .await?;
         Ok(DbCredential {
-            expires_at: expiry(c.expiration_time.as_deref(), issued),
+            lifetime: lifetime(c.expiration_time.as_deref(), server_now, SystemTime::now()),
             token: SecretString::from(c.token),
         })
     }
@@ -158,14 +185,15 @@ impl ApiClient {
         name: &str,
         ttl: Option<Duration>,
     ) -> Result<DbCredential, ApiError> {
-        let issued = SystemTime::now();
         let body = match ttl {
             Some(t) => json!({ "endpoint": name, "ttl": format!("{}s", t.as_secs()) }),
             None => json!({ "endpoint": name }),
         };
-        let c: EndpointCredential = self.post("/api/2.0/postgres/credentials", &body).await?;
+        let (c, server_now): (EndpointCredential, _) = self
+            .post_dated("/api/2.0/postgres/credentials", &body)
+            .await?;
         Ok(DbCredential {
-            expires_at: expiry(c.expire_time.as_deref(), issued),
+            lifetime: lifetime(c.expire_time.as_deref(), server_now, SystemTime::now()),
             token: SecretString::from(c.token),
         })
     }
@@ -188,10 +216,30 @@ mod tests {
     #[test]
     fn missing_expiry_means_an_hour() {
         let now = SystemTime::now();
-        assert_eq!(expiry(None, now), now + Duration::from_secs(3600));
+        assert_eq!(lifetime(None, None, now), DEFAULT_LIFETIME);
+        assert_eq!(lifetime(Some("garbage"), Some(now), now), DEFAULT_LIFETIME);
+    }
+
+    #[test]
+    fn lifetime_is_measured_against_the_workspace_clock() {
+        let server = parse_time("2026-01-01T00:00:00Z").unwrap();
+        let expiry = Some("2026-01-01T01:00:00Z");
+        let hour = Duration::from_secs(3600);
+        // Local clock two hours behind or ahead: the same lifetime either way.
+        for local in [server - 2 * hour, server + 2 * hour, server] {
+            assert_eq!(lifetime(expiry, Some(server), local), hour);
+        }
+        // Without a Date header the local clock is the reference.
+        assert_eq!(lifetime(expiry, None, server + hour / 2), hour / 2);
+        // Already expired by the workspace's clock: zero, not a wrap-around.
         assert_eq!(
-            expiry(Some("garbage"), now),
-            now + Duration::from_secs(3600)
+            lifetime(expiry, Some(server + 2 * hour), server),
+            Duration::ZERO
+        );
+        // Nonsense far-future expiries are capped.
+        assert_eq!(
+            lifetime(Some("2099-01-01T00:00:00Z"), Some(server), server),
+            MAX_LIFETIME
         );
     }
 

@@ -4,19 +4,15 @@
 //! workspace's `error_code`/`message`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{DATE, HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::token::{TokenError, TokenSource};
-
-/// First retry delay; doubled per attempt.
-const BACKOFF_START: Duration = Duration::from_millis(500);
-/// Longest single delay between attempts.
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
+use super::auth::{TokenError, TokenSource};
+use super::transport::{backoff, transport_reason};
 
 /// A workspace API call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -108,32 +104,6 @@ struct ErrorBody {
     error_description: Option<String>,
 }
 
-/// Builds the HTTP client: our rustls configuration (ring provider, system roots), bounded
-/// timeouts. System roots are required only for an `https://` workspace (tests use plain HTTP
-/// on loopback).
-pub fn http_client(timeout: Duration, https: bool) -> Result<reqwest::Client, String> {
-    let tls = match crate::net::tls::client_tls(crate::config::UpstreamTls::VerifyFull, None) {
-        Ok(Some(t)) => (*t).clone(),
-        Err(e) if https => return Err(format!("cannot set up TLS for the workspace: {e}")),
-        _ => rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth(),
-    };
-    let mut tls = tls;
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .user_agent(concat!("lakepool/", env!("CARGO_PKG_VERSION"), " os/linux"))
-        .build()
-        .map_err(|e| e.to_string())
-}
-
 /// A workspace API client: base URL, authentication and retry budget.
 #[derive(Debug)]
 pub struct ApiClient {
@@ -148,7 +118,8 @@ pub struct ApiClient {
 
 /// Outcome of one attempt.
 enum Attempt<T> {
-    Done(T),
+    /// The answer and the server's `Date`.
+    Done(T, Option<SystemTime>),
     Retry(ApiError, Option<Duration>),
     Fail(ApiError),
 }
@@ -198,7 +169,7 @@ impl ApiClient {
 
     /// `GET path`, JSON response.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
-        self.call("GET", path, None).await
+        Ok(self.call("GET", path, None).await?.0)
     }
 
     /// `POST path` with a JSON body, JSON response.
@@ -207,6 +178,17 @@ impl ApiClient {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<T, ApiError> {
+        Ok(self.call("POST", path, Some(body)).await?.0)
+    }
+
+    /// Like [`ApiClient::post`], with the workspace's clock at the time it answered (its
+    /// `Date` header), so lifetimes given as absolute times can be measured without the
+    /// local clock's skew.
+    pub async fn post_dated<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<(T, Option<SystemTime>), ApiError> {
         self.call("POST", path, Some(body)).await
     }
 
@@ -215,16 +197,16 @@ impl ApiClient {
         method: &'static str,
         path: &str,
         body: Option<&serde_json::Value>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<(T, Option<SystemTime>), ApiError> {
         let deadline = Instant::now() + self.retry_budget;
         let mut attempt = 0u32;
         let mut reauthenticated = false;
         loop {
             attempt += 1;
             match self.attempt(method, path, body, &mut reauthenticated).await {
-                Attempt::Done(v) => {
+                Attempt::Done(v, date) => {
                     *self.last_failure.lock() = None;
-                    return Ok(v);
+                    return Ok((v, date));
                 }
                 Attempt::Fail(e) => {
                     *self.last_failure.lock() = Some(e.to_string());
@@ -260,8 +242,8 @@ impl ApiClient {
             "POST" => self.http.post(&url),
             _ => self.http.get(&url),
         }
-        .bearer_auth(bearer.as_str())
         .header("Accept", "application/json");
+        req = bearer.apply(req);
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -281,14 +263,15 @@ impl ApiClient {
             Err(e) => return transport(e),
         };
         let status = resp.status();
-        let retry_after = retry_after(resp.headers());
+        let date = server_date(resp.headers());
+        let retry_after = retry_after(resp.headers(), date);
         let bytes = match resp.bytes().await {
             Ok(b) => b,
             Err(e) => return transport(e),
         };
         if status.is_success() {
             return match serde_json::from_slice(&bytes) {
-                Ok(v) => Attempt::Done(v),
+                Ok(v) => Attempt::Done(v, date),
                 Err(e) => Attempt::Fail(ApiError::Decode {
                     host: self.host.clone(),
                     path: path.to_owned(),
@@ -320,43 +303,25 @@ impl ApiClient {
     }
 }
 
-/// Exponential backoff with jitter: 50–100 % of min(start × 2^(n-1), cap).
-pub fn backoff(attempt: u32) -> Duration {
-    let exp = BACKOFF_START.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    let base = exp.min(BACKOFF_CAP);
-    let jitter = rand::random::<f64>() * 0.5 + 0.5;
-    base.mul_f64(jitter)
+/// The server's clock when it answered: its `Date` header.
+pub fn server_date(headers: &HeaderMap) -> Option<SystemTime> {
+    httpdate::parse_http_date(headers.get(DATE)?.to_str().ok()?.trim()).ok()
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+/// `Retry-After` as seconds or an HTTP date; a date counts from the server's own `Date` when
+/// it sent one (so a skewed local clock does not stretch or skip the wait).
+fn retry_after(headers: &HeaderMap, server_now: Option<SystemTime>) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs.min(3600)));
     }
     let when = httpdate::parse_http_date(v).ok()?;
+    let now = server_now.unwrap_or_else(SystemTime::now);
     Some(
-        when.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
+        when.duration_since(now)
+            .unwrap_or_default()
+            .min(Duration::from_secs(3600)),
     )
-}
-
-/// A transport error's description without the URL (which the caller prints already).
-pub fn transport_reason(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "connection failed".to_owned()
-    } else {
-        "request failed".to_owned()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 #[cfg(test)]
@@ -364,32 +329,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_and_is_capped() {
-        for attempt in 1..40 {
-            let d = backoff(attempt);
-            assert!(d <= BACKOFF_CAP, "{d:?}");
-        }
-        assert!(backoff(1) <= BACKOFF_START);
-        assert!(backoff(5) >= BACKOFF_START * 4);
-    }
-
-    #[test]
     fn retry_after_parses_seconds_and_dates() {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, "7".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(&h, None), Some(Duration::from_secs(7)));
         let future = std::time::SystemTime::now() + Duration::from_secs(120);
         h.insert(
             RETRY_AFTER,
             httpdate::fmt_http_date(future).parse().unwrap(),
         );
-        let d = retry_after(&h).unwrap();
+        let d = retry_after(&h, None).unwrap();
         assert!(
             d > Duration::from_secs(100) && d <= Duration::from_secs(120),
             "{d:?}"
         );
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&h), None);
+        assert_eq!(retry_after(&h, None), None);
+        // A date counts from the server's clock, not the local one.
+        let server_now = future - Duration::from_secs(30);
+        h.insert(
+            RETRY_AFTER,
+            httpdate::fmt_http_date(future).parse().unwrap(),
+        );
+        let d = retry_after(&h, Some(server_now)).unwrap();
+        assert!(
+            d <= Duration::from_secs(30) && d >= Duration::from_secs(29),
+            "{d:?}"
+        );
     }
 
     #[test]

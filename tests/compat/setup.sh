@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Installs the client libraries of the compatibility tests (tests/e2e/compat.rs):
+# Installs the client libraries of the compatibility tests (tests/e2e/compat.rs and
+# tests/e2e/pgbouncer_compat.rs):
 #   - psycopg 3 and asyncpg into a venv at target/compat-venv (python/requirements.txt)
+#   - prometheus-pgbouncer-exporter 2.1.2 with psycopg2-binary into a venv at
+#     target/pgbouncer-exporter-venv (python/exporter-requirements.txt)
 #   - node-postgres into tests/compat/node/node_modules (npm ci from package-lock.json)
 # pgjdbc and a JDK come from Debian (libpostgresql-jdbc-java, default-jdk-headless; .ci/run
 # installs them). Idempotent: does nothing when everything is already installed as pinned.
@@ -48,6 +51,32 @@ else
     retry "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" ||
         die "pip install failed (see above)"
     cp "$req" "$stamp"
+fi
+
+# --- Python: prometheus-pgbouncer-exporter (tests/e2e/pgbouncer_compat.rs) --------------
+# Its own venv: installed with --no-deps (see the requirements file), which must not touch
+# the compat venv.
+exporter_venv=$root/target/pgbouncer-exporter-venv
+exporter_req=$root/tests/compat/python/exporter-requirements.txt
+exporter_stamp=$exporter_venv/.requirements.txt
+if [[ -x $exporter_venv/bin/python ]] && cmp -s "$exporter_req" "$exporter_stamp"; then
+    echo "==> exporter venv up to date: $exporter_venv"
+else
+    python=${COMPAT_PYTHON:-}
+    [[ -n $python ]] || { [[ -x /usr/bin/python3 ]] && python=/usr/bin/python3; } || python=python3
+    command -v "$python" >/dev/null || die "python3 not found: apt-get install -y python3 python3-venv"
+    if [[ ! -x $exporter_venv/bin/python ]]; then
+        echo "==> creating $exporter_venv with $python"
+        rm -rf "$exporter_venv"
+        "$python" -m venv "$exporter_venv" || {
+            rm -rf "$exporter_venv"
+            die "$python -m venv failed: apt-get install -y python3-venv"
+        }
+    fi
+    echo "==> pip install --no-deps -r $exporter_req"
+    retry "$exporter_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        --no-deps -r "$exporter_req" || die "pip install failed (see above)"
+    cp "$exporter_req" "$exporter_stamp"
 fi
 
 # --- Node: node-postgres ---------------------------------------------------------------

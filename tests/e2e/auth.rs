@@ -1,16 +1,25 @@
 //! Client authentication through lakepool with real clients: SCRAM, SCRAM-PLUS, md5,
 //! cleartext over TLS, failures, and secrets staying out of the logs.
 
-use crate::fixtures::{self, APP, CLEAR_USER, MD5_USER, Opts, VERIFIER_USER};
+use crate::fixtures::{
+    self, APP, CLEAR_DB, CLEAR_USER, MD5_DB, MD5_USER, OWNER_PW_ENV, Opts, VERIFIER_USER,
+};
 use crate::support::{APP_OWNER, ok_stdout, psql};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+fn start_with_methods() -> crate::support::Lakepool {
+    crate::support::Lakepool::start(
+        &fixtures::config_with_methods(&Opts::default()),
+        &[(OWNER_PW_ENV, APP_OWNER.1)],
+    )
+}
+
 #[test]
 fn scram_md5_cleartext_and_verifier_logins_work() {
-    let lp = fixtures::start(&Opts::default());
+    let lp = start_with_methods();
     let port = lp.port();
     // SCRAM over plain TCP and over TLS.
     assert_eq!(
@@ -42,7 +51,7 @@ fn scram_md5_cleartext_and_verifier_logins_work() {
         port,
         MD5_USER.0,
         MD5_USER.1,
-        "app",
+        MD5_DB,
         "disable",
         "select current_user",
     );
@@ -56,7 +65,7 @@ fn scram_md5_cleartext_and_verifier_logins_work() {
         port,
         CLEAR_USER.0,
         CLEAR_USER.1,
-        "app",
+        CLEAR_DB,
         "require",
         "select 4",
     );
@@ -65,7 +74,7 @@ fn scram_md5_cleartext_and_verifier_logins_work() {
         port,
         CLEAR_USER.0,
         CLEAR_USER.1,
-        "app",
+        CLEAR_DB,
         "disable",
         "select 5",
     );
@@ -94,7 +103,7 @@ fn scram_plus_channel_binding_over_tls() {
 
 #[tokio::test]
 async fn wrong_password_and_unknown_user_look_the_same() {
-    let lp = fixtures::start(&Opts::default());
+    let lp = start_with_methods();
     let port = lp.port();
     let wrong = crate::support::connect(port, APP.0, "not-the-password", "app", false)
         .await
@@ -114,7 +123,7 @@ async fn wrong_password_and_unknown_user_look_the_same() {
         "password authentication failed for user \"nobody\""
     );
     // md5 with a wrong password, and over TLS.
-    let out = psql(port, MD5_USER.0, "bad", "app", "require", "select 1");
+    let out = psql(port, MD5_USER.0, "bad", MD5_DB, "require", "select 1");
     assert!(
         stderr(&out).contains("password authentication failed"),
         "{}",
@@ -154,7 +163,7 @@ fn client_tls_require_refuses_plaintext() {
 
 #[test]
 fn secrets_never_reach_the_logs() {
-    let text = fixtures::config(&Opts::default());
+    let text = fixtures::config_with_methods(&Opts::default());
     let lp = crate::support::Lakepool::start(
         &text,
         &[(fixtures::OWNER_PW_ENV, APP_OWNER.1), ("RUST_LOG", "trace")],
@@ -166,7 +175,7 @@ fn secrets_never_reach_the_logs() {
     );
     ok_stdout(
         "md5",
-        &psql(port, MD5_USER.0, MD5_USER.1, "app", "disable", "select 1"),
+        &psql(port, MD5_USER.0, MD5_USER.1, MD5_DB, "disable", "select 1"),
     );
     ok_stdout(
         "clear",
@@ -174,7 +183,7 @@ fn secrets_never_reach_the_logs() {
             port,
             CLEAR_USER.0,
             CLEAR_USER.1,
-            "app",
+            CLEAR_DB,
             "require",
             "select 1",
         ),

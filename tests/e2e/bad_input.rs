@@ -46,7 +46,6 @@ password = "{app_pw}"
 [[users]]
 name = "{md5}"
 password = "{md5_pw}"
-auth = "md5"
 
 {db}"#,
             timeout = HANDSHAKE_TIMEOUT.as_secs(),

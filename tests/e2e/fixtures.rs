@@ -9,10 +9,14 @@ pub const OWNER_PW_ENV: &str = "LAKEPOOL_TEST_APP_OWNER_PW";
 
 /// Client logins every test config has: (name, password).
 pub const APP: (&str, &str) = ("app", "app_client_pw");
-/// md5 login.
+/// Login used for md5 (on [`MD5_DB`]; its plaintext password works with SCRAM elsewhere).
 pub const MD5_USER: (&str, &str) = ("md5user", "md5_client_pw");
-/// Cleartext login (TLS only).
+/// Login used for cleartext (on [`CLEAR_DB`], TLS only).
 pub const CLEAR_USER: (&str, &str) = ("clearuser", "clear_client_pw");
+/// Databases of [`config_with_methods`]: `app` with md5 and with cleartext authentication
+/// (the method is a property of the database, whatever the user).
+pub const MD5_DB: &str = "app_md5";
+pub const CLEAR_DB: &str = "app_clear";
 /// SCRAM login stored as a verifier rather than plaintext.
 pub const VERIFIER_USER: (&str, &str) = ("verifieruser", "verifier_client_pw");
 
@@ -64,8 +68,8 @@ pub fn config(o: &Opts<'_>) -> String {
          query_wait_timeout = {wait}\n\
          {pool_extra}\n\
          [[users]]\nname = \"{app}\"\npassword = \"{app_pw}\"\n\
-         [[users]]\nname = \"{md5}\"\npassword = \"{md5_pw}\"\nauth = \"md5\"\n\
-         [[users]]\nname = \"{clear}\"\npassword = \"{clear_pw}\"\nauth = \"cleartext\"\n\
+         [[users]]\nname = \"{md5}\"\npassword = \"{md5_pw}\"\n\
+         [[users]]\nname = \"{clear}\"\npassword = \"{clear_pw}\"\n\
          [[users]]\nname = \"{ver}\"\npassword = \"{verifier}\"\n\
          {db}",
         cert = pg.server_cert.cert_file.display(),
@@ -83,6 +87,20 @@ pub fn config(o: &Opts<'_>) -> String {
         clear_pw = CLEAR_USER.1,
         ver = VERIFIER_USER.0,
         db = database_toml("app", APP_DB, APP_OWNER.0, OWNER_PW_ENV, o.upstream_tls),
+    )
+}
+
+/// [`config`] plus databases [`MD5_DB`] and [`CLEAR_DB`] (same upstream as `app`).
+pub fn config_with_methods(o: &Opts<'_>) -> String {
+    let db = |name: &str, auth: &str| {
+        let block = database_toml(name, APP_DB, APP_OWNER.0, OWNER_PW_ENV, o.upstream_tls);
+        format!("\n{block}auth = \"{auth}\"\n")
+    };
+    format!(
+        "{}{}{}",
+        config(o),
+        db(MD5_DB, "md5"),
+        db(CLEAR_DB, "cleartext")
     )
 }
 

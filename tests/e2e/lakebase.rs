@@ -8,16 +8,22 @@ use crate::support::standin::{CLIENT_ID, CLIENT_SECRET, ENDPOINT, INSTANCE, PAT,
 use crate::support::{APP_DB, Lakepool, connect, ok_stdout, pg, pgbench, pgbench_init, psql};
 
 /// Environment variable with the SP secret (never in the config file).
-const SECRET_ENV: &str = "LAKEPOOL_TEST_SP_SECRET";
+pub(crate) const SECRET_ENV: &str = "LAKEPOOL_TEST_SP_SECRET";
 
-struct Setup<'a> {
+/// A lakepool in front of the stand-in's instance or endpoint (shared with the auth-method
+/// tests in `workspace_auth.rs`).
+pub(crate) struct Setup<'a> {
     /// `instance = …` or `endpoint = …` line.
-    target: String,
+    pub target: String,
     /// `[workspace]` auth lines.
-    auth: String,
-    pool_size: usize,
-    server_lifetime: f64,
-    extra_db: &'a str,
+    pub auth: String,
+    pub pool_size: usize,
+    pub server_lifetime: f64,
+    pub extra_db: &'a str,
+    /// `dbname`; None leaves it to the default.
+    pub dbname: Option<&'a str>,
+    /// `tls`/`ca_file` lines; None: verify-full against the test CA.
+    pub tls: Option<&'a str>,
 }
 
 impl Default for Setup<'_> {
@@ -28,20 +34,36 @@ impl Default for Setup<'_> {
             pool_size: 5,
             server_lifetime: 3600.0,
             extra_db: "",
+            dbname: Some(APP_DB),
+            tls: None,
         }
     }
 }
 
-fn config(standin: &Standin, s: &Setup<'_>) -> String {
+pub(crate) fn config(standin: &Standin, s: &Setup<'_>) -> String {
     let pg = pg();
+    let dbname = s
+        .dbname
+        .map(|d| format!("dbname = \"{d}\"\n"))
+        .unwrap_or_default();
+    let tls = s.tls.map_or_else(
+        || {
+            format!(
+                "tls = \"verify-full\"\nca_file = \"{}\"",
+                pg.ca_file.display()
+            )
+        },
+        str::to_owned,
+    );
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         admin_token = \"e2e-admin-token\"\n\n\
          [pool]\npool_mode = \"transaction\"\npool_size = {size}\nserver_lifetime = {life}\n\
          query_wait_timeout = 20\n\n\
          [workspace]\nhost = \"{url}\"\n{auth}\n\n\
          [[users]]\nname = \"{user}\"\npassword = \"{pw}\"\n\n\
-         [[databases]]\nname = \"app\"\n{target}\nport = {port}\ndbname = \"{db}\"\n\
-         tls = \"verify-full\"\nca_file = \"{ca}\"\n{extra}\n",
+         [[databases]]\nname = \"app\"\n{target}\nport = {port}\n{dbname}\
+         {tls}\n{extra}\n",
         size = s.pool_size,
         life = s.server_lifetime,
         url = standin.url(),
@@ -50,8 +72,6 @@ fn config(standin: &Standin, s: &Setup<'_>) -> String {
         pw = APP.1,
         target = s.target,
         port = pg.port,
-        db = APP_DB,
-        ca = pg.ca_file.display(),
         extra = s.extra_db,
     )
 }
@@ -60,7 +80,7 @@ fn start(standin: &Standin, s: &Setup<'_>) -> Lakepool {
     Lakepool::start(&config(standin, s), &[(SECRET_ENV, CLIENT_SECRET)])
 }
 
-async fn wait_until_query_works(port: u16, timeout: Duration) -> tokio_postgres::Client {
+pub(crate) async fn wait_until_query_works(port: u16, timeout: Duration) -> tokio_postgres::Client {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(c) = connect(port, APP.0, APP.1, "app", false).await
@@ -99,7 +119,7 @@ async fn service_principal_instance_credential_logs_in_as_the_identity() {
     assert!(ssl, "token logins go over TLS");
     assert!(standin.stat("credentials_minted") >= 1);
     assert!(lp.wait_for_log("database credential refreshed", Duration::from_secs(5)));
-    let (status, _, body) = lp.admin_get("/readyz");
+    let (status, _, body) = lp.admin_get_authorized("/readyz");
     assert_eq!((status, body.trim()), (200, "ready"));
     assert_eq!(lp.admin_get("/healthz").0, 200);
 }
@@ -324,13 +344,11 @@ fn wrong_client_secret_is_reported_without_the_secret() {
     let logs = lp.logs();
     assert!(logs.contains("invalid_client"), "{logs}");
     assert!(!logs.contains("definitely-wrong-secret-42"));
-    // Readiness says which database has no credential, and why, without the secret.
-    let (status, _, body) = lp.admin_get("/readyz");
+    // Readiness counts the databases without a credential (names and reasons need the admin
+    // token), never showing the secret.
+    let (status, _, body) = lp.admin_get_authorized("/readyz");
     assert_eq!(status, 503, "{body}");
-    assert!(
-        body.contains("database app") && body.contains("invalid_client"),
-        "{body}"
-    );
+    assert!(body.contains("1 of 1 databases"), "{body}");
     assert!(!body.contains("definitely-wrong-secret-42"));
     assert_eq!(lp.admin_get("/healthz").0, 200, "alive even when not ready");
     assert!(!err.contains("definitely-wrong-secret-42"));
@@ -367,4 +385,149 @@ fn secrets_and_tokens_never_reach_trace_logs() {
     for t in tokens {
         assert!(!logs.contains(&t), "a database token reached the logs");
     }
+}
+
+/// A fresh session on the pooler that must run a query, after a few tries at most (the
+/// first login may wait for a credential).
+async fn query_ok(port: u16) {
+    let c = connect(port, APP.0, APP.1, "app", false)
+        .await
+        .expect("login to lakepool");
+    c.batch_execute("select 1").await.expect("query");
+}
+
+#[tokio::test]
+async fn lakebase_databases_default_to_databricks_postgres() {
+    let pg = pg();
+    if pg
+        .exec_sql("SELECT 1 FROM pg_database WHERE datname = 'databricks_postgres'")
+        .trim()
+        .is_empty()
+    {
+        pg.exec_sql("CREATE DATABASE databricks_postgres");
+    }
+    let standin = Standin::start("lakebase_databases_defaul", 3600);
+    let lp = start(
+        &standin,
+        &Setup {
+            dbname: None,
+            ..Setup::default()
+        },
+    );
+    let c = wait_until_query_works(lp.port(), Duration::from_secs(20)).await;
+    let db: String = c
+        .query_one("select current_database()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(db, "databricks_postgres");
+}
+
+#[tokio::test]
+async fn untrusted_lakebase_certificate_names_the_require_fallback() {
+    let standin = Standin::start("untrusted_lakebase_certif", 3600);
+    // verify-full against the system roots: the test cluster's CA is not among them.
+    let lp = start(
+        &standin,
+        &Setup {
+            tls: Some("tls = \"verify-full\""),
+            ..Setup::default()
+        },
+    );
+    // The login itself fails when the pool never connected (its greeting needs a server).
+    let err = match connect(lp.port(), APP.0, APP.1, "app", false).await {
+        Err(e) => e,
+        Ok(c) => c.batch_execute("select 1").await.unwrap_err(),
+    };
+    let msg = err
+        .as_db_error()
+        .expect("an ErrorResponse")
+        .message()
+        .to_owned();
+    assert!(
+        msg.contains("does not trust") && msg.contains("tls = \"require\""),
+        "{msg}"
+    );
+    // The fallback it names works.
+    let lp = start(
+        &standin,
+        &Setup {
+            tls: Some("tls = \"require\""),
+            ..Setup::default()
+        },
+    );
+    wait_until_query_works(lp.port(), Duration::from_secs(20)).await;
+}
+
+#[tokio::test]
+async fn credentials_are_minted_while_the_instance_is_updating() {
+    let standin = Standin::start("credentials_are_minted_w", 6);
+    let lp = start(
+        &standin,
+        &Setup {
+            server_lifetime: 0.5,
+            ..Setup::default()
+        },
+    );
+    wait_until_query_works(lp.port(), Duration::from_secs(20)).await;
+    standin.control(
+        "/__standin/instance-state",
+        &format!(r#"{{"name": "{INSTANCE}", "state": "UPDATING"}}"#),
+    );
+    let minted = standin.stat("credentials_minted");
+    // Past two lifetimes of 6 s: every new server connection needs a newer credential.
+    let until = Instant::now() + Duration::from_secs(13);
+    while Instant::now() < until {
+        query_ok(lp.port()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(standin.stat("credentials_minted") >= minted + 2);
+    assert!(
+        lp.logs().contains("keeping the last known host"),
+        "{}",
+        lp.logs()
+    );
+}
+
+#[tokio::test]
+async fn a_workspace_clock_behind_causes_no_refresh_loop() {
+    let standin = Standin::start("a_workspace_clock_behind", 3600);
+    // The workspace's clock two hours behind: by the local clock every credential it mints
+    // expired an hour ago.
+    standin.control("/__standin/clock", r#"{"skew_seconds": -7200}"#);
+    let lp = start(&standin, &Setup::default());
+    wait_until_query_works(lp.port(), Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    query_ok(lp.port()).await;
+    assert_eq!(
+        standin.stat("credential_requests"),
+        1,
+        "{:?}",
+        standin.stats()
+    );
+}
+
+#[tokio::test]
+async fn a_workspace_clock_ahead_does_not_delay_the_refresh() {
+    let standin = Standin::start("a_workspace_clock_ahead_", 8);
+    // Two hours ahead: by the local clock every 8 s credential would live two hours.
+    standin.control("/__standin/clock", r#"{"skew_seconds": 7200}"#);
+    let lp = start(
+        &standin,
+        &Setup {
+            server_lifetime: 0.2,
+            ..Setup::default()
+        },
+    );
+    wait_until_query_works(lp.port(), Duration::from_secs(20)).await;
+    let until = Instant::now() + Duration::from_secs(18);
+    while Instant::now() < until {
+        query_ok(lp.port()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        standin.stat("credentials_minted") >= 3,
+        "{:?}",
+        standin.stats()
+    );
 }

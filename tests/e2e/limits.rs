@@ -23,7 +23,7 @@ fn create_role(role: &str) {
 }
 
 /// A config: `[pool]` in transaction mode with `pool` lines; client users `u1` and `u2`
-/// (md5, `user_extra` lines after u1's); databases `d1` and `d2` both → appdb as `role`, with
+/// (`user_extra` lines after u1's); databases `d1` and `d2` both → appdb as `role`, with
 /// `db_extra` lines on d1.
 fn config(role: &str, pool: &str, user_extra: &str, db_extra: &str) -> String {
     let pg = pg();
@@ -38,8 +38,8 @@ fn config(role: &str, pool: &str, user_extra: &str, db_extra: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nhandshake_timeout = 5\n\n\
          [pool]\npool_mode = \"transaction\"\n{wait}{pool}\n\n\
-         [[users]]\nname = \"u1\"\npassword = \"{PW}\"\nauth = \"md5\"\n{user_extra}\n\n\
-         [[users]]\nname = \"u2\"\npassword = \"{PW}\"\nauth = \"md5\"\n\n\
+         [[users]]\nname = \"u1\"\npassword = \"{PW}\"\n{user_extra}\n\n\
+         [[users]]\nname = \"u2\"\npassword = \"{PW}\"\n\n\
          {d1}{d2}",
         wait = if pool.contains("query_wait_timeout") {
             ""

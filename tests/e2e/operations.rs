@@ -210,7 +210,7 @@ async fn console_show_commands_and_secrets() {
         .find(|r| r["state"].as_deref() == Some("idle"))
         .unwrap_or_else(|| panic!("{servers:?}"));
     assert!(
-        idle["backend_pid"]
+        idle["remote_pid"]
             .as_deref()
             .unwrap()
             .parse::<u32>()

@@ -23,13 +23,18 @@ const MAX_TTL: Duration = Duration::from_secs(3600);
 
 /// `GET /oidc/.well-known/oauth-authorization-server`.
 pub fn discovery(st: &State) -> Resp {
+    let token_endpoint = st
+        .lock()
+        .discovery_token_endpoint
+        .clone()
+        .unwrap_or_else(|| format!("{}/oidc/v1/token", st.base));
     json(
         StatusCode::OK,
         &json!({
             "issuer": format!("{}/oidc", st.base),
-            "token_endpoint": format!("{}/oidc/v1/token", st.base),
+            "token_endpoint": token_endpoint,
             "authorization_endpoint": format!("{}/oidc/v1/authorize", st.base),
-            "grant_types_supported": ["client_credentials"],
+            "grant_types_supported": ["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         }),
     )
@@ -42,9 +47,16 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Resp {
     )
 }
 
-/// `POST /oidc/v1/token` (client credentials, Basic auth or form fields).
+/// `POST /oidc/v1/token`: client credentials (Basic auth or form fields), or RFC 8693 token
+/// exchange for workload identity federation.
 pub fn token(st: &State, r: &Req) -> Resp {
     let form = parse_form(&r.body);
+    if form_get(&form, "grant_type") == Some("urn:ietf:params:oauth:grant-type:token-exchange") {
+        return match crate::idp::token_exchange(st, &form) {
+            Ok(user) => access_token_answer(st, user, &form),
+            Err(resp) => *resp,
+        };
+    }
     let creds = r
         .authorization
         .as_deref()
@@ -79,7 +91,12 @@ pub fn token(st: &State, r: &Req) -> Resp {
             "Only grant_type=client_credentials is supported",
         );
     }
-    let scope = form_get(&form, "scope")
+    access_token_answer(st, user, &form)
+}
+
+/// A workspace access token for `user`, in the OAuth answer shape.
+fn access_token_answer(st: &State, user: String, form: &[(String, String)]) -> Resp {
+    let scope = form_get(form, "scope")
         .filter(|s| !s.is_empty())
         .unwrap_or("all-apis")
         .to_owned();
@@ -220,7 +237,7 @@ pub async fn instance_credential(st: &State, id: &Identity, r: &Req) -> Resp {
     match mint(st, &id.user, expires).await {
         Ok(token) => json(
             StatusCode::OK,
-            &json!({ "token": token, "expiration_time": rfc3339_frac(expires) }),
+            &json!({ "token": token, "expiration_time": rfc3339_frac(st.reported(expires)) }),
         ),
         Err(resp) => resp,
     }
@@ -301,7 +318,7 @@ pub async fn endpoint_credential(st: &State, id: &Identity, r: &Req) -> Resp {
     match mint(st, &id.user, expires).await {
         Ok(token) => json(
             StatusCode::OK,
-            &json!({ "token": token, "expire_time": rfc3339_secs(expires) }),
+            &json!({ "token": token, "expire_time": rfc3339_secs(st.reported(expires)) }),
         ),
         Err(resp) => resp,
     }

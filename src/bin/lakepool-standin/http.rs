@@ -4,12 +4,13 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, DATE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::api;
+use crate::control::control;
 use crate::state::State;
+use crate::{api, idp};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 1 << 20;
@@ -26,6 +27,14 @@ pub enum Route {
     InstanceCredential,
     Endpoint(String),
     EndpointCredential,
+    /// `/aad/auth`: the workspace's redirect to its Entra ID tenant.
+    AadLogin,
+    /// `/{tenant}/oauth2/token`: Entra ID.
+    AadToken(String),
+    /// `/metadata/identity/oauth2/token`: the Azure instance metadata service.
+    Imds,
+    /// `/metadata-service/…`: a Databricks metadata service.
+    MetadataService,
     Control(Control),
     MethodNotAllowed,
     NotFound,
@@ -35,6 +44,8 @@ pub enum Route {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Control {
     Lifetime,
+    Clock,
+    Discovery,
     Fail,
     Outage,
     InstanceState,
@@ -57,6 +68,8 @@ pub fn route(method: &Method, path: &str) -> Route {
     if let Some(rest) = path.strip_prefix("/__standin/") {
         return Route::Control(match (method.as_str(), rest) {
             ("POST", "lifetime") => Control::Lifetime,
+            ("POST", "clock") => Control::Clock,
+            ("POST", "discovery") => Control::Discovery,
             ("POST", "fail") => Control::Fail,
             ("POST", "outage") => Control::Outage,
             ("POST", "instance-state") => Control::InstanceState,
@@ -70,6 +83,13 @@ pub fn route(method: &Method, path: &str) -> Route {
         "/api/2.0/preview/scim/v2/Me" => want(Method::GET, Route::Me),
         "/api/2.0/database/credentials" => want(Method::POST, Route::InstanceCredential),
         "/api/2.0/postgres/credentials" => want(Method::POST, Route::EndpointCredential),
+        "/aad/auth" => want(Method::GET, Route::AadLogin),
+        "/metadata/identity/oauth2/token" => want(Method::GET, Route::Imds),
+        _ if path.starts_with("/metadata-service/") => want(Method::GET, Route::MetadataService),
+        _ if aad_tenant(path).is_some() => want(
+            Method::POST,
+            Route::AadToken(aad_tenant(path).unwrap_or_default().to_owned()),
+        ),
         _ => {
             if let Some(name) = path.strip_prefix(INSTANCES).filter(|n| !n.is_empty()) {
                 want(Method::GET, Route::Instance(percent_decode(name, false)))
@@ -80,6 +100,12 @@ pub fn route(method: &Method, path: &str) -> Route {
             }
         }
     }
+}
+
+/// The tenant of an Entra ID token path, `/{tenant}/oauth2/token`.
+fn aad_tenant(path: &str) -> Option<&str> {
+    let tenant = path.strip_prefix('/')?.strip_suffix("/oauth2/token")?;
+    (!tenant.is_empty() && !tenant.contains('/')).then_some(tenant)
 }
 
 /// Percent-decoding; `plus` also turns `+` into a space (form encoding). Invalid escapes are
@@ -180,11 +206,18 @@ pub fn default_error_code(status: u16) -> &'static str {
 /// What a handler gets: the request parts it needs and the body.
 pub struct Req {
     pub path: String,
+    pub query: Option<String>,
     pub authorization: Option<String>,
+    pub headers: hyper::HeaderMap,
     pub body: Bytes,
 }
 
 impl Req {
+    /// A request header's value, if it is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
     /// The body as JSON (an empty body is `{}`).
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, Box<Resp>> {
         let body: &[u8] = if self.body.iter().all(u8::is_ascii_whitespace) {
@@ -206,8 +239,9 @@ impl Req {
 pub async fn handle(st: &State, req: Request<Incoming>) -> Resp {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let authorization = req
-        .headers()
+    let query = req.uri().query().map(str::to_owned);
+    let headers = req.headers().clone();
+    let authorization = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
@@ -223,17 +257,24 @@ pub async fn handle(st: &State, req: Request<Incoming>) -> Resp {
     };
     let r = Req {
         path,
+        query,
         authorization,
+        headers,
         body,
     };
     let route = route(&method, &r.path);
-    let resp = match route {
+    let mut resp = match route {
         Route::Control(c) => control(st, c, &r),
         other => match pre_checks(st, &other, &r.path) {
             Some(resp) => resp,
             None => dispatch(st, other, &r).await,
         },
     };
+    // The stand-in's own clock, skewed when a test asks (hyper adds none when one is set).
+    let now = st.reported(time::OffsetDateTime::now_utc());
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(now.into())) {
+        resp.headers_mut().insert(DATE, v);
+    }
     tracing::debug!(%method, path = %r.path, status = resp.status().as_u16(), "request");
     resp
 }
@@ -244,7 +285,9 @@ fn pre_checks(st: &State, route: &Route, path: &str) -> Option<Resp> {
     g.stats.requests += 1;
     *g.stats.by_path.entry(path.to_owned()).or_default() += 1;
     match route {
-        Route::Token => g.stats.token_requests += 1,
+        Route::Token | Route::AadToken(_) | Route::Imds | Route::MetadataService => {
+            g.stats.token_requests += 1;
+        }
         Route::InstanceCredential | Route::EndpointCredential => {
             g.stats.credential_requests += 1;
         }
@@ -283,6 +326,10 @@ async fn dispatch(st: &State, route: Route, r: &Req) -> Resp {
     match route {
         Route::Discovery => api::discovery(st),
         Route::Token => api::token(st, r),
+        Route::AadLogin => idp::aad_login_redirect(st),
+        Route::AadToken(tenant) => idp::aad_token(st, &tenant, r),
+        Route::Imds => idp::imds_token(st, r),
+        Route::MetadataService => idp::metadata_token(st, r),
         Route::NotFound => api_error(
             StatusCode::NOT_FOUND,
             "ENDPOINT_NOT_FOUND",
@@ -295,12 +342,21 @@ async fn dispatch(st: &State, route: Route, r: &Req) -> Resp {
         ),
         Route::Control(_) => api_error(StatusCode::NOT_FOUND, "ENDPOINT_NOT_FOUND", "control"),
         authed => {
-            let Some(id) = r
-                .authorization
-                .as_deref()
-                .and_then(parse_bearer)
-                .and_then(|t| st.authenticate(t))
-            else {
+            let bearer = r.authorization.as_deref().and_then(parse_bearer);
+            let azure = bearer.and_then(|t| idp::aad_identity(st, t));
+            if azure.is_some()
+                && let Some(m) = r.header("x-databricks-azure-sp-management-token")
+            {
+                if !idp::management_token_ok(st, m) {
+                    return api_error(
+                        StatusCode::UNAUTHORIZED,
+                        "UNAUTHENTICATED",
+                        "Invalid X-Databricks-Azure-SP-Management-Token.",
+                    );
+                }
+                st.lock().stats.management_tokens += 1;
+            }
+            let Some(id) = azure.or_else(|| bearer.and_then(|t| st.authenticate(t))) else {
                 let msg = if r.authorization.is_some() {
                     "Invalid access token."
                 } else {
@@ -317,137 +373,6 @@ async fn dispatch(st: &State, route: Route, r: &Req) -> Resp {
                 _ => api_error(StatusCode::NOT_FOUND, "ENDPOINT_NOT_FOUND", "not found"),
             }
         }
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct LifetimeBody {
-    seconds: u64,
-}
-
-#[derive(serde::Deserialize)]
-struct FailBody {
-    #[serde(default)]
-    clear: bool,
-    status: Option<u16>,
-    count: Option<u64>,
-    retry_after: Option<u64>,
-    path_prefix: Option<String>,
-    error_code: Option<String>,
-    message: Option<String>,
-}
-
-#[derive(serde::Deserialize)]
-struct OutageBody {
-    on: bool,
-}
-
-#[derive(serde::Deserialize)]
-struct StateBody {
-    name: String,
-    state: String,
-}
-
-fn control(st: &State, c: Control, r: &Req) -> Resp {
-    let bad = |m: &str| api_error(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", m);
-    match c {
-        Control::Lifetime => {
-            let b: LifetimeBody = match r.json() {
-                Ok(b) => b,
-                Err(e) => return *e,
-            };
-            if b.seconds == 0 {
-                return bad("seconds must be at least 1");
-            }
-            st.lock().lifetime = std::time::Duration::from_secs(b.seconds);
-            tracing::info!(seconds = b.seconds, "database credential lifetime set");
-            json(StatusCode::OK, &json!({ "seconds": b.seconds }))
-        }
-        Control::Fail => {
-            let b: FailBody = match r.json() {
-                Ok(b) => b,
-                Err(e) => return *e,
-            };
-            let mut g = st.lock();
-            if b.clear {
-                g.failures.clear();
-            }
-            if let Some(status) = b.status {
-                if !(400..=599).contains(&status) {
-                    return bad("status must be 400..599");
-                }
-                g.failures.add(crate::state::FailRule {
-                    status,
-                    remaining: b.count.unwrap_or(1),
-                    retry_after: b.retry_after,
-                    path_prefix: b.path_prefix.filter(|p| !p.is_empty()),
-                    error_code: b.error_code,
-                    message: b.message,
-                });
-            } else if !b.clear {
-                return bad("status is required (or clear: true)");
-            }
-            let pending = g.failures.pending();
-            tracing::info!(pending, "failure injection updated");
-            json(StatusCode::OK, &json!({ "pending": pending }))
-        }
-        Control::Outage => {
-            let b: OutageBody = match r.json() {
-                Ok(b) => b,
-                Err(e) => return *e,
-            };
-            st.lock().outage = b.on;
-            tracing::info!(on = b.on, "outage");
-            json(StatusCode::OK, &json!({ "on": b.on }))
-        }
-        Control::InstanceState => {
-            let b: StateBody = match r.json() {
-                Ok(b) => b,
-                Err(e) => return *e,
-            };
-            let mut g = st.lock();
-            let g = &mut *g;
-            let target = g
-                .instances
-                .get_mut(&b.name)
-                .or_else(|| g.endpoints.get_mut(&b.name));
-            match target {
-                Some(t) => {
-                    t.state.clone_from(&b.state);
-                    tracing::info!(name = %b.name, state = %b.state, "state changed");
-                    json(StatusCode::OK, &json!({ "name": b.name, "state": b.state }))
-                }
-                None => api_error(
-                    StatusCode::NOT_FOUND,
-                    "RESOURCE_DOES_NOT_EXIST",
-                    format!("no instance or endpoint named '{}'", b.name),
-                ),
-            }
-        }
-        Control::Stats => {
-            let g = st.lock();
-            json(
-                StatusCode::OK,
-                &json!({
-                    "credentials_minted": st.minter.minted(),
-                    "credential_requests": g.stats.credential_requests,
-                    "token_requests": g.stats.token_requests,
-                    "requests": g.stats.requests,
-                    "by_path": g.stats.by_path,
-                    "pending_failures": g.failures.pending(),
-                    "outage": g.outage,
-                    "lifetime_seconds": g.lifetime.as_secs(),
-                    "tokens": st.minter.recent_tokens().into_iter()
-                        .chain(g.access_tokens.keys().cloned())
-                        .collect::<Vec<_>>(),
-                }),
-            )
-        }
-        Control::NotFound => api_error(
-            StatusCode::NOT_FOUND,
-            "ENDPOINT_NOT_FOUND",
-            format!("no control endpoint '{}'", r.path),
-        ),
     }
 }
 
@@ -495,7 +420,23 @@ mod tests {
             Route::EndpointCredential
         );
         assert_eq!(route(&g, "/api/2.1/jobs/list"), Route::NotFound);
+        assert_eq!(route(&g, "/aad/auth"), Route::AadLogin);
+        assert_eq!(
+            route(&p, "/tenant-1/oauth2/token"),
+            Route::AadToken("tenant-1".into())
+        );
+        assert_eq!(route(&p, "/a/b/oauth2/token"), Route::NotFound);
+        assert_eq!(route(&g, "/metadata/identity/oauth2/token"), Route::Imds);
+        assert_eq!(route(&g, "/metadata-service/s1"), Route::MetadataService);
+        assert_eq!(
+            route(&p, "/__standin/discovery"),
+            Route::Control(Control::Discovery)
+        );
         assert_eq!(route(&p, "/__standin/fail"), Route::Control(Control::Fail));
+        assert_eq!(
+            route(&p, "/__standin/clock"),
+            Route::Control(Control::Clock)
+        );
         assert_eq!(
             route(&g, "/__standin/stats"),
             Route::Control(Control::Stats)

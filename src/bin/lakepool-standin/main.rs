@@ -1,6 +1,7 @@
 //! lakepool-standin: a local stand-in for the Databricks workspace API parts lakepool uses
-//! (OAuth M2M, SCIM Me, Lakebase Provisioned instances and Autoscaling endpoints, database
-//! credentials), backed by a real PostgreSQL where every minted credential becomes the
+//! (OAuth M2M and token exchange, SCIM Me, Lakebase Provisioned instances and Autoscaling
+//! endpoints, database credentials) and for the identity providers behind the other auth
+//! methods (Entra ID, the Azure instance metadata service, a metadata service), backed by a real PostgreSQL where every minted credential becomes the
 //! identity's role password with `VALID UNTIL` its expiry. For tests and the quickstart only:
 //! it has no real security and must only listen on loopback.
 
@@ -14,7 +15,9 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod api;
+mod control;
 mod http;
+mod idp;
 mod pg;
 mod state;
 
@@ -32,6 +35,26 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use state::{ClientSpec, Named, PatSpec, State};
+
+/// The minter for `--pg-*`: where minted credentials become role passwords.
+fn minter(cli: &Cli) -> Result<pg::Minter, String> {
+    let password =
+        match &cli.pg_password_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                format!("environment variable {var} (--pg-password-env) is not set")
+            })?),
+            None => None,
+        };
+    pg::Minter::new(pg::PgTarget {
+        host: cli.pg_host.clone(),
+        port: cli.pg_port,
+        user: cli.pg_user.clone(),
+        password,
+        dbname: cli.pg_dbname.clone(),
+        ca_file: cli.pg_ca_file.clone(),
+        connect_timeout: Duration::from_secs(10),
+    })
+}
 
 /// Local stand-in for the Databricks workspace API (OAuth M2M, SCIM Me, Lakebase database
 /// instances / postgres endpoints and their credentials), backed by a real PostgreSQL.
@@ -73,6 +96,24 @@ struct Cli {
     /// (STATE default ACTIVE; repeatable).
     #[arg(long = "endpoint", value_name = "NAME=HOST[@STATE]", value_parser = state::parse_endpoint)]
     endpoints: Vec<Named>,
+    /// The Entra ID tenant of an Azure workspace (serves `/aad/auth` and `/{tenant}/oauth2/token`).
+    #[arg(long)]
+    azure_tenant: Option<String>,
+    /// An Entra ID service principal: CLIENT_ID:SECRET=USERNAME (repeatable).
+    #[arg(long = "azure-sp", value_name = "CLIENT_ID:SECRET=USERNAME", value_parser = idp::parse_azure_sp)]
+    azure_sps: Vec<idp::AzureSp>,
+    /// A managed identity served by `/metadata/identity/oauth2/token`: CLIENT_ID=USERNAME
+    /// (repeatable; a single one is also the system-assigned identity).
+    #[arg(long = "azure-msi", value_name = "CLIENT_ID=USERNAME", value_parser = idp::parse_azure_msi)]
+    azure_msis: Vec<idp::AzureMsi>,
+    /// A federation policy for token exchange:
+    /// issuer=…,subject=…[,audience=…][,client_id=…],user=… (repeatable; the audience defaults
+    /// to the token endpoint URL).
+    #[arg(long = "federation", value_name = "POLICY", value_parser = idp::parse_federation)]
+    federation: Vec<idp::Federation>,
+    /// The identity `/metadata-service/…` issues tokens for.
+    #[arg(long)]
+    metadata_identity: Option<String>,
     /// Database credential lifetime in seconds.
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     lifetime: u64,
@@ -114,23 +155,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let password =
-        match &cli.pg_password_env {
-            Some(var) => Some(std::env::var(var).map_err(|_| {
-                format!("environment variable {var} (--pg-password-env) is not set")
-            })?),
-            None => None,
-        };
-    let minter = pg::Minter::new(pg::PgTarget {
-        host: cli.pg_host.clone(),
-        port: cli.pg_port,
-        user: cli.pg_user.clone(),
-        password,
-        dbname: cli.pg_dbname.clone(),
-        ca_file: cli.pg_ca_file.clone(),
-        connect_timeout: Duration::from_secs(10),
-    })?;
-
+    let minter = minter(&cli)?;
     if !cli.listen.ip().is_loopback() {
         tracing::warn!(addr = %cli.listen, "listening on a non-loopback address: this stand-in has no real security");
     }
@@ -149,6 +174,13 @@ async fn run(cli: Cli) -> Result<(), String> {
         cli.endpoints,
         cli.lifetime,
         cli.oauth_lifetime,
+        idp::Idps {
+            azure_tenant: cli.azure_tenant,
+            azure_sps: cli.azure_sps,
+            azure_msis: cli.azure_msis,
+            federation: cli.federation,
+            metadata_user: cli.metadata_identity,
+        },
         minter,
     ));
     // Check PostgreSQL early so a misconfiguration shows at startup; minting reconnects anyway.

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use lakepool::auth::scram::SaltedPasswordCache;
 use lakepool::config::UpstreamTls;
+use lakepool::credentials::fixed::StaticCredential;
 use lakepool::upstream::Upstream;
 use lakepool::upstream::connect::connect;
-use lakepool::upstream::credential::StaticCredential;
 use lakepool::upstream::server::{ControlError, ServerConn};
 use secrecy::SecretString;
 use tokio::sync::Mutex;
@@ -86,14 +86,17 @@ impl Minter {
         let tls = lakepool::net::tls::client_tls(mode, t.ca_file.as_deref())
             .map_err(|e| format!("PostgreSQL TLS setup: {e}"))?;
         let up = Upstream {
-            host: Some(t.host),
             port: t.port,
             dbname: t.dbname,
-            user: Some(t.user),
             tls,
-            credential: Arc::new(StaticCredential::new(t.password.map(SecretString::from))),
+            credential: Arc::new(StaticCredential::new(
+                &t.host,
+                &t.user,
+                t.password.map(SecretString::from),
+            )),
             connect_timeout: t.connect_timeout,
             salted_cache: Arc::new(SaltedPasswordCache::new()),
+            cleartext_without_tls: false,
         };
         Ok(Self {
             up,

@@ -204,6 +204,8 @@ pub struct Stats {
     pub requests: u64,
     pub token_requests: u64,
     pub credential_requests: u64,
+    /// API calls that carried a valid Azure management token.
+    pub management_tokens: u64,
     pub by_path: BTreeMap<String, u64>,
 }
 
@@ -218,12 +220,21 @@ pub struct Target {
 /// Mutable state.
 pub struct Inner {
     pub access_tokens: HashMap<String, (Identity, Instant)>,
+    /// Entra ID tokens issued (client secret or managed identity).
+    pub aad_tokens: HashMap<String, crate::idp::AadToken>,
+    /// The `jti` (or `sub`) of every subject token exchanged, in order.
+    pub exchanged: Vec<String>,
+    /// The token endpoint discovery reports instead of the stand-in's own.
+    pub discovery_token_endpoint: Option<String>,
     pub instances: BTreeMap<String, Target>,
     pub endpoints: BTreeMap<String, Target>,
     /// Database credential lifetime.
     pub lifetime: Duration,
     pub failures: Failures,
     pub outage: bool,
+    /// Seconds the stand-in's reported clock (`Date` headers, credential expiry times) is
+    /// ahead of the real one (negative: behind), to test lakepool against clock skew.
+    pub skew_seconds: i64,
     pub stats: Stats,
 }
 
@@ -234,6 +245,8 @@ pub struct State {
     pats: HashMap<String, String>,
     clients: HashMap<String, (String, String)>,
     pub oauth_lifetime: Duration,
+    /// Entra ID, managed identities, the metadata service, federation policies.
+    pub idps: crate::idp::Idps,
     inner: Mutex<Inner>,
     pub minter: Minter,
 }
@@ -248,6 +261,7 @@ impl State {
         endpoints: Vec<Named>,
         lifetime: u64,
         oauth_lifetime: u64,
+        idps: crate::idp::Idps,
         minter: Minter,
     ) -> Self {
         let target = |n: Named| {
@@ -269,17 +283,27 @@ impl State {
                 .map(|c| (c.id, (c.secret, c.user)))
                 .collect(),
             oauth_lifetime: Duration::from_secs(oauth_lifetime),
+            idps,
             inner: Mutex::new(Inner {
                 access_tokens: HashMap::new(),
+                aad_tokens: HashMap::new(),
+                exchanged: Vec::new(),
+                discovery_token_endpoint: None,
                 instances: instances.into_iter().map(target).collect(),
                 endpoints: endpoints.into_iter().map(target).collect(),
                 lifetime: Duration::from_secs(lifetime),
                 failures: Failures::default(),
                 outage: false,
+                skew_seconds: 0,
                 stats: Stats::default(),
             }),
             minter,
         }
+    }
+
+    /// The time the stand-in reports (`Date`, expiry times): real time plus the skew.
+    pub fn reported(&self, t: OffsetDateTime) -> OffsetDateTime {
+        t + time::Duration::seconds(self.lock().skew_seconds)
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Inner> {

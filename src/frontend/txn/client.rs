@@ -110,6 +110,11 @@ impl TxnClient {
             }
             self.discarding = false;
         }
+        if let Some(r) = self.replay.as_mut()
+            && r.state == ReplayState::Recording
+        {
+            r.record(h, up);
+        }
         if mapping && at.queue.skipping() {
             // The server ignores everything up to Sync: pass it untouched.
             return self.pass(h, up, at, tracker);
@@ -234,29 +239,42 @@ impl TxnClient {
                 _ => self.refuse(h, up, at, statement_too_large(h, at.limits.hold_limit)),
             };
         }
-        let (name, rest) = {
+        let name_len = {
             let msg = up.whole(h).unwrap_or_default();
             match split_cstr(&msg[HEADER_LEN..]) {
-                Some((n, r)) => (n.to_vec(), r.to_vec()),
+                Some((n, _)) => n.len(),
                 // Malformed: the server says so.
                 None => return self.pass(h, up, at, t),
             }
         };
-        let text = split_cstr(&rest).map_or(&rest[..], |(t, _)| t);
-        if name.is_empty() || !mapping {
+        if name_len == 0 || !mapping {
             // An unnamed statement runs right after: what it does is noted now. Without
-            // mapping a named one is the client's own on this server only.
-            let plan = self.inspect_sql(text, false, mapping);
+            // mapping a named one is the client's own on this server only. Looked at in place.
+            let (plan, name) = {
+                let msg = up.whole(h).unwrap_or_default();
+                let name = &msg[HEADER_LEN..HEADER_LEN + name_len];
+                let rest = &msg[HEADER_LEN + name_len + 1..];
+                let text = split_cstr(rest).map_or(rest, |(t, _)| t);
+                let plan = self.inspect_sql(text, false, mapping);
+                (
+                    plan,
+                    (name_len > 0).then(|| String::from_utf8_lossy(name).into_owned()),
+                )
+            };
             if let Some(n) = plan.reserved {
                 return self.refuse(h, up, at, reserved_error(&n));
             }
-            if !name.is_empty() {
-                self.changes
-                    .deallocate_later(&String::from_utf8_lossy(&name));
+            if let Some(name) = name {
+                self.changes.deallocate_later(&name);
             }
             return self.pass(h, up, at, t);
         }
-        if self.statements.contains_key(&name[..]) {
+        let (name, rest) = {
+            let msg = up.whole(h).unwrap_or_default();
+            let body = &msg[HEADER_LEN..];
+            (body[..name_len].to_vec(), body[name_len + 1..].to_vec())
+        };
+        if self.statements.contains(&name[..]) {
             let n = String::from_utf8_lossy(&name);
             let err = ClientError::error(
                 SqlState::DUPLICATE_PREPARED_STATEMENT,
@@ -265,14 +283,14 @@ impl TxnClient {
             return self.refuse(h, up, at, err);
         }
         if self.statements.len() >= at.limits.max_statements
-            || self.statement_bytes + rest.len() > at.limits.max_statement_bytes
+            || self.statements.bytes() + rest.len() > at.limits.max_statement_bytes
         {
             let err = ClientError::error(
                 SqlState::PROGRAM_LIMIT_EXCEEDED,
                 format!(
                     "lakepool: too many prepared statements for this client ({} statements, {} bytes; the limits are max_client_prepared_statements = {} and max_client_prepared_bytes = {})",
                     self.statements.len(),
-                    self.statement_bytes,
+                    self.statements.bytes(),
                     at.limits.max_statements,
                     at.limits.max_statement_bytes
                 ),
@@ -280,13 +298,24 @@ impl TxnClient {
             return self.refuse(h, up, at, err);
         }
         up.consume(h);
+        if let Some(s) = &t.stats {
+            s.record_client_parse();
+        }
         let stmt = at.registry.intern(&rest);
-        self.statement_bytes += rest.len();
         self.statements
             .insert(name.clone().into(), Arc::clone(&stmt));
         // Undone if the server skips this Parse (an earlier error) or it fails: PostgreSQL
         // would not have created the name.
         if at.cache.touch(&stmt) {
+            // The server's copy was planned earlier: should it turn out stale, the rest of this
+            // batch is replayed against a fresh one (see `replay`).
+            self.replay = (self.replay.is_none()).then(|| {
+                Box::new(Replay {
+                    name: name.clone().into(),
+                    tail: BytesMut::new(),
+                    state: ReplayState::Recording,
+                })
+            });
             let undo = Undo::Unmap(name.into(), stmt);
             at.queue
                 .push(Expect::Synth(Synth::ParseComplete, Some(undo)));
@@ -302,36 +331,54 @@ impl TxnClient {
             Whole::TooBig => true,
             Whole::Ready => false,
         };
-        let names = {
+        // The portal and statement names' lengths: the names themselves stay in the buffer.
+        let lens = {
             let bytes = up.whole(h).unwrap_or_else(|| up.unread());
             let body = &bytes[HEADER_LEN..];
             split_cstr(body)
-                .and_then(|(portal, rest)| Some((portal, split_cstr(rest)?)))
-                .map(|(portal, (name, _))| (portal.to_vec(), name.to_vec()))
+                .and_then(|(portal, rest)| Some((portal.len(), split_cstr(rest)?.0.len())))
         };
-        let Some((portal, name)) = names else {
+        let Some((portal_len, name_len)) = lens else {
             if streamed && up.unread().len() < MAX_BIND_NAMES {
                 return Step::NeedMore;
             }
             // Malformed (or names too long to be real): the server says so.
             return self.pass(h, up, at, t);
         };
-        if name.is_empty() {
+        if name_len == 0 {
             return self.pass(h, up, at, t);
         }
-        let Some(stmt) = self.statements.get(&name[..]).cloned() else {
-            return self.refuse(h, up, at, no_such_statement(&name));
+        let name_at = HEADER_LEN + portal_len + 1;
+        let stmt = {
+            let bytes = up.whole(h).unwrap_or_else(|| up.unread());
+            let name = &bytes[name_at..name_at + name_len];
+            match self.mapped(name, at) {
+                Some(s) => s,
+                None => {
+                    let err = no_such_statement(name);
+                    return self.refuse(h, up, at, err);
+                }
+            }
         };
+        if let Some(s) = &t.stats {
+            s.record_bind();
+        }
         if stmt.touches_state {
             // A statement that sets things is noted at each execution.
             self.inspect_sql(stmt.query(), false, true);
         }
         ensure_prepared(&stmt, up, at, t);
-        let head = HEADER_LEN + portal.len() + 1 + name.len() + 1;
+        let head = name_at + name_len + 1;
         let rest_len = h.total() - head;
-        frontend::bind_head(up.emit(), &portal, stmt.name.as_bytes(), rest_len);
-        up.replace_head(h, head);
-        at.queue.push(Expect::Bind);
+        up.rewrite_head(h, head, |old, out| {
+            frontend::bind_head(
+                out,
+                &old[HEADER_LEN..HEADER_LEN + portal_len],
+                stmt.name.as_bytes(),
+                rest_len,
+            );
+        });
+        at.queue.push(Expect::Bind(Some(stmt)));
         t.client_sent(b'B');
         Step::Done
     }
@@ -365,14 +412,14 @@ impl TxnClient {
         if h.tag == b'C' {
             // The statement stays prepared on the server for other clients. PostgreSQL
             // answers a Close of a name it does not know with CloseComplete too.
-            let undo = self.statements.remove(&name[..]).map(|s| {
-                self.statement_bytes = self.statement_bytes.saturating_sub(s.rest_len());
-                Undo::Remap(name.into(), s)
-            });
+            let undo = self
+                .statements
+                .remove(&name[..])
+                .map(|s| Undo::Remap(name.into(), s));
             at.queue.push(Expect::Synth(Synth::CloseComplete, undo));
             return Step::Done;
         }
-        let Some(stmt) = self.statements.get(&name[..]).cloned() else {
+        let Some(stmt) = self.mapped(&name, at) else {
             at.queue.push(Expect::Synth(
                 Synth::Error(Box::new(no_such_statement(&name))),
                 None,
@@ -382,9 +429,43 @@ impl TxnClient {
         };
         ensure_prepared(&stmt, up, at, t);
         frontend::describe(up.emit(), b'S', stmt.name.as_bytes());
-        at.queue.push(Expect::Describe);
+        at.queue.push(Expect::Describe(Some(stmt)));
         t.client_sent(b'D');
         Step::Done
+    }
+
+    /// After the server found a statement lakepool had answered a Parse with stale: the
+    /// client's name moves to a statement prepared afresh and the batch is handled again, its
+    /// output queued for the server.
+    pub fn replay_batch(&mut self, up: &mut Pipe, at: &mut Attached<'_>, t: &mut Tracker) {
+        let Some(r) = self.replay.take() else {
+            return;
+        };
+        if let Some(old) = self.statements.get(&r.name) {
+            old.stale.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        at.registry.schema_changed();
+        let _ = self.mapped(&r.name, at);
+        let mut batch = Pipe::with_input(&r.tail);
+        while let Ok(crate::frontend::pipe::Next::Message(h)) = batch.next(usize::MAX) {
+            if self.on_message(h, &mut batch, at, t) == Step::NeedMore {
+                break;
+            }
+        }
+        batch.move_output_into(up);
+    }
+
+    /// The statement the client's `name` maps to. A statement a server found stale is replaced
+    /// by one prepared afresh (same text and types, a new server-side name), as the client's
+    /// own statement would be re-planned on a direct connection.
+    fn mapped(&mut self, name: &[u8], at: &Attached<'_>) -> Option<Arc<Statement>> {
+        let stmt = self.statements.get(name)?;
+        if !stmt.stale.load(std::sync::atomic::Ordering::Relaxed) {
+            return Some(stmt);
+        }
+        let fresh = at.registry.intern(stmt.rest());
+        self.statements.insert(name.into(), Arc::clone(&fresh));
+        Some(fresh)
     }
 
     /// The client's names mapped on this server, for `pg_prepared_statements`.
@@ -393,7 +474,7 @@ impl TxnClient {
             .statements
             .iter()
             .filter(|(_, s)| at.cache.contains(s))
-            .map(|(n, s)| (&n[..], &*s.name))
+            .map(|(n, s)| (n, &*s.name))
             .collect();
         v.sort_unstable();
         v
@@ -402,7 +483,8 @@ impl TxnClient {
     /// Prepares every statement of the client on this server (up to its cache size), so that
     /// a look at `pg_prepared_statements` shows all of them.
     fn ensure_all_prepared(&mut self, up: &mut Pipe, at: &mut Attached<'_>, t: &mut Tracker) {
-        let mut all: Vec<Arc<Statement>> = self.statements.values().cloned().collect();
+        let mut all: Vec<Arc<Statement>> =
+            self.statements.iter().map(|(_, s)| Arc::clone(s)).collect();
         all.sort_unstable_by_key(|s| s.id);
         let missing: Vec<_> = all
             .iter()
@@ -547,8 +629,7 @@ impl TxnClient {
         if !mapping || !simple {
             return None;
         }
-        if lone && let Some(s) = self.statements.remove(name.as_bytes()) {
-            self.statement_bytes = self.statement_bytes.saturating_sub(s.rest_len());
+        if lone && self.statements.remove(name.as_bytes()).is_some() {
             return Some(Synth::Command("DEALLOCATE"));
         }
         if self.sql_prepared.contains_key(name) {
@@ -589,6 +670,7 @@ impl TxnClient {
         up: &mut Pipe,
         at: &super::TxnLimits,
         registry: &crate::pool::statements::StatementRegistry,
+        stats: Option<&crate::pool::stats::PoolStats>,
     ) -> Option<BytesMut> {
         if !at.mapping() || self.discarding {
             return None;
@@ -596,7 +678,7 @@ impl TxnClient {
         let buf = up.unread();
         let mut pos = 0;
         let mut plan: Vec<(&[u8], Option<Arc<Statement>>)> = Vec::new();
-        let mut bytes = self.statement_bytes;
+        let mut bytes = self.statements.bytes();
         loop {
             let h = parse_header(&buf[pos..], at.max_message).ok()??;
             let body = buf.get(pos + HEADER_LEN..pos + h.total())?;
@@ -606,7 +688,7 @@ impl TxnClient {
                     let (name, rest) = split_cstr(body)?;
                     let (text, _) = split_cstr(rest)?;
                     if name.is_empty()
-                        || self.statements.contains_key(name)
+                        || self.statements.contains(name)
                         || plan.iter().any(|(n, _)| *n == name)
                         || sql::needs_attention(text)
                         || self.statements.len() + plan.len() >= at.max_statements
@@ -636,14 +718,14 @@ impl TxnClient {
         for (name, stmt) in owned {
             match stmt {
                 Some(s) => {
-                    self.statement_bytes += s.rest_len();
                     self.statements.insert(name, s);
                     write::parse_complete(&mut reply);
+                    if let Some(st) = stats {
+                        st.record_client_parse();
+                    }
                 }
                 None => {
-                    if let Some(s) = self.statements.remove(&name) {
-                        self.statement_bytes = self.statement_bytes.saturating_sub(s.rest_len());
-                    }
+                    self.statements.remove(&name);
                     write::close_complete(&mut reply);
                 }
             }
@@ -660,18 +742,67 @@ impl TxnClient {
                 if self
                     .statements
                     .get(&name)
-                    .is_some_and(|s| Arc::ptr_eq(s, &stmt))
+                    .is_some_and(|s| Arc::ptr_eq(&s, &stmt))
                 {
                     self.statements.remove(&name);
-                    self.statement_bytes = self.statement_bytes.saturating_sub(stmt.rest_len());
                 }
             }
             Undo::Remap(name, stmt) => {
-                if !self.statements.contains_key(&name) {
-                    self.statement_bytes += stmt.rest_len();
+                if !self.statements.contains(&name) {
                     self.statements.insert(name, stmt);
                 }
             }
+        }
+    }
+}
+
+/// Most bytes of a batch kept to replay it after a stale statement.
+const MAX_REPLAY: usize = 64 * 1024;
+
+/// A batch whose Parse lakepool answered from a server's copy of the statement. If the server
+/// finds that copy stale (the objects it was planned against changed) before any reply of the
+/// batch has reached the client, lakepool drops the error, prepares the statement afresh and
+/// sends the rest of the batch again: the client sees what a direct connection, which would
+/// have parsed its statement now, would have sent.
+#[derive(Debug)]
+pub struct Replay {
+    /// The client's name for the statement.
+    pub name: Box<[u8]>,
+    /// The client's messages after the Parse, as it sent them, up to its Sync.
+    pub tail: BytesMut,
+    /// Where it stands.
+    pub state: ReplayState,
+}
+
+/// Where a [`Replay`] stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayState {
+    /// Recording the client's messages up to Sync.
+    Recording,
+    /// The batch is complete; waiting for the server's first reply.
+    Armed,
+    /// The server found the statement stale: its error was dropped, the ReadyForQuery that
+    /// ends the skipped batch will be too.
+    Retrying,
+    /// The stale attempt's replies are all in: the batch is sent again.
+    Ready,
+    /// Something reached the client, or the batch could not be kept: no replay.
+    Off,
+}
+
+impl Replay {
+    /// Keeps the client message at the framing position (once it is whole; a message that
+    /// must stream, or too much, ends the replay).
+    fn record(&mut self, h: Header, up: &Pipe) {
+        match up.whole(h) {
+            Some(m) if self.tail.len() + m.len() <= MAX_REPLAY && h.tag != b'd' => {
+                self.tail.extend_from_slice(m);
+                if h.tag == b'S' {
+                    self.state = ReplayState::Armed;
+                }
+            }
+            None if up.fits(h) => {}
+            _ => self.state = ReplayState::Off,
         }
     }
 }
@@ -700,8 +831,8 @@ fn expect_for(tag: u8, at: &mut Attached<'_>) {
             stmt: None,
             mapped: None,
         },
-        b'B' => Expect::Bind,
-        b'D' => Expect::Describe,
+        b'B' => Expect::Bind(None),
+        b'D' => Expect::Describe(None),
         b'E' => Expect::Execute,
         b'C' => Expect::Close {
             forward: true,
@@ -741,6 +872,9 @@ fn prepare(
         t.client_sent(b'C');
     }
     out.extend_from_slice(&stmt.parse);
+    if let Some(s) = &t.stats {
+        s.record_server_parse();
+    }
     at.queue.push(Expect::Parse {
         forward,
         stmt: Some(Arc::clone(stmt)),

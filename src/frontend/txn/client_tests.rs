@@ -135,6 +135,7 @@ impl Rig {
             limits: &mut self.idle,
             max_message: 1 << 24,
             terminated: false,
+            client_moved: false,
         };
         f(&mut core)
     }
@@ -496,7 +497,7 @@ fn prepare_only_input_is_answered_without_a_server() {
     let mut up = Pipe::default();
     up.feed(&[parse("P_0", "select 1"), sync()].concat());
     assert!(
-        c.answer_without_server(&mut up, &limits, &registry)
+        c.answer_without_server(&mut up, &limits, &registry, None)
             .is_none(),
         "never accepted by a server yet"
     );
@@ -505,7 +506,7 @@ fn prepare_only_input_is_answered_without_a_server() {
         .accepted
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let reply = c
-        .answer_without_server(&mut up, &limits, &registry)
+        .answer_without_server(&mut up, &limits, &registry, None)
         .unwrap();
     assert_eq!(tags(&reply), "1Z");
     assert!(up.unread().is_empty());
@@ -513,7 +514,7 @@ fn prepare_only_input_is_answered_without_a_server() {
     // Anything that executes needs a server.
     up.feed(&[bind("P_0"), exec(), sync()].concat());
     assert!(
-        c.answer_without_server(&mut up, &limits, &registry)
+        c.answer_without_server(&mut up, &limits, &registry, None)
             .is_none()
     );
     assert!(!up.unread().is_empty());
@@ -699,4 +700,106 @@ fn terminate_stops_after_what_came_before() {
     });
     assert!(terminated);
     assert_eq!(tags(&r.up.drain()), "Q");
+}
+
+#[test]
+fn a_stale_shared_statement_is_prepared_afresh_and_the_batch_replayed() {
+    let mut r = Rig::new();
+    r.send(&[parse("a", "select $1::t"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    // Another client prepares the same text; the server's copy is stale (its type was dropped
+    // and created again where lakepool did not see it).
+    r.client = TxnClient::default();
+    let out = r.send(&[parse("b", "select $1::t"), bind("b"), exec(), sync()].concat());
+    assert_eq!(tags(&out), "BES");
+    assert_eq!(tags(&r.due()), "1");
+    let mut stale = msg(
+        b'E',
+        b"SERROR\0VERROR\0CXX000\0Mcache lookup failed for type 16390\0\0",
+    );
+    stale.extend(msg(b'Z', b"I"));
+    assert_eq!(
+        tags(&r.reply(&stale)),
+        "",
+        "the stale attempt never reaches the client"
+    );
+    let again = r.up.drain();
+    assert_eq!(
+        tags(&again),
+        "PBES",
+        "prepared afresh, then the batch again"
+    );
+    let fresh = messages(&again)[0].1.clone();
+    assert!(
+        !fresh.starts_with(b"lakepool_1\0"),
+        "a new server-side name"
+    );
+    assert_eq!(tags(&r.reply(&server_msgs("12CZ"))), "2CZ");
+    assert!(r.idle());
+    // The first client's statement moves to the fresh one at its next use too.
+    r.client = TxnClient::default();
+    let out = r.send(&[parse("c", "select $1::t"), sync()].concat());
+    assert_eq!(tags(&out), "S", "the fresh statement is on this server");
+}
+
+#[test]
+fn a_stale_statement_whose_batch_already_answered_passes_the_error() {
+    let mut r = Rig::new();
+    r.send(&[parse("a", "select $1::t"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    // The client's own statement from before: a direct connection would fail too.
+    let out = r.send(&[bind("a"), exec(), sync()].concat());
+    assert_eq!(tags(&out), "BES");
+    let mut stale = msg(
+        b'E',
+        b"SERROR\0VERROR\0CXX000\0Mcache lookup failed for type 16390\0\0",
+    );
+    stale.extend(msg(b'Z', b"I"));
+    assert_eq!(tags(&r.reply(&stale)), "EZ");
+    // Its next use goes to a statement prepared afresh.
+    let out = r.send(&[bind("a"), exec(), sync()].concat());
+    assert_eq!(tags(&out), "PBES");
+}
+
+/// PgBouncer's counts with prepared statements on: client Parses of named statements, the
+/// Parses sent to servers for them, Binds of named statements; unnamed ones are not counted.
+#[test]
+fn named_parses_and_binds_are_counted() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut r = Rig::new();
+    let stats = std::sync::Arc::new(crate::pool::stats::PoolStats::default());
+    r.tracker.stats = Some(std::sync::Arc::clone(&stats));
+    let counts = || {
+        let t = stats.totals();
+        (t.client_parses, t.server_parses, t.binds)
+    };
+    r.send(&[parse("a", "select 1"), bind("a"), exec(), sync()].concat());
+    r.reply(&server_msgs("12CZ"));
+    assert_eq!(counts(), (1, 1, 1));
+    // Already prepared on this server: a Bind, no Parse.
+    r.send(&[bind("a"), exec(), sync()].concat());
+    r.reply(&server_msgs("2CZ"));
+    assert_eq!(counts(), (1, 1, 2));
+    // Another server: prepared again for the Bind.
+    r.cache = PreparedCache::default();
+    r.send(&[bind("a"), exec(), sync()].concat());
+    r.reply(&server_msgs("12CZ"));
+    assert_eq!(counts(), (1, 2, 3));
+    // Unnamed statements pass uncounted.
+    r.send(&[parse("", "select 2"), bind(""), exec(), sync()].concat());
+    r.reply(&server_msgs("12CZ"));
+    assert_eq!(counts(), (1, 2, 3));
+    // A prepare answered without a server is a client Parse.
+    let mut c = TxnClient::default();
+    let mut up = Pipe::default();
+    up.feed(&[parse("b", "select 1"), sync()].concat());
+    r.registry
+        .intern(b"select 1\0\0\0")
+        .accepted
+        .store(true, Relaxed);
+    assert!(
+        c.answer_without_server(&mut up, &r.limits, &r.registry, Some(&stats))
+            .is_some()
+    );
+    assert_eq!(counts(), (2, 2, 3));
 }

@@ -11,6 +11,7 @@
 
 pub mod catalog;
 pub mod client;
+pub mod names;
 pub mod replies;
 pub mod server;
 pub mod state;
@@ -19,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::pool::statements::StatementRegistry;
-use crate::upstream::prepared::{PreparedCache, Statement};
+use crate::upstream::prepared::PreparedCache;
 use replies::ReplyQueue;
 use state::Changes;
 
@@ -93,9 +94,7 @@ impl Limitation {
 #[derive(Debug, Default)]
 pub struct TxnClient {
     /// The client's named (protocol-level) statements, by the client's name.
-    statements: HashMap<Box<[u8]>, Arc<Statement>>,
-    /// Bytes of statement text those names refer to.
-    statement_bytes: usize,
+    statements: names::ClientNames,
     /// SQL-level prepared statements: name → the `PREPARE` statement's text.
     sql_prepared: HashMap<String, Arc<str>>,
     /// SQL-level prepared statements present on the server attached now.
@@ -107,6 +106,8 @@ pub struct TxnClient {
     /// lakepool answered a message with an error: client messages are dropped up to Sync, as
     /// the server would skip them.
     discarding: bool,
+    /// A batch that may have to be sent again (see [`client::Replay`]).
+    replay: Option<Box<client::Replay>>,
 }
 
 impl TxnClient {
@@ -118,7 +119,6 @@ impl TxnClient {
     /// Forgets every prepared statement of the client (`DISCARD ALL`, `DEALLOCATE ALL`).
     pub fn forget_statements(&mut self) {
         self.statements.clear();
-        self.statement_bytes = 0;
         self.sql_prepared.clear();
         self.sql_on_server.clear();
     }

@@ -27,10 +27,11 @@ pub enum Expect {
         /// The client name this Parse mapped, undone if the Parse never succeeds.
         mapped: Option<Box<[u8]>>,
     },
-    /// Bind.
-    Bind,
-    /// Describe (answered by RowDescription or NoData).
-    Describe,
+    /// Bind, of the mapped statement when it names one.
+    Bind(Option<Arc<Statement>>),
+    /// Describe (answered by RowDescription or NoData), of the mapped statement when it names
+    /// one.
+    Describe(Option<Arc<Statement>>),
     /// Execute (answered by CommandComplete, EmptyQueryResponse, PortalSuspended or an error).
     Execute,
     /// Close. `forward` is false for a Close lakepool added (cache eviction).
@@ -93,6 +94,8 @@ pub struct ReplyQueue {
     copy_in: bool,
     /// Name changes to undo, collected for the client side to apply.
     undo: Vec<Undo>,
+    /// The mapped statement of the request the last ErrorResponse answered.
+    failed: Option<Arc<Statement>>,
 }
 
 impl ReplyQueue {
@@ -140,6 +143,11 @@ impl ReplyQueue {
             Some(Expect::Synth(s, _)) => Some(s),
             _ => None,
         }
+    }
+
+    /// The mapped statement whose Bind or Describe the last ErrorResponse answered.
+    pub fn take_failed(&mut self) -> Option<Arc<Statement>> {
+        self.failed.take()
     }
 
     /// Name changes the server made void (see [`Undo`]); empty almost always.
@@ -195,11 +203,11 @@ impl ReplyQueue {
                 _ => true,
             },
             b'2' => {
-                self.pop_if(|e| matches!(e, Expect::Bind));
+                self.pop_if(|e| matches!(e, Expect::Bind(_)));
                 true
             }
             b'T' | b'n' => {
-                self.pop_if(|e| matches!(e, Expect::Describe));
+                self.pop_if(|e| matches!(e, Expect::Describe(_)));
                 true
             }
             b'C' | b'I' | b's' => {
@@ -257,6 +265,10 @@ impl ReplyQueue {
     /// exchange the failed request and everything up to the next Sync go unanswered.
     fn error(&mut self, cache: &mut PreparedCache) {
         self.copy_in = false;
+        self.failed = match self.q.front() {
+            Some(Expect::Bind(s) | Expect::Describe(s)) => s.clone(),
+            _ => None,
+        };
         match self.q.front() {
             None | Some(Expect::Sync) => return,
             Some(_) => {}
@@ -311,7 +323,7 @@ mod tests {
         let mut c = PreparedCache::default();
         // Client: Parse(S_1, already on server), Bind, Execute, Sync.
         q.push(Expect::Synth(Synth::ParseComplete, None));
-        q.push(Expect::Bind);
+        q.push(Expect::Bind(None));
         q.push(Expect::Execute);
         q.push(Expect::Sync);
         assert_eq!(run(&mut q, &mut c, b"2DCZ"), b"12DCZ");
@@ -322,7 +334,7 @@ mod tests {
             stmt: Some(stmt(2)),
             mapped: None,
         });
-        q.push(Expect::Bind);
+        q.push(Expect::Bind(None));
         q.push(Expect::Execute);
         q.push(Expect::Sync);
         assert_eq!(run(&mut q, &mut c, b"12CZ"), b"2CZ");
@@ -334,7 +346,7 @@ mod tests {
         let mut c = PreparedCache::default();
         let s = stmt(5);
         c.insert(s.clone(), 10);
-        q.push(Expect::Bind);
+        q.push(Expect::Bind(None));
         q.push(Expect::Execute);
         q.push(Expect::Parse {
             forward: true,
@@ -347,7 +359,7 @@ mod tests {
         assert!(!c.touch(&s), "the skipped Parse never prepared it");
         assert!(q.is_empty());
         // Error with no Sync queued yet: later requests are ignored until Sync.
-        q.push(Expect::Bind);
+        q.push(Expect::Bind(None));
         assert_eq!(run(&mut q, &mut c, b"E"), b"E");
         assert!(q.skipping());
         q.push(Expect::Synth(Synth::ParseComplete, None));
@@ -372,7 +384,7 @@ mod tests {
         let mut q = ReplyQueue::default();
         let mut c = PreparedCache::default();
         // Fully pipelined: Bind, Execute, Sync, CopyData…, CopyDone, Sync.
-        q.push(Expect::Bind);
+        q.push(Expect::Bind(None));
         q.push(Expect::Execute);
         q.push(Expect::Sync);
         q.push(Expect::CopyEnd);
@@ -380,7 +392,7 @@ mod tests {
         assert_eq!(run(&mut q, &mut c, b"2GCZ"), b"2GCZ");
         assert!(q.is_empty());
         // CopyInResponse first, then the client's Syncs and CopyDone.
-        q.push(Expect::Bind);
+        q.push(Expect::Bind(None));
         q.push(Expect::Execute);
         assert_eq!(run(&mut q, &mut c, b"2G"), b"2G");
         q.push(Expect::Sync);

@@ -4,7 +4,9 @@
 
 use bytes::BytesMut;
 
-use super::client::{write_notice, write_synth};
+use std::sync::atomic::Ordering;
+
+use super::client::{ReplayState, write_notice, write_synth};
 use super::{Attached, TxnClient};
 
 impl TxnClient {
@@ -19,19 +21,36 @@ impl TxnClient {
         if !at.limits.mapping() {
             return true;
         }
-        match (tag, body) {
-            (b'C', Some(b)) => {
-                if b.starts_with(b"DISCARD ALL\0") || b.starts_with(b"DEALLOCATE ALL\0") {
-                    at.cache.clear();
-                    self.forget_statements();
-                } else if b.starts_with(b"DROP ") || b.starts_with(b"ALTER ") {
-                    // Statements prepared before may depend on what changed.
-                    at.registry.schema_changed();
-                }
+        if let Some(forward) = self.replaying(tag, body, at) {
+            return forward;
+        }
+        if let (b'C', Some(b)) = (tag, body) {
+            if b.starts_with(b"DISCARD ALL\0") || b.starts_with(b"DEALLOCATE ALL\0") {
+                at.cache.clear();
+                self.forget_statements();
+            } else if b.starts_with(b"DROP ") || b.starts_with(b"ALTER ") {
+                // Statements prepared before may depend on what changed.
+                at.registry.schema_changed();
             }
-            (b'E', Some(b)) if is_stale_plan(b) => at.registry.schema_changed(),
+        }
+        let forward = self.account(tag, at);
+        if tag == b'E' && body.is_some_and(is_stale_plan) {
+            // Planned against objects that changed: clients move to a fresh statement.
+            if let Some(s) = at.queue.take_failed() {
+                s.stale.store(true, Ordering::Relaxed);
+            }
+            at.registry.schema_changed();
+        }
+        match self.replay.as_mut() {
+            Some(_) if tag == b'Z' => self.replay = None,
+            Some(r) if forward => r.state = ReplayState::Off,
             _ => {}
         }
+        forward
+    }
+
+    /// The reply queue's part, with the name changes it undoes applied.
+    fn account(&mut self, tag: u8, at: &mut Attached<'_>) -> bool {
         let forward = at.queue.on_server(tag, at.cache);
         if let Some(undo) = at.queue.take_undo() {
             let undo: Vec<_> = undo.collect();
@@ -40,6 +59,41 @@ impl TxnClient {
             }
         }
         forward
+    }
+
+    /// A batch being replayed (see [`super::client::Replay`]): Some(false) for the server's
+    /// replies to the stale attempt, which the client never sees.
+    fn replaying(&mut self, tag: u8, body: Option<&[u8]>, at: &mut Attached<'_>) -> Option<bool> {
+        let state = self.replay.as_ref()?.state;
+        match (state, tag) {
+            (ReplayState::Armed, b'E') if body.is_some_and(is_stale_plan) => {
+                self.account(tag, at);
+                let _ = at.queue.take_failed();
+                if let Some(r) = self.replay.as_mut() {
+                    r.state = ReplayState::Retrying;
+                }
+                Some(false)
+            }
+            (ReplayState::Retrying, b'Z') => {
+                self.account(tag, at);
+                if let Some(r) = self.replay.as_mut() {
+                    r.state = ReplayState::Ready;
+                }
+                Some(false)
+            }
+            (ReplayState::Retrying, _) => {
+                self.account(tag, at);
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
+    /// A stale batch's replies are all in: it is to be sent again now.
+    pub fn replay_due(&self) -> bool {
+        self.replay
+            .as_ref()
+            .is_some_and(|r| r.state == ReplayState::Ready)
     }
 
     /// Whether something is ready to be written at the next boundary of the server's stream.

@@ -21,6 +21,9 @@ const LISTENING: &str = "listening addr=";
 /// Path of the lakepool binary: Cargo's `CARGO_BIN_EXE_lakepool` when the
 /// tests are built inside the lakepool package, else `$LAKEPOOL_BIN` (lets
 /// the harness be compiled and exercised outside the package).
+/// The admin token the e2e configs that read `/readyz` reasons set.
+pub const E2E_ADMIN_TOKEN: &str = "e2e-admin-token";
+
 pub fn lakepool_bin() -> PathBuf {
     if let Some(p) = option_env!("CARGO_BIN_EXE_lakepool") {
         return PathBuf::from(p);
@@ -42,7 +45,27 @@ pub struct Lakepool {
 /// The environment lakepool runs with: the test process's, minus knobs that
 /// would make runs depend on the developer's shell.
 fn base_command(args: &[&str], config_path: &Path, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(lakepool_bin());
+    wrapped_command(None, args, config_path, env)
+}
+
+/// [`base_command`] run through `sh -c '<shell>; exec lakepool …'` when `shell` is given (e.g.
+/// `ulimit -n 64`), so the process keeps its pid.
+fn wrapped_command(
+    shell: Option<&str>,
+    args: &[&str],
+    config_path: &Path,
+    env: &[(&str, &str)],
+) -> Command {
+    let mut cmd = match shell {
+        None => Command::new(lakepool_bin()),
+        Some(prefix) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!("{prefix} && exec \"$0\" \"$@\""))
+                .arg(lakepool_bin());
+            c
+        }
+    };
     cmd.args(args)
         .arg("--config")
         .arg(config_path)
@@ -84,8 +107,22 @@ impl Lakepool {
     /// Like [`Self::start`] but returns the failure (message with logs), for
     /// tests that expect lakepool to refuse a configuration.
     pub fn try_start(config_toml: &str, env: &[(&str, &str)]) -> Result<Lakepool, String> {
+        Self::try_start_wrapped(config_toml, env, None)
+    }
+
+    /// Like [`Self::start`], with shell commands run first in the process that then becomes
+    /// lakepool (e.g. `ulimit -n 64` to start it with few file descriptors).
+    pub fn start_after_shell(config_toml: &str, env: &[(&str, &str)], shell: &str) -> Lakepool {
+        Self::try_start_wrapped(config_toml, env, Some(shell)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_start_wrapped(
+        config_toml: &str,
+        env: &[(&str, &str)],
+        shell: Option<&str>,
+    ) -> Result<Lakepool, String> {
         let (dir, config_path) = write_config(config_toml);
-        let mut child = base_command(&[], &config_path, env)
+        let mut child = wrapped_command(shell, &[], &config_path, env)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -193,6 +230,18 @@ impl Lakepool {
     /// GET on the admin listener (`admin_listen`, found in the log): (status, content type,
     /// body).
     pub fn admin_get(&self, path: &str) -> (u16, String, String) {
+        self.admin_get_with(path, &[])
+    }
+
+    /// [`Self::admin_get`] with the test token (`admin_token = E2E_ADMIN_TOKEN`), which makes
+    /// `/readyz` say why a database is not ready.
+    pub fn admin_get_authorized(&self, path: &str) -> (u16, String, String) {
+        let bearer = format!("Bearer {E2E_ADMIN_TOKEN}");
+        self.admin_get_with(path, &[("Authorization", &bearer)])
+    }
+
+    /// [`Self::admin_get`] with extra request headers (e.g. `Authorization`).
+    pub fn admin_get_with(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
         use std::io::{Read, Write};
         assert!(self.wait_for_log("admin_addr=", Duration::from_secs(10)));
         let logs = self.logs();
@@ -204,9 +253,13 @@ impl Lakepool {
             .parse()
             .unwrap();
         let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"
         )
         .unwrap();
         let mut resp = String::new();

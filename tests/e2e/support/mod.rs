@@ -51,8 +51,11 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Asks the kernel for a free loopback port. Another process could grab it
-/// before we bind it again; with ephemeral ports that race is negligible.
+/// Asks the kernel for a free loopback port by binding port 0. The port lies
+/// in the ephemeral range, so an outgoing connection (or another test) could
+/// take it before the caller binds it again: callers whose bind fails retry
+/// with a new port (see `PgServer::pg_ctl_start`). Everything else the harness
+/// starts (lakepool, the stand-in) binds port 0 itself and reports the address.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind((HOST, 0))
         .and_then(|l| l.local_addr())

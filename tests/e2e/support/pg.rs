@@ -219,7 +219,7 @@ impl PgServer {
     /// the port between probing and binding. Returns the port.
     fn pg_ctl_start(&self) -> u16 {
         let mut last = String::new();
-        for _ in 0..3 {
+        for _ in 0..5 {
             let port = free_port();
             let out = owner_cmd(&self.bin_dir.join("pg_ctl"))
                 .arg("-D")
@@ -241,7 +241,7 @@ impl PgServer {
                 self.log()
             );
         }
-        panic!("pg_ctl start failed three times:\n{last}");
+        panic!("pg_ctl start failed five times:\n{last}");
     }
 
     fn create_roles(&self) {

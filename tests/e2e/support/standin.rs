@@ -33,6 +33,15 @@ fn standin_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lakepool-standin"))
 }
 
+/// More stand-in arguments, and the Postgres roles of the identities they add.
+#[derive(Default)]
+pub struct Extra {
+    /// Command-line arguments.
+    pub args: Vec<String>,
+    /// Roles to create (in the Lakebase group).
+    pub roles: Vec<String>,
+}
+
 /// A running stand-in.
 pub struct Standin {
     child: Child,
@@ -45,16 +54,26 @@ impl Standin {
     /// its identities unique: tests run in parallel against one cluster, and a credential
     /// minted for a role replaces that role's password, so each test needs its own roles.
     pub fn start(tag: &str, lifetime_s: u64) -> Standin {
+        Standin::start_with(tag, lifetime_s, &Extra::default())
+    }
+
+    /// [`Standin::start`] with more arguments (identity providers, other identities) and the
+    /// Postgres roles of the identities they add.
+    pub fn start_with(tag: &str, lifetime_s: u64, extra: &Extra) -> Standin {
         let pg = pg();
         let (pat_user, sp_user) = (pat_user(tag), sp_user(tag));
-        pg.exec_sql(&format!(
-            "DO $$ BEGIN \
-               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{pat_user}') THEN \
-                 CREATE ROLE \"{pat_user}\" LOGIN IN ROLE {LAKEBASE_GROUP}; END IF; \
-               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{sp_user}') THEN \
-                 CREATE ROLE \"{sp_user}\" LOGIN IN ROLE {LAKEBASE_GROUP}; END IF; \
-             END $$;"
-        ));
+        let mut roles = vec![pat_user.clone(), sp_user.clone()];
+        roles.extend(extra.roles.iter().cloned());
+        let creates: String = roles
+            .iter()
+            .map(|r| {
+                format!(
+                    "IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{r}') THEN \
+                       CREATE ROLE \"{r}\" LOGIN IN ROLE {LAKEBASE_GROUP}; END IF; "
+                )
+            })
+            .collect();
+        pg.exec_sql(&format!("DO $$ BEGIN {creates} END $$;"));
         let mut child = Command::new(standin_bin())
             .args(["--listen", "127.0.0.1:0"])
             .args(["--pg-host", pg.host, "--pg-port", &pg.port.to_string()])
@@ -72,6 +91,7 @@ impl Standin {
             .args(["--instance", &format!("{INSTANCE}=127.0.0.1")])
             .args(["--endpoint", &format!("{ENDPOINT}=127.0.0.1")])
             .args(["--lifetime", &lifetime_s.to_string()])
+            .args(&extra.args)
             .env("STANDIN_PG_PW", &pg.superuser_password)
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
@@ -124,6 +144,11 @@ impl Standin {
     /// POSTs a JSON body to a control endpoint (`/__standin/...`).
     pub fn control(&self, path: &str, body: &str) -> String {
         http(self.addr, "POST", path, body)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Stats as JSON.

@@ -57,6 +57,15 @@ fn with_len(tag: Option<u8>, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// SASLInitialResponse: mechanism, Int32 length, client-first-message.
+pub fn sasl_initial(mechanism: &str, data: &[u8]) -> Vec<u8> {
+    let mut body = mechanism.as_bytes().to_vec();
+    body.push(0);
+    body.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    body.extend_from_slice(data);
+    frontend_msg(b'p', &body)
+}
+
 /// Lowercase hex of the MD5 digest of `parts` concatenated.
 fn md5_hex(parts: &[&[u8]]) -> String {
     use md5::{Digest, Md5};
@@ -365,8 +374,8 @@ impl RawConn {
         }
     }
 
-    /// Sends a StartupMessage and completes MD5 (or cleartext) password
-    /// authentication, returning after the first ReadyForQuery.
+    /// Sends a StartupMessage and completes password authentication (SCRAM-SHA-256, md5 or
+    /// cleartext), returning after the first ReadyForQuery.
     pub fn login_password(port: u16, user: &str, password: &str, db: &str) -> RawConn {
         Self::login_with(port, false, user, password, db, &[])
     }
@@ -393,6 +402,11 @@ impl RawConn {
         let response = match req.auth_code() {
             Some(AUTH_MD5) => md5_response(user, password, &req.body[4..8]),
             Some(AUTH_CLEARTEXT) => password.to_string(),
+            Some(AUTH_SASL) => {
+                conn.scram_exchange(password);
+                conn.skip_until(b'Z', "ReadyForQuery");
+                return conn;
+            }
             other => panic!("login_password: unsupported auth request {other:?}"),
         };
         let mut body = response.into_bytes();
@@ -454,6 +468,40 @@ impl RawConn {
                 _ => r.other.push(m),
             }
         }
+    }
+
+    /// Answers AuthenticationSASL (already read) with SCRAM-SHA-256 up to AuthenticationOk,
+    /// using lakepool's own SCRAM client.
+    pub fn scram_exchange(&mut self, password: &str) {
+        use lakepool::auth::scram::{ScramClient, salted_password};
+        let mut client = ScramClient::new(password, None, false);
+        self.send(&sasl_initial(client.mechanism(), &client.client_first()))
+            .expect("send SASLInitialResponse");
+        let first = self.expect_msg("SASLContinue");
+        assert_eq!(
+            first.auth_code(),
+            Some(11),
+            "SASLContinue expected: {:?}",
+            first.fields()
+        );
+        let params = client.server_first(&first.body[4..]).expect("server-first");
+        let fin = client
+            .client_final(&salted_password(password, &params))
+            .expect("client-final");
+        self.send(&frontend_msg(b'p', &fin))
+            .expect("send SASLResponse");
+        let last = self.expect_msg("SASLFinal");
+        assert_eq!(
+            last.auth_code(),
+            Some(12),
+            "SASLFinal expected: {:?}",
+            last.fields()
+        );
+        client
+            .server_final(&last.body[4..])
+            .expect("server signature");
+        let ok = self.skip_until(b'R', "AuthenticationOk");
+        assert_eq!(ok.auth_code(), Some(AUTH_OK), "AuthenticationOk expected");
     }
 
     /// Runs a simple query and returns the first column of each row;

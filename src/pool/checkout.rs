@@ -1,0 +1,356 @@
+//! Checking a server connection out of a pool and back in: the RAII [`Checkout`], the FIFO
+//! queue of waiting clients (cancel safe), the reserve pool, and handing a released connection
+//! or a freed slot straight to the first waiter.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::accounting::Ledger;
+use super::limits::Blocked;
+use super::{Pool, PoolError, Shared, now};
+use crate::upstream::server::ServerConn;
+
+/// Longest a health check of an idle server connection may take.
+const MAX_CHECK_TIME: Duration = Duration::from_secs(5);
+
+/// What a waiter is given.
+pub(super) enum Grant {
+    /// A ready connection.
+    Conn(ServerConn),
+    /// Permission to open a new connection (a slot was freed).
+    Slot,
+}
+
+/// A checked-out server connection. Release it with [`Checkout::release`] when it is clean;
+/// dropping it closes the connection and frees its slot.
+pub struct Checkout {
+    conn: Option<ServerConn>,
+    pool: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Checkout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkout")
+            .field("conn", &self.conn)
+            .finish()
+    }
+}
+
+impl Checkout {
+    /// The connection.
+    pub fn conn(&mut self) -> &mut ServerConn {
+        // INVARIANT: `conn` is Some until release/drop consume the Checkout.
+        match self.conn.as_mut() {
+            Some(c) => c,
+            None => unreachable!("checkout used after release"),
+        }
+    }
+
+    /// Read-only access to the connection.
+    pub fn conn_ref(&self) -> &ServerConn {
+        match self.conn.as_ref() {
+            Some(c) => c,
+            None => unreachable!("checkout used after release"),
+        }
+    }
+
+    /// Returns a clean connection (idle, no transaction, nothing in flight) to the pool.
+    pub fn release(mut self) {
+        if let Some(conn) = self.conn.take() {
+            Pool::checkin(&self.pool, conn);
+        }
+    }
+
+    /// Closes the connection gracefully (Terminate) in the background and frees its slot.
+    pub fn close(mut self) {
+        if let Some(conn) = self.conn.take() {
+            Pool::slot_freed(&self.pool);
+            self.pool.retire(conn);
+        }
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if self.conn.take().is_some() {
+            self.pool
+                .stats
+                .servers_closed
+                .fetch_add(1, Ordering::Relaxed);
+            Pool::slot_freed(&self.pool);
+        }
+    }
+}
+
+/// What a checkout found under the lock.
+enum Step {
+    /// An idle connection; `check` when it sat unused longer than server_check_delay.
+    Idle { conn: ServerConn, check: bool },
+    /// A slot was taken: open a new connection.
+    Open,
+    /// Queued; `blocked` when a database or user limit (not pool_size) is what is full.
+    Wait {
+        rx: oneshot::Receiver<Grant>,
+        blocked: Option<Blocked>,
+    },
+}
+
+impl Pool {
+    /// Gets a server connection: an idle one (health-checked first when it sat unused longer
+    /// than server_check_delay), a new one if under pool_size and the database and user
+    /// limits, or waits in FIFO order up to query_wait_timeout (after reserve_pool_timeout it
+    /// may open one of reserve_pool_size extra connections).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a grant arriving after cancellation is returned to the pool, and a
+    /// connection being checked is closed and its slot freed.
+    pub async fn checkout(&self) -> Result<Checkout, PoolError> {
+        let started = now();
+        let r = self.checkout_inner(started).await;
+        if r.is_ok() {
+            self.shared
+                .stats
+                .record_wait(now().saturating_duration_since(started));
+        }
+        r
+    }
+
+    async fn checkout_inner(&self, started: Instant) -> Result<Checkout, PoolError> {
+        if self.shared.paused.load(Ordering::Relaxed) {
+            // Boxed: rare, and its state would otherwise sit in every session future.
+            Box::pin(self.wait_resumed(started)).await?;
+        }
+        loop {
+            match self.step()? {
+                Step::Idle { conn, check: false } => return Ok(self.wrap(conn)),
+                Step::Idle { conn, check: true } => {
+                    let mut out = self.wrap(conn);
+                    let s = &self.shared.settings;
+                    let limit = s.server_connect_timeout.min(MAX_CHECK_TIME);
+                    // Boxed: rare, and its state would otherwise sit in every session future.
+                    if Box::pin(out.conn().check(&s.server_check_query, limit)).await {
+                        return Ok(out);
+                    }
+                    tracing::info!(server = out.conn_ref().id, database = %self.shared.database,
+                        "idle server connection failed its health check; closed");
+                    // Dropping frees its slot; look again (next idle one, or a new one).
+                    drop(out);
+                }
+                Step::Open => return self.open(self.deadline(started)).await,
+                // Boxed: only when the pool is exhausted, and the wait's timers and grant
+                // handling would otherwise sit in every session future.
+                Step::Wait { rx, blocked } => {
+                    return Box::pin(self.wait(rx, blocked, self.deadline(started))).await;
+                }
+            }
+        }
+    }
+
+    /// Until when a checkout that started at `started` may wait (query_wait_timeout).
+    fn deadline(&self, started: Instant) -> Instant {
+        started + self.shared.settings.query_wait_timeout
+    }
+
+    /// The locked part of a checkout.
+    fn step(&self) -> Result<Step, PoolError> {
+        let shared = &self.shared;
+        let s = &shared.settings;
+        let mut st = Ledger::lock(shared);
+        if st.closed {
+            return Err(PoolError::Closed);
+        }
+        let now = now();
+        while let Some(conn) = st.idle.pop() {
+            if conn.is_quiet()
+                && now.duration_since(conn.created) < s.server_lifetime
+                && !Shared::is_stale(&st, &conn)
+            {
+                let check = now.duration_since(conn.last_used) >= s.server_check_delay;
+                return Ok(Step::Idle { conn, check });
+            }
+            // Dead, disturbed while idle, too old or RECONNECTed: close it, look further.
+            st.uncount(1);
+            shared.retire(conn);
+        }
+        if st.total() >= s.size {
+            let (tx, rx) = oneshot::channel();
+            st.waiters.push_back(tx);
+            return Ok(Step::Wait { rx, blocked: None });
+        }
+        if let Some(err) = st.retry_pending(now) {
+            return Err(err);
+        }
+        match st.take(shared, s, true) {
+            Ok(()) => Ok(Step::Open),
+            Err(blocked) => {
+                // A database or user limit is reached: this pool is now registered to be
+                // offered the next slot under it.
+                let (tx, rx) = oneshot::channel();
+                st.waiters.push_back(tx);
+                Ok(Step::Wait {
+                    rx,
+                    blocked: Some(blocked),
+                })
+            }
+        }
+    }
+
+    /// Waits for a grant; after reserve_pool_timeout, takes a reserve slot when there is one.
+    /// A connection opened in a granted slot may retry until `deadline` (a waking endpoint).
+    async fn wait(
+        &self,
+        rx: oneshot::Receiver<Grant>,
+        blocked: Option<Blocked>,
+        deadline: Instant,
+    ) -> Result<Checkout, PoolError> {
+        let shared = &self.shared;
+        let s = &shared.settings;
+        let mut rx = WaitGuard { rx, pool: shared };
+        if let Some(limit) = blocked {
+            // PgBouncer's answer to a full database or user: close an idle connection another
+            // pool of it holds. Its slot goes to the first pool waiting under the limit.
+            shared.counters.evict_idle_elsewhere(shared, limit);
+        }
+        let wait = s.query_wait_timeout;
+        let started = now();
+        if s.reserve_pool_size > 0 && s.reserve_pool_timeout < wait {
+            if let Ok(r) = tokio::time::timeout(s.reserve_pool_timeout, &mut rx.rx).await {
+                return self.granted(r, deadline).await;
+            }
+            if self.take_reserve_slot() {
+                rx.rx.close();
+                return match rx.rx.try_recv() {
+                    Ok(grant) => {
+                        // A grant raced in: use it, and give the reserve slot back.
+                        Pool::slot_freed(shared);
+                        self.granted(Ok(grant), deadline).await
+                    }
+                    Err(_) => self.open(deadline).await,
+                };
+            }
+        }
+        let left = wait.saturating_sub(now().saturating_duration_since(started));
+        match tokio::time::timeout(left, &mut rx.rx).await {
+            Ok(r) => self.granted(r, deadline).await,
+            Err(_) => Err(PoolError::WaitTimeout(wait)),
+        }
+    }
+
+    /// Takes one of reserve_pool_size slots beyond pool_size, if free and within the limits.
+    fn take_reserve_slot(&self) -> bool {
+        let shared = &self.shared;
+        let s = &shared.settings;
+        let mut st = Ledger::lock(shared);
+        if st.closed
+            || st.total() >= s.size + s.reserve_pool_size
+            || st.retry_pending(now()).is_some()
+            || st.take(shared, s, false).is_err()
+        {
+            return false;
+        }
+        tracing::info!(database = %shared.database, user = %shared.user, total = st.total(),
+            "reserve pool used (a client waited reserve_pool_timeout)");
+        true
+    }
+
+    async fn granted(
+        &self,
+        r: Result<Grant, oneshot::error::RecvError>,
+        deadline: Instant,
+    ) -> Result<Checkout, PoolError> {
+        match r {
+            Ok(Grant::Conn(conn)) => Ok(self.wrap(conn)),
+            Ok(Grant::Slot) => {
+                let pending = Ledger::lock(&self.shared).retry_pending(now());
+                if let Some(err) = pending {
+                    // Do not attempt while server_login_retry runs: pass the slot on (the next
+                    // waiter fails fast the same way) and tell this client why.
+                    Pool::slot_freed(&self.shared);
+                    return Err(err);
+                }
+                self.open(deadline).await
+            }
+            Err(_) => Err(PoolError::Closed),
+        }
+    }
+
+    pub(super) fn wrap(&self, conn: ServerConn) -> Checkout {
+        Checkout {
+            conn: Some(conn),
+            pool: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Takes back a connection a client released (or one just opened for no one): it goes to
+    /// the first waiter, else to the idle list; closed when too old, RECONNECTed, retired or
+    /// the pool closed.
+    pub(super) fn checkin(shared: &Arc<Shared>, mut conn: ServerConn) {
+        let now = now();
+        conn.last_used = now;
+        if now.duration_since(conn.created) >= shared.settings.server_lifetime
+            || shared.retired.load(Ordering::Relaxed)
+        {
+            Pool::slot_freed(shared);
+            shared.retire(conn);
+            return;
+        }
+        let mut st = Ledger::lock(shared);
+        if st.closed || Shared::is_stale(&st, &conn) {
+            st.uncount(1);
+            shared.retire(conn);
+            return;
+        }
+        if shared.paused.load(Ordering::Relaxed) {
+            // PAUSE: waiters stay waiting; RESUME hands idle connections to them.
+            st.idle.push(conn);
+            return;
+        }
+        let mut grant = Grant::Conn(conn);
+        while let Some(w) = st.waiters.pop_front() {
+            match w.send(grant) {
+                Ok(()) => return,
+                Err(back) => grant = back,
+            }
+        }
+        if let Grant::Conn(conn) = grant {
+            st.idle.push(conn);
+            drop(st);
+            shared.counters.relieve_waiting_siblings();
+        }
+    }
+
+    /// A connection stopped existing: give its slot to the first waiter, or uncount it (which
+    /// may let another pool under the same database or user limit open one).
+    pub(super) fn slot_freed(shared: &Shared) {
+        let mut st = Ledger::lock(shared);
+        // A reserve connection's slot is not handed on: the pool shrinks back to pool_size.
+        if !st.closed && st.total() <= shared.settings.size {
+            while let Some(w) = st.waiters.pop_front() {
+                if w.send(Grant::Slot).is_ok() {
+                    return;
+                }
+            }
+        }
+        st.uncount(1);
+    }
+}
+
+/// Returns a grant that raced with the waiter giving up, so no connection or slot leaks.
+struct WaitGuard<'a> {
+    rx: oneshot::Receiver<Grant>,
+    pool: &'a Arc<Shared>,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        self.rx.close();
+        match self.rx.try_recv() {
+            Ok(Grant::Conn(conn)) => Pool::checkin(self.pool, conn),
+            Ok(Grant::Slot) => Pool::slot_freed(self.pool),
+            Err(_) => {}
+        }
+    }
+}
