@@ -400,21 +400,23 @@ impl RawConn {
             .expect("send startup");
         let req = conn.skip_until(b'R', "auth request");
         let response = match req.auth_code() {
-            Some(AUTH_MD5) => md5_response(user, password, &req.body[4..8]),
-            Some(AUTH_CLEARTEXT) => password.to_string(),
+            Some(AUTH_MD5) => Some(md5_response(user, password, &req.body[4..8])),
+            Some(AUTH_CLEARTEXT) => Some(password.to_string()),
             Some(AUTH_SASL) => {
+                // Ends with AuthenticationOk read.
                 conn.scram_exchange(password);
-                conn.skip_until(b'Z', "ReadyForQuery");
-                return conn;
+                None
             }
             other => panic!("login_password: unsupported auth request {other:?}"),
         };
-        let mut body = response.into_bytes();
-        body.push(0);
-        conn.send(&frontend_msg(b'p', &body))
-            .expect("send password");
-        let ok = conn.skip_until(b'R', "AuthenticationOk");
-        assert_eq!(ok.auth_code(), Some(AUTH_OK), "AuthenticationOk expected");
+        if let Some(response) = response {
+            let mut body = response.into_bytes();
+            body.push(0);
+            conn.send(&frontend_msg(b'p', &body))
+                .expect("send password");
+            let ok = conn.skip_until(b'R', "AuthenticationOk");
+            assert_eq!(ok.auth_code(), Some(AUTH_OK), "AuthenticationOk expected");
+        }
         loop {
             let m = conn.expect_msg("login greeting");
             match m.tag {
