@@ -167,7 +167,7 @@ impl TxnClient {
             Whole::Ready => {}
         }
         let mapping = at.limits.mapping();
-        let plan = {
+        let mut plan = {
             let msg = up.whole(h).unwrap_or_default();
             let body = &msg[HEADER_LEN..];
             let text = split_cstr(body).map_or(body, |(t, _)| t);
@@ -178,14 +178,15 @@ impl TxnClient {
             at.queue.push(Expect::Synth(reply, None));
             return Step::Done;
         }
-        for name in &plan.prepare_first {
-            if let Some(text) = self.sql_prepared.get(name) {
-                frontend::query(up.emit(), text);
-                at.queue.push(Expect::Injected);
-                t.client_sent(b'Q');
-                self.sql_on_server.push(name.clone());
+        if plan.catalog {
+            // The client's SQL-level statements are in the view it reads.
+            for n in self.sql_prepared.keys() {
+                if !self.sql_on_server.contains(n) && !plan.prepare_first.contains(n) {
+                    plan.prepare_first.push(n.clone());
+                }
             }
         }
+        self.prepare_sql_first(&plan.prepare_first, up, at, t);
         if plan.catalog && mapping {
             let text = {
                 let msg = up.whole(h).unwrap_or_default();
@@ -507,6 +508,25 @@ impl TxnClient {
         t.client_sent(b'S');
     }
 
+    /// The client's SQL `PREPARE`s of `names`, sent ahead on this server (their replies are
+    /// lakepool's; the statements are deallocated before another client).
+    fn prepare_sql_first(
+        &mut self,
+        names: &[String],
+        up: &mut Pipe,
+        at: &mut Attached<'_>,
+        t: &mut Tracker,
+    ) {
+        for name in names {
+            if let Some(text) = self.sql_prepared.get(name) {
+                frontend::query(up.emit(), text);
+                at.queue.push(Expect::Injected);
+                t.client_sent(b'Q');
+                self.sql_on_server.push(name.clone());
+            }
+        }
+    }
+
     /// An unnamed statement that reads `pg_prepared_statements`: rewritten, as a simple query
     /// is, for the client's names on this server. (A named one would keep one moment's names
     /// for every later execution; it goes to the server as it is.)
@@ -527,6 +547,17 @@ impl TxnClient {
         let Some((text, types)) = parts else {
             return self.pass(h, up, at, t);
         };
+        if !t.unsynced {
+            // First of its batch: the client's SQL-level statements go ahead of it as their
+            // own simple queries (not within the batch's implicit transaction).
+            let names: Vec<String> = self
+                .sql_prepared
+                .keys()
+                .filter(|n| !self.sql_on_server.contains(n))
+                .cloned()
+                .collect();
+            self.prepare_sql_first(&names, up, at, t);
+        }
         self.ensure_all_prepared(up, at, t);
         let sql = catalog::rewrite(&text, &self.mapped_names(at));
         up.consume(h);
