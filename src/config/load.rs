@@ -191,8 +191,18 @@ fn load_document(
             "at least one [[databases]] entry is needed",
         ));
     }
-    if users.is_empty() {
+    if users.is_empty() && !databases.iter().any(|d| d.passthrough) {
         return Err(invalid("users", "at least one [[users]] entry is needed"));
+    }
+    if let Some(i) = databases.iter().position(|d| d.passthrough)
+        && (server.tls.is_none() || server.client_tls == ClientTls::Disable)
+    {
+        return Err(invalid(
+            format!("databases[{i}].passthrough"),
+            "pass-through clients send a Databricks token, which lakepool accepts over TLS \
+             only: set server.tls_cert_file and server.tls_key_file (client_tls prefer or \
+             require)",
+        ));
     }
     Ok(Config {
         server,
@@ -678,6 +688,14 @@ fn database(
         return Err(invalid(format!("{key}.ttl"), "only applies to an endpoint"));
     }
     let rotating = !matches!(credential, CredentialConfig::Password(_));
+    let passthrough = raw.passthrough.unwrap_or(false);
+    check_passthrough(
+        &key,
+        passthrough,
+        rotating,
+        raw.user.as_deref(),
+        raw.auth.is_some(),
+    )?;
     let host = raw.host.filter(|h| !h.is_empty());
     if host.is_none() && !rotating {
         return Err(invalid(
@@ -732,6 +750,7 @@ fn database(
         send_cleartext_password_without_tls: raw
             .send_cleartext_password_without_tls
             .unwrap_or(false),
+        passthrough,
         dbname: raw.dbname.unwrap_or(default_dbname),
         name: raw.name,
         host,
@@ -785,6 +804,45 @@ fn sdk_auth(raw: &mut RawWorkspace, base: &Path) -> Result<super::SdkAuthConfig,
             .take()
             .map(|p| resolve_path(base, p)),
     })
+}
+
+/// `passthrough = true` needs a Lakebase target, and leaves the role and the client
+/// authentication to each client's identity and token.
+fn check_passthrough(
+    key: &str,
+    passthrough: bool,
+    rotating: bool,
+    user: Option<&str>,
+    auth: bool,
+) -> Result<(), ConfigError> {
+    if !passthrough {
+        return Ok(());
+    }
+    let problem = if !rotating {
+        Some((
+            "passthrough",
+            "needs a Lakebase database (instance or endpoint): the credential is minted with \
+             each client's own Databricks token",
+        ))
+    } else if user.is_some_and(|u| !u.is_empty()) {
+        Some((
+            "user",
+            "cannot be combined with passthrough = true: the upstream role is each client's \
+             own Databricks identity",
+        ))
+    } else if auth {
+        Some((
+            "auth",
+            "does not apply with passthrough = true: clients send their Databricks token as a \
+             cleartext password over TLS",
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some((k, p)) => Err(invalid(format!("{key}.{k}"), p)),
+        None => Ok(()),
+    }
 }
 
 /// The database on a Lakebase instance or endpoint when `dbname` is not set.
@@ -874,12 +932,30 @@ fn workspace(raw: Option<RawWorkspace>, base: &Path) -> Result<WorkspaceConfig, 
             raw.retry_timeout,
             Duration::from_secs(15),
         )?,
+        passthrough_cache_ttl: positive_seconds(
+            "workspace.passthrough_cache_ttl",
+            raw.passthrough_cache_ttl,
+            Duration::from_secs(60),
+        )?,
+        passthrough_cache_size: match raw.passthrough_cache_size.unwrap_or(10_000) {
+            0 => {
+                return Err(invalid(
+                    "workspace.passthrough_cache_size",
+                    "must be at least 1",
+                ));
+            }
+            n => n,
+        },
     })
 }
 
 #[cfg(test)]
 #[path = "load_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "passthrough_tests.rs"]
+mod passthrough_tests;
 
 #[cfg(test)]
 mod lakebase_tests {
