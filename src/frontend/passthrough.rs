@@ -54,9 +54,9 @@ pub enum PassthroughError {
 impl ClientFacing for PassthroughError {
     fn sqlstate(&self) -> SqlState {
         match self {
-            PassthroughError::NeedsTls(_) | PassthroughError::Unchecked { .. } => {
-                SqlState::INVALID_AUTHORIZATION
-            }
+            PassthroughError::NeedsTls(_) => SqlState::INVALID_AUTHORIZATION,
+            // Not a verdict on the token: drivers treat 08001 as worth retrying, 28xxx not.
+            PassthroughError::Unchecked { .. } => SqlState::UNABLE_TO_CONNECT,
             PassthroughError::Failed(_) => SqlState::INVALID_PASSWORD,
             PassthroughError::Auth(e) => e.sqlstate(),
         }
@@ -127,4 +127,28 @@ pub async fn authenticate(
         .await
         .map_err(|e| AuthError::Io(FrameError::Io(e)))?;
     Ok(lease)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_have_their_sqlstates_and_name_only_the_user() {
+        let tls = PassthroughError::NeedsTls("alice@example.com".into());
+        assert_eq!(tls.sqlstate(), SqlState::INVALID_AUTHORIZATION);
+        assert!(tls.client_message().contains("must use TLS"));
+        let failed = PassthroughError::Failed("alice@example.com".into());
+        assert_eq!(failed.sqlstate(), SqlState::INVALID_PASSWORD);
+        assert_eq!(
+            failed.client_message(),
+            "password authentication failed for user \"alice@example.com\""
+        );
+        let unchecked = PassthroughError::Unchecked {
+            user: "alice@example.com".into(),
+            reason: "HTTP 503".into(),
+        };
+        assert_eq!(unchecked.sqlstate(), SqlState::UNABLE_TO_CONNECT);
+        assert!(unchecked.client_message().contains("could not check"));
+    }
 }

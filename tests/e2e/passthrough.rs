@@ -367,3 +367,26 @@ async fn tokens_never_reach_the_logs() {
         assert!(!logs.contains(&t), "a database credential reached the logs");
     }
 }
+
+#[tokio::test]
+async fn an_unreachable_workspace_is_not_a_wrong_password() {
+    let ids = Identities::start("pt_workspace_down");
+    // A short retry budget, so the refusal comes quickly.
+    let text = config(&ids, &Pool::default()).replace(
+        "passthrough_cache_ttl",
+        "retry_timeout = 1\npassthrough_cache_ttl",
+    );
+    let lp = Lakepool::start(&text, &[]);
+    ids.standin.control("/__standin/outage", r#"{"on": true}"#);
+    let (code, message) = refused(&lp, &ids.alice, &ids.alice_tokens[0], true).await;
+    assert_eq!(code, "08001", "{message}");
+    assert!(
+        message.contains("could not check the Databricks token"),
+        "{message}"
+    );
+    assert!(!message.contains(&ids.alice_tokens[0]));
+    // The failed check was not remembered: once the workspace answers, the same token works.
+    ids.standin.control("/__standin/outage", r#"{"on": false}"#);
+    let c = login(&lp, &ids.alice, &ids.alice_tokens[0]).await;
+    assert_eq!(whoami(&c).await.0, ids.alice);
+}
