@@ -26,7 +26,7 @@ use crate::upstream::Upstream;
 use crate::upstream::passthrough::{Passthrough, Template};
 use crate::workspace::auth::TokenSource;
 use crate::workspace::http::ApiClient;
-use crate::workspace::resolve::{ResolveError, resolve};
+use crate::workspace::resolve::resolve;
 use arc_swap::ArcSwap;
 
 /// How often idle server connections are checked for timeouts and health.
@@ -238,21 +238,9 @@ fn client_workspace(
     ws: &WorkspaceConfig,
     api: Option<&ApiClient>,
 ) -> Result<ClientsWorkspace, AppError> {
-    let host = match api {
-        Some(a) => a.host().to_owned(),
-        None => {
-            let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-            match resolve(ws, &|k| std::env::var(k).ok(), home.as_deref()) {
-                Ok(r) => r.host,
-                Err(ResolveError::NoCredentials { host, .. }) => host,
-                Err(e) => return Err(AppError::Workspace(e.to_string())),
-            }
-        }
-    };
-    let http =
-        crate::workspace::transport::http_client(ws.http_timeout, host.starts_with("https://"))
-            .map_err(AppError::Workspace)?;
-    let workspace = Arc::new(ClientWorkspace::new(http, host, ws.retry_timeout));
+    let workspace =
+        ClientWorkspace::for_config(ws, api.map(ApiClient::host)).map_err(AppError::Workspace)?;
+    let workspace = Arc::new(workspace);
     let check = TokenCheck::new(
         Arc::clone(&workspace) as Arc<dyn WhoAmI>,
         ws.passthrough_cache_ttl,

@@ -14,6 +14,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::locate::{self, KeyLines};
+use super::passthrough;
 use super::raw::{
     DATABASE_KEYS, Listen, RawConfig, RawDatabase, RawPool, RawServer, RawUser, RawWorkspace,
     USER_KEYS,
@@ -194,16 +195,7 @@ fn load_document(
     if users.is_empty() && !databases.iter().any(|d| d.passthrough) {
         return Err(invalid("users", "at least one [[users]] entry is needed"));
     }
-    if let Some(i) = databases.iter().position(|d| d.passthrough)
-        && (server.tls.is_none() || server.client_tls == ClientTls::Disable)
-    {
-        return Err(invalid(
-            format!("databases[{i}].passthrough"),
-            "pass-through clients send a Databricks token, which lakepool accepts over TLS \
-             only: set server.tls_cert_file and server.tls_key_file (client_tls prefer or \
-             require)",
-        ));
-    }
+    passthrough::check_client_tls(&server, &databases)?;
     Ok(Config {
         server,
         workspace,
@@ -689,7 +681,7 @@ fn database(
     }
     let rotating = !matches!(credential, CredentialConfig::Password(_));
     let passthrough = raw.passthrough.unwrap_or(false);
-    check_passthrough(
+    passthrough::check_database(
         &key,
         passthrough,
         rotating,
@@ -806,45 +798,6 @@ fn sdk_auth(raw: &mut RawWorkspace, base: &Path) -> Result<super::SdkAuthConfig,
     })
 }
 
-/// `passthrough = true` needs a Lakebase target, and leaves the role and the client
-/// authentication to each client's identity and token.
-fn check_passthrough(
-    key: &str,
-    passthrough: bool,
-    rotating: bool,
-    user: Option<&str>,
-    auth: bool,
-) -> Result<(), ConfigError> {
-    if !passthrough {
-        return Ok(());
-    }
-    let problem = if !rotating {
-        Some((
-            "passthrough",
-            "needs a Lakebase database (instance or endpoint): the credential is minted with \
-             each client's own Databricks token",
-        ))
-    } else if user.is_some_and(|u| !u.is_empty()) {
-        Some((
-            "user",
-            "cannot be combined with passthrough = true: the upstream role is each client's \
-             own Databricks identity",
-        ))
-    } else if auth {
-        Some((
-            "auth",
-            "does not apply with passthrough = true: clients send their Databricks token as a \
-             cleartext password over TLS",
-        ))
-    } else {
-        None
-    };
-    match problem {
-        Some((k, p)) => Err(invalid(format!("{key}.{k}"), p)),
-        None => Ok(()),
-    }
-}
-
 /// The database on a Lakebase instance or endpoint when `dbname` is not set.
 const LAKEBASE_DBNAME: &str = "databricks_postgres";
 
@@ -937,25 +890,13 @@ fn workspace(raw: Option<RawWorkspace>, base: &Path) -> Result<WorkspaceConfig, 
             raw.passthrough_cache_ttl,
             Duration::from_secs(60),
         )?,
-        passthrough_cache_size: match raw.passthrough_cache_size.unwrap_or(10_000) {
-            0 => {
-                return Err(invalid(
-                    "workspace.passthrough_cache_size",
-                    "must be at least 1",
-                ));
-            }
-            n => n,
-        },
+        passthrough_cache_size: passthrough::cache_size(raw.passthrough_cache_size)?,
     })
 }
 
 #[cfg(test)]
 #[path = "load_tests.rs"]
 mod tests;
-
-#[cfg(test)]
-#[path = "passthrough_tests.rs"]
-mod passthrough_tests;
 
 #[cfg(test)]
 mod lakebase_tests {

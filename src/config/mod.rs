@@ -7,6 +7,7 @@
 mod interpolate;
 mod load;
 mod locate;
+mod passthrough;
 mod raw;
 mod secret;
 

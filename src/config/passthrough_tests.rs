@@ -1,7 +1,10 @@
 //! Tests of the per-identity pass-through keys: `passthrough` on a database and the token
 //! cache settings in `[workspace]`.
 
-use super::*;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::{Config, load_str};
 
 /// Client TLS and one pass-through Lakebase database, no `[[users]]`.
 const TLS_SERVER: &str = r#"

@@ -21,8 +21,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
+use crate::config::WorkspaceConfig;
 use crate::workspace::auth::TokenSource;
 use crate::workspace::http::ApiClient;
+use crate::workspace::resolve::{ResolveError, resolve};
 
 /// The workspace the clients' tokens are for: its URL and HTTP client, without a token of its
 /// own (each call is authenticated with a client's token).
@@ -41,6 +43,28 @@ impl ClientWorkspace {
             host,
             retry_budget,
         }
+    }
+
+    /// The workspace of `[workspace]`: at `own_host` (the URL lakepool's own workspace client
+    /// resolved) when there is one, else the URL the SDK rules resolve, whether or not any
+    /// credentials of lakepool's own are configured (each call carries a client's token).
+    pub fn for_config(ws: &WorkspaceConfig, own_host: Option<&str>) -> Result<Self, String> {
+        let host = match own_host {
+            Some(h) => h.to_owned(),
+            None => {
+                let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+                match resolve(ws, &|k| std::env::var(k).ok(), home.as_deref()) {
+                    Ok(r) => r.host,
+                    Err(ResolveError::NoCredentials { host, .. }) => host,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        };
+        let http = crate::workspace::transport::http_client(
+            ws.http_timeout,
+            host.starts_with("https://"),
+        )?;
+        Ok(Self::new(http, host, ws.retry_timeout))
     }
 
     /// Workspace URL.
@@ -104,6 +128,28 @@ impl TokenHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn workspace(host: &str) -> WorkspaceConfig {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[workspace]\nhost = \"{host}\"\n\
+             [[users]]\nname = \"u\"\npassword = \"p\"\n\
+             [[databases]]\nname = \"d\"\nhost = \"h\"\nuser = \"u\"\n"
+        );
+        crate::config::load_str(&text, std::path::Path::new("."))
+            .unwrap()
+            .workspace
+    }
+
+    #[test]
+    fn the_clients_workspace_needs_no_credentials_of_its_own() {
+        // Only a URL configured: the clients' tokens are all the calls need.
+        let ws = workspace("http://127.0.0.1:9");
+        let c = ClientWorkspace::for_config(&ws, None).unwrap();
+        assert_eq!(c.host(), "http://127.0.0.1:9");
+        // lakepool's own client already resolved the URL: that one is used.
+        let c = ClientWorkspace::for_config(&ws, Some("https://ws.example")).unwrap();
+        assert_eq!(c.host(), "https://ws.example");
+    }
 
     #[test]
     fn hashes_are_keyed_and_never_printed() {
