@@ -14,6 +14,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::locate::{self, KeyLines};
+use super::passthrough;
 use super::raw::{
     DATABASE_KEYS, Listen, RawConfig, RawDatabase, RawPool, RawServer, RawUser, RawWorkspace,
     USER_KEYS,
@@ -191,9 +192,10 @@ fn load_document(
             "at least one [[databases]] entry is needed",
         ));
     }
-    if users.is_empty() {
+    if users.is_empty() && !databases.iter().any(|d| d.passthrough) {
         return Err(invalid("users", "at least one [[users]] entry is needed"));
     }
+    passthrough::check_client_tls(&server, &databases)?;
     Ok(Config {
         server,
         workspace,
@@ -678,6 +680,14 @@ fn database(
         return Err(invalid(format!("{key}.ttl"), "only applies to an endpoint"));
     }
     let rotating = !matches!(credential, CredentialConfig::Password(_));
+    let passthrough = raw.passthrough.unwrap_or(false);
+    passthrough::check_database(
+        &key,
+        passthrough,
+        rotating,
+        raw.user.as_deref(),
+        raw.auth.is_some(),
+    )?;
     let host = raw.host.filter(|h| !h.is_empty());
     if host.is_none() && !rotating {
         return Err(invalid(
@@ -732,6 +742,7 @@ fn database(
         send_cleartext_password_without_tls: raw
             .send_cleartext_password_without_tls
             .unwrap_or(false),
+        passthrough,
         dbname: raw.dbname.unwrap_or(default_dbname),
         name: raw.name,
         host,
@@ -874,6 +885,12 @@ fn workspace(raw: Option<RawWorkspace>, base: &Path) -> Result<WorkspaceConfig, 
             raw.retry_timeout,
             Duration::from_secs(15),
         )?,
+        passthrough_cache_ttl: positive_seconds(
+            "workspace.passthrough_cache_ttl",
+            raw.passthrough_cache_ttl,
+            Duration::from_secs(60),
+        )?,
+        passthrough_cache_size: passthrough::cache_size(raw.passthrough_cache_size)?,
     })
 }
 

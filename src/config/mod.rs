@@ -7,6 +7,7 @@
 mod interpolate;
 mod load;
 mod locate;
+mod passthrough;
 mod raw;
 mod secret;
 
@@ -172,6 +173,11 @@ pub struct WorkspaceConfig {
     pub retry_timeout: Duration,
     /// The SDKs' other auth attributes (Azure, OIDC federation, CLI, metadata service).
     pub sdk: SdkAuthConfig,
+    /// Pass-through: how long the workspace's answer about a client's token is trusted
+    /// without asking again (and how long an identity without clients keeps its pool).
+    pub passthrough_cache_ttl: Duration,
+    /// Pass-through: most client tokens whose check is remembered at once.
+    pub passthrough_cache_size: usize,
 }
 
 /// `[workspace]` auth attributes of the Databricks SDKs beyond PAT and OAuth M2M, under their
@@ -249,6 +255,9 @@ pub struct DatabaseConfig {
     /// Send the upstream password (or token) in cleartext when the server asks for it over a
     /// connection without TLS; refused by default.
     pub send_cleartext_password_without_tls: bool,
+    /// Per-identity pass-through: each client logs in with its own Databricks identity and
+    /// token, and lakepool logs in upstream as that identity (Lakebase databases only).
+    pub passthrough: bool,
 }
 
 /// Pool behaviour, set in `[pool]` and overridable per database and per user.

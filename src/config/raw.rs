@@ -119,6 +119,9 @@ pub struct RawWorkspace {
     pub metadata_service_url: Option<String>,
     pub oidc_token_env: Option<String>,
     pub oidc_token_filepath: Option<PathBuf>,
+    // Per-identity pass-through: how long a checked client token is trusted, and how many.
+    pub passthrough_cache_ttl: Option<f64>,
+    pub passthrough_cache_size: Option<usize>,
 }
 
 /// The non-pool keys of a `[[users]]` entry.
@@ -155,6 +158,7 @@ pub struct RawDatabase {
     pub credential_refresh_margin: Option<f64>,
     pub auth: Option<AuthMethod>,
     pub send_cleartext_password_without_tls: Option<bool>,
+    pub passthrough: Option<bool>,
 }
 
 /// Names of `RawDatabase` fields, to split a database table into its own and pool keys.
@@ -175,6 +179,7 @@ pub const DATABASE_KEYS: &[&str] = &[
     "credential_refresh_margin",
     "auth",
     "send_cleartext_password_without_tls",
+    "passthrough",
 ];
 
 /// Names of `RawUser` fields, to split a user table into its own and pool keys.

@@ -7,6 +7,7 @@ pub mod clients;
 pub mod handshake;
 pub mod listener;
 pub mod login;
+pub mod passthrough;
 pub mod pipe;
 pub mod pump;
 pub mod session;

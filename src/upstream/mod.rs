@@ -2,6 +2,7 @@
 
 pub mod connect;
 pub mod params;
+pub mod passthrough;
 pub mod prepared;
 pub mod server;
 

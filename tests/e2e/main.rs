@@ -26,6 +26,7 @@ mod limits;
 mod monitoring;
 mod operations;
 mod operator;
+mod passthrough;
 mod pgbouncer_compat;
 mod pooling;
 mod prepared;
