@@ -19,12 +19,16 @@ use crate::config::{Config, ConfigError, CredentialConfig, DatabaseConfig, Works
 use crate::credentials::fixed::StaticCredential;
 use crate::credentials::lakebase::LakebaseCredential;
 use crate::credentials::lakebase::api::LakebaseTarget;
+use crate::credentials::passthrough::ClientWorkspace;
+use crate::credentials::passthrough::check::{TokenCheck, WhoAmI};
+use crate::credentials::passthrough::identity::PerClient;
 use crate::credentials::source::{CredentialSource, Pinned};
 use crate::net::tls::{self, TlsError};
 use crate::pool::registry::{Database, Registry};
 use crate::shared::cancel::CancelRegistry;
 use crate::shared::{Live, Shared};
 use crate::upstream::Upstream;
+use crate::upstream::passthrough::{Passthrough, Template};
 use crate::workspace::auth::TokenSource;
 use crate::workspace::http::ApiClient;
 use crate::workspace::resolve::resolve;
@@ -111,11 +115,14 @@ fn build_live(
             source,
         })?;
     let users = UserDb::build(config).map_err(|e| config.locate(e))?;
+    // Pass-through databases mint with each client's token: lakepool's own identity is
+    // needed only for the other Lakebase databases.
     let needs_workspace = config
         .databases
         .iter()
-        .any(|d| !matches!(d.credential, CredentialConfig::Password(_)));
+        .any(|d| !matches!(d.credential, CredentialConfig::Password(_)) && !d.passthrough);
     let mut api = None;
+    let mut clients_workspace = None;
     let mut databases = Vec::with_capacity(config.databases.len());
     let mut rotating = Vec::new();
     for (i, db) in config.databases.iter().enumerate() {
@@ -129,6 +136,7 @@ fn build_live(
                 upstream: Arc::clone(&d.upstream),
                 settings: db.pool.clone(),
                 fingerprint,
+                passthrough: d.passthrough.clone(),
             });
             continue;
         }
@@ -138,7 +146,22 @@ fn build_live(
         let context = format!("databases[{i}].tls");
         let client_tls = tls::client_tls(db.tls, db.ca_file.as_deref())
             .map_err(|source| AppError::Tls { context, source })?;
+        let mut passthrough = None;
         let credential: Arc<dyn CredentialSource> = match (&db.credential, &api) {
+            (_, _) if db.passthrough => {
+                let shared = match &clients_workspace {
+                    Some(c) => Clone::clone(c),
+                    None => {
+                        let c = client_workspace(&config.workspace, api.as_deref())?;
+                        clients_workspace = Some(Clone::clone(&c));
+                        c
+                    }
+                };
+                let p = passthrough_database(db, client_tls.clone(), shared)?;
+                let placeholder = PerClient::new(p.target().clone(), db.host.as_deref());
+                passthrough = Some(p);
+                Arc::new(placeholder)
+            }
             (CredentialConfig::Password(pw), _) => Arc::new(StaticCredential::new(
                 db.host.as_deref().unwrap_or_default(),
                 db.user.as_deref().unwrap_or_default(),
@@ -171,6 +194,7 @@ fn build_live(
             upstream: Arc::new(upstream),
             settings: db.pool.clone(),
             fingerprint,
+            passthrough,
         });
     }
     let user_settings = config
@@ -210,6 +234,62 @@ fn lakebase(
     c
 }
 
+/// The workspace URL and HTTP client pass-through databases call with their clients'
+/// tokens, and the token check they share.
+type ClientsWorkspace = (Arc<ClientWorkspace>, Arc<TokenCheck>);
+
+/// The workspace for pass-through databases: lakepool's own workspace client's URL when there
+/// is one, else the URL alone (no credentials of lakepool's own are needed: every call
+/// carries a client's token).
+fn client_workspace(
+    ws: &WorkspaceConfig,
+    api: Option<&ApiClient>,
+) -> Result<ClientsWorkspace, AppError> {
+    let workspace =
+        ClientWorkspace::for_config(ws, api.map(ApiClient::host)).map_err(AppError::Workspace)?;
+    let workspace = Arc::new(workspace);
+    let check = TokenCheck::new(
+        Arc::clone(&workspace) as Arc<dyn WhoAmI>,
+        ws.passthrough_cache_ttl,
+        ws.passthrough_cache_size,
+    );
+    Ok((workspace, Arc::new(check)))
+}
+
+/// The identities of pass-through database `db`, each reaching its instance or endpoint with
+/// a credential minted with the client's own token.
+fn passthrough_database(
+    db: &DatabaseConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    (workspace, check): ClientsWorkspace,
+) -> Result<Arc<Passthrough>, AppError> {
+    let target = match &db.credential {
+        CredentialConfig::Instance(name) => LakebaseTarget::Instance(name.clone()),
+        CredentialConfig::Endpoint { name, ttl } => LakebaseTarget::Endpoint {
+            name: name.clone(),
+            ttl: *ttl,
+        },
+        // Refused when the config was loaded.
+        CredentialConfig::Password(_) => {
+            return Err(AppError::Workspace(format!(
+                "database {}: passthrough needs an instance or endpoint",
+                db.name
+            )));
+        }
+    };
+    let template = Template {
+        target,
+        host: db.host.clone(),
+        margin: db.refresh_margin,
+        port: db.port,
+        dbname: db.dbname.clone(),
+        tls,
+        connect_timeout: db.pool.server_connect_timeout,
+        cleartext_without_tls: db.send_cleartext_password_without_tls,
+    };
+    Ok(Arc::new(Passthrough::new(template, workspace, check)))
+}
+
 /// Digest of a database's upstream settings, including the secrets and workspace settings its
 /// credential depends on (hashed, never kept in clear) and the CA file's contents.
 fn fingerprint(db: &DatabaseConfig, ws: &WorkspaceConfig) -> [u8; 32] {
@@ -235,6 +315,16 @@ fn fingerprint(db: &DatabaseConfig, ws: &WorkspaceConfig) -> [u8; 32] {
         "cleartext_without_tls",
         &[u8::from(db.send_cleartext_password_without_tls)],
     );
+    if db.passthrough {
+        put(
+            "passthrough",
+            format!(
+                "{:?}|{}",
+                ws.passthrough_cache_ttl, ws.passthrough_cache_size
+            )
+            .as_bytes(),
+        );
+    }
     put(
         "connect_timeout",
         format!("{:?}", db.pool.server_connect_timeout).as_bytes(),
@@ -476,6 +566,7 @@ async fn maintain(fe: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        fe.live().registry.sweep_passthrough();
         for pool in fe.live().registry.pools() {
             pool.sweep();
             pool.fill_to_min();

@@ -19,6 +19,8 @@ pub mod config;
 pub mod credentials;
 pub(crate) mod error;
 pub(crate) mod frontend;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub(crate) mod logsafe;
 pub mod net;
 pub(crate) mod pool;

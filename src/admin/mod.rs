@@ -138,7 +138,7 @@ fn route(req: &Request<Incoming>, fe: &Shared) -> Response<Full<Bytes>> {
 }
 
 /// Ready when no shutdown is under way and every database's credential source has a valid
-/// credential now. Names and reasons only with the admin token (`detailed`).
+/// credential now (pass-through databases have none of their own). Names and reasons only with the admin token (`detailed`).
 fn readiness(fe: &Shared, detailed: bool) -> Response<Full<Bytes>> {
     if fe.shutdown.is_cancelled() {
         return text(
@@ -151,7 +151,10 @@ fn readiness(fe: &Shared, detailed: bool) -> Response<Full<Bytes>> {
     let mut total = 0;
     for db in live.registry.databases() {
         total += 1;
-        if let Err(e) = db.upstream.credential.current() {
+        // A pass-through database has no credential of its own: each client brings one.
+        if db.passthrough.is_none()
+            && let Err(e) = db.upstream.credential.current()
+        {
             problems.push(format!("database {}: {e}", db.name));
         }
     }

@@ -121,7 +121,12 @@ pub(crate) fn pools(fe: &Shared) -> Vec<PoolSample> {
             }
         })
         .collect();
-    for db in live.registry.databases() {
+    // Pass-through databases log in as each client's identity: no pool is known beforehand.
+    for db in live
+        .registry
+        .databases()
+        .filter(|d| d.passthrough.is_none())
+    {
         for user in live.users.iter().filter(|u| !u.admin) {
             if out
                 .iter()
@@ -163,7 +168,8 @@ pub(crate) fn credentials(fe: &Shared) -> Vec<CredentialSample> {
                 kind: c.kind(),
                 describe: c.describe(),
                 expires_at: c.expiry(),
-                valid: c.current().is_ok(),
+                // Pass-through: each identity has its own; the database needs none.
+                valid: db.passthrough.is_some() || c.current().is_ok(),
                 status: c.refresh_status(),
             }
         })

@@ -164,6 +164,14 @@ pub(super) fn database(
         return Err(invalid(format!("{key}.ttl"), "only applies to an endpoint"));
     }
     let rotating = !matches!(credential, CredentialConfig::Password(_));
+    let passthrough = raw.passthrough.unwrap_or(false);
+    super::passthrough::check_database(
+        &key,
+        passthrough,
+        rotating,
+        raw.user.as_deref(),
+        raw.auth.is_some(),
+    )?;
     let host = raw.host.filter(|h| !h.is_empty());
     if host.is_none() && !rotating {
         return Err(invalid(
@@ -218,6 +226,7 @@ pub(super) fn database(
         send_cleartext_password_without_tls: raw
             .send_cleartext_password_without_tls
             .unwrap_or(false),
+        passthrough,
         dbname: raw.dbname.unwrap_or(default_dbname),
         name: raw.name,
         host,

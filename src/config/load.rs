@@ -14,6 +14,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::databases::{database, users};
 use super::locate::{self, KeyLines};
+use super::passthrough;
 use super::pool::pool_settings;
 use super::raw::RawConfig;
 use super::secret::permission_warnings;
@@ -188,9 +189,10 @@ fn load_document(
             "at least one [[databases]] entry is needed",
         ));
     }
-    if users.is_empty() {
+    if users.is_empty() && !databases.iter().any(|d| d.passthrough) {
         return Err(invalid("users", "at least one [[users]] entry is needed"));
     }
+    passthrough::check_client_tls(&server, &databases)?;
     Ok(Config {
         server,
         workspace,

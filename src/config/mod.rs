@@ -9,6 +9,7 @@ mod databases;
 mod interpolate;
 mod load;
 mod locate;
+mod passthrough;
 mod pool;
 mod raw;
 mod secret;
@@ -179,6 +180,11 @@ pub(crate) struct WorkspaceConfig {
     pub(crate) retry_timeout: Duration,
     /// The SDKs' other auth attributes (Azure, OIDC federation, CLI, metadata service).
     pub(crate) sdk: SdkAuthConfig,
+    /// Pass-through: how long the workspace's answer about a client's token is trusted
+    /// without asking again (and how long an identity without clients keeps its pool).
+    pub(crate) passthrough_cache_ttl: Duration,
+    /// Pass-through: most client tokens whose check is remembered at once.
+    pub(crate) passthrough_cache_size: usize,
 }
 
 /// `[workspace]` auth attributes of the Databricks SDKs beyond PAT and OAuth M2M, under their
@@ -256,6 +262,9 @@ pub(crate) struct DatabaseConfig {
     /// Send the upstream password (or token) in cleartext when the server asks for it over a
     /// connection without TLS; refused by default.
     pub(crate) send_cleartext_password_without_tls: bool,
+    /// Per-identity pass-through: each client logs in with its own Databricks identity and
+    /// token, and lakepool logs in upstream as that identity (Lakebase databases only).
+    pub(crate) passthrough: bool,
 }
 
 /// Pool behaviour, set in `[pool]` and overridable per database and per user.

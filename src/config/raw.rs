@@ -119,6 +119,9 @@ pub(crate) struct RawWorkspace {
     pub(crate) metadata_service_url: Option<String>,
     pub(crate) oidc_token_env: Option<String>,
     pub(crate) oidc_token_filepath: Option<PathBuf>,
+    // Per-identity pass-through: how long a checked client token is trusted, and how many.
+    pub(crate) passthrough_cache_ttl: Option<f64>,
+    pub(crate) passthrough_cache_size: Option<usize>,
 }
 
 /// The non-pool keys of a `[[users]]` entry.
@@ -155,6 +158,7 @@ pub(crate) struct RawDatabase {
     pub(crate) credential_refresh_margin: Option<f64>,
     pub(crate) auth: Option<AuthMethod>,
     pub(crate) send_cleartext_password_without_tls: Option<bool>,
+    pub(crate) passthrough: Option<bool>,
 }
 
 /// Names of `RawDatabase` fields, to split a database table into its own and pool keys.
@@ -175,6 +179,7 @@ pub(crate) const DATABASE_KEYS: &[&str] = &[
     "credential_refresh_margin",
     "auth",
     "send_cleartext_password_without_tls",
+    "passthrough",
 ];
 
 /// Names of `RawUser` fields, to split a user table into its own and pool keys.

@@ -116,5 +116,11 @@ pub(super) fn workspace(
             raw.retry_timeout,
             Duration::from_secs(15),
         )?,
+        passthrough_cache_ttl: positive_seconds(
+            "workspace.passthrough_cache_ttl",
+            raw.passthrough_cache_ttl,
+            Duration::from_secs(60),
+        )?,
+        passthrough_cache_size: super::passthrough::cache_size(raw.passthrough_cache_size)?,
     })
 }

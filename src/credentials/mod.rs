@@ -8,11 +8,14 @@
 //! - [`lakebase`]: the rotating source (Lakebase database credentials minted through the
 //!   workspace API) and its refresher.
 //! - [`status`]: the refresh status views read.
+//! - [`passthrough`]: per-identity pass-through: client tokens checked with the workspace,
+//!   and each identity's credential minted with its own token.
 //!
 //! Dependencies point one way: `status` and `source` are leaves; `fixed` and `lakebase` use
 //! them and `crate::workspace`; nothing here imports `upstream`, which imports this.
 
 pub mod fixed;
 pub(crate) mod lakebase;
+pub(crate) mod passthrough;
 pub mod source;
 pub(crate) mod status;

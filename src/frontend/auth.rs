@@ -51,7 +51,7 @@ impl ClientFacing for AuthError {
     }
 }
 
-async fn send(stream: &mut Stream, out: &mut BytesMut) -> Result<(), AuthError> {
+pub(super) async fn send(stream: &mut Stream, out: &mut BytesMut) -> Result<(), AuthError> {
     stream.write_all(out).await.map_err(FrameError::Io)?;
     stream.flush().await.map_err(FrameError::Io)?;
     out.clear();
@@ -59,7 +59,7 @@ async fn send(stream: &mut Stream, out: &mut BytesMut) -> Result<(), AuthError> 
 }
 
 /// A password message's body, wiped when dropped: it may hold a cleartext password.
-struct PasswordBody(BytesMut);
+pub(super) struct PasswordBody(BytesMut);
 
 impl std::ops::Deref for PasswordBody {
     type Target = [u8];
@@ -74,7 +74,7 @@ impl Drop for PasswordBody {
     }
 }
 
-async fn read_password_message(
+pub(super) async fn read_password_message(
     stream: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<PasswordBody, AuthError> {

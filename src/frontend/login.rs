@@ -23,6 +23,7 @@ use crate::proto::write;
 use crate::shared::cancel::Registration;
 use crate::shared::{ConsoleLogin, Shared, send_error_and_close};
 use crate::upstream::params::{ParamMap, Spellings, client_settings, sync_plan};
+use crate::upstream::passthrough::IdentityLease;
 use crate::upstream::server::ControlError;
 
 /// A client that has logged in.
@@ -54,6 +55,8 @@ pub(crate) struct SessionInfo {
     /// Session mode: the server the client keeps for its whole session, checked out at login
     /// so that the backend pid it is told is the server's own.
     pub(crate) server: Option<Box<Checkout>>,
+    /// Pass-through: keeps the client's identity (its pool and credential) while connected.
+    pub(crate) _identity: Option<IdentityLease>,
 }
 
 /// A login that succeeded: a pooled session, or the admin console.
@@ -141,6 +144,7 @@ struct Authenticated {
     db: Arc<Database>,
     settings: ParamMap,
     leftover: BytesMut,
+    identity: Option<IdentityLease>,
 }
 
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -179,9 +183,26 @@ async fn authenticate_login(
         .unwrap_or(&user)
         .to_owned();
     let mut leftover = BytesMut::new();
-    authenticate(fe, stream, &mut leftover, &user, &database)
-        .await
-        .map_err(|e| e.to_client_error())?;
+    // A pass-through database takes each client's Databricks token instead of [[users]].
+    let passthrough = fe
+        .live()
+        .registry
+        .database(&database)
+        .filter(|d| d.passthrough.is_some())
+        .cloned();
+    let identity = match &passthrough {
+        Some(db) => Some(
+            super::passthrough::authenticate(fe, stream, &mut leftover, &user, db)
+                .await
+                .map_err(|e| e.to_client_error())?,
+        ),
+        None => {
+            authenticate(fe, stream, &mut leftover, &user, &database)
+                .await
+                .map_err(|e| e.to_client_error())?;
+            None
+        }
+    };
     if crate::config::is_admin_database(&database) {
         let admin = fe.live().users.get(&user).is_some_and(|u| u.admin);
         if !admin {
@@ -192,11 +213,8 @@ async fn authenticate_login(
         }
         return Ok(Authed::Console { user, leftover });
     }
-    let db = fe
-        .live()
-        .registry
-        .database(&database)
-        .cloned()
+    let db = passthrough
+        .or_else(|| fe.live().registry.database(&database).cloned())
         .ok_or_else(|| {
             ClientError::fatal(
                 SqlState::INVALID_CATALOG_NAME,
@@ -216,6 +234,7 @@ async fn authenticate_login(
         db,
         settings,
         leftover,
+        identity,
     }))
 }
 
@@ -235,6 +254,7 @@ async fn greet(
         db,
         settings,
         leftover,
+        identity,
     } = authed;
     let pool = fe.live().registry.pool(&db, &user);
     let admission = pool.admit_client().map_err(|e| e.to_client_error())?;
@@ -284,6 +304,7 @@ async fn greet(
         cancel,
         _admission: admission,
         server,
+        _identity: identity,
     })
 }
 
@@ -339,10 +360,12 @@ pub(crate) async fn sync_settings(
     for (names, row) in plan.rows.iter().zip(rows) {
         for (name, value) in names.iter().zip(row) {
             let Some(value) = value else { continue };
-            if let Some(raw) = settings.startup.get(name)
-                && raw != value
+            // The spelling learned is of the value lakepool set: the client's own SET, or its
+            // startup value when it has none.
+            if let Some(set) = settings.wanted.get(name)
+                && set != value
             {
-                spellings.learn(name, raw, &value);
+                spellings.learn(name, set, &value);
             }
             settings.normalized(name, &value);
             conn.session.settings.set(name, &value);

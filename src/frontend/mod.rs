@@ -4,6 +4,7 @@
 pub(crate) mod auth;
 pub(crate) mod handshake;
 pub(crate) mod login;
+pub(crate) mod passthrough;
 // The data path is being rewritten on its own branch; the items in these files nothing uses
 // any more (Pipe::rewrite, Pump::run, PumpEnd::label, TxnClient::statement_count,
 // ClientNames::is_empty) go with that change.

@@ -134,8 +134,9 @@ impl Pipe {
         self.zc_to = 0;
     }
 
-    /// Appends input as if read from the socket (tests drive the framing without sockets).
-    #[cfg(test)]
+    /// Appends input as if read from the socket (tests and the fuzz harnesses drive the
+    /// framing without sockets).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn feed(&mut self, bytes: &[u8]) {
         self.ensure_buffer();
         if !self.has_output() {
@@ -145,7 +146,7 @@ impl Pipe {
     }
 
     /// Takes the output as if written to a socket.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn drain(&mut self) -> Vec<u8> {
         let mut sink = Vec::new();
         let mut cx = Context::from_waker(std::task::Waker::noop());

@@ -403,13 +403,18 @@ impl Core<'_> {
             // The client does not read what it asked for.
             return Wait::Stalled;
         }
-        let t = &*self.tracker;
-        if self.up.has_output() || !(t.waiting_on_client() || t.copy_in) {
+        if self.up.has_output() {
             return Wait::None;
         }
-        let mid_message =
-            self.up.is_streaming() || self.up.is_holding() || !self.up.unread().is_empty();
-        if t.server_idle() && !mid_message {
+        if self.up.is_streaming() || self.up.is_holding() {
+            // Half-way through a message the server waits for its rest, whatever it owes.
+            return Wait::Stalled;
+        }
+        let t = &*self.tracker;
+        if !(t.waiting_on_client() || t.copy_in) {
+            return Wait::None;
+        }
+        if t.server_idle() && self.up.unread().is_empty() {
             Wait::Idle
         } else {
             Wait::Stalled

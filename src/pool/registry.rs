@@ -9,7 +9,9 @@ use parking_lot::Mutex;
 use super::limits::{Counter, Counters, Limits};
 use super::{Connector, Pool};
 use crate::config::{PoolOverrides, PoolSettings};
+use crate::credentials::passthrough::TokenHash;
 use crate::upstream::Upstream;
+use crate::upstream::passthrough::Passthrough;
 
 /// A configured database: its upstream and pool settings.
 #[derive(Debug)]
@@ -23,6 +25,20 @@ pub(crate) struct Database {
     /// Digest of everything that decides how servers are reached and logged in to: a reload
     /// keeps the upstream (and its credential) when this is unchanged.
     pub(crate) fingerprint: [u8; 32],
+    /// Per-identity pass-through: each client's identity has its own upstream (its
+    /// credential minted with the client's token), and `upstream` is a placeholder.
+    pub(crate) passthrough: Option<Arc<Passthrough>>,
+}
+
+impl Database {
+    /// The upstream a pool of `user` connects to: the database's own, or on a pass-through
+    /// database the identity's (None while the identity has no checked token).
+    pub(crate) fn upstream_for(&self, user: &str) -> Option<Arc<Upstream>> {
+        match &self.passthrough {
+            Some(p) => p.upstream(user),
+            None => Some(Arc::clone(&self.upstream)),
+        }
+    }
 }
 
 /// The set of databases and their pools.
@@ -103,7 +119,8 @@ impl Registry {
         let mut kept = HashMap::new();
         for ((db, user), pool) in old.pools.lock().iter() {
             let same = new.databases.get(db).is_some_and(|d| {
-                Arc::ptr_eq(&d.upstream, pool.upstream())
+                d.upstream_for(user)
+                    .is_some_and(|u| Arc::ptr_eq(&u, pool.upstream()))
                     && new.settings(d, user) == *pool.settings()
             });
             if same {
@@ -124,6 +141,8 @@ impl Registry {
     /// The pool a client of (`database`, `user`) should use now, if the database still exists.
     pub(crate) fn current_pool(&self, database: &str, user: &str) -> Option<Pool> {
         let db = Arc::clone(self.databases.get(database)?);
+        // A pass-through identity that was dropped has no pool until it logs in again.
+        db.upstream_for(user)?;
         Some(self.pool(&db, user))
     }
 
@@ -144,17 +163,31 @@ impl Registry {
 
     /// The settings of the (database, user) pool: user keys over database keys over `[pool]`.
     pub(crate) fn settings(&self, db: &Database, user: &str) -> PoolSettings {
+        if db.passthrough.is_some() {
+            // Identities are not `[[users]]`: a user entry of the same name does not apply.
+            return db.settings.clone();
+        }
         match self.user_settings.get(user) {
             Some(o) => o.apply(&db.settings),
             None => db.settings.clone(),
         }
     }
 
-    /// The pool for (database, user), created if needed. Called once per client login.
+    /// The pool for (database, user), created if needed. Called once per client login. A
+    /// pass-through identity that logged in again after it was dropped gets a new pool (the
+    /// old one, on the old upstream, is retired).
     pub(crate) fn pool(&self, db: &Database, user: &str) -> Pool {
+        let upstream = db
+            .upstream_for(user)
+            .unwrap_or_else(|| Arc::clone(&db.upstream));
         let mut pools = self.pools.lock();
-        pools
-            .entry((db.name.clone(), user.to_owned()))
+        let key = (db.name.clone(), user.to_owned());
+        let replaced = pools
+            .get(&key)
+            .is_some_and(|p| !Arc::ptr_eq(p.upstream(), &upstream));
+        let stale = if replaced { pools.remove(&key) } else { None };
+        let pool = pools
+            .entry(key)
             .or_insert_with(|| {
                 let paused = {
                     let p = self.paused.lock();
@@ -171,7 +204,7 @@ impl Registry {
                     db.name.clone(),
                     user.to_owned(),
                     self.settings(db, user),
-                    Arc::clone(&db.upstream),
+                    upstream,
                     Arc::clone(&self.ids),
                     Counters::new(Arc::clone(&self.limits), db_counter, user_counter),
                     self.connector.clone(),
@@ -181,7 +214,49 @@ impl Registry {
                 }
                 pool
             })
-            .clone()
+            .clone();
+        drop(pools);
+        if let Some(old) = stale {
+            old.retire();
+        }
+        pool
+    }
+
+    /// Drops the pass-through identities of every database whose token was refused or that
+    /// have had no client for the token check's period, and retires their pools. Called by
+    /// the maintenance task.
+    pub fn sweep_passthrough(&self) {
+        let now = tokio::time::Instant::now();
+        for db in self.databases.values() {
+            let Some(p) = &db.passthrough else { continue };
+            for (name, upstream) in p.sweep(now) {
+                self.retire_identity(&db.name, &name, &upstream);
+            }
+        }
+    }
+
+    /// A login as `user` on pass-through database `db` was refused with the token whose
+    /// fingerprint is `hash`: when the identity's credential is refreshed with that token,
+    /// the identity is dropped and its pool retired now.
+    pub fn token_refused(&self, db: &Database, user: &str, hash: TokenHash) {
+        if let Some(upstream) = db.passthrough.as_ref().and_then(|p| p.refused(user, hash)) {
+            self.retire_identity(&db.name, user, &upstream);
+        }
+    }
+
+    /// Retires the pool of identity `user` on `database` if it is the one on `upstream`:
+    /// idle servers close now, busy ones when released.
+    fn retire_identity(&self, database: &str, user: &str, upstream: &Arc<Upstream>) {
+        let key = (database.to_owned(), user.to_owned());
+        let mut pools = self.pools.lock();
+        let same = pools
+            .get(&key)
+            .is_some_and(|p| Arc::ptr_eq(p.upstream(), upstream));
+        let pool = if same { pools.remove(&key) } else { None };
+        drop(pools);
+        if let Some(p) = pool {
+            p.retire();
+        }
     }
 
     /// The pools of database `db` (every pool when None) that exist now.

@@ -59,6 +59,13 @@ pub(crate) fn query(buf: &mut BytesMut, sql: &str) {
     finish(buf, at);
 }
 
+/// A `Parse`: the statement name, then `rest` (query text, its NUL, parameter types) as is.
+pub(crate) fn parse(buf: &mut BytesMut, name: &[u8], rest: &[u8]) {
+    put_header(buf, b'P', name.len() + 1 + rest.len());
+    put_cstr(buf, name);
+    buf.put_slice(rest);
+}
+
 /// The start of a `Bind` whose statement is renamed: header, portal and statement names. The
 /// caller appends `rest_len` bytes of the original body after its statement name (formats,
 /// parameters, result formats), which may stream in later.

@@ -119,6 +119,9 @@ pub(crate) struct Statement<'a> {
     pub(crate) command: Command,
     /// Its `set_config` calls.
     pub(crate) set_config: SetConfigCalls,
+    /// It calls a function not known to leave session state alone (a user's function may
+    /// `SET`, lock, `LISTEN` or create temporary tables where the text does not show it).
+    pub(crate) calls_unknown: bool,
 }
 
 /// Splits `sql` into top-level statements (on `;` outside quotes, comments, dollar quotes,
@@ -138,6 +141,7 @@ pub(crate) fn statements(sql: &str) -> Vec<Statement<'_>> {
                 text,
                 command: classify(text),
                 set_config: set_config_calls(text),
+                calls_unknown: calls_unknown_function(text),
             });
         }
     };
@@ -193,16 +197,14 @@ pub(crate) fn needs_attention(sql: &[u8]) -> bool {
     // escapes, hence `U&"`. Requiring the word start keeps "offset", "dataset" or "attempt" from
     // sending ordinary queries to the full classifier. A table of possible first bytes keeps the
     // common byte to one load and branch; the second byte picks the word to compare.
-    // One pass that visits each word once: a word's first byte is looked at, the rest of the
-    // word skipped in a tight loop.
+    // One pass that visits each word once: a word's first byte is looked at, the rest of its
+    // letters skipped in a tight loop. Only letters hide a word start: the scanner ends a
+    // number before a letter (`1set_config(...)` is `1` and a call).
     let n = sql.len();
     let mut i = 0;
+    let mut comments = None;
     while i < n {
         let b = sql[i];
-        if !WORD_BYTE[b as usize] {
-            i += 1;
-            continue;
-        }
         if FIRST_BYTE[b as usize] && i + 1 < n {
             let rest = &sql[i..];
             let hit = match (b | 0x20, sql[i + 1] | 0x20) {
@@ -225,24 +227,150 @@ pub(crate) fn needs_attention(sql: &[u8]) -> bool {
                 return true;
             }
         }
+        if b == b'(' && !known_before_paren(&sql[..i]) {
+            return true;
+        }
+        if b == b'(' && *comments.get_or_insert_with(|| has_comment(sql)) {
+            // A comment may stand between a name and its `(`, or end in a keyword.
+            return true;
+        }
         i += 1;
-        while i < n && WORD_BYTE[sql[i] as usize] {
-            i += 1;
+        if LETTER_BYTE[b as usize] {
+            while i < n && LETTER_BYTE[sql[i] as usize] {
+                i += 1;
+            }
         }
     }
     false
 }
 
-/// [`continues_word`] as a table, for the pre-filter's inner loop.
-static WORD_BYTE: [bool; 256] = {
+/// For the pre-filter: the name right before a `(` at the end of `head` is a keyword or a
+/// built-in function (unqualified), or there is no name (`((`, `= (`). Conservative: a quoted
+/// or qualified name is left to the classifier.
+fn known_before_paren(head: &[u8]) -> bool {
+    let mut end = head.len();
+    while end > 0 && lex::is_space(head[end - 1]) {
+        end -= 1;
+    }
+    let mut start = end;
+    while start > 0 && is_name_byte(head[start - 1]) {
+        start -= 1;
+    }
+    if start == end {
+        return end == 0 || head[end - 1] != b'"';
+    }
+    if start > 0 && matches!(head[start - 1], b'.' | b'"' | b'&') {
+        return false;
+    }
+    is_known_call(&head[start..end], true)
+}
+
+/// Whether `sql` may hold a comment (`--` or `/*`, perhaps inside a literal).
+fn has_comment(sql: &[u8]) -> bool {
+    sql.windows(2).any(|w| w == b"--" || w == b"/*")
+}
+
+/// Bytes of an unquoted name (a non-ASCII name is never a built-in).
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+/// `name` (folded to lower case when `fold`, as an unquoted name is) is a keyword or a built-in
+/// function whose call leaves session state alone (`sql_calls.rs`).
+fn is_known_call(name: &[u8], fold: bool) -> bool {
+    calls::SAFE_CALLS
+        .binary_search_by(|k| {
+            let k = k.as_bytes();
+            for (a, b) in k.iter().zip(name) {
+                let b = if fold { b.to_ascii_lowercase() } else { *b };
+                match a.cmp(&b) {
+                    std::cmp::Ordering::Equal => {}
+                    o => return o,
+                }
+            }
+            k.len().cmp(&name.len())
+        })
+        .is_ok()
+}
+
+/// Words after which `name (` defines a name or lists columns rather than calling a function:
+/// `INSERT INTO t (a, b)`, `CREATE TABLE t (...)`, `COPY t (a) FROM`, `AS g(i)`,
+/// `WITH x(a) AS`, `REFERENCES t (id)`, `CREATE FUNCTION f(int)`.
+const DEFINES_NAME: &[&str] = &[
+    "into",
+    "table",
+    "copy",
+    "as",
+    "with",
+    "recursive",
+    "references",
+    "function",
+    "procedure",
+    "aggregate",
+    "routine",
+    "view",
+];
+
+/// Whether a statement calls a function lakepool does not know to leave session state alone:
+/// anything but a keyword or a `pg_catalog` function (unqualified or qualified with
+/// `pg_catalog`). A name being defined is not a call.
+fn calls_unknown_function(text: &str) -> bool {
+    if !text.as_bytes().contains(&b'(') {
+        return false;
+    }
+    let mut c = Cursor::new(text);
+    // The three tokens before the current one: `before qualifier . name (`.
+    let mut back: [Option<Token>; 3] = [None; 3];
+    while let Some(t) = c.next() {
+        let named = matches!(t.kind, Kind::Word | Kind::Ident | Kind::UIdent);
+        if named && Cursor::is_punct(c.peek(), b'(') && !known_call(&c, t, back) {
+            return true;
+        }
+        back = [Some(t), back[0], back[1]];
+    }
+    false
+}
+
+fn known_call(c: &Cursor<'_>, name: Token, back: [Option<Token>; 3]) -> bool {
+    let qualified = Cursor::is_punct(back[0], b'.');
+    let before = if qualified { back[2] } else { back[0] };
+    if DEFINES_NAME.iter().any(|k| c.is(before, k)) {
+        return true;
+    }
+    if qualified {
+        let catalog = back[1].is_some_and(|q| match q.kind {
+            Kind::Word => c.text(q).eq_ignore_ascii_case("pg_catalog"),
+            Kind::Ident => c.inner(q) == "pg_catalog",
+            _ => false,
+        });
+        if !catalog {
+            return false;
+        }
+    }
+    match name.kind {
+        Kind::Word => is_known_call(c.text(name).as_bytes(), true),
+        Kind::Ident => is_known_call(c.inner(name).as_bytes(), false),
+        _ => false,
+    }
+}
+
+/// [`hides_word_start`] as a table, for the pre-filter's inner loop.
+static LETTER_BYTE: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
     while b < 256 {
-        t[b] = continues_word(b as u8);
+        t[b] = hides_word_start(b as u8);
         b += 1;
     }
     t
 };
+
+/// Whether a word starting after `b` is the tail of a longer word. A digit is not enough: the
+/// scanner ends a number before a letter (`1set_config(...)` is `1` and a call), and a digit
+/// inside an identifier (`t1set`) only makes the pre-filter say true spuriously.
+const fn hides_word_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b >= 0x80
+}
 
 /// Whether `b` can be in the middle of a word such as an identifier: letters, digits and the
 /// bytes of multi-byte characters, which PostgreSQL allows in identifiers (`_` is not treated
@@ -308,10 +436,12 @@ impl Routine {
     }
 }
 
+#[path = "sql_calls.rs"]
+mod calls;
 #[path = "sql_lex.rs"]
 mod lex;
 
-use lex::{Cursor, Kind, Lexer};
+use lex::{Cursor, Kind, Lexer, Token};
 
 #[path = "sql_verbs.rs"]
 mod verbs;

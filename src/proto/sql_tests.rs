@@ -552,6 +552,15 @@ fn pre_filter_skips_words_that_only_contain_a_keyword() {
 }
 
 #[test]
+fn pre_filter_sees_a_keyword_right_after_a_number() {
+    // Found by fuzzing: the scanner ends the number before the letter, so this is a
+    // set_config call, which the pre-filter hid behind the digit.
+    let q = "select 1set_config(name, 'v', false)";
+    assert_eq!(statements(q)[0].set_config, SetConfigCalls::Unknown);
+    assert!(needs_attention(q.as_bytes()));
+}
+
+#[test]
 fn session_characteristics_name_the_defaults_they_set() {
     assert_eq!(
         one("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY, ISOLATION LEVEL SERIALIZABLE"),
@@ -579,7 +588,41 @@ fn do_call_and_execute() {
     );
     assert!(needs_attention(b"do $$ x $$"));
     assert!(needs_attention(b"CALL p()"));
-    assert!(!needs_attention(b"select double_it(1)"));
+    // A user's function may change anything: the classifier must look.
+    assert!(needs_attention(b"select double_it(1)"));
+}
+
+#[test]
+fn unknown_function_calls_are_noticed() {
+    let calls = |sql: &str| statements(sql).iter().any(|s| s.calls_unknown);
+    for sql in [
+        "select public.iso_set_work_mem()",
+        "select my_fn(1)",
+        "SELECT * FROM app.items_for($1)",
+        "select \"MyFn\"()",
+        "select pg_catalog.now(), other.now()",
+        "insert into t (a) select f(x) from y",
+    ] {
+        assert!(calls(sql), "{sql}");
+        assert!(needs_attention(sql.as_bytes()), "{sql}");
+    }
+    for sql in [
+        "select count(*), now(), coalesce(a, 1) from t where x in (1, 2) and exists (select 1)",
+        "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, 4, CURRENT_TIMESTAMP)",
+        "insert into s.t(a, b) values ($1, $2)",
+        "select pg_catalog.lower($1)::varchar(20), cast(x as numeric(10, 2)) from generate_series(1, 3) as g(i)",
+        "create table t (a int references u (id), b decimal(5, 1))",
+        "with x(a) as (select 1) select * from x",
+        "create function f(int) returns int language sql as 'select 1'",
+        "select 'f(' || \"lower\"(x) from t",
+    ] {
+        assert!(!calls(sql), "{sql}");
+    }
+    // Keywords and built-ins before `(` keep the pre-filter's fast answer.
+    assert!(!needs_attention(
+        b"select count(*), now(), coalesce(a, 1) from t where x in (1, 2) and exists (select 1)"
+    ));
+    assert!(!needs_attention(b"select (1 + 2) * (3)"));
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 pub mod connect;
 pub(crate) mod params;
+pub(crate) mod passthrough;
 pub(crate) mod prepared;
 pub mod server;
 

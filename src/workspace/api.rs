@@ -18,6 +18,8 @@ pub(crate) struct DbCredential {
     pub(crate) lifetime: Duration,
 }
 
+/// SCIM Me.
+const ME: &str = "/api/2.0/preview/scim/v2/Me";
 /// Longest lifetime believed (Lakebase credentials live at most an hour).
 const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Assumed lifetime when the answer has no usable expiry (the fact sheet's advice).
@@ -61,10 +63,15 @@ pub(crate) struct Endpoint {
     pub(crate) host: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Me {
+/// The caller as SCIM Me reports it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Me {
+    /// A user's e-mail, or a service principal's application id.
     #[serde(rename = "userName")]
-    user_name: Option<String>,
+    pub user_name: Option<String>,
+    /// A service principal's application id (absent for users).
+    #[serde(rename = "applicationId")]
+    pub application_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -141,12 +148,16 @@ fn request_id() -> String {
 impl ApiClient {
     /// The caller's identity (`userName`: a user's email or a service principal's application id).
     pub(crate) async fn current_user(&self) -> Result<String, ApiError> {
-        let me: Me = self.get("/api/2.0/preview/scim/v2/Me").await?;
-        me.user_name.ok_or_else(|| ApiError::Decode {
+        self.me().await?.user_name.ok_or_else(|| ApiError::Decode {
             host: self.host().to_owned(),
-            path: "/api/2.0/preview/scim/v2/Me".to_owned(),
+            path: ME.to_owned(),
             reason: "no userName in the response".to_owned(),
         })
+    }
+
+    /// `GET /api/2.0/preview/scim/v2/Me`: who the caller's token authenticates.
+    pub async fn me(&self) -> Result<Me, ApiError> {
+        self.get(ME).await
     }
 
     /// `GET /api/2.0/database/instances/{name}`.

@@ -38,7 +38,7 @@ const PGBENCH_TX: usize = 50;
 
 const SETUP_HINT: &str = "run tests/compat/setup.sh";
 
-fn repo() -> &'static Path {
+pub(crate) fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -131,19 +131,19 @@ impl Target {
 }
 
 /// What a child process did.
-struct Ran {
+pub(crate) struct Ran {
     status: Option<ExitStatus>,
-    stdout: String,
+    pub(crate) stdout: String,
     stderr: String,
     elapsed: Duration,
 }
 
 impl Ran {
-    fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.status.is_some_and(|s| s.success())
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let status = match self.status {
             Some(s) => s.to_string(),
             None => format!("killed after {} s", TIMEOUT.as_secs()),
@@ -158,7 +158,7 @@ impl Ran {
 }
 
 /// Runs `cmd` to completion, killing it after [`TIMEOUT`].
-fn run(mut cmd: Command) -> Ran {
+pub(crate) fn run(mut cmd: Command) -> Ran {
     let start = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -213,7 +213,7 @@ fn run_program(what: &str, mut cmd: Command, table: &str) {
 }
 
 /// `program` on PATH, or a panic naming the install command.
-fn require_tool(program: &str, install: &str) -> PathBuf {
+pub(crate) fn require_tool(program: &str, install: &str) -> PathBuf {
     std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)
@@ -225,7 +225,7 @@ fn require_tool(program: &str, install: &str) -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // pgjdbc
 
-const PGJDBC_JAR: &str = "/usr/share/java/postgresql.jar";
+pub(crate) const PGJDBC_JAR: &str = "/usr/share/java/postgresql.jar";
 
 /// Compiles `tests/compat/java/Compat.java` once per test binary; returns the classpath.
 fn pgjdbc_classpath() -> String {
@@ -287,7 +287,7 @@ fn pgjdbc_prepare_threshold_1() {
 // Python: psycopg 3 and asyncpg
 
 /// The venv's python, checked to import `module`.
-fn venv_python(module: &str) -> PathBuf {
+pub(crate) fn venv_python(module: &str) -> PathBuf {
     let python = repo().join("target/compat-venv/bin/python");
     assert!(
         python.is_file(),

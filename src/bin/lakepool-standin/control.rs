@@ -1,5 +1,5 @@
 //! `/__standin/...` test controls: lifetimes, the reported clock, discovery, injected
-//! failures, outages, instance states and counters.
+//! failures, outages, instance states, token revocation and counters.
 
 use hyper::StatusCode;
 use serde_json::json;
@@ -41,6 +41,11 @@ struct OutageBody {
 }
 
 #[derive(serde::Deserialize)]
+struct RevokeBody {
+    token: String,
+}
+
+#[derive(serde::Deserialize)]
 struct StateBody {
     name: String,
     state: String,
@@ -63,6 +68,12 @@ pub fn control(st: &State, c: Control, r: &Req) -> Resp {
             json(StatusCode::OK, &json!({ "on": b.on }))
         }),
         Control::InstanceState => r.json().map(|b| instance_state(st, b)),
+        Control::Revoke => r.json().map(|b: RevokeBody| {
+            let known = st.revoke(&b.token);
+            // Never the token itself: tests look for tokens in every log.
+            tracing::info!(known, "token revoked");
+            json(StatusCode::OK, &json!({ "known": known }))
+        }),
         Control::Stats => Ok(stats(st)),
         Control::NotFound => Ok(api_error(
             StatusCode::NOT_FOUND,

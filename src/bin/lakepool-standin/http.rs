@@ -49,6 +49,7 @@ pub enum Control {
     Fail,
     Outage,
     InstanceState,
+    Revoke,
     Stats,
     NotFound,
 }
@@ -73,6 +74,7 @@ pub fn route(method: &Method, path: &str) -> Route {
             ("POST", "fail") => Control::Fail,
             ("POST", "outage") => Control::Outage,
             ("POST", "instance-state") => Control::InstanceState,
+            ("POST", "revoke") => Control::Revoke,
             ("GET", "stats") => Control::Stats,
             _ => Control::NotFound,
         });
@@ -433,6 +435,10 @@ mod tests {
             Route::Control(Control::Discovery)
         );
         assert_eq!(route(&p, "/__standin/fail"), Route::Control(Control::Fail));
+        assert_eq!(
+            route(&p, "/__standin/revoke"),
+            Route::Control(Control::Revoke)
+        );
         assert_eq!(
             route(&p, "/__standin/clock"),
             Route::Control(Control::Clock)

@@ -1,7 +1,7 @@
 //! What the stand-in knows: identities, issued access tokens, instances and endpoints, the
 //! test controls (lifetime, injected failures, outage) and counters.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -220,6 +220,8 @@ pub struct Target {
 /// Mutable state.
 pub struct Inner {
     pub access_tokens: HashMap<String, (Identity, Instant)>,
+    /// PATs and access tokens revoked by a test (`/__standin/revoke`): refused from then on.
+    pub revoked: HashSet<String>,
     /// Entra ID tokens issued (client secret or managed identity).
     pub aad_tokens: HashMap<String, crate::idp::AadToken>,
     /// The `jti` (or `sub`) of every subject token exchanged, in order.
@@ -286,6 +288,7 @@ impl State {
             idps,
             inner: Mutex::new(Inner {
                 access_tokens: HashMap::new(),
+                revoked: HashSet::new(),
                 aad_tokens: HashMap::new(),
                 exchanged: Vec::new(),
                 discovery_token_endpoint: None,
@@ -318,6 +321,15 @@ impl State {
             .map(|(_, u)| u.clone())
     }
 
+    /// Revokes a PAT or an access token, as deleting a token in the workspace does: later
+    /// calls with it get 401. Whether it was known.
+    pub fn revoke(&self, token: &str) -> bool {
+        let mut g = self.lock();
+        let known = self.pats.contains_key(token) || g.access_tokens.remove(token).is_some();
+        g.revoked.insert(token.to_owned());
+        known
+    }
+
     /// Issues a workspace OAuth access token for `user`.
     pub fn issue_access_token(&self, user: String) -> String {
         let token = random_token(48);
@@ -339,13 +351,16 @@ impl State {
 
     /// The identity a bearer token authenticates, if any.
     pub fn authenticate(&self, bearer: &str) -> Option<Identity> {
+        let g = self.lock();
+        if g.revoked.contains(bearer) {
+            return None;
+        }
         if let Some(u) = self.pats.get(bearer) {
             return Some(Identity {
                 user: u.clone(),
                 service_principal: false,
             });
         }
-        let g = self.lock();
         g.access_tokens
             .get(bearer)
             .filter(|(_, exp)| *exp > Instant::now())
@@ -413,6 +428,53 @@ mod tests {
         assert_eq!(u.len(), 36);
         assert_eq!(u, stable_uuid("db1"));
         assert_ne!(u, stable_uuid("db2"));
+    }
+
+    fn state(pats: &[(&str, &str)]) -> State {
+        let minter = Minter::new(crate::pg::PgTarget {
+            host: "127.0.0.1".into(),
+            port: 1,
+            user: "postgres".into(),
+            password: None,
+            dbname: "postgres".into(),
+            ca_file: None,
+            connect_timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        let pats = pats
+            .iter()
+            .map(|(t, u)| PatSpec {
+                token: (*t).to_owned(),
+                user: (*u).to_owned(),
+            })
+            .collect();
+        State::new(
+            "http://127.0.0.1:1".into(),
+            pats,
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            3600,
+            3600,
+            crate::idp::Idps::default(),
+            minter,
+        )
+    }
+
+    #[test]
+    fn each_token_is_its_own_identity_until_revoked() {
+        let st = state(&[("dapi-a", "alice@x"), ("dapi-b", "bob@x")]);
+        assert_eq!(st.authenticate("dapi-a").unwrap().user, "alice@x");
+        assert_eq!(st.authenticate("dapi-b").unwrap().user, "bob@x");
+        assert!(st.authenticate("dapi-c").is_none());
+        let oauth = st.issue_access_token("carol@x".into());
+        assert_eq!(st.authenticate(&oauth).unwrap().user, "carol@x");
+        assert!(st.revoke("dapi-a"));
+        assert!(st.revoke(&oauth));
+        assert!(!st.revoke("dapi-never-issued"));
+        assert!(st.authenticate("dapi-a").is_none());
+        assert!(st.authenticate(&oauth).is_none());
+        assert_eq!(st.authenticate("dapi-b").unwrap().user, "bob@x");
     }
 
     fn rule(count: u64, prefix: Option<&str>) -> FailRule {

@@ -167,7 +167,7 @@ impl TxnClient {
             Whole::Ready => {}
         }
         let mapping = at.limits.mapping();
-        let plan = {
+        let mut plan = {
             let msg = up.whole(h).unwrap_or_default();
             let body = &msg[HEADER_LEN..];
             let text = split_cstr(body).map_or(body, |(t, _)| t);
@@ -178,14 +178,15 @@ impl TxnClient {
             at.queue.push(Expect::Synth(reply, None));
             return Step::Done;
         }
-        for name in &plan.prepare_first {
-            if let Some(text) = self.sql_prepared.get(name) {
-                frontend::query(up.emit(), text);
-                at.queue.push(Expect::Injected);
-                t.client_sent(b'Q');
-                self.sql_on_server.push(name.clone());
+        if plan.catalog {
+            // The client's SQL-level statements are in the view it reads.
+            for n in self.sql_prepared.keys() {
+                if !self.sql_on_server.contains(n) && !plan.prepare_first.contains(n) {
+                    plan.prepare_first.push(n.clone());
+                }
             }
         }
+        self.prepare_sql_first(&plan.prepare_first, up, at, t);
         if plan.catalog && mapping {
             let text = {
                 let msg = up.whole(h).unwrap_or_default();
@@ -266,6 +267,8 @@ impl TxnClient {
             }
             if let Some(name) = name {
                 self.changes.deallocate_later(&name);
+            } else if plan.catalog && mapping {
+                return self.parse_catalog_query(h, up, at, t);
             }
             return self.pass(h, up, at, t);
         }
@@ -505,6 +508,69 @@ impl TxnClient {
         t.client_sent(b'S');
     }
 
+    /// The client's SQL `PREPARE`s of `names`, sent ahead on this server (their replies are
+    /// lakepool's; the statements are deallocated before another client).
+    fn prepare_sql_first(
+        &mut self,
+        names: &[String],
+        up: &mut Pipe,
+        at: &mut Attached<'_>,
+        t: &mut Tracker,
+    ) {
+        for name in names {
+            if let Some(text) = self.sql_prepared.get(name) {
+                frontend::query(up.emit(), text);
+                at.queue.push(Expect::Injected);
+                t.client_sent(b'Q');
+                self.sql_on_server.push(name.clone());
+            }
+        }
+    }
+
+    /// An unnamed statement that reads `pg_prepared_statements`: rewritten, as a simple query
+    /// is, for the client's names on this server. (A named one would keep one moment's names
+    /// for every later execution; it goes to the server as it is.)
+    fn parse_catalog_query(
+        &mut self,
+        h: Header,
+        up: &mut Pipe,
+        at: &mut Attached<'_>,
+        t: &mut Tracker,
+    ) -> Step {
+        let parts = {
+            let msg = up.whole(h).unwrap_or_default();
+            let rest = &msg[HEADER_LEN + 1..];
+            split_cstr(rest).and_then(|(text, types)| {
+                Some((std::str::from_utf8(text).ok()?.to_owned(), types.to_vec()))
+            })
+        };
+        let Some((text, types)) = parts else {
+            return self.pass(h, up, at, t);
+        };
+        if !t.unsynced {
+            // First of its batch: the client's SQL-level statements go ahead of it as their
+            // own simple queries (not within the batch's implicit transaction).
+            let names: Vec<String> = self
+                .sql_prepared
+                .keys()
+                .filter(|n| !self.sql_on_server.contains(n))
+                .cloned()
+                .collect();
+            self.prepare_sql_first(&names, up, at, t);
+        }
+        self.ensure_all_prepared(up, at, t);
+        let sql = catalog::rewrite(&text, &self.mapped_names(at));
+        up.consume(h);
+        let mut rest = Vec::with_capacity(sql.len() + 1 + types.len());
+        rest.extend_from_slice(sql.as_bytes());
+        rest.push(0);
+        rest.extend_from_slice(&types);
+        frontend::parse(up.emit(), b"", &rest);
+        expect_for(b'P', at);
+        t.client_sent(b'P');
+        Step::Done
+    }
+
     /// Looks at SQL the client sends: notes what it may change in the session, warns about
     /// what does not outlive a transaction, and answers what lakepool must answer itself.
     fn inspect_sql(&mut self, text: &[u8], simple: bool, mapping: bool) -> SqlPlan {
@@ -519,12 +585,15 @@ impl TxnClient {
         };
         let stmts = sql::statements(text);
         let lone = simple && stmts.len() == 1;
-        plan.catalog = simple && !sql::prepared_statements_refs(text).is_empty();
+        plan.catalog = !sql::prepared_statements_refs(text).is_empty();
         for st in &stmts {
             match &st.set_config {
                 SetConfigCalls::None => {}
                 SetConfigCalls::Names(names) => names.iter().for_each(|n| self.changes.set(n)),
                 SetConfigCalls::Unknown => self.changes.all = true,
+            }
+            if st.calls_unknown {
+                self.changes.opaque();
             }
             let how = (simple, lone, mapping);
             if let Some(reply) = self.note_command(&st.command, st.text, how, &mut plan) {
@@ -559,8 +628,12 @@ impl TxnClient {
                 names.iter().for_each(|n| self.changes.set(n));
                 return None;
             }
-            Command::ResetAll | Command::DiscardAll | Command::Opaque => {
+            Command::ResetAll | Command::DiscardAll => {
                 self.changes.all = true;
+                return None;
+            }
+            Command::Opaque => {
+                self.changes.opaque();
                 return None;
             }
             Command::Deallocate { name }

@@ -691,6 +691,28 @@ fn pg_prepared_statements_shows_the_clients_own_names() {
 }
 
 #[test]
+fn pg_prepared_statements_in_an_unnamed_parse_shows_the_clients_own_names() {
+    let mut r = Rig::new();
+    r.send(&[parse("mine", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    let out = r.send(&[parse("", "select name from pg_prepared_statements"), sync()].concat());
+    let m = messages(&out);
+    assert_eq!(tags(&out), "PS");
+    let sql = String::from_utf8_lossy(&m[0].1);
+    assert!(sql.contains("E'mine'"), "{sql}");
+    assert!(sql.contains("NOT LIKE"), "{sql}");
+    // A named one is left as it is.
+    let out = r.send(
+        &[
+            parse("n", "select name from pg_prepared_statements"),
+            sync(),
+        ]
+        .concat(),
+    );
+    assert!(!String::from_utf8_lossy(&out).contains("NOT LIKE"));
+}
+
+#[test]
 fn terminate_stops_after_what_came_before() {
     let mut r = Rig::new();
     r.up.feed(&[query("select 1"), msg(b'X', b"")].concat());

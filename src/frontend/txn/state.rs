@@ -19,8 +19,9 @@ use crate::upstream::server::{ControlError, ServerConn};
 pub struct Changes {
     /// Parameters changed by name, with whether the last change was a `RESET`.
     named: Vec<(String, bool)>,
-    /// Something changed session state without naming it (`RESET ALL`, `DO`, `CALL`, a
-    /// `set_config` with a computed name, a query too large to inspect): read everything back.
+    /// Something changed session state without naming it (`RESET ALL`, `DO`, `CALL`, an
+    /// unknown function, a `set_config` with a computed name, a query too large to inspect):
+    /// read everything back.
     pub all: bool,
     /// `LISTEN`: `UNLISTEN *` before another client.
     pub unlisten: bool,
@@ -37,6 +38,17 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// Code ran that may have changed anything without naming it (a `DO` block, `CALL`, a
+    /// function lakepool does not know): everything is read back, and what cannot follow a
+    /// client is undone whether or not it happened (each is a no-op when nothing is there).
+    pub fn opaque(&mut self) {
+        self.all = true;
+        self.unlisten = true;
+        self.unlock = true;
+        self.close_cursors = true;
+        self.discard_temp = true;
+    }
+
     /// Nothing noted.
     pub fn is_empty(&self) -> bool {
         self.named.is_empty()
@@ -101,11 +113,14 @@ impl ClientSettings {
     }
 
     /// Adopts the server's spelling of a value lakepool just set for this client.
+    /// The startup value follows only when it is the value that was set (a later `SET` of the
+    /// same parameter must not become what `RESET` returns to).
     pub fn normalized(&mut self, name: &str, value: &str) {
-        self.wanted.set(name, value);
-        if self.startup.get(name).is_some() {
+        let set = self.wanted.get(name);
+        if set.is_some() && self.startup.get(name) == set {
             self.startup.set(name, value);
         }
+        self.wanted.set(name, value);
     }
 }
 
@@ -266,6 +281,21 @@ fn apply_named(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_later_set_does_not_become_the_startup_value() {
+        let mut startup = ParamMap::new();
+        startup.set("work_mem", "8mb");
+        let mut s = ClientSettings::new(startup);
+        // The server's spelling of the startup value is adopted by both.
+        s.normalized("work_mem", "8MB");
+        assert_eq!(s.startup.get("work_mem"), Some("8MB"));
+        // The client's own SET, applied to a server: RESET must still return to 8MB.
+        s.wanted.set("work_mem", "64mb");
+        s.normalized("work_mem", "64MB");
+        assert_eq!(s.wanted.get("work_mem"), Some("64MB"));
+        assert_eq!(s.startup.get("work_mem"), Some("8MB"));
+    }
 
     #[test]
     fn role_and_session_authorization_are_read_back_together() {

@@ -5,6 +5,7 @@ mod checkout;
 mod control;
 mod limits;
 mod maintenance;
+mod passthrough;
 mod registry;
 mod waking;
 
@@ -62,6 +63,7 @@ fn database(name: &str, upstream: &Arc<Upstream>, settings: PoolSettings) -> Dat
         upstream: Arc::clone(upstream),
         settings,
         fingerprint: [0; 32],
+        passthrough: None,
     }
 }
 

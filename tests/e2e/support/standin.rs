@@ -146,6 +146,13 @@ impl Standin {
         http(self.addr, "POST", path, body)
     }
 
+    /// Revokes a PAT or access token, as deleting it in the workspace does: later API calls
+    /// with it get 401.
+    pub fn revoke(&self, token: &str) {
+        let body = serde_json::json!({ "token": token }).to_string();
+        self.control("/__standin/revoke", &body);
+    }
+
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr

@@ -172,6 +172,24 @@ pub enum Reply {
 
 pub struct RawConn {
     pub stream: TcpStream,
+    /// After [`RawConn::start_tls`], every byte goes through this TLS session.
+    tls: Option<Box<rustls::ClientConnection>>,
+    /// What the server sent at login between AuthenticationOk and the first ReadyForQuery
+    /// (ParameterStatus, BackendKeyData, notices), filled by the `login_*` constructors.
+    pub greeting: Vec<BackendMsg>,
+}
+
+/// What a simple query produced: every message up to ReadyForQuery, sorted by kind.
+#[derive(Debug, Default)]
+pub struct QueryResult {
+    /// DataRows, all columns (NULL as `None`).
+    pub rows: Vec<Vec<Option<String>>>,
+    /// NoticeResponses.
+    pub notices: Vec<BackendMsg>,
+    /// The ErrorResponse, if any.
+    pub error: Option<BackendMsg>,
+    /// Everything else before ReadyForQuery (RowDescription, CommandComplete, ...).
+    pub other: Vec<BackendMsg>,
 }
 
 fn classify(e: io::Error) -> Reply {
@@ -187,12 +205,27 @@ impl RawConn {
         let stream = TcpStream::connect((HOST, port))
             .unwrap_or_else(|e| panic!("connect {HOST}:{port}: {e}"));
         stream.set_nodelay(true).expect("nodelay");
-        let mut conn = RawConn { stream };
+        let mut conn = RawConn {
+            stream,
+            tls: None,
+            greeting: Vec::new(),
+        };
         conn.set_read_timeout(READ_TIMEOUT);
         conn.stream
             .set_write_timeout(Some(READ_TIMEOUT))
             .expect("write timeout");
         conn
+    }
+
+    /// A second handle on the same plain-TCP connection (e.g. a reader thread next to a
+    /// writer).
+    pub fn try_clone(&self) -> RawConn {
+        assert!(self.tls.is_none(), "try_clone of a TLS connection");
+        RawConn {
+            stream: self.stream.try_clone().expect("clone socket"),
+            tls: None,
+            greeting: Vec::new(),
+        }
     }
 
     pub fn set_read_timeout(&mut self, timeout: Duration) {
@@ -204,8 +237,43 @@ impl RawConn {
     /// Writes all of `bytes`. Errors are returned, not panicked on: the
     /// server may legitimately have closed the socket already.
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)?;
-        self.stream.flush()
+        match &mut self.tls {
+            Some(tls) => {
+                let mut s = rustls::Stream::new(tls.as_mut(), &mut self.stream);
+                s.write_all(bytes)?;
+                s.flush()
+            }
+            None => {
+                self.stream.write_all(bytes)?;
+                self.stream.flush()
+            }
+        }
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        match &mut self.tls {
+            Some(tls) => rustls::Stream::new(tls.as_mut(), &mut self.stream).read_exact(buf),
+            None => self.stream.read_exact(buf),
+        }
+    }
+
+    /// Sends SSLRequest and, on `S`, completes a TLS handshake verifying the server against
+    /// the test CA as `127.0.0.1`.
+    pub fn start_tls(&mut self) {
+        self.send(&special_request(SSL_REQUEST))
+            .expect("send SSLRequest");
+        let answer = self.read_byte().expect("answer to SSLRequest");
+        assert_eq!(answer, b'S', "the server refused TLS");
+        let config = super::certs::client_tls_config(&super::pg().ca_file);
+        let name = rustls::pki_types::ServerName::try_from(super::HOST)
+            .expect("server name")
+            .to_owned();
+        let mut tls =
+            rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("TLS client");
+        while tls.is_handshaking() {
+            tls.complete_io(&mut self.stream).expect("TLS handshake");
+        }
+        self.tls = Some(Box::new(tls));
     }
 
     /// The next byte without consuming it, or how the read ended.
@@ -221,14 +289,14 @@ impl RawConn {
     /// Reads the single-byte answer to SSLRequest/GSSENCRequest.
     pub fn read_byte(&mut self) -> Result<u8, Reply> {
         let mut b = [0u8; 1];
-        self.stream.read_exact(&mut b).map_err(classify)?;
+        self.read_exact(&mut b).map_err(classify)?;
         Ok(b[0])
     }
 
     /// Reads one backend message (Byte1 tag, Int32 len, body).
     pub fn read_msg(&mut self) -> Reply {
         let mut head = [0u8; 5];
-        if let Err(e) = self.stream.read_exact(&mut head) {
+        if let Err(e) = self.read_exact(&mut head) {
             return classify(e);
         }
         let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
@@ -238,7 +306,7 @@ impl RawConn {
             head[0] as char
         );
         let mut body = vec![0u8; len - 4];
-        if let Err(e) = self.stream.read_exact(&mut body) {
+        if let Err(e) = self.read_exact(&mut body) {
             return classify(e);
         }
         Reply::Msg(BackendMsg { tag: head[0], body })
@@ -309,28 +377,99 @@ impl RawConn {
     /// Sends a StartupMessage and completes password authentication (SCRAM-SHA-256, md5 or
     /// cleartext), returning after the first ReadyForQuery.
     pub fn login_password(port: u16, user: &str, password: &str, db: &str) -> RawConn {
+        Self::login_with(port, false, user, password, db, &[])
+    }
+
+    /// Like [`Self::login_password`], over TLS when `tls`, with extra startup parameters;
+    /// the login's ParameterStatus and BackendKeyData messages are kept in `greeting`.
+    pub fn login_with(
+        port: u16,
+        tls: bool,
+        user: &str,
+        password: &str,
+        db: &str,
+        params: &[(&str, &str)],
+    ) -> RawConn {
         let mut conn = RawConn::connect(port);
-        conn.send(&startup(PROTOCOL_3_0, &[("user", user), ("database", db)]))
+        if tls {
+            conn.start_tls();
+        }
+        let mut all = vec![("user", user), ("database", db)];
+        all.extend_from_slice(params);
+        conn.send(&startup(PROTOCOL_3_0, &all))
             .expect("send startup");
         let req = conn.skip_until(b'R', "auth request");
         let response = match req.auth_code() {
-            Some(AUTH_MD5) => md5_response(user, password, &req.body[4..8]),
-            Some(AUTH_CLEARTEXT) => password.to_string(),
+            Some(AUTH_MD5) => Some(md5_response(user, password, &req.body[4..8])),
+            Some(AUTH_CLEARTEXT) => Some(password.to_string()),
             Some(AUTH_SASL) => {
+                // Ends with AuthenticationOk read.
                 conn.scram_exchange(password);
-                conn.skip_until(b'Z', "ReadyForQuery");
-                return conn;
+                None
             }
             other => panic!("login_password: unsupported auth request {other:?}"),
         };
-        let mut body = response.into_bytes();
+        if let Some(response) = response {
+            let mut body = response.into_bytes();
+            body.push(0);
+            conn.send(&frontend_msg(b'p', &body))
+                .expect("send password");
+            let ok = conn.skip_until(b'R', "AuthenticationOk");
+            assert_eq!(ok.auth_code(), Some(AUTH_OK), "AuthenticationOk expected");
+        }
+        loop {
+            let m = conn.expect_msg("login greeting");
+            match m.tag {
+                b'Z' => return conn,
+                b'S' | b'K' | b'N' => conn.greeting.push(m),
+                _ => panic!("login: unexpected {m:?} {:?}", m.fields()),
+            }
+        }
+    }
+
+    /// The value of a ParameterStatus the server sent at login.
+    pub fn parameter(&self, name: &str) -> Option<String> {
+        self.greeting
+            .iter()
+            .rev()
+            .filter(|m| m.tag == b'S')
+            .find_map(|m| {
+                let mut parts = m.body.split(|b| *b == 0);
+                let k = parts.next()?;
+                let v = parts.next()?;
+                (k == name.as_bytes()).then(|| String::from_utf8_lossy(v).into_owned())
+            })
+    }
+
+    /// The process id of the login's BackendKeyData.
+    pub fn backend_pid(&self) -> Option<u32> {
+        self.greeting
+            .iter()
+            .find(|m| m.tag == b'K')
+            .and_then(|m| m.int32_at(0))
+    }
+
+    /// Runs a simple query and returns everything it produced up to ReadyForQuery.
+    pub fn query(&mut self, sql: &str) -> QueryResult {
+        let mut body = sql.as_bytes().to_vec();
         body.push(0);
-        conn.send(&frontend_msg(b'p', &body))
-            .expect("send password");
-        let ok = conn.skip_until(b'R', "AuthenticationOk");
-        assert_eq!(ok.auth_code(), Some(AUTH_OK), "AuthenticationOk expected");
-        conn.skip_until(b'Z', "ReadyForQuery");
-        conn
+        self.send(&frontend_msg(b'Q', &body)).expect("send Query");
+        self.read_until_ready(sql)
+    }
+
+    /// Reads messages up to ReadyForQuery (after a query or a Sync), sorted by kind.
+    pub fn read_until_ready(&mut self, context: &str) -> QueryResult {
+        let mut r = QueryResult::default();
+        loop {
+            let m = self.expect_msg(context);
+            match m.tag {
+                b'D' => r.rows.push(columns(&m.body)),
+                b'N' => r.notices.push(m),
+                b'E' => r.error = Some(m),
+                b'Z' => return r,
+                _ => r.other.push(m),
+            }
+        }
     }
 
     /// Answers AuthenticationSASL (already read) with SCRAM-SHA-256 up to AuthenticationOk,
@@ -389,6 +528,87 @@ impl RawConn {
     pub fn terminate(mut self) {
         drop(self.send(&frontend_msg(b'X', &[])));
     }
+}
+
+/// Every column of a DataRow body (NULL as `None`).
+fn columns(body: &[u8]) -> Vec<Option<String>> {
+    let count = body
+        .get(..2)
+        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as usize);
+    let mut at = 2;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let Some(len) = body.get(at..at + 4) else {
+            break;
+        };
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        at += 4;
+        match usize::try_from(len) {
+            Ok(n) => {
+                out.push(
+                    body.get(at..at + n)
+                        .map(|v| String::from_utf8_lossy(v).into_owned()),
+                );
+                at += n;
+            }
+            Err(_) => out.push(None),
+        }
+    }
+    out
+}
+
+/// Parse: statement name, query, no parameter types.
+pub fn parse(name: &str, sql: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for s in [name, sql] {
+        body.extend_from_slice(s.as_bytes());
+        body.push(0);
+    }
+    body.extend_from_slice(&0u16.to_be_bytes());
+    frontend_msg(b'P', &body)
+}
+
+/// Bind: portal, statement, text parameters (None = NULL), text results.
+pub fn bind(portal: &str, statement: &str, params: &[Option<&str>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for s in [portal, statement] {
+        body.extend_from_slice(s.as_bytes());
+        body.push(0);
+    }
+    body.extend_from_slice(&0u16.to_be_bytes());
+    body.extend_from_slice(&(params.len() as u16).to_be_bytes());
+    for p in params {
+        match p {
+            Some(v) => {
+                body.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                body.extend_from_slice(v.as_bytes());
+            }
+            None => body.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    body.extend_from_slice(&0u16.to_be_bytes());
+    frontend_msg(b'B', &body)
+}
+
+/// Execute: portal, no row limit.
+pub fn execute(portal: &str) -> Vec<u8> {
+    let mut body = portal.as_bytes().to_vec();
+    body.push(0);
+    body.extend_from_slice(&0u32.to_be_bytes());
+    frontend_msg(b'E', &body)
+}
+
+/// Describe or Close (`tag` b'D' or b'C') of a statement (`kind` b'S') or portal (b'P').
+pub fn target(tag: u8, kind: u8, name: &str) -> Vec<u8> {
+    let mut body = vec![kind];
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    frontend_msg(tag, &body)
+}
+
+/// Sync.
+pub fn sync() -> Vec<u8> {
+    frontend_msg(b'S', &[])
 }
 
 /// First column of a DataRow body (Int16 count, then Int32 len + bytes).
