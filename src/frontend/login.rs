@@ -22,7 +22,7 @@ use crate::proto::sqlstate::SqlState;
 use crate::proto::write;
 use crate::shared::cancel::Registration;
 use crate::shared::{ConsoleLogin, Shared, send_error_and_close};
-use crate::upstream::params::{ParamMap, Spellings, client_settings, sync_plan};
+use crate::upstream::params::{ParamMap, Spellings, SyncKey, client_settings, sync_plan};
 use crate::upstream::passthrough::IdentityLease;
 use crate::upstream::server::ControlError;
 
@@ -340,9 +340,16 @@ pub(crate) async fn sync_settings(
     spellings: &Spellings,
 ) -> Result<(), ClientError> {
     let conn = server.conn();
+    let key = SyncKey::of(&settings.wanted, &conn.session.settings, &conn.params);
+    if conn.session.in_sync == Some(key) {
+        // The same wanted, session and reported settings as a checkout that set nothing.
+        return Ok(());
+    }
     let Some(plan) = sync_plan(&settings.wanted, &conn.session.settings, &conn.params) else {
+        conn.session.in_sync = Some(key);
         return Ok(());
     };
+    conn.session.in_sync = None;
     let rows = match conn.control_query_rows(&plan.sql).await {
         Ok(rows) => rows,
         Err(ControlError::Server(fields, _)) => {

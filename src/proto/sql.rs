@@ -205,9 +205,24 @@ pub(crate) fn needs_attention(sql: &[u8]) -> bool {
     let mut comments = None;
     while i < n {
         let b = sql[i];
-        if FIRST_BYTE[b as usize] && i + 1 < n {
-            let rest = &sql[i..];
-            let hit = match (b | 0x20, sql[i + 1] | 0x20) {
+        let class = BYTE_CLASS[b as usize];
+        i += 1;
+        if class == 0 {
+            continue;
+        }
+        if class & PAREN != 0 {
+            if !known_before_paren(&sql[..i - 1])
+                || *comments.get_or_insert_with(|| has_comment(sql))
+            {
+                // An unknown name's call; or a comment, which may stand between a name and
+                // its `(`, or end in a keyword.
+                return true;
+            }
+            continue;
+        }
+        if class & FIRST != 0 && i < n {
+            let rest = &sql[i - 1..];
+            let hit = match (b | 0x20, sql[i] | 0x20) {
                 (b's', b'e') => starts_ci(rest, b"set"),
                 (b'r', b'e') => starts_ci(rest, b"reset"),
                 (b'd', b'i') => starts_ci(rest, b"discard"),
@@ -227,18 +242,9 @@ pub(crate) fn needs_attention(sql: &[u8]) -> bool {
                 return true;
             }
         }
-        if b == b'(' && !known_before_paren(&sql[..i]) {
-            return true;
-        }
-        if b == b'(' && *comments.get_or_insert_with(|| has_comment(sql)) {
-            // A comment may stand between a name and its `(`, or end in a keyword.
-            return true;
-        }
-        i += 1;
-        if LETTER_BYTE[b as usize] {
-            while i < n && LETTER_BYTE[sql[i] as usize] {
-                i += 1;
-            }
+        // A letter (every first byte is one): the rest of the word hides no word start.
+        while i < n && BYTE_CLASS[sql[i] as usize] & LETTER != 0 {
+            i += 1;
         }
     }
     false
@@ -259,7 +265,12 @@ fn known_before_paren(head: &[u8]) -> bool {
     if start == end {
         return end == 0 || head[end - 1] != b'"';
     }
-    if start > 0 && matches!(head[start - 1], b'.' | b'"' | b'&') {
+    let mut before = start;
+    while before > 0 && lex::is_space(head[before - 1]) {
+        before -= 1;
+    }
+    if before > 0 && matches!(head[before - 1], b'.' | b'"' | b'&') {
+        // Qualified (`s . f (`), or the end of a quoted name.
         return false;
     }
     is_known_call(&head[start..end], true)
@@ -354,16 +365,30 @@ fn known_call(c: &Cursor<'_>, name: Token, back: [Option<Token>; 3]) -> bool {
     }
 }
 
-/// [`hides_word_start`] as a table, for the pre-filter's inner loop.
-static LETTER_BYTE: [bool; 256] = {
-    let mut t = [false; 256];
+/// Byte classes for the pre-filter: [`LETTER`] (see [`hides_word_start`]), [`FIRST`] (a first
+/// byte of a word it looks for, in either case; all letters) and [`PAREN`]; 0 for the rest, so
+/// the common byte is one load and one branch.
+static BYTE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
     let mut b = 0;
     while b < 256 {
-        t[b] = hides_word_start(b as u8);
+        if hides_word_start(b as u8) {
+            t[b] = LETTER;
+        }
         b += 1;
     }
+    let firsts = b"sdplahtuceSDPLAHTUCErR";
+    let mut i = 0;
+    while i < firsts.len() {
+        t[firsts[i] as usize] |= FIRST;
+        i += 1;
+    }
+    t[b'(' as usize] = PAREN;
     t
 };
+const LETTER: u8 = 1;
+const FIRST: u8 = 2;
+const PAREN: u8 = 4;
 
 /// Whether a word starting after `b` is the tail of a longer word. A digit is not enough: the
 /// scanner ends a number before a letter (`1set_config(...)` is `1` and a call), and a digit
@@ -378,18 +403,6 @@ const fn hides_word_start(b: u8) -> bool {
 const fn continues_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b >= 0x80
 }
-
-/// First bytes of the words [`needs_attention`] looks for, in either case.
-static FIRST_BYTE: [bool; 256] = {
-    let mut t = [false; 256];
-    let firsts = b"sdplahtuceSDPLAHTUCErR";
-    let mut i = 0;
-    while i < firsts.len() {
-        t[firsts[i] as usize] = true;
-        i += 1;
-    }
-    t
-};
 
 /// `hay` starts with the whole word `kw` (lowercase), ignoring ASCII case.
 fn word_ci(hay: &[u8], kw: &[u8]) -> bool {

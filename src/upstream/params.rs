@@ -5,19 +5,25 @@
 //! uses a server, lakepool sends one `SET` batch for just the values that differ, so each client
 //! sees the session it asked for; servers usually already match and nothing is sent.
 
-/// Name/value pairs with PostgreSQL's case-insensitive names.
+/// Name/value pairs with PostgreSQL's case-insensitive names, with a hash of the contents kept
+/// up to date on each change (maps are small and change rarely; the hash lets a checkout see in
+/// three compares that nothing needs setting, see [`SyncKey`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct ParamMap(Vec<(String, String)>);
+pub(crate) struct ParamMap {
+    entries: Vec<(String, String)>,
+    /// Hash of `entries` (0 when empty).
+    hash: u64,
+}
 
 impl ParamMap {
     /// An empty map.
     pub(crate) fn new() -> Self {
-        Self(Vec::new())
+        Self::default()
     }
 
     /// Value of `name`, compared case-insensitively.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0
+        self.entries
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
@@ -26,35 +32,82 @@ impl ParamMap {
     /// Sets `name` (keeping the existing spelling of the name if present).
     pub(crate) fn set(&mut self, name: &str, value: &str) {
         match self
-            .0
+            .entries
             .iter_mut()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
         {
             Some((_, v)) => {
-                if v != value {
-                    value.clone_into(v);
+                if v == value {
+                    return;
                 }
+                value.clone_into(v);
             }
-            None => self.0.push((name.to_owned(), value.to_owned())),
+            None => self.entries.push((name.to_owned(), value.to_owned())),
         }
+        self.rehash();
     }
 
     /// Removes `name`; true when it was there.
     pub(crate) fn remove(&mut self, name: &str) -> bool {
-        let before = self.0.len();
-        self.0.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-        self.0.len() != before
+        let before = self.entries.len();
+        self.entries.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        let removed = self.entries.len() != before;
+        if removed {
+            self.rehash();
+        }
+        removed
     }
 
     /// Entries in insertion order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// Number of entries.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.entries.len()
+    }
+
+    /// The contents' hash: equal maps (same entries in the same order, names compared
+    /// case-insensitively) have equal hashes.
+    pub(crate) fn content_hash(&self) -> u64 {
+        self.hash
+    }
+
+    fn rehash(&mut self) {
+        use std::hash::Hasher;
+        if self.entries.is_empty() {
+            self.hash = 0;
+            return;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for (k, v) in &self.entries {
+            for b in k.bytes() {
+                h.write_u8(b.to_ascii_lowercase());
+            }
+            h.write_u8(0xff);
+            h.write(v.as_bytes());
+            h.write_u8(0xff);
+        }
+        self.hash = h.finish().max(1);
+    }
+}
+
+/// What [`sync_plan`] was last given for a server connection when it found (or left) nothing
+/// to set: the hashes of the client's wanted settings, the server's session settings and the
+/// server's reported parameters. The same three again mean the same answer, without the plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SyncKey([u64; 3]);
+
+impl SyncKey {
+    /// The key of these three inputs of [`sync_plan`].
+    pub(crate) fn of(want: &ParamMap, have: &ParamMap, reported: &ParamMap) -> Self {
+        Self([
+            want.content_hash(),
+            have.content_hash(),
+            reported.content_hash(),
+        ])
     }
 }
 
@@ -384,6 +437,35 @@ mod tests {
             .iter()
             .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn content_hash_follows_the_contents() {
+        let mut a = ParamMap::new();
+        assert_eq!(a.content_hash(), 0);
+        a.set("TimeZone", "UTC");
+        let mut b = ParamMap::new();
+        b.set("timezone", "UTC");
+        assert_eq!(a.content_hash(), b.content_hash());
+        let h = a.content_hash();
+        a.set("timezone", "UTC");
+        assert_eq!(a.content_hash(), h);
+        a.set("timezone", "Europe/Paris");
+        assert_ne!(a.content_hash(), h);
+        a.set("timezone", "UTC");
+        assert_eq!(a.content_hash(), h);
+        a.set("work_mem", "8MB");
+        assert!(a.remove("work_mem"));
+        assert_eq!(a.content_hash(), h);
+        assert!(a.remove("timezone"));
+        assert_eq!(a.content_hash(), 0);
+        // A key is only as stale as any of its three maps.
+        let empty = ParamMap::new();
+        assert_ne!(
+            SyncKey::of(&b, &empty, &empty),
+            SyncKey::of(&empty, &b, &empty)
+        );
+        assert_eq!(SyncKey::of(&b, &empty, &b), SyncKey::of(&b, &empty, &b));
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl ServerConn {
             session: Box::new(ServerSession {
                 settings: ParamMap::new(),
                 login_user,
+                in_sync: None,
             }),
             key,
             host: std::sync::Arc::new(host.to_owned()),
@@ -83,6 +84,8 @@ pub(crate) struct ServerSession {
     pub(crate) settings: ParamMap,
     /// The role lakepool logged in as (the session authorization a reset returns to).
     pub(crate) login_user: String,
+    /// The last checkout's settings left nothing to set (see `SyncKey`).
+    pub(crate) in_sync: Option<super::params::SyncKey>,
 }
 
 /// A DataRow's values as text (lossy for non-UTF-8), NULL as None.
