@@ -87,6 +87,7 @@ pub fn build(config: &Config, shutdown: CancellationToken) -> Result<Built, AppE
         clients: AtomicUsize::new(0),
         sessions: Arc::default(),
         shutdown,
+        ends: Default::default(),
     };
     Ok(Built {
         shared,

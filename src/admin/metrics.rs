@@ -23,6 +23,8 @@ pub(crate) struct Scrape {
     pub(crate) process: ProcessSample,
     /// Client connections open now (logging in or logged in).
     pub(crate) clients_connected: usize,
+    /// Sessions ended since start, by reason (label, count).
+    pub(crate) sessions_ended: Vec<(&'static str, u64)>,
 }
 
 /// A text exposition being written.
@@ -197,6 +199,18 @@ pub(crate) fn render(scrape: &Scrape) -> String {
         &[],
         scrape.clients_connected as f64,
     );
+    o.family(
+        "lakepool_client_sessions_ended_total",
+        "counter",
+        "Logged-in client sessions ended since start, by reason (client_terminated, client_closed, client_io, client_protocol, server, idle_transaction_timeout, client_idle_timeout, shutdown, error).",
+    );
+    for (reason, n) in &scrape.sessions_ended {
+        o.sample(
+            "lakepool_client_sessions_ended_total",
+            &[("reason", reason)],
+            *n as f64,
+        );
+    }
 
     pool_families(&mut o, scrape);
     credential_families(&mut o, scrape);
@@ -432,6 +446,7 @@ mod tests {
                 ..Default::default()
             },
             clients_connected: 3,
+            sessions_ended: vec![("client_terminated", 7), ("shutdown", 0)],
         };
         let text = render(&scrape);
         assert!(
@@ -439,6 +454,9 @@ mod tests {
                 "# TYPE lakepool_clients_connected gauge\nlakepool_clients_connected 3\n"
             )
         );
+        assert!(text.contains(
+            "# TYPE lakepool_client_sessions_ended_total counter\nlakepool_client_sessions_ended_total{reason=\"client_terminated\"} 7\nlakepool_client_sessions_ended_total{reason=\"shutdown\"} 0\n"
+        ));
         assert!(
             text.contains("lakepool_credential_refreshes_total{database=\"d\\\"b\"} 2\n"),
             "{text}"
@@ -502,6 +520,7 @@ mod tests {
             credentials: Vec::new(),
             process: ProcessSample::default(),
             clients_connected: 0,
+            sessions_ended: Vec::new(),
         };
         let text = render(&scrape);
         let labels = "{database=\"d\",user=\"u\"}";

@@ -122,6 +122,7 @@ fn route(req: &Request<Incoming>, fe: &Shared) -> Response<Full<Bytes>> {
                 credentials: snapshot::credentials(fe),
                 process: snapshot::process(),
                 clients_connected: fe.clients.load(std::sync::atomic::Ordering::Relaxed),
+                sessions_ended: fe.ends.counts().collect(),
             };
             let mut resp = text(StatusCode::OK, metrics::render(&scrape));
             resp.headers_mut().insert(

@@ -29,6 +29,7 @@ use super::txn::{Attached, TxnClient};
 use crate::net::Stream;
 use crate::proto::backend::parse_parameter_status;
 use crate::proto::frame::{FrameError, HEADER_LEN};
+use crate::shared::ends::EndReason;
 use crate::upstream::params::{ParamMap, is_settable};
 
 /// Most bytes lakepool's own replies may add to what waits to be written to a client before
@@ -551,19 +552,20 @@ impl std::fmt::Display for PumpEnd {
 }
 
 impl PumpEnd {
-    /// A short label for metrics and logs.
-    pub fn label(&self) -> &'static str {
+    /// Why the session ended, when the run ends it.
+    pub(crate) fn reason(&self) -> EndReason {
         match self {
-            PumpEnd::Idle => "idle",
-            PumpEnd::ClientTerminated => "client_terminated",
-            PumpEnd::ClientClosed => "client_closed",
-            PumpEnd::ClientIo(_) => "client_io",
-            PumpEnd::ClientProtocol(_) => "client_protocol",
-            PumpEnd::ServerClosed => "server_closed",
-            PumpEnd::ServerIo(_) => "server_io",
-            PumpEnd::ServerProtocol(_) => "server_protocol",
-            PumpEnd::IdleInTransaction => "idle_transaction_timeout",
-            PumpEnd::ClientIdle => "client_idle_timeout",
+            // A run ends idle as a session's end only when lakepool shuts down.
+            PumpEnd::Idle => EndReason::Shutdown,
+            PumpEnd::ClientTerminated => EndReason::ClientTerminated,
+            PumpEnd::ClientClosed => EndReason::ClientClosed,
+            PumpEnd::ClientIo(_) => EndReason::ClientIo,
+            PumpEnd::ClientProtocol(_) => EndReason::ClientProtocol,
+            PumpEnd::ServerClosed | PumpEnd::ServerIo(_) | PumpEnd::ServerProtocol(_) => {
+                EndReason::Server
+            }
+            PumpEnd::IdleInTransaction => EndReason::IdleTransactionTimeout,
+            PumpEnd::ClientIdle => EndReason::ClientIdleTimeout,
         }
     }
 }

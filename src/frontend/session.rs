@@ -22,7 +22,9 @@ use crate::error::{ClientError, ClientFacing};
 use crate::logsafe::LogSafe;
 use crate::net::Stream;
 use crate::pool::Checkout;
+use crate::proto::sqlstate::SqlState;
 use crate::shared::clients::{ClientHandle, ClientState};
+use crate::shared::ends::EndReason;
 use crate::shared::{Shared, send_error_and_close};
 
 /// Longest lakepool spends rolling back or resetting a server a client left behind.
@@ -41,6 +43,7 @@ pub async fn serve(fe: &Shared, logged: Box<LoggedIn>, peer: &SocketAddr) {
     // boxed inside, for its length only).
     let mut session = Session::new(fe, stream, session, client);
     let end = session.run().await;
+    fe.ends.record(end.reason());
     tracing::info!(client = %peer, user = %LogSafe(&user), database = %LogSafe(&database),
         reason = %end, "client disconnected");
 }
@@ -58,6 +61,26 @@ pub enum SessionEnd {
     Io(std::io::Error),
     /// lakepool told the client why it ends the session (the error's message).
     Told(ClientError),
+}
+
+impl SessionEnd {
+    /// Why, for `/metrics`.
+    pub(crate) fn reason(&self) -> EndReason {
+        match self {
+            SessionEnd::Pump(e) => e.reason(),
+            SessionEnd::Terminated => EndReason::ClientTerminated,
+            SessionEnd::Closed => EndReason::ClientClosed,
+            SessionEnd::Io(_) => EndReason::ClientIo,
+            SessionEnd::Told(e) => match e.code {
+                SqlState::ADMIN_SHUTDOWN => EndReason::Shutdown,
+                SqlState::IDLE_SESSION_TIMEOUT => EndReason::ClientIdleTimeout,
+                SqlState::IDLE_IN_TRANSACTION_TIMEOUT => EndReason::IdleTransactionTimeout,
+                SqlState::PROTOCOL_VIOLATION => EndReason::ClientProtocol,
+                SqlState::CONNECTION_FAILURE => EndReason::Server,
+                _ => EndReason::Error,
+            },
+        }
+    }
 }
 
 impl std::fmt::Display for SessionEnd {

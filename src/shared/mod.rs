@@ -5,6 +5,7 @@
 
 pub(crate) mod cancel;
 pub(crate) mod clients;
+pub(crate) mod ends;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -56,6 +57,8 @@ pub(crate) struct Shared {
     pub(crate) sessions: Arc<clients::ClientRegistry>,
     /// Cancelled when lakepool shuts down.
     pub(crate) shutdown: CancellationToken,
+    /// Why sessions ended (`/metrics`).
+    pub(crate) ends: ends::SessionEnds,
 }
 
 impl Shared {

@@ -143,6 +143,15 @@ async fn metrics_move_with_pgbench_traffic() {
     .unwrap();
     assert_eq!(inf, pool_metric(&after, "lakepool_wait_seconds_count"));
     assert!(metric(&after, "lakepool_clients_connected").is_some());
+    // pgbench's two clients said goodbye with Terminate.
+    let ended = |text: &str| {
+        metric(
+            text,
+            "lakepool_client_sessions_ended_total{reason=\"client_terminated\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(ended(&after) - ended(&before) >= 2.0, "{after}");
     // A server error is counted by class.
     let c = connect(lp.port(), APP.0, APP.1, "app", false)
         .await
