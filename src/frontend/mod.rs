@@ -6,13 +6,11 @@ pub(crate) mod handshake;
 pub(crate) mod login;
 pub(crate) mod passthrough;
 // The data path is being rewritten on its own branch; the items in these files nothing uses
-// any more (Pipe::rewrite, Pump::run, PumpEnd::label, TxnClient::statement_count,
-// ClientNames::is_empty) go with that change.
+// any more (Pipe::rewrite, Pump::run, PumpEnd::label) go with that change.
 #[allow(dead_code)]
 pub(crate) mod pipe;
 #[allow(dead_code)]
 pub(crate) mod pump;
 pub(crate) mod session;
 pub(crate) mod tracker;
-#[allow(dead_code)]
 pub(crate) mod txn;

@@ -1,20 +1,32 @@
 //! Transaction pooling: what a client keeps between the transactions it runs on whatever
 //! server it gets, and the message-level work that makes that look like one session.
 //!
-//! - [`client`]: client → server messages: SQL inspected for session state, named prepared
-//!   statements mapped to per-pool server-side statements, lakepool's own replies queued.
+//! - [`client`]: client → server messages: framing, dispatch by kind, messages passed or
+//!   refused, lakepool's own replies queued.
+//! - [`inspect`]: SQL inspected for session state; SQL-level prepared statements followed.
+//! - [`statements`]: named prepared statements mapped to per-pool server-side statements.
+//! - [`names`]: a client's statement names and their budget.
+//! - [`catalog`]: `pg_prepared_statements` showing the client's own statements.
+//! - [`replay`]: a batch sent again after a stale shared statement.
+//! - [`without_server`]: prepare-only input answered before a server is attached.
 //! - [`server`]: server → client messages: replies to what lakepool added dropped, replies to
 //!   what it answered itself made up, in order.
 //! - [`replies`]: the queue of replies owed.
 //! - [`state`]: session settings read back after a transaction and restored before the next.
-//! - [`catalog`]: `pg_prepared_statements` showing the client's own statements.
 
-pub mod catalog;
-pub mod client;
-pub mod names;
-pub mod replies;
-pub mod server;
-pub mod state;
+mod catalog;
+pub(crate) mod client;
+mod inspect;
+mod names;
+mod replay;
+pub(crate) mod replies;
+mod server;
+pub(crate) mod state;
+mod statements;
+mod without_server;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,22 +38,22 @@ use state::Changes;
 
 /// Limits and switches for one pool's transaction-mode clients.
 #[derive(Debug, Clone)]
-pub struct TxnLimits {
+pub(crate) struct TxnLimits {
     /// Statements prepared per server connection; 0 turns statement mapping off.
-    pub cache_cap: usize,
+    pub(crate) cache_cap: usize,
     /// Named prepared statements one client may have.
-    pub max_statements: usize,
+    pub(crate) max_statements: usize,
     /// Bytes of statement text one client's names may refer to.
-    pub max_statement_bytes: usize,
+    pub(crate) max_statement_bytes: usize,
     /// Largest client message lakepool holds whole to inspect or rewrite.
-    pub hold_limit: usize,
+    pub(crate) hold_limit: usize,
     /// Largest client message accepted at all.
-    pub max_message: usize,
+    pub(crate) max_message: usize,
 }
 
 impl TxnLimits {
     /// Statement mapping is on.
-    pub fn mapping(&self) -> bool {
+    pub(crate) fn mapping(&self) -> bool {
         self.cache_cap > 0
     }
 }
@@ -49,7 +61,7 @@ impl TxnLimits {
 /// Session features that do not outlive a transaction in transaction pooling mode: the client
 /// is warned, and lakepool undoes them before the server serves another client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limitation {
+pub(crate) enum Limitation {
     /// LISTEN.
     Listen,
     /// Session-level advisory locks.
@@ -64,7 +76,7 @@ pub enum Limitation {
 
 impl Limitation {
     /// The warning's message and hint.
-    pub fn text(self) -> (&'static str, &'static str) {
+    fn text(self) -> (&'static str, &'static str) {
         match self {
             Limitation::Listen => (
                 "lakepool: LISTEN lasts only until the end of the transaction in transaction pooling mode (lakepool runs UNLISTEN before the server connection serves another client)",
@@ -92,7 +104,7 @@ impl Limitation {
 
 /// What a transaction-mode client keeps between transactions.
 #[derive(Debug, Default)]
-pub struct TxnClient {
+pub(crate) struct TxnClient {
     /// The client's named (protocol-level) statements, by the client's name.
     statements: names::ClientNames,
     /// SQL-level prepared statements: name → the `PREPARE` statement's text.
@@ -100,24 +112,25 @@ pub struct TxnClient {
     /// SQL-level prepared statements present on the server attached now.
     sql_on_server: Vec<String>,
     /// Session state touched since the last read back.
-    pub changes: Changes,
+    pub(crate) changes: Changes,
     /// Warnings not yet sent.
-    pub notices: Vec<Limitation>,
+    pub(crate) notices: Vec<Limitation>,
     /// lakepool answered a message with an error: client messages are dropped up to Sync, as
     /// the server would skip them.
     discarding: bool,
-    /// A batch that may have to be sent again (see [`client::Replay`]).
-    replay: Option<Box<client::Replay>>,
+    /// A batch that may have to be sent again (see [`replay::Replay`]).
+    replay: Option<Box<replay::Replay>>,
 }
 
 impl TxnClient {
-    /// Named statements the client has.
-    pub fn statement_count(&self) -> usize {
+    /// Named statements the client has (the tests and the fuzz harness check it).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn statement_count(&self) -> usize {
         self.statements.len()
     }
 
     /// Forgets every prepared statement of the client (`DISCARD ALL`, `DEALLOCATE ALL`).
-    pub fn forget_statements(&mut self) {
+    fn forget_statements(&mut self) {
         self.statements.clear();
         self.sql_prepared.clear();
         self.sql_on_server.clear();
@@ -125,31 +138,31 @@ impl TxnClient {
 
     /// The server is being released: SQL-level statements on it are deallocated by the
     /// cleanup, so none is on the next server.
-    pub fn detached(&mut self) {
+    pub(crate) fn detached(&mut self) {
         for n in std::mem::take(&mut self.sql_on_server) {
             self.changes.deallocate_later(&n);
         }
     }
 
     /// Whether lakepool must look at the server before the server goes back to the pool.
-    pub fn needs_follow_up(&self) -> bool {
+    pub(crate) fn needs_follow_up(&self) -> bool {
         !self.changes.is_empty() || !self.sql_on_server.is_empty()
     }
 }
 
 /// What the client side works against while attached to one server.
-pub struct Attached<'a> {
+pub(crate) struct Attached<'a> {
     /// Requests awaiting replies (statement mapping on).
-    pub queue: &'a mut ReplyQueue,
+    pub(crate) queue: &'a mut ReplyQueue,
     /// The server's prepared statements.
-    pub cache: &'a mut PreparedCache,
+    pub(crate) cache: &'a mut PreparedCache,
     /// The pool's interned statements.
-    pub registry: &'a StatementRegistry,
+    pub(crate) registry: &'a StatementRegistry,
     /// Limits.
-    pub limits: &'a TxnLimits,
+    pub(crate) limits: &'a TxnLimits,
 }
 
 /// Statement names lakepool uses on server connections; a client may not name them in SQL.
-pub fn is_reserved(name: &str) -> bool {
+fn is_reserved(name: &str) -> bool {
     name.starts_with(crate::upstream::prepared::NAME_PREFIX)
 }

@@ -11,7 +11,7 @@ use crate::upstream::prepared::Statement;
 /// clients execute one statement over and over: that lookup then costs a comparison, not a
 /// hash).
 #[derive(Debug, Default)]
-pub struct ClientNames {
+pub(crate) struct ClientNames {
     map: HashMap<Box<[u8]>, Arc<Statement>>,
     bytes: usize,
     last: Option<(Box<[u8]>, Arc<Statement>)>,
@@ -19,27 +19,22 @@ pub struct ClientNames {
 
 impl ClientNames {
     /// Names held.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
 
-    /// No names.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
     /// Bytes of statement text the names refer to.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
     /// Whether `name` exists.
-    pub fn contains(&self, name: &[u8]) -> bool {
+    pub(crate) fn contains(&self, name: &[u8]) -> bool {
         self.map.contains_key(name)
     }
 
     /// The statement `name` maps to.
-    pub fn get(&mut self, name: &[u8]) -> Option<Arc<Statement>> {
+    pub(crate) fn get(&mut self, name: &[u8]) -> Option<Arc<Statement>> {
         if let Some((n, s)) = &self.last
             && **n == *name
         {
@@ -53,7 +48,7 @@ impl ClientNames {
     }
 
     /// Maps `name` to `stmt` (replacing what it mapped to).
-    pub fn insert(&mut self, name: Box<[u8]>, stmt: Arc<Statement>) {
+    pub(crate) fn insert(&mut self, name: Box<[u8]>, stmt: Arc<Statement>) {
         self.bytes += stmt.rest_len();
         if let Some(old) = self.map.insert(name, stmt) {
             self.bytes = self.bytes.saturating_sub(old.rest_len());
@@ -62,7 +57,7 @@ impl ClientNames {
     }
 
     /// Removes `name`.
-    pub fn remove(&mut self, name: &[u8]) -> Option<Arc<Statement>> {
+    pub(crate) fn remove(&mut self, name: &[u8]) -> Option<Arc<Statement>> {
         let s = self.map.remove(name)?;
         self.bytes = self.bytes.saturating_sub(s.rest_len());
         self.last = None;
@@ -70,14 +65,14 @@ impl ClientNames {
     }
 
     /// Forgets every name.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.map.clear();
         self.bytes = 0;
         self.last = None;
     }
 
     /// (name, statement) pairs.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Arc<Statement>)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &Arc<Statement>)> {
         self.map.iter().map(|(n, s)| (&n[..], s))
     }
 }

@@ -16,7 +16,7 @@ use crate::upstream::prepared::{PreparedCache, Statement};
 
 /// One request awaiting its reply.
 #[derive(Debug)]
-pub enum Expect {
+pub(crate) enum Expect {
     /// Parse. `forward` is false for a Parse lakepool added; `stmt` is removed from the server's
     /// cache if the server never completes it.
     Parse {
@@ -58,7 +58,7 @@ pub enum Expect {
 /// the server ignores that request (an earlier error in the same exchange), as PostgreSQL
 /// would never have made it.
 #[derive(Debug, Clone)]
-pub enum Undo {
+pub(crate) enum Undo {
     /// The client's Parse created this name.
     Unmap(Box<[u8]>, Arc<Statement>),
     /// The client's Close removed this name.
@@ -67,7 +67,7 @@ pub enum Undo {
 
 /// A reply lakepool makes up for a request it did not need to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Synth {
+pub(crate) enum Synth {
     /// The statement was already prepared on this server.
     ParseComplete,
     /// The client closed a statement lakepool keeps prepared on the server.
@@ -86,7 +86,7 @@ pub enum Synth {
 
 /// The entries of one client/server pairing.
 #[derive(Debug, Default)]
-pub struct ReplyQueue {
+pub(crate) struct ReplyQueue {
     q: VecDeque<Expect>,
     /// The server hit an error in an extended exchange and ignores messages until Sync.
     skipping: bool,
@@ -100,23 +100,23 @@ pub struct ReplyQueue {
 
 impl ReplyQueue {
     /// True when nothing is owed.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.q.is_empty()
     }
 
     /// Entries waiting: bounded by the caller, which stops reading the client beyond a limit.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.q.len()
     }
 
     /// The server ignores requests until the next Sync: forward them untouched and expect
     /// nothing.
-    pub fn skipping(&self) -> bool {
+    pub(crate) fn skipping(&self) -> bool {
         self.skipping
     }
 
     /// Records a request just queued for the server (or a made-up reply).
-    pub fn push(&mut self, e: Expect) {
+    pub(crate) fn push(&mut self, e: Expect) {
         match e {
             Expect::Sync if self.copy_in => {}
             Expect::Sync => {
@@ -130,12 +130,12 @@ impl ReplyQueue {
     }
 
     /// The head is a made-up reply: it is due now.
-    pub fn synth_due(&self) -> bool {
+    pub(crate) fn synth_due(&self) -> bool {
         matches!(self.q.front(), Some(Expect::Synth(..)))
     }
 
     /// The made-up reply at the head, if the head is one: it is due now.
-    pub fn pop_synth(&mut self) -> Option<Synth> {
+    pub(crate) fn pop_synth(&mut self) -> Option<Synth> {
         if !matches!(self.q.front(), Some(Expect::Synth(..))) {
             return None;
         }
@@ -146,12 +146,12 @@ impl ReplyQueue {
     }
 
     /// The mapped statement whose Bind or Describe the last ErrorResponse answered.
-    pub fn take_failed(&mut self) -> Option<Arc<Statement>> {
+    pub(crate) fn take_failed(&mut self) -> Option<Arc<Statement>> {
         self.failed.take()
     }
 
     /// Name changes the server made void (see [`Undo`]); empty almost always.
-    pub fn take_undo(&mut self) -> Option<std::vec::Drain<'_, Undo>> {
+    pub(crate) fn take_undo(&mut self) -> Option<std::vec::Drain<'_, Undo>> {
         (!self.undo.is_empty()).then(|| self.undo.drain(..))
     }
 
@@ -175,7 +175,7 @@ impl ReplyQueue {
     }
 
     /// Accounts for one server message with tag `tag`; returns whether it goes to the client.
-    pub fn on_server(&mut self, tag: u8, cache: &mut PreparedCache) -> bool {
+    pub(crate) fn on_server(&mut self, tag: u8, cache: &mut PreparedCache) -> bool {
         if matches!(self.q.front(), Some(Expect::Injected)) {
             if tag == b'Z' {
                 self.q.pop_front();

@@ -2,17 +2,22 @@
 //! what it answered itself are made up in the place the server would have put them, and what
 //! the server says about prepared statements is applied to the caches.
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 
 use std::sync::atomic::Ordering;
 
-use super::client::{ReplayState, write_notice, write_synth};
-use super::{Attached, TxnClient};
+use super::replay::ReplayState;
+use super::replies::Synth;
+use super::{Attached, Limitation, TxnClient};
+use crate::error::ClientError;
+use crate::proto::frame::put_header;
+use crate::proto::sqlstate::SqlState;
+use crate::proto::write;
 
 impl TxnClient {
     /// Accounts for one server message (`body` when it was small enough to look at, for the
     /// tags the pump inspects); returns whether it goes to the client.
-    pub fn on_server_message(
+    pub(crate) fn on_server_message(
         &mut self,
         tag: u8,
         body: Option<&[u8]>,
@@ -90,20 +95,20 @@ impl TxnClient {
     }
 
     /// A stale batch's replies are all in: it is to be sent again now.
-    pub fn replay_due(&self) -> bool {
+    pub(crate) fn replay_due(&self) -> bool {
         self.replay
             .as_ref()
             .is_some_and(|r| r.state == ReplayState::Ready)
     }
 
     /// Whether something is ready to be written at the next boundary of the server's stream.
-    pub fn has_due(&self, at: &Attached<'_>) -> bool {
+    pub(crate) fn has_due(&self, at: &Attached<'_>) -> bool {
         !self.notices.is_empty() || at.queue.synth_due()
     }
 
     /// Writes what [`Self::has_due`] reported into `out`; `status` is the transaction status
     /// at this point of the stream.
-    pub fn write_due(&mut self, at: &mut Attached<'_>, status: u8, out: &mut BytesMut) {
+    pub(crate) fn write_due(&mut self, at: &mut Attached<'_>, status: u8, out: &mut BytesMut) {
         for n in self.notices.drain(..) {
             write_notice(n, out);
         }
@@ -121,6 +126,39 @@ fn is_stale_plan(body: &[u8]) -> bool {
         || (f.code == "0A000"
             && f.message
                 .starts_with("cached plan must not change result type"))
+}
+
+/// Writes a made-up reply; `status` is the transaction status at this point of the stream.
+fn write_synth(s: &Synth, out: &mut BytesMut, status: u8) {
+    match s {
+        Synth::ParseComplete => write::parse_complete(out),
+        Synth::CloseComplete => write::close_complete(out),
+        Synth::Command(_) if status == b'E' => {
+            ClientError::error(
+                SqlState::IN_FAILED_SQL_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )
+            .write(out);
+            write::ready_for_query(out, status);
+        }
+        Synth::Command(tag) => {
+            put_header(out, b'C', tag.len() + 1);
+            out.put_slice(tag.as_bytes());
+            out.put_u8(0);
+            write::ready_for_query(out, status);
+        }
+        Synth::Error(e) => e.write(out),
+        Synth::QueryError(e) => {
+            e.write(out);
+            write::ready_for_query(out, if status == b'T' { b'E' } else { status });
+        }
+    }
+}
+
+/// Writes a warning about a session feature that does not outlive the transaction.
+fn write_notice(l: Limitation, out: &mut BytesMut) {
+    let (message, hint) = l.text();
+    write::warning(out, SqlState::WARNING, message, Some(hint));
 }
 
 #[cfg(test)]

@@ -16,32 +16,32 @@ use crate::upstream::server::{ControlError, ServerConn};
 
 /// What a client's statements may have changed on its server since the last read back.
 #[derive(Debug, Default)]
-pub struct Changes {
+pub(crate) struct Changes {
     /// Parameters changed by name, with whether the last change was a `RESET`.
     named: Vec<(String, bool)>,
     /// Something changed session state without naming it (`RESET ALL`, `DO`, `CALL`, an
     /// unknown function, a `set_config` with a computed name, a query too large to inspect):
     /// read everything back.
-    pub all: bool,
+    pub(crate) all: bool,
     /// `LISTEN`: `UNLISTEN *` before another client.
-    pub unlisten: bool,
+    pub(crate) unlisten: bool,
     /// Session-level advisory locks: released before another client.
-    pub unlock: bool,
+    pub(crate) unlock: bool,
     /// Cursors `WITH HOLD`: closed before another client.
-    pub close_cursors: bool,
+    pub(crate) close_cursors: bool,
     /// Temporary objects: dropped before another client.
-    pub discard_temp: bool,
+    pub(crate) discard_temp: bool,
     /// Prepared statements created on the server in the client's own names (SQL `PREPARE`,
     /// and protocol-level ones when statement mapping is off): deallocated before another
     /// client.
-    pub deallocate: Vec<String>,
+    pub(crate) deallocate: Vec<String>,
 }
 
 impl Changes {
     /// Code ran that may have changed anything without naming it (a `DO` block, `CALL`, a
     /// function lakepool does not know): everything is read back, and what cannot follow a
     /// client is undone whether or not it happened (each is a no-op when nothing is there).
-    pub fn opaque(&mut self) {
+    pub(crate) fn opaque(&mut self) {
         self.all = true;
         self.unlisten = true;
         self.unlock = true;
@@ -50,7 +50,7 @@ impl Changes {
     }
 
     /// Nothing noted.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.named.is_empty()
             && !self.all
             && !self.unlisten
@@ -61,12 +61,12 @@ impl Changes {
     }
 
     /// A parameter was set (or may have been).
-    pub fn set(&mut self, name: &str) {
+    pub(crate) fn set(&mut self, name: &str) {
         self.note(name, false);
     }
 
     /// A parameter was reset.
-    pub fn reset(&mut self, name: &str) {
+    pub(crate) fn reset(&mut self, name: &str) {
         self.note(name, true);
     }
 
@@ -85,7 +85,7 @@ impl Changes {
     }
 
     /// A prepared statement the server must forget before another client.
-    pub fn deallocate_later(&mut self, name: &str) {
+    pub(crate) fn deallocate_later(&mut self, name: &str) {
         if !self.deallocate.iter().any(|n| n == name) {
             self.deallocate.push(name.to_owned());
         }
@@ -94,18 +94,18 @@ impl Changes {
 
 /// A client's session as a direct connection would have it.
 #[derive(Debug, Clone, Default)]
-pub struct ClientSettings {
+pub(crate) struct ClientSettings {
     /// What the client asked for at startup (values as the server spells them once known):
     /// what a `RESET` returns to.
-    pub startup: ParamMap,
+    pub(crate) startup: ParamMap,
     /// Every parameter that differs from a freshly logged-in server: the startup settings and
     /// the client's own changes.
-    pub wanted: ParamMap,
+    pub(crate) wanted: ParamMap,
 }
 
 impl ClientSettings {
     /// Settings for a client that asked for `startup`.
-    pub fn new(startup: ParamMap) -> Self {
+    pub(crate) fn new(startup: ParamMap) -> Self {
         Self {
             wanted: startup.clone(),
             startup,
@@ -115,7 +115,7 @@ impl ClientSettings {
     /// Adopts the server's spelling of a value lakepool just set for this client.
     /// The startup value follows only when it is the value that was set (a later `SET` of the
     /// same parameter must not become what `RESET` returns to).
-    pub fn normalized(&mut self, name: &str, value: &str) {
+    pub(crate) fn normalized(&mut self, name: &str, value: &str) {
         let set = self.wanted.get(name);
         if set.is_some() && self.startup.get(name) == set {
             self.startup.set(name, value);
@@ -126,7 +126,7 @@ impl ClientSettings {
 
 /// The cleanup and read back after a transaction that changed session state. On error the
 /// server's state is unknown and it must be closed.
-pub async fn follow_changes(
+pub(crate) async fn follow_changes(
     conn: &mut ServerConn,
     changes: &mut Changes,
     settings: &mut ClientSettings,

@@ -1,0 +1,279 @@
+//! Transaction mode, SQL inspection: simple queries and Parse texts are looked at for what
+//! they do to session state (noted, to be read back or undone), what does not outlive a
+//! transaction (warned about), and the SQL-level prepared statements the client keeps between
+//! servers (prepared again ahead of a query that needs them).
+
+use std::sync::Arc;
+
+use super::client::{Step, Whole, expect_for, whole};
+use super::replies::{Expect, Synth};
+use super::statements::reserved_error;
+use super::{Attached, Limitation, TxnClient, catalog, is_reserved};
+use crate::frontend::pipe::Pipe;
+use crate::frontend::tracker::Tracker;
+use crate::proto::frame::{HEADER_LEN, Header, split_cstr};
+use crate::proto::frontend;
+use crate::proto::sql::{self, Command, SetConfigCalls};
+
+impl TxnClient {
+    pub(super) fn query(
+        &mut self,
+        h: Header,
+        up: &mut Pipe,
+        at: &mut Attached<'_>,
+        t: &mut Tracker,
+    ) -> Step {
+        match whole(up, h, at.limits.hold_limit) {
+            Whole::Wait => return Step::NeedMore,
+            Whole::TooBig => {
+                // Too large to inspect: whatever it does to session state is read back after.
+                self.changes.all = true;
+                return self.pass(h, up, at, t);
+            }
+            Whole::Ready => {}
+        }
+        let mapping = at.limits.mapping();
+        let mut plan = {
+            let msg = up.whole(h).unwrap_or_default();
+            let body = &msg[HEADER_LEN..];
+            let text = split_cstr(body).map_or(body, |(t, _)| t);
+            self.inspect_sql(text, true, mapping)
+        };
+        if let Some(reply) = plan.reply {
+            up.consume(h);
+            at.queue.push(Expect::Synth(reply, None));
+            return Step::Done;
+        }
+        if plan.catalog {
+            // The client's SQL-level statements are in the view it reads.
+            for n in self.sql_prepared.keys() {
+                if !self.sql_on_server.contains(n) && !plan.prepare_first.contains(n) {
+                    plan.prepare_first.push(n.clone());
+                }
+            }
+        }
+        self.prepare_sql_first(&plan.prepare_first, up, at, t);
+        if plan.catalog && mapping {
+            let text = {
+                let msg = up.whole(h).unwrap_or_default();
+                let body = &msg[HEADER_LEN..];
+                let text = split_cstr(body).map_or(body, |(t, _)| t);
+                std::str::from_utf8(text).ok().map(str::to_owned)
+            };
+            if let Some(text) = text {
+                self.ensure_all_prepared(up, at, t);
+                let sql = catalog::rewrite(&text, &self.mapped_names(at));
+                up.consume(h);
+                frontend::query(up.emit(), &sql);
+                expect_for(b'Q', at);
+                t.client_sent(b'Q');
+                return Step::Done;
+            }
+        }
+        expect_for(b'Q', at);
+        t.client_sent(b'Q');
+        up.pass_message(h);
+        Step::Done
+    }
+
+    /// The client's SQL `PREPARE`s of `names`, sent ahead on this server (their replies are
+    /// lakepool's; the statements are deallocated before another client).
+    pub(super) fn prepare_sql_first(
+        &mut self,
+        names: &[String],
+        up: &mut Pipe,
+        at: &mut Attached<'_>,
+        t: &mut Tracker,
+    ) {
+        for name in names {
+            if let Some(text) = self.sql_prepared.get(name) {
+                frontend::query(up.emit(), text);
+                at.queue.push(Expect::Injected);
+                t.client_sent(b'Q');
+                self.sql_on_server.push(name.clone());
+            }
+        }
+    }
+
+    /// Looks at SQL the client sends: notes what it may change in the session, warns about
+    /// what does not outlive a transaction, and answers what lakepool must answer itself.
+    pub(super) fn inspect_sql(&mut self, text: &[u8], simple: bool, mapping: bool) -> SqlPlan {
+        let mut plan = SqlPlan::default();
+        if !sql::needs_attention(text) {
+            return plan;
+        }
+        let Ok(text) = std::str::from_utf8(text) else {
+            // Not UTF-8 (another client_encoding): read everything back afterwards.
+            self.changes.all = true;
+            return plan;
+        };
+        let stmts = sql::statements(text);
+        let lone = simple && stmts.len() == 1;
+        plan.catalog = !sql::prepared_statements_refs(text).is_empty();
+        for st in &stmts {
+            match &st.set_config {
+                SetConfigCalls::None => {}
+                SetConfigCalls::Names(names) => names.iter().for_each(|n| self.changes.set(n)),
+                SetConfigCalls::Unknown => self.changes.all = true,
+            }
+            if st.calls_unknown {
+                self.changes.opaque();
+            }
+            let how = (simple, lone, mapping);
+            if let Some(reply) = self.note_command(&st.command, st.text, how, &mut plan) {
+                plan.reply = Some(reply);
+            }
+        }
+        if let Some(name) = &plan.reserved {
+            // A reserved name anywhere refuses the whole query: nothing of it runs.
+            plan.reply = Some(reserved(name));
+            plan.prepare_first.clear();
+        }
+        plan
+    }
+
+    /// Notes what one statement does to the session, or to the client's SQL-level prepared
+    /// statements; returns lakepool's own answer to the query, if it gives one. Long on
+    /// purpose: one arm per kind of command, each a line or two, read best side by side.
+    fn note_command(
+        &mut self,
+        command: &Command,
+        text: &str,
+        (simple, lone, mapping): (bool, bool, bool),
+        plan: &mut SqlPlan,
+    ) -> Option<Synth> {
+        let limitation = match command {
+            Command::Reset { name } => {
+                self.changes.reset(name);
+                return None;
+            }
+            Command::Set { name } => {
+                self.changes.set(name);
+                return None;
+            }
+            Command::SessionCharacteristics { names } => {
+                names.iter().for_each(|n| self.changes.set(n));
+                return None;
+            }
+            Command::ResetAll | Command::DiscardAll => {
+                self.changes.all = true;
+                return None;
+            }
+            Command::Opaque => {
+                self.changes.opaque();
+                return None;
+            }
+            Command::Deallocate { name }
+            | Command::Execute { name }
+            | Command::Prepare { name }
+                if mapping && is_reserved(name) =>
+            {
+                plan.reserved = Some(name.clone());
+                return None;
+            }
+            Command::Deallocate { name } => {
+                return self.deallocate(name, (simple, lone), mapping, plan);
+            }
+            Command::DeallocateAll => {
+                self.sql_prepared.clear();
+                return None;
+            }
+            Command::Prepare { name } if mapping => {
+                self.sql_prepared.insert(name.clone(), Arc::from(text));
+                self.sql_on_server.push(name.clone());
+                return None;
+            }
+            Command::Prepare { name } => {
+                self.changes.deallocate_later(name);
+                Limitation::SqlPrepare
+            }
+            Command::Execute { name } => {
+                if simple {
+                    self.prepare_first(name, plan);
+                }
+                return None;
+            }
+            Command::Listen => {
+                self.changes.unlisten = true;
+                Limitation::Listen
+            }
+            Command::AdvisoryLock => {
+                self.changes.unlock = true;
+                Limitation::AdvisoryLock
+            }
+            Command::CursorWithHold => {
+                self.changes.close_cursors = true;
+                Limitation::HoldCursor
+            }
+            Command::CreateTemp => {
+                self.changes.discard_temp = true;
+                Limitation::TempTable
+            }
+            Command::SetLocal { .. } | Command::DiscardOther | Command::Other => return None,
+        };
+        if !self.notices.contains(&limitation) {
+            self.notices.push(limitation);
+        }
+        None
+    }
+
+    /// SQL `DEALLOCATE name`: of a protocol-level statement lakepool mapped (the server knows
+    /// it by another name), or of a SQL-level one that is not on this server.
+    fn deallocate(
+        &mut self,
+        name: &str,
+        (simple, lone): (bool, bool),
+        mapping: bool,
+        plan: &mut SqlPlan,
+    ) -> Option<Synth> {
+        if !mapping || !simple {
+            return None;
+        }
+        if lone && self.statements.remove(name.as_bytes()).is_some() {
+            return Some(Synth::Command("DEALLOCATE"));
+        }
+        if self.sql_prepared.contains_key(name) {
+            if self.sql_on_server.iter().any(|n| n == name) {
+                self.sql_prepared.remove(name);
+                self.sql_on_server.retain(|n| n != name);
+                return None;
+            }
+            if lone {
+                self.sql_prepared.remove(name);
+                return Some(Synth::Command("DEALLOCATE"));
+            }
+            // In a longer query: prepare it here first so the server's DEALLOCATE finds it.
+            self.prepare_first(name, plan);
+            self.sql_prepared.remove(name);
+        }
+        None
+    }
+
+    /// A SQL-level statement of this client that this server lacks is prepared before the
+    /// query that names it.
+    fn prepare_first(&mut self, name: &str, plan: &mut SqlPlan) {
+        if self.sql_prepared.contains_key(name)
+            && !self.sql_on_server.iter().any(|n| n == name)
+            && !plan.prepare_first.iter().any(|n| n == name)
+        {
+            plan.prepare_first.push(name.to_owned());
+        }
+    }
+}
+
+/// What inspecting one SQL text decided.
+#[derive(Debug, Default)]
+pub(super) struct SqlPlan {
+    /// lakepool answers the query itself.
+    pub(super) reply: Option<Synth>,
+    /// SQL-level statements of the client to prepare on this server first.
+    pub(super) prepare_first: Vec<String>,
+    /// The query reads `pg_prepared_statements`.
+    pub(super) catalog: bool,
+    /// A statement names one of lakepool's server-side statements.
+    pub(super) reserved: Option<String>,
+}
+
+fn reserved(name: &str) -> Synth {
+    Synth::QueryError(Box::new(reserved_error(name)))
+}

@@ -1,0 +1,155 @@
+//! SQL inspection: session changes noted and warned about, SQL `DEALLOCATE` and `DISCARD ALL`,
+//! `pg_prepared_statements`, prepare-only input answered without a server.
+
+use super::*;
+
+#[test]
+fn lone_deallocate_of_a_mapped_statement_is_answered_locally() {
+    let mut r = Rig::new();
+    r.send(&[parse("S_1", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    let out = r.send(&query("DEALLOCATE \"S_1\""));
+    assert!(out.is_empty(), "nothing for the server");
+    let back = r.due();
+    assert_eq!(tags(&back), "CZ");
+    assert_eq!(&messages(&back)[0].1, b"DEALLOCATE\0");
+    assert_eq!(r.client.statement_count(), 0);
+    // Unknown names go to the server, which answers as PostgreSQL does.
+    assert_eq!(tags(&r.send(&query("DEALLOCATE nope"))), "Q");
+}
+
+#[test]
+fn pipelined_deallocate_gets_the_status_of_its_place_in_the_stream() {
+    let mut r = Rig::new();
+    r.send(&[parse("S_1", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    // BEGIN, then DEALLOCATE, pipelined: the made-up ReadyForQuery follows BEGIN's.
+    let out = r.send(&[query("BEGIN"), query("DEALLOCATE \"S_1\""), query("COMMIT")].concat());
+    assert_eq!(tags(&out), "QQ");
+    let mut reply = msg(b'C', b"BEGIN\0");
+    reply.extend(msg(b'Z', b"T"));
+    reply.extend(msg(b'C', b"COMMIT\0"));
+    reply.extend(msg(b'Z', b"I"));
+    let back = messages(&r.reply(&reply));
+    let statuses: Vec<u8> = back
+        .iter()
+        .filter(|(t, _)| *t == b'Z')
+        .map(|(_, b)| b[0])
+        .collect();
+    assert_eq!(statuses, b"TTI");
+}
+
+#[test]
+fn discard_all_forgets_statements_everywhere() {
+    let mut r = Rig::new();
+    r.send(&[parse("a", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    r.send(&query("DISCARD ALL"));
+    assert!(r.client.changes.all);
+    let mut reply = msg(b'C', b"DISCARD ALL\0");
+    reply.extend(msg(b'Z', b"I"));
+    r.reply(&reply);
+    assert!(r.cache.is_empty());
+    assert_eq!(r.client.statement_count(), 0);
+}
+
+#[test]
+fn session_changes_are_noted_without_warnings() {
+    let mut r = Rig::new();
+    let out = r.send(&query(
+        "SET search_path TO a; SET work_mem = '8MB'; SELECT set_config('app.x', '1', false)",
+    ));
+    assert_eq!(tags(&out), "Q");
+    assert!(!r.client.changes.is_empty());
+    assert!(!r.client.changes.all);
+    assert_eq!(
+        tags(&r.due()),
+        "",
+        "no warning: every parameter follows its client"
+    );
+    // A server ParameterStatus (a SET inside a function) is noted too.
+    r.client.changes = Default::default();
+    let mut reply = msg(b'S', b"application_name\0x\0");
+    reply.extend(msg(b'C', b"SELECT 1\0"));
+    reply.extend(msg(b'Z', b"I"));
+    r.reply(&reply);
+    assert!(!r.client.changes.is_empty());
+    assert_eq!(r.params.get("application_name"), Some("x"));
+}
+
+#[test]
+fn session_only_features_are_warned_about_and_undone() {
+    let mut r = Rig::new();
+    r.send(&query("LISTEN ch"));
+    let back = r.due();
+    assert_eq!(tags(&back), "N");
+    assert!(r.client.changes.unlisten);
+    r.send(&query("CREATE TEMP TABLE t (a int)"));
+    assert!(r.client.changes.discard_temp);
+}
+
+#[test]
+fn prepare_only_input_is_answered_without_a_server() {
+    let registry = StatementRegistry::default();
+    let limits = Rig::new().limits;
+    let mut c = TxnClient::default();
+    let mut up = Pipe::default();
+    up.feed(&[parse("P_0", "select 1"), sync()].concat());
+    assert!(
+        c.answer_without_server(&mut up, &limits, &registry, None)
+            .is_none(),
+        "never accepted by a server yet"
+    );
+    registry
+        .intern(b"select 1\0\0\0")
+        .accepted
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let reply = c
+        .answer_without_server(&mut up, &limits, &registry, None)
+        .unwrap();
+    assert_eq!(tags(&reply), "1Z");
+    assert!(up.unread().is_empty());
+    assert_eq!(c.statement_count(), 1);
+    // Anything that executes needs a server.
+    up.feed(&[bind("P_0"), exec(), sync()].concat());
+    assert!(
+        c.answer_without_server(&mut up, &limits, &registry, None)
+            .is_none()
+    );
+    assert!(!up.unread().is_empty());
+}
+
+#[test]
+fn pg_prepared_statements_shows_the_clients_own_names() {
+    let mut r = Rig::new();
+    r.send(&[parse("mine", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    let out = r.send(&query("select name from pg_prepared_statements"));
+    let m = messages(&out);
+    assert_eq!(tags(&out), "Q");
+    let sql = String::from_utf8_lossy(&m[0].1);
+    assert!(sql.contains("E'mine'"), "{sql}");
+    assert!(sql.contains("NOT LIKE"), "{sql}");
+}
+
+#[test]
+fn pg_prepared_statements_in_an_unnamed_parse_shows_the_clients_own_names() {
+    let mut r = Rig::new();
+    r.send(&[parse("mine", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    let out = r.send(&[parse("", "select name from pg_prepared_statements"), sync()].concat());
+    let m = messages(&out);
+    assert_eq!(tags(&out), "PS");
+    let sql = String::from_utf8_lossy(&m[0].1);
+    assert!(sql.contains("E'mine'"), "{sql}");
+    assert!(sql.contains("NOT LIKE"), "{sql}");
+    // A named one is left as it is.
+    let out = r.send(
+        &[
+            parse("n", "select name from pg_prepared_statements"),
+            sync(),
+        ]
+        .concat(),
+    );
+    assert!(!String::from_utf8_lossy(&out).contains("NOT LIKE"));
+}
