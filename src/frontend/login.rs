@@ -154,6 +154,25 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// The user and database a startup packet names (the database defaults to the user name, as
+/// PostgreSQL's does).
+fn login_names(params: &[(String, String)]) -> Result<(String, String), ClientError> {
+    let user = param(params, "user")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            ClientError::fatal(
+                SqlState::INVALID_AUTHORIZATION,
+                "no PostgreSQL user name specified in startup packet",
+            )
+        })?
+        .to_owned();
+    let database = param(params, "database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(&user)
+        .to_owned();
+    Ok((user, database))
+}
+
 async fn authenticate_login(
     fe: &Arc<Shared>,
     stream: &mut Stream,
@@ -169,19 +188,7 @@ async fn authenticate_login(
     if fe.server.client_tls == ClientTls::Require && !stream.is_tls() {
         return Err(tls_required());
     }
-    let user = param(&params, "user")
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| {
-            ClientError::fatal(
-                SqlState::INVALID_AUTHORIZATION,
-                "no PostgreSQL user name specified in startup packet",
-            )
-        })?
-        .to_owned();
-    let database = param(&params, "database")
-        .filter(|d| !d.is_empty())
-        .unwrap_or(&user)
-        .to_owned();
+    let (user, database) = login_names(&params)?;
     let mut leftover = BytesMut::new();
     // A pass-through database takes each client's Databricks token instead of [[users]].
     let passthrough = fe

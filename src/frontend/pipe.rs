@@ -42,7 +42,7 @@ struct Held {
 
 /// What [`Pipe::next`] found at the framing position.
 #[derive(Debug)]
-pub enum Next {
+pub(crate) enum Next {
     /// More bytes are needed (a header or a message the caller wants whole is incomplete).
     NeedMore,
     /// A message header; the caller decides what to do with the message.
@@ -51,7 +51,7 @@ pub enum Next {
 
 /// One direction's buffers.
 #[derive(Debug, Default)]
-pub struct Pipe {
+pub(crate) struct Pipe {
     /// Read buffer: `buf[pos..]` is not framed yet.
     buf: BytesMut,
     pos: usize,
@@ -71,7 +71,7 @@ pub struct Pipe {
 
 impl Pipe {
     /// A pipe whose read buffer starts with `bytes` (what arrived behind the login).
-    pub fn with_input(bytes: &[u8]) -> Self {
+    pub(crate) fn with_input(bytes: &[u8]) -> Self {
         let mut p = Self::default();
         if !bytes.is_empty() {
             p.ensure_buffer();
@@ -81,14 +81,14 @@ impl Pipe {
     }
 
     /// A pipe reading into `buf` (a server connection's own buffer, kept with it).
-    pub fn over(buf: BytesMut) -> Self {
+    pub(crate) fn over(buf: BytesMut) -> Self {
         let mut p = Self::default();
         p.buf = buf;
         p
     }
 
     /// Gives the read buffer back (with any unread bytes), leaving the pipe empty.
-    pub fn into_buffer(mut self) -> BytesMut {
+    pub(crate) fn into_buffer(mut self) -> BytesMut {
         if self.pos > 0 {
             self.compact();
         }
@@ -110,7 +110,7 @@ impl Pipe {
 
     /// Nothing read and not handled, nothing to write, no message half through: the pipe
     /// holds no state, and its buffers can go back to the per-thread pool.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.pos >= self.buf.len()
             && !self.has_output()
             && self.streaming.is_none()
@@ -119,7 +119,7 @@ impl Pipe {
 
     /// Returns the buffers to the per-thread pool when the pipe is empty (an idle client holds
     /// none).
-    pub fn release_buffers(&mut self) {
+    pub(crate) fn release_buffers(&mut self) {
         if !self.is_empty() {
             return;
         }
@@ -137,7 +137,7 @@ impl Pipe {
     /// Appends input as if read from the socket (tests and the fuzz harnesses drive the
     /// framing without sockets).
     #[cfg(any(test, feature = "fuzzing"))]
-    pub fn feed(&mut self, bytes: &[u8]) {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
         self.ensure_buffer();
         if !self.has_output() {
             self.compact();
@@ -147,7 +147,7 @@ impl Pipe {
 
     /// Takes the output as if written to a socket.
     #[cfg(any(test, feature = "fuzzing"))]
-    pub fn drain(&mut self) -> Vec<u8> {
+    pub(crate) fn drain(&mut self) -> Vec<u8> {
         let mut sink = Vec::new();
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match self.poll_write_out(&mut cx, &mut sink) {
@@ -157,7 +157,7 @@ impl Pipe {
     }
 
     /// Drops everything read and not framed (input lakepool answered itself).
-    pub fn discard_unread(&mut self) {
+    pub(crate) fn discard_unread(&mut self) {
         self.pos = self.buf.len();
         if !self.has_output() {
             self.compact();
@@ -165,12 +165,12 @@ impl Pipe {
     }
 
     /// Unframed bytes at the framing position.
-    pub fn unread(&self) -> &[u8] {
+    pub(crate) fn unread(&self) -> &[u8] {
         &self.buf[self.pos..]
     }
 
     /// Bytes waiting to be written.
-    pub fn output_len(&self) -> usize {
+    pub(crate) fn output_len(&self) -> usize {
         if self.copying {
             self.made.len() - self.written
         } else {
@@ -179,23 +179,23 @@ impl Pipe {
     }
 
     /// Something is waiting to be written or flushed.
-    pub fn has_output(&self) -> bool {
+    pub(crate) fn has_output(&self) -> bool {
         self.flushing || self.output_len() > 0
     }
 
     /// A message body is partly through: the peer on the other side is mid-message.
-    pub fn is_streaming(&self) -> bool {
+    pub(crate) fn is_streaming(&self) -> bool {
         self.streaming.is_some()
     }
 
     /// A message is being collected in the side buffer.
-    pub fn is_holding(&self) -> bool {
+    pub(crate) fn is_holding(&self) -> bool {
         self.held.is_some()
     }
 
     /// Frames the next message: its header when at a boundary, or `NeedMore`. While a body
     /// streams, that body is moved first (pass or drop), and `NeedMore` returned until it ends.
-    pub fn next(&mut self, max_body: usize) -> Result<Next, FrameError> {
+    pub(crate) fn next(&mut self, max_body: usize) -> Result<Next, FrameError> {
         if let Some(held) = self.held.as_mut() {
             let n = (held.total - held.msg.len()).min(self.buf.len() - self.pos);
             held.msg
@@ -232,33 +232,21 @@ impl Pipe {
 
     /// The whole message at the framing position when it has arrived (in the read buffer, or
     /// in the side buffer for a held one).
-    pub fn whole(&self, h: Header) -> Option<&[u8]> {
+    pub(crate) fn whole(&self, h: Header) -> Option<&[u8]> {
         match &self.held {
             Some(held) => (held.msg.len() == h.total()).then_some(&held.msg[..]),
             None => self.unread().get(..h.total()),
         }
     }
 
-    /// Consumes the whole message at the framing position, handing it and the output buffer to
-    /// `f`, which writes what replaces it (possibly nothing).
-    pub fn rewrite<R>(&mut self, h: Header, f: impl FnOnce(&[u8], &mut BytesMut) -> R) -> R {
-        self.start_copying();
-        let r = match &self.held {
-            Some(held) => f(&held.msg, &mut self.made),
-            None => f(&self.buf[self.pos..self.pos + h.total()], &mut self.made),
-        };
-        self.consume(h);
-        r
-    }
-
     /// Whether the message could ever be whole in the read buffer.
-    pub fn fits(&self, h: Header) -> bool {
+    pub(crate) fn fits(&self, h: Header) -> bool {
         h.total() <= buffer::BUF_SIZE
     }
 
     /// Passes the message at the framing position unchanged. Its body may still be arriving;
     /// the rest streams through as it comes.
-    pub fn pass_message(&mut self, h: Header) {
+    pub(crate) fn pass_message(&mut self, h: Header) {
         if let Some(held) = self.held.take() {
             self.start_copying();
             self.made.extend_from_slice(&held.msg);
@@ -268,7 +256,7 @@ impl Pipe {
     }
 
     /// Drops the message at the framing position, including any part still to arrive.
-    pub fn drop_message(&mut self, h: Header) {
+    pub(crate) fn drop_message(&mut self, h: Header) {
         if self.held.take().is_some() {
             return;
         }
@@ -293,7 +281,7 @@ impl Pipe {
     /// Consumes the first `n` bytes of the message at the framing position without output;
     /// the remaining `h.total() - n` bytes are passed unchanged as they come (a rewritten head
     /// followed by the original tail, e.g. a Bind with large parameters).
-    pub fn replace_head(&mut self, h: Header, n: usize) {
+    pub(crate) fn replace_head(&mut self, h: Header, n: usize) {
         self.skip(n);
         let rest = h.total() - n;
         let here = rest.min(self.buf.len() - self.pos);
@@ -308,7 +296,12 @@ impl Pipe {
 
     /// Replaces the first `n` bytes of the message at the framing position with what `f` writes
     /// (given those bytes), and passes the rest unchanged as it comes.
-    pub fn rewrite_head(&mut self, h: Header, n: usize, f: impl FnOnce(&[u8], &mut BytesMut)) {
+    pub(crate) fn rewrite_head(
+        &mut self,
+        h: Header,
+        n: usize,
+        f: impl FnOnce(&[u8], &mut BytesMut),
+    ) {
         self.start_copying();
         if let Some(held) = self.held.take() {
             f(&held.msg[..n], &mut self.made);
@@ -322,7 +315,7 @@ impl Pipe {
     /// Starts collecting the message at the framing position in the side buffer (it is larger
     /// than the read buffer and within the hold limit the caller checked). The memory is
     /// reserved as the bytes arrive, never ahead of them.
-    pub fn start_holding(&mut self, h: Header) {
+    pub(crate) fn start_holding(&mut self, h: Header) {
         let n = self.buf.len() - self.pos;
         let mut msg = BytesMut::with_capacity(n.max(buffer::BUF_SIZE));
         msg.extend_from_slice(&self.buf[self.pos..]);
@@ -335,14 +328,14 @@ impl Pipe {
 
     /// Consumes the whole message at the framing position without output (it was rewritten
     /// or answered by the caller).
-    pub fn consume(&mut self, h: Header) {
+    pub(crate) fn consume(&mut self, h: Header) {
         if self.held.take().is_none() {
             self.skip(h.total());
         }
     }
 
     /// Moves this pipe's pending output to the end of `other`'s.
-    pub fn move_output_into(&mut self, other: &mut Pipe) {
+    pub(crate) fn move_output_into(&mut self, other: &mut Pipe) {
         let out = if self.copying {
             &self.made[self.written..]
         } else {
@@ -359,7 +352,7 @@ impl Pipe {
     }
 
     /// Output buffer for rewritten or made-up bytes, in order after what is already queued.
-    pub fn emit(&mut self) -> &mut BytesMut {
+    pub(crate) fn emit(&mut self) -> &mut BytesMut {
         self.start_copying();
         &mut self.made
     }
@@ -400,7 +393,7 @@ impl Pipe {
     }
 
     /// Writes the output to `dst` and flushes. Ready(Ok) once nothing is left to write.
-    pub fn poll_write_out<W: AsyncWrite + Unpin>(
+    pub(crate) fn poll_write_out<W: AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
         dst: &mut W,
@@ -437,7 +430,7 @@ impl Pipe {
     }
 
     /// Reads more from `src` once everything framed so far is written. Ready(Ok(0)) at EOF.
-    pub fn poll_fill<R: AsyncRead + Unpin>(
+    pub(crate) fn poll_fill<R: AsyncRead + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
         src: &mut R,
@@ -483,136 +476,5 @@ impl Drop for Pipe {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        v.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        v.extend_from_slice(body);
-        v
-    }
-
-    fn out(p: &mut Pipe) -> Vec<u8> {
-        let mut sink = Vec::new();
-        let waker = std::task::Waker::noop();
-        let mut cx = Context::from_waker(waker);
-        match p.poll_write_out(&mut cx, &mut sink) {
-            Poll::Ready(Ok(())) => sink,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn unchanged_messages_go_out_without_copying() {
-        let mut data = msg(b'Q', b"select 1\0");
-        data.extend(msg(b'S', b""));
-        let mut p = Pipe::with_input(&data);
-        while let Next::Message(h) = p.next(1 << 20).unwrap() {
-            p.pass_message(h);
-        }
-        assert!(!p.copying);
-        assert_eq!(out(&mut p), data);
-        assert!(p.is_empty());
-    }
-
-    #[test]
-    fn a_change_copies_the_rest_of_the_round_in_order() {
-        let mut data = msg(b'B', b"x");
-        data.extend(msg(b'E', b"y"));
-        data.extend(msg(b'S', b""));
-        let mut p = Pipe::with_input(&data);
-        let mut want = Vec::new();
-        let mut first = true;
-        while let Next::Message(h) = p.next(1 << 20).unwrap() {
-            if first {
-                p.consume(h);
-                p.emit().extend_from_slice(b"NEW");
-                want.extend_from_slice(b"NEW");
-                first = false;
-            } else {
-                want.extend_from_slice(p.whole(h).unwrap());
-                p.pass_message(h);
-            }
-        }
-        assert_eq!(out(&mut p), want);
-    }
-
-    #[test]
-    fn large_messages_stream_and_dropped_ones_vanish() {
-        let big = vec![7u8; 40_000];
-        let data = msg(b'd', &big);
-        let mut p = Pipe::default();
-        p.ensure_buffer();
-        let mut sent = Vec::new();
-        for chunk in data.chunks(10_000) {
-            p.buf.extend_from_slice(chunk);
-            loop {
-                match p.next(1 << 20).unwrap() {
-                    Next::NeedMore => break,
-                    Next::Message(h) => {
-                        assert!(!p.fits(h));
-                        p.pass_message(h);
-                    }
-                }
-            }
-            sent.extend(out(&mut p));
-            p.compact();
-        }
-        assert_eq!(sent, data);
-        assert!(!p.is_streaming());
-        // Dropped: nothing out.
-        let mut p = Pipe::with_input(&data[..100]);
-        let Next::Message(h) = p.next(1 << 20).unwrap() else {
-            panic!()
-        };
-        p.drop_message(h);
-        assert!(p.is_streaming());
-        assert!(out(&mut p).is_empty());
-    }
-
-    #[test]
-    fn held_messages_are_collected_as_they_arrive() {
-        let big = vec![1u8; 30_000];
-        let data = msg(b'P', &big);
-        let mut p = Pipe::default();
-        p.ensure_buffer();
-        p.buf.extend_from_slice(&data[..1000]);
-        let Next::Message(h) = p.next(1 << 20).unwrap() else {
-            panic!()
-        };
-        p.start_holding(h);
-        assert!(matches!(p.next(1 << 20).unwrap(), Next::NeedMore));
-        let mut got = None;
-        for chunk in data[1000..].chunks(8000) {
-            p.compact();
-            p.buf.extend_from_slice(chunk);
-            if let Next::Message(h) = p.next(1 << 20).unwrap() {
-                got = Some(p.whole(h).unwrap().to_vec());
-                p.pass_message(h);
-            }
-        }
-        assert_eq!(got.unwrap(), data);
-        assert_eq!(out(&mut p), data);
-    }
-
-    #[test]
-    fn replace_head_streams_the_tail() {
-        let body = vec![9u8; 20_000];
-        let data = msg(b'B', &body);
-        let mut p = Pipe::with_input(&data[..2000]);
-        let Next::Message(h) = p.next(1 << 20).unwrap() else {
-            panic!()
-        };
-        p.emit().extend_from_slice(b"HEAD");
-        p.replace_head(h, 10);
-        let mut sent = out(&mut p);
-        p.compact();
-        p.buf.extend_from_slice(&data[2000..]);
-        assert!(matches!(p.next(1 << 20).unwrap(), Next::NeedMore));
-        sent.extend(out(&mut p));
-        let mut want = b"HEAD".to_vec();
-        want.extend_from_slice(&data[10..]);
-        assert_eq!(sent, want);
-    }
-}
+#[path = "pipe_tests.rs"]
+mod tests;

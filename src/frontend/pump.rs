@@ -38,7 +38,7 @@ const MAX_PENDING_OUT: usize = 64 * 1024;
 
 /// Why forwarding stopped.
 #[derive(Debug)]
-pub enum PumpEnd {
+pub(crate) enum PumpEnd {
     /// Transaction mode: the server is idle, nothing is in flight, it can be released.
     Idle,
     /// The client sent Terminate.
@@ -63,12 +63,12 @@ pub enum PumpEnd {
 
 /// How long a client may keep lakepool waiting, and the one timer that enforces it.
 #[derive(Debug, Default)]
-pub struct IdleLimits {
+pub(crate) struct IdleLimits {
     /// While it holds a server and owes the next move or does not read (idle_transaction_timeout).
-    pub in_transaction: Duration,
+    pub(crate) in_transaction: Duration,
     /// Idle between transactions (client_idle_timeout): without a server in transaction mode,
     /// with its server in session mode.
-    pub idle: Duration,
+    pub(crate) idle: Duration,
     /// When the client last sent or read something (kept only while a limit is on).
     last_progress: Option<Instant>,
     /// One timer for the session, re-armed only when it fires: moving bytes costs a clock
@@ -78,7 +78,7 @@ pub struct IdleLimits {
 
 /// Which limit applies to a wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wait {
+pub(crate) enum Wait {
     /// Not waiting on the client.
     None,
     /// The client holds a server (or a half-sent message) and owes the next move.
@@ -89,7 +89,7 @@ pub enum Wait {
 
 impl IdleLimits {
     /// Limits from the pool settings.
-    pub fn new(in_transaction: Duration, idle: Duration) -> Self {
+    pub(crate) fn new(in_transaction: Duration, idle: Duration) -> Self {
         Self {
             in_transaction,
             idle,
@@ -102,14 +102,14 @@ impl IdleLimits {
     }
 
     /// The client moved bytes.
-    pub fn progress(&mut self) {
+    pub(crate) fn progress(&mut self) {
         if self.on() {
             self.last_progress = Some(Instant::now());
         }
     }
 
     /// Ready when the client has kept lakepool waiting in `wait` past its limit.
-    pub fn poll_expired(&mut self, cx: &mut Context<'_>, wait: Wait) -> Poll<()> {
+    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>, wait: Wait) -> Poll<()> {
         let limit = match wait {
             Wait::None => return Poll::Pending,
             Wait::Stalled => self.in_transaction,
@@ -138,21 +138,21 @@ impl IdleLimits {
     }
 
     /// Waits until the client has been idle (`wait`) past its limit; never when none applies.
-    pub async fn expired(&mut self, wait: Wait) {
+    pub(crate) async fn expired(&mut self, wait: Wait) {
         poll_fn(|cx| self.poll_expired(cx, wait)).await;
     }
 }
 
 /// Transaction mode: the client's state and the server-side things it works on.
-pub struct TxnPart<'a> {
+pub(crate) struct TxnPart<'a> {
     /// The client's transaction-mode state.
-    pub client: &'a mut TxnClient,
+    pub(crate) client: &'a mut TxnClient,
     /// The server's statements, the reply queue, the pool's registry, the limits.
-    pub at: Attached<'a>,
+    pub(crate) at: Attached<'a>,
 }
 
 /// Everything one forwarding run works on.
-pub struct Pump<'a> {
+pub(crate) struct Pump<'a> {
     /// Client socket.
     client: &'a mut Stream,
     /// Server socket.
@@ -171,32 +171,32 @@ struct Blocked {
 }
 
 /// A forwarding run without its sockets: the framing and bookkeeping of both directions.
-pub struct Core<'a> {
+pub(crate) struct Core<'a> {
     /// Client→server pipeline (the client's buffer).
-    pub up: &'a mut Pipe,
+    pub(crate) up: &'a mut Pipe,
     /// Server→client pipeline (over the server connection's buffer).
-    pub down: &'a mut Pipe,
+    pub(crate) down: &'a mut Pipe,
     /// Protocol state.
-    pub tracker: &'a mut Tracker,
+    pub(crate) tracker: &'a mut Tracker,
     /// The server's reported parameter values.
-    pub server_params: &'a mut ParamMap,
+    pub(crate) server_params: &'a mut ParamMap,
     /// Transaction mode.
-    pub txn: Option<TxnPart<'a>>,
+    pub(crate) txn: Option<TxnPart<'a>>,
     /// Transaction pooling: stop at the first idle point.
-    pub release_when_idle: bool,
+    pub(crate) release_when_idle: bool,
     /// Idle limits.
-    pub limits: &'a mut IdleLimits,
+    pub(crate) limits: &'a mut IdleLimits,
     /// Largest client message accepted.
-    pub max_message: usize,
+    pub(crate) max_message: usize,
     /// The client sent Terminate (everything before it goes out first).
-    pub terminated: bool,
+    pub(crate) terminated: bool,
     /// Bytes moved to or from the client since the idle timer last heard of it.
-    pub client_moved: bool,
+    pub(crate) client_moved: bool,
 }
 
 impl<'a> Pump<'a> {
     /// A forwarding run between `client` and `server`.
-    pub fn new(client: &'a mut Stream, server: &'a mut Stream, core: Core<'a>) -> Self {
+    pub(crate) fn new(client: &'a mut Stream, server: &'a mut Stream, core: Core<'a>) -> Self {
         Self {
             client,
             server,
@@ -204,18 +204,11 @@ impl<'a> Pump<'a> {
         }
     }
 
-    /// Forwards in both directions until one of the [`PumpEnd`] conditions.
-    ///
-    /// # Cancel safety
-    /// Cancel safe in the sense that no byte is lost: unwritten data stays in the pipes.
-    pub async fn run(&mut self) -> PumpEnd {
-        poll_fn(|cx| self.poll_run(cx)).await
-    }
-
-    /// Like [`Pump::run`]; once `shutdown` fires, a session-mode pair also stops at its next
-    /// idle point (with [`PumpEnd::Idle`]), so lakepool can tell an idle client it is going
-    /// away while a client inside a transaction finishes it first.
-    pub async fn run_until_shutdown(
+    /// Forwards in both directions until one of the [`PumpEnd`] conditions; once `shutdown`
+    /// fires, a session-mode pair also stops at its next idle point (with [`PumpEnd::Idle`]), so
+    /// lakepool can tell an idle client it is going away while a client inside a transaction
+    /// finishes it first. Cancel safe in that no byte is lost: unwritten data stays in the pipes.
+    pub(crate) async fn run_until_shutdown(
         &mut self,
         shutdown: &tokio_util::sync::CancellationToken,
     ) -> PumpEnd {
@@ -386,7 +379,7 @@ fn moved_or_pending(moved: bool) -> Poll<Result<(), PumpEnd>> {
 impl Core<'_> {
     /// The server is between transactions, nothing is owed either way and no message is
     /// half through: it could serve another client.
-    pub fn idle_now(&self) -> bool {
+    pub(crate) fn idle_now(&self) -> bool {
         !self.up.has_output()
             && !self.up.is_streaming()
             && !self.down.has_output()
@@ -433,7 +426,7 @@ impl Core<'_> {
     }
 
     /// Handles the client messages that have arrived.
-    pub fn frame_up(&mut self) -> Result<(), PumpEnd> {
+    pub(crate) fn frame_up(&mut self) -> Result<(), PumpEnd> {
         loop {
             if self.held_back() {
                 return Ok(());
@@ -472,7 +465,7 @@ impl Core<'_> {
 
     /// Handles the server messages that have arrived, with lakepool's own replies put where
     /// they belong.
-    pub fn frame_down(&mut self) -> Result<(), PumpEnd> {
+    pub(crate) fn frame_down(&mut self) -> Result<(), PumpEnd> {
         loop {
             if let Some(t) = &mut self.txn
                 && !self.down.is_streaming()

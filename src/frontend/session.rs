@@ -31,7 +31,7 @@ use crate::shared::{Shared, send_error_and_close};
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves a logged-in client of a pool until it leaves.
-pub async fn serve(fe: &Shared, logged: Box<LoggedIn>, peer: &SocketAddr) {
+pub(crate) async fn serve(fe: &Shared, logged: Box<LoggedIn>, peer: &SocketAddr) {
     let LoggedIn { stream, session } = *logged;
     tracing::info!(client = %peer, user = %LogSafe(&session.user),
         database = %LogSafe(&session.database), tls = stream.is_tls(), "client logged in");
@@ -50,7 +50,7 @@ pub async fn serve(fe: &Shared, logged: Box<LoggedIn>, peer: &SocketAddr) {
 
 /// Why a session ended.
 #[derive(Debug)]
-pub enum SessionEnd {
+pub(crate) enum SessionEnd {
     /// The forwarding run ended.
     Pump(PumpEnd),
     /// The client sent Terminate while it held no server.

@@ -10,15 +10,15 @@ use crate::pool::stats::{PoolStats, QueryClock, error_code};
 
 /// Protocol state of a client/server pair, carried across transactions.
 #[derive(Debug)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     /// ReadyForQuery messages the server still owes.
-    pub pending: u32,
+    pub(crate) pending: u32,
     /// Status byte of the last ReadyForQuery (`I`, `T`, `E`).
-    pub status: u8,
+    pub(crate) status: u8,
     /// Extended-protocol messages were sent since the last Sync.
-    pub unsynced: bool,
+    pub(crate) unsynced: bool,
     /// The server is in COPY FROM STDIN (CopyInResponse seen, CopyDone/CopyFail not yet sent).
-    pub copy_in: bool,
+    pub(crate) copy_in: bool,
     /// Syncs counted since the last Execute, while no CopyDone/CopyFail has closed that window:
     /// if the Execute turns out to start a COPY FROM STDIN, the server ignores them.
     exec_window: Option<u32>,
@@ -26,14 +26,14 @@ pub struct Tracker {
     /// arrived (pipelined COPY), oldest first.
     closed_windows: VecDeque<u32>,
     /// Server bytes were read but never delivered to the client, or replies are still owed.
-    pub undelivered: bool,
+    pub(crate) undelivered: bool,
     /// The server's last error was FATAL or PANIC: it closes the connection next, and the
     /// client has its own reason already.
-    pub server_fatal: bool,
+    pub(crate) server_fatal: bool,
     /// The pool's counters (queries, transactions, errors), when counting.
-    pub stats: Option<Arc<PoolStats>>,
+    pub(crate) stats: Option<Arc<PoolStats>>,
     /// When the query and the transaction in flight started (query and transaction times).
-    pub clock: QueryClock,
+    pub(crate) clock: QueryClock,
 }
 
 impl Default for Tracker {
@@ -55,17 +55,17 @@ impl Default for Tracker {
 
 impl Tracker {
     /// True when the server is between transactions with nothing owed.
-    pub fn server_idle(&self) -> bool {
+    pub(crate) fn server_idle(&self) -> bool {
         self.pending == 0 && self.status == b'I' && !self.unsynced && !self.copy_in
     }
 
     /// True when the client owes the next move: every request answered, none in COPY.
-    pub fn waiting_on_client(&self) -> bool {
+    pub(crate) fn waiting_on_client(&self) -> bool {
         self.pending == 0 && !self.copy_in
     }
 
     /// A message with tag `tag` went to the server.
-    pub fn client_sent(&mut self, tag: u8) {
+    pub(crate) fn client_sent(&mut self, tag: u8) {
         match tag {
             b'Q' | b'F' => {
                 self.pending += 1;
@@ -104,7 +104,7 @@ impl Tracker {
 
     /// A message with tag `tag` came from the server; `body` for ReadyForQuery and
     /// ErrorResponse (None when it was too large to look at).
-    pub fn server_sent(&mut self, tag: u8, body: Option<&[u8]>) {
+    pub(crate) fn server_sent(&mut self, tag: u8, body: Option<&[u8]>) {
         match tag {
             b'Z' => {
                 self.pending = self.pending.saturating_sub(1);
