@@ -33,13 +33,13 @@ pub(crate) struct LoggedIn {
     pub(crate) stream: Stream,
     /// Everything else about the session.
     pub(crate) session: SessionInfo,
+    /// Bytes the client sent after its last authentication message.
+    pub(crate) leftover: BytesMut,
 }
 
 /// What login established besides the socket.
 #[derive(Debug)]
 pub(crate) struct SessionInfo {
-    /// Bytes the client sent after its last authentication message.
-    pub(crate) leftover: BytesMut,
     /// Login name.
     pub(crate) user: String,
     /// Database name.
@@ -123,7 +123,11 @@ pub(crate) async fn login(
         }
     };
     match greet(fe, &mut stream, authed).await {
-        Ok(session) => Ok(Login::Session(Box::new(LoggedIn { stream, session }))),
+        Ok((session, leftover)) => Ok(Login::Session(Box::new(LoggedIn {
+            stream,
+            session,
+            leftover,
+        }))),
         Err(err) => {
             send_error_and_close(&mut stream, &err).await;
             Err(LoginEnd::Failed(err))
@@ -254,7 +258,7 @@ async fn greet(
     fe: &Arc<Shared>,
     stream: &mut Stream,
     authed: Authenticated,
-) -> Result<SessionInfo, ClientError> {
+) -> Result<(SessionInfo, BytesMut), ClientError> {
     let Authenticated {
         user,
         database,
@@ -302,8 +306,7 @@ async fn greet(
     };
     stream.write_all(&greeting).await.map_err(io_err)?;
     stream.flush().await.map_err(io_err)?;
-    Ok(SessionInfo {
-        leftover,
+    let info = SessionInfo {
         user,
         database,
         pool,
@@ -312,7 +315,8 @@ async fn greet(
         _admission: admission,
         server,
         _identity: identity,
-    })
+    };
+    Ok((info, leftover))
 }
 
 /// Puts the client's reported settings in the server's spelling where the pool knows it; false

@@ -66,7 +66,9 @@ pub(crate) struct Pipe {
     /// Everything was written but the flush (TLS records) has not completed yet.
     flushing: bool,
     streaming: Option<Streaming>,
-    held: Option<Held>,
+    /// Boxed: rare (a message larger than the read buffer that is needed whole), and every
+    /// idle client carries this struct.
+    held: Option<Box<Held>>,
 }
 
 impl Pipe {
@@ -320,10 +322,10 @@ impl Pipe {
         let mut msg = BytesMut::with_capacity(n.max(buffer::BUF_SIZE));
         msg.extend_from_slice(&self.buf[self.pos..]);
         self.skip(n);
-        self.held = Some(Held {
+        self.held = Some(Box::new(Held {
             msg,
             total: h.total(),
-        });
+        }));
     }
 
     /// Consumes the whole message at the framing position without output (it was rewritten

@@ -136,11 +136,6 @@ impl IdleLimits {
             timer.as_mut().reset(deadline);
         }
     }
-
-    /// Waits until the client has been idle (`wait`) past its limit; never when none applies.
-    pub(crate) async fn expired(&mut self, wait: Wait) {
-        poll_fn(|cx| self.poll_expired(cx, wait)).await;
-    }
 }
 
 /// Transaction mode: the client's state and the server-side things it works on.

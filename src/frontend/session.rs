@@ -2,12 +2,15 @@
 //! gives the server back (at each transaction end in transaction mode, at disconnect in
 //! session mode), plus the clean-up of servers a client left in an unknown state.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
+use tokio_util::sync::WaitForCancellationFuture;
 
 use super::login::{LoggedIn, SessionInfo, sync_settings};
 use super::pipe::Pipe;
@@ -31,21 +34,27 @@ use crate::shared::{Shared, send_error_and_close};
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves a logged-in client of a pool until it leaves.
-pub(crate) async fn serve(fe: &Shared, logged: Box<LoggedIn>, peer: &SocketAddr) {
-    let LoggedIn { stream, session } = *logged;
-    tracing::info!(client = %peer, user = %LogSafe(&session.user),
-        database = %LogSafe(&session.database), tls = stream.is_tls(), "client logged in");
-    let (user, database) = (session.user.clone(), session.database.clone());
-    let client = fe
-        .sessions
-        .register(&user, &database, *peer, stream.is_tls());
-    // Not boxed: an idle client's whole state is this task's future (the transaction part is
-    // boxed inside, for its length only).
-    let mut session = Session::new(fe, stream, session, client);
-    let end = session.run().await;
-    fe.ends.record(end.reason());
-    tracing::info!(client = %peer, user = %LogSafe(&user), database = %LogSafe(&database),
-        reason = %end, "client disconnected");
+///
+/// A plain fn returning the future: an idle client's whole state is its task's future, so the
+/// session is built before it (its parts are not kept next to it) and the future holds only the
+/// session and the wait for the next request (the transaction part is boxed inside, for its
+/// length only).
+pub(crate) fn serve<'a>(
+    fe: &'a Shared,
+    logged: Box<LoggedIn>,
+    peer: &'a SocketAddr,
+) -> impl Future<Output = ()> + Send + 'a {
+    let mut session = Session::start(fe, logged, peer);
+    async move {
+        let end = match session.info.server.take() {
+            // Boxed: only session-mode clients pay for its state.
+            Some(server) => Box::pin(session.serve_session(*server)).await,
+            None => session.serve_transactions().await,
+        };
+        session.fe.ends.record(end.reason());
+        tracing::info!(client = %peer, user = %LogSafe(&session.info.user),
+            database = %LogSafe(&session.info.database), reason = %end, "client disconnected");
+    }
 }
 
 /// Why a session ended.
@@ -95,6 +104,16 @@ impl std::fmt::Display for SessionEnd {
     }
 }
 
+/// What ended a wait for the client's next request.
+enum Woke {
+    /// Bytes read from the client (0: it closed), or a socket error.
+    Client(std::io::Result<usize>),
+    /// lakepool is shutting down.
+    Shutdown,
+    /// The client kept lakepool waiting past its limit.
+    Expired,
+}
+
 /// Transaction-mode state of a session, boxed: session-mode clients do not pay for it.
 #[derive(Debug)]
 struct TxnSession {
@@ -117,8 +136,28 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn new(fe: &'a Shared, client: Stream, mut info: SessionInfo, entry: ClientHandle) -> Self {
-        let leftover = std::mem::take(&mut info.leftover);
+    /// A session for a client that just logged in, registered in the client list.
+    fn start(fe: &'a Shared, logged: Box<LoggedIn>, peer: &SocketAddr) -> Self {
+        let LoggedIn {
+            stream,
+            session,
+            leftover,
+        } = *logged;
+        tracing::info!(client = %peer, user = %LogSafe(&session.user),
+            database = %LogSafe(&session.database), tls = stream.is_tls(), "client logged in");
+        let entry = fe
+            .sessions
+            .register(&session.user, &session.database, *peer, stream.is_tls());
+        Self::new(fe, stream, session, &leftover, entry)
+    }
+
+    fn new(
+        fe: &'a Shared,
+        client: Stream,
+        info: SessionInfo,
+        leftover: &[u8],
+        entry: ClientHandle,
+    ) -> Self {
         let mut tracker = Tracker::default();
         tracker.stats = Some(Arc::clone(info.pool.stats()));
         let s = info.pool.settings();
@@ -139,21 +178,12 @@ impl<'a> Session<'a> {
         Self {
             fe,
             client,
-            up: Pipe::with_input(&leftover),
+            up: Pipe::with_input(leftover),
             info,
             tracker,
             limits,
             txn,
             entry,
-        }
-    }
-
-    /// Borrows the session: an async fn that takes it by value stores it twice in its future.
-    async fn run(&mut self) -> SessionEnd {
-        match self.info.server.take() {
-            // Boxed: only session-mode clients pay for its state.
-            Some(server) => Box::pin(self.serve_session(*server)).await,
-            None => self.serve_transactions().await,
         }
     }
 
@@ -287,8 +317,7 @@ impl<'a> Session<'a> {
                 Ok(false) => {}
                 Err(e) => {
                     let err = ClientError::protocol_violation(e.to_string());
-                    send_error_and_close(&mut self.client, &err).await;
-                    return Err(SessionEnd::Told(err));
+                    return Err(Box::pin(self.tell(err)).await);
                 }
             }
             let wait = if self.up.is_empty() {
@@ -296,25 +325,29 @@ impl<'a> Session<'a> {
             } else {
                 Wait::Stalled
             };
-            let shutdown = self.fe.shutdown.clone();
-            if wait == Wait::Idle && self.client.can_wait_without_buffer() {
-                // Readiness first, so an idle client holds no buffer.
-                tokio::select! {
-                    r = self.client.readable() => r.map_err(SessionEnd::Io)?,
-                    () = shutdown.cancelled() => return Err(self.tell(ClientError::shutting_down()).await),
-                    () = self.limits.expired(wait) => return Err(self.tell(ClientError::client_idle_timeout()).await),
+            // One combined poll instead of `select!` over futures: this is where an idle
+            // client's task sleeps, and the stored futures would be part of every idle
+            // client's memory. Only the shutdown future is kept (it must be registered).
+            let idle = wait == Wait::Idle && self.client.can_wait_without_buffer();
+            let woke = {
+                // Scoped: the shutdown future is kept only for the wait.
+                let fe = self.fe;
+                let shutdown = pin!(fe.shutdown.cancelled());
+                let (up, client, limits) = (&mut self.up, &mut self.client, &mut self.limits);
+                wait_for_client(shutdown, up, client, limits, wait, idle).await
+            };
+            let n = match woke {
+                Woke::Client(Ok(n)) => n,
+                Woke::Client(Err(e)) => return Err(SessionEnd::Io(e)),
+                Woke::Shutdown => {
+                    return Err(Box::pin(self.tell(ClientError::shutting_down())).await);
                 }
-            }
-            let (up, client, limits) = (&mut self.up, &mut self.client, &mut self.limits);
-            let n = tokio::select! {
-                r = poll_fn(|cx| up.poll_fill(cx, client)) => r.map_err(SessionEnd::Io)?,
-                () = shutdown.cancelled() => return Err(self.tell(ClientError::shutting_down()).await),
-                () = limits.expired(wait) => {
+                Woke::Expired => {
                     let err = match wait {
                         Wait::Idle => ClientError::client_idle_timeout(),
                         _ => ClientError::idle_transaction_timeout(),
                     };
-                    return Err(self.tell(err).await);
+                    return Err(Box::pin(self.tell(err)).await);
                 }
             };
             if n == 0 {
@@ -528,4 +561,38 @@ async fn cleanup(mut server: Checkout, left: LeftState, reset: Option<String>) {
         Ok(true) => server.release(),
         _ => server.close(),
     }
+}
+
+/// Waits until the client sent something (`idle`: until its socket is readable, so an idle
+/// client holds no read buffer), lakepool shuts down, or the client's limit for `wait` passes.
+/// One combined poll instead of `select!` over futures: this is where an idle client's task
+/// sleeps, and stored futures would add to every idle client's memory; only the shutdown future
+/// is kept (it must stay registered).
+fn wait_for_client<'w>(
+    mut shutdown: Pin<&'w mut WaitForCancellationFuture<'_>>,
+    up: &'w mut Pipe,
+    client: &'w mut Stream,
+    limits: &'w mut IdleLimits,
+    wait: Wait,
+    idle: bool,
+) -> impl Future<Output = Woke> + 'w {
+    poll_fn(move |cx| {
+        if shutdown.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Woke::Shutdown);
+        }
+        let ready = if idle {
+            client.poll_read_ready(cx)
+        } else {
+            Poll::Ready(Ok(()))
+        };
+        let moved = match ready {
+            Poll::Ready(Ok(())) => up.poll_fill(cx, client),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        };
+        if let Poll::Ready(r) = moved {
+            return Poll::Ready(Woke::Client(r));
+        }
+        limits.poll_expired(cx, wait).map(|()| Woke::Expired)
+    })
 }

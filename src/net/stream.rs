@@ -48,12 +48,11 @@ impl Stream {
         matches!(self, Stream::Plain(_))
     }
 
-    /// Waits until a plain socket has something to read (data, EOF or an error).
-    ///
-    /// # Cancel safety
-    /// Cancel safe: nothing is consumed.
-    pub(crate) async fn readable(&self) -> io::Result<()> {
-        self.tcp().readable().await
+    /// Ready when a plain socket has something to read (data, EOF or an error). A poll, not a
+    /// future: an idle client's task waits here, and a stored readiness future would add its
+    /// size to every idle client's state. Nothing is consumed.
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tcp().poll_read_ready(cx)
     }
 
     /// Checks, without blocking and without a syscall in the common case, whether an idle
