@@ -239,7 +239,8 @@ impl<'a> Session<'a> {
         let end = self.forward(&mut server).await;
         self.info.cancel.slot.detach().await;
         if !matches!(end, PumpEnd::Idle) {
-            return Some(self.finish(server, end).await);
+            // Boxed: the session ends here (rare); its state would be in every transaction's.
+            return Some(Box::pin(self.finish(server, end)).await);
         }
         if !self.follow_up(&mut server).await {
             server.close();

@@ -2,6 +2,8 @@
 //! queue of waiting clients (cancel safe), the reserve pool, and handing a released connection
 //! or a freed slot straight to the first waiter.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -85,6 +87,9 @@ impl Drop for Checkout {
     }
 }
 
+/// A checkout step that must wait: a health check, a new connection, or a queue.
+type SlowStep<'a> = Pin<Box<dyn Future<Output = Result<Option<Checkout>, PoolError>> + Send + 'a>>;
+
 /// What a checkout found under the lock.
 enum Step {
     /// An idle connection; `check` when it sat unused longer than server_check_delay.
@@ -110,43 +115,57 @@ impl Pool {
     pub(crate) async fn checkout(&self) -> Result<Checkout, PoolError> {
         let started = now();
         let r = self.checkout_inner(started).await;
-        if r.is_ok() {
-            self.shared
-                .stats
-                .record_wait(now().saturating_duration_since(started));
+        if let Ok((_, waited)) = &r {
+            let waited = match waited {
+                // Taken at once: no second clock read for a wait that did not happen.
+                false => Duration::ZERO,
+                true => now().saturating_duration_since(started),
+            };
+            self.shared.stats.record_wait(waited);
         }
-        r
+        r.map(|(c, _)| c)
     }
 
-    async fn checkout_inner(&self, started: Instant) -> Result<Checkout, PoolError> {
+    /// The checkout, and whether it had to wait (anything but an idle connection at once).
+    async fn checkout_inner(&self, started: Instant) -> Result<(Checkout, bool), PoolError> {
         if self.shared.paused.load(Ordering::Relaxed) {
             // Boxed: rare, and its state would otherwise sit in every session future.
             Box::pin(self.wait_resumed(started)).await?;
         }
         loop {
-            match self.step()? {
-                Step::Idle { conn, check: false } => return Ok(self.wrap(conn)),
-                Step::Idle { conn, check: true } => {
-                    let mut out = self.wrap(conn);
-                    let s = &self.shared.settings;
-                    let limit = s.server_connect_timeout.min(MAX_CHECK_TIME);
-                    // Boxed: rare, and its state would otherwise sit in every session future.
-                    if Box::pin(out.conn().check(&s.server_check_query, limit)).await {
-                        return Ok(out);
-                    }
-                    tracing::info!(server = out.conn_ref().id, database = %self.shared.database,
-                        "idle server connection failed its health check; closed");
-                    // Dropping frees its slot; look again (next idle one, or a new one).
-                    drop(out);
+            // Everything but an idle connection at once is boxed: rare once the pool is warm,
+            // and their states would otherwise be part of every transaction's state (which is
+            // allocated and moved per transaction). The match ends before the await, so its
+            // temporaries are not kept across it either.
+            let slow: SlowStep<'_> = match self.step(started)? {
+                Step::Idle { conn, check: false } => return Ok((self.wrap(conn), false)),
+                Step::Idle { conn, check: true } => Box::pin(self.checked(self.wrap(conn))),
+                Step::Open => {
+                    let deadline = self.deadline(started);
+                    Box::pin(async move { self.open(deadline).await.map(Some) })
                 }
-                Step::Open => return self.open(self.deadline(started)).await,
-                // Boxed: only when the pool is exhausted, and the wait's timers and grant
-                // handling would otherwise sit in every session future.
                 Step::Wait { rx, blocked } => {
-                    return Box::pin(self.wait(rx, blocked, self.deadline(started))).await;
+                    let deadline = self.deadline(started);
+                    Box::pin(async move { self.wait(rx, blocked, deadline).await.map(Some) })
                 }
+            };
+            if let Some(c) = slow.await? {
+                return Ok((c, true));
             }
         }
+    }
+
+    /// Health-checks an idle connection that sat unused longer than server_check_delay. None
+    /// when it failed (it is closed and its slot freed: look again).
+    async fn checked(&self, mut out: Checkout) -> Result<Option<Checkout>, PoolError> {
+        let s = &self.shared.settings;
+        let limit = s.server_connect_timeout.min(MAX_CHECK_TIME);
+        if out.conn().check(&s.server_check_query, limit).await {
+            return Ok(Some(out));
+        }
+        tracing::info!(server = out.conn_ref().id, database = %self.shared.database,
+            "idle server connection failed its health check; closed");
+        Ok(None)
     }
 
     /// Until when a checkout that started at `started` may wait (query_wait_timeout).
@@ -154,15 +173,15 @@ impl Pool {
         started + self.shared.settings.query_wait_timeout
     }
 
-    /// The locked part of a checkout.
-    fn step(&self) -> Result<Step, PoolError> {
+    /// The locked part of a checkout; `now` is when the checkout started (microseconds ago at
+    /// most: one clock read per checkout).
+    fn step(&self, now: Instant) -> Result<Step, PoolError> {
         let shared = &self.shared;
         let s = &shared.settings;
         let mut st = Ledger::lock(shared);
         if st.closed {
             return Err(PoolError::Closed);
         }
-        let now = now();
         while let Some(conn) = st.idle.pop() {
             if conn.is_quiet()
                 && now.duration_since(conn.created) < s.server_lifetime
