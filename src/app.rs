@@ -498,6 +498,8 @@ pub async fn run(
     log_startup(&fe, path_shown.as_deref(), &listening, &admin);
     let maintenance = tokio::spawn(maintain(Arc::clone(&fe)));
     shutdown.cancelled().await;
+    // Sessions wait on their own client entry, not on the token: wake them.
+    fe.sessions.drain();
     tracing::info!("shutting down: no new connections");
     let deadline = tokio::time::Instant::now() + config.server.shutdown_timeout;
     while fe.clients.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {

@@ -29,6 +29,7 @@ use super::txn::{Attached, TxnClient};
 use crate::net::Stream;
 use crate::proto::backend::parse_parameter_status;
 use crate::proto::frame::{FrameError, HEADER_LEN};
+use crate::shared::clients::ClientHandle;
 use crate::shared::ends::EndReason;
 use crate::upstream::params::{ParamMap, is_settable};
 
@@ -199,22 +200,24 @@ impl<'a> Pump<'a> {
         }
     }
 
-    /// Forwards in both directions until one of the [`PumpEnd`] conditions; once `shutdown`
-    /// fires, a session-mode pair also stops at its next idle point (with [`PumpEnd::Idle`]), so
-    /// lakepool can tell an idle client it is going away while a client inside a transaction
-    /// finishes it first. Cancel safe in that no byte is lost: unwritten data stays in the pipes.
-    pub(crate) async fn run_until_shutdown(
-        &mut self,
-        shutdown: &tokio_util::sync::CancellationToken,
-    ) -> PumpEnd {
+    /// Forwards in both directions until one of the [`PumpEnd`] conditions; once lakepool
+    /// drains, a session-mode pair also stops at its next idle point (with [`PumpEnd::Idle`]),
+    /// so lakepool can tell an idle client it is going away while a client inside a
+    /// transaction finishes it first. Cancel safe in that no byte is lost: unwritten data stays
+    /// in the pipes.
+    pub(crate) async fn run_until_shutdown(&mut self, entry: &ClientHandle) -> PumpEnd {
         if !self.core.release_when_idle {
-            if !shutdown.is_cancelled() {
-                tokio::select! {
-                    end = poll_fn(|cx| self.poll_run(cx)) => return end,
-                    () = shutdown.cancelled() => {}
+            let drained = poll_fn(|cx| {
+                if entry.poll_draining(cx).is_ready() {
+                    return Poll::Ready(None);
                 }
+                self.poll_run(cx).map(Some)
+            })
+            .await;
+            match drained {
+                Some(end) => return end,
+                None => self.core.release_when_idle = true,
             }
-            self.core.release_when_idle = true;
             if self.core.idle_now() {
                 return PumpEnd::Idle;
             }

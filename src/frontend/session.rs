@@ -4,13 +4,11 @@
 
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio_util::sync::WaitForCancellationFuture;
 
 use super::login::{LoggedIn, SessionInfo, sync_settings};
 use super::pipe::Pipe;
@@ -330,13 +328,8 @@ impl<'a> Session<'a> {
             // client's task sleeps, and the stored futures would be part of every idle
             // client's memory. Only the shutdown future is kept (it must be registered).
             let idle = wait == Wait::Idle && self.client.can_wait_without_buffer();
-            let woke = {
-                // Scoped: the shutdown future is kept only for the wait.
-                let fe = self.fe;
-                let shutdown = pin!(fe.shutdown.cancelled());
-                let (up, client, limits) = (&mut self.up, &mut self.client, &mut self.limits);
-                wait_for_client(shutdown, up, client, limits, wait, idle).await
-            };
+            let (up, client, limits) = (&mut self.up, &mut self.client, &mut self.limits);
+            let woke = wait_for_client(&self.entry, up, client, limits, wait, idle).await;
             let n = match woke {
                 Woke::Client(Ok(n)) => n,
                 Woke::Client(Err(e)) => return Err(SessionEnd::Io(e)),
@@ -425,7 +418,7 @@ impl<'a> Session<'a> {
             client_moved: false,
         };
         let end = Pump::new(&mut self.client, &mut conn.stream, core)
-            .run_until_shutdown(&self.fe.shutdown)
+            .run_until_shutdown(&self.entry)
             .await;
         if !down.is_empty() {
             // Server bytes this client never received (it left or failed mid-write): the
@@ -565,12 +558,11 @@ async fn cleanup(mut server: Checkout, left: LeftState, reset: Option<String>) {
 }
 
 /// Waits until the client sent something (`idle`: until its socket is readable, so an idle
-/// client holds no read buffer), lakepool shuts down, or the client's limit for `wait` passes.
-/// One combined poll instead of `select!` over futures: this is where an idle client's task
-/// sleeps, and stored futures would add to every idle client's memory; only the shutdown future
-/// is kept (it must stay registered).
+/// client holds no read buffer), lakepool starts draining, or the client's limit for `wait`
+/// passes. One combined poll instead of `select!` over futures: this is where an idle client's
+/// task sleeps, and stored futures would add to every idle client's memory.
 fn wait_for_client<'w>(
-    mut shutdown: Pin<&'w mut WaitForCancellationFuture<'_>>,
+    entry: &'w ClientHandle,
     up: &'w mut Pipe,
     client: &'w mut Stream,
     limits: &'w mut IdleLimits,
@@ -578,7 +570,7 @@ fn wait_for_client<'w>(
     idle: bool,
 ) -> impl Future<Output = Woke> + 'w {
     poll_fn(move |cx| {
-        if shutdown.as_mut().poll(cx).is_ready() {
+        if entry.poll_draining(cx).is_ready() {
             return Poll::Ready(Woke::Shutdown);
         }
         let ready = if idle {

@@ -1,14 +1,17 @@
 //! The live client sessions, for `SHOW CLIENTS`, `SHOW POOLS` and `/metrics`: an `Arc` entry
 //! per logged-in client, added at login and removed when its session ends. A session changes
 //! its entry's state with one atomic store per checkout and release; nothing else on the data
-//! path touches it.
+//! path touches it. The entry also carries the session's shutdown wake-up: draining wakes
+//! every waiting session through its own entry.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
+use atomic_waker::AtomicWaker;
 use parking_lot::Mutex;
 
 /// What a client is doing.
@@ -49,6 +52,8 @@ pub(crate) struct ClientEntry {
     /// Over TLS.
     pub(crate) tls: bool,
     state: AtomicU8,
+    /// The session's task while it waits: woken when lakepool starts draining.
+    woken: AtomicWaker,
     /// When the current wait began, in µs since the registry was created.
     wait_start_us: AtomicU64,
     epoch: Instant,
@@ -93,6 +98,8 @@ impl ClientEntry {
 #[derive(Debug)]
 pub(crate) struct ClientRegistry {
     clients: Mutex<HashMap<u64, Arc<ClientEntry>>>,
+    /// lakepool is shutting down: sessions stop at their next idle point.
+    draining: AtomicBool,
     next: AtomicU64,
     epoch: Instant,
 }
@@ -101,6 +108,7 @@ impl Default for ClientRegistry {
     fn default() -> Self {
         Self {
             clients: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
             next: AtomicU64::new(1),
             epoch: Instant::now(),
         }
@@ -125,6 +133,7 @@ impl ClientRegistry {
             connected_at: SystemTime::now(),
             tls,
             state: AtomicU8::new(0),
+            woken: AtomicWaker::new(),
             wait_start_us: AtomicU64::new(0),
             epoch: self.epoch,
         });
@@ -140,6 +149,16 @@ impl ClientRegistry {
         let mut v: Vec<_> = self.clients.lock().values().cloned().collect();
         v.sort_by_key(|c| c.id);
         v
+    }
+
+    /// Starts draining: every session waiting now is woken and sees it, and every later
+    /// wait sees it at once.
+    pub(crate) fn drain(&self) {
+        // Set before the wake-ups: a session registers its waker, then reads the flag.
+        self.draining.store(true, Ordering::SeqCst);
+        for entry in self.clients.lock().values() {
+            entry.woken.wake();
+        }
     }
 
     /// Clients logged in now.
@@ -165,6 +184,18 @@ impl ClientHandle {
     /// Sets the client's state.
     pub(crate) fn set(&self, state: ClientState) {
         self.entry.set(state);
+    }
+
+    /// Ready once lakepool is draining; otherwise the task is woken when it starts. Per
+    /// client: no shared lock or registration per wait (a `CancellationToken` future takes
+    /// two shared mutexes per wait, and every idle client would keep one registered).
+    pub(crate) fn poll_draining(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.entry.woken.register(cx.waker());
+        if self.registry.draining.load(Ordering::SeqCst) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 
