@@ -1,6 +1,7 @@
 //! From an accepted socket to a logged-in session: startup, authentication, database lookup,
 //! session settings, and the ParameterStatus/BackendKeyData/ReadyForQuery greeting.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -35,6 +36,8 @@ pub(crate) struct LoggedIn {
     pub(crate) session: SessionInfo,
     /// Bytes the client sent after its last authentication message.
     pub(crate) leftover: BytesMut,
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
 }
 
 /// What login established besides the socket.
@@ -88,6 +91,7 @@ pub(crate) enum LoginEnd {
 pub(crate) async fn login(
     fe: &Arc<Shared>,
     tcp: TcpStream,
+    peer: SocketAddr,
     admitted: bool,
 ) -> Result<Login, LoginEnd> {
     let handshake = async {
@@ -127,6 +131,7 @@ pub(crate) async fn login(
             stream,
             session,
             leftover,
+            peer,
         }))),
         Err(err) => {
             send_error_and_close(&mut stream, &err).await;

@@ -65,16 +65,26 @@ pub(crate) enum PumpEnd {
 /// How long a client may keep lakepool waiting, and the one timer that enforces it.
 #[derive(Debug, Default)]
 pub(crate) struct IdleLimits {
-    /// While it holds a server and owes the next move or does not read (idle_transaction_timeout).
-    pub(crate) in_transaction: Duration,
+    /// While it holds a server and owes the next move or does not read
+    /// (idle_transaction_timeout), in milliseconds (0: none). Milliseconds in a u32 (49 days at
+    /// most), not `Duration`s: every idle client carries this struct.
+    in_transaction_ms: u32,
     /// Idle between transactions (client_idle_timeout): without a server in transaction mode,
-    /// with its server in session mode.
-    pub(crate) idle: Duration,
+    /// with its server in session mode. Milliseconds, 0: none.
+    idle_ms: u32,
     /// When the client last sent or read something (kept only while a limit is on).
     last_progress: Option<Instant>,
     /// One timer for the session, re-armed only when it fires: moving bytes costs a clock
     /// read, never a timer update.
     timer: Option<Pin<Box<Sleep>>>,
+}
+
+/// A limit in whole milliseconds: below 1 ms is 1 ms (still on), above 49 days is 49 days.
+fn limit_ms(d: Duration) -> u32 {
+    if d.is_zero() {
+        return 0;
+    }
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
 }
 
 /// Which limit applies to a wait.
@@ -92,14 +102,14 @@ impl IdleLimits {
     /// Limits from the pool settings.
     pub(crate) fn new(in_transaction: Duration, idle: Duration) -> Self {
         Self {
-            in_transaction,
-            idle,
+            in_transaction_ms: limit_ms(in_transaction),
+            idle_ms: limit_ms(idle),
             ..Self::default()
         }
     }
 
     fn on(&self) -> bool {
-        !self.in_transaction.is_zero() || !self.idle.is_zero()
+        self.in_transaction_ms != 0 || self.idle_ms != 0
     }
 
     /// The client moved bytes.
@@ -113,12 +123,13 @@ impl IdleLimits {
     pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>, wait: Wait) -> Poll<()> {
         let limit = match wait {
             Wait::None => return Poll::Pending,
-            Wait::Stalled => self.in_transaction,
-            Wait::Idle => self.idle,
+            Wait::Stalled => self.in_transaction_ms,
+            Wait::Idle => self.idle_ms,
         };
-        if limit.is_zero() {
+        if limit == 0 {
             return Poll::Pending;
         }
+        let limit = Duration::from_millis(u64::from(limit));
         let since = *self.last_progress.get_or_insert_with(Instant::now);
         let deadline = since + limit;
         let timer = self

@@ -3,7 +3,6 @@
 //! session mode), plus the clean-up of servers a client left in an unknown state.
 
 use std::future::{Future, poll_fn};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -37,12 +36,8 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// session is built before it (its parts are not kept next to it) and the future holds only the
 /// session and the wait for the next request (the transaction part is boxed inside, for its
 /// length only).
-pub(crate) fn serve<'a>(
-    fe: &'a Shared,
-    logged: Box<LoggedIn>,
-    peer: &'a SocketAddr,
-) -> impl Future<Output = ()> + Send + 'a {
-    let mut session = Session::start(fe, logged, peer);
+pub(crate) fn serve(fe: &Shared, logged: Box<LoggedIn>) -> impl Future<Output = ()> + Send + '_ {
+    let mut session = Session::start(fe, logged);
     async move {
         let end = match session.info.server.take() {
             // Boxed: only session-mode clients pay for its state.
@@ -50,7 +45,7 @@ pub(crate) fn serve<'a>(
             None => session.serve_transactions().await,
         };
         session.fe.ends.record(end.reason());
-        tracing::info!(client = %peer, user = %LogSafe(&session.info.user),
+        tracing::info!(client = %session.entry.addr(), user = %LogSafe(&session.info.user),
             database = %LogSafe(&session.info.database), reason = %end, "client disconnected");
     }
 }
@@ -135,17 +130,18 @@ struct Session<'a> {
 
 impl<'a> Session<'a> {
     /// A session for a client that just logged in, registered in the client list.
-    fn start(fe: &'a Shared, logged: Box<LoggedIn>, peer: &SocketAddr) -> Self {
+    fn start(fe: &'a Shared, logged: Box<LoggedIn>) -> Self {
         let LoggedIn {
             stream,
             session,
             leftover,
+            peer,
         } = *logged;
         tracing::info!(client = %peer, user = %LogSafe(&session.user),
             database = %LogSafe(&session.database), tls = stream.is_tls(), "client logged in");
         let entry = fe
             .sessions
-            .register(&session.user, &session.database, *peer, stream.is_tls());
+            .register(&session.user, &session.database, peer, stream.is_tls());
         Self::new(fe, stream, session, &leftover, entry)
     }
 
@@ -303,10 +299,13 @@ impl<'a> Session<'a> {
                         self.tracker.clock.request();
                         return Ok(());
                     };
-                    let sent = async {
-                        self.client.write_all(&reply).await?;
-                        self.client.flush().await
-                    };
+                    // Boxed, with the reply: rare, and its state would otherwise be part of
+                    // every idle client's.
+                    let client = &mut self.client;
+                    let sent = Box::pin(async move {
+                        client.write_all(&reply).await?;
+                        client.flush().await
+                    });
                     if let Err(e) = sent.await {
                         return Err(SessionEnd::Io(e));
                     }

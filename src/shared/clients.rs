@@ -181,6 +181,11 @@ pub(crate) struct ClientHandle {
 }
 
 impl ClientHandle {
+    /// The client's address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.entry.addr
+    }
+
     /// Sets the client's state.
     pub(crate) fn set(&self, state: ClientState) {
         self.entry.set(state);
