@@ -2,6 +2,7 @@
 //! gives the server back (at each transaction end in transaction mode, at disconnect in
 //! session mode), plus the clean-up of servers a client left in an unknown state.
 
+use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::sync::Arc;
 use std::task::Poll;
@@ -17,7 +18,7 @@ use super::txn::client::request_ready;
 use super::txn::replies::ReplyQueue;
 use super::txn::state::follow_changes;
 use super::txn::{Attached, TxnClient, TxnLimits};
-use crate::config::PoolMode;
+use crate::config::{PoolMode, PoolSettings, ServerConfig};
 use crate::error::{ClientError, ClientFacing};
 use crate::logsafe::LogSafe;
 use crate::net::Stream;
@@ -123,6 +124,9 @@ struct Session<'a> {
     up: Pipe,
     tracker: Tracker,
     limits: IdleLimits,
+    transaction_mode: bool,
+    /// Transaction mode: the client's state, while it holds anything or a request is under
+    /// way; parked (per thread) while the client is idle with nothing in it.
     txn: Option<Box<TxnSession>>,
     /// This client's entry in the client list (state for SHOW CLIENTS / POOLS).
     entry: ClientHandle,
@@ -156,19 +160,7 @@ impl<'a> Session<'a> {
         tracker.stats = Some(Arc::clone(info.pool.stats()));
         let s = info.pool.settings();
         let limits = IdleLimits::new(s.idle_transaction_timeout, s.client_idle_timeout);
-        let txn = (s.mode == PoolMode::Transaction).then(|| {
-            Box::new(TxnSession {
-                client: TxnClient::default(),
-                queue: ReplyQueue::default(),
-                limits: TxnLimits {
-                    cache_cap: s.max_prepared_statements,
-                    max_statements: s.max_client_prepared_statements,
-                    max_statement_bytes: s.max_client_prepared_bytes,
-                    hold_limit: fe.server.max_held_message_size,
-                    max_message: fe.server.max_message_size,
-                },
-            })
-        });
+        let transaction_mode = s.mode == PoolMode::Transaction;
         Self {
             fe,
             client,
@@ -176,7 +168,8 @@ impl<'a> Session<'a> {
             info,
             tracker,
             limits,
-            txn,
+            transaction_mode,
+            txn: None,
             entry,
         }
     }
@@ -280,10 +273,14 @@ impl<'a> Session<'a> {
     /// that stops half-way through a message never gets a server, and is cut off after
     /// `idle_transaction_timeout`; an idle one after `client_idle_timeout`.
     async fn next_request(&mut self) -> Result<(), SessionEnd> {
-        let Some(t) = self.txn.as_mut() else {
+        if !self.transaction_mode {
             return Ok(());
-        };
+        }
         loop {
+            let (pool, server) = (&self.info.pool, &self.fe.server);
+            let t = self
+                .txn
+                .get_or_insert_with(|| unpark(txn_limits(pool.settings(), server)));
             match request_ready(&mut self.up, &t.limits) {
                 Ok(true) => {
                     if self.up.unread().first() == Some(&b'X') {
@@ -327,6 +324,10 @@ impl<'a> Session<'a> {
             // client's task sleeps, and the stored futures would be part of every idle
             // client's memory. Only the shutdown future is kept (it must be registered).
             let idle = wait == Wait::Idle && self.client.can_wait_without_buffer();
+            if idle {
+                // Idle with nothing in its state: the client holds none while it waits.
+                self.park_txn();
+            }
             let (up, client, limits) = (&mut self.up, &mut self.client, &mut self.limits);
             let woke = wait_for_client(&self.entry, up, client, limits, wait, idle).await;
             let n = match woke {
@@ -351,6 +352,18 @@ impl<'a> Session<'a> {
                 s.received
                     .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Parks the transaction-mode state when it holds nothing (it equals a new one then).
+    fn park_txn(&mut self) {
+        if self
+            .txn
+            .as_ref()
+            .is_some_and(|t| t.client.is_pristine() && t.queue.is_pristine())
+            && let Some(t) = self.txn.take()
+        {
+            park(t);
         }
     }
 
@@ -409,7 +422,7 @@ impl<'a> Session<'a> {
             down: &mut down,
             tracker: &mut self.tracker,
             server_params: &mut conn.params,
-            release_when_idle: txn.is_some(),
+            release_when_idle: self.transaction_mode,
             txn,
             limits: &mut self.limits,
             max_message: self.fe.server.max_message_size,
@@ -587,4 +600,53 @@ fn wait_for_client<'w>(
         }
         limits.poll_expired(cx, wait).map(|()| Woke::Expired)
     })
+}
+
+/// Transaction-mode states parked per thread; beyond that, parked states are freed.
+const PARKED_PER_THREAD: usize = 256;
+
+thread_local! {
+    /// Idle clients' empty transaction-mode states, for the next client that needs one: an
+    /// idle client holds none, and a busy one never allocates one per transaction.
+    #[allow(clippy::vec_box, reason = "the boxes are what is reused: taking one allocates nothing")]
+    static PARKED: RefCell<Vec<Box<TxnSession>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The limits a transaction-mode client works under (its pool's, which a reload may change).
+fn txn_limits(s: &PoolSettings, server: &ServerConfig) -> TxnLimits {
+    TxnLimits {
+        cache_cap: s.max_prepared_statements,
+        max_statements: s.max_client_prepared_statements,
+        max_statement_bytes: s.max_client_prepared_bytes,
+        hold_limit: server.max_held_message_size,
+        max_message: server.max_message_size,
+    }
+}
+
+/// An empty transaction-mode state, parked or new.
+fn unpark(limits: TxnLimits) -> Box<TxnSession> {
+    match PARKED.with(|p| p.borrow_mut().pop()) {
+        Some(mut t) => {
+            t.limits = limits;
+            t
+        }
+        None => Box::new(TxnSession {
+            client: TxnClient::default(),
+            queue: ReplyQueue::default(),
+            limits,
+        }),
+    }
+}
+
+/// Parks an empty transaction-mode state. Its collections are replaced by new (unallocated)
+/// ones: a parked state keeps no capacity a client once grew.
+fn park(mut t: Box<TxnSession>) {
+    t.client = TxnClient::default();
+    t.queue = ReplyQueue::default();
+    PARKED.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < PARKED_PER_THREAD {
+            p.push(t);
+        }
+    });
 }

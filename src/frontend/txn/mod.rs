@@ -123,6 +123,27 @@ pub(crate) struct TxnClient {
 }
 
 impl TxnClient {
+    /// Holds nothing: equal to a new one. Every field is named, so a new field must be
+    /// considered here.
+    pub(crate) fn is_pristine(&self) -> bool {
+        let Self {
+            statements,
+            sql_prepared,
+            sql_on_server,
+            changes,
+            notices,
+            discarding,
+            replay,
+        } = self;
+        statements.is_empty()
+            && sql_prepared.is_empty()
+            && sql_on_server.is_empty()
+            && changes.is_empty()
+            && notices.is_empty()
+            && !*discarding
+            && replay.is_none()
+    }
+
     /// Named statements the client has (the tests and the fuzz harness check it).
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn statement_count(&self) -> usize {
@@ -165,4 +186,28 @@ pub(crate) struct Attached<'a> {
 /// Statement names lakepool uses on server connections; a client may not name them in SQL.
 fn is_reserved(name: &str) -> bool {
     name.starts_with(crate::upstream::prepared::NAME_PREFIX)
+}
+
+#[cfg(test)]
+mod pristine_tests {
+    use super::TxnClient;
+    use super::replies::ReplyQueue;
+
+    /// An idle client's state is parked only when it equals a new one.
+    #[test]
+    fn a_new_state_is_pristine_and_one_holding_something_is_not() {
+        let mut c = TxnClient::default();
+        assert!(c.is_pristine());
+        c.changes.set("work_mem");
+        assert!(!c.is_pristine(), "a change not read back yet");
+        let mut c = TxnClient::default();
+        c.notices.push(super::Limitation::Listen);
+        assert!(!c.is_pristine(), "a warning not sent yet");
+        let c = TxnClient {
+            discarding: true,
+            ..TxnClient::default()
+        };
+        assert!(!c.is_pristine(), "dropping messages up to Sync");
+        assert!(ReplyQueue::default().is_pristine());
+    }
 }

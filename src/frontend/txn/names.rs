@@ -23,6 +23,11 @@ impl ClientNames {
         self.map.len()
     }
 
+    /// No names.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
     /// Bytes of statement text the names refer to.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes

@@ -99,6 +99,19 @@ pub(crate) struct ReplyQueue {
 }
 
 impl ReplyQueue {
+    /// Holds nothing: equal to a new one. Every field is named, so a new field must be
+    /// considered here.
+    pub(crate) fn is_pristine(&self) -> bool {
+        let Self {
+            q,
+            skipping,
+            copy_in,
+            undo,
+            failed,
+        } = self;
+        q.is_empty() && !*skipping && !*copy_in && undo.is_empty() && failed.is_none()
+    }
+
     /// True when nothing is owed.
     pub(crate) fn is_empty(&self) -> bool {
         self.q.is_empty()
