@@ -314,7 +314,7 @@ fn databases(fe: &Shared) -> Table {
         let (host, user) = up.credential.target();
         let (host, user) = (host.map(|h| h.to_string()), user.map(|u| u.to_string()));
         let st = &d.settings;
-        let clients = sessions.iter().filter(|c| c.database == d.name).count();
+        let clients = sessions.iter().filter(|c| *c.database == *d.name).count();
         t.row(vec![
             s(&d.name),
             host,
@@ -370,7 +370,7 @@ fn users(fe: &Shared) -> Table {
             .sum();
         let clients = sessions
             .iter()
-            .filter(|c| c.user == u.name && !crate::config::is_admin_database(&c.database))
+            .filter(|c| *c.user == *u.name && !crate::config::is_admin_database(&c.database))
             .count();
         t.row(vec![
             s(&u.name),

@@ -76,7 +76,7 @@ fn client_counts(fe: &Shared) -> ClientCounts {
     let mut clients: ClientCounts = HashMap::new();
     for c in fe.sessions.snapshot() {
         let e = clients
-            .entry((c.database.clone(), c.user.clone()))
+            .entry((c.database.to_string(), c.user.to_string()))
             .or_default();
         match c.state() {
             ClientState::Waiting => {

@@ -70,8 +70,8 @@ async fn log_in(
         Ok(Login::Console(c)) => {
             tracing::info!(client = %peer, user = %c.user, "admin console login");
             let client = fe.sessions.register(
-                &c.user,
-                crate::config::ADMIN_DATABASE,
+                Arc::from(c.user.as_str()),
+                Arc::from(crate::config::ADMIN_DATABASE),
                 peer,
                 c.stream.is_tls(),
             );

@@ -43,10 +43,10 @@ pub(crate) struct LoggedIn {
 /// What login established besides the socket.
 #[derive(Debug)]
 pub(crate) struct SessionInfo {
-    /// Login name.
-    pub(crate) user: String,
-    /// Database name.
-    pub(crate) database: String,
+    /// Login name (shared with the client list's entry).
+    pub(crate) user: Arc<str>,
+    /// Database name (shared with the client list's entry).
+    pub(crate) database: Arc<str>,
     /// The (database, user) pool.
     pub(crate) pool: Pool,
     /// The client's session settings.
@@ -312,8 +312,8 @@ async fn greet(
     stream.write_all(&greeting).await.map_err(io_err)?;
     stream.flush().await.map_err(io_err)?;
     let info = SessionInfo {
-        user,
-        database,
+        user: Arc::from(user),
+        database: Arc::from(database),
         pool,
         settings,
         cancel,

@@ -143,9 +143,12 @@ impl<'a> Session<'a> {
         } = *logged;
         tracing::info!(client = %peer, user = %LogSafe(&session.user),
             database = %LogSafe(&session.database), tls = stream.is_tls(), "client logged in");
-        let entry = fe
-            .sessions
-            .register(&session.user, &session.database, peer, stream.is_tls());
+        let entry = fe.sessions.register(
+            Arc::clone(&session.user),
+            Arc::clone(&session.database),
+            peer,
+            stream.is_tls(),
+        );
         Self::new(fe, stream, session, &leftover, entry)
     }
 

@@ -42,9 +42,9 @@ pub(crate) struct ClientEntry {
     /// Registry id.
     pub(crate) id: u64,
     /// Login name.
-    pub(crate) user: String,
+    pub(crate) user: Arc<str>,
     /// Database name.
-    pub(crate) database: String,
+    pub(crate) database: Arc<str>,
     /// Peer address.
     pub(crate) addr: SocketAddr,
     /// When it logged in.
@@ -119,16 +119,16 @@ impl ClientRegistry {
     /// Registers a logged-in client; it is removed when the handle drops.
     pub(crate) fn register(
         self: &Arc<Self>,
-        user: &str,
-        database: &str,
+        user: Arc<str>,
+        database: Arc<str>,
         addr: SocketAddr,
         tls: bool,
     ) -> ClientHandle {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let entry = Arc::new(ClientEntry {
             id,
-            user: user.to_owned(),
-            database: database.to_owned(),
+            user,
+            database,
             addr,
             connected_at: SystemTime::now(),
             tls,
@@ -218,8 +218,8 @@ mod tests {
     fn register_state_and_removal() {
         let r = Arc::new(ClientRegistry::default());
         let addr: SocketAddr = "127.0.0.1:5".parse().unwrap();
-        let a = r.register("u", "d", addr, false);
-        let b = r.register("u", "d", addr, true);
+        let a = r.register("u".into(), "d".into(), addr, false);
+        let b = r.register("u".into(), "d".into(), addr, true);
         b.set(ClientState::Waiting);
         let snap = r.snapshot();
         assert_eq!(snap.len(), 2);
