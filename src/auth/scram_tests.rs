@@ -1,4 +1,5 @@
-//! Tests for SCRAM, server and client halves (included from scram.rs).
+//! Tests for SCRAM, server and client halves (included from scram.rs). Over 600 lines: the
+//! RFC 5802/7677 vectors and the exchange's failure cases belong together.
 
 use super::*;
 use crate::auth::scram_client::CACHE_CAPACITY;

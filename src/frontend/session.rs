@@ -2,7 +2,6 @@
 //! gives the server back (at each transaction end in transaction mode, at disconnect in
 //! session mode), plus the clean-up of servers a client left in an unknown state.
 
-use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::sync::Arc;
 use std::task::Poll;
@@ -14,11 +13,12 @@ use super::login::{LoggedIn, SessionInfo, sync_settings};
 use super::pipe::Pipe;
 use super::pump::{Core, IdleLimits, Pump, PumpEnd, TxnPart, Wait};
 use super::tracker::Tracker;
+use super::txn::Attached;
 use super::txn::client::request_ready;
+use super::txn::parked::{TxnSession, park, txn_limits, unpark};
 use super::txn::replies::ReplyQueue;
 use super::txn::state::follow_changes;
-use super::txn::{Attached, TxnClient, TxnLimits};
-use crate::config::{PoolMode, PoolSettings, ServerConfig};
+use crate::config::PoolMode;
 use crate::error::{ClientError, ClientFacing};
 use crate::logsafe::LogSafe;
 use crate::net::Stream;
@@ -106,14 +106,6 @@ enum Woke {
     Shutdown,
     /// The client kept lakepool waiting past its limit.
     Expired,
-}
-
-/// Transaction-mode state of a session, boxed: session-mode clients do not pay for it.
-#[derive(Debug)]
-struct TxnSession {
-    client: TxnClient,
-    queue: ReplyQueue,
-    limits: TxnLimits,
 }
 
 /// One logged-in client.
@@ -360,10 +352,7 @@ impl<'a> Session<'a> {
 
     /// Parks the transaction-mode state when it holds nothing (it equals a new one then).
     fn park_txn(&mut self) {
-        if self
-            .txn
-            .as_ref()
-            .is_some_and(|t| t.client.is_pristine() && t.queue.is_pristine())
+        if self.txn.as_ref().is_some_and(|t| t.is_pristine())
             && let Some(t) = self.txn.take()
         {
             park(t);
@@ -603,53 +592,4 @@ fn wait_for_client<'w>(
         }
         limits.poll_expired(cx, wait).map(|()| Woke::Expired)
     })
-}
-
-/// Transaction-mode states parked per thread; beyond that, parked states are freed.
-const PARKED_PER_THREAD: usize = 256;
-
-thread_local! {
-    /// Idle clients' empty transaction-mode states, for the next client that needs one: an
-    /// idle client holds none, and a busy one never allocates one per transaction.
-    #[allow(clippy::vec_box, reason = "the boxes are what is reused: taking one allocates nothing")]
-    static PARKED: RefCell<Vec<Box<TxnSession>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The limits a transaction-mode client works under (its pool's, which a reload may change).
-fn txn_limits(s: &PoolSettings, server: &ServerConfig) -> TxnLimits {
-    TxnLimits {
-        cache_cap: s.max_prepared_statements,
-        max_statements: s.max_client_prepared_statements,
-        max_statement_bytes: s.max_client_prepared_bytes,
-        hold_limit: server.max_held_message_size,
-        max_message: server.max_message_size,
-    }
-}
-
-/// An empty transaction-mode state, parked or new.
-fn unpark(limits: TxnLimits) -> Box<TxnSession> {
-    match PARKED.with(|p| p.borrow_mut().pop()) {
-        Some(mut t) => {
-            t.limits = limits;
-            t
-        }
-        None => Box::new(TxnSession {
-            client: TxnClient::default(),
-            queue: ReplyQueue::default(),
-            limits,
-        }),
-    }
-}
-
-/// Parks an empty transaction-mode state. Its collections are replaced by new (unallocated)
-/// ones: a parked state keeps no capacity a client once grew.
-fn park(mut t: Box<TxnSession>) {
-    t.client = TxnClient::default();
-    t.queue = ReplyQueue::default();
-    PARKED.with(|p| {
-        let mut p = p.borrow_mut();
-        if p.len() < PARKED_PER_THREAD {
-            p.push(t);
-        }
-    });
 }

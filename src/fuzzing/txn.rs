@@ -1,5 +1,6 @@
-//! Target `txn`: the transaction-mode data path with statement mapping, without sockets. A
-//! client and a server byte stream, interleaved and split at points the input picks, go
+//! Target `txn` (over 600 lines: the session driver, the invariants it checks and the input
+//! decoding are one harness): the transaction-mode data path with statement mapping, without
+//! sockets. A client and a server byte stream, interleaved and split at points the input picks, go
 //! through the pump's framing ([`Core::frame_up`], [`Core::frame_down`]) and the
 //! transaction-mode handling as a session drives them: between transactions the client's
 //! next request is framed by [`request_ready`] and may be answered without a server; a

@@ -1,3 +1,6 @@
+//! Tests of the SQL classifier (included from sql.rs). Over 600 lines: one case per statement
+//! form the data path must see, kept next to each other so a missing form shows.
+
 use super::*;
 
 fn set(name: &str) -> Command {

@@ -18,6 +18,7 @@ mod catalog;
 pub(crate) mod client;
 mod inspect;
 mod names;
+pub(crate) mod parked;
 mod replay;
 pub(crate) mod replies;
 mod server;
