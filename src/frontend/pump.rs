@@ -424,10 +424,15 @@ impl Core<'_> {
         }
     }
 
-    /// The client is ahead of what it reads: lakepool's own replies wait to be written, or
-    /// too many replies are owed. Reading it resumes as the client reads.
+    /// The client is ahead: lakepool's own replies wait to be written to it, too many replies
+    /// are owed, or what its messages became (rewritten, with statements prepared first) waits
+    /// to be written to the server. Framing and reading it resume as those are written. The
+    /// last bound matters because a rewrite can be larger than the message: without it, one
+    /// read buffer of small messages could turn into any amount of output in one round (found
+    /// by the `txn` fuzz target: 16 KiB of `pg_prepared_statements` queries, 100 KiB out).
     fn held_back(&self) -> bool {
         self.down.output_len() > MAX_PENDING_OUT
+            || self.up.output_len() > MAX_PENDING_OUT
             || self
                 .txn
                 .as_ref()

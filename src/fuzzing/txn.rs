@@ -361,7 +361,10 @@ impl Session {
                 // Held back until the server answers.
                 return;
             }
-            let room = BUF_SIZE.saturating_sub(self.up.unread().len());
+            // The read buffer holds what is not framed yet and what is framed but not written
+            // yet (passed on without a copy): lakepool reads only into the room both leave.
+            let buffered = self.up.unread().len() + self.up.output_len();
+            let room = BUF_SIZE.saturating_sub(buffered);
             assert!(
                 room > 0 || self.up.has_output(),
                 "client read buffer full with nothing to write: {} bytes unread, streaming {}, holding {}",
@@ -369,6 +372,10 @@ impl Session {
                 self.up.is_streaming(),
                 self.up.is_holding()
             );
+            if room == 0 {
+                // Full of output: lakepool writes before it reads again.
+                return;
+            }
             let chunk = self.from_client.take(n.min(room));
             n -= chunk.len();
             self.up.feed(chunk);

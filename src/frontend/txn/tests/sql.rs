@@ -153,3 +153,40 @@ fn pg_prepared_statements_in_an_unnamed_parse_shows_the_clients_own_names() {
     );
     assert!(!String::from_utf8_lossy(&out).contains("NOT LIKE"));
 }
+
+/// Rewritten queries are larger than what the client sent: one read buffer of small queries
+/// must not become any amount of server-bound output in one round (found by the `txn` fuzz
+/// target). Framing stops past the pending-output bound and resumes once it is written.
+#[test]
+fn rewritten_queries_are_framed_only_while_their_output_is_bounded() {
+    let mut r = Rig::new();
+    for i in 0..10 {
+        let name = format!("{i}{}", "n".repeat(300));
+        r.send(&[parse(&name, "select 1"), sync()].concat());
+        r.reply(&server_msgs("1Z"));
+    }
+    let one = query("select name from pg_prepared_statements");
+    let count = 300;
+    r.up.feed(&one.repeat(count));
+    let mut rounds = Vec::new();
+    loop {
+        r.run(|c| c.frame_up()).unwrap();
+        let out = r.up.drain();
+        if out.is_empty() {
+            break;
+        }
+        rounds.push(out);
+    }
+    let largest = rounds.iter().map(Vec::len).max().unwrap_or(0);
+    let rewritten = messages(&rounds[0])[0].1.len() + 5;
+    assert!(
+        rewritten > 3_000,
+        "each query names every statement: {rewritten} bytes"
+    );
+    assert!(
+        largest <= 64 * 1024 + rewritten,
+        "{largest} bytes out in one round"
+    );
+    let sent: usize = rounds.iter().map(|o| tags(o).len()).sum();
+    assert_eq!(sent, count, "every query goes out, over several rounds");
+}
