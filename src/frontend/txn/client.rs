@@ -14,6 +14,7 @@
 
 use super::replay::ReplayState;
 use super::replies::{Expect, Synth};
+use super::statements::parse_name_pending;
 use super::{Attached, TxnClient};
 use crate::error::ClientError;
 use crate::frontend::pipe::Pipe;
@@ -77,7 +78,16 @@ pub(crate) fn request_ready(up: &mut Pipe, limits: &super::TxnLimits) -> Result<
                 return Ok(false);
             }
             if inspected(h.tag, limits.mapping()) {
-                return Ok(!matches!(whole(up, h, limits.hold_limit), Whole::Wait));
+                return Ok(match whole(up, h, limits.hold_limit) {
+                    Whole::Wait => false,
+                    Whole::Ready => true,
+                    // It streams, but without mapping a Parse goes only once its name is in:
+                    // a server taken earlier would be released at once with nothing done, and
+                    // taken again, in a loop (found by the txn fuzz target).
+                    Whole::TooBig => {
+                        !(h.tag == b'P' && !limits.mapping() && parse_name_pending(up))
+                    }
+                });
             }
             Ok(true)
         }

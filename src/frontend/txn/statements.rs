@@ -25,6 +25,14 @@ use crate::upstream::prepared::Statement;
 /// than the hold limit streams after them.
 const MAX_BIND_NAMES: usize = 4096;
 
+/// A Parse too large to hold whose statement name has not all arrived yet (and may still:
+/// names are short). Without statement mapping lakepool needs the name before it passes the
+/// message on, so such a Parse is not a request that can go yet.
+pub(super) fn parse_name_pending(up: &Pipe) -> bool {
+    let unread = up.unread();
+    unread.len() < MAX_BIND_NAMES && split_cstr(&unread[HEADER_LEN.min(unread.len())..]).is_none()
+}
+
 impl TxnClient {
     /// A Parse: one too large to hold, one looked at in place (unnamed, or mapping off), or a
     /// named one mapped to a pool statement.
@@ -82,7 +90,7 @@ impl TxnClient {
             }
             _ if !mapping => {
                 // Not even the name arrived yet: wait for it (it is short).
-                if up.unread().len() < MAX_BIND_NAMES {
+                if parse_name_pending(up) {
                     return Step::NeedMore;
                 }
                 self.refuse(h, up, at, statement_too_large(h, at.limits.hold_limit))

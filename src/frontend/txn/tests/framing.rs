@@ -111,3 +111,32 @@ fn terminate_stops_after_what_came_before() {
     assert!(terminated);
     assert_eq!(tags(&r.up.drain()), "Q");
 }
+
+/// Without statement mapping, a Parse too large to hold goes to a server only once its name
+/// is in: a server taken before would be released at once with nothing done and taken again,
+/// in a loop (found by the `txn` fuzz target).
+#[test]
+fn a_parse_too_large_to_hold_is_not_ready_before_its_name() {
+    use crate::frontend::txn::client::request_ready;
+    let limits = TxnLimits {
+        cache_cap: 0,
+        max_statements: 10,
+        max_statement_bytes: 1 << 20,
+        hold_limit: 2000,
+        max_message: 1 << 24,
+    };
+    let mut up = Pipe::default();
+    let mut head = vec![b'P'];
+    head.extend_from_slice(&8_000_000u32.to_be_bytes());
+    head.extend_from_slice(&[b'z'; 100]);
+    up.feed(&head);
+    assert!(
+        !request_ready(&mut up, &limits).unwrap(),
+        "the name is not in yet"
+    );
+    up.feed(b"\0select ");
+    assert!(
+        request_ready(&mut up, &limits).unwrap(),
+        "named: it can stream now"
+    );
+}
