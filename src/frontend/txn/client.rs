@@ -14,7 +14,7 @@
 
 use super::replay::ReplayState;
 use super::replies::{Expect, Synth};
-use super::statements::parse_name_pending;
+use super::statements::{bind_names_pending, parse_name_pending};
 use super::{Attached, TxnClient};
 use crate::error::ClientError;
 use crate::frontend::pipe::Pipe;
@@ -84,9 +84,12 @@ pub(crate) fn request_ready(up: &mut Pipe, limits: &super::TxnLimits) -> Result<
                     // It streams, but without mapping a Parse goes only once its name is in:
                     // a server taken earlier would be released at once with nothing done, and
                     // taken again, in a loop (found by the txn fuzz target).
-                    Whole::TooBig => {
-                        !(h.tag == b'P' && !limits.mapping() && parse_name_pending(up))
-                    }
+                    // The same for a Bind with mapping on, which needs its statement name.
+                    Whole::TooBig => match h.tag {
+                        b'P' => limits.mapping() || !parse_name_pending(up),
+                        b'B' => !limits.mapping() || !bind_names_pending(up),
+                        _ => true,
+                    },
                 });
             }
             Ok(true)

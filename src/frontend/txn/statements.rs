@@ -33,6 +33,17 @@ pub(super) fn parse_name_pending(up: &Pipe) -> bool {
     unread.len() < MAX_BIND_NAMES && split_cstr(&unread[HEADER_LEN.min(unread.len())..]).is_none()
 }
 
+/// A Bind too large to hold whose portal and statement names have not both arrived yet (and
+/// may still). With statement mapping lakepool needs the statement name before it passes the
+/// message on, so such a Bind is not a request that can go yet.
+pub(super) fn bind_names_pending(up: &Pipe) -> bool {
+    let unread = up.unread();
+    unread.len() < MAX_BIND_NAMES
+        && split_cstr(&unread[HEADER_LEN.min(unread.len())..])
+            .and_then(|(_, rest)| split_cstr(rest))
+            .is_none()
+}
+
 impl TxnClient {
     /// A Parse: one too large to hold, one looked at in place (unnamed, or mapping off), or a
     /// named one mapped to a pool statement.

@@ -140,3 +140,31 @@ fn a_parse_too_large_to_hold_is_not_ready_before_its_name() {
         "named: it can stream now"
     );
 }
+
+/// With statement mapping, a Bind too large to hold goes to a server only once its portal and
+/// statement names are in (the same busy loop otherwise; found by the `txn` fuzz target).
+#[test]
+fn a_bind_too_large_to_hold_is_not_ready_before_its_names() {
+    use crate::frontend::txn::client::request_ready;
+    let limits = TxnLimits {
+        cache_cap: 10,
+        max_statements: 10,
+        max_statement_bytes: 1 << 20,
+        hold_limit: 2000,
+        max_message: 1 << 24,
+    };
+    let mut up = Pipe::default();
+    let mut head = vec![b'B'];
+    head.extend_from_slice(&5_000_000u32.to_be_bytes());
+    head.extend_from_slice(b"\0stmt_na");
+    up.feed(&head);
+    assert!(
+        !request_ready(&mut up, &limits).unwrap(),
+        "the statement name is not in yet"
+    );
+    up.feed(b"me\0\0\0");
+    assert!(
+        request_ready(&mut up, &limits).unwrap(),
+        "names in: it can stream now"
+    );
+}
