@@ -311,9 +311,13 @@ async fn greet(
     };
     stream.write_all(&greeting).await.map_err(io_err)?;
     stream.flush().await.map_err(io_err)?;
+    // The pool's names: the same strings (the pool is this database and user's), shared.
+    debug_assert!(pool.database() == database && pool.user() == user);
+    let (database, user) = pool.names();
+    let (database, user) = (Arc::clone(database), Arc::clone(user));
     let info = SessionInfo {
-        user: Arc::from(user),
-        database: Arc::from(database),
+        user,
+        database,
         pool,
         settings,
         cancel,

@@ -2,6 +2,7 @@
 //! greeting, and the session loop that forwards traffic through pooled server connections.
 
 pub(crate) mod auth;
+pub(crate) mod client_path;
 pub(crate) mod handshake;
 pub(crate) mod login;
 pub(crate) mod passthrough;

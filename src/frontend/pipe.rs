@@ -119,6 +119,11 @@ impl Pipe {
             && self.held.is_none()
     }
 
+    /// Empty and holding no buffer: equal to a new pipe.
+    pub(crate) fn is_pristine(&self) -> bool {
+        self.is_empty() && self.buf.capacity() == 0 && self.made.capacity() == 0 && self.pos == 0
+    }
+
     /// Returns the buffers to the per-thread pool when the pipe is empty (an idle client holds
     /// none).
     pub(crate) fn release_buffers(&mut self) {

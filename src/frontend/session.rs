@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
+use super::client_path::{self, ClientPath};
 use super::login::{LoggedIn, SessionInfo, sync_settings};
 use super::pipe::Pipe;
 use super::pump::{Core, IdleLimits, Pump, PumpEnd, TxnPart, Wait};
-use super::tracker::Tracker;
 use super::txn::Attached;
 use super::txn::client::request_ready;
 use super::txn::parked::{TxnSession, park, txn_limits, unpark};
@@ -23,6 +23,7 @@ use crate::error::{ClientError, ClientFacing};
 use crate::logsafe::LogSafe;
 use crate::net::Stream;
 use crate::pool::Checkout;
+use crate::pool::stats::PoolStats;
 use crate::proto::sqlstate::SqlState;
 use crate::shared::clients::{ClientHandle, ClientState};
 use crate::shared::ends::EndReason;
@@ -40,10 +41,25 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) fn serve(fe: &Shared, logged: Box<LoggedIn>) -> impl Future<Output = ()> + Send + '_ {
     let mut session = Session::start(fe, logged);
     async move {
-        let end = match session.info.server.take() {
+        // No value kept across the awaits below (a match on `server.take()` would keep the
+        // scrutinee in every idle client's task).
+        let end = if session.info.server.is_some() {
             // Boxed: only session-mode clients pay for its state.
-            Some(server) => Box::pin(session.serve_session(*server)).await,
-            None => session.serve_transactions().await,
+            Box::pin(session.serve_session()).await
+        } else {
+            // The loop is here, not in a method: an awaited `&mut self` method keeps its
+            // receiver twice in the task's state.
+            loop {
+                if let Err(end) = session.next_request().await {
+                    break end;
+                }
+                // Boxed: an idle client's task then holds only what waiting for a request
+                // needs (the checkout, data path and follow-up states live for the
+                // transaction only).
+                if let Some(end) = Box::pin(session.transaction()).await {
+                    break end;
+                }
+            }
         };
         session.fe.ends.record(end.reason());
         tracing::info!(client = %session.entry.addr(), user = %LogSafe(&session.info.user),
@@ -113,8 +129,9 @@ struct Session<'a> {
     fe: &'a Shared,
     client: Stream,
     info: SessionInfo,
-    up: Pipe,
-    tracker: Tracker,
+    /// The client's pipe and protocol state, while it sends a request or holds a server;
+    /// parked (per thread) while a transaction-mode client is idle with nothing in it.
+    path: Option<Box<ClientPath>>,
     limits: IdleLimits,
     transaction_mode: bool,
     /// Transaction mode: the client's state, while it holds anything or a request is under
@@ -151,17 +168,19 @@ impl<'a> Session<'a> {
         leftover: &[u8],
         entry: ClientHandle,
     ) -> Self {
-        let mut tracker = Tracker::default();
-        tracker.stats = Some(Arc::clone(info.pool.stats()));
+        let path = (!leftover.is_empty()).then(|| {
+            let mut p = client_path::take(info.pool.stats());
+            p.up = Pipe::with_input(leftover);
+            p
+        });
         let s = info.pool.settings();
         let limits = IdleLimits::new(s.idle_transaction_timeout, s.client_idle_timeout);
         let transaction_mode = s.mode == PoolMode::Transaction;
         Self {
             fe,
             client,
-            up: Pipe::with_input(leftover),
             info,
-            tracker,
+            path,
             limits,
             transaction_mode,
             txn: None,
@@ -170,7 +189,13 @@ impl<'a> Session<'a> {
     }
 
     /// Session mode: the server checked out at login serves the client until it leaves.
-    async fn serve_session(&mut self, mut server: Checkout) -> SessionEnd {
+    async fn serve_session(&mut self) -> SessionEnd {
+        let Some(mut server) = self.info.server.take().map(|s| *s) else {
+            // Not reached: `serve` calls this only when the login checked a server out.
+            return self
+                .tell(ClientError::fatal(SqlState::INTERNAL_ERROR, "no server for the session"))
+                .await;
+        };
         self.entry.set(ClientState::Active);
         let conn = server.conn_ref();
         self.info.cancel.slot.attach(conn.key, &conn.host);
@@ -183,20 +208,6 @@ impl<'a> Session<'a> {
             return self.tell(ClientError::shutting_down()).await;
         }
         Box::pin(self.finish(server, end)).await
-    }
-
-    /// Transaction mode: a server for each request, back to the pool at each idle point.
-    async fn serve_transactions(&mut self) -> SessionEnd {
-        loop {
-            if let Err(end) = self.next_request().await {
-                return end;
-            }
-            // Boxed: an idle client's task then holds only what waiting for a request needs
-            // (the checkout, data path and follow-up states live for the transaction only).
-            if let Some(end) = Box::pin(self.transaction()).await {
-                return end;
-            }
-        }
     }
 
     /// One request's server: checkout, forwarding until the server is idle, the follow-up,
@@ -230,9 +241,11 @@ impl<'a> Session<'a> {
             server.release();
         }
         self.entry.set(ClientState::Idle);
-        if self.client.can_wait_without_buffer() {
+        if self.client.can_wait_without_buffer()
+            && let Some(p) = self.path.as_mut()
+        {
             // Idle clients hold no buffer.
-            self.up.release_buffers();
+            p.up.release_buffers();
         }
         None
     }
@@ -276,19 +289,20 @@ impl<'a> Session<'a> {
             let t = self
                 .txn
                 .get_or_insert_with(|| unpark(txn_limits(pool.settings(), server)));
-            match request_ready(&mut self.up, &t.limits) {
+            let p = client_path::get(&mut self.path, pool.stats());
+            match request_ready(&mut p.up, &t.limits) {
                 Ok(true) => {
-                    if self.up.unread().first() == Some(&b'X') {
+                    if p.up.unread().first() == Some(&b'X') {
                         return Err(SessionEnd::Terminated);
                     }
                     let registry = self.info.pool.statements();
                     let stats = Some(&**self.info.pool.stats());
                     let Some(reply) =
                         t.client
-                            .answer_without_server(&mut self.up, &t.limits, registry, stats)
+                            .answer_without_server(&mut p.up, &t.limits, registry, stats)
                     else {
                         // Query time counts from the request, waiting for a server included.
-                        self.tracker.clock.request();
+                        p.tracker.clock.request();
                         return Ok(());
                     };
                     // Boxed, with the reply: rare, and its state would otherwise be part of
@@ -310,7 +324,7 @@ impl<'a> Session<'a> {
                     return Err(Box::pin(self.tell(err)).await);
                 }
             }
-            let wait = if self.up.is_empty() {
+            let wait = if p.up.is_empty() {
                 Wait::Idle
             } else {
                 Wait::Stalled
@@ -322,9 +336,11 @@ impl<'a> Session<'a> {
             if idle {
                 // Idle with nothing in its state: the client holds none while it waits.
                 self.park_txn();
+                client_path::park(&mut self.path);
             }
-            let (up, client, limits) = (&mut self.up, &mut self.client, &mut self.limits);
-            let woke = wait_for_client(&self.entry, up, client, limits, wait, idle).await;
+            let (path, client, limits) = (&mut self.path, &mut self.client, &mut self.limits);
+            let stats = self.info.pool.stats();
+            let woke = wait_for_client(&self.entry, path, stats, client, limits, wait, idle).await;
             let n = match woke {
                 Woke::Client(Ok(n)) => n,
                 Woke::Client(Err(e)) => return Err(SessionEnd::Io(e)),
@@ -343,10 +359,11 @@ impl<'a> Session<'a> {
                 return Err(SessionEnd::Closed);
             }
             self.limits.progress();
-            if let Some(s) = &self.tracker.stats {
-                s.received
-                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-            }
+            self.info
+                .pool
+                .stats()
+                .received
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -376,7 +393,9 @@ impl<'a> Session<'a> {
                 .current_pool(&self.info.database, &self.info.user)
             {
                 self.info.pool = p;
-                self.tracker.stats = Some(Arc::clone(self.info.pool.stats()));
+                if let Some(path) = self.path.as_mut() {
+                    path.tracker.stats = Some(Arc::clone(self.info.pool.stats()));
+                }
             }
         }
         let mut server = self
@@ -398,6 +417,7 @@ impl<'a> Session<'a> {
     /// Runs the data path with `server` until the pump stops.
     async fn forward(&mut self, server: &mut Checkout) -> PumpEnd {
         let registry = self.info.pool.statements();
+        let path = client_path::get(&mut self.path, self.info.pool.stats());
         let conn = server.conn();
         let mut down = Pipe::over(std::mem::take(&mut conn.buf));
         let txn = self.txn.as_mut().map(|t| TxnPart {
@@ -410,9 +430,9 @@ impl<'a> Session<'a> {
             },
         });
         let core = Core {
-            up: &mut self.up,
+            up: &mut path.up,
             down: &mut down,
-            tracker: &mut self.tracker,
+            tracker: &mut path.tracker,
             server_params: &mut conn.params,
             release_when_idle: self.transaction_mode,
             txn,
@@ -427,11 +447,11 @@ impl<'a> Session<'a> {
         if !down.is_empty() {
             // Server bytes this client never received (it left or failed mid-write): the
             // server's state is unknown and it must not serve anyone else.
-            self.tracker.undelivered = true;
+            path.tracker.undelivered = true;
         }
         let queue_owed = self.txn.as_ref().is_some_and(|t| !t.queue.is_empty());
         if queue_owed {
-            self.tracker.undelivered = true;
+            path.tracker.undelivered = true;
         }
         if !matches!(end, PumpEnd::Idle)
             && let Some(t) = self.txn.as_mut()
@@ -446,14 +466,19 @@ impl<'a> Session<'a> {
 
     /// What this client leaves its server in.
     fn left_state(&self) -> LeftState {
-        let t = &self.tracker;
-        LeftState {
-            quiescent: t.pending == 0
+        // No path: the client held nothing (a parked path is a pristine one).
+        let (quiescent, status) = self.path.as_ref().map_or((true, b'I'), |p| {
+            let t = &p.tracker;
+            let quiescent = t.pending == 0
                 && !t.unsynced
                 && !t.undelivered
                 && !t.copy_in
-                && !self.up.is_streaming(),
-            status: t.status,
+                && !p.up.is_streaming();
+            (quiescent, t.status)
+        });
+        LeftState {
+            quiescent,
+            status,
             // A ROLLBACK does not undo a committed SET: changes not read back close the server.
             settings_unknown: self
                 .txn
@@ -487,7 +512,7 @@ impl<'a> Session<'a> {
                 server.close();
             }
             PumpEnd::ServerClosed | PumpEnd::ServerIo(_) | PumpEnd::ServerProtocol(_) => {
-                if self.tracker.server_fatal {
+                if self.path.as_ref().is_some_and(|p| p.tracker.server_fatal) {
                     // The client has the server's own reason (57P01 and friends): nothing
                     // made up after it, just the close, as from a direct connection.
                     let _ =
@@ -567,7 +592,8 @@ async fn cleanup(mut server: Checkout, left: LeftState, reset: Option<String>) {
 /// task sleeps, and stored futures would add to every idle client's memory.
 fn wait_for_client<'w>(
     entry: &'w ClientHandle,
-    up: &'w mut Pipe,
+    path: &'w mut Option<Box<ClientPath>>,
+    stats: &'w Arc<PoolStats>,
     client: &'w mut Stream,
     limits: &'w mut IdleLimits,
     wait: Wait,
@@ -583,7 +609,8 @@ fn wait_for_client<'w>(
             Poll::Ready(Ok(()))
         };
         let moved = match ready {
-            Poll::Ready(Ok(())) => up.poll_fill(cx, client),
+            // The path is taken only now: an idle client waits without one.
+            Poll::Ready(Ok(())) => client_path::get(path, stats).up.poll_fill(cx, client),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
         };

@@ -64,6 +64,17 @@ impl Tracker {
         self.pending == 0 && self.status == b'I' && !self.unsynced && !self.copy_in
     }
 
+    /// Holds nothing a new tracker would not: the server is idle, nothing is owed, no COPY
+    /// window or query clock is open (the pool's counters aside).
+    pub(crate) fn is_pristine(&self) -> bool {
+        self.server_idle()
+            && self.exec_window.is_none()
+            && self.closed_windows.is_none()
+            && !self.undelivered
+            && !self.server_fatal
+            && self.clock.is_stopped()
+    }
+
     /// True when the client owes the next move: every request answered, none in COPY.
     pub(crate) fn waiting_on_client(&self) -> bool {
         self.pending == 0 && !self.copy_in

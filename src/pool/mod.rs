@@ -84,8 +84,8 @@ struct State {
 }
 
 struct Shared {
-    database: String,
-    user: String,
+    database: Arc<str>,
+    user: Arc<str>,
     settings: PoolSettings,
     upstream: Arc<Upstream>,
     /// Opens server connections (to `upstream`, except in unit tests).
@@ -158,8 +158,8 @@ impl Pool {
     ) -> Self {
         let pool = Self {
             shared: Arc::new(Shared {
-                database,
-                user,
+                database: Arc::from(database),
+                user: Arc::from(user),
                 settings,
                 upstream,
                 connector,
@@ -197,6 +197,12 @@ impl Pool {
     /// Pool user name.
     pub(crate) fn user(&self) -> &str {
         &self.shared.user
+    }
+
+    /// The database and user names, for a client's own references (shared, not copied per
+    /// client).
+    pub(crate) fn names(&self) -> (&Arc<str>, &Arc<str>) {
+        (&self.shared.database, &self.shared.user)
     }
 
     /// Named statements prepared by this pool's clients.

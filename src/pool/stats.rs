@@ -177,6 +177,11 @@ pub(crate) struct QueryClock {
 }
 
 impl QueryClock {
+    /// No query and no transaction is being timed.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.query_start.is_none() && self.xact_start.is_none()
+    }
+
     /// A request that gets a ReadyForQuery (Query, Sync, FunctionCall) was sent: starts the
     /// query (and the transaction) unless one is already running. Reads the clock only then.
     pub(crate) fn request(&mut self) {

@@ -67,6 +67,8 @@ impl SqlState {
     pub(crate) const RESERVED_NAME: Self = Self::c("42939");
     /// `in_failed_sql_transaction`.
     pub(crate) const IN_FAILED_SQL_TRANSACTION: Self = Self::c("25P02");
+    /// `internal_error`: a state lakepool itself should never reach.
+    pub(crate) const INTERNAL_ERROR: Self = Self::c("XX000");
 }
 
 impl std::fmt::Display for SqlState {

@@ -1,0 +1,93 @@
+//! The client's side of the data path (its pipe toward the server and the protocol state of
+//! the pair), and the per-thread list where idle clients' empty ones wait for the next client
+//! that needs one: an idle transaction-mode client holds none, and a busy one never allocates
+//! one per transaction.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use super::pipe::Pipe;
+use super::tracker::Tracker;
+use crate::pool::stats::PoolStats;
+
+/// What a client needs while it sends a request or holds a server: boxed (not part of every
+/// idle client's task) and parked per thread when it holds nothing.
+#[derive(Debug, Default)]
+pub(crate) struct ClientPath {
+    /// Client to server.
+    pub(crate) up: Pipe,
+    /// Protocol state of the client and its server.
+    pub(crate) tracker: Tracker,
+}
+
+impl ClientPath {
+    /// Holds nothing: equal to a new one (the pool's counters aside).
+    pub(crate) fn is_pristine(&self) -> bool {
+        self.up.is_pristine() && self.tracker.is_pristine()
+    }
+}
+
+/// Paths parked per thread; beyond that, parked paths are freed.
+const PARKED_PER_THREAD: usize = 256;
+
+thread_local! {
+    #[allow(clippy::vec_box, reason = "the boxes are what is reused: taking one allocates nothing")]
+    static PARKED: RefCell<Vec<Box<ClientPath>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty path counting into `stats`, parked or new. A parked path already counting into
+/// the same pool keeps its reference: no shared reference count changes per transaction.
+pub(crate) fn take(stats: &Arc<PoolStats>) -> Box<ClientPath> {
+    let mut p = PARKED
+        .with(|p| p.borrow_mut().pop())
+        .unwrap_or_default();
+    if !p.tracker.stats.as_ref().is_some_and(|s| Arc::ptr_eq(s, stats)) {
+        p.tracker.stats = Some(Arc::clone(stats));
+    }
+    p
+}
+
+/// The client's path, taken when it has none.
+pub(crate) fn get<'a>(
+    path: &'a mut Option<Box<ClientPath>>,
+    stats: &Arc<PoolStats>,
+) -> &'a mut ClientPath {
+    path.get_or_insert_with(|| take(stats))
+}
+
+/// Parks the client's path when it holds nothing (it equals a new one then).
+pub(crate) fn park(path: &mut Option<Box<ClientPath>>) {
+    if path.as_ref().is_some_and(|p| p.is_pristine())
+        && let Some(p) = path.take()
+    {
+        PARKED.with(|parked| {
+            let mut parked = parked.borrow_mut();
+            if parked.len() < PARKED_PER_THREAD {
+                parked.push(p);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parked_path_is_reused_and_one_in_use_is_not_parked() {
+        let stats = Arc::new(PoolStats::default());
+        let mut path = Some(take(&stats));
+        get(&mut path, &stats).up.feed(b"Q");
+        park(&mut path);
+        assert!(path.is_some(), "unread input: not parked");
+        path = None;
+        let mut path = Some(take(&stats));
+        let at: *const ClientPath = &**path.as_ref().unwrap();
+        park(&mut path);
+        assert!(path.is_none());
+        let other = Arc::new(PoolStats::default());
+        let again = take(&other);
+        assert_eq!(&*again as *const ClientPath, at, "the same allocation");
+        assert!(Arc::ptr_eq(again.tracker.stats.as_ref().unwrap(), &other), "counts into the new pool");
+    }
+}
