@@ -232,7 +232,7 @@ fn clients(fe: &Shared) -> Table {
             state: c.state().as_str(),
             addr: s(c.addr.ip()),
             port: Some(c.addr.port()),
-            connect_time: Some(c.connected_at),
+            connect_time: Some(c.connected_at()),
             request_time: None,
             wait: c.waiting_for().unwrap_or(Duration::ZERO),
             remote_pid: Some(0),

@@ -38,10 +38,13 @@ thread_local! {
 /// An empty path counting into `stats`, parked or new. A parked path already counting into
 /// the same pool keeps its reference: no shared reference count changes per transaction.
 pub(crate) fn take(stats: &Arc<PoolStats>) -> Box<ClientPath> {
-    let mut p = PARKED
-        .with(|p| p.borrow_mut().pop())
-        .unwrap_or_default();
-    if !p.tracker.stats.as_ref().is_some_and(|s| Arc::ptr_eq(s, stats)) {
+    let mut p = PARKED.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+    if !p
+        .tracker
+        .stats
+        .as_ref()
+        .is_some_and(|s| Arc::ptr_eq(s, stats))
+    {
         p.tracker.stats = Some(Arc::clone(stats));
     }
     p
@@ -80,7 +83,7 @@ mod tests {
         get(&mut path, &stats).up.feed(b"Q");
         park(&mut path);
         assert!(path.is_some(), "unread input: not parked");
-        path = None;
+        drop(path);
         let mut path = Some(take(&stats));
         let at: *const ClientPath = &**path.as_ref().unwrap();
         park(&mut path);
@@ -88,6 +91,9 @@ mod tests {
         let other = Arc::new(PoolStats::default());
         let again = take(&other);
         assert_eq!(&*again as *const ClientPath, at, "the same allocation");
-        assert!(Arc::ptr_eq(again.tracker.stats.as_ref().unwrap(), &other), "counts into the new pool");
+        assert!(
+            Arc::ptr_eq(again.tracker.stats.as_ref().unwrap(), &other),
+            "counts into the new pool"
+        );
     }
 }

@@ -193,7 +193,10 @@ impl<'a> Session<'a> {
         let Some(mut server) = self.info.server.take().map(|s| *s) else {
             // Not reached: `serve` calls this only when the login checked a server out.
             return self
-                .tell(ClientError::fatal(SqlState::INTERNAL_ERROR, "no server for the session"))
+                .tell(ClientError::fatal(
+                    SqlState::INTERNAL_ERROR,
+                    "no server for the session",
+                ))
                 .await;
         };
         self.entry.set(ClientState::Active);
@@ -297,9 +300,9 @@ impl<'a> Session<'a> {
                     }
                     let registry = self.info.pool.statements();
                     let stats = Some(&**self.info.pool.stats());
-                    let Some(reply) =
-                        t.client
-                            .answer_without_server(&mut p.up, &t.limits, registry, stats)
+                    let Some(reply) = t
+                        .client
+                        .answer_without_server(&mut p.up, &t.limits, registry, stats)
                     else {
                         // Query time counts from the request, waiting for a server included.
                         p.tracker.clock.request();

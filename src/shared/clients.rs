@@ -6,10 +6,10 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use atomic_waker::AtomicWaker;
 use parking_lot::Mutex;
@@ -36,6 +36,15 @@ impl ClientState {
     }
 }
 
+/// What wait starts are measured from (one for the process: every idle client carries its
+/// entry, and a copy of this in each would cost 16 bytes per client).
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// Microseconds since [`EPOCH`].
+fn micros_since_epoch() -> u64 {
+    u64::try_from(EPOCH.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
 /// One logged-in client.
 #[derive(Debug)]
 pub(crate) struct ClientEntry {
@@ -47,19 +56,23 @@ pub(crate) struct ClientEntry {
     pub(crate) database: Arc<str>,
     /// Peer address.
     pub(crate) addr: SocketAddr,
-    /// When it logged in.
-    pub(crate) connected_at: SystemTime,
+    /// When it logged in, in µs since the Unix epoch (8 bytes, not a 16-byte `SystemTime`).
+    connected_at_us: u64,
     /// Over TLS.
     pub(crate) tls: bool,
     state: AtomicU8,
     /// The session's task while it waits: woken when lakepool starts draining.
     woken: AtomicWaker,
-    /// When the current wait began, in µs since the registry was created.
+    /// When the current wait began, in µs since [`EPOCH`].
     wait_start_us: AtomicU64,
-    epoch: Instant,
 }
 
 impl ClientEntry {
+    /// When it logged in.
+    pub(crate) fn connected_at(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_micros(self.connected_at_us)
+    }
+
     /// The current state.
     pub(crate) fn state(&self) -> ClientState {
         match self.state.load(Ordering::Relaxed) {
@@ -72,8 +85,8 @@ impl ClientEntry {
     /// Sets the state (a wait's start is recorded).
     pub(crate) fn set(&self, state: ClientState) {
         if state == ClientState::Waiting {
-            let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
-            self.wait_start_us.store(now, Ordering::Relaxed);
+            self.wait_start_us
+                .store(micros_since_epoch(), Ordering::Relaxed);
         }
         let v = match state {
             ClientState::Idle => 0,
@@ -87,9 +100,7 @@ impl ClientEntry {
     pub(crate) fn waiting_for(&self) -> Option<std::time::Duration> {
         (self.state() == ClientState::Waiting).then(|| {
             let start = self.wait_start_us.load(Ordering::Relaxed);
-            self.epoch
-                .elapsed()
-                .saturating_sub(std::time::Duration::from_micros(start))
+            Duration::from_micros(micros_since_epoch().saturating_sub(start))
         })
     }
 }
@@ -101,7 +112,6 @@ pub(crate) struct ClientRegistry {
     /// lakepool is shutting down: sessions stop at their next idle point.
     draining: AtomicBool,
     next: AtomicU64,
-    epoch: Instant,
 }
 
 impl Default for ClientRegistry {
@@ -110,7 +120,6 @@ impl Default for ClientRegistry {
             clients: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             next: AtomicU64::new(1),
-            epoch: Instant::now(),
         }
     }
 }
@@ -130,12 +139,13 @@ impl ClientRegistry {
             user,
             database,
             addr,
-            connected_at: SystemTime::now(),
+            connected_at_us: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             tls,
             state: AtomicU8::new(0),
             woken: AtomicWaker::new(),
             wait_start_us: AtomicU64::new(0),
-            epoch: self.epoch,
         });
         self.clients.lock().insert(id, Arc::clone(&entry));
         ClientHandle {
