@@ -436,7 +436,7 @@ impl Core<'_> {
             || self
                 .txn
                 .as_ref()
-                .is_some_and(|t| t.at.queue.len() >= MAX_QUEUED)
+                .is_some_and(|t| t.at.queue.len() >= MAX_QUEUED || t.client.replay_pending())
     }
 
     /// Handles the client messages that have arrived.

@@ -357,7 +357,9 @@ impl Session {
     fn deliver_client(&mut self, mut n: usize) {
         let mut rounds = 0;
         while n > 0 && !self.from_client.is_empty() && !self.ended {
-            if self.attached.is_some() && self.queue.len() >= MAX_QUEUED {
+            if self.attached.is_some()
+                && (self.queue.len() >= MAX_QUEUED || self.client.replay_pending())
+            {
                 // Held back until the server answers.
                 return;
             }

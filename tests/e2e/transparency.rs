@@ -256,6 +256,49 @@ fn statements_prepared_after_ddl_work() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// Fuzz finding 6: a client's Parse answered from the server's copy of a statement that
+/// turned out stale (its type re-created where lakepool could not see it) has its batch
+/// replayed; a Query the client pipelined behind that batch used to reach the server first,
+/// so the client got the Query's rows as the batch's answer and the batch's as the Query's.
+#[test]
+fn a_query_pipelined_behind_a_replayed_batch_keeps_its_place() {
+    let lp = start(None);
+    let mut setup = client(&lp, "iso", &[]);
+    let r = setup.query("drop type if exists iso_pipe; create type iso_pipe as (a int, b text)");
+    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    let typed = "select $1::iso_pipe";
+    let mut first = client(&lp, "iso", &[]);
+    assert_eq!(
+        prepare_and_run(&mut first, "p1", typed, "(1,x)"),
+        Ok("(1,x)".into())
+    );
+    first.terminate();
+    // Behind lakepool's back: the pool's one server keeps its copy, now stale.
+    pg().exec_sql_in(
+        "appdb",
+        "drop type iso_pipe; create type iso_pipe as (a int, b text)",
+    );
+
+    let mut second = client(&lp, "iso", &[]);
+    let mut m = wire::parse("t1", typed);
+    m.extend_from_slice(&wire::bind("", "t1", &[Some("(2,y)")]));
+    m.extend_from_slice(&wire::execute(""));
+    m.extend_from_slice(&wire::sync());
+    m.extend_from_slice(&wire::frontend_msg(b'Q', b"select 'after'\0"));
+    second.send(&m).expect("send the batch and the Query");
+    let batch = second.read_until_ready("the batch");
+    let query = second.read_until_ready("the pipelined Query");
+    assert_eq!(
+        (
+            batch.error.as_ref().map(|e| e.fields()),
+            text(&batch),
+            query.error.as_ref().map(|e| e.fields()),
+            text(&query)
+        ),
+        (None, "(2,y)".to_string(), None, "after".to_string())
+    );
+}
+
 /// Issue 17: clients saw other clients' `lakepool_<n>` statements in `pg_prepared_statements`.
 /// A client sees exactly its own names (protocol-level and SQL PREPARE), whether it asks in
 /// a simple query or through the extended protocol, with another client's statements on the

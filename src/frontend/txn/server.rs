@@ -94,6 +94,18 @@ impl TxnClient {
         }
     }
 
+    /// A batch that may be replayed has been sent whole and its fate is not known yet: the
+    /// client's next messages wait, or they would reach the server before the replayed batch
+    /// (their replies in its place), or be cut by it mid-message.
+    pub(crate) fn replay_pending(&self) -> bool {
+        self.replay.as_ref().is_some_and(|r| {
+            matches!(
+                r.state,
+                ReplayState::Armed | ReplayState::Retrying | ReplayState::Ready
+            )
+        })
+    }
+
     /// A stale batch's replies are all in: it is to be sent again now.
     pub(crate) fn replay_due(&self) -> bool {
         self.replay

@@ -331,6 +331,71 @@ fn a_stale_shared_statement_is_prepared_afresh_and_the_batch_replayed() {
     assert_eq!(tags(&out), "S", "the fresh statement is on this server");
 }
 
+/// A batch that may be replayed holds the client's next messages back until its first reply:
+/// sent at once, they would reach the server before the replayed batch (their replies in the
+/// batch's place), and a message streaming through would have the replay written into its
+/// middle (fuzz finding 6).
+#[test]
+fn messages_after_a_replayable_batch_wait_for_its_first_reply() {
+    let mut r = Rig::new();
+    r.send(&[parse("a", "select $1::t"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    r.client = TxnClient::default();
+    let out = r.send(
+        &[
+            parse("b", "select $1::t"),
+            bind("b"),
+            exec(),
+            sync(),
+            query("select 2"),
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        tags(&out),
+        "BES",
+        "the Query waits for the batch's first reply"
+    );
+    assert_eq!(tags(&r.due()), "1");
+    let mut stale = msg(
+        b'E',
+        b"SERROR\0VERROR\0CXX000\0Mcache lookup failed for type 16390\0\0",
+    );
+    stale.extend(msg(b'Z', b"I"));
+    assert_eq!(tags(&r.reply(&stale)), "");
+    assert_eq!(
+        tags(&r.up.drain()),
+        "PBES",
+        "the batch again, before the Query"
+    );
+    // The replay is not replayed again: the Query may follow it at once, in order.
+    assert_eq!(tags(&r.send(&[])), "Q");
+    assert_eq!(tags(&r.reply(&server_msgs("12CZ"))), "2CZ");
+    assert_eq!(tags(&r.reply(&server_msgs("CZ"))), "CZ");
+}
+
+/// Without a stale error the held messages go as soon as the batch's first reply arrives.
+#[test]
+fn a_batch_that_is_not_stale_releases_the_next_messages_at_its_first_reply() {
+    let mut r = Rig::new();
+    r.send(&[parse("a", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    r.client = TxnClient::default();
+    let out = r.send(
+        &[
+            parse("b", "select 1"),
+            bind("b"),
+            exec(),
+            sync(),
+            query("x"),
+        ]
+        .concat(),
+    );
+    assert_eq!(tags(&out), "BES");
+    assert_eq!(tags(&r.reply(&server_msgs("2"))), "12");
+    assert_eq!(tags(&r.send(&[])), "Q");
+}
+
 #[test]
 fn a_stale_statement_whose_batch_already_answered_passes_the_error() {
     let mut r = Rig::new();
