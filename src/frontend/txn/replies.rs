@@ -122,6 +122,27 @@ impl ReplyQueue {
         self.q.len()
     }
 
+    /// Closes of earlier exchanges (their Sync is queued) whose name comes back should the
+    /// server skip them ([`Undo::Remap`]): how many names the client may still have, and their
+    /// statement text's bytes. A Close in the current exchange is left out: should the server
+    /// skip it, it skips every later message of the exchange too, and their names go.
+    pub(crate) fn pending_remaps(&self) -> (usize, usize) {
+        let (mut done, mut open) = ((0, 0), (0, 0));
+        for e in &self.q {
+            match e {
+                Expect::Synth(_, Some(Undo::Remap(_, s))) => {
+                    open = (open.0 + 1, open.1 + s.rest_len());
+                }
+                Expect::Sync => {
+                    done = (done.0 + open.0, done.1 + open.1);
+                    open = (0, 0);
+                }
+                _ => {}
+            }
+        }
+        done
+    }
+
     /// The server ignores requests until the next Sync: forward them untouched and expect
     /// nothing.
     pub(crate) fn skipping(&self) -> bool {

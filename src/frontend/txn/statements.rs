@@ -204,9 +204,17 @@ impl TxnClient {
                 format!("prepared statement \"{n}\" already exists"),
             ));
         }
-        if self.statements.len() >= at.limits.max_statements
-            || self.statements.bytes() + rest_len > at.limits.max_statement_bytes
-        {
+        // A name whose Close the server may still skip comes back then while this Parse stays
+        // (an earlier exchange): it still counts. The queue is scanned only when not empty.
+        let (names, bytes) = (self.statements.len(), self.statements.bytes() + rest_len);
+        let (max, max_bytes) = (at.limits.max_statements, at.limits.max_statement_bytes);
+        let over = |n: usize, b: usize| n >= max || b > max_bytes;
+        let at_limit = over(names, bytes)
+            || (!at.queue.is_empty() && {
+                let (n, b) = at.queue.pending_remaps();
+                (n > 0) && over(names + n, bytes + b)
+            });
+        if at_limit {
             return Some(ClientError::error(
                 SqlState::PROGRAM_LIMIT_EXCEEDED,
                 format!(

@@ -331,6 +331,62 @@ fn a_stale_shared_statement_is_prepared_afresh_and_the_batch_replayed() {
     assert_eq!(tags(&out), "S", "the fresh statement is on this server");
 }
 
+/// A Close the server may still skip (an earlier error in its exchange) gives its name back,
+/// as PostgreSQL would have kept it: until its reply, the name still counts against
+/// `max_client_prepared_statements`. Before, a client pipelining "failing Bind, Close, Sync"
+/// then "Parse, Sync" gained one name over the limit per round (fuzz finding 7).
+#[test]
+fn a_name_whose_close_may_be_skipped_still_counts_against_the_limit() {
+    let mut r = Rig::new();
+    r.limits.max_statements = 1;
+    r.send(&[parse("b", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    let out = r.send(
+        &[
+            bind("b"),
+            exec(),
+            close("b"),
+            sync(),
+            parse("c", "select 2"),
+            sync(),
+        ]
+        .concat(),
+    );
+    assert_eq!(tags(&out), "BESS", "the Parse of c is refused, not sent");
+    // The Bind fails: the server skips the Close, so `b` stays, as on a direct connection.
+    let replies = r.reply(&server_msgs("EZZ"));
+    assert_eq!(tags(&replies), "EZEZ");
+    assert_eq!(r.client.statement_count(), 1);
+    let out = r.send(&[bind("b"), exec(), sync()].concat());
+    assert_eq!(tags(&out), "BES", "b is still there");
+}
+
+/// In the same exchange a closed name makes room at once: should the server skip the Close,
+/// it skips the Parse after it too.
+#[test]
+fn a_close_makes_room_for_a_parse_in_the_same_exchange() {
+    let mut r = Rig::new();
+    r.limits.max_statements = 1;
+    r.send(&[parse("b", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    let out = r.send(
+        &[
+            bind("b"),
+            exec(),
+            close("b"),
+            parse("c", "select 2"),
+            sync(),
+        ]
+        .concat(),
+    );
+    assert_eq!(tags(&out), "BEPS");
+    let replies = r.reply(&server_msgs("EZ"));
+    assert_eq!(tags(&replies), "EZ");
+    assert_eq!(r.client.statement_count(), 1, "b is back, c never was");
+    let out = r.send(&[bind("b"), exec(), sync()].concat());
+    assert_eq!(tags(&out), "BES");
+}
+
 /// A batch that may be replayed holds the client's next messages back until its first reply:
 /// sent at once, they would reach the server before the replayed batch (their replies in the
 /// batch's place), and a message streaming through would have the replay written into its
