@@ -361,6 +361,63 @@ fn a_name_whose_close_may_be_skipped_still_counts_against_the_limit() {
     assert_eq!(tags(&out), "BES", "b is still there");
 }
 
+/// A batch the server skips after an error is undone newest first: with a cache of one, "Parse
+/// b, Parse c" queued "Close 1, Parse 2, Close 2, Parse 3"; undone oldest first, the eviction
+/// of 2 was restored after 2's own Parse was undone, leaving a statement lakepool thought
+/// prepared on a server that never had it (its next use failed there) and a cache over its
+/// cap (fuzz finding 8).
+#[test]
+fn a_skipped_batch_is_undone_newest_first() {
+    let mut r = Rig::new();
+    r.limits.cache_cap = 1;
+    r.send(&[parse("a", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    let out = r.send(
+        &[
+            bind("a"),
+            exec(),
+            parse("b", "select 2"),
+            parse("c", "select 3"),
+            sync(),
+        ]
+        .concat(),
+    );
+    assert_eq!(tags(&out), "BECPCPS");
+    assert_eq!(tags(&r.reply(&server_msgs("EZ"))), "EZ");
+    assert_eq!(
+        r.client.statement_count(),
+        1,
+        "only a: b and c were skipped"
+    );
+    assert_eq!(r.cache.len(), 1, "the cache keeps its cap");
+    // `select 2` was never prepared on this server: another client's Parse of it is sent.
+    r.client = TxnClient::default();
+    let out = r.send(&[parse("d", "select 2"), bind("d"), exec(), sync()].concat());
+    assert_eq!(tags(&out), "CPBES");
+}
+
+/// The same for the client's names: a Parse and a Close of one name in a skipped exchange
+/// leave no name behind.
+#[test]
+fn a_skipped_parse_then_close_leaves_no_name() {
+    let mut r = Rig::new();
+    r.send(&[parse("a", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    let out = r.send(
+        &[
+            bind("a"),
+            exec(),
+            parse("n", "select 1"),
+            close("n"),
+            sync(),
+        ]
+        .concat(),
+    );
+    assert_eq!(tags(&out), "BES");
+    assert_eq!(tags(&r.reply(&server_msgs("EZ"))), "EZ");
+    assert_eq!(r.client.statement_count(), 1, "only a: n was never created");
+}
+
 /// In the same exchange a closed name makes room at once: should the server skip the Close,
 /// it skips the Parse after it too.
 #[test]
