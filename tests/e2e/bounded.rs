@@ -478,6 +478,47 @@ fn statement_names_per_client_are_bounded() {
 /// Issue 11 ("a time bound on every wait"): a client that stops reading half-way through a
 /// large result holds its server only until idle_transaction_timeout; the server then goes
 /// back to the pool (`pool_size = 1`): a client that waited for it gets its query answered.
+/// Fuzz finding 8: with `max_prepared_statements = 1`, a batch whose Bind fails makes the
+/// server skip the "Close 1, Parse 2, Close 2, Parse 3" lakepool queued for two new
+/// statements. Undone oldest first, statement 2 was put back in the server's cache though the
+/// server never prepared it: the next client's Parse of the same text was answered from that
+/// cache and its Bind failed with "prepared statement ... does not exist".
+#[test]
+fn statements_skipped_after_an_error_are_not_believed_prepared() {
+    let lp = start("max_prepared_statements = 1\n");
+    let mut first = login(&lp, "one");
+    let mut m = wire::parse("a", "select 1");
+    m.extend_from_slice(&wire::sync());
+    first.send(&m).expect("send Parse");
+    let r = first.read_until_ready("Parse a");
+    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    // One parameter too many: the Bind fails, the Parses after it are skipped.
+    let mut m = wire::bind("", "a", &[Some("1")]);
+    m.extend_from_slice(&wire::execute(""));
+    m.extend_from_slice(&wire::parse("b", "select 2"));
+    m.extend_from_slice(&wire::parse("c", "select 3"));
+    m.extend_from_slice(&wire::sync());
+    first.send(&m).expect("send the failing batch");
+    let r = first.read_until_ready("the failing batch");
+    assert_eq!(
+        r.error.as_ref().and_then(|e| e.sqlstate()).as_deref(),
+        Some("08P01"),
+        "{:?}",
+        r.error.map(|e| e.fields())
+    );
+    first.terminate();
+
+    let mut second = login(&lp, "one");
+    let mut m = wire::parse("d", "select 2");
+    m.extend_from_slice(&wire::bind("", "d", &[]));
+    m.extend_from_slice(&wire::execute(""));
+    m.extend_from_slice(&wire::sync());
+    second.send(&m).expect("send Parse/Bind/Execute");
+    let r = second.read_until_ready("select 2 on the same server");
+    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    assert_eq!(r.rows, vec![vec![Some("2".into())]]);
+}
+
 #[test]
 fn a_client_that_stops_reading_a_large_result_releases_its_server() {
     let lp = start("");
