@@ -478,6 +478,46 @@ fn statement_names_per_client_are_bounded() {
 /// Issue 11 ("a time bound on every wait"): a client that stops reading half-way through a
 /// large result holds its server only until idle_transaction_timeout; the server then goes
 /// back to the pool (`pool_size = 1`): a client that waited for it gets its query answered.
+/// Fuzz finding 7: at `max_client_prepared_statements`, "failing Bind, Close b, Sync" then
+/// "Parse c, Sync" ended with both `b` (the server skipped its Close) and `c`: one name over
+/// the limit per round. The Parse is refused while that Close may still be skipped, and `b`
+/// stays usable, as on a direct connection.
+#[test]
+fn a_close_the_server_may_skip_keeps_its_name_counted() {
+    let lp = start("max_client_prepared_statements = 1\n");
+    let mut c = login(&lp, "one");
+    let mut m = wire::parse("b", "select 1");
+    m.extend_from_slice(&wire::sync());
+    c.send(&m).expect("send Parse");
+    assert!(c.read_until_ready("Parse b").error.is_none());
+    let mut m = wire::bind("", "b", &[Some("1")]);
+    m.extend_from_slice(&wire::execute(""));
+    m.extend_from_slice(&wire::target(b'C', b'S', "b"));
+    m.extend_from_slice(&wire::sync());
+    m.extend_from_slice(&wire::parse("c", "select 2"));
+    m.extend_from_slice(&wire::sync());
+    c.send(&m).expect("send both exchanges");
+    let first = c.read_until_ready("the failing exchange");
+    assert_eq!(
+        first.error.as_ref().and_then(|e| e.sqlstate()).as_deref(),
+        Some("08P01")
+    );
+    let second = c.read_until_ready("Parse c");
+    assert_eq!(
+        second.error.as_ref().and_then(|e| e.sqlstate()).as_deref(),
+        Some("54000"),
+        "Parse c at the limit: {:?}",
+        second.error.map(|e| e.fields())
+    );
+    let mut m = wire::bind("", "b", &[]);
+    m.extend_from_slice(&wire::execute(""));
+    m.extend_from_slice(&wire::sync());
+    c.send(&m).expect("send Bind b");
+    let r = c.read_until_ready("Bind b");
+    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    assert_eq!(r.rows, vec![vec![Some("1".into())]]);
+}
+
 /// Fuzz finding 8: with `max_prepared_statements = 1`, a batch whose Bind fails makes the
 /// server skip the "Close 1, Parse 2, Close 2, Parse 3" lakepool queued for two new
 /// statements. Undone oldest first, statement 2 was put back in the server's cache though the
