@@ -133,6 +133,11 @@ impl Tracker {
                 }
                 if self.pending == 0 {
                     self.closed_windows = None;
+                    // Every Sync after the last Execute is answered: it started no COPY. An
+                    // Execute not synced yet may still start one.
+                    if !self.unsynced && !self.copy_in {
+                        self.exec_window = None;
+                    }
                 }
             }
             // CopyInResponse: Syncs the client sent after the Execute that started this COPY
@@ -210,6 +215,34 @@ mod tests {
         client(&mut t, b"Q");
         server(&mut t, &[(b'C', b""), (b'Z', b"I")]);
         assert!(t.server_idle());
+    }
+
+    #[test]
+    fn an_answered_extended_exchange_leaves_nothing_behind() {
+        let mut t = Tracker {
+            stats: Some(Arc::new(PoolStats::default())),
+            ..Tracker::default()
+        };
+        client(&mut t, b"PBES");
+        server(
+            &mut t,
+            &[(b'1', b""), (b'2', b""), (b'C', b""), (b'Z', b"I")],
+        );
+        // An idle client's state can be parked (freed) between transactions.
+        assert!(t.is_pristine());
+        client(&mut t, b"BES");
+        client(&mut t, b"BE");
+        server(&mut t, &[(b'2', b""), (b'C', b""), (b'Z', b"I")]);
+        assert!(
+            !t.is_pristine(),
+            "the unsynced Execute may still start a COPY"
+        );
+        client(&mut t, b"S");
+        server(&mut t, &[(b'2', b""), (b'G', b"")]);
+        assert!(
+            t.copy_in,
+            "the Execute's CopyInResponse is still recognised"
+        );
     }
 
     #[test]

@@ -299,6 +299,65 @@ fn a_query_pipelined_behind_a_replayed_batch_keeps_its_place() {
     );
 }
 
+/// Next to fuzz finding 9 (a stale-plan error to a request queued before a batch lakepool may
+/// replay must not be taken for the batch's): on a real PostgreSQL, an exchange whose own
+/// statement went stale, pipelined before such a batch, gets its error as on a direct
+/// connection, and the batch, stale too, is replayed and gets its rows.
+#[test]
+fn a_stale_error_before_a_replayable_batch_stays_where_it_belongs() {
+    let lp = start(None);
+    let mut setup = client(&lp, "iso", &[]);
+    let r =
+        setup.query("drop type if exists iso_before; create type iso_before as (a int, b text)");
+    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    let typed = "select $1::iso_before";
+    let mut first = client(&lp, "iso", &[]);
+    assert_eq!(
+        prepare_and_run(&mut first, "p1", typed, "(1,x)"),
+        Ok("(1,x)".into())
+    );
+    first.terminate();
+    let mut second = client(&lp, "iso", &[]);
+    assert_eq!(
+        prepare_and_run(&mut second, "t0", "select $1::iso_before as own", "(1,x)"),
+        Ok("(1,x)".into())
+    );
+    // Behind lakepool's back: both statements on the pool's one server go stale.
+    pg().exec_sql_in(
+        "appdb",
+        "drop type iso_before; create type iso_before as (a int, b text)",
+    );
+
+    let mut m = wire::bind("", "t0", &[Some("(1,x)")]);
+    m.extend_from_slice(&wire::execute(""));
+    m.extend_from_slice(&wire::sync());
+    m.extend_from_slice(&wire::parse("t1", typed));
+    m.extend_from_slice(&wire::bind("", "t1", &[Some("(2,y)")]));
+    m.extend_from_slice(&wire::execute(""));
+    m.extend_from_slice(&wire::sync());
+    m.extend_from_slice(&wire::frontend_msg(b'Q', b"select 'after'\0"));
+    second.send(&m).expect("send two batches and a Query");
+    let own = second.read_until_ready("the batch on t0");
+    let batch = second.read_until_ready("the batch on t1");
+    let after = second.read_until_ready("the Query");
+    assert_eq!(
+        (
+            own.error.as_ref().and_then(|e| e.sqlstate()),
+            batch.error.as_ref().map(|e| e.fields()),
+            text(&batch),
+            after.error.as_ref().map(|e| e.fields()),
+            text(&after)
+        ),
+        (
+            Some("XX000".to_string()),
+            None,
+            "(2,y)".to_string(),
+            None,
+            "after".to_string()
+        )
+    );
+}
+
 /// Issue 17: clients saw other clients' `lakepool_<n>` statements in `pg_prepared_statements`.
 /// A client sees exactly its own names (protocol-level and SQL PREPARE), whether it asks in
 /// a simple query or through the extended protocol, with another client's statements on the

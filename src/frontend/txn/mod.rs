@@ -161,6 +161,8 @@ impl TxnClient {
     /// The server is being released: SQL-level statements on it are deallocated by the
     /// cleanup, so none is on the next server.
     pub(crate) fn detached(&mut self) {
+        // A batch is replayed only on the server that ran it.
+        self.replay = None;
         for n in std::mem::take(&mut self.sql_on_server) {
             self.changes.deallocate_later(&n);
         }

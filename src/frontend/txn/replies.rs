@@ -96,6 +96,9 @@ pub(crate) struct ReplyQueue {
     undo: Vec<Undo>,
     /// The mapped statement of the request the last ErrorResponse answered.
     failed: Option<Arc<Statement>>,
+    /// Entries queued before the first of a batch that may be replayed
+    /// ([`Self::mark_batch`]): its replies start once none is left.
+    ahead_of_batch: usize,
 }
 
 impl ReplyQueue {
@@ -108,8 +111,14 @@ impl ReplyQueue {
             copy_in,
             undo,
             failed,
+            ahead_of_batch,
         } = self;
-        q.is_empty() && !*skipping && !*copy_in && undo.is_empty() && failed.is_none()
+        q.is_empty()
+            && !*skipping
+            && !*copy_in
+            && undo.is_empty()
+            && failed.is_none()
+            && *ahead_of_batch == 0
     }
 
     /// True when nothing is owed.
@@ -143,6 +152,33 @@ impl ReplyQueue {
         done
     }
 
+    /// The next entry is the first of a batch that may be replayed: from here on
+    /// [`Self::batch_reached`] says whether the server's replies are still to earlier requests.
+    pub(crate) fn mark_batch(&mut self) {
+        self.ahead_of_batch = self.q.len();
+    }
+
+    /// Every request queued before the marked batch has been answered: what the server sends
+    /// now is the batch's (or later). A stale-plan error to an earlier request (a query
+    /// lakepool added, an earlier exchange) is not the batch's (fuzz finding 9).
+    pub(crate) fn batch_reached(&self) -> bool {
+        self.ahead_of_batch == 0
+    }
+
+    /// Removes the head entry.
+    fn pop_front(&mut self) -> Option<Expect> {
+        self.ahead_of_batch = self.ahead_of_batch.saturating_sub(1);
+        self.q.pop_front()
+    }
+
+    /// Removes the entry at `i`.
+    fn remove(&mut self, i: usize) {
+        if i < self.ahead_of_batch {
+            self.ahead_of_batch -= 1;
+        }
+        self.q.remove(i);
+    }
+
     /// The server ignores requests until the next Sync: forward them untouched and expect
     /// nothing.
     pub(crate) fn skipping(&self) -> bool {
@@ -173,7 +209,7 @@ impl ReplyQueue {
         if !matches!(self.q.front(), Some(Expect::Synth(..))) {
             return None;
         }
-        match self.q.pop_front() {
+        match self.pop_front() {
             Some(Expect::Synth(s, _)) => Some(s),
             _ => None,
         }
@@ -212,7 +248,7 @@ impl ReplyQueue {
     pub(crate) fn on_server(&mut self, tag: u8, cache: &mut PreparedCache) -> bool {
         if matches!(self.q.front(), Some(Expect::Injected)) {
             if tag == b'Z' {
-                self.q.pop_front();
+                self.pop_front();
             }
             return false;
         }
@@ -223,7 +259,7 @@ impl ReplyQueue {
                         s.accepted.store(true, Ordering::Relaxed);
                     }
                     let f = *forward;
-                    self.q.pop_front();
+                    self.pop_front();
                     f
                 }
                 _ => true,
@@ -231,7 +267,7 @@ impl ReplyQueue {
             b'3' => match self.q.front() {
                 Some(Expect::Close { forward, .. }) => {
                     let f = *forward;
-                    self.q.pop_front();
+                    self.pop_front();
                     f
                 }
                 _ => true,
@@ -269,7 +305,7 @@ impl ReplyQueue {
 
     fn pop_if(&mut self, pred: impl Fn(&Expect) -> bool) {
         if self.q.front().is_some_and(pred) {
-            self.q.pop_front();
+            self.pop_front();
         }
     }
 
@@ -279,10 +315,10 @@ impl ReplyQueue {
         while i < self.q.len() {
             match self.q[i] {
                 Expect::Sync => {
-                    self.q.remove(i);
+                    self.remove(i);
                 }
                 Expect::CopyEnd => {
-                    self.q.remove(i);
+                    self.remove(i);
                     return;
                 }
                 _ => i += 1,
@@ -314,7 +350,9 @@ impl ReplyQueue {
     /// and a name closed after its skipped Parse is not brought back (fuzz finding 8).
     fn unanswered_to_sync(&mut self, cache: &mut PreparedCache) -> bool {
         let sync = self.q.iter().position(|e| matches!(e, Expect::Sync));
-        let skipped: Vec<Expect> = self.q.drain(..sync.unwrap_or(self.q.len())).collect();
+        let n = sync.unwrap_or(self.q.len());
+        self.ahead_of_batch = self.ahead_of_batch.saturating_sub(n);
+        let skipped: Vec<Expect> = self.q.drain(..n).collect();
         for e in skipped.into_iter().rev() {
             self.unanswered(e, cache);
         }

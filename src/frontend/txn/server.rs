@@ -26,7 +26,32 @@ impl TxnClient {
         if !at.limits.mapping() {
             return true;
         }
-        if let Some(forward) = self.replaying(tag, body, at) {
+        let forward = self.on_mapped_server_message(tag, body, at);
+        // Nothing owed any more: a batch waiting for its replies got them or was skipped (or
+        // the server broke the protocol); it is not replayed, and nothing waits for it.
+        if at.queue.is_empty()
+            && self.replay.as_ref().is_some_and(|r| {
+                matches!(
+                    r.state,
+                    ReplayState::Armed | ReplayState::Retrying | ReplayState::Off
+                )
+            })
+        {
+            self.replay = None;
+        }
+        forward
+    }
+
+    fn on_mapped_server_message(
+        &mut self,
+        tag: u8,
+        body: Option<&[u8]>,
+        at: &mut Attached<'_>,
+    ) -> bool {
+        // Replies to requests queued before a replayable batch (an earlier exchange, a query
+        // lakepool added) say nothing about it.
+        let before_batch = self.replay.is_some() && !at.queue.batch_reached();
+        if !before_batch && let Some(forward) = self.replaying(tag, body, at) {
             return forward;
         }
         if let (b'C', Some(b)) = (tag, body) {
@@ -39,19 +64,25 @@ impl TxnClient {
             }
         }
         let forward = self.account(tag, at);
-        if tag == b'E' && body.is_some_and(is_stale_plan) {
-            // Planned against objects that changed: clients move to a fresh statement.
-            if let Some(s) = at.queue.take_failed() {
-                s.stale.store(true, Ordering::Relaxed);
-            }
-            at.registry.schema_changed();
-        }
+        self.note_stale_plan(tag, body, at);
         match self.replay.as_mut() {
+            _ if before_batch => {}
             Some(_) if tag == b'Z' => self.replay = None,
             Some(r) if forward => r.state = ReplayState::Off,
             _ => {}
         }
         forward
+    }
+
+    /// An error saying a statement was planned against objects that changed: clients move to
+    /// a fresh statement.
+    fn note_stale_plan(&mut self, tag: u8, body: Option<&[u8]>, at: &mut Attached<'_>) {
+        if tag == b'E' && body.is_some_and(is_stale_plan) {
+            if let Some(s) = at.queue.take_failed() {
+                s.stale.store(true, Ordering::Relaxed);
+            }
+            at.registry.schema_changed();
+        }
     }
 
     /// The reply queue's part, with the name changes it undoes applied.
@@ -71,7 +102,9 @@ impl TxnClient {
     fn replaying(&mut self, tag: u8, body: Option<&[u8]>, at: &mut Attached<'_>) -> Option<bool> {
         let state = self.replay.as_ref()?.state;
         match (state, tag) {
-            (ReplayState::Armed, b'E') if body.is_some_and(is_stale_plan) => {
+            (ReplayState::Armed, b'E')
+                if body.is_some_and(is_stale_plan) && at.queue.batch_reached() =>
+            {
                 self.account(tag, at);
                 let _ = at.queue.take_failed();
                 if let Some(r) = self.replay.as_mut() {

@@ -180,6 +180,9 @@ impl TxnClient {
                     state: ReplayState::Recording,
                 })
             });
+            if self.replay.is_some() {
+                at.queue.mark_batch();
+            }
             let undo = Undo::Unmap(name.into(), stmt);
             at.queue
                 .push(Expect::Synth(Synth::ParseComplete, Some(undo)));

@@ -487,6 +487,39 @@ fn messages_after_a_replayable_batch_wait_for_its_first_reply() {
     assert_eq!(tags(&r.reply(&server_msgs("CZ"))), "CZ");
 }
 
+/// A stale-plan error to a request queued before a replayable batch (an earlier exchange) is
+/// that request's: it reaches the client, and the batch is neither replayed nor answered twice
+/// (fuzz finding 9).
+#[test]
+fn a_stale_error_before_a_replayable_batch_is_not_the_batchs() {
+    let mut r = Rig::new();
+    r.send(&[parse("a", "select $1::t"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    r.client = TxnClient::default();
+    let out = r.send(
+        &[
+            query("select * from v"),
+            parse("b", "select $1::t"),
+            bind("b"),
+            exec(),
+            sync(),
+        ]
+        .concat(),
+    );
+    assert_eq!(tags(&out), "QBES");
+    let mut stale = msg(
+        b'E',
+        b"SERROR\0VERROR\0CXX000\0Mcache lookup failed for type 16390\0\0",
+    );
+    stale.extend(msg(b'Z', b"I"));
+    let mut seen = tags(&r.reply(&stale));
+    seen.push_str(&tags(&r.due()));
+    assert_eq!(seen, "EZ1", "the error is the Query's");
+    assert_eq!(tags(&r.up.drain()), "", "nothing sent again");
+    assert_eq!(tags(&r.reply(&server_msgs("2CZ"))), "2CZ");
+    assert!(r.queue.is_empty());
+}
+
 /// Without a stale error the held messages go as soon as the batch's first reply arrives.
 #[test]
 fn a_batch_that_is_not_stale_releases_the_next_messages_at_its_first_reply() {
