@@ -337,7 +337,11 @@ impl<'a> Session<'a> {
             // client's memory. Only the shutdown future is kept (it must be registered).
             let idle = wait == Wait::Idle && self.client.can_wait_without_buffer();
             if idle {
-                // Idle with nothing in its state: the client holds none while it waits.
+                // Idle with nothing in its state: the client holds none while it waits (and no
+                // buffer, after a request answered without a server).
+                if let Some(p) = self.path.as_mut() {
+                    p.up.release_buffers();
+                }
                 self.park_txn();
                 client_path::park(&mut self.path);
             }
