@@ -307,7 +307,7 @@ INI
 # start_lakepool NAME TLS(0|1) WORKERS [MAX_CLIENT_CONN]: the same pool and
 # verifier as PgBouncer. WORKERS empty = lakepool's own default.
 start_lakepool() {
-    local name="$1" tls="$2" workers="$3" max_client="${4:-2000}" port toml
+    local name="$1" tls="$2" workers="$3" max_client="${4:-2000}" bin="${5:-$dir/lakepool}" port toml
     port="$(free_port)"
     toml="$dir/$name.toml"
     {
@@ -343,9 +343,9 @@ TOML
         fi
     } >"$toml"
     chmod 600 "$toml"
-    "$dir/lakepool" check --config "$toml" >/dev/null 2>"$dir/$name.check" ||
+    "$bin" check --config "$toml" >/dev/null 2>"$dir/$name.check" ||
         die "lakepool rejected the generated config: $(cat "$dir/$name.check")"
-    RUST_LOG=warn "$dir/lakepool" --config "$toml" 2>>"$dir/$name.stderr" &
+    RUST_LOG=warn "$bin" --config "$toml" 2>>"$dir/$name.stderr" &
     PID[$name]=$!
     PORT[$name]="$port"
     KIND[$name]=lakepool

@@ -23,6 +23,8 @@
 # Env: DURATION (s, 10), QUICK=1 (3 s runs), CLIENTS (50), THREADS (2),
 # POOL_SIZE (20), SCALE (10), WORKERS ("1 2": lakepool server.workers values),
 # TLS (1: also the TLS rows; 0: plain TCP only), PGBOUNCER_BIN, LAKEPOOL_BIN,
+# LAKEPOOL_BIN_B (a second lakepool binary, rows "lakepool-b", plain TCP),
+# ONLY (comma-separated workload names to run, e.g. "select simple,tpcb-like simple"),
 # CARGO_JOBS (1), KEEP_DIR=1, PERF=0 (no perf stat), MAX_OTHER_CPU (10),
 # RETRIES (1), QUIET_WAIT (120): before each run, wait up to QUIET_WAIT s
 # until other processes use at most MAX_OTHER_CPU % of the machine; a run they
@@ -221,6 +223,12 @@ for w in $workers_list; do
     start_lakepool "lakepool-w$w" 0 "$w"
     target_names+=("lakepool-w$w")
 done
+if [[ -n "${LAKEPOOL_BIN_B:-}" ]]; then
+    # A second build, plain TCP, the first workers value: an A/B of two commits in one run.
+    cp "$LAKEPOOL_BIN_B" "$dir/lakepool-b"
+    start_lakepool lakepool-b 0 "${workers_list%% *}" 2000 "$dir/lakepool-b"
+    target_names+=(lakepool-b)
+fi
 lp_tls="lakepool-w${workers_list%% *}"
 if ((with_tls)); then
     start_pgbouncer pgbouncer-tls 1
@@ -280,6 +288,7 @@ workload_names=()
 say "running ${#workloads[@]} workloads, ${duration} s per target"
 for spec in "${workloads[@]}"; do
     IFS='|' read -r name opts tls <<<"$spec"
+    [[ -n "${ONLY:-}" && ",$ONLY," != *",$name,"* ]] && continue
     workload_names+=("$name")
     read -r -a opt_array <<<"$opts"
     client_tls_env "$tls"

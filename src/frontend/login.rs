@@ -351,6 +351,19 @@ fn spelled(pool: &Pool, settings: &mut ClientSettings) -> bool {
     all
 }
 
+/// True when `server`'s session already matches what the client wants, as last checked (the
+/// common case): [`sync_settings`] would return at once, so a checkout need not set up its
+/// (boxed) exchange.
+pub(crate) fn settings_in_sync(server: &mut Checkout, settings: &ClientSettings) -> bool {
+    let conn = server.conn();
+    conn.session.in_sync
+        == Some(SyncKey::of(
+            &settings.wanted,
+            &conn.session.settings,
+            &conn.params,
+        ))
+}
+
 /// Brings `server`'s session-level settings in line with the client's (one round trip, only
 /// when they differ). The values the server stores become the client's (`utf-8` becomes
 /// `UTF8`), and the pool remembers the spelling for clients that log in later.

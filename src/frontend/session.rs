@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use super::client_path::{self, ClientPath};
-use super::login::{LoggedIn, SessionInfo, sync_settings};
+use super::login::{LoggedIn, SessionInfo, settings_in_sync, sync_settings};
 use super::pipe::Pipe;
 use super::pump::{Core, IdleLimits, Pump, PumpEnd, TxnPart, Wait};
 use super::txn::Attached;
@@ -411,13 +411,15 @@ impl<'a> Session<'a> {
             .checkout()
             .await
             .map_err(|e| e.to_client_error())?;
-        // Boxed: settings rarely differ, and the exchange's state is large.
-        Box::pin(sync_settings(
-            &mut server,
-            &mut self.info.settings,
-            self.info.pool.spellings(),
-        ))
-        .await?;
+        if !settings_in_sync(&mut server, &self.info.settings) {
+            // Boxed: settings rarely differ, and the exchange's state is large.
+            Box::pin(sync_settings(
+                &mut server,
+                &mut self.info.settings,
+                self.info.pool.spellings(),
+            ))
+            .await?;
+        }
         Ok(server)
     }
 

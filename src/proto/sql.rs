@@ -223,7 +223,14 @@ pub(crate) fn needs_attention(sql: &[u8]) -> bool {
         if class & FIRST != 0 && i < n {
             let rest = &sql[i - 1..];
             let hit = match (b | 0x20, sql[i] | 0x20) {
-                (b's', b'e') => starts_ci(rest, b"set"),
+                // The word `SET` only as a statement's first (`UPDATE t SET` is every other
+                // write); `set_config` anywhere.
+                (b's', b'e') => {
+                    starts_ci(rest, b"set")
+                        && (!word_ci(rest, b"set")
+                            || starts_statement(&sql[..i - 1])
+                            || *comments.get_or_insert_with(|| has_comment(sql)))
+                }
                 (b'r', b'e') => starts_ci(rest, b"reset"),
                 (b'd', b'i') => starts_ci(rest, b"discard"),
                 (b'd', b'e') => starts_ci(rest, b"deallocate"),
@@ -287,6 +294,15 @@ const fn hides_word_start(b: u8) -> bool {
 /// as one here, see [`needs_attention`]).
 const fn continues_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b >= 0x80
+}
+
+/// Nothing but blanks since the start of `head` or its last `;`: a word after it may be a
+/// statement's first (a comment before it is the caller's to rule out).
+fn starts_statement(head: &[u8]) -> bool {
+    head.iter()
+        .rev()
+        .find(|&&b| !lex::is_space(b))
+        .is_none_or(|&b| b == b';')
 }
 
 /// `hay` starts with the whole word `kw` (lowercase), ignoring ASCII case.

@@ -27,7 +27,22 @@ pub(super) fn known_before_paren(head: &[u8]) -> bool {
         // Qualified (`s . f (`), or the end of a quoted name.
         return false;
     }
-    is_known_call(&head[start..end], true)
+    let name = &head[start..end];
+    is_known_call(name, true) || (is_plain_name(name) && after_into(&head[..before]))
+}
+
+/// An ASCII identifier the lexer reads as one word (not `0f`, a number and a name, nor `$1`).
+fn is_plain_name(name: &[u8]) -> bool {
+    name.first()
+        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+        && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+}
+
+/// `head` ends with the word `INTO`: the name after it is a table and its `(` a column list
+/// (`INSERT INTO t (a, b)`), not a call.
+fn after_into(head: &[u8]) -> bool {
+    let n = head.len();
+    n >= 4 && head[n - 4..].eq_ignore_ascii_case(b"into") && (n == 4 || !is_name_byte(head[n - 5]))
 }
 
 /// Whether `sql` may hold a comment (`--` or `/*`, perhaps inside a literal).

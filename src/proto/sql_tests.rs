@@ -379,8 +379,24 @@ fn needs_attention_filters() {
     ));
     assert!(!needs_attention(b""));
     assert!(!needs_attention(b"INSERT INTO t VALUES (1, 2)"));
+    // pgbench's TPC-B-like writes: `SET` inside an UPDATE is no session change.
+    for sql in [
+        "UPDATE pgbench_accounts SET abalance = abalance + -4211 WHERE aid = 77311;",
+        "UPDATE pgbench_tellers SET tbalance = tbalance + -4211 WHERE tid = 7;",
+        "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) \
+         VALUES (7, 1, 77311, -4211, CURRENT_TIMESTAMP);",
+        "update t set\tx = 1",
+        "select 1 as set",
+    ] {
+        assert!(!needs_attention(sql.as_bytes()), "{sql}");
+    }
     for sql in [
         "sEt a=1",
+        "  \n set a=1",
+        "select 1;\tSET a=1",
+        "update t set x = 1; set a = 1",
+        "/* c */ set a=1",
+        "select set_config('a', '1', false)",
         "reset all",
         "DISCARD all",
         "Deallocate x",
