@@ -18,6 +18,7 @@
 #
 # Env: IDLE_COUNTS ("1000 10000"), DURATION (10), CLIENTS (50), THREADS (2),
 # IDLE_SOURCES (1: source addresses 127.0.0.1..N for the idle clients),
+# IDLE_QUERY (none | simple | extended: one SELECT 1 per idle client after its login),
 # LAKEPOOL_WORKERS (server.workers; unset = lakepool's default), POOL_SIZE,
 # SCALE (1), PGBOUNCER_BIN, LAKEPOOL_BIN, CARGO_JOBS, KEEP_DIR=1,
 # MAX_OTHER_CPU (10), QUIET_WAIT (120).
@@ -66,7 +67,8 @@ stop_idle() {
 # open_idle PORT N OUT: N more idle clients; waits for their report line.
 open_idle() {
     local port="$1" n="$2" out="$3" p
-    python3 "$repo/benches/idle_clients.py" --port "$port" --count "$n" --sources "$sources" >"$out" 2>&1 &
+    python3 "$repo/benches/idle_clients.py" --port "$port" --count "$n" --sources "$sources" \
+        --query "${IDLE_QUERY:-none}" >"$out" 2>&1 &
     p=$!
     track "$p"
     idle_procs+=("$p")

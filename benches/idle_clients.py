@@ -2,7 +2,8 @@
 """Open N logged-in, idle PostgreSQL client connections and hold them.
 
 Each connection sends a StartupMessage, logs in with SCRAM-SHA-256 (no channel
-binding, plain TCP) and waits for ReadyForQuery; after that it sends nothing.
+binding, plain TCP) and waits for ReadyForQuery; with --query it then runs one
+SELECT 1 (simple or extended protocol); after that it sends nothing.
 The salted password is derived once per (salt, iterations), so a login costs
 this client a few HMACs instead of libpq's 4096-iteration PBKDF2: 10,000
 logins take seconds, not minutes, and the pooler's share of the work is what
@@ -37,6 +38,9 @@ def parse_args():
                    help="spread connections over 127.0.0.1..127.0.0.N as source addresses")
     p.add_argument("--parallel", type=int, default=64, help="logins in flight at once")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per login")
+    p.add_argument("--query", choices=("none", "simple", "extended"), default="none",
+                   help="one SELECT 1 after the login (simple Query, or Parse/Bind/Execute/Sync), "
+                        "then idle: what an application's pooled connection looks like")
     return p.parse_args()
 
 
@@ -95,6 +99,25 @@ class Scram:
         return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
 
 
+async def first_query(kind, reader, writer):
+    """Runs SELECT 1 once (kind "simple" or "extended") and reads up to ReadyForQuery."""
+    if kind == "none":
+        return
+    if kind == "simple":
+        writer.write(message(b"Q", b"SELECT 1\0"))
+    else:
+        writer.write(message(b"P", b"\0SELECT 1\0\0\0")
+                     + message(b"B", b"\0\0\0\0\0\0\0\0")
+                     + message(b"E", b"\0\0\0\0\0")
+                     + message(b"S", b""))
+    while True:
+        tag, body = await read_message(reader)
+        if tag == b"E":
+            raise LoginError(error_text(body))
+        if tag == b"Z":
+            return
+
+
 async def login(args, password, source):
     local = (source, 0) if source else None
     reader, writer = await asyncio.open_connection("127.0.0.1", args.port, local_addr=local)
@@ -108,6 +131,7 @@ async def login(args, password, source):
             if tag == b"E":
                 raise LoginError(error_text(body))
             if tag == b"Z":
+                await first_query(args.query, reader, writer)
                 return reader, writer
             if tag != b"R":
                 continue  # ParameterStatus, BackendKeyData, NoticeResponse
