@@ -75,7 +75,7 @@ impl ClientEntry {
 
     /// The current state.
     pub(crate) fn state(&self) -> ClientState {
-        match self.state.load(Ordering::Relaxed) {
+        match self.state.load(Ordering::Acquire) {
             1 => ClientState::Waiting,
             2 => ClientState::Active,
             _ => ClientState::Idle,
@@ -93,7 +93,8 @@ impl ClientEntry {
             ClientState::Waiting => 1,
             ClientState::Active => 2,
         };
-        self.state.store(v, Ordering::Relaxed);
+        // Release: a reader that sees Waiting sees this wait's start (free on x86).
+        self.state.store(v, Ordering::Release);
     }
 
     /// How long it has been waiting, when waiting.
