@@ -155,7 +155,13 @@ impl ReplyQueue {
     /// The next entry is the first of a batch that may be replayed: from here on
     /// [`Self::batch_reached`] says whether the server's replies are still to earlier requests.
     pub(crate) fn mark_batch(&mut self) {
-        self.ahead_of_batch = self.q.len();
+        // Only earlier exchanges (up to the last Sync or added query) are ahead: requests of
+        // the batch's own exchange are part of its fate (an error rolls them back with it).
+        self.ahead_of_batch = self
+            .q
+            .iter()
+            .rposition(|e| matches!(e, Expect::Sync | Expect::Injected))
+            .map_or(0, |i| i + 1);
     }
 
     /// Every request queued before the marked batch has been answered: what the server sends

@@ -31,10 +31,9 @@ impl TxnClient {
         // the server broke the protocol); it is not replayed, and nothing waits for it.
         if at.queue.is_empty()
             && self.replay.as_ref().is_some_and(|r| {
-                matches!(
-                    r.state,
-                    ReplayState::Armed | ReplayState::Retrying | ReplayState::Off
-                )
+                // Not Off: it ends at ReadyForQuery, and until then keeps a later cached
+                // Parse of the same exchange from starting a replay of its own.
+                matches!(r.state, ReplayState::Armed | ReplayState::Retrying)
             })
         {
             self.replay = None;

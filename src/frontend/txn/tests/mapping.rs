@@ -520,6 +520,70 @@ fn a_stale_error_before_a_replayable_batch_is_not_the_batchs() {
     assert!(r.queue.is_empty());
 }
 
+fn stale_then_ready() -> Vec<u8> {
+    let mut m = msg(
+        b'E',
+        b"SERROR\0VERROR\0CXX000\0Mcache lookup failed for type 16390\0\0",
+    );
+    m.extend(msg(b'Z', b"I"));
+    m
+}
+
+/// A stale error after replies to requests of the batch's own exchange reached the client: the
+/// server rolled those back with the error, so the error reaches the client and nothing is
+/// sent again (review of finding 9's fix: the INSERT's CommandComplete stood, then the batch
+/// was replayed without it).
+#[test]
+fn a_stale_error_after_replies_of_its_own_exchange_is_not_replayed() {
+    let mut r = Rig::new();
+    r.send(&[parse("a", "select $1::t"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    r.client = TxnClient::default();
+    r.send(
+        &[
+            parse("", "insert into t values (1)"),
+            bind(""),
+            exec(),
+            parse("b", "select $1::t"),
+            bind("b"),
+            exec(),
+            sync(),
+        ]
+        .concat(),
+    );
+    let mut seen = tags(&r.reply(&server_msgs("12C")));
+    seen.push_str(&tags(&r.due()));
+    seen.push_str(&tags(&r.reply(&stale_then_ready())));
+    assert_eq!(seen, "12C1EZ", "the error reaches the client");
+    assert_eq!(tags(&r.up.drain()), "", "nothing sent again");
+}
+
+/// The same after the replies came in while the client was still sending its exchange: a
+/// switched-off replay stays off until ReadyForQuery, so a second cached Parse of the
+/// exchange does not start a replay of its own.
+#[test]
+fn a_switched_off_replay_stays_off_until_ready_for_query() {
+    let mut r = Rig::new();
+    r.send(
+        &[
+            parse("a", "select $1::t"),
+            parse("i", "insert into t values (1)"),
+            sync(),
+        ]
+        .concat(),
+    );
+    r.reply(&server_msgs("11Z"));
+    r.client = TxnClient::default();
+    r.send(&[parse("i2", "insert into t values (1)"), bind("i2"), exec()].concat());
+    let mut seen = tags(&r.due());
+    seen.push_str(&tags(&r.reply(&server_msgs("2C"))));
+    r.send(&[parse("b", "select $1::t"), bind("b"), exec(), sync()].concat());
+    seen.push_str(&tags(&r.reply(&stale_then_ready())));
+    seen.push_str(&tags(&r.due()));
+    assert!(seen.contains("EZ"), "the error reaches the client: {seen}");
+    assert_eq!(tags(&r.up.drain()), "", "nothing sent again");
+}
+
 /// Without a stale error the held messages go as soon as the batch's first reply arrives.
 #[test]
 fn a_batch_that_is_not_stale_releases_the_next_messages_at_its_first_reply() {
