@@ -96,8 +96,8 @@ pub(crate) struct ReplyQueue {
     undo: Vec<Undo>,
     /// The mapped statement of the request the last ErrorResponse answered.
     failed: Option<Arc<Statement>>,
-    /// Entries queued before the first of a batch that may be replayed
-    /// ([`Self::mark_batch`]): its replies start once none is left.
+    /// Entries of earlier exchanges queued before a batch that may be replayed
+    /// ([`Self::mark_batch`]): the replies are the batch's exchange's once none is left.
     ahead_of_batch: usize,
 }
 

@@ -302,11 +302,7 @@ fn a_stale_shared_statement_is_prepared_afresh_and_the_batch_replayed() {
     let out = r.send(&[parse("b", "select $1::t"), bind("b"), exec(), sync()].concat());
     assert_eq!(tags(&out), "BES");
     assert_eq!(tags(&r.due()), "1");
-    let mut stale = msg(
-        b'E',
-        b"SERROR\0VERROR\0CXX000\0Mcache lookup failed for type 16390\0\0",
-    );
-    stale.extend(msg(b'Z', b"I"));
+    let stale = stale_then_ready();
     assert_eq!(
         tags(&r.reply(&stale)),
         "",
@@ -470,11 +466,7 @@ fn messages_after_a_replayable_batch_wait_for_its_first_reply() {
         "the Query waits for the batch's first reply"
     );
     assert_eq!(tags(&r.due()), "1");
-    let mut stale = msg(
-        b'E',
-        b"SERROR\0VERROR\0CXX000\0Mcache lookup failed for type 16390\0\0",
-    );
-    stale.extend(msg(b'Z', b"I"));
+    let stale = stale_then_ready();
     assert_eq!(tags(&r.reply(&stale)), "");
     assert_eq!(
         tags(&r.up.drain()),
@@ -507,11 +499,7 @@ fn a_stale_error_before_a_replayable_batch_is_not_the_batchs() {
         .concat(),
     );
     assert_eq!(tags(&out), "QBES");
-    let mut stale = msg(
-        b'E',
-        b"SERROR\0VERROR\0CXX000\0Mcache lookup failed for type 16390\0\0",
-    );
-    stale.extend(msg(b'Z', b"I"));
+    let stale = stale_then_ready();
     let mut seen = tags(&r.reply(&stale));
     seen.push_str(&tags(&r.due()));
     assert_eq!(seen, "EZ1", "the error is the Query's");
@@ -520,6 +508,8 @@ fn a_stale_error_before_a_replayable_batch_is_not_the_batchs() {
     assert!(r.queue.is_empty());
 }
 
+/// The stale-plan error PostgreSQL sends when a type a statement uses was dropped, and the
+/// ReadyForQuery after it.
 fn stale_then_ready() -> Vec<u8> {
     let mut m = msg(
         b'E',
@@ -614,11 +604,7 @@ fn a_stale_statement_whose_batch_already_answered_passes_the_error() {
     // The client's own statement from before: a direct connection would fail too.
     let out = r.send(&[bind("a"), exec(), sync()].concat());
     assert_eq!(tags(&out), "BES");
-    let mut stale = msg(
-        b'E',
-        b"SERROR\0VERROR\0CXX000\0Mcache lookup failed for type 16390\0\0",
-    );
-    stale.extend(msg(b'Z', b"I"));
+    let stale = stale_then_ready();
     assert_eq!(tags(&r.reply(&stale)), "EZ");
     // Its next use goes to a statement prepared afresh.
     let out = r.send(&[bind("a"), exec(), sync()].concat());
