@@ -12,7 +12,7 @@
 //! read buffer never fills up while lakepool wants to read; the reply queue stays within its
 //! limit (plus what one message may add) and lakepool's output per round stays bounded by
 //! the buffer, hold and statement limits, whatever the input; a client never has more
-//! statement names than allowed.
+//! statement names than allowed; a server never has more statements cached than the cap.
 //!
 //! The input is a configuration byte, then a script of operations (see [`Session::step`]).
 
@@ -21,7 +21,7 @@ use super::stream::StreamCheck;
 use crate::frontend::pipe::Pipe;
 use crate::frontend::pump::{Core, IdleLimits, PumpEnd, TxnPart};
 use crate::frontend::tracker::Tracker;
-use crate::frontend::txn::client::{MAX_QUEUED, request_ready};
+use crate::frontend::txn::client::{MAX_OWED_CLOSES, MAX_QUEUED, request_ready};
 use crate::frontend::txn::replies::ReplyQueue;
 use crate::frontend::txn::{Attached, TxnClient, TxnLimits};
 use crate::net::buffer::BUF_SIZE;
@@ -102,7 +102,7 @@ const ERRORS: &[&[u8]] = &[
 /// reading `pg_prepared_statements` prepares up to the cache size (each maybe evicting one)
 /// and adds a Sync; SQL-level statements are prepared first for each `EXECUTE`.
 fn queue_slack(limits: &TxnLimits) -> usize {
-    2 * limits.cache_cap + 16
+    2 * limits.cache_cap + 16 + MAX_OWED_CLOSES
 }
 
 /// Most bytes one round may queue for the server: the read buffer's worth passed on, one held
@@ -117,15 +117,18 @@ fn down_bound() -> usize {
     2 * BUF_SIZE + 64 * 1024 + (MAX_QUEUED + 64) * 512
 }
 
-/// Most bytes a script may have on the way in either direction: enough for many read
-/// buffers and held messages, small enough to keep an execution fast.
-const MAX_PENDING: usize = 2 << 20;
+/// Most bytes a script may send in either direction, in all: enough for many read buffers,
+/// held messages, a full reply queue and the statement limits, small enough to keep an
+/// execution fast (the time goes to lexing SQL, so it grows with the bytes sent).
+const MAX_SENT: usize = 1 << 20;
 
 /// Bytes sent and not read yet, taken from the front.
 #[derive(Default)]
 struct Pending {
     bytes: Vec<u8>,
     at: usize,
+    /// Bytes sent so far, all told.
+    sent: usize,
 }
 
 impl Pending {
@@ -137,9 +140,10 @@ impl Pending {
         self.len() == 0
     }
 
-    /// Appends `b` unless that would pass [`MAX_PENDING`].
+    /// Appends `b` unless that would pass [`MAX_SENT`].
     fn push(&mut self, b: &[u8]) {
-        if self.len() + b.len() <= MAX_PENDING {
+        if self.sent + b.len() <= MAX_SENT {
+            self.sent += b.len();
             if self.at > self.bytes.len() / 2 {
                 self.bytes.drain(..self.at);
                 self.at = 0;
@@ -514,6 +518,19 @@ impl Session {
             self.queue.len()
         );
         assert!(self.client.statement_count() <= self.limits.max_statements);
+        // A server's statements stay within the cap, but for those owed a Close (each from an
+        // eviction the server skipped, so no more than the queue held).
+        assert!(
+            self.servers[i].cache.len() <= self.limits.cache_cap.max(1),
+            "{} statements cached on a server, the cap is {}",
+            self.servers[i].cache.len(),
+            self.limits.cache_cap
+        );
+        assert!(
+            self.servers[i].cache.owed_len() <= MAX_QUEUED + queue_slack(&self.limits),
+            "{} statements owed a Close",
+            self.servers[i].cache.owed_len()
+        );
         if let Some(end) = end {
             assert!(
                 matches!(end, PumpEnd::ClientProtocol(_) | PumpEnd::ServerProtocol(_)),

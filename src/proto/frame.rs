@@ -109,7 +109,7 @@ pub(crate) fn put_cstr(buf: &mut BytesMut, s: &[u8]) {
 
 /// Splits a NUL-terminated string off the start of `b`: (the string, the rest after its NUL).
 pub(crate) fn split_cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
-    let end = b.iter().position(|&c| c == 0)?;
+    let end = memchr::memchr(0, b)?;
     Some((&b[..end], &b[end + 1..]))
 }
 

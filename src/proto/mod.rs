@@ -25,7 +25,7 @@ pub(crate) const CANCEL_REQUEST_CODE: u32 = 80_877_102;
 
 /// Reads a NUL-terminated string at the start of `buf`; returns it and the rest after the NUL.
 pub(crate) fn read_cstr(buf: &[u8]) -> Option<(&str, &[u8])> {
-    let nul = buf.iter().position(|&b| b == 0)?;
+    let nul = memchr::memchr(0, buf)?;
     let s = std::str::from_utf8(&buf[..nul]).ok()?;
     Some((s, &buf[nul + 1..]))
 }

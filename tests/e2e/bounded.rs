@@ -559,6 +559,50 @@ fn statements_skipped_after_an_error_are_not_believed_prepared() {
     assert_eq!(r.rows, vec![vec![Some("2".into())]]);
 }
 
+/// Fuzz finding 10: an eviction Close the server skips (an error earlier in its exchange)
+/// leaves the statement prepared after a pipelined exchange already took its place, one past
+/// `max_prepared_statements`. It is closed in front of the next request, not left there.
+#[test]
+fn skipped_evictions_do_not_leave_a_server_past_its_statement_cap() {
+    let lp = start("max_prepared_statements = 1\n");
+    let mut c = login(&lp, "one");
+    let mut m = wire::parse("a", "select 1");
+    m.extend_from_slice(&wire::sync());
+    c.send(&m).expect("send Parse");
+    let r = c.read_until_ready("Parse a");
+    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    // The Bind fails (one parameter too many): the Close of `a` that makes room for `b` is
+    // skipped, and the pipelined exchange after it has already closed `b` for `c`.
+    let mut m = wire::bind("", "a", &[Some("1")]);
+    m.extend_from_slice(&wire::parse("b", "select 2"));
+    m.extend_from_slice(&wire::sync());
+    m.extend_from_slice(&wire::parse("c", "select 3"));
+    m.extend_from_slice(&wire::sync());
+    c.send(&m).expect("send the two exchanges");
+    let r = c.read_until_ready("the failing exchange");
+    assert_eq!(
+        r.error.as_ref().and_then(|e| e.sqlstate()).as_deref(),
+        Some("08P01"),
+        "{:?}",
+        r.error.map(|e| e.fields())
+    );
+    let r = c.read_until_ready("Parse c");
+    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    // What the server connection has prepared (the function behind the view, which lakepool
+    // leaves alone): `c` only.
+    let r = c.query("select count(*) from pg_catalog.pg_prepared_statement()");
+    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    assert_eq!(r.rows, vec![vec![Some("1".into())]]);
+    // `a` still works: prepared afresh.
+    let mut m = wire::bind("", "a", &[]);
+    m.extend_from_slice(&wire::execute(""));
+    m.extend_from_slice(&wire::sync());
+    c.send(&m).expect("send Bind/Execute of a");
+    let r = c.read_until_ready("select 1 again");
+    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    assert_eq!(r.rows, vec![vec![Some("1".into())]]);
+}
+
 #[test]
 fn a_client_that_stops_reading_a_large_result_releases_its_server() {
     let lp = start("");

@@ -25,6 +25,13 @@ use crate::proto::frame::{FrameError, Header};
 /// that pipelines requests without reading replies is held back, not buffered.
 pub(crate) const MAX_QUEUED: usize = 4096;
 
+/// Most Closes owed by a server's cache (see [`PreparedCache`]) sent in front of one client
+/// request: the server gets back under its cap within a few requests, and one message never
+/// queues more than a few replies.
+///
+/// [`PreparedCache`]: crate::upstream::prepared::PreparedCache
+pub(crate) const MAX_OWED_CLOSES: usize = 8;
+
 /// What handling the message at the framing position came to.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -122,6 +129,11 @@ impl TxnClient {
         if mapping && at.queue.skipping() {
             // The server ignores everything up to Sync: pass it untouched.
             return self.pass(h, up, at, tracker);
+        }
+        if mapping && at.cache.owes_closes() && matches!(h.tag, b'P' | b'B' | b'Q') {
+            // Only in front of requests that cannot be part of a COPY, where a Close would
+            // break the copy.
+            super::statements::close_owed(up, at, tracker);
         }
         match h.tag {
             b'Q' => self.query(h, up, at, tracker),

@@ -393,6 +393,19 @@ pub(super) fn ensure_prepared(
     }
 }
 
+/// Sends Closes the server's cache owes (statements still prepared there past its cap).
+pub(super) fn close_owed(up: &mut Pipe, at: &mut Attached<'_>, t: &mut Tracker) {
+    let out = up.emit();
+    for old in at.cache.take_owed(super::client::MAX_OWED_CLOSES) {
+        frontend::close(out, b'S', old.name.as_bytes());
+        at.queue.push(Expect::Close {
+            forward: false,
+            evicted: Some(old),
+        });
+        t.client_sent(b'C');
+    }
+}
+
 /// Sends the Parse for `stmt` (closing the least recently used statement if the cache is
 /// full) and records it as prepared; a failure un-records it.
 fn prepare(
