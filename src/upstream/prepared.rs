@@ -105,7 +105,8 @@ impl std::hash::Hasher for IdHasher {
 /// The cache never holds more than its cap. A statement whose eviction Close the server
 /// skipped (an earlier error in that exchange) is still prepared there; when later Parses have
 /// taken its place meanwhile, it is *owed* a Close instead of growing the cache, and the owed
-/// Closes go out a few at a time in front of the client's next requests ([`Self::take_owed`]).
+/// Closes go out a few at a time in front of the next Parses and simple queries lakepool sends
+/// that server ([`Self::take_owed`]).
 /// Without that a pipeline of failing exchanges left a server holding any number of statements
 /// past the cap, and the next Parse closed them all at once (fuzz finding 10).
 #[derive(Debug, Default)]
@@ -192,6 +193,8 @@ impl PreparedCache {
             || (self.entries.len() < self.cap.max(1)
                 && self.bytes + stmt.parse.len() <= MAX_CACHE_BYTES)
         {
+            // Never in both places: an owed Close would close what the cache says is there.
+            self.owed.retain(|s| s.id != stmt.id);
             self.put(stmt);
         } else if !self.owed.iter().any(|s| s.id == stmt.id) {
             self.owed.push(stmt);

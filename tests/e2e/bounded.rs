@@ -593,12 +593,53 @@ fn skipped_evictions_do_not_leave_a_server_past_its_statement_cap() {
     let r = c.query("select count(*) from pg_catalog.pg_prepared_statement()");
     assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
     assert_eq!(r.rows, vec![vec![Some("1".into())]]);
+    // Those Closes left nothing unsettled: the server went back to the pool at the query's
+    // ReadyForQuery, another client gets it, and `c` is not taken for a client stuck
+    // mid-exchange (`idle_transaction_timeout` would close it while the other one waits).
+    let mut other = login(&lp, "one");
+    let r = other.query("select 'other'");
+    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    assert_eq!(r.rows, vec![vec![Some("other".into())]]);
+    other.terminate();
     // `a` still works: prepared afresh.
     let mut m = wire::bind("", "a", &[]);
     m.extend_from_slice(&wire::execute(""));
     m.extend_from_slice(&wire::sync());
     c.send(&m).expect("send Bind/Execute of a");
     let r = c.read_until_ready("select 1 again");
+    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    assert_eq!(r.rows, vec![vec![Some("1".into())]]);
+}
+
+/// An eviction Close the server skips leaves the statement prepared; a pipelined exchange
+/// that needs the statement again must not Parse it on top of itself ("prepared statement
+/// already exists" for a request that should succeed).
+#[test]
+fn a_statement_whose_eviction_was_skipped_is_not_parsed_over_itself() {
+    let lp = start("max_prepared_statements = 1\n");
+    let mut c = login(&lp, "one");
+    let mut m = wire::parse("a", "select 1");
+    m.extend_from_slice(&wire::sync());
+    c.send(&m).expect("send Parse");
+    let r = c.read_until_ready("Parse a");
+    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    // The Bind fails (one parameter too many), so the Close of `a` that makes room for `b`
+    // is skipped; the next exchange, already sent, binds `a` again.
+    let mut m = wire::bind("", "a", &[Some("1")]);
+    m.extend_from_slice(&wire::parse("b", "select 2"));
+    m.extend_from_slice(&wire::sync());
+    m.extend_from_slice(&wire::bind("", "a", &[]));
+    m.extend_from_slice(&wire::execute(""));
+    m.extend_from_slice(&wire::sync());
+    c.send(&m).expect("send the two exchanges");
+    let r = c.read_until_ready("the failing exchange");
+    assert_eq!(
+        r.error.as_ref().and_then(|e| e.sqlstate()).as_deref(),
+        Some("08P01"),
+        "{:?}",
+        r.error.map(|e| e.fields())
+    );
+    let r = c.read_until_ready("select 1 after the failing exchange");
     assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
     assert_eq!(r.rows, vec![vec![Some("1".into())]]);
 }

@@ -20,6 +20,7 @@ use crate::error::ClientError;
 use crate::frontend::pipe::Pipe;
 use crate::frontend::tracker::Tracker;
 use crate::proto::frame::{FrameError, Header};
+use crate::proto::frontend;
 
 /// Most entries the reply queue may hold before lakepool stops reading the client: a client
 /// that pipelines requests without reading replies is held back, not buffered.
@@ -130,10 +131,20 @@ impl TxnClient {
             // The server ignores everything up to Sync: pass it untouched.
             return self.pass(h, up, at, tracker);
         }
-        if mapping && at.cache.owes_closes() && matches!(h.tag, b'P' | b'B' | b'Q') {
-            // Only in front of requests that cannot be part of a COPY, where a Close would
-            // break the copy.
+        if h.tag == b'Q'
+            && mapping
+            && at.cache.owes_closes()
+            && !tracker.unsynced
+            && !tracker.copy_in
+        {
+            // A simple query starts an exchange of its own: the Closes go first, with a Sync
+            // of lakepool's so their replies come back (and are dropped) whatever the query
+            // turns out to be, even one lakepool answers itself. Parses lakepool sends take
+            // owed Closes along as well (`prepare`).
             super::statements::close_owed(up, at, tracker);
+            frontend::sync(up.emit());
+            at.queue.push(Expect::Injected);
+            tracker.client_sent(b'S');
         }
         match h.tag {
             b'Q' => self.query(h, up, at, tracker),

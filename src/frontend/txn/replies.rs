@@ -7,7 +7,7 @@
 //! entries they complete. After an error in an extended-protocol exchange the server ignores
 //! everything up to the next Sync, so the entries it will never answer are dropped then.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -99,6 +99,9 @@ pub(crate) struct ReplyQueue {
     /// Entries of earlier exchanges queued before a batch that may be replayed
     /// ([`Self::mark_batch`]): the replies are the batch's exchange's once none is left.
     ahead_of_batch: usize,
+    /// Statements (by id) with an eviction Close in the queue, and how many: the server may
+    /// still skip those Closes and keep the statement ([`Self::evicting`]).
+    evicting: HashMap<u64, u32>,
 }
 
 impl ReplyQueue {
@@ -112,6 +115,7 @@ impl ReplyQueue {
             undo,
             failed,
             ahead_of_batch,
+            evicting,
         } = self;
         q.is_empty()
             && !*skipping
@@ -119,6 +123,7 @@ impl ReplyQueue {
             && undo.is_empty()
             && failed.is_none()
             && *ahead_of_batch == 0
+            && evicting.is_empty()
     }
 
     /// True when nothing is owed.
@@ -171,10 +176,21 @@ impl ReplyQueue {
         self.ahead_of_batch == 0
     }
 
+    /// Whether a Close lakepool sent to evict statement `id` is still unanswered: should the
+    /// server skip it (an error earlier in its exchange), the statement is still prepared
+    /// there, and a Parse of it would fail with "already exists".
+    pub(crate) fn evicting(&self, id: u64) -> bool {
+        !self.evicting.is_empty() && self.evicting.contains_key(&id)
+    }
+
     /// Removes the head entry.
     fn pop_front(&mut self) -> Option<Expect> {
         self.ahead_of_batch = self.ahead_of_batch.saturating_sub(1);
-        self.q.pop_front()
+        let e = self.q.pop_front();
+        if let Some(e) = &e {
+            self.forget(e);
+        }
+        e
     }
 
     /// Removes the entry at `i`.
@@ -182,7 +198,23 @@ impl ReplyQueue {
         if i < self.ahead_of_batch {
             self.ahead_of_batch -= 1;
         }
-        self.q.remove(i);
+        if let Some(e) = self.q.remove(i) {
+            self.forget(&e);
+        }
+    }
+
+    /// Bookkeeping for an entry leaving the queue.
+    fn forget(&mut self, e: &Expect) {
+        if let Expect::Close {
+            evicted: Some(s), ..
+        } = e
+            && let Some(n) = self.evicting.get_mut(&s.id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.evicting.remove(&s.id);
+            }
+        }
     }
 
     /// The server ignores requests until the next Sync: forward them untouched and expect
@@ -201,7 +233,15 @@ impl ReplyQueue {
             }
             Expect::CopyEnd if self.copy_in => self.copy_in = false,
             _ if self.skipping => {}
-            e => self.q.push_back(e),
+            e => {
+                if let Expect::Close {
+                    evicted: Some(s), ..
+                } = &e
+                {
+                    *self.evicting.entry(s.id).or_default() += 1;
+                }
+                self.q.push_back(e);
+            }
         }
     }
 
@@ -360,6 +400,7 @@ impl ReplyQueue {
         self.ahead_of_batch = self.ahead_of_batch.saturating_sub(n);
         let skipped: Vec<Expect> = self.q.drain(..n).collect();
         for e in skipped.into_iter().rev() {
+            self.forget(&e);
             self.unanswered(e, cache);
         }
         sync.is_some()
@@ -481,6 +522,31 @@ mod tests {
         q.push(Expect::Sync);
         assert_eq!(run(&mut q, &mut c, b"CZ"), b"CZ");
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn an_eviction_close_counts_until_answered_or_skipped() {
+        let mut q = ReplyQueue::default();
+        let mut cache = PreparedCache::default();
+        let evict = |id| Expect::Close {
+            forward: false,
+            evicted: Some(stmt(id)),
+        };
+        q.push(evict(1));
+        q.push(evict(1));
+        q.push(Expect::Sync);
+        assert!(q.evicting(1) && !q.evicting(2));
+        assert_eq!(run(&mut q, &mut cache, b"3"), b"");
+        assert!(q.evicting(1), "one of the two is still unanswered");
+        run(&mut q, &mut cache, b"3Z");
+        assert!(!q.evicting(1) && q.is_pristine());
+        // Skipped after an error: no longer in the queue, so no longer counted.
+        q.push(Expect::Bind(None));
+        q.push(evict(2));
+        q.push(Expect::Sync);
+        assert!(q.evicting(2));
+        run(&mut q, &mut cache, b"EZ");
+        assert!(!q.evicting(2) && q.is_pristine());
     }
 
     #[test]

@@ -393,7 +393,8 @@ pub(super) fn ensure_prepared(
     }
 }
 
-/// Sends Closes the server's cache owes (statements still prepared there past its cap).
+/// Sends Closes the server's cache owes (statements still prepared there past its cap), a few
+/// at a time: in front of each Parse lakepool sends, and of a simple query (with a Sync).
 pub(super) fn close_owed(up: &mut Pipe, at: &mut Attached<'_>, t: &mut Tracker) {
     let out = up.emit();
     for old in at.cache.take_owed(super::client::MAX_OWED_CLOSES) {
@@ -416,12 +417,23 @@ fn prepare(
     at: &mut Attached<'_>,
     t: &mut Tracker,
 ) {
+    close_owed(up, at, t);
     let out = up.emit();
     for old in at.cache.insert(Arc::clone(stmt), at.limits.cache_cap) {
         frontend::close(out, b'S', old.name.as_bytes());
         at.queue.push(Expect::Close {
             forward: false,
             evicted: Some(old),
+        });
+        t.client_sent(b'C');
+    }
+    if at.queue.evicting(stmt.id) {
+        // Closed again first: should the server skip the earlier Close, this Parse would
+        // fail with "already exists" (a Close of a statement that does not exist is no error).
+        frontend::close(out, b'S', stmt.name.as_bytes());
+        at.queue.push(Expect::Close {
+            forward: false,
+            evicted: None,
         });
         t.client_sent(b'C');
     }
