@@ -99,12 +99,12 @@ const ERRORS: &[&[u8]] = &[
 ];
 
 /// Most entries one client message may add to the reply queue beyond [`MAX_QUEUED`]: a query
-/// reading `pg_prepared_statements` prepares up to the cache size (each maybe evicting one,
-/// and closing itself first if its own eviction is unanswered) and adds a Sync; SQL-level
+/// reading `pg_prepared_statements` prepares up to the cache size (each with two owed Closes,
+/// maybe evicting one, and closing itself first if the server may have it) and adds a Sync; SQL-level
 /// statements are prepared first for each `EXECUTE`; Closes a server's cache owes go first
 /// (with a Sync in front of a simple query).
 fn queue_slack(limits: &TxnLimits) -> usize {
-    3 * limits.cache_cap + 16 + MAX_OWED_CLOSES + 1
+    5 * limits.cache_cap + 16 + MAX_OWED_CLOSES + 1
 }
 
 /// Most bytes one round may queue for the server: the read buffer's worth passed on, one held

@@ -102,21 +102,21 @@ impl std::hash::Hasher for IdHasher {
 
 /// The statements one server connection has prepared, least recently used evicted first.
 ///
-/// The cache never holds more than its cap. A statement whose eviction Close the server
-/// skipped (an earlier error in that exchange) is still prepared there; when later Parses have
-/// taken its place meanwhile, it is *owed* a Close instead of growing the cache, and the owed
-/// Closes go out a few at a time in front of the next Parses and simple queries lakepool sends
-/// that server ([`Self::take_owed`]).
-/// Without that a pipeline of failing exchanges left a server holding any number of statements
-/// past the cap, and the next Parse closed them all at once (fuzz finding 10).
+/// Pipelined exchanges are queued before the server has answered the earlier ones, and an
+/// error makes the server skip the rest of its exchange: a skipped eviction Close leaves a
+/// statement prepared that later exchanges may already have counted as gone, a skipped Parse
+/// leaves whatever was there before. Such statements are *maybe prepared*: never trusted (a
+/// Bind of one gets a fresh Parse, preceded by a Close of it so that the Parse cannot fail
+/// with "already exists") and owed a Close, which goes out a few at a time in front of the
+/// next Parses and simple queries lakepool sends that server ([`Self::take_owed`]). The cache
+/// itself never holds more than its cap (fuzz finding 10: restoring them into it let a server
+/// pass `max_prepared_statements`, and the next Parse closed them all at once).
 #[derive(Debug, Default)]
 pub(crate) struct PreparedCache {
     entries: HashMap<u64, (Arc<Statement>, u64), std::hash::BuildHasherDefault<IdHasher>>,
     clock: u64,
     bytes: usize,
-    /// The cap of the last [`Self::insert`] (at least 1).
-    cap: usize,
-    /// Prepared on the server, not in the cache: to be closed.
+    /// Maybe prepared on the server, not in the cache: to be closed.
     owed: Vec<Arc<Statement>>,
 }
 
@@ -124,42 +124,32 @@ impl PreparedCache {
     /// Whether the server has `stmt` prepared; marks it as just used.
     pub(crate) fn touch(&mut self, stmt: &Statement) -> bool {
         self.clock += 1;
-        if let Some(e) = self.entries.get_mut(&stmt.id) {
-            e.1 = self.clock;
-            return true;
+        match self.entries.get_mut(&stmt.id) {
+            Some(e) => {
+                e.1 = self.clock;
+                true
+            }
+            None => false,
         }
-        // Owed a Close but still prepared: in use again, it goes back in the cache and the
-        // least recently used one is owed instead.
-        let Some(i) = self.owed.iter().position(|s| s.id == stmt.id) else {
-            return false;
-        };
-        let s = self.owed.swap_remove(i);
-        let evicted = self.evict(self.cap.max(1), s.parse.len());
-        self.owed.extend(evicted);
-        self.put(s);
-        true
     }
 
     /// Whether the server has `stmt` prepared (without marking it used).
     pub(crate) fn contains(&self, stmt: &Statement) -> bool {
-        self.entries.contains_key(&stmt.id) || self.owed.iter().any(|s| s.id == stmt.id)
+        self.entries.contains_key(&stmt.id)
+    }
+
+    /// Whether `stmt` may be prepared on the server without being in the cache.
+    pub(crate) fn is_owed(&self, stmt: &Statement) -> bool {
+        !self.owed.is_empty() && self.owed.iter().any(|s| s.id == stmt.id)
     }
 
     /// Records that `stmt` is being prepared. When the cache already holds `cap` statements
     /// (or its statements' text would pass 16 MiB), the least recently used ones are removed
     /// and returned: the caller closes them on the server.
     pub(crate) fn insert(&mut self, stmt: Arc<Statement>, cap: usize) -> Vec<Arc<Statement>> {
-        self.cap = cap.max(1);
-        let evicted = self.evict(self.cap, stmt.parse.len());
-        self.put(stmt);
-        evicted
-    }
-
-    /// Removes least recently used statements until one of `incoming` bytes fits under `cap`.
-    fn evict(&mut self, cap: usize, incoming: usize) -> Vec<Arc<Statement>> {
         let mut evicted = Vec::new();
         while !self.entries.is_empty()
-            && (self.entries.len() >= cap || self.bytes + incoming > MAX_CACHE_BYTES)
+            && (self.entries.len() >= cap.max(1) || self.bytes + stmt.parse.len() > MAX_CACHE_BYTES)
         {
             // O(n) only on eviction, with n bounded by `cap`.
             let Some(&oldest) = self
@@ -175,34 +165,45 @@ impl PreparedCache {
                 evicted.push(s);
             }
         }
-        evicted
-    }
-
-    fn put(&mut self, stmt: Arc<Statement>) {
+        // The caller closes it first if it was owed a Close.
+        self.owed.retain(|s| s.id != stmt.id);
         self.clock += 1;
         self.bytes += stmt.parse.len();
         if let Some((old, _)) = self.entries.insert(stmt.id, (stmt, self.clock)) {
             self.bytes -= old.parse.len();
         }
+        evicted
     }
 
-    /// Puts back a statement whose eviction Close the server never ran (it is still prepared):
-    /// in the cache if there is room, owed a Close if later Parses took its place.
-    pub(crate) fn restore(&mut self, stmt: Arc<Statement>) {
-        if self.entries.contains_key(&stmt.id)
-            || (self.entries.len() < self.cap.max(1)
-                && self.bytes + stmt.parse.len() <= MAX_CACHE_BYTES)
-        {
-            // Never in both places: an owed Close would close what the cache says is there.
-            self.owed.retain(|s| s.id != stmt.id);
-            self.put(stmt);
-        } else if !self.owed.iter().any(|s| s.id == stmt.id) {
+    /// The server may still have `stmt`: its eviction Close was skipped. Unless a later Parse
+    /// of it is already in the cache (that Parse, closing it first, decides), it is owed a
+    /// Close.
+    pub(crate) fn close_skipped(&mut self, stmt: Arc<Statement>) {
+        if !self.entries.contains_key(&stmt.id) {
+            self.owe(stmt);
+        }
+    }
+
+    /// A Parse of `stmt` was skipped (or failed): it is not in the cache. If a Close of it went
+    /// just before (`closed_first`: the server may have had a copy), that Close may have been
+    /// skipped too, and the copy is owed a Close; otherwise the server had none.
+    pub(crate) fn parse_skipped(&mut self, stmt: Arc<Statement>, closed_first: bool) {
+        if let Some((s, _)) = self.entries.remove(&stmt.id) {
+            self.bytes -= s.parse.len();
+        }
+        if closed_first {
+            self.owe(stmt);
+        }
+    }
+
+    fn owe(&mut self, stmt: Arc<Statement>) {
+        if !self.is_owed(&stmt) {
             self.owed.push(stmt);
         }
     }
 
-    /// Up to `max` statements owed a Close; the caller sends the Closes (and restores a
-    /// statement whose Close the server skips).
+    /// Up to `max` statements owed a Close; the caller sends the Closes (and hands a statement
+    /// back through [`Self::close_skipped`] if the server skips its Close).
     pub(crate) fn take_owed(&mut self, max: usize) -> std::vec::Drain<'_, Arc<Statement>> {
         let n = max.min(self.owed.len());
         self.owed.drain(..n)
@@ -211,14 +212,6 @@ impl PreparedCache {
     /// Whether statements are owed a Close.
     pub(crate) fn owes_closes(&self) -> bool {
         !self.owed.is_empty()
-    }
-
-    /// Forgets `id` (a Parse that failed or was skipped, or a statement closed on the server).
-    pub(crate) fn remove(&mut self, id: u64) {
-        if let Some((s, _)) = self.entries.remove(&id) {
-            self.bytes -= s.parse.len();
-        }
-        self.owed.retain(|s| s.id != id);
     }
 
     /// Forgets everything (DISCARD ALL, DEALLOCATE ALL).
@@ -275,36 +268,37 @@ mod tests {
         assert_eq!(out[0].id, 1);
         assert_eq!(s[0].rest_len(), 4);
         assert!(c.touch(&s[0]) && c.touch(&s[2]) && !c.touch(&s[1]));
-        c.remove(0);
-        assert_eq!(c.len(), 1);
+        c.parse_skipped(s[0].clone(), false);
+        assert_eq!((c.len(), c.owed_len()), (1, 0));
         c.clear();
         assert!(c.is_empty());
     }
 
     #[test]
-    fn a_restored_statement_past_the_cap_is_owed_a_close() {
+    fn skipped_statements_are_owed_a_close_and_never_trusted() {
         let mut c = PreparedCache::default();
         let s: Vec<_> = (0..4)
             .map(|i| Arc::new(Statement::new(i, b"x\0\0\0", 0)))
             .collect();
         assert!(c.insert(s[0].clone(), 1).is_empty());
-        // 1 evicts 0, 2 evicts 1; then the server skips the Close of 0 (and 1's Parse).
+        // 1 evicts 0, 2 evicts 1; then the server skips the Close of 0 and 1's Parse.
         assert_eq!(c.insert(s[1].clone(), 1)[0].id, 0);
         assert_eq!(c.insert(s[2].clone(), 1)[0].id, 1);
-        c.remove(1);
-        c.restore(s[0].clone());
-        assert_eq!((c.len(), c.owed_len()), (1, 1));
-        assert!(c.contains(&s[0]) && c.contains(&s[2]));
-        // The next Parse evicts only what its own room needs.
-        assert_eq!(c.insert(s[3].clone(), 1).len(), 1);
-        assert_eq!(c.owed_len(), 1);
-        // Used again before its Close went out: back in the cache, another one owed.
-        assert!(c.touch(&s[0]));
-        assert_eq!((c.len(), c.owed_len()), (1, 1));
+        c.parse_skipped(s[1].clone(), true);
+        c.close_skipped(s[0].clone());
+        assert_eq!((c.len(), c.owed_len()), (1, 2));
+        assert!(c.is_owed(&s[0]) && c.is_owed(&s[1]) && !c.is_owed(&s[2]));
+        // Maybe prepared is not prepared: a Bind of 0 gets a Parse (closing it first).
+        assert!(!c.touch(&s[0]) && !c.contains(&s[0]));
+        assert_eq!(c.insert(s[0].clone(), 1)[0].id, 2);
+        assert!(!c.is_owed(&s[0]) && c.touch(&s[0]));
+        // A skipped eviction Close of a statement a later Parse put back changes nothing.
+        c.close_skipped(s[0].clone());
+        assert!(!c.is_owed(&s[0]));
         let owed: Vec<_> = c.take_owed(8).map(|s| s.id).collect();
-        assert_eq!(owed, [3]);
+        assert_eq!(owed, [1]);
         assert!(!c.owes_closes());
-        c.restore(s[3].clone());
+        c.close_skipped(s[3].clone());
         c.clear();
         assert!(c.is_empty());
     }

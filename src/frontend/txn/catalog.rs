@@ -105,7 +105,7 @@ impl TxnClient {
         // A simple query right after Parse messages would be skipped if one failed: close the
         // extended exchange with a Sync of lakepool's own.
         frontend::sync(up.emit());
-        at.queue.push(Expect::Injected);
+        at.queue.push(Expect::OwnSync);
         t.client_sent(b'S');
     }
 

@@ -26,9 +26,9 @@ use crate::proto::frontend;
 /// that pipelines requests without reading replies is held back, not buffered.
 pub(crate) const MAX_QUEUED: usize = 4096;
 
-/// Most Closes owed by a server's cache (see [`PreparedCache`]) sent in front of one client
-/// request: the server gets back under its cap within a few requests, and one message never
-/// queues more than a few replies.
+/// Most Closes owed by a server's cache (see [`PreparedCache`]) sent in front of a simple
+/// query (two go in front of each Parse lakepool sends): the server is rid of them within a
+/// few requests, and one message never queues more than a few replies.
 ///
 /// [`PreparedCache`]: crate::upstream::prepared::PreparedCache
 pub(crate) const MAX_OWED_CLOSES: usize = 8;
@@ -141,9 +141,9 @@ impl TxnClient {
             // of lakepool's so their replies come back (and are dropped) whatever the query
             // turns out to be, even one lakepool answers itself. Parses lakepool sends take
             // owed Closes along as well (`prepare`).
-            super::statements::close_owed(up, at, tracker);
+            super::statements::close_owed(up, at, tracker, MAX_OWED_CLOSES);
             frontend::sync(up.emit());
-            at.queue.push(Expect::Injected);
+            at.queue.push(Expect::OwnSync);
             tracker.client_sent(b'S');
         }
         match h.tag {
@@ -200,6 +200,7 @@ pub(super) fn expect_for(tag: u8, at: &mut Attached<'_>) {
             forward: true,
             stmt: None,
             mapped: None,
+            closed_first: false,
         },
         b'B' => Expect::Bind(None),
         b'D' => Expect::Describe(None),

@@ -26,6 +26,9 @@ pub(crate) enum Expect {
         stmt: Option<Arc<Statement>>,
         /// The client name this Parse mapped, undone if the Parse never succeeds.
         mapped: Option<Box<[u8]>>,
+        /// A Close of the statement went just before it (the server may have had a copy): if
+        /// both are skipped, that copy may still be there.
+        closed_first: bool,
     },
     /// Bind, of the mapped statement when it names one.
     Bind(Option<Arc<Statement>>),
@@ -52,6 +55,10 @@ pub(crate) enum Expect {
     /// A simple query lakepool added before the client's (a SQL `PREPARE` the client ran on
     /// another server): all its replies, ReadyForQuery included, are dropped.
     Injected,
+    /// A Sync lakepool added to end requests of its own (owed Closes, statements prepared for
+    /// a query reading `pg_prepared_statements`) before a client's simple query: its
+    /// ReadyForQuery is dropped, and an error before it is lakepool's, not the client's.
+    OwnSync,
 }
 
 /// A change to a client's statement names made when a request was queued, to be undone when
@@ -165,7 +172,7 @@ impl ReplyQueue {
         self.ahead_of_batch = self
             .q
             .iter()
-            .rposition(|e| matches!(e, Expect::Sync | Expect::Injected))
+            .rposition(|e| matches!(e, Expect::Sync | Expect::Injected | Expect::OwnSync))
             .map_or(0, |i| i + 1);
     }
 
@@ -227,7 +234,7 @@ impl ReplyQueue {
     pub(crate) fn push(&mut self, e: Expect) {
         match e {
             Expect::Sync if self.copy_in => {}
-            Expect::Sync => {
+            Expect::Sync | Expect::OwnSync => {
                 self.skipping = false;
                 self.q.push_back(e);
             }
@@ -274,9 +281,14 @@ impl ReplyQueue {
     /// A request the server will never answer: its effects are undone.
     fn unanswered(&mut self, e: Expect, cache: &mut PreparedCache) {
         match e {
-            Expect::Parse { stmt, mapped, .. } => {
+            Expect::Parse {
+                stmt,
+                mapped,
+                closed_first,
+                ..
+            } => {
                 if let Some(s) = &stmt {
-                    cache.remove(s.id);
+                    cache.parse_skipped(Arc::clone(s), closed_first);
                 }
                 if let (Some(n), Some(s)) = (mapped, stmt) {
                     self.undo.push(Undo::Unmap(n, s));
@@ -284,7 +296,7 @@ impl ReplyQueue {
             }
             Expect::Close {
                 evicted: Some(s), ..
-            } => cache.restore(s),
+            } => cache.close_skipped(s),
             Expect::Synth(_, Some(u)) => self.undo.push(u),
             _ => {}
         }
@@ -292,6 +304,14 @@ impl ReplyQueue {
 
     /// Accounts for one server message with tag `tag`; returns whether it goes to the client.
     pub(crate) fn on_server(&mut self, tag: u8, cache: &mut PreparedCache) -> bool {
+        if matches!(self.q.front(), Some(Expect::OwnSync)) {
+            if tag == b'Z' {
+                self.pop_front();
+                self.skipping = false;
+                self.copy_in = false;
+            }
+            return false;
+        }
         if matches!(self.q.front(), Some(Expect::Injected)) {
             if tag == b'Z' {
                 self.pop_front();
@@ -334,10 +354,7 @@ impl ReplyQueue {
                 self.copy_in_started();
                 true
             }
-            b'E' => {
-                self.error(cache);
-                true
-            }
+            b'E' => self.error(cache),
             b'Z' => {
                 self.unanswered_to_sync(cache);
                 self.pop_if(|e| matches!(e, Expect::Sync));
@@ -374,20 +391,28 @@ impl ReplyQueue {
     }
 
     /// ErrorResponse. In a simple query the ReadyForQuery still follows; in an extended
-    /// exchange the failed request and everything up to the next Sync go unanswered.
-    fn error(&mut self, cache: &mut PreparedCache) {
+    /// exchange the failed request and everything up to the next Sync go unanswered. Whether
+    /// it goes to the client: not when it ends requests of lakepool's own ([`Expect::OwnSync`]).
+    fn error(&mut self, cache: &mut PreparedCache) -> bool {
         self.copy_in = false;
         self.failed = match self.q.front() {
             Some(Expect::Bind(s) | Expect::Describe(s)) => s.clone(),
             _ => None,
         };
         match self.q.front() {
-            None | Some(Expect::Sync) => return,
+            None | Some(Expect::Sync) => return true,
+            Some(Expect::OwnSync) => return false,
             Some(_) => {}
         }
+        let own = self
+            .q
+            .iter()
+            .find(|e| matches!(e, Expect::Sync | Expect::OwnSync))
+            .is_some_and(|e| matches!(e, Expect::OwnSync));
         if !self.unanswered_to_sync(cache) {
             self.skipping = true;
         }
+        !own
     }
 
     /// Undoes the requests before the next Sync (left in place), which the server never ran;
@@ -395,7 +420,10 @@ impl ReplyQueue {
     /// make room for a Parse that was skipped too is restored only after that Parse is undone,
     /// and a name closed after its skipped Parse is not brought back (fuzz finding 8).
     fn unanswered_to_sync(&mut self, cache: &mut PreparedCache) -> bool {
-        let sync = self.q.iter().position(|e| matches!(e, Expect::Sync));
+        let sync = self
+            .q
+            .iter()
+            .position(|e| matches!(e, Expect::Sync | Expect::OwnSync));
         let n = sync.unwrap_or(self.q.len());
         self.ahead_of_batch = self.ahead_of_batch.saturating_sub(n);
         let skipped: Vec<Expect> = self.q.drain(..n).collect();
@@ -455,6 +483,7 @@ mod tests {
             forward: false,
             stmt: Some(stmt(2)),
             mapped: None,
+            closed_first: false,
         });
         q.push(Expect::Bind(None));
         q.push(Expect::Execute);
@@ -474,6 +503,7 @@ mod tests {
             forward: true,
             stmt: Some(s.clone()),
             mapped: None,
+            closed_first: false,
         });
         q.push(Expect::Synth(Synth::ParseComplete, None));
         q.push(Expect::Sync);
@@ -561,6 +591,7 @@ mod tests {
             forward: true,
             stmt: Some(stmt(1)),
             mapped: None,
+            closed_first: false,
         });
         q.push(Expect::Synth(Synth::CloseComplete, None));
         q.push(Expect::Sync);

@@ -393,11 +393,12 @@ pub(super) fn ensure_prepared(
     }
 }
 
-/// Sends Closes the server's cache owes (statements still prepared there past its cap), a few
-/// at a time: in front of each Parse lakepool sends, and of a simple query (with a Sync).
-pub(super) fn close_owed(up: &mut Pipe, at: &mut Attached<'_>, t: &mut Tracker) {
+/// Sends up to `max` Closes the server's cache owes (statements it may still have, see
+/// [`crate::upstream::prepared::PreparedCache`]): a few in front of each Parse lakepool sends,
+/// more in front of a simple query (with a Sync).
+pub(super) fn close_owed(up: &mut Pipe, at: &mut Attached<'_>, t: &mut Tracker, max: usize) {
     let out = up.emit();
-    for old in at.cache.take_owed(super::client::MAX_OWED_CLOSES) {
+    for old in at.cache.take_owed(max) {
         frontend::close(out, b'S', old.name.as_bytes());
         at.queue.push(Expect::Close {
             forward: false,
@@ -417,9 +418,15 @@ fn prepare(
     at: &mut Attached<'_>,
     t: &mut Tracker,
 ) {
-    close_owed(up, at, t);
+    // The server may have it: a Close of it was skipped or is still unanswered (which the
+    // server may yet skip), or a Parse of it was skipped after one.
+    let maybe_there = at.cache.is_owed(stmt) || at.queue.evicting(stmt.id);
+    // Inserted first: no longer owed, so not closed twice below.
+    let evicted = at.cache.insert(Arc::clone(stmt), at.limits.cache_cap);
+    // Two per Parse: owed Closes drain as fast as skipped exchanges can add them.
+    close_owed(up, at, t, 2);
     let out = up.emit();
-    for old in at.cache.insert(Arc::clone(stmt), at.limits.cache_cap) {
+    for old in evicted {
         frontend::close(out, b'S', old.name.as_bytes());
         at.queue.push(Expect::Close {
             forward: false,
@@ -427,9 +434,9 @@ fn prepare(
         });
         t.client_sent(b'C');
     }
-    if at.queue.evicting(stmt.id) {
-        // Closed again first: should the server skip the earlier Close, this Parse would
-        // fail with "already exists" (a Close of a statement that does not exist is no error).
+    if maybe_there {
+        // Closed first, or the Parse would fail with "already exists" (a Close of a
+        // statement that does not exist is no error).
         frontend::close(out, b'S', stmt.name.as_bytes());
         at.queue.push(Expect::Close {
             forward: false,
@@ -445,6 +452,7 @@ fn prepare(
         forward,
         stmt: Some(Arc::clone(stmt)),
         mapped,
+        closed_first: maybe_there,
     });
     t.client_sent(b'P');
 }

@@ -258,22 +258,23 @@ fn names_changed_in_a_skipped_part_of_a_batch_are_restored() {
 }
 
 #[test]
-fn an_eviction_skipped_by_an_error_keeps_the_statement_cached() {
+fn an_eviction_skipped_by_an_error_is_closed_before_the_statement_is_prepared_again() {
     let mut r = Rig::new();
     r.limits.cache_cap = 1;
     r.send(&[parse("a", "select 1"), sync()].concat());
     r.reply(&server_msgs("1Z"));
     // The unnamed Parse fails first; the eviction Close of `a` queued after it is skipped, so
-    // the server still has `a`'s statement.
+    // the server still has `a`'s statement. lakepool does not trust it back into the cache (a
+    // pipelined later exchange may have closed or prepared it again, fuzz finding 10): it is
+    // owed a Close, and a Bind of it gets one, then a fresh Parse (not "already exists").
     let out = r.send(&[parse("", "selec"), parse("b", "select 2"), sync()].concat());
     assert_eq!(tags(&out), "PCPS");
     assert_eq!(tags(&r.reply(&server_msgs("EZ"))), "EZ");
+    assert_eq!((r.cache.len(), r.cache.owed_len()), (0, 1));
     let out = r.send(&[bind("a"), exec(), sync()].concat());
-    assert_eq!(
-        tags(&out),
-        "BES",
-        "no second Parse of a statement the server kept"
-    );
+    assert_eq!(tags(&out), "CPBES");
+    assert_eq!(tags(&r.reply(&server_msgs("312CZ"))), "2CZ");
+    assert_eq!((r.cache.len(), r.cache.owed_len()), (1, 0));
 }
 
 #[test]
@@ -385,11 +386,110 @@ fn a_skipped_batch_is_undone_newest_first() {
         1,
         "only a: b and c were skipped"
     );
-    assert_eq!(r.cache.len(), 1, "the cache keeps its cap");
-    // `select 2` was never prepared on this server: another client's Parse of it is sent.
+    // `a` (still there) and `select 2` (its eviction Close was skipped) are owed a Close;
+    // nothing is trusted, and the cache never passes its cap.
+    assert_eq!((r.cache.len(), r.cache.owed_len()), (0, 2));
+    // Another client's Parse of `select 2`: the owed Close of `a`, a Close of `select 2`
+    // itself, then its Parse.
     r.client = TxnClient::default();
     let out = r.send(&[parse("d", "select 2"), bind("d"), exec(), sync()].concat());
-    assert_eq!(tags(&out), "CPBES");
+    assert_eq!(tags(&out), "CCPBES");
+}
+
+/// A skipped eviction Close while later exchanges, already sent, prepare the statement again
+/// and evict it once more: the statement is never trusted back (the second eviction closed
+/// it; a Bind without a Parse would get "does not exist"), and its Parse is closed first (the
+/// first Close may have been skipped: "already exists").
+#[test]
+fn a_statement_evicted_twice_around_a_skipped_close_is_prepared_again() {
+    let mut r = Rig::new();
+    r.limits.cache_cap = 1;
+    r.send(&[parse("a", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    let out = r.send(
+        &[
+            // Fails: its eviction Close of `a` is skipped.
+            bind("a"),
+            exec(),
+            parse("b", "select 2"),
+            sync(),
+            // `a` again: `b` evicted, `a` closed (it may still be there), then parsed.
+            bind("a"),
+            exec(),
+            sync(),
+            // `a` evicted once more.
+            parse("c", "select 3"),
+            sync(),
+        ]
+        .concat(),
+    );
+    assert_eq!(tags(&out), "BECPS".to_owned() + "CCPBES" + "CPS");
+    assert_eq!(
+        tags(&r.reply(&server_msgs(&["EZ", "3312CZ", "31Z"].concat()))),
+        "EZ2CZ1Z"
+    );
+    assert_eq!(r.cache.len(), 1);
+    let out = r.send(&[bind("a"), exec(), sync()].concat());
+    assert_eq!(
+        tags(&out),
+        "CCPBES",
+        "closed (`c` evicted, `a` owed), then parsed"
+    );
+}
+
+/// Two failing exchanges in a row, the second preparing a statement whose eviction the first
+/// skipped: nothing skipped is trusted (the server kept `a` and never made `b`).
+#[test]
+fn two_failing_exchanges_leave_nothing_trusted_that_the_server_lacks() {
+    let mut r = Rig::new();
+    r.limits.cache_cap = 1;
+    r.send(&[parse("a", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    let out = r.send(
+        &[
+            bind("a"),
+            exec(),
+            parse("b", "select 2"),
+            sync(),
+            bind("b"),
+            exec(),
+            bind("a"),
+            exec(),
+            sync(),
+        ]
+        .concat(),
+    );
+    assert_eq!(tags(&out), "BECPS".to_owned() + "BECCPBES");
+    // Both Binds fail (the second because `b` was never made).
+    assert_eq!(tags(&r.reply(&server_msgs("EZEZ"))), "EZEZ");
+    assert_eq!((r.cache.len(), r.cache.owed_len()), (0, 2));
+    let out = r.send(&[bind("a"), exec(), sync()].concat());
+    assert_eq!(
+        tags(&out),
+        "CCPBES",
+        "`b`'s owed Close, `a` closed first, then parsed"
+    );
+}
+
+/// Owed Closes go in front of a simple query with a Sync of lakepool's: their replies (even an
+/// error) and its ReadyForQuery stay away from the client, and nothing is left unsynced.
+#[test]
+fn owed_closes_go_before_a_simple_query_with_a_sync_of_their_own() {
+    for (server, what) in [("3Z", "answered"), ("EZ", "failed")] {
+        let mut r = Rig::new();
+        r.limits.cache_cap = 1;
+        r.send(&[parse("a", "select 1"), sync()].concat());
+        r.reply(&server_msgs("1Z"));
+        r.send(&[parse("", "selec"), parse("b", "select 2"), sync()].concat());
+        r.reply(&server_msgs("EZ"));
+        assert_eq!(r.cache.owed_len(), 1);
+        let out = r.send(&query("select 1"));
+        assert_eq!(tags(&out), "CSQ", "{what}");
+        assert!(!r.tracker.unsynced, "{what}");
+        let back = r.reply(&server_msgs(&format!("{server}CZ")));
+        assert_eq!(tags(&back), "CZ", "{what}");
+        assert!(r.queue.is_empty(), "{what}");
+    }
 }
 
 /// The same for the client's names: a Parse and a Close of one name in a skipped exchange
