@@ -10,6 +10,7 @@
 
 pub mod frame;
 mod input;
+mod server_model;
 pub mod sql;
 pub mod startup;
 mod stream;

@@ -17,6 +17,7 @@
 //! The input is a configuration byte, then a script of operations (see [`Session::step`]).
 
 use super::input::Input;
+use super::server_model::ServerModel;
 use super::stream::StreamCheck;
 use crate::frontend::pipe::Pipe;
 use crate::frontend::pump::{Core, IdleLimits, PumpEnd, TxnPart};
@@ -168,14 +169,17 @@ struct Server {
     params: ParamMap,
     /// What lakepool wrote to it.
     sent: StreamCheck,
+    /// What it has prepared, from what lakepool wrote and what it answered.
+    model: ServerModel,
 }
 
 impl Server {
-    fn new() -> Self {
+    fn new(mapping: bool) -> Self {
         Self {
             cache: PreparedCache::default(),
             params: ParamMap::new(),
             sent: StreamCheck::new("to server"),
+            model: ServerModel::new(mapping),
         }
     }
 }
@@ -260,6 +264,7 @@ impl Session {
             hold_limit,
             max_message,
         };
+        let mapping = limits.mapping();
         Self {
             client: TxnClient::default(),
             queue: ReplyQueue::default(),
@@ -269,7 +274,7 @@ impl Session {
             idle: IdleLimits::default(),
             up: Pipe::default(),
             down: Pipe::default(),
-            servers: [Server::new(), Server::new()],
+            servers: [Server::new(mapping), Server::new(mapping)],
             attached: None,
             next_server: usize::from(config >> 7),
             to_client: StreamCheck::new("to client"),
@@ -322,8 +327,22 @@ impl Session {
                 let n = usize::from(input.byte());
                 self.from_server.push(input.take(n));
             }
+            // The server answers what it has been sent as PostgreSQL would, one request
+            // failing if the input says so (the model can then check lakepool's statements).
+            8 => {
+                let e = input.byte();
+                let error_at = (e & 0x80 != 0).then_some(usize::from(e & 0x1f));
+                self.deliver_server(usize::MAX);
+                if let Some(i) = self.attached {
+                    let answers = self.servers[i]
+                        .model
+                        .answers(error_at, ERRORS[usize::from((e >> 5) & 3) % 3]);
+                    self.from_server.push(&answers);
+                    self.deliver_server(usize::MAX);
+                }
+            }
             // A structured server message.
-            7 | 8 => {
+            7 => {
                 let m = server_message(input);
                 self.from_server.push(&m);
             }
@@ -406,6 +425,9 @@ impl Session {
             let chunk = self.from_server.take(n.min(room));
             n -= chunk.len();
             self.down.feed(chunk);
+            if let Some(i) = self.attached {
+                self.servers[i].model.received(chunk);
+            }
             self.settle();
         }
         if self.attached.is_some() {
@@ -500,6 +522,7 @@ impl Session {
             let up_out = core.up.output_len();
             let sent = core.up.drain();
             server.sent.feed(&sent);
+            server.model.sent(&sent);
             let end = end.or_else(|| core.frame_down().err());
             let down_out = core.down.output_len();
             let received = core.down.drain();

@@ -1,0 +1,311 @@
+//! A model of what one PostgreSQL server connection has prepared, for the `txn` target: it
+//! pairs what lakepool writes to the server with what the (fuzzed) server answers, as
+//! PostgreSQL's extended protocol would, and checks lakepool's use of its own statements
+//! (`lakepool_<n>`, statement mapping on):
+//!
+//! - lakepool never sends a Parse of a statement the server has (PostgreSQL: 42P05 "already
+//!   exists", an error for a request the client made correctly);
+//! - lakepool never binds or describes a statement after its own Close of it ran (26000
+//!   "does not exist": the client never closed it, a direct connection would still have it).
+//!
+//! The fuzzed server answers anything; once an answer is one PostgreSQL could not have given
+//! at that point (or a COPY or function call starts, which the model does not follow), the
+//! model stops checking that connection.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::proto::frame::HEADER_LEN;
+
+/// Body bytes kept per message: enough for the names and command tags looked at.
+const KEEP: usize = 128;
+
+/// Splits a byte stream into messages, keeping the tag and the start of each body.
+#[derive(Default)]
+struct Framer {
+    head: Vec<u8>,
+    body: Vec<u8>,
+    left: usize,
+}
+
+impl Framer {
+    /// Feeds bytes; calls `each` with (tag, body start) for every message completed.
+    fn feed(&mut self, mut b: &[u8], mut each: impl FnMut(u8, &[u8])) {
+        while !b.is_empty() {
+            if self.head.len() < HEADER_LEN {
+                let n = (HEADER_LEN - self.head.len()).min(b.len());
+                self.head.extend_from_slice(&b[..n]);
+                b = &b[n..];
+                if self.head.len() < HEADER_LEN {
+                    return;
+                }
+                let len =
+                    u32::from_be_bytes([self.head[1], self.head[2], self.head[3], self.head[4]]);
+                // StreamCheck rejects lengths below 4 on lakepool's side; the server's may be
+                // anything, and what follows a bad one means nothing.
+                self.left = (len as usize).saturating_sub(4);
+                self.body.clear();
+            }
+            let n = self.left.min(b.len());
+            let keep = n.min(KEEP.saturating_sub(self.body.len()));
+            self.body.extend_from_slice(&b[..keep]);
+            self.left -= n;
+            b = &b[n..];
+            if self.left == 0 {
+                each(self.head[0], &self.body);
+                self.head.clear();
+            }
+        }
+    }
+}
+
+/// A request the server has received and not answered yet, with the `lakepool_` statement
+/// it names, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Req {
+    Parse,
+    Bind,
+    /// Describe of a statement (ParameterDescription comes first) or of a portal.
+    Describe {
+        statement: bool,
+    },
+    Close,
+    Execute,
+    Sync,
+    Query,
+}
+
+/// What the server did last with one of lakepool's statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stmt {
+    Prepared,
+    /// A Close of lakepool's ran.
+    Closed,
+}
+
+/// One server connection as the model sees it.
+pub(super) struct ServerModel {
+    /// The server's answers still made sense, and statement mapping is on (`lakepool_` names
+    /// are lakepool's alone; without it they are the client's, whatever it does with them).
+    valid: bool,
+    sent: Framer,
+    received: Framer,
+    pending: VecDeque<(Req, Option<Vec<u8>>)>,
+    /// After an error in an extended exchange: everything up to Sync is ignored.
+    skipping: bool,
+    stmts: HashMap<Vec<u8>, Stmt>,
+}
+
+/// A `lakepool_` statement name at the start of `body`, if it is one.
+fn own_name(body: &[u8], skip: usize) -> Option<Vec<u8>> {
+    let rest = body.get(skip..)?;
+    let end = memchr::memchr(0, rest)?;
+    let name = &rest[..end];
+    name.starts_with(b"lakepool_").then(|| name.to_vec())
+}
+
+impl ServerModel {
+    pub(super) fn new(mapping: bool) -> Self {
+        Self {
+            valid: mapping,
+            sent: Framer::default(),
+            received: Framer::default(),
+            pending: VecDeque::new(),
+            skipping: false,
+            stmts: HashMap::new(),
+        }
+    }
+
+    /// Bytes lakepool wrote to this server.
+    pub(super) fn sent(&mut self, b: &[u8]) {
+        let mut msgs = Vec::new();
+        self.sent
+            .feed(b, |tag, body| msgs.push((tag, body.to_vec())));
+        for (tag, body) in msgs {
+            self.request(tag, &body);
+        }
+    }
+
+    /// Bytes the server sent, as lakepool reads them.
+    pub(super) fn received(&mut self, b: &[u8]) {
+        let mut msgs = Vec::new();
+        self.received
+            .feed(b, |tag, body| msgs.push((tag, body.to_vec())));
+        for (tag, body) in msgs {
+            if self.valid {
+                self.reply(tag, &body);
+            }
+        }
+    }
+
+    fn request(&mut self, tag: u8, body: &[u8]) {
+        let req = match tag {
+            b'P' => (Req::Parse, own_name(body, 0)),
+            b'B' => {
+                // Portal name, then the statement's.
+                let Some(portal_end) = memchr::memchr(0, body) else {
+                    return self.invalid();
+                };
+                (Req::Bind, own_name(body, portal_end + 1))
+            }
+            b'D' => {
+                let statement = body.first() == Some(&b'S');
+                (
+                    Req::Describe { statement },
+                    own_name(body, 1).filter(|_| statement),
+                )
+            }
+            b'C' => (
+                Req::Close,
+                own_name(body, 1).filter(|_| body.first() == Some(&b'S')),
+            ),
+            b'E' => (Req::Execute, None),
+            b'S' => (Req::Sync, None),
+            b'Q' => (Req::Query, None),
+            b'H' | b'X' => return,
+            // COPY data, function calls: not followed.
+            _ => return self.invalid(),
+        };
+        if req.0 == Req::Sync {
+            self.skipping = false;
+        } else if self.skipping {
+            return;
+        }
+        self.pending.push_back(req);
+    }
+
+    fn invalid(&mut self) {
+        self.valid = false;
+    }
+
+    fn reply(&mut self, tag: u8, body: &[u8]) {
+        if matches!(tag, b'N' | b'S' | b'A') {
+            return;
+        }
+        if tag == b'C'
+            && (body.starts_with(b"DISCARD ALL\0") || body.starts_with(b"DEALLOCATE ALL\0"))
+        {
+            // lakepool forgets its statements on this tag, whatever the query was.
+            self.stmts.clear();
+        }
+        let Some((req, name)) = self.pending.front().cloned() else {
+            return self.invalid();
+        };
+        let own =
+            |stmts: &HashMap<Vec<u8>, Stmt>| name.as_ref().and_then(|n| stmts.get(n).copied());
+        match (req, tag) {
+            (Req::Parse, b'1' | b'E') => {
+                assert!(
+                    own(&self.stmts) != Some(Stmt::Prepared),
+                    "lakepool sent a Parse of {}, which the server has",
+                    String::from_utf8_lossy(name.as_deref().unwrap_or_default())
+                );
+                if let (Some(n), b'1') = (name, tag) {
+                    self.stmts.insert(n, Stmt::Prepared);
+                }
+                self.done(tag == b'E');
+            }
+            (Req::Bind | Req::Describe { .. }, b'2' | b't' | b'T' | b'n' | b'E') => {
+                assert!(
+                    own(&self.stmts) != Some(Stmt::Closed),
+                    "lakepool used {} after its own Close of it ran",
+                    String::from_utf8_lossy(name.as_deref().unwrap_or_default())
+                );
+                match (req, tag) {
+                    (Req::Bind, b'2' | b'E') | (Req::Describe { .. }, b'T' | b'n' | b'E') => {
+                        self.done(tag == b'E');
+                    }
+                    // ParameterDescription: the row description follows.
+                    (Req::Describe { statement: true }, b't') => {}
+                    _ => self.invalid(),
+                }
+            }
+            (Req::Close, b'3' | b'E') => {
+                if let (Some(n), b'3') = (name, tag)
+                    && self.stmts.contains_key(&n)
+                {
+                    self.stmts.insert(n, Stmt::Closed);
+                }
+                self.done(tag == b'E');
+            }
+            (Req::Execute, b'D') => {}
+            (Req::Execute, b'C' | b'I' | b's' | b'E') => self.done(tag == b'E'),
+            (Req::Sync | Req::Query, b'Z') => {
+                self.pending.pop_front();
+            }
+            (Req::Query, b'T' | b'D' | b'C' | b'I' | b'E') => {}
+            _ => self.invalid(),
+        }
+    }
+
+    /// What PostgreSQL would answer to the requests received and not answered yet (nothing
+    /// once the model stopped following): everything succeeds, except the request at
+    /// `error_at` which gets `error` (an ErrorResponse body), the rest of its exchange being
+    /// skipped as PostgreSQL skips it.
+    pub(super) fn answers(&self, error_at: Option<usize>, error: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        if !self.valid {
+            return out;
+        }
+        let mut put = |tag: u8, body: &[u8]| {
+            out.push(tag);
+            out.extend_from_slice(
+                &u32::try_from(body.len() + 4)
+                    .unwrap_or(u32::MAX)
+                    .to_be_bytes(),
+            );
+            out.extend_from_slice(body);
+        };
+        let mut skipping = false;
+        for (i, (req, _)) in self.pending.iter().enumerate() {
+            if skipping && *req != Req::Sync {
+                continue;
+            }
+            if error_at == Some(i) && *req != Req::Sync {
+                put(b'E', error);
+                if *req == Req::Query {
+                    put(b'Z', b"I");
+                } else {
+                    skipping = true;
+                }
+                continue;
+            }
+            match req {
+                Req::Parse => put(b'1', b""),
+                Req::Bind => put(b'2', b""),
+                Req::Describe { statement } => {
+                    if *statement {
+                        put(b't', b"\0\0");
+                    }
+                    put(b'n', b"");
+                }
+                Req::Close => put(b'3', b""),
+                Req::Execute => put(b'C', b"SELECT 1\0"),
+                Req::Sync => {
+                    skipping = false;
+                    put(b'Z', b"I");
+                }
+                Req::Query => {
+                    put(b'C', b"SELECT 1\0");
+                    put(b'Z', b"I");
+                }
+            }
+        }
+        out
+    }
+
+    /// The request at the front is answered; after an error the server skips the rest of
+    /// its exchange.
+    fn done(&mut self, error: bool) {
+        self.pending.pop_front();
+        if !error {
+            return;
+        }
+        while let Some((r, _)) = self.pending.front() {
+            if *r == Req::Sync {
+                return;
+            }
+            self.pending.pop_front();
+        }
+        self.skipping = true;
+    }
+}
