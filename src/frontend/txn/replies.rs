@@ -106,9 +106,10 @@ pub(crate) struct ReplyQueue {
     /// Entries of earlier exchanges queued before a batch that may be replayed
     /// ([`Self::mark_batch`]): the replies are the batch's exchange's once none is left.
     ahead_of_batch: usize,
-    /// Statements (by id) with an eviction Close in the queue, and how many: the server may
-    /// still skip those Closes and keep the statement ([`Self::evicting`]).
-    evicting: HashMap<u64, u32>,
+    /// Statements (by id) with lakepool's Closes (evictions) and Parses in the queue, and
+    /// how many of each: the server may still skip them ([`Self::evicting`],
+    /// [`Self::parsing`]).
+    in_flight: HashMap<u64, (u32, u32)>,
 }
 
 impl ReplyQueue {
@@ -122,7 +123,7 @@ impl ReplyQueue {
             undo,
             failed,
             ahead_of_batch,
-            evicting,
+            in_flight,
         } = self;
         q.is_empty()
             && !*skipping
@@ -130,7 +131,7 @@ impl ReplyQueue {
             && undo.is_empty()
             && failed.is_none()
             && *ahead_of_batch == 0
-            && evicting.is_empty()
+            && in_flight.is_empty()
     }
 
     /// True when nothing is owed.
@@ -187,7 +188,23 @@ impl ReplyQueue {
     /// server skip it (an error earlier in its exchange), the statement is still prepared
     /// there, and a Parse of it would fail with "already exists".
     pub(crate) fn evicting(&self, id: u64) -> bool {
-        !self.evicting.is_empty() && self.evicting.contains_key(&id)
+        self.in_flight.get(&id).is_some_and(|n| n.0 > 0)
+    }
+
+    /// Whether a Parse lakepool sent of statement `id` is still unanswered.
+    fn parsing(&self, id: u64) -> bool {
+        self.in_flight.get(&id).is_some_and(|n| n.1 > 0)
+    }
+
+    /// The statement a Close (eviction) or Parse of lakepool's names, and which of the two.
+    fn tracked(e: &Expect) -> Option<(u64, bool)> {
+        match e {
+            Expect::Close {
+                evicted: Some(s), ..
+            } => Some((s.id, true)),
+            Expect::Parse { stmt: Some(s), .. } => Some((s.id, false)),
+            _ => None,
+        }
     }
 
     /// Removes the head entry.
@@ -212,14 +229,13 @@ impl ReplyQueue {
 
     /// Bookkeeping for an entry leaving the queue.
     fn forget(&mut self, e: &Expect) {
-        if let Expect::Close {
-            evicted: Some(s), ..
-        } = e
-            && let Some(n) = self.evicting.get_mut(&s.id)
+        if let Some((id, close)) = Self::tracked(e)
+            && let Some(n) = self.in_flight.get_mut(&id)
         {
-            *n -= 1;
-            if *n == 0 {
-                self.evicting.remove(&s.id);
+            let count = if close { &mut n.0 } else { &mut n.1 };
+            *count = count.saturating_sub(1);
+            if *n == (0, 0) {
+                self.in_flight.remove(&id);
             }
         }
     }
@@ -241,11 +257,13 @@ impl ReplyQueue {
             Expect::CopyEnd if self.copy_in => self.copy_in = false,
             _ if self.skipping => {}
             e => {
-                if let Expect::Close {
-                    evicted: Some(s), ..
-                } = &e
-                {
-                    *self.evicting.entry(s.id).or_default() += 1;
+                if let Some((id, close)) = Self::tracked(&e) {
+                    let n = self.in_flight.entry(id).or_default();
+                    if close {
+                        n.0 += 1;
+                    } else {
+                        n.1 += 1;
+                    }
                 }
                 self.q.push_back(e);
             }
@@ -287,7 +305,10 @@ impl ReplyQueue {
                 closed_first,
                 ..
             } => {
-                if let Some(s) = &stmt {
+                // A later Parse of it, still unanswered, decides what the server has.
+                if let Some(s) = &stmt
+                    && !self.parsing(s.id)
+                {
                     cache.parse_skipped(Arc::clone(s), closed_first);
                 }
                 if let (Some(n), Some(s)) = (mapped, stmt) {

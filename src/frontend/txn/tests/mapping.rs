@@ -492,6 +492,35 @@ fn owed_closes_go_before_a_simple_query_with_a_sync_of_their_own() {
     }
 }
 
+/// A failed Parse does not take the cache entry of a later Parse of the same statement, which
+/// the server then runs (else the next Parse of it would get "already exists").
+#[test]
+fn a_failed_parse_leaves_a_later_parse_of_the_statement_cached() {
+    let mut r = Rig::new();
+    r.limits.cache_cap = 1;
+    let out = r.send(
+        &[
+            parse("a", "select 1"),
+            sync(),
+            parse("b", "select 2"),
+            sync(),
+            bind("a"),
+            exec(),
+            sync(),
+        ]
+        .concat(),
+    );
+    assert_eq!(tags(&out), "PS".to_owned() + "CPS" + "CCPBES");
+    assert_eq!(
+        tags(&r.reply(&server_msgs(&["EZ", "31Z", "3312CZ"].concat()))),
+        "EZ1Z2CZ"
+    );
+    assert_eq!(r.cache.len(), 1, "the server has `select 1`");
+    r.client = TxnClient::default();
+    let out = r.send(&[parse("x", "select 1"), bind("x"), exec(), sync()].concat());
+    assert_eq!(tags(&out), "BES", "prepared already");
+}
+
 /// The same for the client's names: a Parse and a Close of one name in a skipped exchange
 /// leave no name behind.
 #[test]
