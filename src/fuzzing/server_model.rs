@@ -168,6 +168,7 @@ impl ServerModel {
         if req.0 == Req::Sync {
             self.skipping = false;
         } else if self.skipping {
+            self.skipped(&req);
             return;
         }
         self.pending.push_back(req);
@@ -199,8 +200,14 @@ impl ServerModel {
                     "lakepool sent a Parse of {}, which the server has",
                     String::from_utf8_lossy(name.as_deref().unwrap_or_default())
                 );
-                if let (Some(n), b'1') = (name, tag) {
-                    self.stmts.insert(n, Stmt::Prepared);
+                // A failed Parse leaves the name unknown: a Bind of it after fails on a direct
+                // connection too.
+                if let Some(n) = name {
+                    if tag == b'1' {
+                        self.stmts.insert(n, Stmt::Prepared);
+                    } else {
+                        self.stmts.remove(&n);
+                    }
                 }
                 self.done(tag == b'E');
             }
@@ -304,8 +311,17 @@ impl ServerModel {
             if *r == Req::Sync {
                 return;
             }
-            self.pending.pop_front();
+            if let Some(req) = self.pending.pop_front() {
+                self.skipped(&req);
+            }
         }
         self.skipping = true;
+    }
+
+    /// A request the server skips. A skipped Parse leaves the name unknown, as a failed one.
+    fn skipped(&mut self, req: &(Req, Option<Vec<u8>>)) {
+        if let (Req::Parse, Some(n)) = req {
+            self.stmts.remove(n);
+        }
     }
 }

@@ -202,6 +202,14 @@ impl PreparedCache {
         }
     }
 
+    /// Puts back a statement whose Parse is still to run after the cache was cleared; what it
+    /// pushes out is owed a Close.
+    pub(crate) fn reinsert(&mut self, stmt: Arc<Statement>, cap: usize) {
+        for old in self.insert(stmt, cap) {
+            self.owe(old);
+        }
+    }
+
     /// Up to `max` statements owed a Close; the caller sends the Closes (and hands a statement
     /// back through [`Self::close_skipped`] if the server skips its Close).
     pub(crate) fn take_owed(&mut self, max: usize) -> std::vec::Drain<'_, Arc<Statement>> {

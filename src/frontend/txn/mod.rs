@@ -152,8 +152,18 @@ impl TxnClient {
     }
 
     /// Forgets every prepared statement of the client (`DISCARD ALL`, `DEALLOCATE ALL`).
-    fn forget_statements(&mut self) {
-        self.statements.clear();
+    /// All statements are gone from the server (DISCARD ALL, DEALLOCATE ALL), but for the
+    /// client names requests queued after it create.
+    fn forget_statements_except(&mut self, keep: &[Box<[u8]>]) {
+        let gone: Vec<Box<[u8]>> = self
+            .statements
+            .iter()
+            .filter(|(n, _)| !keep.iter().any(|k| **k == **n))
+            .map(|(n, _)| n.into())
+            .collect();
+        for n in gone {
+            self.statements.remove(&n);
+        }
         self.sql_prepared.clear();
         self.sql_on_server.clear();
     }

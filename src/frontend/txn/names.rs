@@ -69,13 +69,6 @@ impl ClientNames {
         Some(s)
     }
 
-    /// Forgets every name.
-    pub(crate) fn clear(&mut self) {
-        self.map.clear();
-        self.bytes = 0;
-        self.last = None;
-    }
-
     /// (name, statement) pairs.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &Arc<Statement>)> {
         self.map.iter().map(|(n, s)| (&n[..], s))

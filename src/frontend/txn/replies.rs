@@ -240,6 +240,24 @@ impl ReplyQueue {
         }
     }
 
+    /// What the requests after the head (queued after the one being answered) prepare on the
+    /// server, and the client names they create.
+    pub(crate) fn prepared_later(&self) -> (Vec<Arc<Statement>>, Vec<Box<[u8]>>) {
+        let mut parses = Vec::new();
+        let mut names = Vec::new();
+        for e in self.q.iter().skip(1) {
+            match e {
+                Expect::Parse { stmt, mapped, .. } => {
+                    parses.extend(stmt.iter().cloned());
+                    names.extend(mapped.iter().cloned());
+                }
+                Expect::Synth(_, Some(Undo::Unmap(n, _))) => names.push(n.clone()),
+                _ => {}
+            }
+        }
+        (parses, names)
+    }
+
     /// The server ignores requests until the next Sync: forward them untouched and expect
     /// nothing.
     pub(crate) fn skipping(&self) -> bool {

@@ -55,8 +55,14 @@ impl TxnClient {
         }
         if let (b'C', Some(b)) = (tag, body) {
             if b.starts_with(b"DISCARD ALL\0") || b.starts_with(b"DEALLOCATE ALL\0") {
+                // What was prepared is gone; what requests queued after it prepare or name is
+                // not (a pipelined Parse runs after the DISCARD).
+                let (parses, names) = at.queue.prepared_later();
                 at.cache.clear();
-                self.forget_statements();
+                for s in parses {
+                    at.cache.reinsert(s, at.limits.cache_cap);
+                }
+                self.forget_statements_except(&names);
             } else if b.starts_with(b"DROP ") || b.starts_with(b"ALTER ") {
                 // Statements prepared before may depend on what changed.
                 at.registry.schema_changed();

@@ -521,6 +521,22 @@ fn a_failed_parse_leaves_a_later_parse_of_the_statement_cached() {
     assert_eq!(tags(&out), "BES", "prepared already");
 }
 
+/// DISCARD ALL clears what was prepared before it, not what a Parse pipelined after it
+/// prepares (else the next use gets "already exists" or a name the client has is gone).
+#[test]
+fn a_parse_pipelined_after_discard_all_stays_prepared() {
+    let mut r = Rig::new();
+    let out = r.send(&[query("DISCARD ALL"), parse("a", "select 1"), sync()].concat());
+    assert_eq!(tags(&out), "QPS");
+    let mut back = msg(b'C', b"DISCARD ALL\0");
+    back.extend(server_msgs("Z1Z"));
+    assert_eq!(tags(&r.reply(&back)), "CZ1Z");
+    assert_eq!(r.cache.len(), 1);
+    assert_eq!(r.client.statement_count(), 1);
+    let out = r.send(&[bind("a"), exec(), sync()].concat());
+    assert_eq!(tags(&out), "BES", "no second Parse");
+}
+
 /// The same for the client's names: a Parse and a Close of one name in a skipped exchange
 /// leave no name behind.
 #[test]
