@@ -206,7 +206,7 @@ impl ServerModel {
                     if tag == b'1' {
                         self.stmts.insert(n, Stmt::Prepared);
                     } else {
-                        self.stmts.remove(&n);
+                        self.forget_closed(&n);
                     }
                 }
                 self.done(tag == b'E');
@@ -318,10 +318,20 @@ impl ServerModel {
         self.skipping = true;
     }
 
-    /// A request the server skips. A skipped Parse leaves the name unknown, as a failed one.
+    /// A request the server skips: a skipped Parse, as a failed one, leaves the server as it
+    /// was.
     fn skipped(&mut self, req: &(Req, Option<Vec<u8>>)) {
         if let (Req::Parse, Some(n)) = req {
-            self.stmts.remove(n);
+            self.forget_closed(n);
+        }
+    }
+
+    /// After a Parse of a closed statement that did not run, a Bind of it fails on a direct
+    /// connection too (the client's Parse did not run either): no longer checked. A prepared
+    /// one stays prepared (a second Parse of it would still be lakepool's mistake).
+    fn forget_closed(&mut self, name: &[u8]) {
+        if self.stmts.get(name) == Some(&Stmt::Closed) {
+            self.stmts.remove(name);
         }
     }
 }

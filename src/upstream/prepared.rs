@@ -210,6 +210,15 @@ impl PreparedCache {
         }
     }
 
+    /// An eviction Close of `id` is on its way (replaying the queue after the cache was
+    /// cleared): out of the cache, and not owed (that Close closes it).
+    pub(crate) fn closing(&mut self, id: u64) {
+        if let Some((s, _)) = self.entries.remove(&id) {
+            self.bytes -= s.parse.len();
+        }
+        self.owed.retain(|s| s.id != id);
+    }
+
     /// Up to `max` statements owed a Close; the caller sends the Closes (and hands a statement
     /// back through [`Self::close_skipped`] if the server skips its Close).
     pub(crate) fn take_owed(&mut self, max: usize) -> std::vec::Drain<'_, Arc<Statement>> {

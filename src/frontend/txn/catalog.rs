@@ -96,21 +96,21 @@ impl TxnClient {
             .filter(|s| !at.cache.contains(s))
             .cloned()
             .collect();
-        if missing.is_empty() {
+        // Inside the client's own unsynced exchange nothing is prepared: a Sync of lakepool's
+        // would end that exchange (and hide its error), and without one a failed Parse would
+        // make the server skip the client's query. The view then shows the client's
+        // statements this server has.
+        if missing.is_empty() || t.unsynced {
             return;
         }
         for s in &missing {
             ensure_prepared(s, up, at, t);
         }
         // A simple query right after Parse messages would be skipped if one failed: close the
-        // extended exchange with a Sync of lakepool's own. Not inside the client's own
-        // unsynced exchange, which it would end (and whose error it would hide): there the
-        // Parses are part of that exchange.
-        if !t.unsynced {
-            frontend::sync(up.emit());
-            at.queue.push(Expect::OwnSync);
-            t.client_sent(b'S');
-        }
+        // extended exchange with a Sync of lakepool's own.
+        frontend::sync(up.emit());
+        at.queue.push(Expect::OwnSync);
+        t.client_sent(b'S');
     }
 
     /// An unnamed statement that reads `pg_prepared_statements`: rewritten, as a simple query

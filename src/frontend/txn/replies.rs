@@ -240,22 +240,26 @@ impl ReplyQueue {
         }
     }
 
-    /// What the requests after the head (queued after the one being answered) prepare on the
-    /// server, and the client names they create.
-    pub(crate) fn prepared_later(&self) -> (Vec<Arc<Statement>>, Vec<Box<[u8]>>) {
-        let mut parses = Vec::new();
+    /// What the requests after the head (queued after the one being answered) do to the
+    /// server's statements, in order (a statement and whether it is a Parse or an eviction
+    /// Close), and the client names they create.
+    pub(crate) fn prepared_later(&self) -> (Vec<(Arc<Statement>, bool)>, Vec<Box<[u8]>>) {
+        let mut ops = Vec::new();
         let mut names = Vec::new();
         for e in self.q.iter().skip(1) {
             match e {
                 Expect::Parse { stmt, mapped, .. } => {
-                    parses.extend(stmt.iter().cloned());
+                    ops.extend(stmt.iter().map(|s| (Arc::clone(s), true)));
                     names.extend(mapped.iter().cloned());
                 }
+                Expect::Close {
+                    evicted: Some(s), ..
+                } => ops.push((Arc::clone(s), false)),
                 Expect::Synth(_, Some(Undo::Unmap(n, _))) => names.push(n.clone()),
                 _ => {}
             }
         }
-        (parses, names)
+        (ops, names)
     }
 
     /// The server ignores requests until the next Sync: forward them untouched and expect

@@ -57,10 +57,14 @@ impl TxnClient {
             if b.starts_with(b"DISCARD ALL\0") || b.starts_with(b"DEALLOCATE ALL\0") {
                 // What was prepared is gone; what requests queued after it prepare or name is
                 // not (a pipelined Parse runs after the DISCARD).
-                let (parses, names) = at.queue.prepared_later();
+                let (ops, names) = at.queue.prepared_later();
                 at.cache.clear();
-                for s in parses {
-                    at.cache.reinsert(s, at.limits.cache_cap);
+                for (s, parse) in ops {
+                    if parse {
+                        at.cache.reinsert(s, at.limits.cache_cap);
+                    } else {
+                        at.cache.closing(s.id);
+                    }
                 }
                 self.forget_statements_except(&names);
             } else if b.starts_with(b"DROP ") || b.starts_with(b"ALTER ") {

@@ -537,6 +537,37 @@ fn a_parse_pipelined_after_discard_all_stays_prepared() {
     assert_eq!(tags(&out), "BES", "no second Parse");
 }
 
+/// After DISCARD ALL the requests pipelined behind it are replayed on the cache in order:
+/// an eviction Close among them still closes its statement.
+#[test]
+fn requests_pipelined_after_discard_all_are_replayed_in_order() {
+    let mut r = Rig::new();
+    r.limits.cache_cap = 2;
+    let out = r.send(
+        &[
+            query("DISCARD ALL"),
+            parse("a", "select 1"),
+            parse("b", "select 2"),
+            bind("a"),
+            exec(),
+            parse("c", "select 3"),
+            sync(),
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        tags(&out),
+        "QPPBECPS",
+        "`b`, least recently used, evicted for `c`"
+    );
+    let mut back = msg(b'C', b"DISCARD ALL\0");
+    back.extend(server_msgs("Z112C31Z"));
+    assert_eq!(tags(&r.reply(&back)), "CZ112C1Z");
+    assert_eq!(r.cache.len(), 2);
+    let out = r.send(&[bind("b"), exec(), sync()].concat());
+    assert_eq!(tags(&out), "CPBES", "`b` was closed: prepared again");
+}
+
 /// The same for the client's names: a Parse and a Close of one name in a skipped exchange
 /// leave no name behind.
 #[test]
