@@ -61,6 +61,10 @@ pub(crate) enum Expect {
     OwnSync,
 }
 
+/// Statements and whether a Parse (true) or an eviction Close (false) of lakepool's touches
+/// each, in queue order ([`ReplyQueue::prepared_later`]).
+pub(crate) type StatementOps = Vec<(Arc<Statement>, bool)>;
+
 /// A change to a client's statement names made when a request was queued, to be undone when
 /// the server ignores that request (an earlier error in the same exchange), as PostgreSQL
 /// would never have made it.
@@ -243,7 +247,7 @@ impl ReplyQueue {
     /// What the requests after the head (queued after the one being answered) do to the
     /// server's statements, in order (a statement and whether it is a Parse or an eviction
     /// Close), and the client names they create.
-    pub(crate) fn prepared_later(&self) -> (Vec<(Arc<Statement>, bool)>, Vec<Box<[u8]>>) {
+    pub(crate) fn prepared_later(&self) -> (StatementOps, Vec<Box<[u8]>>) {
         let mut ops = Vec::new();
         let mut names = Vec::new();
         for e in self.q.iter().skip(1) {
