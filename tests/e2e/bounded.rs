@@ -48,6 +48,17 @@ fn login(lp: &Lakepool, db: &str) -> RawConn {
     RawConn::login_with(lp.port(), false, MD5_USER.0, MD5_USER.1, db, &[])
 }
 
+/// A client of `one` whose `a` (`select 1`) is prepared.
+fn login_with_a(lp: &Lakepool) -> RawConn {
+    let mut c = login(lp, "one");
+    let mut m = wire::parse("a", "select 1");
+    m.extend_from_slice(&wire::sync());
+    c.send(&m).expect("send Parse");
+    let r = c.read_until_ready("Parse a");
+    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    c
+}
+
 /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmSize`).
 fn proc_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -526,12 +537,7 @@ fn a_close_the_server_may_skip_keeps_its_name_counted() {
 #[test]
 fn statements_skipped_after_an_error_are_not_believed_prepared() {
     let lp = start("max_prepared_statements = 1\n");
-    let mut first = login(&lp, "one");
-    let mut m = wire::parse("a", "select 1");
-    m.extend_from_slice(&wire::sync());
-    first.send(&m).expect("send Parse");
-    let r = first.read_until_ready("Parse a");
-    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    let mut first = login_with_a(&lp);
     // One parameter too many: the Bind fails, the Parses after it are skipped.
     let mut m = wire::bind("", "a", &[Some("1")]);
     m.extend_from_slice(&wire::execute(""));
@@ -565,12 +571,7 @@ fn statements_skipped_after_an_error_are_not_believed_prepared() {
 #[test]
 fn skipped_evictions_do_not_leave_a_server_past_its_statement_cap() {
     let lp = start("max_prepared_statements = 1\n");
-    let mut c = login(&lp, "one");
-    let mut m = wire::parse("a", "select 1");
-    m.extend_from_slice(&wire::sync());
-    c.send(&m).expect("send Parse");
-    let r = c.read_until_ready("Parse a");
-    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    let mut c = login_with_a(&lp);
     // The Bind fails (one parameter too many): the Close of `a` that makes room for `b` is
     // skipped, and the pipelined exchange after it has already closed `b` for `c`.
     let mut m = wire::bind("", "a", &[Some("1")]);
@@ -617,12 +618,7 @@ fn skipped_evictions_do_not_leave_a_server_past_its_statement_cap() {
 #[test]
 fn a_statement_whose_eviction_was_skipped_is_not_parsed_over_itself() {
     let lp = start("max_prepared_statements = 1\n");
-    let mut c = login(&lp, "one");
-    let mut m = wire::parse("a", "select 1");
-    m.extend_from_slice(&wire::sync());
-    c.send(&m).expect("send Parse");
-    let r = c.read_until_ready("Parse a");
-    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    let mut c = login_with_a(&lp);
     // The Bind fails (one parameter too many), so the Close of `a` that makes room for `b`
     // is skipped; the next exchange, already sent, binds `a` again.
     let mut m = wire::bind("", "a", &[Some("1")]);

@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// A rig whose server keeps one statement, with the client's `a` (`select 1`) prepared on it.
+fn with_a_prepared() -> Rig {
+    let mut r = Rig::new();
+    r.limits.cache_cap = 1;
+    r.send(&[parse("a", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    r
+}
+
 #[test]
 fn first_parse_is_renamed_and_its_reply_passes() {
     let mut r = Rig::new();
@@ -259,10 +268,7 @@ fn names_changed_in_a_skipped_part_of_a_batch_are_restored() {
 
 #[test]
 fn an_eviction_skipped_by_an_error_is_closed_before_the_statement_is_prepared_again() {
-    let mut r = Rig::new();
-    r.limits.cache_cap = 1;
-    r.send(&[parse("a", "select 1"), sync()].concat());
-    r.reply(&server_msgs("1Z"));
+    let mut r = with_a_prepared();
     // The unnamed Parse fails first; the eviction Close of `a` queued after it is skipped, so
     // the server still has `a`'s statement. lakepool does not trust it back into the cache (a
     // pipelined later exchange may have closed or prepared it again, fuzz finding 10): it is
@@ -365,10 +371,7 @@ fn a_name_whose_close_may_be_skipped_still_counts_against_the_limit() {
 /// cap (fuzz finding 8).
 #[test]
 fn a_skipped_batch_is_undone_newest_first() {
-    let mut r = Rig::new();
-    r.limits.cache_cap = 1;
-    r.send(&[parse("a", "select 1"), sync()].concat());
-    r.reply(&server_msgs("1Z"));
+    let mut r = with_a_prepared();
     let out = r.send(
         &[
             bind("a"),
@@ -402,10 +405,7 @@ fn a_skipped_batch_is_undone_newest_first() {
 /// first Close may have been skipped: "already exists").
 #[test]
 fn a_statement_evicted_twice_around_a_skipped_close_is_prepared_again() {
-    let mut r = Rig::new();
-    r.limits.cache_cap = 1;
-    r.send(&[parse("a", "select 1"), sync()].concat());
-    r.reply(&server_msgs("1Z"));
+    let mut r = with_a_prepared();
     let out = r.send(
         &[
             // Fails: its eviction Close of `a` is skipped.
@@ -441,10 +441,7 @@ fn a_statement_evicted_twice_around_a_skipped_close_is_prepared_again() {
 /// skipped: nothing skipped is trusted (the server kept `a` and never made `b`).
 #[test]
 fn two_failing_exchanges_leave_nothing_trusted_that_the_server_lacks() {
-    let mut r = Rig::new();
-    r.limits.cache_cap = 1;
-    r.send(&[parse("a", "select 1"), sync()].concat());
-    r.reply(&server_msgs("1Z"));
+    let mut r = with_a_prepared();
     let out = r.send(
         &[
             bind("a"),
@@ -476,10 +473,7 @@ fn two_failing_exchanges_leave_nothing_trusted_that_the_server_lacks() {
 #[test]
 fn owed_closes_go_before_a_simple_query_with_a_sync_of_their_own() {
     for (server, what) in [("3Z", "answered"), ("EZ", "failed")] {
-        let mut r = Rig::new();
-        r.limits.cache_cap = 1;
-        r.send(&[parse("a", "select 1"), sync()].concat());
-        r.reply(&server_msgs("1Z"));
+        let mut r = with_a_prepared();
         r.send(&[parse("", "selec"), parse("b", "select 2"), sync()].concat());
         r.reply(&server_msgs("EZ"));
         assert_eq!(r.cache.owed_len(), 1);
