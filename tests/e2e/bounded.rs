@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::fixtures::{self, MD5_USER, OWNER_PW_ENV, Opts};
 use crate::support::lakepool::database_toml;
-use crate::support::wire::{self, RawConn, Reply, frontend_msg};
+use crate::support::wire::{self, QueryResult, RawConn, Reply, frontend_msg};
 use crate::support::{APP_DB, APP_OWNER, Lakepool};
 
 const MIB: u64 = 1 << 20;
@@ -57,6 +57,22 @@ fn login_with_a(lp: &Lakepool) -> RawConn {
     let r = c.read_until_ready("Parse a");
     assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
     c
+}
+
+/// Binds and executes the client's statement `name` (no parameters); the result must be
+/// free of errors.
+fn run_named(c: &mut RawConn, name: &str) -> QueryResult {
+    let mut m = wire::bind("", name, &[]);
+    m.extend_from_slice(&wire::execute(""));
+    m.extend_from_slice(&wire::sync());
+    c.send(&m).expect("send Bind/Execute/Sync");
+    let r = c.read_until_ready(&format!("Bind/Execute of {name}"));
+    assert!(
+        r.error.is_none(),
+        "{name}: {:?}",
+        r.error.map(|e| e.fields())
+    );
+    r
 }
 
 /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmSize`).
@@ -520,12 +536,7 @@ fn a_close_the_server_may_skip_keeps_its_name_counted() {
         "Parse c at the limit: {:?}",
         second.error.map(|e| e.fields())
     );
-    let mut m = wire::bind("", "b", &[]);
-    m.extend_from_slice(&wire::execute(""));
-    m.extend_from_slice(&wire::sync());
-    c.send(&m).expect("send Bind b");
-    let r = c.read_until_ready("Bind b");
-    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    let r = run_named(&mut c, "b");
     assert_eq!(r.rows, vec![vec![Some("1".into())]]);
 }
 
@@ -603,12 +614,7 @@ fn skipped_evictions_do_not_leave_a_server_past_its_statement_cap() {
     assert_eq!(r.rows, vec![vec![Some("other".into())]]);
     other.terminate();
     // `a` still works: prepared afresh.
-    let mut m = wire::bind("", "a", &[]);
-    m.extend_from_slice(&wire::execute(""));
-    m.extend_from_slice(&wire::sync());
-    c.send(&m).expect("send Bind/Execute of a");
-    let r = c.read_until_ready("select 1 again");
-    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
+    let r = run_named(&mut c, "a");
     assert_eq!(r.rows, vec![vec![Some("1".into())]]);
 }
 
