@@ -28,6 +28,11 @@ struct Framer {
 }
 
 impl Framer {
+    /// No message is partly in.
+    fn is_idle(&self) -> bool {
+        self.head.is_empty()
+    }
+
     /// Feeds bytes; calls `each` with (tag, body start) for every message completed.
     fn feed(&mut self, mut b: &[u8], mut each: impl FnMut(u8, &[u8])) {
         while !b.is_empty() {
@@ -95,6 +100,20 @@ pub(super) struct ServerModel {
     stmts: HashMap<Vec<u8>, Stmt>,
 }
 
+/// The command tag PostgreSQL gives a simple query (the two lakepool acts on, or one it does
+/// not).
+fn command_tag(text: &[u8]) -> &'static [u8] {
+    let t = text.trim_ascii_start();
+    let starts = |p: &[u8]| t.len() >= p.len() && t[..p.len()].eq_ignore_ascii_case(p);
+    if starts(b"discard all") {
+        b"DISCARD ALL\0"
+    } else if starts(b"deallocate all") {
+        b"DEALLOCATE ALL\0"
+    } else {
+        b"SELECT 1\0"
+    }
+}
+
 /// A `lakepool_` statement name at the start of `body`, if it is one.
 fn own_name(body: &[u8], skip: usize) -> Option<Vec<u8>> {
     let rest = body.get(skip..)?;
@@ -160,7 +179,8 @@ impl ServerModel {
             ),
             b'E' => (Req::Execute, None),
             b'S' => (Req::Sync, None),
-            b'Q' => (Req::Query, None),
+            // The start of its text, for the command tag of the answer.
+            b'Q' => (Req::Query, Some(body.to_vec())),
             b'H' | b'X' => return,
             // COPY data, function calls: not followed.
             _ => return self.invalid(),
@@ -263,7 +283,7 @@ impl ServerModel {
             out.extend_from_slice(body);
         };
         let mut skipping = false;
-        for (i, (req, _)) in self.pending.iter().enumerate() {
+        for (i, (req, text)) in self.pending.iter().enumerate() {
             if skipping && *req != Req::Sync {
                 continue;
             }
@@ -292,12 +312,28 @@ impl ServerModel {
                     put(b'Z', b"I");
                 }
                 Req::Query => {
-                    put(b'C', b"SELECT 1\0");
+                    put(b'C', command_tag(text.as_deref().unwrap_or_default()));
                     put(b'Z', b"I");
                 }
             }
         }
         out
+    }
+
+    /// Ids of the `lakepool_` statements the server has prepared, once it has answered
+    /// everything it was sent (and the model still follows it).
+    pub(super) fn prepared_ids(&self) -> Option<Vec<u64>> {
+        if !self.valid || self.skipping || !self.pending.is_empty() || !self.sent.is_idle() {
+            return None;
+        }
+        Some(
+            self.stmts
+                .iter()
+                .filter(|(_, s)| **s == Stmt::Prepared)
+                .filter_map(|(n, _)| std::str::from_utf8(&n[b"lakepool_".len()..]).ok())
+                .filter_map(|id| id.parse().ok())
+                .collect(),
+        )
     }
 
     /// The request at the front is answered; after an error the server skips the rest of

@@ -491,6 +491,33 @@ impl Session {
         }
     }
 
+    /// Once server `i` has answered everything and lakepool has read every answer, lakepool's
+    /// view of the server's statements is the server's: each one the server has is cached or
+    /// owed a Close (else it stays there, past the cap, for good), and each one cached is on
+    /// the server (else a Bind of it gets "does not exist").
+    fn check_statements(&self, i: usize) {
+        if !self.queue.is_empty() || !self.down.unread().is_empty() || !self.from_server.is_empty()
+        {
+            return;
+        }
+        let Some(on_server) = self.servers[i].model.prepared_ids() else {
+            return;
+        };
+        let (cached, owed) = self.servers[i].cache.ids();
+        for id in &on_server {
+            assert!(
+                cached.contains(id) || owed.contains(id),
+                "the server has lakepool_{id}, which lakepool neither caches nor owes a Close"
+            );
+        }
+        for id in &cached {
+            assert!(
+                on_server.contains(id),
+                "lakepool caches lakepool_{id}, which the server does not have"
+            );
+        }
+    }
+
     /// One pass of the pump with server `i`: frame and write both directions, release the
     /// server at an idle point. True when something moved.
     fn forward(&mut self, i: usize) -> bool {
@@ -556,6 +583,7 @@ impl Session {
             "{} statements owed a Close",
             self.servers[i].cache.owed_len()
         );
+        self.check_statements(i);
         if let Some(end) = end {
             assert!(
                 matches!(end, PumpEnd::ClientProtocol(_) | PumpEnd::ServerProtocol(_)),

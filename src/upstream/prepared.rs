@@ -186,13 +186,17 @@ impl PreparedCache {
 
     /// A Parse of `stmt` was skipped (or failed): it is not in the cache. If a Close of it went
     /// just before (`closed_first`: the server may have had a copy), that Close may have been
-    /// skipped too, and the copy is owed a Close; otherwise the server had none.
+    /// skipped too, and the copy is owed a Close; otherwise the server had none (nothing said
+    /// it might when the Parse was sent), and has none now: a Close owed since is dropped, so
+    /// that statements really left on the server do not wait behind it.
     pub(crate) fn parse_skipped(&mut self, stmt: Arc<Statement>, closed_first: bool) {
         if let Some((s, _)) = self.entries.remove(&stmt.id) {
             self.bytes -= s.parse.len();
         }
         if closed_first {
             self.owe(stmt);
+        } else {
+            self.owed.retain(|s| s.id != stmt.id);
         }
     }
 
@@ -248,6 +252,15 @@ impl PreparedCache {
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn owed_len(&self) -> usize {
         self.owed.len()
+    }
+
+    /// Ids of the statements cached and of those owed a Close.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn ids(&self) -> (Vec<u64>, Vec<u64>) {
+        (
+            self.entries.keys().copied().collect(),
+            self.owed.iter().map(|s| s.id).collect(),
+        )
     }
 
     /// True when nothing is prepared.
@@ -318,5 +331,18 @@ mod tests {
         c.close_skipped(s[3].clone());
         c.clear();
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_parse_skipped_with_nothing_in_front_leaves_nothing_owed() {
+        let mut c = PreparedCache::default();
+        let s = Arc::new(Statement::new(0, b"x\0\0\0", 0));
+        c.close_skipped(s.clone());
+        assert!(c.is_owed(&s));
+        c.parse_skipped(s.clone(), false);
+        assert!(!c.is_owed(&s) && c.is_empty());
+        c.close_skipped(s.clone());
+        c.parse_skipped(s.clone(), true);
+        assert!(c.is_owed(&s));
     }
 }

@@ -200,6 +200,23 @@ impl ReplyQueue {
         self.in_flight.get(&id).is_some_and(|n| n.1 > 0)
     }
 
+    /// A Parse of statement `id` sent with nothing in front of it (the server had none) was
+    /// skipped, and no later Parse of it is queued: eviction Closes of it queued since close
+    /// nothing, so the server skipping them leaves nothing to close either.
+    fn never_prepared(&mut self, id: u64) {
+        if !self.evicting(id) {
+            return;
+        }
+        for e in &mut self.q {
+            if let Expect::Close { evicted, .. } = e
+                && evicted.as_ref().is_some_and(|s| s.id == id)
+            {
+                *evicted = None;
+            }
+        }
+        self.in_flight.remove(&id);
+    }
+
     /// The statement a Close (eviction) or Parse of lakepool's names, and which of the two.
     fn tracked(e: &Expect) -> Option<(u64, bool)> {
         match e {
@@ -336,6 +353,9 @@ impl ReplyQueue {
                     && !self.parsing(s.id)
                 {
                     cache.parse_skipped(Arc::clone(s), closed_first);
+                    if !closed_first {
+                        self.never_prepared(s.id);
+                    }
                 }
                 if let (Some(n), Some(s)) = (mapped, stmt) {
                     self.undo.push(Undo::Unmap(n, s));

@@ -390,6 +390,10 @@ pub(super) fn ensure_prepared(
 ) {
     if !at.cache.touch(stmt) {
         prepare(stmt, false, None, up, at, t);
+    } else if at.cache.owes_closes() {
+        // A client that only binds statements the server has still gets the server back
+        // within its statement cap (fifth review of finding 10).
+        close_owed(up, at, t, 2);
     }
 }
 

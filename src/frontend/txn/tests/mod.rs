@@ -3,6 +3,7 @@
 
 mod framing;
 mod mapping;
+mod owed;
 mod sql;
 
 use super::replies::ReplyQueue;
