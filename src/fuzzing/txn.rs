@@ -96,6 +96,7 @@ const ERRORS: &[&[u8]] = &[
     b"SERROR\0VERROR\0C42P01\0Mno such table\0\0",
     b"SERROR\0VERROR\0CXX000\0Mcache lookup failed for type 1\0\0",
     b"SERROR\0VERROR\0C0A000\0Mcached plan must not change result type\0\0",
+    b"SERROR\0VERROR\0C26000\0Mprepared statement \"lakepool_1\" does not exist\0\0",
     b"SFATAL\0VFATAL\0C57P01\0Mterminating connection\0\0",
 ];
 
@@ -336,7 +337,7 @@ impl Session {
                 if let Some(i) = self.attached {
                     let answers = self.servers[i]
                         .model
-                        .answers(error_at, ERRORS[usize::from((e >> 5) & 3) % 3]);
+                        .answers(error_at, ERRORS[usize::from((e >> 5) & 3)]);
                     self.from_server.push(&answers);
                     self.deliver_server(usize::MAX);
                 }

@@ -200,6 +200,17 @@ impl PreparedCache {
         }
     }
 
+    /// The server said it does not have `stmt` although the cache did (something lakepool
+    /// does not see dropped it): out of the cache, and owed a Close rather than forgotten (a
+    /// Close of nothing is no error), which keeps the cache on the safe side whatever the
+    /// server did.
+    pub(crate) fn distrust(&mut self, stmt: &Arc<Statement>) {
+        if let Some((s, _)) = self.entries.remove(&stmt.id) {
+            self.bytes -= s.parse.len();
+            self.owe(s);
+        }
+    }
+
     fn owe(&mut self, stmt: Arc<Statement>) {
         if !self.is_owed(&stmt) {
             self.owed.push(stmt);

@@ -190,3 +190,41 @@ async fn set_values_follow_the_client_and_do_not_leak() {
         assert_eq!(row.get::<_, String>(2), "0");
     }
 }
+
+/// A `DEALLOCATE ALL` run inside a `DO` block drops the server's statements where lakepool
+/// cannot see it. The next use of a statement fails once (as it would on a direct connection)
+/// and lakepool stops trusting that server's copy: the use after prepares it again, instead
+/// of failing on that server until the statement is evicted.
+#[tokio::test]
+async fn a_statement_deallocated_inside_a_do_block_is_prepared_again() {
+    let lp = fixtures::start(&Opts {
+        size: 1,
+        ..Opts::default()
+    });
+    let c = app(lp.port()).await;
+    let s = c.prepare("select $1::int + 1").await.unwrap();
+    let row = within("first use", c.query_one(&s, &[&1i32]))
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 2);
+    within(
+        "DO",
+        c.batch_execute("DO $$ begin execute 'DEALLOCATE ALL'; end $$"),
+    )
+    .await
+    .unwrap();
+    let err = within("use after", c.query_one(&s, &[&1i32]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME),
+        "{err}"
+    );
+    for i in 0..3i32 {
+        let row = within("prepared again", c.query_one(&s, &[&i]))
+            .await
+            .unwrap_or_else(|e| panic!("use {i} after the failure: {e}"));
+        assert_eq!(row.get::<_, i32>(0), i + 1);
+    }
+}

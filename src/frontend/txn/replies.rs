@@ -196,7 +196,7 @@ impl ReplyQueue {
     }
 
     /// Whether a Parse lakepool sent of statement `id` is still unanswered.
-    fn parsing(&self, id: u64) -> bool {
+    pub(crate) fn parsing(&self, id: u64) -> bool {
         self.in_flight.get(&id).is_some_and(|n| n.1 > 0)
     }
 

@@ -10,6 +10,7 @@ use super::replay::ReplayState;
 use super::replies::Synth;
 use super::{Attached, Limitation, TxnClient};
 use crate::error::ClientError;
+use crate::pool::stats::error_code;
 use crate::proto::frame::put_header;
 use crate::proto::sqlstate::SqlState;
 use crate::proto::write;
@@ -73,7 +74,7 @@ impl TxnClient {
             }
         }
         let forward = self.account(tag, at);
-        self.note_stale_plan(tag, body, at);
+        self.note_failed_statement(tag, body, at);
         match self.replay.as_mut() {
             _ if before_batch => {}
             Some(_) if tag == b'Z' => self.replay = None,
@@ -83,14 +84,26 @@ impl TxnClient {
         forward
     }
 
-    /// An error saying a statement was planned against objects that changed: clients move to
-    /// a fresh statement.
-    fn note_stale_plan(&mut self, tag: u8, body: Option<&[u8]>, at: &mut Attached<'_>) {
-        if tag == b'E' && body.is_some_and(is_stale_plan) {
+    /// What an error to a Bind or Describe of a mapped statement says about it. A stale plan
+    /// (planned against objects that changed): clients move to a fresh statement. "Does not
+    /// exist": something lakepool did not see (a `DEALLOCATE` in a function or `DO` block)
+    /// dropped it, so this server stops trusting it and the next use prepares it again,
+    /// instead of every client failing until it is evicted.
+    fn note_failed_statement(&mut self, tag: u8, body: Option<&[u8]>, at: &mut Attached<'_>) {
+        let Some(body) = body.filter(|_| tag == b'E') else {
+            return;
+        };
+        if is_stale_plan(body) {
             if let Some(s) = at.queue.take_failed() {
                 s.stale.store(true, Ordering::Relaxed);
             }
             at.registry.schema_changed();
+        } else if error_code(body) == Some(SqlState::INVALID_SQL_STATEMENT_NAME.as_str().as_bytes())
+            && let Some(s) = at.queue.take_failed()
+            // A later Parse of it, still unanswered, decides what the server has.
+            && !at.queue.parsing(s.id)
+        {
+            at.cache.distrust(&s);
         }
     }
 

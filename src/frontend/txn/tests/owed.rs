@@ -98,3 +98,34 @@ fn pg_prepared_statements_prepares_nothing_inside_a_transaction_block() {
         assert_eq!(tags(&out), expected, "status {}", status as char);
     }
 }
+
+/// A statement dropped behind lakepool's back (a `DEALLOCATE` inside a function): the server
+/// answers a Bind of it with 26000, and lakepool stops trusting its copy, so the next use
+/// prepares it again instead of failing until it is evicted.
+#[test]
+fn a_statement_the_server_says_it_lacks_is_prepared_again() {
+    let mut r = Rig::new();
+    r.send(&[parse("a", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    let out = r.send(&[bind("a"), exec(), sync()].concat());
+    assert_eq!(tags(&out), "BES");
+    let mut lacks = msg(
+        b'E',
+        b"SERROR\0VERROR\0C26000\0Mprepared statement \"lakepool_1\" does not exist\0\0",
+    );
+    lacks.extend(msg(b'Z', b"I"));
+    assert_eq!(tags(&r.reply(&lacks)), "EZ");
+    assert_eq!((r.cache.len(), r.cache.owed_len()), (0, 1));
+    let out = r.send(&[bind("a"), exec(), sync()].concat());
+    assert_eq!(
+        tags(&out),
+        "CPBES",
+        "closed (to be safe) and prepared again"
+    );
+    assert_eq!(tags(&r.reply(&server_msgs("312CZ"))), "2CZ");
+    assert_eq!((r.cache.len(), r.cache.owed_len()), (1, 0));
+    // Another error changes nothing.
+    r.send(&[bind("a"), exec(), sync()].concat());
+    r.reply(&server_msgs("EZ"));
+    assert_eq!((r.cache.len(), r.cache.owed_len()), (1, 0));
+}
