@@ -165,7 +165,12 @@ impl TxnClient {
             self.statements.remove(&n);
         }
         self.sql_prepared.clear();
-        self.sql_on_server.clear();
+        // A PREPARE queued after the DISCARD/DEALLOCATE ALL (later in the same query string,
+        // or pipelined) made its statement after the tag: the server may have it, so it is
+        // deallocated at release if it exists, never left for the next client.
+        for n in std::mem::take(&mut self.sql_on_server) {
+            self.changes.deallocate_later(&n);
+        }
     }
 
     /// The server is being released: SQL-level statements on it are deallocated by the

@@ -190,3 +190,18 @@ fn rewritten_queries_are_framed_only_while_their_output_is_bounded() {
     let sent: usize = rounds.iter().map(|o| tags(o).len()).sum();
     assert_eq!(sent, count, "every query goes out, over several rounds");
 }
+
+/// A `PREPARE` after `DEALLOCATE ALL` in the same query makes its statement after the tag that
+/// clears the client's SQL-level statements: it is still deallocated at release (if it exists),
+/// not left on the server for the next client.
+#[test]
+fn a_prepare_after_deallocate_all_is_still_deallocated_at_release() {
+    let mut r = Rig::new();
+    r.send(&query("DEALLOCATE ALL; PREPARE p AS select 1"));
+    let mut reply = msg(b'C', b"DEALLOCATE ALL\0");
+    reply.extend(msg(b'C', b"PREPARE\0"));
+    reply.extend(msg(b'Z', b"I"));
+    r.reply(&reply);
+    assert!(r.client.needs_follow_up());
+    assert_eq!(r.client.changes.deallocate, ["p"]);
+}
