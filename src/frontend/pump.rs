@@ -523,7 +523,14 @@ impl Core<'_> {
                     }
                 }
                 match &mut self.txn {
-                    Some(t) => t.client.on_server_message(h.tag, body, &mut t.at),
+                    Some(t) => {
+                        let forward = t.client.on_server_message(h.tag, body, &mut t.at);
+                        let skipped = t.at.queue.take_skipped_queries();
+                        if skipped > 0 {
+                            self.tracker.replies_skipped(skipped);
+                        }
+                        forward
+                    }
                     None => true,
                 }
             };

@@ -120,6 +120,12 @@ impl Tracker {
         }
     }
 
+    /// `n` simple queries sent were ignored by the server (sent after an error in an extended
+    /// exchange, before its Sync): their ReadyForQuery never comes.
+    pub(crate) fn replies_skipped(&mut self, n: u32) {
+        self.pending = self.pending.saturating_sub(n);
+    }
+
     /// A message with tag `tag` came from the server; `body` for ReadyForQuery and
     /// ErrorResponse (None when it was too large to look at).
     pub(crate) fn server_sent(&mut self, tag: u8, body: Option<&[u8]>) {

@@ -128,6 +128,12 @@ impl TxnClient {
             r.record(h, up);
         }
         if mapping && at.queue.skipping() {
+            if matches!(h.tag, b'Q' | b'F') {
+                // Ignored by the server like the rest (no reply; a direct connection leaves
+                // the client waiting too): not sent, and no ReadyForQuery awaited.
+                up.drop_message(h);
+                return Step::Done;
+            }
             // The server ignores everything up to Sync: pass it untouched.
             return self.pass(h, up, at, tracker);
         }
@@ -209,7 +215,8 @@ pub(super) fn expect_for(tag: u8, at: &mut Attached<'_>) {
             forward: true,
             evicted: None,
         },
-        b'S' | b'Q' | b'F' => Expect::Sync,
+        b'S' => Expect::Sync,
+        b'Q' | b'F' => Expect::Query,
         b'c' | b'f' => Expect::CopyEnd,
         _ => return,
     };

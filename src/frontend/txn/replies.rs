@@ -45,8 +45,11 @@ pub(crate) enum Expect {
         /// if the server never runs the Close.
         evicted: Option<Arc<Statement>>,
     },
-    /// Sync, simple Query or FunctionCall: answered by ReadyForQuery.
+    /// Sync: answered by ReadyForQuery, and ends the skipping after an error.
     Sync,
+    /// Simple Query or FunctionCall: answered by ReadyForQuery, but ignored like any other
+    /// message by a server skipping to Sync after an error in an extended exchange.
+    Query,
     /// CopyDone/CopyFail sent before the server's CopyInResponse (pipelined COPY).
     CopyEnd,
     /// A reply lakepool makes up, sent once everything before it has been answered; with the
@@ -105,6 +108,9 @@ pub(crate) struct ReplyQueue {
     copy_in: bool,
     /// Name changes to undo, collected for the client side to apply.
     undo: Vec<Undo>,
+    /// Simple queries the server skipped (sent after an error in an extended exchange, before
+    /// its Sync): they get no ReadyForQuery, which the caller's tracker must stop waiting for.
+    skipped_queries: u32,
     /// The mapped statement of the request the last ErrorResponse answered.
     failed: Option<Arc<Statement>>,
     /// Entries of earlier exchanges queued before a batch that may be replayed
@@ -125,6 +131,7 @@ impl ReplyQueue {
             skipping,
             copy_in,
             undo,
+            skipped_queries,
             failed,
             ahead_of_batch,
             in_flight,
@@ -133,6 +140,7 @@ impl ReplyQueue {
             && !*skipping
             && !*copy_in
             && undo.is_empty()
+            && *skipped_queries == 0
             && failed.is_none()
             && *ahead_of_batch == 0
             && in_flight.is_empty()
@@ -177,7 +185,12 @@ impl ReplyQueue {
         self.ahead_of_batch = self
             .q
             .iter()
-            .rposition(|e| matches!(e, Expect::Sync | Expect::Injected | Expect::OwnSync))
+            .rposition(|e| {
+                matches!(
+                    e,
+                    Expect::Sync | Expect::Query | Expect::Injected | Expect::OwnSync
+                )
+            })
             .map_or(0, |i| i + 1);
     }
 
@@ -292,11 +305,13 @@ impl ReplyQueue {
     /// Records a request just queued for the server (or a made-up reply).
     pub(crate) fn push(&mut self, e: Expect) {
         match e {
-            Expect::Sync if self.copy_in => {}
+            Expect::Sync | Expect::Query if self.copy_in => {}
             Expect::Sync | Expect::OwnSync => {
                 self.skipping = false;
                 self.q.push_back(e);
             }
+            // Ignored by the server until the Sync: no ReadyForQuery comes for it.
+            Expect::Query | Expect::Injected if self.skipping => self.skipped_queries += 1,
             Expect::CopyEnd if self.copy_in => self.copy_in = false,
             _ if self.skipping => {}
             e => {
@@ -365,8 +380,15 @@ impl ReplyQueue {
                 evicted: Some(s), ..
             } => cache.close_skipped(s),
             Expect::Synth(_, Some(u)) => self.undo.push(u),
+            Expect::Query | Expect::Injected => self.skipped_queries += 1,
             _ => {}
         }
+    }
+
+    /// How many simple queries the server skipped since the last call (see
+    /// [`Self::skipped_queries`]); the caller's tracker stops waiting for their replies.
+    pub(crate) fn take_skipped_queries(&mut self) -> u32 {
+        std::mem::take(&mut self.skipped_queries)
     }
 
     /// Accounts for one server message with tag `tag`; returns whether it goes to the client.
@@ -423,11 +445,18 @@ impl ReplyQueue {
             }
             b'E' => self.error(cache),
             b'Z' => {
-                self.unanswered_to_sync(cache);
-                self.pop_if(|e| matches!(e, Expect::Sync));
+                self.unanswered_to_ready(cache);
+                // Lakepool's own (reached only past requests the server left unanswered).
+                let own = matches!(self.q.front(), Some(Expect::Injected | Expect::OwnSync));
+                self.pop_if(|e| {
+                    matches!(
+                        e,
+                        Expect::Sync | Expect::Query | Expect::Injected | Expect::OwnSync
+                    )
+                });
                 self.skipping = false;
                 self.copy_in = false;
-                true
+                !own
             }
             _ => true,
         }
@@ -444,7 +473,7 @@ impl ReplyQueue {
         let mut i = 1;
         while i < self.q.len() {
             match self.q[i] {
-                Expect::Sync => {
+                Expect::Sync | Expect::Query => {
                     self.remove(i);
                 }
                 Expect::CopyEnd => {
@@ -467,7 +496,8 @@ impl ReplyQueue {
             _ => None,
         };
         match self.q.front() {
-            None | Some(Expect::Sync) => return true,
+            // A simple query's own error: its ReadyForQuery follows, nothing is skipped.
+            None | Some(Expect::Sync | Expect::Query) => return true,
             Some(Expect::OwnSync) => return false,
             Some(_) => {}
         }
@@ -482,23 +512,41 @@ impl ReplyQueue {
         !own
     }
 
-    /// Undoes the requests before the next Sync (left in place), which the server never ran;
-    /// true when there is such a Sync. Newest first, as any undo log: a statement evicted to
-    /// make room for a Parse that was skipped too is restored only after that Parse is undone,
-    /// and a name closed after its skipped Parse is not brought back (fuzz finding 8).
+    /// Undoes the requests before the next Sync (left in place), which the server never ran
+    /// (simple queries among them included: a server skipping to Sync ignores them too);
+    /// true when there is such a Sync.
     fn unanswered_to_sync(&mut self, cache: &mut PreparedCache) -> bool {
         let sync = self
             .q
             .iter()
             .position(|e| matches!(e, Expect::Sync | Expect::OwnSync));
-        let n = sync.unwrap_or(self.q.len());
+        self.unanswered_first(sync.unwrap_or(self.q.len()), cache);
+        sync.is_some()
+    }
+
+    /// A ReadyForQuery: it answers the first Sync or simple query; requests before it that
+    /// got no reply are undone.
+    fn unanswered_to_ready(&mut self, cache: &mut PreparedCache) {
+        let ready = self.q.iter().position(|e| {
+            matches!(
+                e,
+                Expect::Sync | Expect::Query | Expect::Injected | Expect::OwnSync
+            )
+        });
+        self.unanswered_first(ready.unwrap_or(self.q.len()), cache);
+    }
+
+    /// Undoes the first `n` requests, which the server never ran. Newest first, as any undo
+    /// log: a statement evicted to make room for a Parse that was skipped too is restored only
+    /// after that Parse is undone, and a name closed after its skipped Parse is not brought
+    /// back (fuzz finding 8).
+    fn unanswered_first(&mut self, n: usize, cache: &mut PreparedCache) {
         self.ahead_of_batch = self.ahead_of_batch.saturating_sub(n);
         let skipped: Vec<Expect> = self.q.drain(..n).collect();
         for e in skipped.into_iter().rev() {
             self.forget(&e);
             self.unanswered(e, cache);
         }
-        sync.is_some()
     }
 }
 

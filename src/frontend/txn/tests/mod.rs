@@ -4,6 +4,7 @@
 mod framing;
 mod mapping;
 mod owed;
+mod skipping;
 mod sql;
 
 use super::replies::ReplyQueue;
