@@ -182,7 +182,10 @@ impl ServerModel {
             // The start of its text, for the command tag of the answer.
             b'Q' => (Req::Query, Some(body.to_vec())),
             b'H' | b'X' => return,
-            // COPY data, function calls: not followed.
+            // Outside COPY (which the model does not follow: it stops at CopyInResponse)
+            // PostgreSQL ignores COPY data and ends.
+            b'd' | b'c' | b'f' => return,
+            // Function calls: not followed.
             _ => return self.invalid(),
         };
         if req.0 == Req::Sync {
@@ -318,6 +321,12 @@ impl ServerModel {
             }
         }
         out
+    }
+
+    /// Nothing sent is unanswered and no exchange is open (or the model stopped following):
+    /// the server may go to another client.
+    pub(super) fn owes_nothing(&self) -> bool {
+        !self.valid || (self.pending.is_empty() && !self.skipping && self.sent.is_idle())
     }
 
     /// Ids of the `lakepool_` statements the server has prepared, once it has answered

@@ -603,6 +603,13 @@ impl Session {
             self.servers[i].sent.assert_boundary("server released");
             self.to_client.assert_boundary("server released");
             assert!(self.queue.is_empty());
+            // As PostgreSQL would pair them: a server released while it owes replies hands
+            // them to its next client (a simple query the server skipped, counted the other
+            // way, did that; review of 61a3618).
+            assert!(
+                self.servers[i].model.owes_nothing(),
+                "server released while it still owes replies"
+            );
             self.client.detached();
             self.client.changes = Default::default();
             self.attached = None;

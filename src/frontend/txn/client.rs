@@ -127,7 +127,7 @@ impl TxnClient {
         {
             r.record(h, up);
         }
-        if mapping && at.queue.skipping() {
+        if at.queue.skipping() {
             if matches!(h.tag, b'Q' | b'F') {
                 // Ignored by the server like the rest (no reply; a direct connection leaves
                 // the client waiting too): not sent, and no ReadyForQuery awaited.
@@ -196,11 +196,11 @@ impl TxnClient {
     }
 }
 
-/// The reply entry for a message passed unchanged (statement mapping on).
+/// The reply entry for a message passed unchanged. Kept with statement mapping off too: only
+/// the queue knows which request an error answers, so which simple queries the server then
+/// skips (review of 61a3618: without it such a client kept its server for good), and where
+/// a made-up error goes in the stream.
 pub(super) fn expect_for(tag: u8, at: &mut Attached<'_>) {
-    if !at.limits.mapping() {
-        return;
-    }
     let e = match tag {
         b'P' => Expect::Parse {
             forward: true,

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::client::{Step, Whole, expect_for, whole};
-use super::replies::{Expect, Synth};
+use super::replies::{Expect, Synth, Undo};
 use super::statements::reserved_error;
 use super::{Attached, Limitation, TxnClient, catalog, is_reserved};
 use crate::frontend::pipe::Pipe;
@@ -41,7 +41,7 @@ impl TxnClient {
         };
         if let Some(reply) = plan.reply {
             up.consume(h);
-            at.queue.push(Expect::Synth(reply, None));
+            at.queue.push(Expect::Synth(reply, plan.undo.take()));
             return Step::Done;
         }
         if plan.catalog {
@@ -88,7 +88,7 @@ impl TxnClient {
         for name in names {
             if let Some(text) = self.sql_prepared.get(name) {
                 frontend::query(up.emit(), text);
-                at.queue.push(Expect::Injected);
+                at.queue.push(Expect::Injected(name.as_str().into()));
                 t.client_sent(b'Q');
                 self.sql_on_server.push(name.clone());
             }
@@ -229,7 +229,9 @@ impl TxnClient {
         if !mapping || !simple {
             return None;
         }
-        if lone && self.statements.remove(name.as_bytes()).is_some() {
+        if lone && let Some(stmt) = self.statements.remove(name.as_bytes()) {
+            // Back if the server skips the query (an error earlier in its exchange).
+            plan.undo = Some(Undo::Remap(name.as_bytes().into(), stmt));
             return Some(Synth::Command("DEALLOCATE"));
         }
         if self.sql_prepared.contains_key(name) {
@@ -239,7 +241,9 @@ impl TxnClient {
                 return None;
             }
             if lone {
-                self.sql_prepared.remove(name);
+                if let Some(text) = self.sql_prepared.remove(name) {
+                    plan.undo = Some(Undo::SqlPrepared(name.into(), text));
+                }
                 return Some(Synth::Command("DEALLOCATE"));
             }
             // In a longer query: prepare it here first so the server's DEALLOCATE finds it.
@@ -272,6 +276,8 @@ pub(super) struct SqlPlan {
     pub(super) catalog: bool,
     /// A statement names one of lakepool's server-side statements.
     pub(super) reserved: Option<String>,
+    /// What lakepool's own answer changed, undone if the server skips the query.
+    pub(super) undo: Option<Undo>,
 }
 
 fn reserved(name: &str) -> Synth {

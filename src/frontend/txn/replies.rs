@@ -56,8 +56,9 @@ pub(crate) enum Expect {
     /// change to the client's statement names to undo if the server skips past it.
     Synth(Synth, Option<Undo>),
     /// A simple query lakepool added before the client's (a SQL `PREPARE` the client ran on
-    /// another server): all its replies, ReadyForQuery included, are dropped.
-    Injected,
+    /// another server, of the statement named): all its replies, ReadyForQuery included, are
+    /// dropped.
+    Injected(Box<str>),
     /// A Sync lakepool added to end requests of its own (owed Closes, statements prepared for
     /// a query reading `pg_prepared_statements`) before a client's simple query: its
     /// ReadyForQuery is dropped, and an error before it is lakepool's, not the client's.
@@ -75,8 +76,13 @@ pub(crate) type StatementOps = Vec<(Arc<Statement>, bool)>;
 pub(crate) enum Undo {
     /// The client's Parse created this name.
     Unmap(Box<[u8]>, Arc<Statement>),
-    /// The client's Close removed this name.
+    /// The client's Close (or a `DEALLOCATE` lakepool answered) removed this name.
     Remap(Box<[u8]>, Arc<Statement>),
+    /// lakepool's own `PREPARE` of this SQL-level statement did not run: not on the server.
+    NotOnServer(Box<str>),
+    /// A `DEALLOCATE` lakepool answered removed this SQL-level statement (name, `PREPARE`
+    /// text).
+    SqlPrepared(Box<str>, Arc<str>),
 }
 
 /// A reply lakepool makes up for a request it did not need to send.
@@ -188,7 +194,7 @@ impl ReplyQueue {
             .rposition(|e| {
                 matches!(
                     e,
-                    Expect::Sync | Expect::Query | Expect::Injected | Expect::OwnSync
+                    Expect::Sync | Expect::Query | Expect::Injected(_) | Expect::OwnSync
                 )
             })
             .map_or(0, |i| i + 1);
@@ -248,7 +254,18 @@ impl ReplyQueue {
         if let Some(e) = &e {
             self.forget(e);
         }
+        self.drop_dead_copy_ends();
         e
+    }
+
+    /// A CopyDone/CopyFail at the head has nothing before it that could still start its COPY
+    /// (the COPY failed before it began): PostgreSQL ignores it, and so does the queue. Left
+    /// there, it would take the next error for one in an extended exchange (review of 61a3618).
+    fn drop_dead_copy_ends(&mut self) {
+        while matches!(self.q.front(), Some(Expect::CopyEnd)) {
+            self.ahead_of_batch = self.ahead_of_batch.saturating_sub(1);
+            self.q.pop_front();
+        }
     }
 
     /// Removes the entry at `i`.
@@ -311,8 +328,14 @@ impl ReplyQueue {
                 self.q.push_back(e);
             }
             // Ignored by the server until the Sync: no ReadyForQuery comes for it.
-            Expect::Query | Expect::Injected if self.skipping => self.skipped_queries += 1,
+            Expect::Query if self.skipping => self.skipped_queries += 1,
+            Expect::Injected(name) if self.skipping => {
+                self.skipped_queries += 1;
+                self.undo.push(Undo::NotOnServer(name));
+            }
             Expect::CopyEnd if self.copy_in => self.copy_in = false,
+            // Nothing before it can start a COPY: ignored, as PostgreSQL ignores it.
+            Expect::CopyEnd if self.q.is_empty() => {}
             _ if self.skipping => {}
             e => {
                 if let Some((id, close)) = Self::tracked(&e) {
@@ -380,7 +403,11 @@ impl ReplyQueue {
                 evicted: Some(s), ..
             } => cache.close_skipped(s),
             Expect::Synth(_, Some(u)) => self.undo.push(u),
-            Expect::Query | Expect::Injected => self.skipped_queries += 1,
+            Expect::Query => self.skipped_queries += 1,
+            Expect::Injected(name) => {
+                self.skipped_queries += 1;
+                self.undo.push(Undo::NotOnServer(name));
+            }
             _ => {}
         }
     }
@@ -401,7 +428,7 @@ impl ReplyQueue {
             }
             return false;
         }
-        if matches!(self.q.front(), Some(Expect::Injected)) {
+        if matches!(self.q.front(), Some(Expect::Injected(_))) {
             if tag == b'Z' {
                 self.pop_front();
             }
@@ -447,11 +474,11 @@ impl ReplyQueue {
             b'Z' => {
                 self.unanswered_to_ready(cache);
                 // Lakepool's own (reached only past requests the server left unanswered).
-                let own = matches!(self.q.front(), Some(Expect::Injected | Expect::OwnSync));
+                let own = matches!(self.q.front(), Some(Expect::Injected(_) | Expect::OwnSync));
                 self.pop_if(|e| {
                     matches!(
                         e,
-                        Expect::Sync | Expect::Query | Expect::Injected | Expect::OwnSync
+                        Expect::Sync | Expect::Query | Expect::Injected(_) | Expect::OwnSync
                     )
                 });
                 self.skipping = false;
@@ -530,7 +557,7 @@ impl ReplyQueue {
         let ready = self.q.iter().position(|e| {
             matches!(
                 e,
-                Expect::Sync | Expect::Query | Expect::Injected | Expect::OwnSync
+                Expect::Sync | Expect::Query | Expect::Injected(_) | Expect::OwnSync
             )
         });
         self.unanswered_first(ready.unwrap_or(self.q.len()), cache);
@@ -547,6 +574,7 @@ impl ReplyQueue {
             self.forget(&e);
             self.unanswered(e, cache);
         }
+        self.drop_dead_copy_ends();
     }
 }
 

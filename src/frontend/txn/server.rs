@@ -24,9 +24,6 @@ impl TxnClient {
         body: Option<&[u8]>,
         at: &mut Attached<'_>,
     ) -> bool {
-        if !at.limits.mapping() {
-            return true;
-        }
         let forward = self.on_mapped_server_message(tag, body, at);
         // Nothing owed any more: a batch waiting for its replies got them or was skipped (or
         // the server broke the protocol); it is not replayed, and nothing waits for it.

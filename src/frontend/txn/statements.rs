@@ -377,6 +377,10 @@ impl TxnClient {
                     self.statements.insert(name, stmt);
                 }
             }
+            Undo::NotOnServer(name) => self.sql_on_server.retain(|n| **n != *name),
+            Undo::SqlPrepared(name, text) => {
+                self.sql_prepared.entry(name.into()).or_insert(text);
+            }
         }
     }
 }
