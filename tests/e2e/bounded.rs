@@ -689,33 +689,44 @@ fn a_client_that_stops_reading_a_large_result_releases_its_server() {
 /// ReadyForQuery, and the client's next query gets its own reply.
 #[test]
 fn a_query_the_server_skips_after_an_error_does_not_keep_the_server() {
-    let lp = start("");
-    let mut c = login_with_a(&lp);
-    // The Bind fails (one parameter too many).
-    let mut m = wire::bind("", "a", &[Some("1")]);
-    m.extend_from_slice(&frontend_msg(b'Q', b"select 42\0"));
-    m.extend_from_slice(&wire::sync());
-    c.send(&m).expect("send Bind, Query, Sync");
-    let r = c.read_until_ready("the failing exchange");
-    assert_eq!(
-        r.error.as_ref().and_then(|e| e.sqlstate()).as_deref(),
-        Some("08P01"),
-        "{:?}",
-        r.error.map(|e| e.fields())
-    );
-    assert!(
-        r.rows.is_empty(),
-        "the skipped query sent rows: {:?}",
-        r.rows
-    );
-    let mut other = login(&lp, "one");
-    other.set_read_timeout(Duration::from_secs(3));
-    let r = other.query("select 'other'");
-    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
-    assert_eq!(r.rows, vec![vec![Some("other".into())]]);
-    other.terminate();
-    c.set_read_timeout(Duration::from_secs(3));
-    let r = c.query("select 7");
-    assert!(r.error.is_none(), "{:?}", r.error.map(|e| e.fields()));
-    assert_eq!(r.rows, vec![vec![Some("7".into())]]);
+    // With statement mapping the Bind fails for one parameter too many; without it, `a` was
+    // deallocated when its transaction ended.
+    for (extra, code) in [("", "08P01"), ("max_prepared_statements = 0\n", "26000")] {
+        let lp = start(extra);
+        let mut c = login_with_a(&lp);
+        let mut m = wire::bind("", "a", &[Some("1")]);
+        m.extend_from_slice(&frontend_msg(b'Q', b"select 42\0"));
+        m.extend_from_slice(&wire::sync());
+        c.send(&m).expect("send Bind, Query, Sync");
+        let r = c.read_until_ready("the failing exchange");
+        assert_eq!(
+            r.error.as_ref().and_then(|e| e.sqlstate()).as_deref(),
+            Some(code),
+            "{extra}{:?}",
+            r.error.map(|e| e.fields())
+        );
+        assert!(
+            r.rows.is_empty(),
+            "the skipped query sent rows: {:?}",
+            r.rows
+        );
+        let mut other = login(&lp, "one");
+        other.set_read_timeout(Duration::from_secs(3));
+        let r = other.query("select 'other'");
+        assert!(
+            r.error.is_none(),
+            "{extra}{:?}",
+            r.error.map(|e| e.fields())
+        );
+        assert_eq!(r.rows, vec![vec![Some("other".into())]], "{extra}");
+        other.terminate();
+        c.set_read_timeout(Duration::from_secs(3));
+        let r = c.query("select 7");
+        assert!(
+            r.error.is_none(),
+            "{extra}{:?}",
+            r.error.map(|e| e.fields())
+        );
+        assert_eq!(r.rows, vec![vec![Some("7".into())]], "{extra}");
+    }
 }
