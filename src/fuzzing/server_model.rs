@@ -291,6 +291,20 @@ impl ServerModel {
                 continue;
             }
             if error_at == Some(i) && *req != Req::Sync {
+                // "Does not exist" names the statement, as PostgreSQL's does.
+                let named;
+                let error = match text {
+                    Some(n) if error.windows(7).any(|w| w == b"C26000\0") => {
+                        named = [
+                            &b"SERROR\0VERROR\0C26000\0Mprepared statement \""[..],
+                            n,
+                            b"\" does not exist\0\0",
+                        ]
+                        .concat();
+                        &named[..]
+                    }
+                    _ => error,
+                };
                 put(b'E', error);
                 if *req == Req::Query {
                     put(b'Z', b"I");

@@ -99,10 +99,15 @@ impl TxnClient {
         // Inside the client's own unsynced exchange nothing is prepared: a Sync of lakepool's
         // would end that exchange (and hide its error), and without one a failed Parse would
         // make the server skip the client's query. Nor inside a transaction block (or with
-        // earlier queries unanswered, which may open one): a failed Parse would abort the
-        // client's transaction with the cause hidden. The view then shows the client's
-        // statements this server has.
-        if missing.is_empty() || t.unsynced || t.status != b'I' || t.pending > 0 {
+        // earlier queries of the client unanswered, which may open one; lakepool's own owed
+        // Closes and PREPAREs just sent do not): a failed Parse would abort the client's
+        // transaction with the cause hidden. The view then shows the client's statements
+        // this server has.
+        if missing.is_empty()
+            || t.unsynced
+            || t.status != b'I'
+            || t.pending > at.queue.own_ready_owed()
+        {
             return;
         }
         for s in &missing {

@@ -155,8 +155,13 @@ impl TxnClient {
                 names.iter().for_each(|n| self.changes.set(n));
                 return None;
             }
-            Command::ResetAll | Command::DiscardAll => {
+            Command::ResetAll => {
                 self.changes.all = true;
+                return None;
+            }
+            Command::DiscardAll => {
+                self.changes.all = true;
+                self.sql_statements_gone();
                 return None;
             }
             Command::Opaque => {
@@ -175,7 +180,7 @@ impl TxnClient {
                 return self.deallocate(name, (simple, lone), mapping, plan);
             }
             Command::DeallocateAll => {
-                self.sql_prepared.clear();
+                self.sql_statements_gone();
                 return None;
             }
             Command::Prepare { name } if mapping => {
@@ -251,6 +256,17 @@ impl TxnClient {
             self.sql_prepared.remove(name);
         }
         None
+    }
+
+    /// `DISCARD ALL` / `DEALLOCATE ALL` as sent: the client's SQL-level statements so far are
+    /// gone. Noted here, in the order of the client's statements, not at the command tag, so
+    /// that a `PREPARE` later in the same query (or pipelined) stays the client's; those on
+    /// the server are deallocated at release if the command did not run.
+    fn sql_statements_gone(&mut self) {
+        self.sql_prepared.clear();
+        for n in std::mem::take(&mut self.sql_on_server) {
+            self.changes.deallocate_later(&n);
+        }
     }
 
     /// A SQL-level statement of this client that this server lacks is prepared before the

@@ -151,9 +151,9 @@ impl TxnClient {
         self.statements.len()
     }
 
-    /// Forgets every prepared statement of the client (`DISCARD ALL`, `DEALLOCATE ALL`).
-    /// All statements are gone from the server (DISCARD ALL, DEALLOCATE ALL), but for the
-    /// client names requests queued after it create.
+    /// Forgets every protocol-level prepared statement of the client (`DISCARD ALL`,
+    /// `DEALLOCATE ALL`): all are gone from the server, but for the client names requests
+    /// queued after it create.
     fn forget_statements_except(&mut self, keep: &[Box<[u8]>]) {
         let gone: Vec<Box<[u8]>> = self
             .statements
@@ -164,13 +164,8 @@ impl TxnClient {
         for n in gone {
             self.statements.remove(&n);
         }
-        self.sql_prepared.clear();
-        // A PREPARE queued after the DISCARD/DEALLOCATE ALL (later in the same query string,
-        // or pipelined) made its statement after the tag: the server may have it, so it is
-        // deallocated at release if it exists, never left for the next client.
-        for n in std::mem::take(&mut self.sql_on_server) {
-            self.changes.deallocate_later(&n);
-        }
+        // SQL-level statements were dropped when the command was sent
+        // (`sql_statements_gone`), in order with the PREPAREs after it.
     }
 
     /// The server is being released: SQL-level statements on it are deallocated by the

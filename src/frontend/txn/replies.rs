@@ -313,6 +313,17 @@ impl ReplyQueue {
         (ops, names)
     }
 
+    /// ReadyForQuery messages owed for lakepool's own requests (its Syncs and added queries),
+    /// which leave the client's transaction status as it was.
+    pub(crate) fn own_ready_owed(&self) -> u32 {
+        let own = self
+            .q
+            .iter()
+            .filter(|e| matches!(e, Expect::OwnSync | Expect::Injected(_)))
+            .count();
+        u32::try_from(own).unwrap_or(u32::MAX)
+    }
+
     /// The server ignores requests until the next Sync: forward them untouched and expect
     /// nothing.
     pub(crate) fn skipping(&self) -> bool {
@@ -420,6 +431,10 @@ impl ReplyQueue {
 
     /// Accounts for one server message with tag `tag`; returns whether it goes to the client.
     pub(crate) fn on_server(&mut self, tag: u8, cache: &mut PreparedCache) -> bool {
+        if tag == b'E' {
+            // Set again below when the error answers a Bind/Describe of a mapped statement.
+            self.failed = None;
+        }
         if matches!(self.q.front(), Some(Expect::OwnSync)) {
             if tag == b'Z' {
                 self.pop_front();

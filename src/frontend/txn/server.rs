@@ -97,6 +97,8 @@ impl TxnClient {
             at.registry.schema_changed();
         } else if error_code(body) == Some(SqlState::INVALID_SQL_STATEMENT_NAME.as_str().as_bytes())
             && let Some(s) = at.queue.take_failed()
+            // About this statement (not one a function evaluated at Bind time names).
+            && names_statement(body, &s.name)
             // A later Parse of it, still unanswered, decides what the server has.
             && !at.queue.parsing(s.id)
         {
@@ -184,6 +186,12 @@ impl TxnClient {
 
 /// Errors that mean a prepared statement was planned against objects that have since changed:
 /// a type it uses was dropped (`cache lookup failed for type`), or its result type changed.
+/// Whether an error's message names the statement `name` (in quotes, as PostgreSQL does).
+fn names_statement(body: &[u8], name: &str) -> bool {
+    let message = crate::proto::backend::parse_error(body).message;
+    message.contains(&format!("\"{name}\""))
+}
+
 fn is_stale_plan(body: &[u8]) -> bool {
     let f = crate::proto::backend::parse_error(body);
     (f.code == "XX000" && f.message.starts_with("cache lookup failed for type"))

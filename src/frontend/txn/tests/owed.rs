@@ -109,11 +109,20 @@ fn a_statement_the_server_says_it_lacks_is_prepared_again() {
     r.reply(&server_msgs("1Z"));
     let out = r.send(&[bind("a"), exec(), sync()].concat());
     assert_eq!(tags(&out), "BES");
-    let mut lacks = msg(
-        b'E',
-        b"SERROR\0VERROR\0C26000\0Mprepared statement \"lakepool_1\" does not exist\0\0",
-    );
-    lacks.extend(msg(b'Z', b"I"));
+    let a = r.registry.intern(b"select 1\0\0\0");
+    let lacks_error = |name: &str| {
+        let text =
+            format!("SERROR\0VERROR\0C26000\0Mprepared statement \"{name}\" does not exist\0\0");
+        let mut m = msg(b'E', text.as_bytes());
+        m.extend(msg(b'Z', b"I"));
+        m
+    };
+    // A 26000 about something else (a function evaluated at Bind time) changes nothing.
+    assert_eq!(tags(&r.reply(&lacks_error("other"))), "EZ");
+    assert_eq!((r.cache.len(), r.cache.owed_len()), (1, 0));
+    let out = r.send(&[bind("a"), exec(), sync()].concat());
+    assert_eq!(tags(&out), "BES");
+    let lacks = lacks_error(&a.name);
     assert_eq!(tags(&r.reply(&lacks)), "EZ");
     assert_eq!((r.cache.len(), r.cache.owed_len()), (0, 1));
     let out = r.send(&[bind("a"), exec(), sync()].concat());
@@ -128,4 +137,36 @@ fn a_statement_the_server_says_it_lacks_is_prepared_again() {
     r.send(&[bind("a"), exec(), sync()].concat());
     r.reply(&server_msgs("EZ"));
     assert_eq!((r.cache.len(), r.cache.owed_len()), (1, 0));
+}
+
+/// Owed Closes go out (with a Sync of lakepool's) in front of a `pg_prepared_statements`
+/// query; they are lakepool's, so the server still counts as idle and the client's statement
+/// it lacks is prepared for the view.
+#[test]
+fn pg_prepared_statements_prepares_behind_owed_closes() {
+    let mut r = with_b_owed();
+    assert!(r.tracker.server_idle());
+    let out = r.send(&query("select name from pg_prepared_statements"));
+    assert_eq!(
+        tags(&out),
+        "CSCPSQ",
+        "b is prepared so that the view shows it"
+    );
+}
+
+/// The same behind a SQL-level `PREPARE` lakepool sends ahead on a server that lacks it.
+#[test]
+fn pg_prepared_statements_prepares_behind_an_added_prepare() {
+    let mut r = Rig::new();
+    r.send(&[parse("mine", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    r.send(&query("PREPARE p AS select 2"));
+    let mut back = msg(b'C', b"PREPARE\0");
+    back.extend(msg(b'Z', b"I"));
+    r.reply(&back);
+    r.client.detached();
+    r.client.changes = Default::default();
+    r.cache = PreparedCache::default();
+    let out = r.send(&query("select name from pg_prepared_statements"));
+    assert_eq!(tags(&out), "QPSQ");
 }

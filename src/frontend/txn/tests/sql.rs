@@ -2,6 +2,7 @@
 //! `pg_prepared_statements`, prepare-only input answered without a server.
 
 use super::*;
+use crate::upstream::prepared::PreparedCache;
 
 #[test]
 fn lone_deallocate_of_a_mapped_statement_is_answered_locally() {
@@ -203,5 +204,11 @@ fn a_prepare_after_deallocate_all_is_still_deallocated_at_release() {
     reply.extend(msg(b'Z', b"I"));
     r.reply(&reply);
     assert!(r.client.needs_follow_up());
+    r.client.detached();
     assert_eq!(r.client.changes.deallocate, ["p"]);
+    // And it is still the client's: on the next server it is prepared before its EXECUTE.
+    r.client.changes = Default::default();
+    r.cache = PreparedCache::default();
+    let out = r.send(&query("EXECUTE p"));
+    assert_eq!(tags(&out), "QQ", "PREPARE p sent ahead of EXECUTE p");
 }
