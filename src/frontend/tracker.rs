@@ -105,12 +105,17 @@ impl Tracker {
             b'c' | b'f' => {
                 if self.copy_in {
                     self.copy_in = false;
-                } else if let Some(w) = self.exec_window.take() {
-                    // CopyDone before the server said CopyInResponse: a pipelined COPY.
+                } else if self.exec_window.is_some() || self.pending > 0 {
+                    // CopyDone before the server said CopyInResponse: a pipelined COPY,
+                    // started by an Execute (its window counts the Syncs since) or by a
+                    // simple query still unanswered (no Syncs to count). Without the window
+                    // a COPY of a simple query looked open for good (review of b9f7ea3).
+                    let w = self.exec_window.take().unwrap_or(0);
                     self.closed_windows
                         .get_or_insert_with(Box::default)
                         .push_back(w);
                 }
+                // Otherwise nothing sent could start a COPY: the server ignores it.
             }
             b'P' | b'B' | b'D' | b'C' | b'H' => self.unsynced = true,
             // CopyData needs no reply. Anything else is not a request the server takes after
@@ -169,7 +174,7 @@ impl Tracker {
 }
 
 /// Whether an ErrorResponse body has severity FATAL or PANIC (the server ends the session).
-fn is_fatal(body: &[u8]) -> bool {
+pub(crate) fn is_fatal(body: &[u8]) -> bool {
     let mut rest = body;
     while let Some((&kind, tail)) = rest.split_first() {
         if kind == 0 {

@@ -367,13 +367,15 @@ impl ReplyQueue {
         matches!(self.q.front(), Some(Expect::Synth(..)))
     }
 
-    /// The made-up reply at the head, if the head is one: it is due now.
-    pub(crate) fn pop_synth(&mut self) -> Option<Synth> {
+    /// The made-up reply at the head, if the head is one: it is due now. With it, the change
+    /// to undo should the reply turn out to be an error (a command refused in a failed
+    /// transaction).
+    pub(crate) fn pop_synth(&mut self) -> Option<(Synth, Option<Undo>)> {
         if !matches!(self.q.front(), Some(Expect::Synth(..))) {
             return None;
         }
         match self.pop_front() {
-            Some(Expect::Synth(s, _)) => Some(s),
+            Some(Expect::Synth(s, u)) => Some((s, u)),
             _ => None,
         }
     }
@@ -604,7 +606,7 @@ mod tests {
     fn run(q: &mut ReplyQueue, cache: &mut PreparedCache, tags: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         for &t in tags {
-            while let Some(s) = q.pop_synth() {
+            while let Some((s, _)) = q.pop_synth() {
                 out.push(match s {
                     Synth::ParseComplete => b'1',
                     Synth::CloseComplete => b'3',
@@ -615,7 +617,7 @@ mod tests {
                 out.push(t);
             }
         }
-        while let Some(s) = q.pop_synth() {
+        while let Some((s, _)) = q.pop_synth() {
             out.push(match s {
                 Synth::ParseComplete => b'1',
                 Synth::CloseComplete => b'3',

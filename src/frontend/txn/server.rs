@@ -70,7 +70,11 @@ impl TxnClient {
                 at.registry.schema_changed();
             }
         }
-        let forward = self.account(tag, at);
+        // A FATAL error ends the connection: the client hears it even when it answers a
+        // request of lakepool's own (review of b9f7ea3: it went unheard, then the socket
+        // closed without a word).
+        let forward = self.account(tag, at)
+            || (tag == b'E' && body.is_some_and(crate::frontend::tracker::is_fatal));
         self.note_failed_statement(tag, body, at);
         match self.replay.as_mut() {
             _ if before_batch => {}
@@ -178,7 +182,15 @@ impl TxnClient {
         for n in self.notices.drain(..) {
             write_notice(n, out);
         }
-        while let Some(s) = at.queue.pop_synth() {
+        while let Some((s, undo)) = at.queue.pop_synth() {
+            // In a failed transaction the server would have refused the command: what
+            // lakepool changed for it is undone (the client keeps its statement).
+            if matches!(s, Synth::Command(_))
+                && status == b'E'
+                && let Some(u) = undo
+            {
+                self.apply_undo(u);
+            }
             write_synth(&s, out, status);
         }
     }
@@ -186,10 +198,15 @@ impl TxnClient {
 
 /// Errors that mean a prepared statement was planned against objects that have since changed:
 /// a type it uses was dropped (`cache lookup failed for type`), or its result type changed.
-/// Whether an error's message names the statement `name` (in quotes, as PostgreSQL does).
+/// Whether an error's message names the statement `name` (quoted as the server's language
+/// quotes: `"…"`, `»…«`, `« … »`; so only not as part of a longer identifier).
 fn names_statement(body: &[u8], name: &str) -> bool {
     let message = crate::proto::backend::parse_error(body).message;
-    message.contains(&format!("\"{name}\""))
+    let ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    message.match_indices(name).any(|(i, _)| {
+        !message[..i].chars().next_back().is_some_and(ident)
+            && !message[i + name.len()..].chars().next().is_some_and(ident)
+    })
 }
 
 fn is_stale_plan(body: &[u8]) -> bool {

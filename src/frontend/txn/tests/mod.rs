@@ -4,6 +4,7 @@
 mod framing;
 mod mapping;
 mod owed;
+mod protocol_edges;
 mod skipping;
 mod sql;
 
