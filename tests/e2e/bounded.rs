@@ -730,3 +730,42 @@ fn a_query_the_server_skips_after_an_error_does_not_keep_the_server() {
         assert_eq!(r.rows, vec![vec![Some("7".into())]], "{extra}");
     }
 }
+
+/// A COPY FROM STDIN whose data and CopyDone are sent with the query, before the server's
+/// CopyInResponse (pgx's `CopyFrom` works this way): the COPY ends at its CopyDone and the
+/// server goes back to the pool at the ReadyForQuery. Before, the tracker kept the COPY open
+/// for good: the next client of the one-server pool waited until `idle_transaction_timeout`
+/// cut the first one off.
+#[test]
+fn a_copy_sent_whole_before_copy_in_response_releases_the_server() {
+    for extra in ["", "max_prepared_statements = 0\n"] {
+        let lp = start(extra);
+        let mut c = login(&lp, "one");
+        let r = c.query("create table if not exists copy_pipelined (a int)");
+        assert!(
+            r.error.is_none(),
+            "{extra}{:?}",
+            r.error.map(|e| e.fields())
+        );
+        let mut m = frontend_msg(b'Q', b"copy copy_pipelined from stdin\0");
+        m.extend_from_slice(&frontend_msg(b'd', b"1\n2\n"));
+        m.extend_from_slice(&frontend_msg(b'c', b""));
+        c.send(&m).expect("send Query, CopyData, CopyDone");
+        let r = c.read_until_ready("the pipelined COPY");
+        assert!(
+            r.error.is_none(),
+            "{extra}{:?}",
+            r.error.map(|e| e.fields())
+        );
+        let mut other = login(&lp, "one");
+        other.set_read_timeout(Duration::from_secs(3));
+        let r = other.query("select count(*) >= 2 from copy_pipelined");
+        assert!(
+            r.error.is_none(),
+            "{extra}{:?}",
+            r.error.map(|e| e.fields())
+        );
+        assert_eq!(r.rows, vec![vec![Some("t".into())]], "{extra}");
+        other.terminate();
+    }
+}
