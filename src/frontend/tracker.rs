@@ -8,6 +8,16 @@ use std::sync::Arc;
 
 use crate::pool::stats::{PoolStats, QueryClock, error_code};
 
+/// A COPY the client ended (CopyDone/CopyFail) before the server said CopyInResponse.
+#[derive(Debug, Clone, Copy)]
+struct ClosedWindow {
+    /// Syncs sent since the Execute that starts it: the server ignores them.
+    syncs: u32,
+    /// ReadyForQuery messages before which its CopyInResponse must come (started by a
+    /// simple query); `u32::MAX` for one started by an Execute.
+    ready_left: u32,
+}
+
 /// Protocol state of a client/server pair, carried across transactions.
 #[derive(Debug)]
 pub(crate) struct Tracker {
@@ -29,7 +39,7 @@ pub(crate) struct Tracker {
         clippy::box_collection,
         reason = "8 bytes inline instead of 32 in every idle client's state"
     )]
-    closed_windows: Option<Box<VecDeque<u32>>>,
+    closed_windows: Option<Box<VecDeque<ClosedWindow>>>,
     /// Server bytes were read but never delivered to the client, or replies are still owed.
     pub(crate) undelivered: bool,
     /// The server's last error was FATAL or PANIC: it closes the connection next, and the
@@ -107,13 +117,23 @@ impl Tracker {
                     self.copy_in = false;
                 } else if self.exec_window.is_some() || self.pending > 0 {
                     // CopyDone before the server said CopyInResponse: a pipelined COPY,
-                    // started by an Execute (its window counts the Syncs since) or by a
-                    // simple query still unanswered (no Syncs to count). Without the window
-                    // a COPY of a simple query looked open for good (review of b9f7ea3).
-                    let w = self.exec_window.take().unwrap_or(0);
+                    // started by an Execute (its window counts the Syncs since) or by one of
+                    // the simple queries unanswered now (no Syncs to count; its CopyInResponse
+                    // comes before their ReadyForQuery messages). Without the window a COPY
+                    // of a simple query looked open for good (review of b9f7ea3).
+                    let window = match self.exec_window.take() {
+                        Some(syncs) => ClosedWindow {
+                            syncs,
+                            ready_left: u32::MAX,
+                        },
+                        None => ClosedWindow {
+                            syncs: 0,
+                            ready_left: self.pending,
+                        },
+                    };
                     self.closed_windows
                         .get_or_insert_with(Box::default)
-                        .push_back(w);
+                        .push_back(window);
                 }
                 // Otherwise nothing sent could start a COPY: the server ignores it.
             }
@@ -142,6 +162,14 @@ impl Tracker {
                     s.record_ready(self.status);
                     s.record_ready_time(&mut self.clock, self.status, self.pending == 0);
                 }
+                if let Some(windows) = self.closed_windows.as_mut() {
+                    // A window of a simple query's COPY that is not its CopyInResponse's by
+                    // now never will be: a stray CopyDone cannot close a later COPY.
+                    windows.retain_mut(|w| {
+                        w.ready_left = w.ready_left.saturating_sub(1);
+                        w.ready_left > 0
+                    });
+                }
                 if self.pending == 0 {
                     self.closed_windows = None;
                     // Every Sync after the last Execute is answered: it started no COPY. An
@@ -154,7 +182,7 @@ impl Tracker {
             // CopyInResponse: Syncs the client sent after the Execute that started this COPY
             // are ignored by the server, and so are any until CopyDone/CopyFail.
             b'G' => match self.closed_windows.as_mut().and_then(|q| q.pop_front()) {
-                Some(w) => self.pending = self.pending.saturating_sub(w),
+                Some(w) => self.pending = self.pending.saturating_sub(w.syncs),
                 None => {
                     if let Some(w) = self.exec_window.take() {
                         self.pending = self.pending.saturating_sub(w);
@@ -205,6 +233,36 @@ mod tests {
         for (tag, body) in msgs {
             t.server_sent(*tag, Some(body));
         }
+    }
+
+    /// A COPY of a simple query ended before its CopyInResponse is over at its CopyDone; a
+    /// stray CopyDone (while another query runs) cannot close a COPY started after that
+    /// query's ReadyForQuery, which then stays open until its own CopyDone (so a client
+    /// stalling in it is still timed out).
+    #[test]
+    fn a_pipelined_simple_copy_ends_and_a_stray_copy_done_closes_nothing_later() {
+        let mut t = Tracker::default();
+        client(&mut t, b"Qdc");
+        server(
+            &mut t,
+            &[(b'G', b"\0\0\0"), (b'C', b"COPY 1\0"), (b'Z', b"I")],
+        );
+        assert!(!t.copy_in && t.server_idle());
+        // Two queries pipelined, the stray CopyDone after them: the first one's
+        // ReadyForQuery does not end the window (the second may be the COPY)…
+        client(&mut t, b"QQc");
+        server(&mut t, &[(b'C', b"SELECT 1\0"), (b'Z', b"I")]);
+        server(&mut t, &[(b'C', b"SELECT 1\0")]);
+        // …a third query, sent before the second one's ReadyForQuery, is a COPY.
+        client(&mut t, b"Q");
+        server(&mut t, &[(b'Z', b"I"), (b'G', b"\0\0\0")]);
+        assert!(
+            t.copy_in,
+            "the stray CopyDone closed a COPY started after it"
+        );
+        client(&mut t, b"dc");
+        server(&mut t, &[(b'C', b"COPY 1\0"), (b'Z', b"I")]);
+        assert!(!t.copy_in && t.server_idle());
     }
 
     #[test]
