@@ -13,6 +13,7 @@ mod harness_smoke;
 mod auth;
 mod bad_input;
 mod bounded;
+mod bounded_protocol;
 mod bounded_timeouts;
 mod cli;
 mod clients;
