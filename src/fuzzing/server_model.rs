@@ -76,7 +76,19 @@ enum Req {
     Close,
     Execute,
     Sync,
-    Query,
+    /// A simple query; `copy` when it is a `COPY … FROM STDIN`.
+    Query {
+        copy: Option<CopyIn>,
+    },
+}
+
+/// A `COPY … FROM STDIN` simple query as the server goes through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CopyIn {
+    /// Its CopyInResponse was sent.
+    started: bool,
+    /// lakepool sent CopyDone (`Some(false)`) or CopyFail (`Some(true)`): the data is all in.
+    end: Option<bool>,
 }
 
 /// What the server did last with one of lakepool's statements.
@@ -97,6 +109,10 @@ pub(super) struct ServerModel {
     pending: VecDeque<(Req, Option<Vec<u8>>)>,
     /// After an error in an extended exchange: everything up to Sync is ignored.
     skipping: bool,
+    /// Extended-protocol requests were received since the last Sync.
+    unsynced: bool,
+    /// Transaction status of the last ReadyForQuery.
+    status: u8,
     stmts: HashMap<Vec<u8>, Stmt>,
 }
 
@@ -112,6 +128,13 @@ fn command_tag(text: &[u8]) -> &'static [u8] {
     } else {
         b"SELECT 1\0"
     }
+}
+
+/// Whether a simple query is a lone `COPY … FROM STDIN` (one statement).
+fn is_copy_in(body: &[u8]) -> bool {
+    let text = body.split(|&b| b == 0).next().unwrap_or_default();
+    let lower = text.trim_ascii().to_ascii_lowercase();
+    lower.starts_with(b"copy ") && lower.ends_with(b"from stdin") && !lower.contains(&b';')
 }
 
 /// A `lakepool_` statement name at the start of `body`, if it is one.
@@ -130,6 +153,8 @@ impl ServerModel {
             received: Framer::default(),
             pending: VecDeque::new(),
             skipping: false,
+            unsynced: false,
+            status: b'I',
             stmts: HashMap::new(),
         }
     }
@@ -180,14 +205,35 @@ impl ServerModel {
             b'E' => (Req::Execute, None),
             b'S' => (Req::Sync, None),
             // The start of its text, for the command tag of the answer.
-            b'Q' => (Req::Query, Some(body.to_vec())),
+            b'Q' => {
+                let copy = is_copy_in(body).then_some(CopyIn {
+                    started: false,
+                    end: None,
+                });
+                (Req::Query { copy }, Some(body.to_vec()))
+            }
             b'H' | b'X' => return,
-            // Outside COPY (which the model does not follow: it stops at CopyInResponse)
-            // PostgreSQL ignores COPY data and ends.
-            b'd' | b'c' | b'f' => return,
+            // COPY data and ends belong to a COPY the server is in, or will be in when it
+            // reads them (a COPY query before them not yet ended); elsewhere PostgreSQL
+            // ignores them.
+            b'd' | b'c' | b'f' => {
+                if tag != b'd'
+                    && let Some(copy) = self.open_copy()
+                {
+                    copy.end = Some(tag == b'f');
+                }
+                return;
+            }
             // Function calls: not followed.
             _ => return self.invalid(),
         };
+        if self.open_copy().is_some() {
+            // Anything else while the server is in COPY: not followed (Sync and Flush are
+            // ignored there, the rest fails the COPY).
+            return self.invalid();
+        }
+        self.unsynced = !matches!(req.0, Req::Sync | Req::Query { .. })
+            || (self.unsynced && matches!(req.0, Req::Query { .. }));
         if req.0 == Req::Sync {
             self.skipping = false;
         } else if self.skipping {
@@ -197,6 +243,16 @@ impl ServerModel {
         self.pending.push_back(req);
     }
 
+    /// The COPY the server is in, or enters before it reads what comes next.
+    fn open_copy(&mut self) -> Option<&mut CopyIn> {
+        self.pending.iter_mut().find_map(|(r, _)| match r {
+            Req::Query {
+                copy: Some(c @ CopyIn { end: None, .. }),
+            } => Some(c),
+            _ => None,
+        })
+    }
+
     fn invalid(&mut self) {
         self.valid = false;
     }
@@ -204,6 +260,9 @@ impl ServerModel {
     fn reply(&mut self, tag: u8, body: &[u8]) {
         if matches!(tag, b'N' | b'S' | b'A') {
             return;
+        }
+        if tag == b'Z' {
+            self.status = body.first().copied().unwrap_or(b'I');
         }
         if tag == b'C'
             && (body.starts_with(b"DISCARD ALL\0") || body.starts_with(b"DEALLOCATE ALL\0"))
@@ -259,10 +318,44 @@ impl ServerModel {
             }
             (Req::Execute, b'D') => {}
             (Req::Execute, b'C' | b'I' | b's' | b'E') => self.done(tag == b'E'),
-            (Req::Sync | Req::Query, b'Z') => {
+            // In COPY the server ends the query only after the client's CopyDone/CopyFail or
+            // its own error.
+            (
+                Req::Query {
+                    copy:
+                        Some(CopyIn {
+                            started: true,
+                            end: None,
+                        }),
+                },
+                b'Z' | b'C',
+            ) => self.invalid(),
+            (
+                Req::Query {
+                    copy: Some(CopyIn { end: None, .. }),
+                },
+                b'E',
+            ) => {
+                // The COPY is over for the server: what the client still sends for it is
+                // ignored.
+                if let Some((Req::Query { copy: Some(c) }, _)) = self.pending.front_mut() {
+                    c.end = Some(true);
+                }
+            }
+            (Req::Sync | Req::Query { .. }, b'Z') => {
                 self.pending.pop_front();
             }
-            (Req::Query, b'T' | b'D' | b'C' | b'I' | b'E') => {}
+            (
+                Req::Query {
+                    copy: Some(CopyIn { started: false, .. }),
+                },
+                b'G',
+            ) => {
+                if let Some((Req::Query { copy: Some(c) }, _)) = self.pending.front_mut() {
+                    c.started = true;
+                }
+            }
+            (Req::Query { .. }, b'T' | b'D' | b'C' | b'I' | b'E') => {}
             _ => self.invalid(),
         }
     }
@@ -306,7 +399,7 @@ impl ServerModel {
                     _ => error,
                 };
                 put(b'E', error);
-                if *req == Req::Query {
+                if matches!(req, Req::Query { .. }) {
                     put(b'Z', b"I");
                 } else {
                     skipping = true;
@@ -328,13 +421,40 @@ impl ServerModel {
                     skipping = false;
                     put(b'Z', b"I");
                 }
-                Req::Query => {
+                Req::Query { copy: Some(c) } => {
+                    if !c.started {
+                        // Text format, no columns.
+                        put(b'G', b"\0\0\0");
+                    }
+                    match c.end {
+                        // The server waits for the rest of the data.
+                        None => break,
+                        Some(false) => put(b'C', b"COPY 1\0"),
+                        Some(true) => {
+                            put(b'E', b"SERROR\0VERROR\0C57014\0MCOPY from stdin failed\0\0")
+                        }
+                    }
+                    put(b'Z', b"I");
+                }
+                Req::Query { copy: None } => {
                     put(b'C', command_tag(text.as_deref().unwrap_or_default()));
                     put(b'Z', b"I");
                 }
             }
         }
         out
+    }
+
+    /// The server is between transactions: everything answered, no exchange open, status
+    /// idle (as far as the model follows it). A pooler has no reason to keep it from the pool.
+    pub(super) fn between_transactions(&self) -> bool {
+        self.valid
+            && self.pending.is_empty()
+            && !self.skipping
+            && !self.unsynced
+            && self.status == b'I'
+            && self.sent.is_idle()
+            && self.received.is_idle()
     }
 
     /// Nothing sent is unanswered and no exchange is open (or the model stopped following):
