@@ -13,8 +13,8 @@ use crate::pool::stats::{PoolStats, QueryClock, error_code};
 struct ClosedWindow {
     /// Syncs sent since the Execute that starts it: the server ignores them.
     syncs: u32,
-    /// ReadyForQuery messages before which its CopyInResponse must come (started by a
-    /// simple query); `u32::MAX` for one started by an Execute.
+    /// ReadyForQuery messages before which its CopyInResponse must come; after them the
+    /// window lapses (a COPY that never started cannot close a later one).
     ready_left: u32,
 }
 
@@ -124,7 +124,9 @@ impl Tracker {
                     let window = match self.exec_window.take() {
                         Some(syncs) => ClosedWindow {
                             syncs,
-                            ready_left: u32::MAX,
+                            // Lapses at the ReadyForQuery of the first Sync after the
+                            // Execute (its CopyInResponse would come before it).
+                            ready_left: self.pending.saturating_sub(syncs).saturating_add(1),
                         },
                         None => ClosedWindow {
                             syncs: 0,
@@ -157,6 +159,13 @@ impl Tracker {
         match tag {
             b'Z' => {
                 self.pending = self.pending.saturating_sub(1);
+                // The server says ReadyForQuery only outside COPY (one that failed mid-stream
+                // is over although the client sent no CopyDone; fourth review).
+                self.copy_in = false;
+                // The first Sync after the last Execute is answered: it started no COPY.
+                if self.exec_window.is_some_and(|w| w > self.pending) {
+                    self.exec_window = None;
+                }
                 self.status = body.and_then(|b| b.first().copied()).unwrap_or(b'I');
                 if let Some(s) = &self.stats {
                     s.record_ready(self.status);
@@ -416,5 +425,85 @@ mod tests {
         assert!(!t.server_fatal);
         t.server_sent(b'E', Some(b"SFATAL"));
         assert!(!t.server_fatal, "malformed body");
+    }
+
+    const ERR: &[u8] = b"SERROR\0VERROR\0C42P01\0Mrelation \"nope\" does not exist\0\0";
+
+    /// an extended COPY that fails before CopyInResponse (P B E S d c, table
+    /// missing) leaves an Execute window that never lapses; a later simple COPY's
+    /// CopyInResponse pops it: its Syncs are subtracted again and copy_in is never set.
+    #[test]
+    fn a_failed_extended_copy_window_does_not_close_a_later_simple_copy() {
+        let mut t = Tracker::default();
+        client(&mut t, b"PBES"); // COPY nope FROM STDIN, synced at once
+        client(&mut t, b"dc"); // data sent ahead; the server skips it (error mode)
+        client(&mut t, b"Q"); // COPY ok FROM STDIN, pipelined
+        // Server: the Execute fails, the Sync is answered, then the query's COPY starts.
+        server(
+            &mut t,
+            &[(b'1', b""), (b'2', b""), (b'E', ERR), (b'Z', b"I")],
+        );
+        server(&mut t, &[(b'G', b"\0\0\0")]);
+        // The client now owes the COPY's data; the query's CommandComplete/ReadyForQuery are owed.
+        assert_eq!(t.pending, 1, "pending miscounted");
+        assert!(t.copy_in, "COPY open but not tracked");
+        assert!(!t.server_idle(), "server released mid-COPY");
+    }
+
+    /// Same without the Sync ahead of the data: no miscount, but copy_in is never set, so a
+    /// client stalling in the second COPY is never timed out.
+    #[test]
+    fn a_failed_extended_copy_window_does_not_hide_a_later_copy() {
+        let mut t = Tracker::default();
+        client(&mut t, b"PBEdcS");
+        client(&mut t, b"Q");
+        server(
+            &mut t,
+            &[(b'1', b""), (b'2', b""), (b'E', ERR), (b'Z', b"I")],
+        );
+        server(&mut t, &[(b'G', b"\0\0\0")]);
+        assert!(t.copy_in, "COPY open but not tracked");
+    }
+
+    /// a simple COPY failing mid-stream: ErrorResponse, ReadyForQuery; the server
+    /// is out of COPY and ignores a later CopyDone. A client that moves on without one leaves
+    /// copy_in set for good: the server is never released.
+    #[test]
+    fn a_copy_failed_mid_stream_ends_at_ready_for_query() {
+        let mut t = Tracker::default();
+        client(&mut t, b"Q");
+        server(&mut t, &[(b'G', b"\0\0\0")]);
+        client(&mut t, b"d");
+        server(
+            &mut t,
+            &[(b'E', b"SERROR\0VERROR\0C22P04\0Mbad\0\0"), (b'Z', b"I")],
+        );
+        client(&mut t, b"Q");
+        server(&mut t, &[(b'C', b"SELECT 1\0"), (b'Z', b"I")]);
+        assert!(t.server_idle(), "nothing owed, yet not idle: {t:?}");
+    }
+
+    /// an Execute window left when a Sync'd Execute's ReadyForQuery arrives with
+    /// Parse/Bind pending (unsynced): a stray CopyDone then closes the next Execute's COPY
+    /// and its Sync is subtracted twice.
+    #[test]
+    fn an_execute_window_ends_when_its_sync_is_answered() {
+        let mut t = Tracker::default();
+        client(&mut t, b"PBES"); // SELECT
+        client(&mut t, b"PB"); // next exchange begun
+        server(
+            &mut t,
+            &[
+                (b'1', b""),
+                (b'2', b""),
+                (b'C', b"SELECT 1\0"),
+                (b'Z', b"I"),
+            ],
+        );
+        client(&mut t, b"c"); // stray: the server ignores it
+        client(&mut t, b"ES"); // COPY ok FROM STDIN
+        server(&mut t, &[(b'1', b""), (b'2', b""), (b'G', b"\0\0\0")]);
+        assert!(t.copy_in, "COPY open but not tracked");
+        assert!(!t.server_idle(), "server released mid-COPY");
     }
 }

@@ -24,7 +24,11 @@ impl TxnClient {
         body: Option<&[u8]>,
         at: &mut Attached<'_>,
     ) -> bool {
-        let forward = self.on_mapped_server_message(tag, body, at);
+        // A FATAL error ends the connection: the client hears it even when it answers a
+        // request of lakepool's own or comes during a replay (reviews of b9f7ea3 and 995f7a6:
+        // it went unheard, then the socket closed without a word).
+        let forward = self.on_mapped_server_message(tag, body, at)
+            || (tag == b'E' && body.is_some_and(crate::frontend::tracker::is_fatal));
         // Nothing owed any more: a batch waiting for its replies got them or was skipped (or
         // the server broke the protocol); it is not replayed, and nothing waits for it.
         if at.queue.is_empty()
@@ -70,11 +74,7 @@ impl TxnClient {
                 at.registry.schema_changed();
             }
         }
-        // A FATAL error ends the connection: the client hears it even when it answers a
-        // request of lakepool's own (review of b9f7ea3: it went unheard, then the socket
-        // closed without a word).
-        let forward = self.account(tag, at)
-            || (tag == b'E' && body.is_some_and(crate::frontend::tracker::is_fatal));
+        let forward = self.account(tag, at);
         self.note_failed_statement(tag, body, at);
         match self.replay.as_mut() {
             _ if before_batch => {}
@@ -198,14 +198,31 @@ impl TxnClient {
 
 /// Errors that mean a prepared statement was planned against objects that have since changed:
 /// a type it uses was dropped (`cache lookup failed for type`), or its result type changed.
-/// Whether an error's message names the statement `name` (quoted as the server's language
-/// quotes: `"…"`, `»…«`, `« … »`; so only not as part of a longer identifier).
+/// Whether an error's message names the statement `name`, quoted as the server's language
+/// quotes it (`"…"`, `»…«`, `« … »`, `„…“`, `「…」`): the name alone between quotes, not
+/// the start of a longer quoted name.
 fn names_statement(body: &[u8], name: &str) -> bool {
     let message = crate::proto::backend::parse_error(body).message;
-    let ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    let quote = |c: Option<char>| {
+        c.is_some_and(|c| {
+            matches!(
+                c,
+                '"' | '\''
+                    | '»'
+                    | '«'
+                    | '“'
+                    | '”'
+                    | '„'
+                    | '「'
+                    | '」'
+                    | ' '
+                    | '\u{a0}'
+                    | '\u{202f}'
+            )
+        })
+    };
     message.match_indices(name).any(|(i, _)| {
-        !message[..i].chars().next_back().is_some_and(ident)
-            && !message[i + name.len()..].chars().next().is_some_and(ident)
+        quote(message[..i].chars().next_back()) && quote(message[i + name.len()..].chars().next())
     })
 }
 
@@ -265,5 +282,17 @@ mod tests {
         assert!(!is_stale_plan(
             b"SERROR\0VERROR\0C42P01\0Mno such table\0\0"
         ));
+    }
+
+    /// A statement whose quoted name only starts with lakepool's name (a SQL-level
+    /// one a function used, "lakepool_1-old") is taken for lakepool_1.
+    #[test]
+    fn a_longer_quoted_name_is_not_the_statement() {
+        let body =
+            b"SERROR\0VERROR\0C26000\0Mprepared statement \"lakepool_1-old\" does not exist\0\0";
+        assert!(!names_statement(body, "lakepool_1"));
+        // French quoting, spaces inside the guillemets.
+        let body = "SERREUR\0VERROR\0C26000\0Minstruction préparée « lakepool_1 » inexistante\0\0";
+        assert!(names_statement(body.as_bytes(), "lakepool_1"));
     }
 }

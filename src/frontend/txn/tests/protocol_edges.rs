@@ -404,3 +404,56 @@ fn a_fatal_error_during_lakepools_own_prepare_reaches_the_client() {
     );
     assert!(r.tracker.server_fatal);
 }
+
+/// An extended COPY failing before CopyInResponse (Sync sent at once,
+/// data pipelined) then a simple COPY: the server is taken as idle mid-COPY.
+#[test]
+fn a_failed_extended_copy_does_not_close_a_later_simple_copy() {
+    let mut r = nomap();
+    r.send(
+        &[
+            parse("", "copy nope from stdin"),
+            bind(""),
+            exec(),
+            sync(),
+            msg(b'd', b"1\n"),
+            msg(b'c', b""),
+            query("copy t from stdin"),
+        ]
+        .concat(),
+    );
+    let out = r.reply(
+        &[
+            server_msgs("12"),
+            err("42P01", "relation \"nope\" does not exist"),
+            z(b'I'),
+            g(),
+        ]
+        .concat(),
+    );
+    assert_eq!(tags(&out), "12EZG");
+    assert!(r.tracker.copy_in, "{:?} {:?}", r.tracker, r.queue);
+    assert!(
+        !r.idle(),
+        "released mid-COPY: {:?} {:?}",
+        r.tracker,
+        r.queue
+    );
+}
+
+/// A simple COPY failing mid-stream, the client moving on without
+/// CopyDone (the server ignores one anyway): the server is never idle again.
+#[test]
+fn a_copy_failed_mid_stream_is_over_at_ready_for_query() {
+    let mut r = nomap();
+    r.send(&query("copy t from stdin"));
+    r.reply(&g());
+    r.send(&msg(b'd', b"x\n"));
+    assert_eq!(
+        tags(&r.reply(&[err("22P02", "bad"), z(b'I')].concat())),
+        "EZ"
+    );
+    r.send(&query("select 1"));
+    assert_eq!(tags(&r.reply(&server_msgs("CZ"))), "CZ");
+    assert!(r.idle(), "{:?} {:?}", r.tracker, r.queue);
+}
