@@ -139,7 +139,10 @@ impl Tracker {
                 }
                 // Otherwise nothing sent could start a COPY: the server ignores it.
             }
-            b'P' | b'B' | b'D' | b'C' | b'H' => self.unsynced = true,
+            b'P' | b'B' | b'D' | b'C' => self.unsynced = true,
+            // Flush asks for what is pending; alone it opens no exchange (P/B/E before it
+            // already did).
+            b'H' => {}
             // CopyData needs no reply. Anything else is not a request the server takes after
             // login: it answers with an error and closes, so the pair waits for that.
             b'd' => {}
@@ -272,6 +275,17 @@ mod tests {
         client(&mut t, b"dc");
         server(&mut t, &[(b'C', b"COPY 1\0"), (b'Z', b"I")]);
         assert!(!t.copy_in && t.server_idle());
+    }
+
+    /// A lone Flush opens no exchange: nothing waits for a Sync (found by the fuzz
+    /// harness's release check).
+    #[test]
+    fn a_lone_flush_keeps_the_server_idle() {
+        let mut t = Tracker::default();
+        client(&mut t, b"H");
+        assert!(t.server_idle());
+        client(&mut t, b"PBEH");
+        assert!(!t.server_idle(), "P/B/E still need their Sync");
     }
 
     #[test]

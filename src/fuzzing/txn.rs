@@ -506,6 +506,9 @@ impl Session {
             || !self.up.unread().is_empty()
             || !self.down.unread().is_empty()
             || self.up.is_holding()
+            // Half-way through a message (the input ended first): the server waits for the
+            // rest, within idle_transaction_timeout.
+            || self.up.is_streaming()
             || !self.servers[i].model.between_transactions()
         {
             return;
@@ -513,9 +516,14 @@ impl Session {
         self.settle();
         assert!(
             self.ended || self.attached.is_none(),
-            "server kept with nothing owed: tracker {:?}, {} replies queued",
+            "server kept with nothing owed: tracker {:?}, {} replies queued, output up {} down {}, streaming up {} down {}, {} notices",
             self.tracker,
-            self.queue.len()
+            self.queue.len(),
+            self.up.output_len(),
+            self.down.output_len(),
+            self.up.is_streaming(),
+            self.down.is_streaming(),
+            self.client.notices.len()
         );
     }
 
