@@ -243,14 +243,18 @@ impl ServerModel {
         self.pending.push_back(req);
     }
 
-    /// The COPY the server is in, or enters before it reads what comes next.
+    /// The COPY the server is in, or enters before it reads what comes next. Always the last
+    /// request received: anything but COPY data after an open one stops the model.
     fn open_copy(&mut self) -> Option<&mut CopyIn> {
-        self.pending.iter_mut().find_map(|(r, _)| match r {
-            Req::Query {
-                copy: Some(c @ CopyIn { end: None, .. }),
-            } => Some(c),
+        match self.pending.back_mut() {
+            Some((
+                Req::Query {
+                    copy: Some(c @ CopyIn { end: None, .. }),
+                },
+                _,
+            )) => Some(c),
             _ => None,
-        })
+        }
     }
 
     fn invalid(&mut self) {
