@@ -238,7 +238,13 @@ impl<'a> Session<'a> {
             // Boxed: the session ends here (rare); its state would be in every transaction's.
             return Some(Box::pin(self.finish(server, end)).await);
         }
-        if !self.follow_up(&mut server).await {
+        // Replies owed unknown (a COPY with Syncs sent during it failed): a stray
+        // ReadyForQuery must not reach another client.
+        let uncertain = self
+            .path
+            .as_mut()
+            .is_some_and(|p| p.tracker.take_uncertain());
+        if !self.follow_up(&mut server).await || uncertain {
             server.close();
         } else {
             server.release();

@@ -45,6 +45,12 @@ pub(crate) struct Tracker {
     /// The server's last error was FATAL or PANIC: it closes the connection next, and the
     /// client has its own reason already.
     pub(crate) server_fatal: bool,
+    /// The client sent Sync during the COPY IN in progress (the server ignores those).
+    synced_in_copy: bool,
+    /// That COPY failed: the server answers the Syncs it reads after the failure, and no one
+    /// can tell how many it had read (and ignored) before. The count of ReadyForQuery owed is
+    /// unknown, so the server must not go to another client (see [`Self::take_uncertain`]).
+    uncertain: bool,
     /// The pool's counters (queries, transactions, errors), when counting.
     pub(crate) stats: Option<Arc<PoolStats>>,
     /// When the query and the transaction in flight started (query and transaction times).
@@ -62,6 +68,8 @@ impl Default for Tracker {
             closed_windows: None,
             undelivered: false,
             server_fatal: false,
+            synced_in_copy: false,
+            uncertain: false,
             stats: None,
             clock: QueryClock::default(),
         }
@@ -82,6 +90,8 @@ impl Tracker {
             && self.closed_windows.is_none()
             && !self.undelivered
             && !self.server_fatal
+            && !self.synced_in_copy
+            && !self.uncertain
             && self.clock.is_stopped()
     }
 
@@ -98,8 +108,9 @@ impl Tracker {
                 self.exec_window = None;
                 self.clock.request();
             }
-            // The server ignores Sync (and Flush) while in COPY FROM STDIN: no reply owed.
-            b'S' if self.copy_in => {}
+            // The server ignores Sync (and Flush) while in COPY FROM STDIN: no reply owed,
+            // unless the COPY fails first.
+            b'S' if self.copy_in => self.synced_in_copy = true,
             b'S' => {
                 self.pending += 1;
                 self.clock.request();
@@ -115,6 +126,7 @@ impl Tracker {
             b'c' | b'f' => {
                 if self.copy_in {
                     self.copy_in = false;
+                    self.synced_in_copy = false;
                 } else if self.exec_window.is_some() || self.pending > 0 {
                     // CopyDone before the server said CopyInResponse: a pipelined COPY,
                     // started by an Execute (its window counts the Syncs since) or by one of
@@ -150,6 +162,13 @@ impl Tracker {
         }
     }
 
+    /// Whether the count of replies owed became unknown (a COPY IN with Syncs sent during it
+    /// failed): the server is then closed at release, not pooled, so no stray ReadyForQuery
+    /// reaches another client. Cleared for the next server.
+    pub(crate) fn take_uncertain(&mut self) -> bool {
+        std::mem::take(&mut self.uncertain)
+    }
+
     /// `n` simple queries sent were ignored by the server (sent after an error in an extended
     /// exchange, before its Sync): their ReadyForQuery never comes.
     pub(crate) fn replies_skipped(&mut self, n: u32) {
@@ -165,6 +184,7 @@ impl Tracker {
                 // The server says ReadyForQuery only outside COPY (one that failed mid-stream
                 // is over although the client sent no CopyDone; fourth review).
                 self.copy_in = false;
+                self.synced_in_copy = false;
                 // The first Sync after the last Execute is answered: it started no COPY.
                 if self.exec_window.is_some_and(|w| w > self.pending) {
                     self.exec_window = None;
@@ -207,6 +227,9 @@ impl Tracker {
                     s.record_error(body.and_then(error_code).unwrap_or(b"XX"));
                 }
                 self.server_fatal = body.is_some_and(is_fatal);
+                if self.copy_in && self.synced_in_copy {
+                    self.uncertain = true;
+                }
             }
             _ => {}
         }
@@ -275,6 +298,36 @@ mod tests {
         client(&mut t, b"dc");
         server(&mut t, &[(b'C', b"COPY 1\0"), (b'Z', b"I")]);
         assert!(!t.copy_in && t.server_idle());
+    }
+
+    /// Syncs sent during a COPY IN that then fails are answered only if the server read them
+    /// after the failure: the replies owed are unknown, and the server is not pooled again.
+    #[test]
+    fn a_failed_copy_with_syncs_inside_leaves_the_count_uncertain() {
+        let mut t = Tracker::default();
+        client(&mut t, b"Q");
+        server(&mut t, &[(b'G', b"\0\0\0")]);
+        client(&mut t, b"dSd");
+        server(
+            &mut t,
+            &[(b'E', b"SERROR\0VERROR\0C22P04\0Mbad\0\0"), (b'Z', b"I")],
+        );
+        assert!(t.take_uncertain());
+        assert!(!t.take_uncertain(), "cleared for the next server");
+        // Without Syncs inside, or ended by the client, nothing is uncertain.
+        client(&mut t, b"Q");
+        server(&mut t, &[(b'G', b"\0\0\0")]);
+        client(&mut t, b"dSdc");
+        server(&mut t, &[(b'C', b"COPY 2\0"), (b'Z', b"I")]);
+        assert!(!t.take_uncertain());
+        client(&mut t, b"Q");
+        server(&mut t, &[(b'G', b"\0\0\0")]);
+        client(&mut t, b"d");
+        server(
+            &mut t,
+            &[(b'E', b"SERROR\0VERROR\0C22P04\0Mbad\0\0"), (b'Z', b"I")],
+        );
+        assert!(!t.take_uncertain());
     }
 
     /// A lone Flush opens no exchange: nothing waits for a Sync (found by the fuzz
