@@ -5,7 +5,7 @@
 
 use super::*;
 
-fn nomap() -> Rig {
+fn without_mapping() -> Rig {
     let mut r = Rig::new();
     r.limits.cache_cap = 0;
     r
@@ -31,8 +31,8 @@ fn err(code: &str, m: &str) -> Vec<u8> {
 }
 
 #[test]
-fn nm_simple_copy_in() {
-    let mut r = nomap();
+fn without_mapping_simple_copy_in() {
+    let mut r = without_mapping();
     assert_eq!(tags(&r.send(&query("copy t from stdin"))), "Q");
     assert_eq!(tags(&r.reply(&g())), "G");
     assert_eq!(
@@ -44,8 +44,8 @@ fn nm_simple_copy_in() {
 }
 
 #[test]
-fn nm_simple_copy_in_pipelined() {
-    let mut r = nomap();
+fn without_mapping_simple_copy_in_pipelined() {
+    let mut r = without_mapping();
     let out = r.send(
         &[
             query("copy t from stdin"),
@@ -60,8 +60,8 @@ fn nm_simple_copy_in_pipelined() {
 }
 
 #[test]
-fn nm_extended_copy_in_pipelined() {
-    let mut r = nomap();
+fn without_mapping_extended_copy_in_pipelined() {
+    let mut r = without_mapping();
     let out = r.send(
         &[
             parse("", "copy t from stdin"),
@@ -83,8 +83,8 @@ fn nm_extended_copy_in_pipelined() {
 }
 
 #[test]
-fn nm_extended_copy_in_fails_mid_stream() {
-    let mut r = nomap();
+fn without_mapping_extended_copy_in_fails_mid_stream() {
+    let mut r = without_mapping();
     r.send(&[parse("", "copy t from stdin"), bind(""), exec(), sync()].concat());
     r.reply(&[server_msgs("12"), g()].concat());
     r.send(&msg(b'd', b"x\n"));
@@ -95,8 +95,8 @@ fn nm_extended_copy_in_fails_mid_stream() {
 }
 
 #[test]
-fn nm_copy_fail_simple_and_extended() {
-    let mut r = nomap();
+fn without_mapping_copy_fail_simple_and_extended() {
+    let mut r = without_mapping();
     r.send(&query("copy t from stdin"));
     r.reply(&g());
     r.send(&msg(b'f', b"no\0"));
@@ -116,8 +116,8 @@ fn nm_copy_fail_simple_and_extended() {
 }
 
 #[test]
-fn nm_copy_out() {
-    let mut r = nomap();
+fn without_mapping_copy_out() {
+    let mut r = without_mapping();
     r.send(&query("copy t to stdout"));
     assert_eq!(
         tags(
@@ -154,8 +154,8 @@ fn nm_copy_out() {
 }
 
 #[test]
-fn nm_function_call_flush_empty_suspended_notices() {
-    let mut r = nomap();
+fn without_mapping_function_call_flush_empty_suspended_notices() {
+    let mut r = without_mapping();
     let f = msg(b'F', b"\0\0\x05\x25\0\0\0\0\0\0");
     r.send(&f);
     assert_eq!(tags(&r.reply(&server_msgs("VZ"))), "VZ");
@@ -201,8 +201,8 @@ fn nm_function_call_flush_empty_suspended_notices() {
 
 /// Two COPY FROM STDIN in one query, all pipelined.
 #[test]
-fn nm_two_copies_one_query_pipelined() {
-    let mut r = nomap();
+fn without_mapping_two_copies_one_query_pipelined() {
+    let mut r = without_mapping();
     r.send(
         &[
             query("copy a from stdin; copy b from stdin"),
@@ -219,8 +219,8 @@ fn nm_two_copies_one_query_pipelined() {
 
 /// Extended exchange error with the FATAL severity.
 #[test]
-fn nm_fatal() {
-    let mut r = nomap();
+fn without_mapping_fatal() {
+    let mut r = without_mapping();
     r.send(&[parse("", "select 1"), bind(""), exec(), sync()].concat());
     let back = r.reply(
         &[
@@ -289,8 +289,8 @@ fn a_refused_sql_deallocate_in_a_failed_transaction_keeps_the_statement() {
 /// DISCARD ALL pipelined after a failing Bind: skipped by the server.
 /// `PREPARE p AS select 2` while p exists fails (42P05); p is still `select 1`.
 #[test]
-fn nm_error_flows() {
-    let mut r = nomap();
+fn without_mapping_error_flows() {
+    let mut r = without_mapping();
     // Error at Sync (deferred constraint at the implicit commit), then a pipelined exchange.
     r.send(
         &[
@@ -409,7 +409,7 @@ fn a_fatal_error_during_lakepools_own_prepare_reaches_the_client() {
 /// data pipelined) then a simple COPY: the server is taken as idle mid-COPY.
 #[test]
 fn a_failed_extended_copy_does_not_close_a_later_simple_copy() {
-    let mut r = nomap();
+    let mut r = without_mapping();
     r.send(
         &[
             parse("", "copy nope from stdin"),
@@ -445,7 +445,7 @@ fn a_failed_extended_copy_does_not_close_a_later_simple_copy() {
 /// CopyDone (the server ignores one anyway): the server is never idle again.
 #[test]
 fn a_copy_failed_mid_stream_is_over_at_ready_for_query() {
-    let mut r = nomap();
+    let mut r = without_mapping();
     r.send(&query("copy t from stdin"));
     r.reply(&g());
     r.send(&msg(b'd', b"x\n"));
