@@ -496,7 +496,7 @@ mod tests {
 
     const ERR: &[u8] = b"SERROR\0VERROR\0C42P01\0Mrelation \"nope\" does not exist\0\0";
 
-    /// an extended COPY that fails before CopyInResponse (P B E S d c, table
+    /// An extended COPY that fails before CopyInResponse (P B E S d c, table
     /// missing) leaves an Execute window that never lapses; a later simple COPY's
     /// CopyInResponse pops it: its Syncs are subtracted again and copy_in is never set.
     #[test]
@@ -532,7 +532,7 @@ mod tests {
         assert!(t.copy_in, "COPY open but not tracked");
     }
 
-    /// a simple COPY failing mid-stream: ErrorResponse, ReadyForQuery; the server
+    /// A simple COPY failing mid-stream: ErrorResponse, ReadyForQuery; the server
     /// is out of COPY and ignores a later CopyDone. A client that moves on without one leaves
     /// copy_in set for good: the server is never released.
     #[test]
@@ -550,7 +550,7 @@ mod tests {
         assert!(t.server_idle(), "nothing owed, yet not idle: {t:?}");
     }
 
-    /// an Execute window left when a Sync'd Execute's ReadyForQuery arrives with
+    /// An Execute window left when a Sync'd Execute's ReadyForQuery arrives with
     /// Parse/Bind pending (unsynced): a stray CopyDone then closes the next Execute's COPY
     /// and its Sync is subtracted twice.
     #[test]
