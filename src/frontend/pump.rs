@@ -387,12 +387,16 @@ fn moved_or_pending(moved: bool) -> Poll<Result<(), PumpEnd>> {
 
 impl Core<'_> {
     /// The server is between transactions, nothing is owed either way and no message is
-    /// half through: it could serve another client.
+    /// half through: it could serve another client. Server bytes read and not framed yet (the
+    /// start of a message the server sent after its ReadyForQuery, such as an asynchronous
+    /// ParameterStatus or a FATAL error) keep it: released, they would be dropped with the
+    /// buffer and its next client would frame the rest of that message as a new one.
     pub(crate) fn idle_now(&self) -> bool {
         !self.up.has_output()
             && !self.up.is_streaming()
             && !self.down.has_output()
             && !self.down.is_streaming()
+            && self.down.unread().is_empty()
             && self.tracker.server_idle()
             && self
                 .txn
@@ -417,7 +421,7 @@ impl Core<'_> {
         if !(t.waiting_on_client() || t.copy_in) {
             return Wait::None;
         }
-        if t.server_idle() && self.up.unread().is_empty() {
+        if t.server_idle() && self.up.unread().is_empty() && self.down.unread().is_empty() {
             Wait::Idle
         } else {
             Wait::Stalled

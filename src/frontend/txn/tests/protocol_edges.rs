@@ -444,3 +444,20 @@ fn a_copy_failed_mid_stream_is_over_at_ready_for_query() {
     assert_eq!(tags(&r.reply(&server_msgs("CZ"))), "CZ");
     assert!(r.idle(), "{:?} {:?}", r.tracker, r.queue);
 }
+
+/// Fuzzing finding 12: the start of a message the server sends after its ReadyForQuery (an
+/// asynchronous ParameterStatus, a FATAL error) keeps the server until the message is whole
+/// and forwarded. Released with it unread, the bytes went with the buffer and the server's
+/// next client framed the rest of the message as a new one.
+#[test]
+fn a_server_message_half_read_after_ready_for_query_keeps_the_server() {
+    for mut r in [Rig::new(), without_mapping()] {
+        assert_eq!(tags(&r.send(&query("select 1"))), "Q");
+        let status = msg(b'S', b"TimeZone\0UTC\0");
+        let replies = [server_msgs("CZ"), status[..7].to_vec()].concat();
+        assert_eq!(tags(&r.reply(&replies)), "CZ");
+        assert!(!r.idle(), "released with a message half read");
+        assert_eq!(tags(&r.reply(&status[7..])), "S");
+        assert!(r.idle());
+    }
+}
