@@ -212,3 +212,45 @@ fn a_prepare_after_deallocate_all_is_still_deallocated_at_release() {
     let out = r.send(&query("EXECUTE p"));
     assert_eq!(tags(&out), "QQ", "PREPARE p sent ahead of EXECUTE p");
 }
+
+/// Fuzzing finding 13: a `DEALLOCATE` lakepool answers is refused on its own in a failed
+/// transaction (the name comes back), and a `ROLLBACK` after it lets a Parse pipelined behind
+/// it succeed, so the names that may come back count against the client's limit whether or
+/// not a Sync follows them.
+#[test]
+fn a_deallocate_refused_in_a_failed_transaction_does_not_pass_the_statement_limit() {
+    let mut r = Rig::new();
+    r.limits.max_statements = 1;
+    r.send(&[parse("a", "select 1"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    assert_eq!(tags(&r.send(&query("BEGIN"))), "Q");
+    r.reply(&[msg(b'C', b"BEGIN\0"), msg(b'Z', b"T")].concat());
+    // Pipelined: a failing query, DEALLOCATE a (answered by lakepool), ROLLBACK, Parse b.
+    let out = r.send(
+        &[
+            query("select boom"),
+            query("DEALLOCATE a"),
+            query("ROLLBACK"),
+            parse("b", "select 2"),
+            sync(),
+        ]
+        .concat(),
+    );
+    assert_eq!(tags(&out), "QQS", "Parse b refused: a may come back");
+    let back = r.reply(
+        &[
+            msg(b'E', b"SERROR\0VERROR\0C42703\0Mboom\0\0"),
+            msg(b'Z', b"E"),
+            msg(b'C', b"ROLLBACK\0"),
+            msg(b'Z', b"I"),
+            msg(b'Z', b"I"),
+        ]
+        .concat(),
+    );
+    let mut back = back;
+    back.extend(r.due());
+    // The DEALLOCATE refused (25P02) keeps a; b gets the limit's error.
+    assert_eq!(tags(&back), "EZEZCZEZ");
+    assert_eq!(r.client.statement_count(), 1);
+    assert!(r.idle());
+}
