@@ -416,6 +416,35 @@ fn half_sent_queries_hold_no_server() {
     );
 }
 
+/// SQL-level `PREPARE`s share the budget: lakepool keeps each one's text to prepare it again
+/// on the next server, so without the bound a client could make it hold any amount of text.
+/// A refused query runs nothing (the SET before the PREPARE included); DEALLOCATE makes room.
+#[test]
+fn sql_prepares_per_client_are_bounded() {
+    let lp = start("max_client_prepared_statements = 3\n");
+    let mut c = login(&lp, "app");
+    for i in 0..3 {
+        c.simple_query(&format!("PREPARE p{i} AS select {i}"));
+    }
+    let r = c.query("SET application_name = 'refused'; PREPARE p3 AS select 3");
+    let err = r.error.expect("the fourth statement is refused");
+    assert_eq!(
+        err.sqlstate().as_deref(),
+        Some("54000"),
+        "{:?}",
+        err.fields()
+    );
+    assert_ne!(
+        c.simple_query("show application_name"),
+        vec![Some("refused".into())],
+        "nothing of the refused query ran"
+    );
+    c.simple_query("DEALLOCATE p0");
+    c.simple_query("PREPARE p3 AS select 3");
+    assert_eq!(c.simple_query("EXECUTE p3"), vec![Some("3".into())]);
+    assert_eq!(c.simple_query("EXECUTE p2"), vec![Some("2".into())]);
+}
+
 /// Issue 11: the per-client statement-name map had no bound (2 million names cost +148 MB).
 /// With `max_client_prepared_statements = 50`, the 51st name gets 54000, the session goes on
 /// (its statements still work, a closed name makes room), and 2 million more attempts cost

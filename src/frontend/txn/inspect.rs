@@ -8,7 +8,8 @@ use std::sync::Arc;
 use super::client::{Step, Whole, expect_for, whole};
 use super::replies::{Expect, Synth, Undo};
 use super::statements::reserved_error;
-use super::{Attached, Limitation, TxnClient, catalog, is_reserved};
+use super::{Attached, Limitation, TxnClient, TxnLimits, catalog, is_reserved};
+use crate::error::ClientError;
 use crate::frontend::pipe::Pipe;
 use crate::frontend::tracker::Tracker;
 use crate::proto::frame::{HEADER_LEN, Header, split_cstr};
@@ -37,8 +38,15 @@ impl TxnClient {
             let msg = up.whole(h).unwrap_or_default();
             let body = &msg[HEADER_LEN..];
             let text = split_cstr(body).map_or(body, |(t, _)| t);
-            self.inspect_sql(text, true, mapping)
+            self.inspect_sql(text, true, at.limits)
         };
+        if let Some(err) = plan.over_limit.take() {
+            // Nothing of the query runs, as for any query PostgreSQL refuses.
+            up.consume(h);
+            at.queue
+                .push(Expect::Synth(Synth::QueryError(Box::new(err)), None));
+            return Step::Done;
+        }
         if let Some(reply) = plan.reply {
             up.consume(h);
             at.queue.push(Expect::Synth(reply, plan.undo.take()));
@@ -97,8 +105,11 @@ impl TxnClient {
 
     /// Looks at SQL the client sends: notes what it may change in the session, warns about
     /// what does not outlive a transaction, and answers what lakepool must answer itself.
-    pub(super) fn inspect_sql(&mut self, text: &[u8], simple: bool, mapping: bool) -> SqlPlan {
+    /// A query whose `PREPARE`s would take the client past its statement budget gets
+    /// [`SqlPlan::over_limit`] and changes nothing.
+    pub(super) fn inspect_sql(&mut self, text: &[u8], simple: bool, limits: &TxnLimits) -> SqlPlan {
         let mut plan = SqlPlan::default();
+        let mapping = limits.mapping();
         if !sql::needs_attention(text) {
             return plan;
         }
@@ -108,6 +119,10 @@ impl TxnClient {
             return plan;
         };
         let stmts = sql::statements(text);
+        if mapping && self.prepares_past_budget(&stmts, limits) {
+            plan.over_limit = Some(self.too_many_statements(limits));
+            return plan;
+        }
         let lone = simple && stmts.len() == 1;
         plan.catalog = !sql::prepared_statements_refs(text).is_empty();
         for st in &stmts {
@@ -269,6 +284,26 @@ impl TxnClient {
         }
     }
 
+    /// Whether the new SQL-level statements `stmts` prepare would take the client past its
+    /// budget: lakepool keeps each one's text for as long as the client has it, to prepare it
+    /// again on the next server. A DEALLOCATE in the same query is not counted as room.
+    fn prepares_past_budget(&self, stmts: &[sql::Statement<'_>], limits: &TxnLimits) -> bool {
+        let (mut names, mut bytes) = (0, 0);
+        for st in stmts {
+            if let Command::Prepare { name } = &st.command
+                && !self.sql_prepared.contains_key(name)
+            {
+                names += 1;
+                bytes += st.text.len();
+            }
+        }
+        if names == 0 {
+            return false;
+        }
+        let (have, have_bytes) = self.prepared_footprint();
+        have + names > limits.max_statements || have_bytes + bytes > limits.max_statement_bytes
+    }
+
     /// A SQL-level statement of this client that this server lacks is prepared before the
     /// query that names it.
     fn prepare_first(&mut self, name: &str, plan: &mut SqlPlan) {
@@ -292,6 +327,9 @@ pub(super) struct SqlPlan {
     pub(super) catalog: bool,
     /// A statement names one of lakepool's server-side statements.
     pub(super) reserved: Option<String>,
+    /// The query's `PREPARE`s would take the client past its statement budget: it is refused
+    /// whole with this error (`54000`), nothing of it noted.
+    pub(super) over_limit: Option<ClientError>,
     /// What lakepool's own answer changed, undone if the server skips the query.
     pub(super) undo: Option<Undo>,
 }

@@ -32,7 +32,9 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::error::ClientError;
 use crate::pool::statements::StatementRegistry;
+use crate::proto::sqlstate::SqlState;
 use crate::upstream::prepared::PreparedCache;
 use replies::ReplyQueue;
 use state::Changes;
@@ -149,6 +151,28 @@ impl TxnClient {
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn statement_count(&self) -> usize {
         self.statements.len()
+    }
+
+    /// What the client's prepared statements take in lakepool, protocol-level and SQL-level
+    /// (`PREPARE`) together: names, and bytes of statement text. One budget bounds both.
+    fn prepared_footprint(&self) -> (usize, usize) {
+        let sql_bytes: usize = self.sql_prepared.values().map(|t| t.len()).sum();
+        (
+            self.statements.len() + self.sql_prepared.len(),
+            self.statements.bytes() + sql_bytes,
+        )
+    }
+
+    /// The error for a statement past the client's budget.
+    fn too_many_statements(&self, limits: &TxnLimits) -> ClientError {
+        let (names, bytes) = self.prepared_footprint();
+        ClientError::error(
+            SqlState::PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "lakepool: too many prepared statements for this client ({names} statements, {bytes} bytes; the limits are max_client_prepared_statements = {} and max_client_prepared_bytes = {})",
+                limits.max_statements, limits.max_statement_bytes
+            ),
+        )
     }
 
     /// Forgets every protocol-level prepared statement of the client (`DISCARD ALL`,

@@ -126,7 +126,7 @@ impl TxnClient {
             let name = &msg[HEADER_LEN..HEADER_LEN + name_len];
             let rest = &msg[HEADER_LEN + name_len + 1..];
             let text = split_cstr(rest).map_or(rest, |(t, _)| t);
-            let plan = self.inspect_sql(text, false, mapping);
+            let plan = self.inspect_sql(text, false, at.limits);
             (
                 plan,
                 (name_len > 0).then(|| String::from_utf8_lossy(name).into_owned()),
@@ -134,6 +134,9 @@ impl TxnClient {
         };
         if let Some(n) = plan.reserved {
             return self.refuse(h, up, at, reserved_error(&n));
+        }
+        if let Some(err) = plan.over_limit {
+            return self.refuse(h, up, at, err);
         }
         if let Some(name) = name {
             self.changes.deallocate_later(&name);
@@ -209,7 +212,8 @@ impl TxnClient {
         }
         // A name whose Close the server may still skip comes back then while this Parse stays
         // (an earlier exchange): it still counts. The queue is scanned only when not empty.
-        let (names, bytes) = (self.statements.len(), self.statements.bytes() + rest_len);
+        let (names, bytes) = self.prepared_footprint();
+        let bytes = bytes + rest_len;
         let (max, max_bytes) = (at.limits.max_statements, at.limits.max_statement_bytes);
         let over = |n: usize, b: usize| n >= max || b > max_bytes;
         let at_limit = over(names, bytes)
@@ -218,16 +222,7 @@ impl TxnClient {
                 (n > 0) && over(names + n, bytes + b)
             });
         if at_limit {
-            return Some(ClientError::error(
-                SqlState::PROGRAM_LIMIT_EXCEEDED,
-                format!(
-                    "lakepool: too many prepared statements for this client ({} statements, {} bytes; the limits are max_client_prepared_statements = {} and max_client_prepared_bytes = {})",
-                    self.statements.len(),
-                    self.statements.bytes(),
-                    at.limits.max_statements,
-                    at.limits.max_statement_bytes
-                ),
-            ));
+            return Some(self.too_many_statements(at.limits));
         }
         None
     }
@@ -278,7 +273,10 @@ impl TxnClient {
         }
         if stmt.touches_state {
             // A statement that sets things is noted at each execution.
-            self.inspect_sql(stmt.query(), false, true);
+            let plan = self.inspect_sql(stmt.query(), false, at.limits);
+            if let Some(err) = plan.over_limit {
+                return self.refuse(h, up, at, err);
+            }
         }
         ensure_prepared(&stmt, up, at, t);
         let head = name_at + name_len + 1;

@@ -30,7 +30,7 @@ impl TxnClient {
         let buf = up.unread();
         let mut pos = 0;
         let mut plan: Vec<(&[u8], Option<Arc<Statement>>)> = Vec::new();
-        let mut bytes = self.statements.bytes();
+        let (names, mut bytes) = self.prepared_footprint();
         loop {
             let h = parse_header(&buf[pos..], at.max_message).ok()??;
             let body = buf.get(pos + HEADER_LEN..pos + h.total())?;
@@ -43,7 +43,7 @@ impl TxnClient {
                         || self.statements.contains(name)
                         || plan.iter().any(|(n, _)| *n == name)
                         || sql::needs_attention(text)
-                        || self.statements.len() + plan.len() >= at.max_statements
+                        || names + plan.len() >= at.max_statements
                     {
                         return None;
                     }

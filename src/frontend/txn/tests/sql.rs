@@ -254,3 +254,53 @@ fn a_deallocate_refused_in_a_failed_transaction_does_not_pass_the_statement_limi
     assert_eq!(r.client.statement_count(), 1);
     assert!(r.idle());
 }
+
+/// SQL-level `PREPARE`s count against the client's statement budget with its protocol-level
+/// statements: lakepool keeps each one's text to prepare it again on the next server, so
+/// without the bound a client could make lakepool hold any amount of it.
+#[test]
+fn sql_prepares_share_the_client_statement_budget() {
+    let mut r = Rig::new();
+    r.limits.max_statements = 2;
+    let prepared = |r: &mut Rig, sql: &str| {
+        assert_eq!(tags(&r.send(&query(sql))), "Q");
+        r.reply(&[msg(b'C', b"PREPARE\0"), msg(b'Z', b"I")].concat());
+    };
+    prepared(&mut r, "PREPARE p1 AS select 1");
+    r.send(&[parse("a", "select 2"), sync()].concat());
+    r.reply(&server_msgs("1Z"));
+    // Two of two: a third name, SQL-level or not, gets 54000 and reaches no server.
+    assert!(r.send(&query("PREPARE p2 AS select 3")).is_empty());
+    let back = r.due();
+    assert_eq!(tags(&back), "EZ");
+    assert_eq!(error_code(&back).as_deref(), Some("54000"));
+    // A Parse of a third name, or one whose text prepares one, is refused the same way (its
+    // Sync goes on to the server).
+    for p in [parse("b", "select 4"), parse("", "PREPARE p3 AS select 5")] {
+        assert_eq!(tags(&r.send(&[p, sync()].concat())), "S");
+        let back = r.reply(&server_msgs("Z"));
+        assert_eq!(tags(&back), "EZ");
+        assert_eq!(error_code(&back).as_deref(), Some("54000"));
+    }
+    // DEALLOCATE makes room (the server's answer gives it back).
+    assert_eq!(tags(&r.send(&query("DEALLOCATE p1"))), "Q");
+    r.reply(&[msg(b'C', b"DEALLOCATE\0"), msg(b'Z', b"I")].concat());
+    prepared(&mut r, "PREPARE p2 AS select 3");
+    assert!(r.idle());
+}
+
+#[test]
+fn a_sql_prepare_past_the_byte_budget_is_refused_whole() {
+    let mut r = Rig::new();
+    r.limits.max_statement_bytes = 100;
+    let long = format!(
+        "SET work_mem = '1MB'; PREPARE p AS select '{}'",
+        "x".repeat(100)
+    );
+    assert!(r.send(&query(&long)).is_empty(), "nothing of it runs");
+    let back = r.due();
+    assert_eq!(error_code(&back).as_deref(), Some("54000"));
+    assert!(r.client.changes.is_empty(), "the SET did not run either");
+    // EXECUTE p is not prepared ahead: p does not exist.
+    assert_eq!(tags(&r.send(&query("EXECUTE p"))), "Q");
+}
