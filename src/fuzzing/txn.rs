@@ -605,7 +605,7 @@ impl Session {
             "{} replies queued",
             self.queue.len()
         );
-        assert!(self.client.statement_count() <= self.limits.max_statements);
+        assert!(self.client.budgeted_statements() <= self.limits.max_statements);
         // A server's statements stay within the cap, but for those owed a Close (each from an
         // eviction the server skipped, so no more than the queue held).
         assert!(

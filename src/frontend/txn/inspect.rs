@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::client::{Step, Whole, expect_for, whole};
 use super::replies::{Expect, Synth, Undo};
 use super::statements::reserved_error;
-use super::{Attached, Limitation, TxnClient, TxnLimits, catalog, is_reserved};
+use super::{Attached, Limitation, TxnClient, catalog, is_reserved};
 use crate::error::ClientError;
 use crate::frontend::pipe::Pipe;
 use crate::frontend::tracker::Tracker;
@@ -38,7 +38,7 @@ impl TxnClient {
             let msg = up.whole(h).unwrap_or_default();
             let body = &msg[HEADER_LEN..];
             let text = split_cstr(body).map_or(body, |(t, _)| t);
-            self.inspect_sql(text, true, at.limits)
+            self.inspect_sql(text, true, at)
         };
         if let Some(err) = plan.over_limit.take() {
             // Nothing of the query runs, as for any query PostgreSQL refuses.
@@ -107,8 +107,9 @@ impl TxnClient {
     /// what does not outlive a transaction, and answers what lakepool must answer itself.
     /// A query whose `PREPARE`s would take the client past its statement budget gets
     /// [`SqlPlan::over_limit`] and changes nothing.
-    pub(super) fn inspect_sql(&mut self, text: &[u8], simple: bool, limits: &TxnLimits) -> SqlPlan {
+    pub(super) fn inspect_sql(&mut self, text: &[u8], simple: bool, at: &Attached<'_>) -> SqlPlan {
         let mut plan = SqlPlan::default();
+        let limits = at.limits;
         let mapping = limits.mapping();
         if !sql::needs_attention(text) {
             return plan;
@@ -119,7 +120,7 @@ impl TxnClient {
             return plan;
         };
         let stmts = sql::statements(text);
-        if mapping && self.prepares_past_budget(&stmts, limits) {
+        if mapping && self.prepares_past_budget(&stmts, at) {
             plan.over_limit = Some(self.too_many_statements(limits));
             return plan;
         }
@@ -286,8 +287,9 @@ impl TxnClient {
 
     /// Whether the new SQL-level statements `stmts` prepare would take the client past its
     /// budget: lakepool keeps each one's text for as long as the client has it, to prepare it
-    /// again on the next server. A DEALLOCATE in the same query is not counted as room.
-    fn prepares_past_budget(&self, stmts: &[sql::Statement<'_>], limits: &TxnLimits) -> bool {
+    /// again on the next server. A DEALLOCATE in the same query is not counted as room; names
+    /// an unanswered `DEALLOCATE` may give back are counted as taken.
+    fn prepares_past_budget(&self, stmts: &[sql::Statement<'_>], at: &Attached<'_>) -> bool {
         let (mut names, mut bytes) = (0, 0);
         for st in stmts {
             if let Command::Prepare { name } = &st.command
@@ -300,8 +302,13 @@ impl TxnClient {
         if names == 0 {
             return false;
         }
-        let (have, have_bytes) = self.prepared_footprint();
-        have + names > limits.max_statements || have_bytes + bytes > limits.max_statement_bytes
+        let (mut have, mut have_bytes) = self.prepared_footprint();
+        if !at.queue.is_empty() {
+            let (n, b) = at.queue.pending_remaps();
+            (have, have_bytes) = (have + n, have_bytes + b);
+        }
+        have + names > at.limits.max_statements
+            || have_bytes + bytes > at.limits.max_statement_bytes
     }
 
     /// A SQL-level statement of this client that this server lacks is prepared before the

@@ -153,6 +153,12 @@ impl TxnClient {
         self.statements.len()
     }
 
+    /// Statements of both kinds the client has, as its budget counts them.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn budgeted_statements(&self) -> usize {
+        self.prepared_footprint().0
+    }
+
     /// What the client's prepared statements take in lakepool, protocol-level and SQL-level
     /// (`PREPARE`) together: names, and bytes of statement text. One budget bounds both.
     fn prepared_footprint(&self) -> (usize, usize) {

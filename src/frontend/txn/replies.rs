@@ -166,14 +166,18 @@ impl ReplyQueue {
     /// server skip them ([`Undo::Remap`]): how many names the client may still have, and their
     /// statement text's bytes. A Close in the current exchange is left out: should the server
     /// skip it, it skips every later message of the exchange too, and their names go. A
-    /// `DEALLOCATE` lakepool answers always counts: in a failed transaction it is refused on
-    /// its own, and a `ROLLBACK` after it lets later Parses succeed (fuzzing finding 13).
+    /// `DEALLOCATE` lakepool answers always counts, of a protocol-level or a SQL-level
+    /// statement: in a failed transaction it is refused on its own, and a `ROLLBACK` after it
+    /// lets later Parses and `PREPARE`s succeed (fuzzing finding 13).
     pub(crate) fn pending_remaps(&self) -> (usize, usize) {
         let (mut done, mut open) = ((0, 0), (0, 0));
         for e in &self.q {
             match e {
                 Expect::Synth(Synth::Command(_), Some(Undo::Remap(_, s))) => {
                     done = (done.0 + 1, done.1 + s.rest_len());
+                }
+                Expect::Synth(Synth::Command(_), Some(Undo::SqlPrepared(_, text))) => {
+                    done = (done.0 + 1, done.1 + text.len());
                 }
                 Expect::Synth(_, Some(Undo::Remap(_, s))) => {
                     open = (open.0 + 1, open.1 + s.rest_len());

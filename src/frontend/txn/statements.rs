@@ -126,7 +126,7 @@ impl TxnClient {
             let name = &msg[HEADER_LEN..HEADER_LEN + name_len];
             let rest = &msg[HEADER_LEN + name_len + 1..];
             let text = split_cstr(rest).map_or(rest, |(t, _)| t);
-            let plan = self.inspect_sql(text, false, at.limits);
+            let plan = self.inspect_sql(text, false, at);
             (
                 plan,
                 (name_len > 0).then(|| String::from_utf8_lossy(name).into_owned()),
@@ -273,7 +273,7 @@ impl TxnClient {
         }
         if stmt.touches_state {
             // A statement that sets things is noted at each execution.
-            let plan = self.inspect_sql(stmt.query(), false, at.limits);
+            let plan = self.inspect_sql(stmt.query(), false, at);
             if let Some(err) = plan.over_limit {
                 return self.refuse(h, up, at, err);
             }

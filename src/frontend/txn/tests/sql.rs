@@ -304,3 +304,48 @@ fn a_sql_prepare_past_the_byte_budget_is_refused_whole() {
     // EXECUTE p is not prepared ahead: p does not exist.
     assert_eq!(tags(&r.send(&query("EXECUTE p"))), "Q");
 }
+
+/// Finding 13's SQL-level twin: a `DEALLOCATE` of a SQL-level statement that lakepool answers
+/// (the statement is not on this server) gives the name back when refused in a failed
+/// transaction, so a `PREPARE` pipelined behind it and a `ROLLBACK` finds no room.
+#[test]
+fn a_sql_deallocate_refused_in_a_failed_transaction_does_not_pass_the_budget() {
+    let mut r = Rig::new();
+    r.limits.max_statements = 1;
+    assert_eq!(tags(&r.send(&query("PREPARE p AS select 1"))), "Q");
+    r.reply(&[msg(b'C', b"PREPARE\0"), msg(b'Z', b"I")].concat());
+    // Released: p is deallocated from that server, lakepool keeps its text for the next.
+    r.client.detached();
+    r.client.changes = Default::default();
+    assert_eq!(tags(&r.send(&query("BEGIN"))), "Q");
+    r.reply(&[msg(b'C', b"BEGIN\0"), msg(b'Z', b"T")].concat());
+    let out = r.send(
+        &[
+            query("select boom"),
+            query("DEALLOCATE p"),
+            query("ROLLBACK"),
+            query("PREPARE q AS select 2"),
+        ]
+        .concat(),
+    );
+    assert_eq!(tags(&out), "QQ", "PREPARE q refused: p may come back");
+    let mut back = r.reply(
+        &[
+            msg(b'E', b"SERROR\0VERROR\0C42703\0Mboom\0\0"),
+            msg(b'Z', b"E"),
+            msg(b'C', b"ROLLBACK\0"),
+            msg(b'Z', b"I"),
+        ]
+        .concat(),
+    );
+    back.extend(r.due());
+    assert_eq!(tags(&back), "EZEZCZEZ");
+    let codes: Vec<String> = messages(&back)
+        .into_iter()
+        .filter(|(t, _)| *t == b'E')
+        .map(|(_, body)| crate::proto::backend::parse_error(&body).code)
+        .collect();
+    assert_eq!(codes, ["42703", "25P02", "54000"]);
+    assert_eq!(r.client.budgeted_statements(), 1);
+    assert!(r.idle());
+}
