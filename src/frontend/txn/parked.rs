@@ -61,10 +61,12 @@ pub(crate) fn unpark(limits: TxnLimits) -> Box<TxnSession> {
 }
 
 /// Parks an empty transaction-mode state. Its collections are replaced by new (unallocated)
-/// ones: a parked state keeps no capacity a client once grew.
+/// ones, except the reply queue's room for a few entries: a parked state keeps no capacity a
+/// client grew, and a client that parks between transactions does not allocate its queue
+/// again in each one.
 pub(crate) fn park(mut t: Box<TxnSession>) {
     t.client = TxnClient::default();
-    t.queue = ReplyQueue::default();
+    t.queue.reset_for_reuse();
     PARKED.with(|p| {
         let mut p = p.borrow_mut();
         if p.len() < PARKED_PER_THREAD {

@@ -104,6 +104,10 @@ pub(crate) enum Synth {
     QueryError(Box<ClientError>),
 }
 
+/// Entries a reused queue keeps room for ([`ReplyQueue::reset_for_reuse`]): a pipelined
+/// extended query (Parse, Bind, Describe, Execute, Sync) and a little more.
+const KEPT_CAPACITY: usize = 8;
+
 /// The entries of one client/server pairing.
 #[derive(Debug, Default)]
 pub(crate) struct ReplyQueue {
@@ -150,6 +154,20 @@ impl ReplyQueue {
             && failed.is_none()
             && *ahead_of_batch == 0
             && in_flight.is_empty()
+    }
+
+    /// An empty queue made ready for reuse by another client: capacity the last one grew
+    /// beyond a few entries is freed; a few entries' worth is kept, so a client running one
+    /// request at a time does not allocate the queue again for every transaction.
+    pub(crate) fn reset_for_reuse(&mut self) {
+        if self.q.capacity() > KEPT_CAPACITY
+            || self.undo.capacity() > 0
+            || self.in_flight.capacity() > 0
+        {
+            *self = Self::default();
+        } else {
+            self.q.clear();
+        }
     }
 
     /// True when nothing is owed.

@@ -160,3 +160,24 @@ fn evicting_close_reply_dropped_client_close_made_up() {
     q.push(Expect::Sync);
     assert_eq!(run(&mut q, &mut c, b"31Z"), b"13Z");
 }
+
+/// A queue reused by the next client keeps room for a few entries (no allocation per
+/// transaction for a client that parks between them), never what one client grew.
+#[test]
+fn a_reused_queue_keeps_a_little_room_and_frees_the_rest() {
+    let mut q = ReplyQueue::default();
+    let mut c = PreparedCache::default();
+    q.push(Expect::Query);
+    assert_eq!(run(&mut q, &mut c, b"TDCZ"), b"TDCZ");
+    assert!(q.is_pristine());
+    q.reset_for_reuse();
+    let kept = q.q.capacity();
+    assert!(kept > 0 && kept <= KEPT_CAPACITY, "kept {kept}");
+    for _ in 0..1000 {
+        q.push(Expect::Query);
+    }
+    assert_eq!(run(&mut q, &mut c, &[b'Z'; 1000]), [b'Z'; 1000]);
+    q.reset_for_reuse();
+    assert_eq!(q.q.capacity(), 0, "a grown queue is freed");
+    assert!(q.is_pristine());
+}
