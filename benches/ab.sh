@@ -15,7 +15,8 @@
 #
 # Env: ROUNDS (5), DURATION (s per run, 10), CLIENTS (50), THREADS (2),
 # POOL_SIZE (20), SCALE (10), WORKERS (1), ONLY (comma-separated workload
-# names: "select simple", "select extended", "select prepared"), KEEP_DIR=1,
+# names: "select simple", "select extended", "select prepared", "select churn (-C)";
+# for churn, CPU per transaction is CPU per login), KEEP_DIR=1,
 # MAX_OTHER_CPU (10), QUIET_WAIT (120).
 set -euo pipefail
 
@@ -47,6 +48,7 @@ workloads=(
     "select simple|-S -M simple"
     "select extended|-S -M extended"
     "select prepared|-S -M prepared"
+    "select churn (-C)|-S -M simple -C"
 )
 
 # utime and stime of a process, in clock ticks: "U S".
@@ -101,7 +103,7 @@ for spec in "${workloads[@]}"; do
             line="$(run_one "$name" "$inst" "${opt_array[@]}")"
             echo "$line" >>"$dir/$inst.txt"
             read -r tps u s <<<"$line"
-            printf '    %-16s round %d  %s  %6s tps  user %5s  kernel %5s  total %5.2f us/tx\n' \
+            printf '    %-17s round %d  %s  %6s tps  user %5s  kernel %5s  total %5.2f us/tx\n' \
                 "$name" "$r" "$inst" "$tps" "$u" "$s" "$(awk -v u="$u" -v s="$s" 'BEGIN { print u + s }')" >&2
         done
     done
@@ -121,7 +123,7 @@ echo "pgbench -c $clients -j $threads -T $duration, scale $scale; transaction po
 echo "workers $workers, plain TCP; $rounds rounds per workload, A and B alternating. Medians of CPU us/tx"
 echo "(utime, stime and their sum per run, /proc/PID/stat). B/A: ratio of the medians of the sums."
 echo
-fmt='%-16s %8s %7s %7s %7s %8s %7s %7s %7s %6s\n'
+fmt='%-17s %8s %7s %7s %7s %8s %7s %7s %7s %6s\n'
 # shellcheck disable=SC2059
 printf "$fmt" workload "A tps" "A user" "A kern" "A CPU" "B tps" "B user" "B kern" "B CPU" "B/A"
 for row in "${summary[@]}"; do

@@ -15,7 +15,8 @@
 #      libc split of the samples and the top symbols by self time.
 # perf.data files are kept with KEEP_DIR=1 (perf report -i DIR/perf-NAME.data).
 #
-# Env: DURATION (10), CLIENTS (50), THREADS (2), MODE (simple: pgbench -M),
+# Env: DURATION (10), CLIENTS (50), THREADS (2), MODE (simple, extended, prepared:
+# pgbench -S -M MODE; churn: -S -C; tpcb: the TPC-B-like script),
 # LAKEPOOL_WORKERS, PGBOUNCER_BIN, LAKEPOOL_BIN, POOL_SIZE, SCALE (10),
 # TOP (25 symbols), FREQ (999 Hz sampling), KEEP_DIR=1, MAX_OTHER_CPU, QUIET_WAIT.
 set -euo pipefail
@@ -34,7 +35,15 @@ top="${TOP:-25}"
 freq="${FREQ:-999}"
 zero_ok="max_other quiet_wait"
 check_numbers duration clients threads top freq pool_size scale max_other quiet_wait
-[[ "$mode" =~ ^(simple|extended|prepared)$ ]] || die "MODE must be simple, extended or prepared"
+# simple, extended, prepared: pgbench -S -M MODE. churn: -S -M simple -C (a login per
+# transaction). tpcb: the TPC-B-like default script, -M simple (seven statements in a
+# transaction block).
+case "$mode" in
+simple | extended | prepared) bench_opts=(-S -M "$mode") ;;
+churn) bench_opts=(-S -M simple -C) ;;
+tpcb) bench_opts=(-M simple) ;;
+*) die "MODE must be simple, extended, prepared, churn or tpcb" ;;
+esac
 command -v perf >/dev/null || die "perf is needed (apt-get install linux-perf)"
 
 bench_init
@@ -72,7 +81,7 @@ user_sys_ticks() {
 
 # pgbench_run PORT LOG: one pgbench run in the background; sets run_pid.
 pgbench_run() {
-    "$pgbench" -n -S -M "$mode" -c "$clients" -j "$threads" -T "$duration" \
+    "$pgbench" -n "${bench_opts[@]}" -c "$clients" -j "$threads" -T "$duration" \
         -h 127.0.0.1 -p "$1" -U bench bench >"$2" 2>&1 &
     run_pid=$!
     track "$run_pid"
@@ -88,7 +97,7 @@ pgbench_wait() {
 
 profile() {
     local name="$1" pid="${PID[$1]}" port="${PORT[$1]}" tx u0 s0 u1 s1 v0 n0 v1 n1 p
-    "$pgbench" -n -S -M "$mode" -c "$clients" -j "$threads" -T 3 -h 127.0.0.1 -p "$port" -U bench bench \
+    "$pgbench" -n "${bench_opts[@]}" -c "$clients" -j "$threads" -T 3 -h 127.0.0.1 -p "$port" -U bench bench \
         >"$dir/warmup-$name.log" 2>&1 || die "warm-up against $name failed: $(tail -n 3 "$dir/warmup-$name.log")"
 
     # 1. Counting run.
@@ -167,7 +176,7 @@ start_time="$(date -u '+%Y-%m-%d %H:%M UTC')"
 setup_postgres 300
 start_pgbouncer pgbouncer 0
 start_lakepool lakepool 0 "${LAKEPOOL_WORKERS:-}"
-echo "pgbench -S -M $mode -c $clients -j $threads -T $duration, scale $scale; transaction mode, pool $pool_size, plain TCP"
+echo "pgbench ${bench_opts[*]} -c $clients -j $threads -T $duration, scale $scale; transaction mode, pool $pool_size, plain TCP"
 for name in lakepool pgbouncer; do
     profile "$name"
 done

@@ -185,9 +185,11 @@ pub(crate) async fn serve(fe: &Arc<Shared>, login: ConsoleLogin) -> String {
     let ConsoleLogin {
         mut stream,
         leftover,
+        greeting,
         ..
     } = login;
-    let mut out = BytesMut::with_capacity(512);
+    // After AuthenticationOk, in the same write.
+    let mut out = greeting;
     for (k, v) in [
         (
             "server_version",

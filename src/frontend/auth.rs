@@ -97,12 +97,17 @@ pub(super) async fn read_password_message(
 /// exchange runs against a fake verifier shaped like a real one, and the TLS rule for
 /// cleartext applies to every name. Failures look the same for a wrong password and an unknown
 /// user.
+///
+/// On success `greeting` holds the messages that end authentication (SASL's final message,
+/// AuthenticationOk), unsent: the caller sends them with the rest of its greeting (or the error
+/// that ends the login) in one write, so the client wakes once instead of three times.
 pub(crate) async fn authenticate(
     fe: &Shared,
     stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
     database: &str,
+    greeting: &mut BytesMut,
 ) -> Result<(), AuthError> {
     let live = fe.live();
     let entry = live.users.get(user);
@@ -128,7 +133,14 @@ pub(crate) async fn authenticate(
                 Stream::ServerTls(_) => live.tls.as_ref().map(|t| t.end_point.to_vec()),
                 _ => None,
             };
-            scram(stream, buf, user, ScramServer::new(verifier, end_point)).await?;
+            scram(
+                stream,
+                buf,
+                user,
+                ScramServer::new(verifier, end_point),
+                greeting,
+            )
+            .await?;
         }
         AuthMethod::Md5 => {
             let salt: [u8; 4] = rand::random();
@@ -167,9 +179,7 @@ pub(crate) async fn authenticate(
             }
         }
     }
-    let mut out = BytesMut::with_capacity(16);
-    write::auth_ok(&mut out);
-    stream.write_all(&out).await.map_err(FrameError::Io)?;
+    write::auth_ok(greeting);
     Ok(())
 }
 
@@ -196,11 +206,13 @@ async fn check_cleartext(entry: &UserEntry, password: &[u8]) -> bool {
     ok
 }
 
+/// The SCRAM exchange; its final server message goes into `greeting`, unsent.
 async fn scram(
     stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
     mut server: ScramServer,
+    greeting: &mut BytesMut,
 ) -> Result<(), AuthError> {
     let mut out = BytesMut::with_capacity(128);
     write::auth_sasl(&mut out, server.mechanisms());
@@ -216,8 +228,8 @@ async fn scram(
     let body = read_password_message(stream, buf).await?;
     match server.client_final(&body) {
         Ok(fin) => {
-            write::auth_sasl_final(&mut out, &fin);
-            send(stream, &mut out).await
+            write::auth_sasl_final(greeting, &fin);
+            Ok(())
         }
         Err(e) if e.is_invalid_password() => Err(AuthError::Failed(user.to_owned())),
         Err(e) => Err(AuthError::Protocol(e.to_string())),

@@ -22,7 +22,7 @@ use crate::pool::{Checkout, Pool};
 use crate::proto::sqlstate::SqlState;
 use crate::proto::write;
 use crate::shared::cancel::Registration;
-use crate::shared::{ConsoleLogin, Shared, send_error_and_close};
+use crate::shared::{ConsoleLogin, Shared, send_error_and_close, send_error_and_close_after};
 use crate::upstream::params::{ParamMap, Spellings, SyncKey, client_settings, sync_plan};
 use crate::upstream::passthrough::IdentityLease;
 use crate::upstream::server::ControlError;
@@ -105,17 +105,21 @@ pub(crate) async fn login(
             }
             Err((_, e)) => return Err(LoginEnd::Dropped(e.to_string())),
         };
-        match authenticate_login(fe, &mut stream, params, admitted).await {
-            Ok(authed) => Ok((stream, authed)),
+        // What ends authentication (SASL's final message, AuthenticationOk) waits here for the
+        // rest of the greeting, or the error that ends the login: one write to the client.
+        let mut greeting = BytesMut::with_capacity(512);
+        match authenticate_login(fe, &mut stream, params, admitted, &mut greeting).await {
+            Ok(authed) => Ok((stream, authed, greeting)),
             Err(err) => {
-                send_error_and_close(&mut stream, &err).await;
+                send_error_and_close_after(&mut stream, &greeting, &err).await;
                 Err(LoginEnd::Failed(err))
             }
         }
     };
-    let (mut stream, authed) = tokio::time::timeout(fe.server.handshake_timeout, handshake)
-        .await
-        .map_err(|_| LoginEnd::TimedOut)??;
+    let (mut stream, authed, greeting) =
+        tokio::time::timeout(fe.server.handshake_timeout, handshake)
+            .await
+            .map_err(|_| LoginEnd::TimedOut)??;
     let authed = match authed {
         Authed::Pool(a) => a,
         Authed::Console { user, leftover } => {
@@ -123,10 +127,12 @@ pub(crate) async fn login(
                 stream,
                 user,
                 leftover,
+                greeting,
             }));
         }
     };
-    match greet(fe, &mut stream, authed).await {
+    let mut greeting = greeting;
+    match greet(fe, &mut stream, authed, &mut greeting).await {
         Ok((session, leftover)) => Ok(Login::Session(Box::new(LoggedIn {
             stream,
             session,
@@ -134,7 +140,7 @@ pub(crate) async fn login(
             peer,
         }))),
         Err(err) => {
-            send_error_and_close(&mut stream, &err).await;
+            send_error_and_close_after(&mut stream, &greeting, &err).await;
             Err(LoginEnd::Failed(err))
         }
     }
@@ -182,11 +188,13 @@ fn login_names(params: &[(String, String)]) -> Result<(String, String), ClientEr
     Ok((user, database))
 }
 
+/// Authenticates the client; what ends authentication goes into `greeting`, unsent.
 async fn authenticate_login(
     fe: &Arc<Shared>,
     stream: &mut Stream,
     params: Vec<(String, String)>,
     admitted: bool,
+    greeting: &mut BytesMut,
 ) -> Result<Authed, ClientError> {
     if !admitted {
         return Err(ClientError::fatal(
@@ -208,12 +216,12 @@ async fn authenticate_login(
         .cloned();
     let identity = match &passthrough {
         Some(db) => Some(
-            super::passthrough::authenticate(fe, stream, &mut leftover, &user, db)
+            super::passthrough::authenticate(fe, stream, &mut leftover, &user, db, greeting)
                 .await
                 .map_err(|e| e.to_client_error())?,
         ),
         None => {
-            authenticate(fe, stream, &mut leftover, &user, &database)
+            authenticate(fe, stream, &mut leftover, &user, &database, greeting)
                 .await
                 .map_err(|e| e.to_client_error())?;
             None
@@ -254,7 +262,8 @@ async fn authenticate_login(
     }))
 }
 
-/// Gets what the greeting needs and sends ParameterStatus, BackendKeyData and ReadyForQuery.
+/// Gets what the greeting needs and sends it: what `greeting` holds already (the end of
+/// authentication), then ParameterStatus, BackendKeyData and ReadyForQuery, in one write.
 /// Session mode checks out the client's server now: the client is told the server's own pid
 /// and parameter values. Transaction mode tells the pool's parameter values with the client's
 /// own settings in the server's spelling; it needs a server only to learn a spelling it has not
@@ -263,6 +272,7 @@ async fn greet(
     fe: &Arc<Shared>,
     stream: &mut Stream,
     authed: Authenticated,
+    greeting: &mut BytesMut,
 ) -> Result<(SessionInfo, BytesMut), ClientError> {
     let Authenticated {
         user,
@@ -275,13 +285,12 @@ async fn greet(
     let pool = fe.live().registry.pool(&db, &user);
     let admission = pool.admit_client().map_err(|e| e.to_client_error())?;
     let mut settings = ClientSettings::new(settings);
-    let mut greeting = BytesMut::with_capacity(512);
     let (server, pid) = if pool.settings().mode == PoolMode::Session {
         let mut s = pool.checkout().await.map_err(|e| e.to_client_error())?;
         sync_settings(&mut s, &mut settings, pool.spellings()).await?;
         let conn = s.conn_ref();
         for (k, v) in conn.params.iter() {
-            write::parameter_status(&mut greeting, k, v);
+            write::parameter_status(greeting, k, v);
         }
         let pid = conn.key.0;
         (Some(Box::new(s)), Some(pid))
@@ -294,23 +303,24 @@ async fn greet(
         }
         if let Some(cached) = pool.cached_params() {
             for (k, v) in cached.iter() {
-                write::parameter_status(&mut greeting, k, settings.wanted.get(k).unwrap_or(v));
+                write::parameter_status(greeting, k, settings.wanted.get(k).unwrap_or(v));
             }
         }
         (None, None)
     };
     let cancel = fe.cancels.register_as(Arc::clone(&db.upstream), pid);
     let (pid, secret) = cancel.client_key;
-    write::backend_key_data(&mut greeting, pid, secret);
-    write::ready_for_query(&mut greeting, b'I');
+    write::backend_key_data(greeting, pid, secret);
+    write::ready_for_query(greeting, b'I');
     let io_err = |e: std::io::Error| {
         ClientError::fatal(
             SqlState::CONNECTION_FAILURE,
             format!("client write failed: {e}"),
         )
     };
-    stream.write_all(&greeting).await.map_err(io_err)?;
+    stream.write_all(greeting).await.map_err(io_err)?;
     stream.flush().await.map_err(io_err)?;
+    greeting.clear();
     // The pool's names: the same strings (the pool is this database and user's), shared.
     debug_assert!(pool.database() == database && pool.user() == user);
     let (database, user) = pool.names();

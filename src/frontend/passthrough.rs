@@ -8,14 +8,12 @@
 
 use bytes::BytesMut;
 use secrecy::SecretString;
-use tokio::io::AsyncWriteExt;
 
 use super::auth::{AuthError, read_password_message, send};
 use crate::credentials::passthrough::check::Verdict;
 use crate::error::ClientFacing;
 use crate::logsafe::LogSafe;
 use crate::net::Stream;
-use crate::net::framed::FrameError;
 use crate::pool::registry::Database;
 use crate::proto::frontend::parse_password;
 use crate::proto::sqlstate::SqlState;
@@ -67,15 +65,16 @@ impl ClientFacing for PassthroughError {
 }
 
 /// Authenticates `user` on pass-through database `db` with its Databricks token. On success
-/// AuthenticationOk has been sent and the returned lease keeps the identity (its pool and
-/// credential) while the client is connected. `buf` keeps any bytes the client sent beyond
-/// its password message.
+/// AuthenticationOk is in `greeting` (unsent, see [`super::auth::authenticate`]) and the
+/// returned lease keeps the identity (its pool and credential) while the client is connected.
+/// `buf` keeps any bytes the client sent beyond its password message.
 pub async fn authenticate(
     fe: &Shared,
     stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
     db: &Database,
+    greeting: &mut BytesMut,
 ) -> Result<IdentityLease, PassthroughError> {
     let Some(passthrough) = &db.passthrough else {
         return Err(PassthroughError::Failed(user.to_owned()));
@@ -121,11 +120,7 @@ pub async fn authenticate(
         }
     }
     let lease = passthrough.login(user, token, checked.hash);
-    write::auth_ok(&mut out);
-    stream
-        .write_all(&out)
-        .await
-        .map_err(|e| AuthError::Io(FrameError::Io(e)))?;
+    write::auth_ok(greeting);
     Ok(lease)
 }
 

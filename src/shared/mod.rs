@@ -77,11 +77,24 @@ pub(crate) struct ConsoleLogin {
     pub(crate) user: String,
     /// Bytes the client sent after its last authentication message.
     pub(crate) leftover: BytesMut,
+    /// What ends authentication (AuthenticationOk), unsent: the console's greeting follows it.
+    pub(crate) greeting: BytesMut,
 }
 
 /// Sends an error to the client and closes the connection, best effort.
 pub(crate) async fn send_error_and_close(stream: &mut Stream, err: &ClientError) {
-    let mut buf = BytesMut::with_capacity(128);
+    send_error_and_close_after(stream, &[], err).await;
+}
+
+/// Sends `before` (messages not sent yet, such as AuthenticationOk), then an error, in one
+/// write, and closes the connection, best effort.
+pub(crate) async fn send_error_and_close_after(
+    stream: &mut Stream,
+    before: &[u8],
+    err: &ClientError,
+) {
+    let mut buf = BytesMut::with_capacity(before.len() + 128);
+    buf.extend_from_slice(before);
     err.write(&mut buf);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
         let _ = stream.write_all(&buf).await;
