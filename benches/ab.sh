@@ -13,6 +13,10 @@
 # then the median of each build and B/A: user time is where a code change
 # shows; kernel time is mostly loopback TCP and scheduling.
 #
+# LAKEPOOL_BIN_B=pgbouncer makes B PgBouncer (PGBOUNCER_BIN, or Debian's), with the
+# same pool, users and verifier; without prepared statements in transaction mode
+# (before 1.21) it skips "select prepared".
+#
 # Env: ROUNDS (5), DURATION (s per run, 10), CLIENTS (50), THREADS (2),
 # POOL_SIZE (20), SCALE (10), WORKERS (1), ONLY (comma-separated workload
 # names: "select simple", "select extended", "select prepared", "select churn (-C)";
@@ -27,7 +31,7 @@ me=ab.sh
 source "$repo/benches/lib.sh"
 
 [[ -n "${LAKEPOOL_BIN:-}" && -n "${LAKEPOOL_BIN_B:-}" ]] ||
-    die "set LAKEPOOL_BIN (build A) and LAKEPOOL_BIN_B (build B)"
+    die "set LAKEPOOL_BIN (build A) and LAKEPOOL_BIN_B (build B, or \"pgbouncer\")"
 rounds="${ROUNDS:-5}"
 duration="${DURATION:-10}"
 clients="${CLIENTS:-50}"
@@ -40,16 +44,25 @@ bench_init
 say "machine: $(machine_line)"
 start_time="$(date -u '+%Y-%m-%d %H:%M UTC')"
 setup_postgres 200
-cp "$LAKEPOOL_BIN_B" "$dir/lakepool-b"
-start_lakepool a 0 "$workers"
-start_lakepool b 0 "$workers" 2000 "$dir/lakepool-b"
-
 workloads=(
     "select simple|-S -M simple"
     "select extended|-S -M extended"
     "select prepared|-S -M prepared"
     "select churn (-C)|-S -M simple -C"
 )
+
+start_lakepool a 0 "$workers"
+if [[ "$LAKEPOOL_BIN_B" == pgbouncer ]]; then
+    # B is PgBouncer (PGBOUNCER_BIN or Debian's): the same pool, users and verifier.
+    start_pgbouncer b 0
+    b_desc="PgBouncer $pgbouncer_version ($pgbouncer_src)"
+    [[ "$pgbouncer_prepared" == 1 ]] || workloads=("${workloads[@]/select prepared*/}")
+else
+    cp "$LAKEPOOL_BIN_B" "$dir/lakepool-b"
+    start_lakepool b 0 "$workers" 2000 "$dir/lakepool-b"
+    b_desc="$LAKEPOOL_BIN_B"
+fi
+
 
 # utime and stime of a process, in clock ticks: "U S".
 cpu_split() {
@@ -63,6 +76,7 @@ say "warm-up"
 for inst in a b; do
     "$pgbench" -n -S -c "$clients" -j "$threads" -T 3 -h 127.0.0.1 -p "${PORT[$inst]}" -U bench bench \
         >"$dir/warmup-$inst.log" 2>&1 || die "warm-up against $inst failed: $(tail -n 3 "$dir/warmup-$inst.log")"
+    [[ "${KIND[$inst]}" == pgbouncer && "$pgbouncer_prepared" == 0 ]] && continue
     "$pgbench" -n -M prepared -c "$clients" -j "$clients" -T 3 -h 127.0.0.1 -p "${PORT[$inst]}" -U bench bench \
         >"$dir/warmup-prepared-$inst.log" 2>&1 ||
         die "prepared warm-up against $inst failed: $(tail -n 3 "$dir/warmup-prepared-$inst.log")"
@@ -91,6 +105,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 
 summary=()
 for spec in "${workloads[@]}"; do
+    [[ -n "$spec" ]] || continue
     IFS='|' read -r name opts <<<"$spec"
     [[ -n "${ONLY:-}" && ",$ONLY," != *",$name,"* ]] && continue
     read -r -a opt_array <<<"$opts"
@@ -134,6 +149,6 @@ for row in "${summary[@]}"; do
 done
 echo
 echo "A: $LAKEPOOL_BIN"
-echo "B: $LAKEPOOL_BIN_B"
+echo "B: $b_desc"
 echo "PostgreSQL $("$pg_bin/postgres" --version | awk '{ print $3 }'); started $start_time"
 echo "$(machine_line)"
