@@ -344,19 +344,24 @@ fn spelled(pool: &Pool, settings: &mut ClientSettings) -> bool {
     let Some(cached) = pool.cached_params() else {
         return false;
     };
+    let spellings = pool.spellings();
     let mut all = true;
-    let startup: Vec<(String, String)> = settings
-        .startup
-        .iter()
-        .filter(|(k, _)| cached.get(k).is_some())
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    for (k, v) in startup {
-        match pool.spellings().get(&k, &v) {
-            Some(sp) => settings.normalized(&k, &sp),
-            None if cached.get(&k) == Some(v.as_str()) => pool.spellings().learn(&k, &v, &v),
+    // Values the server spells otherwise than the client (rare), applied after the walk: the
+    // common case (spelled as sent, already in `settings`) copies nothing.
+    let mut respelled: Vec<(String, String)> = Vec::new();
+    for (k, v) in settings.startup.iter() {
+        let Some(current) = cached.get(k) else {
+            continue;
+        };
+        match spellings.with(k, v, |sp| (sp != v).then(|| sp.to_owned())) {
+            Some(None) => {}
+            Some(Some(sp)) => respelled.push((k.to_owned(), sp)),
+            None if current == v => spellings.learn(k, v, v),
             None => all = false,
         }
+    }
+    for (k, sp) in respelled {
+        settings.normalized(&k, &sp);
     }
     all
 }

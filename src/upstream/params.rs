@@ -116,29 +116,53 @@ impl SyncKey {
 /// the server's own spelling, as a direct connection would tell it.
 #[derive(Debug, Default)]
 pub(crate) struct Spellings {
-    map: parking_lot::Mutex<std::collections::HashMap<(String, String), String>>,
+    map: parking_lot::Mutex<SpellingMap>,
+}
+
+/// Spellings by name (lower case), then by the value as clients send it. Nested, so a lookup
+/// borrows its keys: a login looks up each of its startup settings.
+#[derive(Debug, Default)]
+struct SpellingMap {
+    by_name: std::collections::HashMap<Box<str>, std::collections::HashMap<Box<str>, Box<str>>>,
+    /// Pairs held, at most [`MAX_SPELLINGS`].
+    len: usize,
 }
 
 /// Most spellings remembered per pool (distinct name/value pairs clients used).
 const MAX_SPELLINGS: usize = 1024;
 
 impl Spellings {
-    /// The server's spelling of `value` for `name`, if known.
-    pub(crate) fn get(&self, name: &str, value: &str) -> Option<String> {
-        self.map
-            .lock()
-            .get(&(name.to_ascii_lowercase(), value.to_owned()))
-            .cloned()
+    /// `f` of the server's spelling of `value` for `name`, if known. Allocates nothing unless
+    /// `name` has upper-case letters.
+    pub(crate) fn with<R>(&self, name: &str, value: &str, f: impl FnOnce(&str) -> R) -> Option<R> {
+        let lower;
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = name.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            name
+        };
+        let map = self.map.lock();
+        map.by_name.get(name)?.get(value).map(|s| f(s))
     }
 
     /// Records that the server stores `value` for `name` as `spelled`.
     pub(crate) fn learn(&self, name: &str, value: &str, spelled: &str) {
         let mut map = self.map.lock();
-        if map.len() < MAX_SPELLINGS {
-            map.insert(
-                (name.to_ascii_lowercase(), value.to_owned()),
-                spelled.to_owned(),
-            );
+        let map = &mut *map;
+        let values = match map.by_name.get_mut(&*name.to_ascii_lowercase()) {
+            Some(values) => values,
+            None if map.len < MAX_SPELLINGS => map
+                .by_name
+                .entry(name.to_ascii_lowercase().into())
+                .or_default(),
+            None => return,
+        };
+        if let Some(known) = values.get_mut(value) {
+            *known = spelled.into();
+        } else if map.len < MAX_SPELLINGS {
+            values.insert(value.into(), spelled.into());
+            map.len += 1;
         }
     }
 }
@@ -564,5 +588,35 @@ mod tests {
         assert!(!unset("work_mem", Some(""), "u"));
         assert!(unset("work_mem", None, "u"));
         assert!(!is_settable("is_superuser") && is_settable("TimeZone"));
+    }
+
+    #[test]
+    fn spellings_match_names_in_any_case_and_values_exactly_and_stay_bounded() {
+        let sp = Spellings::default();
+        let get = |n: &str, v: &str| sp.with(n, v, str::to_owned);
+        assert_eq!(get("client_encoding", "utf-8"), None);
+        sp.learn("Client_Encoding", "utf-8", "UTF8");
+        assert_eq!(get("client_encoding", "utf-8").as_deref(), Some("UTF8"));
+        assert_eq!(get("CLIENT_ENCODING", "utf-8").as_deref(), Some("UTF8"));
+        assert_eq!(
+            get("client_encoding", "UTF-8"),
+            None,
+            "values are matched exactly"
+        );
+        sp.learn("client_encoding", "utf-8", "UTF-8?");
+        assert_eq!(
+            get("client_encoding", "utf-8").as_deref(),
+            Some("UTF-8?"),
+            "relearned"
+        );
+        for i in 0..2 * MAX_SPELLINGS {
+            sp.learn("application_name", &format!("app{i}"), &format!("app{i}"));
+        }
+        assert_eq!(sp.map.lock().len, MAX_SPELLINGS);
+        assert!(get("application_name", "app0").is_some());
+        assert!(get("application_name", &format!("app{}", 2 * MAX_SPELLINGS - 1)).is_none());
+        // A known pair is still updated at the bound.
+        sp.learn("client_encoding", "utf-8", "UTF8");
+        assert_eq!(get("client_encoding", "utf-8").as_deref(), Some("UTF8"));
     }
 }
