@@ -64,14 +64,6 @@ else
 fi
 
 
-# utime and stime of a process, in clock ticks: "U S".
-cpu_split() {
-    local stat fields
-    stat="$(<"/proc/$1/stat")"
-    read -r -a fields <<<"${stat##*) }"
-    echo "${fields[11]} ${fields[12]}"
-}
-
 say "warm-up"
 for inst in a b; do
     "$pgbench" -n -S -c "$clients" -j "$threads" -T 3 -h 127.0.0.1 -p "${PORT[$inst]}" -U bench bench \
@@ -89,11 +81,11 @@ run_one() {
     pid="${PID[$inst]}"
     log="$dir/run-$inst.log"
     wait_quiet
-    read -r u0 s0 < <(cpu_split "$pid")
+    read -r u0 s0 < <(user_sys_ticks "$pid")
     "$pgbench" -n -c "$clients" -j "$threads" -T "$duration" "$@" \
         -h 127.0.0.1 -p "${PORT[$inst]}" -U bench bench >"$log" 2>&1 ||
         die "pgbench against $inst failed: $(tail -n 3 "$log")"
-    read -r u1 s1 < <(cpu_split "$pid")
+    read -r u1 s1 < <(user_sys_ticks "$pid")
     tx="$(awk -F': ' '/^number of transactions actually processed/ { print $2 + 0 }' "$log")"
     tps="$(awk '/^tps = / { print $3 }' "$log")"
     ((tx > 0)) || die "no transactions against $inst; see $log"

@@ -368,6 +368,14 @@ cpu_ticks() {
     echo $((fields[11] + fields[12]))
 }
 
+# utime and stime of a process (all its threads), in clock ticks: "U S".
+user_sys_ticks() {
+    local stat fields
+    stat="$(<"/proc/$1/stat")"
+    read -r -a fields <<<"${stat##*) }"
+    echo "${fields[11]} ${fields[12]}"
+}
+
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 # Sets the client environment for plain TCP (0) or TLS 1.3 (1).

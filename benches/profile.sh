@@ -71,13 +71,6 @@ ctxt_switches() {
     awk '/^voluntary_ctxt_switches/ { v += $2 } /^nonvoluntary_ctxt_switches/ { n += $2 }
          END { print v + 0, n + 0 }' /proc/"$1"/task/*/status
 }
-# utime and stime (ticks) of a process, all threads.
-user_sys_ticks() {
-    local stat fields
-    stat="$(<"/proc/$1/stat")"
-    read -r -a fields <<<"${stat##*) }"
-    echo "${fields[11]} ${fields[12]}"
-}
 
 # pgbench_run PORT LOG: one pgbench run in the background; sets run_pid.
 pgbench_run() {

@@ -220,33 +220,27 @@ fn authentication_ok_comes_before_the_greeting_and_before_a_later_error() {
     use crate::support::wire::{AUTH_SASL, PROTOCOL_3_0, RawConn, startup};
     let lp = start_with_methods();
     let port = lp.port();
-    // SCRAM, a database lakepool does not serve: SASLFinal, AuthenticationOk, then 3D000.
-    let mut c = RawConn::connect(port);
-    c.send(&startup(
-        PROTOCOL_3_0,
-        &[("user", APP.0), ("database", "no_such_db")],
-    ))
-    .expect("send startup");
-    let req = c.expect_msg("auth request");
-    assert_eq!(req.auth_code(), Some(AUTH_SASL), "{:?}", req.fields());
-    // Asserts SASLFinal, then AuthenticationOk, as the next two messages.
-    c.scram_exchange(APP.1);
-    let err = c.expect_error_or_close(&["3D000"], "unknown database after SCRAM");
-    assert!(err.is_some(), "the client must hear why");
-    c.expect_closed("after 3D000");
-    // The admin console, refused to a user who is not an admin after the password checked
-    // out: SASLFinal, AuthenticationOk, then 42501.
-    let mut c = RawConn::connect(port);
-    c.send(&startup(
-        PROTOCOL_3_0,
-        &[("user", APP.0), ("database", "lakepool")],
-    ))
-    .expect("send startup");
-    let req = c.expect_msg("console auth request");
-    assert_eq!(req.auth_code(), Some(AUTH_SASL), "{:?}", req.fields());
-    c.scram_exchange(APP.1);
-    let err = c.expect_error_or_close(&["42501"], "console refused after SCRAM");
-    assert!(err.is_some(), "the client must hear why");
+    // The password checks out, then the login fails with `code`: SASLFinal and
+    // AuthenticationOk come first (`scram_exchange` asserts both as the next two messages),
+    // then the error, then the connection closes.
+    let refused_after_scram = |database: &str, code: &str| {
+        let mut c = RawConn::connect(port);
+        c.send(&startup(
+            PROTOCOL_3_0,
+            &[("user", APP.0), ("database", database)],
+        ))
+        .expect("send startup");
+        let req = c.expect_msg("auth request");
+        assert_eq!(req.auth_code(), Some(AUTH_SASL), "{:?}", req.fields());
+        c.scram_exchange(APP.1);
+        let err = c.expect_error_or_close(&[code], database);
+        assert!(err.is_some(), "{database}: the client must hear why");
+        c.expect_closed(database);
+    };
+    // A database lakepool does not serve.
+    refused_after_scram("no_such_db", "3D000");
+    // The admin console, for a user who is not an admin.
+    refused_after_scram("lakepool", "42501");
     // A login that succeeds: AuthenticationOk (read inside), then ParameterStatus messages,
     // BackendKeyData and ReadyForQuery.
     let mut c = RawConn::login_password(port, APP.0, APP.1, "app");

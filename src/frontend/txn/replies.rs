@@ -160,13 +160,11 @@ impl ReplyQueue {
     /// beyond a few entries is freed; a few entries' worth is kept, so a client running one
     /// request at a time does not allocate the queue again for every transaction.
     pub(crate) fn reset_for_reuse(&mut self) {
-        if self.q.capacity() > KEPT_CAPACITY
-            || self.undo.capacity() > 0
-            || self.in_flight.capacity() > 0
-        {
-            *self = Self::default();
-        } else {
-            self.q.clear();
+        let mut q = std::mem::take(&mut self.q);
+        *self = Self::default();
+        if q.capacity() <= KEPT_CAPACITY {
+            q.clear();
+            self.q = q;
         }
     }
 
