@@ -22,8 +22,10 @@ const MAX_CHECK_TIME: Duration = Duration::from_secs(5);
 pub(super) enum Grant {
     /// A ready connection.
     Conn(ServerConn),
-    /// Permission to open a new connection (a slot was freed).
+    /// Permission to open a new connection (a slot was freed, or a reserve slot taken).
     Slot,
+    /// query_wait_timeout passed.
+    TimedOut,
 }
 
 /// A checked-out server connection. Release it with [`Checkout::release`] when it is clean;
@@ -144,10 +146,14 @@ impl Pool {
                     let deadline = self.deadline(started);
                     Box::pin(async move { self.open(deadline).await.map(Some) })
                 }
-                Step::Wait { rx, blocked } => {
-                    let deadline = self.deadline(started);
-                    Box::pin(async move { self.wait(rx, blocked, deadline).await.map(Some) })
-                }
+                // Not boxed: waiting is common in a busy pool, and this part of it is small.
+                Step::Wait { rx, blocked } => match self.wait(rx, blocked).await? {
+                    Some(conn) => return Ok((conn, true)),
+                    None => {
+                        let deadline = self.deadline(started);
+                        Box::pin(async move { self.open(deadline).await.map(Some) })
+                    }
+                },
             };
             if let Some(c) = slow.await? {
                 return Ok((c, true));
@@ -195,8 +201,7 @@ impl Pool {
             shared.retire(conn);
         }
         if st.total() >= s.size {
-            let (tx, rx) = oneshot::channel();
-            st.waiters.push_back(tx);
+            let rx = st.waiters.push(shared, now);
             return Ok(Step::Wait { rx, blocked: None });
         }
         if let Some(err) = st.retry_pending(now) {
@@ -207,8 +212,7 @@ impl Pool {
             Err(blocked) => {
                 // A database or user limit is reached: this pool is now registered to be
                 // offered the next slot under it.
-                let (tx, rx) = oneshot::channel();
-                st.waiters.push_back(tx);
+                let rx = st.waiters.push(shared, now);
                 Ok(Step::Wait {
                     rx,
                     blocked: Some(blocked),
@@ -217,81 +221,34 @@ impl Pool {
         }
     }
 
-    /// Waits for a grant; after reserve_pool_timeout, takes a reserve slot when there is one.
-    /// A connection opened in a granted slot may retry until `deadline` (a waking endpoint).
+    /// Waits for a grant: a connection (Some), or a slot to open one in (None). The pool's
+    /// wait watchdog ends the wait at query_wait_timeout and hands out reserve slots (see
+    /// `waiting.rs`): no timer here.
     async fn wait(
         &self,
         rx: oneshot::Receiver<Grant>,
         blocked: Option<Blocked>,
-        deadline: Instant,
-    ) -> Result<Checkout, PoolError> {
+    ) -> Result<Option<Checkout>, PoolError> {
         let shared = &self.shared;
-        let s = &shared.settings;
         let mut rx = WaitGuard { rx, pool: shared };
         if let Some(limit) = blocked {
             // PgBouncer's answer to a full database or user: close an idle connection another
             // pool of it holds. Its slot goes to the first pool waiting under the limit.
             shared.counters.evict_idle_elsewhere(shared, limit);
         }
-        let wait = s.query_wait_timeout;
-        let started = now();
-        if s.reserve_pool_size > 0 && s.reserve_pool_timeout < wait {
-            if let Ok(r) = tokio::time::timeout(s.reserve_pool_timeout, &mut rx.rx).await {
-                return self.granted(r, deadline).await;
-            }
-            if self.take_reserve_slot() {
-                rx.rx.close();
-                return match rx.rx.try_recv() {
-                    Ok(grant) => {
-                        // A grant raced in: use it, and give the reserve slot back.
-                        Pool::slot_freed(shared);
-                        self.granted(Ok(grant), deadline).await
-                    }
-                    Err(_) => self.open(deadline).await,
-                };
-            }
-        }
-        let left = wait.saturating_sub(now().saturating_duration_since(started));
-        match tokio::time::timeout(left, &mut rx.rx).await {
-            Ok(r) => self.granted(r, deadline).await,
-            Err(_) => Err(PoolError::WaitTimeout(wait)),
-        }
-    }
-
-    /// Takes one of reserve_pool_size slots beyond pool_size, if free and within the limits.
-    fn take_reserve_slot(&self) -> bool {
-        let shared = &self.shared;
-        let s = &shared.settings;
-        let mut st = Ledger::lock(shared);
-        if st.closed
-            || st.total() >= s.size + s.reserve_pool_size
-            || st.retry_pending(now()).is_some()
-            || st.take(shared, s, false).is_err()
-        {
-            return false;
-        }
-        tracing::info!(database = %shared.database, user = %shared.user, total = st.total(),
-            "reserve pool used (a client waited reserve_pool_timeout)");
-        true
-    }
-
-    async fn granted(
-        &self,
-        r: Result<Grant, oneshot::error::RecvError>,
-        deadline: Instant,
-    ) -> Result<Checkout, PoolError> {
-        match r {
-            Ok(Grant::Conn(conn)) => Ok(self.wrap(conn)),
+        match (&mut rx.rx).await {
+            Ok(Grant::Conn(conn)) => Ok(Some(self.wrap(conn))),
             Ok(Grant::Slot) => {
-                let pending = Ledger::lock(&self.shared).retry_pending(now());
+                let pending = Ledger::lock(shared).retry_pending(now());
                 if let Some(err) = pending {
                     // Do not attempt while server_login_retry runs: pass the slot on (the next
                     // waiter fails fast the same way) and tell this client why.
-                    Pool::slot_freed(&self.shared);
+                    Pool::slot_freed(shared);
                     return Err(err);
                 }
-                self.open(deadline).await
+                Ok(None)
             }
+            Ok(Grant::TimedOut) => Err(PoolError::WaitTimeout(shared.settings.query_wait_timeout)),
             Err(_) => Err(PoolError::Closed),
         }
     }
@@ -327,14 +284,7 @@ impl Pool {
             st.idle.push(conn);
             return;
         }
-        let mut grant = Grant::Conn(conn);
-        while let Some(w) = st.waiters.pop_front() {
-            match w.send(grant) {
-                Ok(()) => return,
-                Err(back) => grant = back,
-            }
-        }
-        if let Grant::Conn(conn) = grant {
+        if let Some(Grant::Conn(conn)) = st.waiters.hand(Grant::Conn(conn)) {
             st.idle.push(conn);
             drop(st);
             shared.counters.relieve_waiting_siblings();
@@ -346,12 +296,11 @@ impl Pool {
     pub(super) fn slot_freed(shared: &Shared) {
         let mut st = Ledger::lock(shared);
         // A reserve connection's slot is not handed on: the pool shrinks back to pool_size.
-        if !st.closed && st.total() <= shared.settings.size {
-            while let Some(w) = st.waiters.pop_front() {
-                if w.send(Grant::Slot).is_ok() {
-                    return;
-                }
-            }
+        if !st.closed
+            && st.total() <= shared.settings.size
+            && st.waiters.hand(Grant::Slot).is_none()
+        {
+            return;
         }
         st.uncount(1);
     }
@@ -369,7 +318,7 @@ impl Drop for WaitGuard<'_> {
         match self.rx.try_recv() {
             Ok(Grant::Conn(conn)) => Pool::checkin(self.pool, conn),
             Ok(Grant::Slot) => Pool::slot_freed(self.pool),
-            Err(_) => {}
+            Ok(Grant::TimedOut) | Err(_) => {}
         }
     }
 }

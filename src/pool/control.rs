@@ -89,6 +89,7 @@ impl Pool {
                 st.closed = true;
                 st.waiters.clear();
                 self.shared.resumed.notify_waiters();
+                self.shared.wait_watch.notify_one();
             }
             let idle = std::mem::take(&mut st.idle);
             st.uncount(idle.len());

@@ -88,7 +88,7 @@ impl Pool {
         {
             let mut st = Ledger::lock(shared);
             // Clients that gave up leave their sender behind; they wait for nothing.
-            st.waiters.retain(|w| !w.is_closed());
+            st.waiters.drop_gone();
             if st.closed || st.waiters.is_empty() || st.total() >= shared.settings.size {
                 return;
             }
@@ -108,14 +108,7 @@ impl Pool {
             if st.take(shared, s, true).is_err() {
                 break;
             }
-            let mut sent = false;
-            while let Some(w) = st.waiters.pop_front() {
-                if w.send(Grant::Slot).is_ok() {
-                    sent = true;
-                    break;
-                }
-            }
-            if !sent {
+            if st.waiters.hand(Grant::Slot).is_some() {
                 // Every waiter had given up: the room goes back once the lock is released.
                 st.uncount(1);
             }

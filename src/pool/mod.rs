@@ -31,15 +31,15 @@ pub(crate) mod statements;
 pub(crate) mod stats;
 #[cfg(test)]
 mod tests;
+mod waiting;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
 use crate::config::PoolSettings;
 use crate::upstream::Upstream;
@@ -47,7 +47,6 @@ use crate::upstream::params::ParamMap;
 use crate::upstream::server::ServerConn;
 use accounting::{Ledger, Slots};
 pub(crate) use checkout::Checkout;
-use checkout::Grant;
 pub(crate) use connector::Connector;
 pub(crate) use error::PoolError;
 use limits::{ClientAdmission, Counters};
@@ -75,7 +74,8 @@ struct State {
     idle: Vec<ServerConn>,
     /// Connections that exist or are being opened: idle + checked out + connecting.
     slots: Slots,
-    waiters: VecDeque<oneshot::Sender<Grant>>,
+    /// Clients waiting for a connection, and the task that ends their waits.
+    waiters: waiting::WaitQueue,
     /// Set after a failed server login; new connections are not attempted until it passes.
     login_failure: Option<LoginFailure>,
     closed: bool,
@@ -109,6 +109,15 @@ struct Shared {
     paused: AtomicBool,
     /// Wakes clients waiting for RESUME.
     resumed: Notify,
+    /// Wakes the task that ends waits (see `waiting.rs`).
+    wait_watch: Arc<Notify>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The wait watchdog holds the pool weakly: wake it to see the pool is gone.
+        self.wait_watch.notify_one();
+    }
 }
 
 impl Shared {
@@ -173,6 +182,7 @@ impl Pool {
                 stats: Arc::default(),
                 paused: AtomicBool::new(false),
                 resumed: Notify::new(),
+                wait_watch: Arc::new(Notify::new()),
             }),
         };
         pool.shared.counters.register(&pool.shared);
@@ -242,7 +252,7 @@ impl Pool {
     /// popped: they are not counted.
     pub(crate) fn counts(&self) -> (usize, usize, usize) {
         let st = Ledger::lock(&self.shared);
-        let waiting = st.waiters.iter().filter(|w| !w.is_closed()).count();
+        let waiting = st.waiters.live();
         (st.idle.len(), st.total(), waiting)
     }
 

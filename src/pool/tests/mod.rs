@@ -7,6 +7,7 @@ mod limits;
 mod maintenance;
 mod passthrough;
 mod registry;
+mod waiting;
 mod waking;
 
 use std::collections::HashMap;
