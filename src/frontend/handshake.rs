@@ -1,6 +1,6 @@
 //! The startup phase: SSLRequest / GSSENCRequest / CancelRequest / StartupMessage.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -22,6 +22,9 @@ pub(crate) enum Startup {
         stream: Stream,
         /// Startup parameters.
         params: Vec<(String, String)>,
+        /// Bytes the client sent after its startup packet (normally none), with room for the
+        /// login's reads.
+        buf: BytesMut,
     },
     /// The connection was a cancel request and has been handled.
     Cancelled,
@@ -39,6 +42,10 @@ pub(crate) enum HandshakeError {
     /// SSLRequest/GSSENCRequest repeated or after TLS was set up.
     #[error("unexpected {0}: encryption was already negotiated")]
     OutOfOrder(&'static str),
+    /// Bytes came after SSLRequest/GSSENCRequest before the answer to it (as PostgreSQL
+    /// says, CVE-2021-23214).
+    #[error("received unencrypted data after {0}")]
+    DataAfterRequest(&'static str),
     /// The TLS handshake failed (no reply possible).
     #[error("TLS handshake failed: {0}")]
     Tls(std::io::Error),
@@ -66,11 +73,12 @@ impl ClientFacing for HandshakeError {
     }
 }
 
-/// Runs the startup phase on a new connection. Reads are exact (never ahead), so bytes a
-/// client sends after SSLRequest stay in the socket and go to the TLS handshake, where they
-/// fail, instead of being taken as plaintext (CVE-2021-23214).
-// Long on purpose (about 85 lines): one loop over the packets a connection may send before
-// its startup packet (SSLRequest, GSSENCRequest, CancelRequest), read exactly as above.
+/// Runs the startup phase on a new connection. A packet is read with one `recv` when it
+/// arrived whole. Bytes a client sent after SSLRequest or GSSENCRequest, before it had the
+/// answer, are refused as PostgreSQL refuses them, never taken as plaintext later
+/// (CVE-2021-23214).
+// Long on purpose (about 90 lines): one loop over the packets a connection may send before
+// its startup packet (SSLRequest, GSSENCRequest, CancelRequest).
 pub(crate) async fn startup(
     fe: &Shared,
     tcp: TcpStream,
@@ -79,11 +87,24 @@ pub(crate) async fn startup(
     // Each negotiation may happen once, as in PostgreSQL: a repeated request (even after an
     // `N`) is a protocol violation, and nothing may follow a completed TLS handshake but startup.
     let (mut ssl_done, mut gss_done) = (false, false);
+    // The startup packet is about 100 bytes; the login reads its next messages into the same
+    // buffer.
+    let mut buf = BytesMut::with_capacity(512);
     loop {
-        let packet = match read_packet(&mut stream).await {
+        let packet = match read_packet(&mut stream, &mut buf).await {
             Ok(p) => p,
             Err(e) => return Err((Some(stream), e)),
         };
+        let request = match packet {
+            StartupPacket::SslRequest => Some("SSLRequest"),
+            StartupPacket::GssEncRequest => Some("GSSENCRequest"),
+            _ => None,
+        };
+        if let Some(request) = request
+            && !buf.is_empty()
+        {
+            return Err((Some(stream), HandshakeError::DataAfterRequest(request)));
+        }
         match packet {
             StartupPacket::SslRequest => {
                 if ssl_done {
@@ -152,18 +173,41 @@ pub(crate) async fn startup(
                         return Err((None, e.into()));
                     }
                 }
-                return Ok(Startup::Login { stream, params });
+                return Ok(Startup::Login {
+                    stream,
+                    params,
+                    buf,
+                });
             }
         }
     }
 }
 
-async fn read_packet(stream: &mut Stream) -> Result<StartupPacket, HandshakeError> {
-    let len = stream.read_u32().await?;
-    let len = startup::check_length(len)?;
-    let mut body = vec![0u8; len - 4];
-    stream.read_exact(&mut body).await?;
-    Ok(startup::parse(&body)?)
+/// Reads one startup-phase packet into `buf` (bytes after it stay there). The declared
+/// length is checked before room is made for the rest.
+async fn read_packet(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+) -> Result<StartupPacket, HandshakeError> {
+    loop {
+        let missing = match buf.first_chunk::<4>() {
+            Some(len) => {
+                let len = startup::check_length(u32::from_be_bytes(*len))?;
+                if buf.len() >= len {
+                    let packet = startup::parse(&buf[4..len]);
+                    buf.advance(len);
+                    return Ok(packet?);
+                }
+                len - buf.len()
+            }
+            None => 4 - buf.len(),
+        };
+        // Room for at least what is missing, so a read of 0 bytes means end of stream.
+        buf.reserve(missing);
+        if stream.read_buf(buf).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
 }
 
 /// The error for a plaintext client when TLS is required.

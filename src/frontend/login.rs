@@ -95,8 +95,12 @@ pub(crate) async fn login(
     admitted: bool,
 ) -> Result<Login, LoginEnd> {
     let handshake = async {
-        let (mut stream, params) = match startup(fe, tcp).await {
-            Ok(Startup::Login { stream, params }) => (stream, params),
+        let (mut stream, params, buf) = match startup(fe, tcp).await {
+            Ok(Startup::Login {
+                stream,
+                params,
+                buf,
+            }) => (stream, params, buf),
             Ok(Startup::Cancelled) => return Err(LoginEnd::Cancelled),
             Err((Some(mut stream), e)) if e.can_reply() => {
                 let err = e.to_client_error();
@@ -108,7 +112,7 @@ pub(crate) async fn login(
         // What ends authentication (SASL's final message, AuthenticationOk) waits here for the
         // rest of the greeting, or the error that ends the login: one write to the client.
         let mut greeting = BytesMut::with_capacity(512);
-        match authenticate_login(fe, &mut stream, params, admitted, &mut greeting).await {
+        match authenticate_login(fe, &mut stream, params, buf, admitted, &mut greeting).await {
             Ok(authed) => Ok((stream, authed, greeting)),
             Err(err) => {
                 send_error_and_close_after(&mut stream, &greeting, &err).await;
@@ -189,10 +193,12 @@ fn login_names(params: &[(String, String)]) -> Result<(String, String), ClientEr
 }
 
 /// Authenticates the client; what ends authentication goes into `greeting`, unsent.
+/// `leftover` holds what the client sent after its startup packet.
 async fn authenticate_login(
     fe: &Arc<Shared>,
     stream: &mut Stream,
     params: Vec<(String, String)>,
+    mut leftover: BytesMut,
     admitted: bool,
     greeting: &mut BytesMut,
 ) -> Result<Authed, ClientError> {
@@ -206,7 +212,6 @@ async fn authenticate_login(
         return Err(tls_required());
     }
     let (user, database) = login_names(&params)?;
-    let mut leftover = BytesMut::new();
     // A pass-through database takes each client's Databricks token instead of [[users]].
     let passthrough = fe
         .live()

@@ -273,6 +273,56 @@ fn ssl_and_gssenc_requests_refused_then_startup() {
     assert_healthy();
 }
 
+/// Bytes sent after SSLRequest or GSSENCRequest, before its answer, are refused with 08P01
+/// as PostgreSQL refuses them (CVE-2021-23214): never taken as plaintext, and no 'N'.
+#[test]
+fn data_after_an_encryption_request_is_refused() {
+    for (name, code) in [
+        ("SSLRequest", SSL_REQUEST),
+        ("GSSENCRequest", GSSENC_REQUEST),
+    ] {
+        let mut c = raw();
+        let mut bytes = special_request(code);
+        bytes.extend_from_slice(&app_startup(PROTOCOL_3_0));
+        drop(c.send(&bytes));
+        let err = c
+            .expect_error_or_close(&["08P01"], name)
+            .unwrap_or_else(|| panic!("{name}: closed without an error"));
+        let msg = err.message().unwrap_or_default();
+        assert!(
+            msg.contains(&format!("received unencrypted data after {name}")),
+            "{name}: {msg}"
+        );
+    }
+    assert_healthy();
+}
+
+/// A startup packet that arrives in pieces is read whole, and what a client sends right
+/// after it reaches the login (here a Query where the password should be: refused, not lost).
+#[test]
+fn startup_in_pieces_and_bytes_after_it() {
+    let packet = app_startup(PROTOCOL_3_0);
+    let mut c = raw();
+    for piece in [&packet[..2], &packet[2..9], &packet[9..]] {
+        c.send(piece).expect("send a piece");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let auth = c.skip_until(b'R', "auth after a startup in pieces");
+    assert_eq!(auth.auth_code(), Some(AUTH_SASL));
+
+    let mut c = raw();
+    let mut bytes = packet.clone();
+    bytes.extend_from_slice(&frontend_msg(b'Q', b"select 1\0"));
+    c.send(&bytes).expect("send startup and a query");
+    assert_eq!(c.skip_until(b'R', "auth").auth_code(), Some(AUTH_SASL));
+    let err = c
+        .expect_error_or_close(&["08P01"], "query instead of a password")
+        .expect("an error, not a close");
+    let msg = err.message().unwrap_or_default();
+    assert!(msg.contains("expected"), "{msg}");
+    assert_healthy();
+}
+
 /// A CancelRequest with a key that matches nothing: closed without reply.
 #[test]
 fn bogus_cancel_request_closed_silently() {
