@@ -72,6 +72,8 @@ impl Fail {
 pub(crate) struct FakeUpstream {
     listener: std::net::TcpListener,
     state: Mutex<FakeState>,
+    /// The host every connection records, shared as a credential's is.
+    host: Arc<str>,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +100,7 @@ impl FakeUpstream {
         Arc::new(Self {
             listener,
             state: Mutex::new(FakeState::default()),
+            host: Arc::from("fake"),
         })
     }
 
@@ -172,7 +175,7 @@ impl FakeUpstream {
             BytesMut::new(),
             ParamMap::new(),
             (u32::try_from(id).unwrap_or(u32::MAX), 0),
-            "fake",
+            Arc::clone(&self.host),
             id,
         );
         // The pool's clock, which tests pause.

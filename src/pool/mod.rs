@@ -60,7 +60,7 @@ pub(crate) struct IdleServer {
     /// The server's process id (BackendKeyData).
     pub(crate) backend_pid: u32,
     /// Host it is connected to.
-    pub(crate) host: Arc<String>,
+    pub(crate) host: Arc<str>,
     /// When it was opened.
     pub(crate) created: Instant,
     /// When a client last released it.

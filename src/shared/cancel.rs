@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,19 +32,20 @@ pub(crate) struct CancelSlot {
     in_flight: AtomicU32,
     done: Notify,
     upstream: Arc<Upstream>,
-    /// Host of the server connection last attached (written only when it changes).
-    host: ArcSwapOption<String>,
-    /// Address of the `Arc` in `host`, to see without a load that it did not change (the slot
-    /// holds that `Arc`, so its address cannot be reused while it is there).
+    /// Host of the server connection last attached (written only when it changes: every
+    /// connection opened with one credential shares its host's `Arc`).
+    host: Mutex<Option<Arc<str>>>,
+    /// Address of the `Arc` in `host`, to see without locking that it did not change (the
+    /// slot holds that `Arc`, so its address cannot be reused while it is there).
     host_ptr: AtomicUsize,
 }
 
 impl CancelSlot {
     /// Records the server connection the client now uses (its key and host).
-    pub(crate) fn attach(&self, key: (u32, u32), host: &Arc<String>) {
-        let ptr = Arc::as_ptr(host) as usize;
+    pub(crate) fn attach(&self, key: (u32, u32), host: &Arc<str>) {
+        let ptr = Arc::as_ptr(host).cast::<u8>() as usize;
         if self.host_ptr.load(Ordering::Relaxed) != ptr {
-            self.host.store(Some(Arc::clone(host)));
+            *self.host.lock() = Some(Arc::clone(host));
             self.host_ptr.store(ptr, Ordering::Relaxed);
         }
         let packed = (u64::from(key.0) << 32) | u64::from(key.1);
@@ -107,7 +107,7 @@ impl CancelRegistry {
             in_flight: AtomicU32::new(0),
             done: Notify::new(),
             upstream,
-            host: ArcSwapOption::empty(),
+            host: Mutex::new(None),
             host_ptr: AtomicUsize::new(0),
         });
         let mut map = self.map.lock();
@@ -139,7 +139,7 @@ impl CancelRegistry {
         };
         slot.in_flight.fetch_add(1, Ordering::SeqCst);
         let server = slot.server.load(Ordering::SeqCst);
-        let host = slot.host.load_full();
+        let host = slot.host.lock().clone();
         if server != 0
             && let Some(host) = host
         {
@@ -176,5 +176,60 @@ async fn forward(up: &Upstream, host: &str, pid: u32, secret: u32) {
         let _ = stream.flush().await;
         let mut sink = [0u8; 64];
         while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use secrecy::SecretString;
+
+    use super::CancelRegistry;
+    use crate::credentials::fixed::StaticCredential;
+    use crate::upstream::Upstream;
+
+    fn upstream() -> Arc<Upstream> {
+        Arc::new(Upstream {
+            port: 1,
+            dbname: "app".to_owned(),
+            tls: None,
+            credential: Arc::new(StaticCredential::new(
+                "127.0.0.1",
+                "app",
+                Some(SecretString::from("pw")),
+            )),
+            connect_timeout: Duration::from_secs(15),
+            salted_cache: Arc::default(),
+            cleartext_without_tls: false,
+        })
+    }
+
+    #[test]
+    fn the_slot_follows_the_attached_connection_and_its_host() {
+        let registry = Arc::new(CancelRegistry::default());
+        let reg = registry.register_as(upstream(), None);
+        let slot = &reg.slot;
+        let a: Arc<str> = Arc::from("a.example");
+        slot.attach((1, 2), &a);
+        assert_eq!(slot.host.lock().as_deref(), Some("a.example"));
+        // Another connection opened with the same credential shares its host.
+        slot.attach((3, 4), &Arc::clone(&a));
+        assert!(
+            slot.host
+                .lock()
+                .as_ref()
+                .is_some_and(|h| Arc::ptr_eq(h, &a))
+        );
+        let b: Arc<str> = Arc::from("b.example");
+        slot.attach((5, 6), &b);
+        assert_eq!(slot.host.lock().as_deref(), Some("b.example"));
+        assert_eq!(slot.server.load(Ordering::SeqCst), (5 << 32) | 6);
+        drop(b);
+        // Same text, new `Arc` (a refreshed credential): recorded too.
+        slot.attach((7, 8), &Arc::from("a.example"));
+        assert_eq!(slot.host.lock().as_deref(), Some("a.example"));
     }
 }

@@ -294,6 +294,9 @@ async fn login(up: &Upstream, cred: &Credential, id: u64) -> Result<ServerConn, 
             }
             b'Z' => {
                 auth.finished()?;
+                // The credential's host, shared by every connection opened with it: a client's
+                // cancel slot then records a change of host only when there is one.
+                let host = Arc::clone(&cred.host);
                 return Ok(ServerConn::new(stream, buf, params, key, host, id));
             }
             // NoticeResponse, NegotiateProtocolVersion: nothing to do.

@@ -31,7 +31,7 @@ pub struct ServerConn {
     /// The server's BackendKeyData (pid, secret), for cancel requests.
     pub(crate) key: (u32, u32),
     /// The host it is connected to (where its cancel requests go).
-    pub(crate) host: std::sync::Arc<String>,
+    pub(crate) host: std::sync::Arc<str>,
     /// Connection id, for logs.
     pub(crate) id: u64,
     /// When the connection was opened.
@@ -49,7 +49,7 @@ impl ServerConn {
         buf: BytesMut,
         params: ParamMap,
         key: (u32, u32),
-        host: &str,
+        host: std::sync::Arc<str>,
         id: u64,
     ) -> Self {
         let now = Instant::now();
@@ -67,7 +67,7 @@ impl ServerConn {
                 in_sync: None,
             }),
             key,
-            host: std::sync::Arc::new(host.to_owned()),
+            host,
             id,
             created: now,
             last_used: now,
@@ -257,7 +257,7 @@ mod tests {
             BytesMut::new(),
             ParamMap::new(),
             (0, 0),
-            "127.0.0.1",
+            "127.0.0.1".into(),
             1,
         )
     }
