@@ -95,20 +95,13 @@ pub(crate) async fn startup(
             Ok(p) => p,
             Err(e) => return Err((Some(stream), e)),
         };
-        let request = match packet {
-            StartupPacket::SslRequest => Some("SSLRequest"),
-            StartupPacket::GssEncRequest => Some("GSSENCRequest"),
-            _ => None,
-        };
-        if let Some(request) = request
-            && !buf.is_empty()
-        {
-            return Err((Some(stream), HandshakeError::DataAfterRequest(request)));
-        }
         match packet {
             StartupPacket::SslRequest => {
                 if ssl_done {
                     return Err((Some(stream), HandshakeError::OutOfOrder("SSLRequest")));
+                }
+                if !buf.is_empty() {
+                    return Err((Some(stream), HandshakeError::DataAfterRequest("SSLRequest")));
                 }
                 ssl_done = true;
                 let live = fe.live();
@@ -138,6 +131,10 @@ pub(crate) async fn startup(
             StartupPacket::GssEncRequest => {
                 if gss_done {
                     return Err((Some(stream), HandshakeError::OutOfOrder("GSSENCRequest")));
+                }
+                if !buf.is_empty() {
+                    let e = HandshakeError::DataAfterRequest("GSSENCRequest");
+                    return Err((Some(stream), e));
                 }
                 gss_done = true;
                 if let Err(e) = stream.write_all(b"N").await {

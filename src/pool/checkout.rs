@@ -137,8 +137,8 @@ impl Pool {
         loop {
             // Everything but an idle connection at once is boxed: rare once the pool is warm,
             // and their states would otherwise be part of every transaction's state (which is
-            // allocated and moved per transaction). The match ends before the await, so its
-            // temporaries are not kept across it either.
+            // allocated and moved per transaction). Only the wait is awaited inside the match:
+            // its future is small, and the match holds nothing else across that await.
             let slow: SlowStep<'_> = match self.step(started)? {
                 Step::Idle { conn, check: false } => return Ok((self.wrap(conn), false)),
                 Step::Idle { conn, check: true } => Box::pin(self.checked(self.wrap(conn))),

@@ -19,6 +19,8 @@ impl Pool {
         let shared = &self.shared;
         shared.paused.store(false, Ordering::Relaxed);
         shared.resumed.notify_waiters();
+        // Waiters past reserve_pool_timeout were not given reserve slots while paused.
+        shared.wait_watch.notify_one();
         let idle = std::mem::take(&mut Ledger::lock(shared).idle);
         // Through checkin: the first waiters get them, the rest go back to idle.
         for conn in idle {

@@ -9,9 +9,11 @@
 //! checkout started, so its front always has the nearest query_wait_timeout and the task sleeps
 //! until exactly then: deadlines stay exact, and a wait costs no timer. The task only needs
 //! waking when a new waiter's deadline comes before the one it sleeps to (the first waiter
-//! after the queue was empty, or a rare out-of-order one).
+//! after the queue was empty, or one queued out of order; with `reserve_pool_timeout = 0`,
+//! every waiter, as its reserve turn comes at once), and at RESUME.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -63,8 +65,10 @@ impl WaitQueue {
     /// before the one it sleeps to.
     pub(super) fn push(&mut self, pool: &Arc<Shared>, since: Instant) -> oneshot::Receiver<Grant> {
         let (tx, rx) = oneshot::channel();
-        // Checkouts almost always queue in the order they started; a checkout that waited for
-        // RESUME or looked again after a failed health check may be older than the last one.
+        // On one worker checkouts almost always queue in the order they started; one that
+        // waited for RESUME or looked again after a failed health check may be older than the
+        // last, and with several workers two checkouts may take the lock in the other order.
+        // Either way it goes in near the back.
         let at = match self.waiters.back() {
             Some(last) if last.since > since => self.waiters.partition_point(|w| w.since <= since),
             _ => self.waiters.len(),
@@ -188,16 +192,25 @@ fn end_due_waits(shared: &Arc<Shared>, now: Instant) -> Next {
     let mut next_reserve = None;
     if has_reserve(s) {
         let due = |w: &Waiter| now.saturating_duration_since(w.since) >= s.reserve_pool_timeout;
-        while st.waiters.front_live().is_some_and(due) {
+        // Not while PAUSEd: no new server logins then (RESUME hands out the idle ones).
+        while !shared.paused.load(Ordering::Relaxed) && st.waiters.front_live().is_some_and(due) {
             if st.total() >= s.size + s.reserve_pool_size
                 || st.retry_pending(now).is_some()
                 || st.take(shared, s, false).is_err()
             {
                 break;
             }
-            tracing::info!(database = %shared.database, user = %shared.user, total = st.total(),
-                "reserve pool used (a client waited reserve_pool_timeout)");
-            if st.waiters.hand(Grant::Slot).is_some() {
+            if st.total() > s.size {
+                tracing::info!(database = %shared.database, user = %shared.user,
+                    total = st.total(), "reserve pool used (a client waited reserve_pool_timeout)");
+            }
+            // To the waiter just checked: front_live() left it at the front.
+            let handed = st
+                .waiters
+                .waiters
+                .pop_front()
+                .is_some_and(|w| w.tx.send(Grant::Slot).is_ok());
+            if !handed {
                 st.uncount(1);
             }
         }

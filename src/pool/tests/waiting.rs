@@ -119,3 +119,25 @@ async fn the_watchdog_ends_with_its_pool() {
     settle().await;
     assert_eq!(Arc::strong_count(&wake), 1, "the watchdog task ended");
 }
+
+#[tokio::test(start_paused = true)]
+async fn no_reserve_login_while_paused_and_the_reserve_turn_comes_at_resume() {
+    let (fake, pool) = one_pool(PoolSettings {
+        size: 1,
+        reserve_pool_size: 1,
+        reserve_pool_timeout: secs(1),
+        query_wait_timeout: secs(10),
+        ..settings()
+    });
+    let _held = pool.checkout().await.unwrap();
+    let waiter = spawn_checkout(&pool);
+    settle().await;
+    pool.pause();
+    tokio::time::sleep(secs(2)).await;
+    assert_eq!(fake.attempts(), 1, "no server login while paused");
+    assert!(!waiter.is_finished());
+    pool.resume();
+    let _w = joined(waiter).await;
+    assert_eq!(fake.attempts(), 2, "the reserve connection, at RESUME");
+    assert_eq!(pool.counts(), (0, 2, 0));
+}
