@@ -183,34 +183,14 @@ async fn forward(up: &Upstream, host: &str, pid: u32, secret: u32) {
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
-    use std::time::Duration;
-
-    use secrecy::SecretString;
 
     use super::CancelRegistry;
-    use crate::credentials::fixed::StaticCredential;
     use crate::upstream::Upstream;
-
-    fn upstream() -> Arc<Upstream> {
-        Arc::new(Upstream {
-            port: 1,
-            dbname: "app".to_owned(),
-            tls: None,
-            credential: Arc::new(StaticCredential::new(
-                "127.0.0.1",
-                "app",
-                Some(SecretString::from("pw")),
-            )),
-            connect_timeout: Duration::from_secs(15),
-            salted_cache: Arc::default(),
-            cleartext_without_tls: false,
-        })
-    }
 
     #[test]
     fn the_slot_follows_the_attached_connection_and_its_host() {
         let registry = Arc::new(CancelRegistry::default());
-        let reg = registry.register_as(upstream(), None);
+        let reg = registry.register_as(Upstream::never_contacted(), None);
         let slot = &reg.slot;
         let a: Arc<str> = Arc::from("a.example");
         slot.attach((1, 2), &a);

@@ -33,3 +33,23 @@ pub struct Upstream {
     /// connection without TLS (`send_cleartext_password_without_tls`); refused otherwise.
     pub cleartext_without_tls: bool,
 }
+
+#[cfg(test)]
+impl Upstream {
+    /// An upstream on 127.0.0.1:1 with a fixed password, for tests that never contact it.
+    pub(crate) fn never_contacted() -> Arc<Self> {
+        Arc::new(Self {
+            port: 1,
+            dbname: "app".to_owned(),
+            tls: None,
+            credential: Arc::new(crate::credentials::fixed::StaticCredential::new(
+                "127.0.0.1",
+                "app",
+                Some(secrecy::SecretString::from("pw")),
+            )),
+            connect_timeout: Duration::from_secs(15),
+            salted_cache: Arc::default(),
+            cleartext_without_tls: false,
+        })
+    }
+}

@@ -124,13 +124,7 @@ async fn dropped_checkout_closes_the_connection_and_hands_the_slot_on() {
 
 #[tokio::test(start_paused = true)]
 async fn reserve_pool_opens_one_extra_connection_after_reserve_pool_timeout() {
-    let (fake, pool) = one_pool(PoolSettings {
-        size: 1,
-        reserve_pool_size: 1,
-        reserve_pool_timeout: secs(1),
-        query_wait_timeout: secs(10),
-        ..settings()
-    });
+    let (fake, pool) = one_pool(one_plus_reserve(1));
     let _a = pool.checkout().await.unwrap();
     let b = spawn_checkout(&pool);
     tokio::time::sleep(ms(900)).await;

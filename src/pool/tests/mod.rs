@@ -21,7 +21,6 @@ use super::fake::FakeUpstream;
 use super::registry::{Database, Registry};
 use super::{Checkout, Connector, Pool, PoolError};
 use crate::config::PoolSettings;
-use crate::credentials::fixed::StaticCredential;
 use crate::upstream::Upstream;
 
 fn ms(n: u64) -> Duration {
@@ -41,21 +40,20 @@ fn settings() -> PoolSettings {
     }
 }
 
+/// One connection, `reserve` more for clients that waited 1 s, and 10 s to wait in all.
+fn one_plus_reserve(reserve: usize) -> PoolSettings {
+    PoolSettings {
+        size: 1,
+        reserve_pool_size: reserve,
+        reserve_pool_timeout: secs(1),
+        query_wait_timeout: secs(10),
+        ..settings()
+    }
+}
+
 /// An upstream the fake stands in for (never contacted).
 fn upstream() -> Arc<Upstream> {
-    Arc::new(Upstream {
-        port: 1,
-        dbname: "app".to_owned(),
-        tls: None,
-        credential: Arc::new(StaticCredential::new(
-            "127.0.0.1",
-            "app",
-            Some(SecretString::from("pw")),
-        )),
-        connect_timeout: secs(15),
-        salted_cache: Arc::default(),
-        cleartext_without_tls: false,
-    })
+    Upstream::never_contacted()
 }
 
 fn database(name: &str, upstream: &Arc<Upstream>, settings: PoolSettings) -> Database {

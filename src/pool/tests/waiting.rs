@@ -71,13 +71,7 @@ async fn a_waiter_after_the_queue_emptied_still_times_out_exactly() {
 
 #[tokio::test(start_paused = true)]
 async fn reserve_slots_go_to_the_oldest_waiters_each_at_its_reserve_pool_timeout() {
-    let (fake, pool) = one_pool(PoolSettings {
-        size: 1,
-        reserve_pool_size: 2,
-        reserve_pool_timeout: secs(1),
-        query_wait_timeout: secs(10),
-        ..settings()
-    });
+    let (fake, pool) = one_pool(one_plus_reserve(2));
     let _held = pool.checkout().await.unwrap();
     let t0 = tokio::time::Instant::now();
     let b = spawn_checkout(&pool);
@@ -122,13 +116,7 @@ async fn the_watchdog_ends_with_its_pool() {
 
 #[tokio::test(start_paused = true)]
 async fn no_reserve_login_while_paused_and_the_reserve_turn_comes_at_resume() {
-    let (fake, pool) = one_pool(PoolSettings {
-        size: 1,
-        reserve_pool_size: 1,
-        reserve_pool_timeout: secs(1),
-        query_wait_timeout: secs(10),
-        ..settings()
-    });
+    let (fake, pool) = one_pool(one_plus_reserve(1));
     let _held = pool.checkout().await.unwrap();
     let waiter = spawn_checkout(&pool);
     settle().await;
