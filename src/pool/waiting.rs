@@ -60,9 +60,9 @@ enum Next {
 }
 
 impl WaitQueue {
-    /// Queues a checkout of `pool` that started at `since` (its lock held: `st` is its
-    /// state's queue); starts or wakes the watchdog when this waiter's first deadline comes
-    /// before the one it sleeps to.
+    /// Queues a checkout of `pool` (whose lock the caller holds) that started at `since`;
+    /// starts or wakes the watchdog when this waiter's first deadline comes before the one it
+    /// sleeps to.
     pub(super) fn push(&mut self, pool: &Arc<Shared>, since: Instant) -> oneshot::Receiver<Grant> {
         let (tx, rx) = oneshot::channel();
         // On one worker checkouts almost always queue in the order they started; one that
