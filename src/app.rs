@@ -479,11 +479,27 @@ pub async fn run(
     ));
     tokio::spawn(reload::sighup(Arc::clone(&fe)));
     let mut listening = Vec::new();
+    let mut first_port = None;
     for addr in &config.server.listen {
         let (listener, local) = bind(*addr).await?;
         tracing::info!(addr = %local, "listening");
         listening.push(local.to_string());
+        first_port.get_or_insert(local.port());
         tokio::spawn(accept::run(listener, Arc::clone(&fe)));
+    }
+    if let (Some(dir), Some(port)) = (&config.server.unix_socket_dir, first_port) {
+        // libpq finds the socket by the port: the first TCP listener's, as PgBouncer's.
+        let socket = crate::net::unix::bind(dir, port, config.server.unix_socket_mode).map_err(
+            |source| AppError::Bind {
+                addr: crate::net::unix::socket_path(dir, port)
+                    .display()
+                    .to_string(),
+                source,
+            },
+        )?;
+        tracing::info!(path = %socket.path.display(), "listening on the unix socket");
+        listening.push(socket.path.display().to_string());
+        tokio::spawn(accept::run_local(socket, Arc::clone(&fe)));
     }
     let mut admin = "off".to_owned();
     if let Some(addr) = config.server.admin_listen {

@@ -67,6 +67,12 @@ fn pgbouncer_rows(sv: &ServerConfig, pool: &PoolSettings) -> Vec<[String; 4]> {
     let mut rows = vec![
         restart("listen_addr", hosts.join(","), ""),
         restart("listen_port", port, ""),
+        restart("unix_socket_dir", file(sv.unix_socket_dir.as_deref()), ""),
+        restart(
+            "unix_socket_mode",
+            format!("0{:o}", sv.unix_socket_mode),
+            "0777",
+        ),
         restart("max_client_conn", sv.max_client_conn.to_string(), "5000"),
         restart("client_tls_sslmode", tls_mode, ""),
         restart(

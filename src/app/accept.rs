@@ -2,16 +2,16 @@
 //! dispatch after login, to a pooled session (`frontend`) or to the admin console (`admin`).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::frontend::login::{LoggedIn, Login, LoginEnd, login};
 use crate::logsafe::LogSafe;
 use crate::net::accept::AcceptBackoff;
-use crate::net::tune;
+use crate::net::unix::LocalSocket;
+use crate::net::{Peer, Stream, tune};
 use crate::shared::Shared;
 
 /// Accepts clients until shutdown. Accept errors (e.g. out of file descriptors) back off
@@ -27,7 +27,32 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>) {
             Ok((tcp, peer)) => {
                 backoff.succeeded();
                 tune(&tcp);
-                tokio::spawn(serve_client(Arc::clone(&shared), tcp, peer));
+                let client = serve_client(Arc::clone(&shared), Stream::Plain(tcp), Peer::Tcp(peer));
+                tokio::spawn(client);
+            }
+            Err(e) => backoff.failed(&e).await,
+        }
+    }
+}
+
+/// Accepts local clients on the Unix-domain socket until shutdown, as [`run`] does on TCP;
+/// the socket's file goes with it.
+pub(crate) async fn run_local(socket: LocalSocket, shared: Arc<Shared>) {
+    let mut backoff = AcceptBackoff::new("unix socket listener");
+    loop {
+        let accepted = tokio::select! {
+            r = socket.listener.accept() => r,
+            () = shared.shutdown.cancelled() => return,
+        };
+        match accepted {
+            Ok((socket, _)) => {
+                backoff.succeeded();
+                let client = serve_client(
+                    Arc::clone(&shared),
+                    Stream::Local(Box::new(socket)),
+                    Peer::Local,
+                );
+                tokio::spawn(client);
             }
             Err(e) => backoff.failed(&e).await,
         }
@@ -42,13 +67,13 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>) {
 /// is mostly that state.
 pub(crate) fn serve_client(
     fe: Arc<Shared>,
-    tcp: TcpStream,
-    peer: SocketAddr,
+    stream: Stream,
+    peer: Peer,
 ) -> impl Future<Output = ()> + Send + 'static {
     let (count, admitted) = ClientCount::enter(fe);
     // Boxed: the login state machine is large and only needed once; an idle session should
     // not carry its space for its whole life.
-    let login = Box::pin(log_in(Arc::clone(&count.0), tcp, peer, admitted));
+    let login = Box::pin(log_in(Arc::clone(&count.0), stream, peer, admitted));
     async move {
         // `let else`, not `if let`: the login's result is not kept in the task's state for
         // the whole session.
@@ -64,11 +89,11 @@ pub(crate) fn serve_client(
 /// when a pooled session follows.
 async fn log_in(
     fe: Arc<Shared>,
-    tcp: TcpStream,
-    peer: SocketAddr,
+    stream: Stream,
+    peer: Peer,
     admitted: bool,
 ) -> Option<Box<LoggedIn>> {
-    match login(&fe, tcp, peer, admitted).await {
+    match login(&fe, stream, peer, admitted).await {
         Ok(Login::Session(l)) => Some(l),
         Ok(Login::Console(c)) => {
             tracing::info!(client = %peer, user = %c.user, "admin console login");
@@ -148,7 +173,8 @@ mod tests {
             let cfg = crate::config::load_str(text, std::path::Path::new(".")).unwrap();
             let token = tokio_util::sync::CancellationToken::new();
             let shared = std::sync::Arc::new(crate::app::build(&cfg, token).unwrap().shared);
-            let f = super::serve_client(shared, c, a);
+            let (stream, peer) = (crate::net::Stream::Plain(c), crate::net::Peer::Tcp(a));
+            let f = super::serve_client(shared, stream, peer);
             let n = size(&f);
             // An idle client's task is mostly this future. tokio's task cell adds 104 bytes
             // and rounds up to 128: at most 408 bytes keeps the cell at 512 bytes (408 here

@@ -95,9 +95,12 @@ async fn reload(
         || s.workers != fe.server.workers
         || s.max_client_conn != fe.server.max_client_conn
         || s.client_tls != fe.server.client_tls
+        || s.unix_socket_dir != fe.server.unix_socket_dir
+        || s.unix_socket_mode != fe.server.unix_socket_mode
     {
         tracing::warn!(
-            "[server] listen, admin_listen, workers, max_client_conn and client_tls take effect on restart only"
+            "[server] listen, unix_socket_dir, unix_socket_mode, admin_listen, workers, \
+             max_client_conn and client_tls take effect on restart only"
         );
     }
     running.extend(start_refreshers(rotating, shutdown));

@@ -32,6 +32,35 @@ fn loads_minimal_with_defaults() {
 }
 
 #[test]
+fn unix_socket_keys() {
+    let c = load_str(BASE, Path::new(".")).unwrap();
+    assert_eq!(c.server.unix_socket_dir, None, "no socket unless asked for");
+    assert_eq!(c.server.unix_socket_mode, 0o777);
+    let with = |extra: &str| {
+        let text = BASE.replace(
+            "listen = \"127.0.0.1:0\"\n",
+            &format!("listen = \"127.0.0.1:0\"\n{extra}\n"),
+        );
+        load_str(&text, Path::new("/etc/lakepool"))
+    };
+    let c = with("unix_socket_dir = \"run\"\nunix_socket_mode = 0o770").unwrap();
+    assert_eq!(
+        c.server.unix_socket_dir.as_deref(),
+        Some(Path::new("/etc/lakepool/run"))
+    );
+    assert_eq!(c.server.unix_socket_mode, 0o770);
+    // Empty: off, as PgBouncer's empty unix_socket_dir.
+    let c = with("unix_socket_dir = \"\"").unwrap();
+    assert_eq!(c.server.unix_socket_dir, None);
+    // 770 in decimal is not the mode anyone meant.
+    let e = with("unix_socket_mode = 770").unwrap_err().to_string();
+    assert!(
+        e.contains("server.unix_socket_mode") && e.contains("octal"),
+        "{e}"
+    );
+}
+
+#[test]
 fn pool_defaults_and_overrides() {
     let text = format!(
         "{BASE}pool_size = 3\n[pool]\npool_mode = \"transaction\"\nquery_wait_timeout = 0.5\n"

@@ -80,6 +80,11 @@ pub struct ServerConfig {
     pub(crate) tls: Option<TlsFiles>,
     /// Whether clients may, must or cannot use TLS.
     pub(crate) client_tls: ClientTls,
+    /// Directory of the Unix-domain socket for local clients (`.s.PGSQL.<port>`, the port
+    /// of the first `listen` address); none: no socket.
+    pub(crate) unix_socket_dir: Option<PathBuf>,
+    /// Permission bits of the socket file.
+    pub(crate) unix_socket_mode: u32,
     /// HTTP endpoints address (metrics, health).
     pub(crate) admin_listen: Option<SocketAddr>,
     /// Bearer token `/metrics` requires (and that shows `/readyz`'s details), when set.

@@ -32,6 +32,8 @@ pub(crate) struct RawServer {
     pub(crate) tls_key_file: Option<PathBuf>,
     pub(crate) client_tls: Option<ClientTls>,
     pub(crate) admin_listen: Option<String>,
+    pub(crate) unix_socket_dir: Option<PathBuf>,
+    pub(crate) unix_socket_mode: Option<u32>,
     pub(crate) admin_token: Option<String>,
     pub(crate) admin_token_file: Option<PathBuf>,
     pub(crate) admin_token_env: Option<String>,

@@ -53,6 +53,17 @@ pub(super) fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, Config
             "client TLS needs server.tls_cert_file and server.tls_key_file",
         ));
     }
+    let unix_socket_dir = raw
+        .unix_socket_dir
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(|d| resolve_path(base, d));
+    let unix_socket_mode = raw.unix_socket_mode.unwrap_or(0o777);
+    if unix_socket_mode > 0o777 {
+        return Err(invalid(
+            "server.unix_socket_mode",
+            format!("{unix_socket_mode} is not a permission mode: write it in octal, e.g. 0o770"),
+        ));
+    }
     let admin_listen = raw
         .admin_listen
         .map(|s| addr("server.admin_listen", &s))
@@ -103,6 +114,8 @@ pub(super) fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, Config
         listen,
         tls,
         client_tls,
+        unix_socket_dir,
+        unix_socket_mode,
         admin_listen,
         admin_token,
         workers,

@@ -159,7 +159,7 @@ pub(crate) async fn authenticate(
             }
         }
         AuthMethod::Cleartext => {
-            if !stream.is_tls() && !fe.server.allow_cleartext_without_tls {
+            if !stream.is_private() && !fe.server.allow_cleartext_without_tls {
                 return Err(AuthError::NeedsTls(user.to_owned()));
             }
             let mut out = BytesMut::with_capacity(16);

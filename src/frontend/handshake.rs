@@ -2,7 +2,6 @@
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ClientTls;
@@ -81,9 +80,8 @@ impl ClientFacing for HandshakeError {
 // its startup packet (SSLRequest, GSSENCRequest, CancelRequest).
 pub(crate) async fn startup(
     fe: &Shared,
-    tcp: TcpStream,
+    mut stream: Stream,
 ) -> Result<Startup, (Option<Stream>, HandshakeError)> {
-    let mut stream = Stream::Plain(tcp);
     // Each negotiation may happen once, as in PostgreSQL: a repeated request (even after an
     // `N`) is a protocol violation, and nothing may follow a completed TLS handshake but startup.
     let (mut ssl_done, mut gss_done) = (false, false);
@@ -105,10 +103,12 @@ pub(crate) async fn startup(
                 }
                 ssl_done = true;
                 let live = fe.live();
-                let tls = live
-                    .tls
-                    .as_ref()
-                    .filter(|_| fe.server.client_tls != ClientTls::Disable);
+                // Not on the Unix-domain socket, as PostgreSQL and PgBouncer: nothing there
+                // crosses a network.
+                let tls = live.tls.as_ref().filter(|_| {
+                    fe.server.client_tls != ClientTls::Disable
+                        && !matches!(stream, Stream::Local(_))
+                });
                 let Some(tls) = tls else {
                     if let Err(e) = stream.write_all(b"N").await {
                         return Err((None, e.into()));

@@ -1,12 +1,10 @@
 //! From an accepted socket to a logged-in session: startup, authentication, database lookup,
 //! session settings, and the ParameterStatus/BackendKeyData/ReadyForQuery greeting.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::auth::authenticate;
 use super::handshake::{Startup, startup, tls_required};
@@ -15,7 +13,7 @@ use crate::config::ClientTls;
 use crate::config::PoolMode;
 use crate::error::{ClientError, ClientFacing};
 use crate::logsafe::LogSafe;
-use crate::net::Stream;
+use crate::net::{Peer, Stream};
 use crate::pool::limits::ClientAdmission;
 use crate::pool::registry::Database;
 use crate::pool::{Checkout, Pool};
@@ -37,7 +35,7 @@ pub(crate) struct LoggedIn {
     /// Bytes the client sent after its last authentication message.
     pub(crate) leftover: BytesMut,
     /// The client's address.
-    pub(crate) peer: SocketAddr,
+    pub(crate) peer: Peer,
 }
 
 /// What login established besides the socket.
@@ -90,12 +88,12 @@ pub(crate) enum LoginEnd {
 /// client then gets 53300 once its startup packet is read.
 pub(crate) async fn login(
     fe: &Arc<Shared>,
-    tcp: TcpStream,
-    peer: SocketAddr,
+    stream: Stream,
+    peer: Peer,
     admitted: bool,
 ) -> Result<Login, LoginEnd> {
     let handshake = async {
-        let (mut stream, params, buf) = match startup(fe, tcp).await {
+        let (mut stream, params, buf) = match startup(fe, stream).await {
             Ok(Startup::Login {
                 stream,
                 params,
@@ -208,7 +206,7 @@ async fn authenticate_login(
             "no more connections allowed (max_client_conn)",
         ));
     }
-    if fe.server.client_tls == ClientTls::Require && !stream.is_tls() {
+    if fe.server.client_tls == ClientTls::Require && !stream.is_private() {
         return Err(tls_required());
     }
     let (user, database) = login_names(&params)?;

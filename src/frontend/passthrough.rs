@@ -1,5 +1,5 @@
 //! Client authentication on a pass-through database: the client's Databricks token (a PAT or
-//! an OAuth access token) as a cleartext password, over TLS only, checked with the workspace.
+//! an OAuth access token) as a cleartext password, over TLS (or the local Unix-domain socket) only, checked with the workspace.
 //!
 //! The user name must be the identity the token authenticates. There is no other way to
 //! receive a bearer token than a cleartext password, so a client without TLS is refused
@@ -79,7 +79,7 @@ pub async fn authenticate(
     let Some(passthrough) = &db.passthrough else {
         return Err(PassthroughError::Failed(user.to_owned()));
     };
-    if !stream.is_tls() {
+    if !stream.is_private() {
         return Err(PassthroughError::NeedsTls(user.to_owned()));
     }
     let mut out = BytesMut::with_capacity(16);

@@ -1,12 +1,15 @@
-//! Sockets: the plain/TLS stream, TLS configuration, pooled I/O buffers, framed reads for the
-//! login phases, the accept backoff of every listener.
+//! Sockets: the plain/TLS/Unix-socket stream, the client's peer address, TLS configuration,
+//! pooled I/O buffers, framed reads for the login phases, the accept backoff of every listener.
 
 pub(crate) mod accept;
 pub(crate) mod buffer;
 pub(crate) mod framed;
+pub(crate) mod peer;
 pub(crate) mod stream;
 pub mod tls;
+pub(crate) mod unix;
 
+pub(crate) use peer::Peer;
 pub(crate) use stream::Stream;
 
 /// Applies the socket options every lakepool connection wants.

@@ -1,17 +1,21 @@
-//! A socket that is plain TCP or TLS in either role.
+//! A socket that is plain TCP, TLS in either role, or a local Unix-domain socket.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
-/// Plain TCP, client-facing TLS, or upstream TLS.
+/// Plain TCP, client-facing TLS, upstream TLS, or a local client's Unix-domain socket.
 #[derive(Debug)]
 pub(crate) enum Stream {
     /// No encryption.
     Plain(TcpStream),
+    /// A client on this machine, through the Unix-domain socket: no network to protect.
+    /// Boxed like the TLS variants, so that a `Stream`, which every idle client holds,
+    /// stays the size of a TCP socket.
+    Local(Box<UnixStream>),
     /// TLS where lakepool is the server (client side of lakepool).
     ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     /// TLS where lakepool is the client (upstream side).
@@ -28,31 +32,34 @@ pub(crate) enum IdleState {
 }
 
 impl Stream {
-    /// The TCP socket underneath.
-    pub(crate) fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            Stream::ServerTls(s) => s.get_ref().0,
-            Stream::ClientTls(s) => s.get_ref().0,
-        }
-    }
-
     /// Whether the stream is encrypted.
     pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Stream::ServerTls(_) | Stream::ClientTls(_))
+    }
+
+    /// Whether what crosses it stays off the network: TLS, or a local Unix-domain socket.
+    /// Passwords may be sent in the clear over such a stream, and `client_tls = "require"`
+    /// is met by it (as in PgBouncer, which neither offers nor requires TLS on its socket).
+    pub(crate) fn is_private(&self) -> bool {
         !matches!(self, Stream::Plain(_))
     }
 
     /// Whether readiness can be awaited without a read buffer. TLS streams may hold decrypted
     /// bytes inside rustls that socket readiness does not show, so they must be read instead.
     pub(crate) fn can_wait_without_buffer(&self) -> bool {
-        matches!(self, Stream::Plain(_))
+        matches!(self, Stream::Plain(_) | Stream::Local(_))
     }
 
     /// Ready when a plain socket has something to read (data, EOF or an error). A poll, not a
     /// future: an idle client's task waits here, and a stored readiness future would add its
     /// size to every idle client's state. Nothing is consumed.
     pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.tcp().poll_read_ready(cx)
+        match self {
+            Stream::Plain(s) => s.poll_read_ready(cx),
+            Stream::Local(s) => s.poll_read_ready(cx),
+            Stream::ServerTls(s) => s.get_ref().0.poll_read_ready(cx),
+            Stream::ClientTls(s) => s.get_ref().0.poll_read_ready(cx),
+        }
     }
 
     /// Checks, without blocking and without a syscall in the common case, whether an idle
@@ -62,7 +69,20 @@ impl Stream {
         let mut cx = Context::from_waker(Waker::noop());
         let mut probe = [0u8; 1];
         let mut buf = ReadBuf::new(&mut probe);
-        match self.tcp().poll_peek(&mut cx, &mut buf) {
+        let tcp = match self {
+            Stream::Plain(s) => s,
+            Stream::ServerTls(s) => s.get_ref().0,
+            Stream::ClientTls(s) => s.get_ref().0,
+            // Server connections are TCP; a socket client is never pooled. Readable here
+            // means the same: something arrived.
+            Stream::Local(s) => {
+                return match s.poll_read_ready(&mut cx) {
+                    Poll::Pending => IdleState::Quiet,
+                    Poll::Ready(_) => IdleState::Disturbed,
+                };
+            }
+        };
+        match tcp.poll_peek(&mut cx, &mut buf) {
             Poll::Pending => IdleState::Quiet,
             Poll::Ready(_) => IdleState::Disturbed,
         }
@@ -77,6 +97,7 @@ impl AsyncRead for Stream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Local(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
@@ -91,6 +112,7 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Local(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
@@ -99,6 +121,7 @@ impl AsyncWrite for Stream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Local(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
@@ -107,6 +130,7 @@ impl AsyncWrite for Stream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Local(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }

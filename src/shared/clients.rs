@@ -5,7 +5,6 @@
 //! every waiting session through its own entry.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
@@ -13,6 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use atomic_waker::AtomicWaker;
 use parking_lot::Mutex;
+
+use crate::net::Peer;
 
 /// What a client is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,7 @@ pub(crate) struct ClientEntry {
     /// Database name.
     pub(crate) database: Arc<str>,
     /// Peer address.
-    pub(crate) addr: SocketAddr,
+    pub(crate) addr: Peer,
     /// When it logged in, in µs since the Unix epoch (8 bytes, not a 16-byte `SystemTime`).
     connected_at_us: u64,
     /// Over TLS.
@@ -131,7 +132,7 @@ impl ClientRegistry {
         self: &Arc<Self>,
         user: Arc<str>,
         database: Arc<str>,
-        addr: SocketAddr,
+        addr: Peer,
         tls: bool,
     ) -> ClientHandle {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -193,7 +194,7 @@ pub(crate) struct ClientHandle {
 
 impl ClientHandle {
     /// The client's address.
-    pub(crate) fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> Peer {
         self.entry.addr
     }
 
@@ -228,7 +229,7 @@ mod tests {
     #[test]
     fn register_state_and_removal() {
         let r = Arc::new(ClientRegistry::default());
-        let addr: SocketAddr = "127.0.0.1:5".parse().unwrap();
+        let addr = Peer::Tcp("127.0.0.1:5".parse().unwrap());
         let a = r.register("u".into(), "d".into(), addr, false);
         let b = r.register("u".into(), "d".into(), addr, true);
         b.set(ClientState::Waiting);

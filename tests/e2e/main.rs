@@ -35,5 +35,6 @@ mod protocol;
 mod reload;
 mod shutdown;
 mod transparency;
+mod unix_socket;
 mod waking;
 mod workspace_auth;
