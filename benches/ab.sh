@@ -21,7 +21,8 @@
 # POOL_SIZE (20), SCALE (10), WORKERS (1), ONLY (comma-separated workload
 # names: "select simple", "select extended", "select prepared", "select churn (-C)";
 # for churn, CPU per transaction is CPU per login), KEEP_DIR=1,
-# MAX_OTHER_CPU (10), QUIET_WAIT (120).
+# MAX_OTHER_CPU (10), QUIET_WAIT (120), CLIENT_LEG (tcp; unix: pgbench reaches
+# both through Unix-domain sockets, see lib.sh).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -66,10 +67,10 @@ fi
 
 say "warm-up"
 for inst in a b; do
-    "$pgbench" -n -S -c "$clients" -j "$threads" -T 3 -h 127.0.0.1 -p "${PORT[$inst]}" -U bench bench \
+    "$pgbench" -n -S -c "$clients" -j "$threads" -T 3 -h "$(client_host "$inst")" -p "${PORT[$inst]}" -U bench bench \
         >"$dir/warmup-$inst.log" 2>&1 || die "warm-up against $inst failed: $(tail -n 3 "$dir/warmup-$inst.log")"
     [[ "${KIND[$inst]}" == pgbouncer && "$pgbouncer_prepared" == 0 ]] && continue
-    "$pgbench" -n -M prepared -c "$clients" -j "$clients" -T 3 -h 127.0.0.1 -p "${PORT[$inst]}" -U bench bench \
+    "$pgbench" -n -M prepared -c "$clients" -j "$clients" -T 3 -h "$(client_host "$inst")" -p "${PORT[$inst]}" -U bench bench \
         >"$dir/warmup-prepared-$inst.log" 2>&1 ||
         die "prepared warm-up against $inst failed: $(tail -n 3 "$dir/warmup-prepared-$inst.log")"
 done
@@ -83,7 +84,7 @@ run_one() {
     wait_quiet
     read -r u0 s0 < <(user_sys_ticks "$pid")
     "$pgbench" -n -c "$clients" -j "$threads" -T "$duration" "$@" \
-        -h 127.0.0.1 -p "${PORT[$inst]}" -U bench bench >"$log" 2>&1 ||
+        -h "$(client_host "$inst")" -p "${PORT[$inst]}" -U bench bench >"$log" 2>&1 ||
         die "pgbench against $inst failed: $(tail -n 3 "$log")"
     read -r u1 s1 < <(user_sys_ticks "$pid")
     tx="$(awk -F': ' '/^number of transactions actually processed/ { print $2 + 0 }' "$log")"
@@ -127,7 +128,7 @@ done
 
 echo
 echo "pgbench -c $clients -j $threads -T $duration, scale $scale; transaction pooling, pool size $pool_size,"
-echo "workers $workers, plain TCP; $rounds rounds per workload, A and B alternating. Medians of CPU us/tx"
+echo "workers $workers, plain, client leg $client_leg (server leg TCP); $rounds rounds per workload, A and B alternating. Medians of CPU us/tx"
 echo "(utime, stime and their sum per run, /proc/PID/stat). B/A: ratio of the medians of the sums."
 echo
 fmt='%-17s %8s %7s %7s %7s %8s %7s %7s %7s %6s\n'

@@ -92,7 +92,41 @@ stop_pid() {
 # Processes the cleanup stops besides the poolers in PID[] (a pgbench run in
 # flight, perf): track when started, untrack once reaped, so a recycled pid
 # is never signalled.
-declare -A PID PORT KIND EXTRA
+declare -A PID PORT KIND EXTRA HOST
+
+# CLIENT_LEG=unix: pgbench reaches the plain-TCP poolers, and PostgreSQL when
+# direct, through Unix-domain sockets instead of loopback TCP; the server leg
+# stays TCP. What a sidecar sharing a socket directory with its app gets.
+client_leg="${CLIENT_LEG:-tcp}"
+
+# client_host NAME: pgbench's -h for pooler NAME, or for "direct".
+client_host() {
+    if [[ "$1" == direct ]]; then
+        if [[ "$client_leg" == unix ]]; then echo "$dir"; else echo 127.0.0.1; fi
+    else
+        echo "${HOST[$1]:-127.0.0.1}"
+    fi
+}
+
+# socket_dir NAME TLS: a directory for pooler NAME's socket when the client
+# leg is a Unix socket and the pooler is plain (empty otherwise).
+socket_dir() {
+    [[ "$client_leg" == unix && "$2" == 0 ]] || return 0
+    mkdir -p "$dir/sock-$1"
+    [[ "$(id -u)" == 0 ]] && chown postgres: "$dir/sock-$1"
+    echo "$dir/sock-$1"
+}
+
+# wait_socket DIR PORT PID: until the pooler's socket file exists.
+wait_socket() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        [[ -S "$1/.s.PGSQL.$2" ]] && return 0
+        kill -0 "$3" 2>/dev/null || die "pid $3 exited before creating its socket in $1"
+        sleep 0.1
+    done
+    die "no socket $1/.s.PGSQL.$2 within 30 s"
+}
 track() { EXTRA[$1]=1; }
 untrack() { unset "EXTRA[$1]"; }
 
@@ -256,8 +290,10 @@ SQL
 # $pool_size, SCRAM against the verifier. TLS=1: clients must use TLS 1.3 and
 # the server leg is TLS (verify-full against the test CA).
 start_pgbouncer() {
-    local name="$1" tls="$2" max_client="${3:-2000}" port ini
+    local name="$1" tls="$2" max_client="${3:-2000}" port ini sock
+    [[ "$client_leg" == tcp || "$client_leg" == unix ]] || die "CLIENT_LEG must be tcp or unix"
     port="$(free_port)"
+    sock="$(socket_dir "$name" "$tls")"
     ini="$dir/$name.ini"
     {
         cat <<INI
@@ -267,7 +303,7 @@ bench = host=127.0.0.1 port=$pg_port dbname=bench user=bench password=$bench_pw
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $port
-unix_socket_dir =
+unix_socket_dir = $sock
 auth_type = scram-sha-256
 auth_file = $dir/userlist.txt
 pool_mode = transaction
@@ -300,18 +336,23 @@ INI
     PID[$name]=$!
     PORT[$name]="$port"
     KIND[$name]=pgbouncer
+    HOST[$name]="${sock:-127.0.0.1}"
     wait_port "$port" "${PID[$name]}" "PgBouncer ($name)"
+    [[ -z "$sock" ]] || wait_socket "$sock" "$port" "${PID[$name]}"
     [[ "$(cat "/proc/${PID[$name]}/comm")" == pgbouncer ]] || die "pid ${PID[$name]} is not pgbouncer"
 }
 
 # start_lakepool NAME TLS(0|1) WORKERS [MAX_CLIENT_CONN]: the same pool and
 # verifier as PgBouncer. WORKERS empty = lakepool's own default.
 start_lakepool() {
-    local name="$1" tls="$2" workers="$3" max_client="${4:-2000}" bin="${5:-$dir/lakepool}" port toml
+    local name="$1" tls="$2" workers="$3" max_client="${4:-2000}" bin="${5:-$dir/lakepool}" port toml sock
+    [[ "$client_leg" == tcp || "$client_leg" == unix ]] || die "CLIENT_LEG must be tcp or unix"
     port="$(free_port)"
+    sock="$(socket_dir "$name" "$tls")"
     toml="$dir/$name.toml"
     {
         printf '[server]\nlisten = "127.0.0.1:%s"\nmax_client_conn = %s\n' "$port" "$max_client"
+        [[ -n "$sock" ]] && printf 'unix_socket_dir = "%s"\n' "$sock"
         [[ -n "$workers" ]] && printf 'workers = %s\n' "$workers"
         if ((tls)); then
             printf 'client_tls = "require"\ntls_cert_file = "%s"\ntls_key_file = "%s"\n' "$cert" "$key"
@@ -349,7 +390,9 @@ TOML
     PID[$name]=$!
     PORT[$name]="$port"
     KIND[$name]=lakepool
+    HOST[$name]="${sock:-127.0.0.1}"
     wait_port "$port" "${PID[$name]}" "lakepool ($name)"
+    [[ -z "$sock" ]] || wait_socket "$sock" "$port" "${PID[$name]}"
 }
 
 # Stops pooler NAME and forgets it.

@@ -26,9 +26,11 @@
 # LAKEPOOL_BIN_B (a second lakepool binary, rows "lakepool-b", plain TCP),
 # ONLY (comma-separated workload names to run, e.g. "select simple,tpcb-like simple"),
 # CARGO_JOBS (1), KEEP_DIR=1, PERF=0 (no perf stat), MAX_OTHER_CPU (10),
-# RETRIES (1), QUIET_WAIT (120): before each run, wait up to QUIET_WAIT s
-# until other processes use at most MAX_OTHER_CPU % of the machine; a run they
-# disturbed more than that is repeated up to RETRIES times.
+# CLIENT_LEG (tcp; unix: pgbench reaches PostgreSQL and the plain poolers
+# through Unix-domain sockets, and there are no TLS rows), RETRIES (1),
+# QUIET_WAIT (120): before each run, wait up to QUIET_WAIT s until other
+# processes use at most MAX_OTHER_CPU % of the machine; a run they disturbed
+# more than that is repeated up to RETRIES times.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -44,6 +46,7 @@ threads="${THREADS:-2}"
 retries="${RETRIES:-1}"
 workers_list="${WORKERS:-1 2}"
 with_tls="${TLS:-1}"
+[[ "${CLIENT_LEG:-tcp}" == unix ]] && with_tls=0
 warmup=$((duration >= 10 ? 3 : 1))
 zero_ok="max_other retries quiet_wait with_tls"
 check_numbers duration clients threads pool_size scale max_other retries quiet_wait with_tls
@@ -83,7 +86,7 @@ run_pgbench() {
     # background plus `wait`, so a Ctrl-C runs the cleanup trap at once.
     timeout --signal=INT --kill-after=10 $((duration + 120)) \
         "$pgbench" -n -c "$clients" -j "$threads" -T "$duration" "$@" \
-        -h 127.0.0.1 -p "$port" -U bench bench >"$log" 2>&1 &
+        -h "$(client_host "$inst")" -p "$port" -U bench bench >"$log" 2>&1 &
     local bench_pid=$!
     track "$bench_pid"
     rc=0
@@ -175,7 +178,7 @@ print_results() {
     fmt='%-24s %-12s %8s %8s %9s %8s %7s %9s %9s %9s %6s\n'
     echo
     echo "pgbench -c $clients -j $threads -T $duration, scale $scale; transaction pooling, pool size $pool_size"
-    echo "plain rows: TCP on every leg. tls rows: clients TLS 1.3 (sslmode=require) to the target; poolers to"
+    echo "plain rows: client leg $client_leg, server leg TCP. tls rows: clients TLS 1.3 (sslmode=require) to the target; poolers to"
     echo "PostgreSQL over TLS (verify-full, test CA). Logins: SCRAM-SHA-256 against the stored verifier."
     echo "CPU us/tx: pooler utime+stime (all threads, /proc/PID/stat) per transaction; for churn (-C) that is"
     echo "per login. sys/tx, cs/tx: the pooler's system calls and context switches per transaction"
@@ -235,7 +238,7 @@ if ((with_tls)); then
     start_lakepool "$lp_tls-tls" 1 "${workers_list%% *}"
 fi
 for inst in "${!PID[@]}"; do
-    say "$inst: 127.0.0.1:${PORT[$inst]}, pid ${PID[$inst]}, threads $(awk '/^Threads:/ { print $2 }' "/proc/${PID[$inst]}/status")"
+    say "$inst: $(client_host "$inst"):${PORT[$inst]}, pid ${PID[$inst]}, threads $(awk '/^Threads:/ { print $2 }' "/proc/${PID[$inst]}/status")"
 done
 
 # Warm-up: fills the pools, PostgreSQL's buffer cache and the catalog caches.
@@ -248,10 +251,10 @@ say "warm-up (${warmup} s per target)"
 for inst in direct "${!PID[@]}"; do
     port="${PORT[$inst]:-$pg_port}"
     client_tls_env "$([[ "$inst" == *-tls ]] && echo 1 || echo 0)"
-    "$pgbench" -n -S -c "$clients" -j "$threads" -T "$warmup" -h 127.0.0.1 -p "$port" -U bench bench \
+    "$pgbench" -n -S -c "$clients" -j "$threads" -T "$warmup" -h "$(client_host "$inst")" -p "$port" -U bench bench \
         >"$dir/warmup-$inst.log" 2>&1 || die "warm-up against $inst failed: $(tail -n 3 "$dir/warmup-$inst.log")"
     if [[ "$inst" == lakepool* || ("$inst" == pgbouncer* && "$pgbouncer_prepared" == 1) ]]; then
-        "$pgbench" -n -M prepared -c "$clients" -j "$clients" -T "$warmup" -h 127.0.0.1 -p "$port" -U bench bench \
+        "$pgbench" -n -M prepared -c "$clients" -j "$clients" -T "$warmup" -h "$(client_host "$inst")" -p "$port" -U bench bench \
             >"$dir/warmup-prepared-$inst.log" 2>&1 ||
             die "prepared warm-up against $inst failed: $(tail -n 3 "$dir/warmup-prepared-$inst.log")"
     fi
