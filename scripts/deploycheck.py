@@ -760,6 +760,22 @@ def check_configs(args: argparse.Namespace) -> int:
                                 problems.append(f"a probe uses port {p!r}, not admin_listen's {ap}")
                             if hg.get("path") not in ("/healthz", "/readyz"):
                                 problems.append(f"a probe requests {hg.get('path')!r}; lakepool serves /healthz and /readyz")
+                    # The socket's directory must be a writable volume (the root filesystem is
+                    # read-only), and clients in other containers need it mounted too.
+                    sock_dir = server.get("unix_socket_dir")
+                    if sock_dir:
+                        m = resolve_mount(c, lc.pod, sock_dir.rstrip("/"))
+                        if m is None or m.mount_path.rstrip("/") != sock_dir.rstrip("/"):
+                            problems.append(f"server.unix_socket_dir = {sock_dir}: no volume is mounted there in {lc.label}")
+                        elif m.source_kind != "emptyDir":
+                            problems.append(f"server.unix_socket_dir = {sock_dir}: mounted from {m.source_kind}, not a writable emptyDir")
+                        else:
+                            volume = next(vm["name"] for vm in c.get("volumeMounts") or []
+                                          if vm["mountPath"].rstrip("/") == sock_dir.rstrip("/"))
+                            others = [o for o in (lc.pod.get("containers") or []) + (lc.pod.get("initContainers") or [])
+                                      if o is not c]
+                            if not any(vm["name"] == volume for o in others for vm in o.get("volumeMounts") or []):
+                                problems.append(f"server.unix_socket_dir = {sock_dir}: no other container mounts that volume, so no client can reach the socket")
                     shutdown = float(server.get("shutdown_timeout", 30))
                     grace = lc.pod.get("terminationGracePeriodSeconds", 30)
                     pre = (((c.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get("command") or []

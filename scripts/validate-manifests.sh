@@ -78,6 +78,7 @@ if ((self_test)); then
         "admin port differs from probes|shared/configmap.yaml|s#^    admin_listen = \"0.0.0.0:9187\"#    admin_listen = \"0.0.0.0:9188\"#"
         "admin port on loopback|sidecar/configmap.yaml|s#^    admin_listen = \"0.0.0.0:9187\"#    admin_listen = \"127.0.0.1:9187\"#"
         "metrics without a token|shared/configmap.yaml|/^    admin_token_file = /d"
+        "socket directory not mounted|sidecar/deployment.yaml|s#^              mountPath: /var/run/lakepool\$#              mountPath: /var/run/lakepool-x#"
         "grace period shorter than the drain|shared/deployment.yaml|s#terminationGracePeriodSeconds: 45#terminationGracePeriodSeconds: 30#"
     )
     tmp="$(mktemp -d)"
