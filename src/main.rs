@@ -15,7 +15,8 @@ use lakepool::config;
 const AFTER_HELP: &str = "\
 Without a subcommand, lakepool serves: it loads the configuration (--config or
 LAKEPOOL_CONFIG), logs a startup line (version, commit, config, listeners, databases, pools),
-listens on [server] listen (and admin_listen) and runs in the foreground until stopped.
+listens on [server] listen (and unix_socket_dir, admin_listen) and runs in the foreground
+until stopped.
 `lakepool check` validates exactly what serving validates, environment included, without
 binding anything.
 
