@@ -19,8 +19,8 @@
 #
 # Env: ROUNDS (5), DURATION (s per run, 10), CLIENTS (50), THREADS (2),
 # POOL_SIZE (20), SCALE (10), WORKERS (1), ONLY (comma-separated workload
-# names: "select simple", "select extended", "select prepared", "select churn (-C)";
-# for churn, CPU per transaction is CPU per login), KEEP_DIR=1,
+# names: "select simple", "select extended", "select prepared", "select churn (-C)",
+# "tpcb-like simple"; for churn, CPU per transaction is CPU per login), KEEP_DIR=1,
 # MAX_OTHER_CPU (10), QUIET_WAIT (120), CLIENT_LEG (tcp; unix: pgbench reaches
 # both through Unix-domain sockets, see lib.sh).
 set -euo pipefail
@@ -50,6 +50,7 @@ workloads=(
     "select extended|-S -M extended"
     "select prepared|-S -M prepared"
     "select churn (-C)|-S -M simple -C"
+    "tpcb-like simple|-M simple"
 )
 
 start_lakepool a 0 "$workers"
@@ -81,6 +82,12 @@ run_one() {
     shift 2
     pid="${PID[$inst]}"
     log="$dir/run-$inst.log"
+    if [[ "$1" == tpcb* ]]; then
+        # What pgbench does itself without -n, done directly: every run starts from the
+        # same table state.
+        PGSSLMODE=disable "$psql" -X -q -h 127.0.0.1 -p "$pg_port" -U bench -d bench \
+            -c "VACUUM pgbench_branches" -c "VACUUM pgbench_tellers" -c "TRUNCATE pgbench_history" >/dev/null
+    fi
     wait_quiet
     read -r u0 s0 < <(user_sys_ticks "$pid")
     "$pgbench" -n -c "$clients" -j "$threads" -T "$duration" "$@" \

@@ -17,8 +17,8 @@ fn socket_dir(tag: &str) -> PathBuf {
     d
 }
 
-/// The test config with databases for every method, the socket in `dir`, client TLS
-/// required on TCP, and `listen` as given.
+/// The test config with databases for every method, an admin user, the socket in `dir`,
+/// client TLS required on TCP, and `listen` as given.
 fn config(dir: &Path, listen: &str) -> String {
     let extra = format!(
         "unix_socket_dir = \"{}\"\nunix_socket_mode = 0o700",
@@ -32,8 +32,14 @@ fn config(dir: &Path, listen: &str) -> String {
     .replace(
         "listen = \"127.0.0.1:0\"",
         &format!("listen = \"{listen}\""),
+    ) + &format!(
+        "\n[[users]]\nname = \"{}\"\npassword = \"{}\"\nadmin = true\n",
+        ADMIN.0, ADMIN.1
     )
 }
+
+/// The admin console's login in [`config`].
+const ADMIN: (&str, &str) = ("sockadmin", "sock_admin_pw");
 
 fn start(dir: &Path, listen: &str) -> Lakepool {
     let lp = Lakepool::start(&config(dir, listen), &[(OWNER_PW_ENV, APP_OWNER.1)]);
@@ -113,6 +119,20 @@ async fn local_clients_log_in_through_the_socket_without_tls() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
     assert!(lp.logs().contains("client=unix socket"), "{}", lp.logs());
+    // The admin console is there too, and lists the socket client with address "unix".
+    let out = psql_local(&dir, port, ADMIN, "lakepool", "SHOW CLIENTS");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("C|app|app|") && l.contains("|unix||")),
+        "{shown}"
+    );
 
     // An SSLRequest there is answered N, as PostgreSQL and PgBouncer answer it.
     let mut raw = std::os::unix::net::UnixStream::connect(&path).unwrap();
