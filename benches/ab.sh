@@ -78,11 +78,11 @@ done
 
 # run_one WORKLOAD INST OPTIONS...: prints "tps user_us sys_us" per transaction.
 run_one() {
-    local inst="$2" pid log u0 s0 u1 s1 tx tps
+    local workload="$1" inst="$2" pid log u0 s0 u1 s1 tx tps
     shift 2
     pid="${PID[$inst]}"
     log="$dir/run-$inst.log"
-    if [[ "$1" == tpcb* ]]; then
+    if [[ "$workload" == tpcb* ]]; then
         # What pgbench does itself without -n, done directly: every run starts from the
         # same table state.
         PGSSLMODE=disable "$psql" -X -q -h 127.0.0.1 -p "$pg_port" -U bench -d bench \

@@ -765,13 +765,16 @@ def check_configs(args: argparse.Namespace) -> int:
                     sock_dir = server.get("unix_socket_dir")
                     if sock_dir:
                         m = resolve_mount(c, lc.pod, sock_dir.rstrip("/"))
-                        if m is None or m.mount_path.rstrip("/") != sock_dir.rstrip("/"):
+                        mount = next((vm for vm in c.get("volumeMounts") or []
+                                      if vm["mountPath"].rstrip("/") == sock_dir.rstrip("/")), None)
+                        if m is None or mount is None:
                             problems.append(f"server.unix_socket_dir = {sock_dir}: no volume is mounted there in {lc.label}")
+                        elif mount.get("readOnly"):
+                            problems.append(f"server.unix_socket_dir = {sock_dir}: mounted read-only in {lc.label}; lakepool creates its socket there")
                         elif m.source_kind != "emptyDir":
                             problems.append(f"server.unix_socket_dir = {sock_dir}: mounted from {m.source_kind}, not a writable emptyDir")
                         else:
-                            volume = next(vm["name"] for vm in c.get("volumeMounts") or []
-                                          if vm["mountPath"].rstrip("/") == sock_dir.rstrip("/"))
+                            volume = mount["name"]
                             others = [o for o in (lc.pod.get("containers") or []) + (lc.pod.get("initContainers") or [])
                                       if o is not c]
                             if not any(vm["name"] == volume for o in others for vm in o.get("volumeMounts") or []):

@@ -79,6 +79,9 @@ if ((self_test)); then
         "admin port on loopback|sidecar/configmap.yaml|s#^    admin_listen = \"0.0.0.0:9187\"#    admin_listen = \"127.0.0.1:9187\"#"
         "metrics without a token|shared/configmap.yaml|/^    admin_token_file = /d"
         "socket directory not mounted|sidecar/deployment.yaml|s#^              mountPath: /var/run/lakepool\$#              mountPath: /var/run/lakepool-x#"
+        "socket volume not shared with the app|sidecar/deployment.yaml|/# lakepool's Unix socket (DATABASE_SOCKET_URL)/{n;s#lakepool-socket#lakepool-sockets#}"
+        "socket directory read-only|sidecar/deployment.yaml|0,/^              mountPath: \/var\/run\/lakepool\$/s##              mountPath: /var/run/lakepool\n              readOnly: true#"
+        "socket directory not an emptyDir|sidecar/deployment.yaml|s#^          emptyDir:\$#          hostPath: {path: /tmp}\n          emptyDir:#"
         "grace period shorter than the drain|shared/deployment.yaml|s#terminationGracePeriodSeconds: 45#terminationGracePeriodSeconds: 30#"
     )
     tmp="$(mktemp -d)"

@@ -52,6 +52,14 @@ fn unix_socket_keys() {
     // Empty: off, as PgBouncer's empty unix_socket_dir.
     let c = with("unix_socket_dir = \"\"").unwrap();
     assert_eq!(c.server.unix_socket_dir, None);
+    // A socket path has at most 107 bytes.
+    let long = format!("unix_socket_dir = \"/{}\"", "d".repeat(92));
+    let e = with(&long).unwrap_err().to_string();
+    assert!(
+        e.contains("server.unix_socket_dir") && e.contains("too long"),
+        "{e}"
+    );
+    assert!(with(&format!("unix_socket_dir = \"/{}\"", "d".repeat(91))).is_ok());
     // 770 in decimal is not the mode anyone meant.
     let e = with("unix_socket_mode = 770").unwrap_err().to_string();
     assert!(

@@ -46,18 +46,24 @@ pub(super) fn check_database(
     }
 }
 
-/// Pass-through clients send a token as a cleartext password: refused without client TLS.
+/// Pass-through clients send a token as a cleartext password: refused without client TLS or
+/// the Unix socket (which TCP clients without TLS still cannot use for it).
 pub(super) fn check_client_tls(
     server: &ServerConfig,
     databases: &[DatabaseConfig],
 ) -> Result<(), ConfigError> {
     match databases.iter().position(|d| d.passthrough) {
-        Some(i) if server.tls.is_none() || server.client_tls == ClientTls::Disable => Err(invalid(
-            format!("databases[{i}].passthrough"),
-            "pass-through clients send a Databricks token, which lakepool accepts over TLS \
-             only: set server.tls_cert_file and server.tls_key_file (client_tls prefer or \
-             require)",
-        )),
+        Some(i)
+            if (server.tls.is_none() || server.client_tls == ClientTls::Disable)
+                && server.unix_socket_dir.is_none() =>
+        {
+            Err(invalid(
+                format!("databases[{i}].passthrough"),
+                "pass-through clients send a Databricks token, which lakepool accepts over TLS \
+                 or its Unix socket only: set server.tls_cert_file and server.tls_key_file \
+                 (client_tls prefer or require), or server.unix_socket_dir",
+            ))
+        }
         _ => Ok(()),
     }
 }

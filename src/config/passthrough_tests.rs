@@ -56,6 +56,12 @@ fn passthrough_is_refused_where_it_cannot_work() {
         "tls_key_file = \"server.key\"\nclient_tls = \"disable\"",
     );
     assert!(load(&format!("{disabled}{db}")).is_err());
+    // Its Unix socket is enough: tokens arrive there without crossing a network.
+    let socket = plain.replace(
+        "listen = ",
+        "unix_socket_dir = \"/run/lakepool\"\nlisten = ",
+    );
+    assert!(load(&format!("{socket}{db}")).is_ok());
     // A native database has no token to mint with.
     let e = load(&format!(
         "{TLS_SERVER}[[databases]]\nname = \"app\"\nhost = \"h\"\nuser = \"u\"\npassthrough = true\n"

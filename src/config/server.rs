@@ -57,6 +57,18 @@ pub(super) fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, Config
         .unix_socket_dir
         .filter(|d| !d.as_os_str().is_empty())
         .map(|d| resolve_path(base, d));
+    // A socket's path has at most 107 bytes (sun_path); the longest name is .s.PGSQL.65535.
+    if let Some(d) = &unix_socket_dir
+        && d.as_os_str().len() + "/.s.PGSQL.65535".len() > 107
+    {
+        return Err(invalid(
+            "server.unix_socket_dir",
+            format!(
+                "{} is too long for a socket path (at most 92 bytes)",
+                d.display()
+            ),
+        ));
+    }
     let unix_socket_mode = raw.unix_socket_mode.unwrap_or(0o777);
     if unix_socket_mode > 0o777 {
         return Err(invalid(

@@ -1,6 +1,7 @@
 //! Per-identity pass-through against the workspace stand-in and the real cluster: each client
-//! logs in with its own Databricks identity and token (over TLS only), lakepool checks the
-//! token with SCIM Me, mints the database credential with it and pools per identity.
+//! logs in with its own Databricks identity and token (over TLS or the Unix socket only),
+//! lakepool checks the token with SCIM Me, mints the database credential with it and pools per
+//! identity.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -323,6 +324,47 @@ async fn plain_tcp_is_refused_before_a_token_is_asked_for() {
     // The same login over TLS works.
     let c = login(&lp, &ids.alice, &ids.alice_tokens[0]).await;
     assert_eq!(whoami(&c).await.0, ids.alice);
+}
+
+#[tokio::test]
+async fn the_unix_socket_takes_tokens_without_tls() {
+    let ids = Identities::start("ptsock");
+    let dir = crate::support::scratch_dir().join("sock-pt");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // No client certificate at all: the socket alone makes pass-through possible.
+    let pg = pg();
+    let tls_lines = format!(
+        "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\nclient_tls = \"prefer\"\n",
+        pg.server_cert.cert_file.display(),
+        pg.server_cert.key_file.display()
+    );
+    let text = config(&ids, &Pool::default());
+    assert!(text.contains(&tls_lines));
+    let text = text.replace(
+        &tls_lines,
+        &format!("unix_socket_dir = \"{}\"\n", dir.display()),
+    );
+    let lp = Lakepool::start(&text, &[]);
+    assert!(
+        lp.wait_for_log("listening on the unix socket", Duration::from_secs(10)),
+        "{}",
+        lp.logs()
+    );
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host_path(&dir)
+        .port(lp.port())
+        .user(&ids.alice)
+        .password(&ids.alice_tokens[0])
+        .dbname(DB)
+        .connect_timeout(Duration::from_secs(10));
+    let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(async move { drop(conn.await) });
+    assert_eq!(whoami(&c).await.0, ids.alice);
+    // Plain TCP still never gets as far as the token.
+    let (code, message) = refused(&lp, &ids.bob, &ids.bob_token, false).await;
+    assert_eq!(code, "28000");
+    assert!(message.contains("must use TLS"), "{message}");
 }
 
 #[tokio::test]

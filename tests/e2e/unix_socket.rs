@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::fixtures::{self, APP, CLEAR_DB, CLEAR_USER, OWNER_PW_ENV, Opts};
-use crate::support::{APP_OWNER, Lakepool, connect, pg_bin_dir, scratch_dir, scrub_pg_env};
+use crate::support::{APP_OWNER, Lakepool, connect, pg, pg_bin_dir, scratch_dir, scrub_pg_env};
 
 /// A fresh directory for one test's socket (short: a socket path has at most 107 bytes).
 fn socket_dir(tag: &str) -> PathBuf {
@@ -74,6 +74,15 @@ fn psql_local(dir: &Path, port: u16, user: (&str, &str), db: &str, sql: &str) ->
         .stdin(Stdio::null())
         .output()
         .expect("spawn psql")
+}
+
+/// A free loopback port below 32768.
+fn low_port() -> u16 {
+    let start = 20_000 + (std::process::id() % 10_000) as u16;
+    (start..32_000)
+        .chain(20_000..start)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port below 32768")
 }
 
 async fn connect_local(dir: &Path, port: u16) -> tokio_postgres::Client {
@@ -151,8 +160,17 @@ async fn a_cancel_request_through_the_socket_cancels_the_query() {
     let c = connect_local(&dir, lp.port()).await;
     let token = c.cancel_token();
     let sleeper = tokio::spawn(async move { c.execute("select pg_sleep(30)", &[]).await });
-    // The cancel goes through the socket too (tokio-postgres reuses the client's host).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the query runs on a server (an event, not a fixed delay: the machine may be busy),
+    // the cancel goes through the socket too (tokio-postgres reuses the client's host).
+    let running = "select count(*) from pg_stat_activity where query = 'select pg_sleep(30)'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while pg().exec_sql(running).trim() != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the query never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     token.cancel_query(tokio_postgres::NoTls).await.unwrap();
     let e = tokio::time::timeout(Duration::from_secs(10), sleeper)
         .await
@@ -178,9 +196,11 @@ async fn the_socket_file_goes_on_shutdown_and_a_crashed_runs_file_is_taken_over(
     );
     assert!(!path.exists(), "removed on shutdown");
 
-    // A killed run leaves its file behind; the next run on that port takes it over.
-    let mut lp = start(&dir, "127.0.0.1:0");
-    let port = lp.port();
+    // A killed run leaves its file behind; the next run on that port takes it over. A port
+    // below 32768, which no outgoing connection takes in between (Linux hands those out from
+    // 32768 up).
+    let port = low_port();
+    let mut lp = start(&dir, &format!("127.0.0.1:{port}"));
     let path = dir.join(format!(".s.PGSQL.{port}"));
     lp.kill();
     assert!(path.exists(), "SIGKILL leaves the socket file");
@@ -206,7 +226,7 @@ async fn the_socket_file_goes_on_shutdown_and_a_crashed_runs_file_is_taken_over(
         }
     };
     assert!(
-        err.contains("another process accepts connections on it"),
+        err.contains("another lakepool holds its lock file"),
         "{err}"
     );
     assert!(path.exists(), "the live socket's file is left alone");
