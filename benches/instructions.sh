@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Instructions per login and per transaction, counted by valgrind's callgrind:
+# deterministic, so a change of a few percent in user-space work shows, where
+# CPU time on two shared cores moves by more than that between runs.
+#
+#   benches/instructions.sh                      # lakepool and PgBouncer
+#   LAKEPOOL_BIN=A LAKEPOOL_BIN_B=B benches/instructions.sh   # two builds
+#
+# Each pooler (transaction mode, pool 20, plain TCP, RUST_LOG=warn, PgBouncer
+# without connection logging, as in the other scripts) runs under callgrind on
+# a throwaway cluster. After a warm-up, counters are zeroed, then measured and
+# dumped for: LOGINS sequential logins with one `-S` query each (pgbench -C -c 1),
+# and TXS sequential `-S` transactions, simple and extended (pgbench -c 1).
+# One client at a time: the pooler waits in epoll between messages, so the
+# runtime's park work is counted per message, more than under load.
+#
+# SHA-256 is reported apart: callgrind's CPU has no SHA extensions, so the sha2
+# crate runs its portable code here while the real CPU uses SHA-NI; a PgBouncer
+# built without OpenSSL (the tag's default build here) always uses its own.
+#
+# Env: LOGINS (200), TXS (2000), TOP (0: the TOP functions by inclusive count of
+# lakepool's simple transactions), PGBOUNCER_BIN, LAKEPOOL_BIN, LAKEPOOL_BIN_B
+# (instead of PgBouncer), KEEP_DIR=1. Needs valgrind (apt-get install valgrind).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+repo="$(pwd)"
+me=instructions.sh
+# shellcheck source=benches/lib.sh
+source "$repo/benches/lib.sh"
+
+logins="${LOGINS:-200}"
+txs="${TXS:-2000}"
+top="${TOP:-0}"
+zero_ok="top"
+check_numbers logins txs top
+command -v valgrind >/dev/null && command -v callgrind_control >/dev/null &&
+    command -v callgrind_annotate >/dev/null || die "valgrind is needed (apt-get install valgrind)"
+
+bench_init
+setup_postgres 50
+# Callgrind's files, writable by PgBouncer's OS user too.
+mkdir -p "$dir/cg"
+[[ "$(id -u)" == 0 ]] && chown postgres: "$dir/cg"
+
+# under_callgrind NAME: restarts pooler NAME (already configured by start_*) under
+# callgrind; sets VG[NAME] (the pid to control) and RUNAS[NAME].
+declare -A VG RUNAS
+under_callgrind() {
+    local name="$1" port="${PORT[$1]}" kind="${KIND[$1]}" i
+    stop_pooler "$name"
+    if [[ "$kind" == pgbouncer ]]; then
+        "${as_owner[@]}" valgrind --tool=callgrind --callgrind-out-file="$dir/cg/$name.%p" \
+            "$pgbouncer_bin" -q "$dir/$name.ini" 2>"$dir/vg-$name.log" &
+        RUNAS[$name]=owner
+    else
+        RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$dir/cg/$name.%p" \
+            "$dir/$name-bin" --config "$dir/$name.toml" 2>"$dir/vg-$name.log" &
+        RUNAS[$name]=self
+    fi
+    VG[$name]=$!
+    PID[$name]=$!
+    for ((i = 0; i < 600; i++)); do
+        port_busy "$port" && return 0
+        kill -0 "${VG[$name]}" 2>/dev/null || die "$name exited under valgrind: $(tail -n 5 "$dir/vg-$name.log")"
+        sleep 0.1
+    done
+    die "$name did not listen under valgrind within 60 s"
+}
+
+control() {
+    local name="$1"
+    shift
+    if [[ "${RUNAS[$name]}" == owner ]]; then
+        "${as_owner[@]}" callgrind_control "$@" "${VG[$name]}" >/dev/null
+    else
+        callgrind_control "$@" "${VG[$name]}" >/dev/null
+    fi
+}
+
+bench() { "$pgbench" -n -c 1 -j 1 -h 127.0.0.1 -p "${PORT[$1]}" -U bench bench "${@:2}" >"$dir/bench-$1.log" 2>&1 ||
+    die "pgbench against $1 failed: $(tail -n 3 "$dir/bench-$1.log")"; }
+
+# measure NAME: prints "Ir/login sha/login Ir/tx-simple Ir/tx-extended".
+measure() {
+    local name="$1" f part n sha out=()
+    bench "$name" -S -C -t 20
+    bench "$name" -S -t 200
+    bench "$name" -S -M extended -t 200
+    for part in "login|-S -C -t $logins|$logins" "simple|-S -t $txs|$txs" "extended|-S -M extended -t $txs|$txs"; do
+        IFS='|' read -r tag opts n <<<"$part"
+        control "$name" -z
+        # shellcheck disable=SC2086
+        bench "$name" $opts
+        control "$name" -d "$tag"
+        f="$(grep -l "^desc: Trigger: dump $tag" "$dir/cg/$name".* | tail -n 1)"
+        chmod a+r "$f" 2>/dev/null || true
+        out+=("$(awk -v n="$n" '/^totals:/ { printf "%.0f", $2 / n }' "$f")")
+        sha="$(callgrind_annotate --auto=no --inclusive=no --threshold=100 "$f" 2>/dev/null |
+            awk -v n="$n" '/^ *[0-9,]+ .*(sha256::compress|SHA256_Transform|sha256_block)/ {
+                gsub(",", "", $1); s += $1 } END { printf "%.0f", s / n }')"
+        [[ "$tag" == login ]] && out+=("$sha")
+        [[ "$tag" == simple ]] && cp "$f" "$dir/simple-$name.out"
+    done
+    echo "${out[*]}"
+}
+
+targets=(lakepool)
+cp "$dir/lakepool" "$dir/lakepool-bin"
+start_lakepool lakepool 0 1 2000 "$dir/lakepool-bin"
+if [[ -n "${LAKEPOOL_BIN_B:-}" ]]; then
+    cp "$LAKEPOOL_BIN_B" "$dir/lakepool-b-bin"
+    start_lakepool lakepool-b 0 1 2000 "$dir/lakepool-b-bin"
+    targets+=(lakepool-b)
+else
+    start_pgbouncer pgbouncer 0
+    targets+=(pgbouncer)
+fi
+
+declare -A RESULT
+for t in "${targets[@]}"; do
+    say "$t under callgrind"
+    under_callgrind "$t"
+    RESULT[$t]="$(measure "$t")"
+    stop_pid "${VG[$t]}"
+    unset "PID[$t]"
+done
+
+echo
+echo "Instructions (callgrind Ir) per login (a login and one -S query, pgbench -C -c 1) and per"
+echo "transaction (pgbench -S -c 1), after a warm-up; SHA-256 compression counted apart (see the header)."
+echo
+printf '%-12s %12s %12s %12s %14s %16s\n' target "Ir/login" "of it SHA" "w/o SHA" "Ir/tx simple" "Ir/tx extended"
+for t in "${targets[@]}"; do
+    read -r l s ts te <<<"${RESULT[$t]}"
+    printf '%-12s %12s %12s %12s %14s %16s\n' "$t" "$l" "$s" "$((l - s))" "$ts" "$te"
+done
+echo
+echo "lakepool: $lakepool_desc${LAKEPOOL_BIN_B:+; lakepool-b: $LAKEPOOL_BIN_B}"
+[[ -z "${LAKEPOOL_BIN_B:-}" ]] && echo "PgBouncer $pgbouncer_version ($pgbouncer_src)"
+echo "$(machine_line); $(date -u '+%Y-%m-%d %H:%M UTC')"
+if ((top > 0)); then
+    echo
+    echo "lakepool, simple transactions: top $top functions by inclusive instructions per transaction"
+    # Below the frames every instruction passes through (main, the runtime's loop).
+    callgrind_annotate --auto=no --inclusive=yes --threshold=100 "$dir/simple-lakepool.out" 2>/dev/null |
+        awk -v n="$txs" -v top="$top" '/^ *[0-9,]+ +\(/ { c = $1; gsub(",", "", c); c += 0; if (!all) all = c;
+            line = $0; sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, "", line); sub(/ \[.*\]$/, "", line);
+            if (c >= all || line ~ /^\?\?\?:(main|lakepool::main|lakepool::serve|\(below main\)|0x)|libc-start|libc_start/) next;
+            printf "%10.0f  %s\n", c / n, line; if (++k >= top) exit }'
+fi
