@@ -3,11 +3,11 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use crate::fixtures::{self, APP, CLEAR_DB, CLEAR_USER, OWNER_PW_ENV, Opts};
-use crate::support::{APP_OWNER, Lakepool, connect, pg, pg_bin_dir, scratch_dir, scrub_pg_env};
+use crate::support::{APP_OWNER, Lakepool, connect, pg, psql_at, scratch_dir};
 
 /// A fresh directory for one test's socket (short: a socket path has at most 107 bytes).
 fn socket_dir(tag: &str) -> PathBuf {
@@ -53,27 +53,8 @@ fn start(dir: &Path, listen: &str) -> Lakepool {
 
 /// psql through the socket in `dir` (libpq's `host=<directory>`).
 fn psql_local(dir: &Path, port: u16, user: (&str, &str), db: &str, sql: &str) -> Output {
-    let conninfo = format!(
-        "host={} port={port} user={} dbname={db} connect_timeout=10",
-        dir.display(),
-        user.0
-    );
-    let mut cmd = Command::new(pg_bin_dir().join("psql"));
-    scrub_pg_env(&mut cmd)
-        .env("PGPASSWORD", user.1)
-        .args([
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-At",
-            "-d",
-            &conninfo,
-            "-c",
-            sql,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn psql")
+    let host = dir.display().to_string();
+    psql_at(&host, port, user.0, user.1, db, "disable", sql)
 }
 
 /// A free loopback port below 32768.

@@ -119,8 +119,21 @@ pub fn scrub_pg_env(cmd: &mut Command) -> &mut Command {
 /// `require`, `verify-full`, ...); the test CA is always supplied so the
 /// `verify-*` modes work. Output is `-At` (unaligned, tuples only).
 pub fn psql(port: u16, user: &str, password: &str, db: &str, sslmode: &str, sql: &str) -> Output {
+    psql_at(HOST, port, user, password, db, sslmode, sql)
+}
+
+/// [`psql`] against `host`: an address, or a directory holding a Unix-domain socket.
+pub fn psql_at(
+    host: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    db: &str,
+    sslmode: &str,
+    sql: &str,
+) -> Output {
     let conninfo = format!(
-        "host={HOST} port={port} user={user} dbname={db} sslmode={sslmode} connect_timeout=10"
+        "host={host} port={port} user={user} dbname={db} sslmode={sslmode} connect_timeout=10"
     );
     let mut cmd = Command::new(pg_bin_dir().join("psql"));
     scrub_pg_env(&mut cmd)
