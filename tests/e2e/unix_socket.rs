@@ -140,10 +140,13 @@ async fn a_cancel_request_through_the_socket_cancels_the_query() {
     let lp = start(&dir, "127.0.0.1:0");
     let c = connect_local(&dir, lp.port()).await;
     let token = c.cancel_token();
-    let sleeper = tokio::spawn(async move { c.execute("select pg_sleep(30)", &[]).await });
-    // Once the query runs on a server (an event, not a fixed delay: the machine may be busy),
-    // the cancel goes through the socket too (tokio-postgres reuses the client's host).
-    let running = "select count(*) from pg_stat_activity where query = 'select pg_sleep(30)'";
+    // A simple query: with the extended protocol the server reads the next message between
+    // Parse and Execute, and PostgreSQL ignores a cancel that arrives while it reads.
+    let sleeper = tokio::spawn(async move { c.batch_execute("select pg_sleep(30)").await });
+    // Once the query sleeps on a server (an event, not a fixed delay: the machine may be
+    // busy), the cancel goes through the socket too (tokio-postgres reuses the client's host).
+    let running = "select count(*) from pg_stat_activity \
+                   where query = 'select pg_sleep(30)' and wait_event = 'PgSleep'";
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while pg().exec_sql(running).trim() != "1" {
         assert!(
