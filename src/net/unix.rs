@@ -53,7 +53,7 @@ pub(crate) fn bind(dir: &Path, port: u16, mode: u32) -> io::Result<LocalSocket> 
             return Err(e);
         }
     };
-    // From here on the file is ours: dropping the socket removes it.
+    // From here on the file is ours: a failure below removes it (if it is still ours).
     let listen = || -> io::Result<UnixListener> {
         socket.listen(BACKLOG)?;
         socket.set_nonblocking(true)?;
