@@ -134,6 +134,9 @@ async fn local_clients_log_in_through_the_socket_without_tls() {
     assert_eq!(&answer, b"N");
 }
 
+/// The query the cancel test cancels.
+const SLEEP: &str = "select pg_sleep(30) as cancelled_through_the_unix_socket";
+
 #[tokio::test]
 async fn a_cancel_request_through_the_socket_cancels_the_query() {
     let dir = socket_dir("cancel");
@@ -142,13 +145,15 @@ async fn a_cancel_request_through_the_socket_cancels_the_query() {
     let token = c.cancel_token();
     // A simple query: with the extended protocol the server reads the next message between
     // Parse and Execute, and PostgreSQL ignores a cancel that arrives while it reads.
-    let sleeper = tokio::spawn(async move { c.batch_execute("select pg_sleep(30)").await });
+    // Its own text: other tests sleep with `select pg_sleep(30)` at the same time.
+    let sleeper = tokio::spawn(async move { c.batch_execute(SLEEP).await });
     // Once the query sleeps on a server (an event, not a fixed delay: the machine may be
     // busy), the cancel goes through the socket too (tokio-postgres reuses the client's host).
-    let running = "select count(*) from pg_stat_activity \
-                   where query = 'select pg_sleep(30)' and wait_event = 'PgSleep'";
+    let running = format!(
+        "select count(*) from pg_stat_activity where query = '{SLEEP}' and wait_event = 'PgSleep'"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while pg().exec_sql(running).trim() != "1" {
+    while pg().exec_sql(&running).trim() != "1" {
         assert!(
             std::time::Instant::now() < deadline,
             "the query never started"
