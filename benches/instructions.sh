@@ -11,14 +11,17 @@
 # a throwaway cluster. After a warm-up, counters are zeroed, then measured and
 # dumped for: LOGINS sequential logins with one `-S` query each (pgbench -C -c 1),
 # and TXS sequential `-S` transactions, simple and extended (pgbench -c 1).
-# One client at a time: the pooler waits in epoll between messages, so the
-# runtime's park work is counted per message, more than under load.
+# One client at a time by default: the pooler waits in epoll between messages, so
+# the runtime's park work is counted per message, more than under load. CLIENTS=N
+# runs the transactions from N clients at once instead (valgrind slows the pooler
+# so much that it is then always busy: parks become rare, as under heavy load);
+# logins stay sequential.
 #
 # SHA-256 is reported apart: callgrind's CPU has no SHA extensions, so the sha2
 # crate runs its portable code here while the real CPU uses SHA-NI; a PgBouncer
 # built without OpenSSL (the tag's default build here) always uses its own.
 #
-# Env: LOGINS (200), TXS (2000), TOP (0: the TOP functions by inclusive count of
+# Env: LOGINS (200), TXS (2000), CLIENTS (1), TOP (0: the TOP functions by inclusive count of
 # lakepool's simple transactions), PGBOUNCER_BIN, LAKEPOOL_BIN, LAKEPOOL_BIN_B
 # (instead of PgBouncer), KEEP_DIR=1. Needs valgrind (apt-get install valgrind).
 set -euo pipefail
@@ -31,9 +34,13 @@ source "$repo/benches/lib.sh"
 
 logins="${LOGINS:-200}"
 txs="${TXS:-2000}"
+clients="${CLIENTS:-1}"
 top="${TOP:-0}"
 zero_ok="top"
-check_numbers logins txs top
+check_numbers logins txs clients top
+per_client=$((txs / clients))
+((per_client > 0)) || die "TXS must be at least CLIENTS"
+txs=$((per_client * clients))
 command -v valgrind >/dev/null && command -v callgrind_control >/dev/null &&
     command -v callgrind_annotate >/dev/null || die "valgrind is needed (apt-get install valgrind)"
 
@@ -78,16 +85,17 @@ control() {
     fi
 }
 
-bench() { "$pgbench" -n -c 1 -j 1 -h 127.0.0.1 -p "${PORT[$1]}" -U bench bench "${@:2}" >"$dir/bench-$1.log" 2>&1 ||
+bench() { "$pgbench" -n -j 1 -h 127.0.0.1 -p "${PORT[$1]}" -U bench bench "${@:2}" >"$dir/bench-$1.log" 2>&1 ||
     die "pgbench against $1 failed: $(tail -n 3 "$dir/bench-$1.log")"; }
 
 # measure NAME: prints "Ir/login sha/login Ir/tx-simple Ir/tx-extended".
 measure() {
     local name="$1" f part n sha out=()
-    bench "$name" -S -C -t 20
-    bench "$name" -S -t 200
-    bench "$name" -S -M extended -t 200
-    for part in "login|-S -C -t $logins|$logins" "simple|-S -t $txs|$txs" "extended|-S -M extended -t $txs|$txs"; do
+    bench "$name" -c 1 -S -C -t 20
+    bench "$name" -c "$clients" -S -t 200
+    bench "$name" -c "$clients" -S -M extended -t 200
+    for part in "login|-c 1 -S -C -t $logins|$logins" "simple|-c $clients -S -t $per_client|$txs" \
+        "extended|-c $clients -S -M extended -t $per_client|$txs"; do
         IFS='|' read -r tag opts n <<<"$part"
         control "$name" -z
         # shellcheck disable=SC2086
@@ -128,7 +136,7 @@ done
 
 echo
 echo "Instructions (callgrind Ir) per login (a login and one -S query, pgbench -C -c 1) and per"
-echo "transaction (pgbench -S -c 1), after a warm-up; SHA-256 compression counted apart (see the header)."
+echo "transaction (pgbench -S -c $clients), after a warm-up; SHA-256 compression counted apart (see the header)."
 echo
 printf '%-12s %12s %12s %12s %14s %16s\n' target "Ir/login" "of it SHA" "w/o SHA" "Ir/tx simple" "Ir/tx extended"
 for t in "${targets[@]}"; do

@@ -26,7 +26,7 @@ use super::pipe::{Next, Pipe};
 use super::tracker::Tracker;
 use super::txn::client::MAX_QUEUED;
 use super::txn::{Attached, TxnClient};
-use crate::net::Stream;
+use crate::net::{ReadArmed, Stream};
 use crate::proto::backend::parse_parameter_status;
 use crate::proto::frame::{FrameError, HEADER_LEN};
 use crate::shared::clients::ClientHandle;
@@ -166,6 +166,9 @@ pub(crate) struct Pump<'a> {
     server: &'a mut Stream,
     /// Everything else.
     core: Core<'a>,
+    /// Whether this run's last read of the client said Pending: the server's wake-ups then
+    /// need not poll the client again.
+    client_read: ReadArmed,
 }
 
 /// The sockets that said Pending in the current wake-up.
@@ -208,6 +211,7 @@ impl<'a> Pump<'a> {
             client,
             server,
             core,
+            client_read: ReadArmed::default(),
         }
     }
 
@@ -306,7 +310,8 @@ impl<'a> Pump<'a> {
             if core.held_back() || blocked.client_read {
                 return moved_or_pending(moved);
             }
-            let n = match core.up.poll_fill(cx, self.client) {
+            let up = &mut *core.up;
+            let n = match self.client_read.poll(self.client, |c| up.poll_fill(cx, c)) {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(PumpEnd::ClientIo(e))),
                 Poll::Pending => {
@@ -356,6 +361,11 @@ impl<'a> Pump<'a> {
             }
             if blocked.server_read {
                 return moved_or_pending(moved);
+            }
+            if core.release_when_idle && core.idle_now() {
+                // The transaction is over: reading the server again would only register a
+                // waker for a connection about to go back to the pool.
+                return Poll::Ready(Err(PumpEnd::Idle));
             }
             let n = match core.down.poll_fill(cx, self.server) {
                 Poll::Ready(Ok(n)) => n,

@@ -10,7 +10,7 @@ pub mod tls;
 pub(crate) mod unix;
 
 pub(crate) use peer::Peer;
-pub(crate) use stream::Stream;
+pub(crate) use stream::{ReadArmed, Stream};
 
 /// Applies the socket options every lakepool connection wants.
 pub(crate) fn tune(tcp: &tokio::net::TcpStream) {

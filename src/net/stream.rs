@@ -1,10 +1,12 @@
 //! A socket that is plain TCP, TLS in either role, or a local Unix-domain socket.
 
 use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 /// Plain TCP, client-facing TLS, upstream TLS, or a local client's Unix-domain socket.
@@ -50,6 +52,21 @@ impl Stream {
         matches!(self, Stream::Plain(_) | Stream::Local(_))
     }
 
+    /// False only when the runtime knows that this plain or local socket has had nothing to
+    /// read since a read last found it empty: then a waker registered by that read is still
+    /// in place, and polling again would only register it again. One load, without the
+    /// budget and waker bookkeeping of a poll. Always true for TLS, whose streams may hold
+    /// decrypted bytes that the socket does not show.
+    pub(crate) fn may_be_readable(&self) -> bool {
+        // An `Ok` from the closure leaves the readiness as it is (an error would clear it).
+        let probe = || Ok(());
+        match self {
+            Stream::Plain(s) => s.try_io(Interest::READABLE, probe).is_ok(),
+            Stream::Local(s) => s.try_io(Interest::READABLE, probe).is_ok(),
+            Stream::ServerTls(_) | Stream::ClientTls(_) => true,
+        }
+    }
+
     /// Ready when a plain socket has something to read (data, EOF or an error). A poll, not a
     /// future: an idle client's task waits here, and a stored readiness future would add its
     /// size to every idle client's state. Nothing is consumed.
@@ -63,29 +80,34 @@ impl Stream {
     }
 
     /// Checks, without blocking and without a syscall in the common case, whether an idle
-    /// pooled socket received anything. Uses the runtime's cached readiness; only when that says
-    /// "readable" does it peek at the socket.
+    /// pooled socket received anything. Uses the runtime's cached readiness (`try_io` reads it
+    /// without the budget and waker bookkeeping of a poll: this runs at every checkout); only
+    /// when that says "readable" does it peek at the socket.
     pub(crate) fn idle_state(&self) -> IdleState {
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut probe = [0u8; 1];
-        let mut buf = ReadBuf::new(&mut probe);
         let tcp = match self {
             Stream::Plain(s) => s,
             Stream::ServerTls(s) => s.get_ref().0,
             Stream::ClientTls(s) => s.get_ref().0,
-            // Server connections are TCP; a socket client is never pooled. Readable here
-            // means the same: something arrived.
+            // Server connections are TCP; a socket client is never pooled.
             Stream::Local(s) => {
-                return match s.poll_read_ready(&mut cx) {
-                    Poll::Pending => IdleState::Quiet,
-                    Poll::Ready(_) => IdleState::Disturbed,
-                };
+                return idle_state(s.try_io(Interest::READABLE, || peek(&**s)));
             }
         };
-        match tcp.poll_peek(&mut cx, &mut buf) {
-            Poll::Pending => IdleState::Quiet,
-            Poll::Ready(_) => IdleState::Disturbed,
-        }
+        idle_state(tcp.try_io(Interest::READABLE, || peek(tcp)))
+    }
+}
+
+/// One byte peeked at, as `try_io` wants it: WouldBlock when nothing is there.
+fn peek(socket: impl AsFd) -> io::Result<usize> {
+    let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+    socket2::SockRef::from(&socket).peek(&mut probe)
+}
+
+/// Quiet only when the socket has nothing to read: data, EOF or an error all disturb it.
+fn idle_state(peeked: io::Result<usize>) -> IdleState {
+    match peeked {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => IdleState::Quiet,
+        _ => IdleState::Disturbed,
     }
 }
 
@@ -134,5 +156,118 @@ impl AsyncWrite for Stream {
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+/// Whether a read of a socket said Pending, which registered the task's waker with it: until
+/// the socket becomes readable it need not be polled again (see [`Stream::may_be_readable`]).
+/// Kept by a forwarding run for its client socket: saves a poll of the client in each
+/// wake-up the server causes.
+#[derive(Debug, Default)]
+pub(crate) struct ReadArmed(bool);
+
+impl ReadArmed {
+    /// Polls `read` unless the last read said Pending and `stream` has not become readable
+    /// since (Pending at once then: the waker is in place). `read` must read `stream`, or
+    /// poll its read readiness, with the waker of the task that always polls it: its Pending
+    /// is what leaves that waker registered.
+    pub(crate) fn poll<T>(
+        &mut self,
+        stream: &mut Stream,
+        read: impl FnOnce(&mut Stream) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if self.0 && !stream.may_be_readable() {
+            return Poll::Pending;
+        }
+        let r = read(stream);
+        self.0 = r.is_pending();
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A connected pair: lakepool's side as a `Stream`, and the peer.
+    async fn pair() -> (Stream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (peer, _) = l.accept().await.unwrap();
+        (Stream::Plain(ours), peer)
+    }
+
+    /// Lets the runtime turn its I/O driver until `f` holds (two seconds at most).
+    async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+        for _ in 0..200 {
+            if f() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn an_idle_socket_is_disturbed_by_data_and_by_a_close() {
+        let (ours, mut peer) = pair().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(ours.idle_state(), IdleState::Quiet);
+        peer.write_all(b"E").await.unwrap();
+        assert!(eventually(|| ours.idle_state() == IdleState::Disturbed).await);
+        // Peeked, not consumed: still disturbed.
+        assert_eq!(ours.idle_state(), IdleState::Disturbed);
+
+        let (ours, peer) = pair().await;
+        drop(peer);
+        assert!(eventually(|| ours.idle_state() == IdleState::Disturbed).await);
+    }
+
+    #[tokio::test]
+    async fn an_armed_read_is_not_polled_again_until_the_socket_is_readable() {
+        let (mut ours, mut peer) = pair().await;
+        let mut armed = ReadArmed::default();
+        let mut polls = 0;
+        let mut buf = [0u8; 16];
+        // The first poll reads (Pending: nothing sent), which registers the task's waker.
+        let first = poll_fn(|cx| {
+            Poll::Ready(armed.poll(&mut ours, |s| {
+                polls += 1;
+                let mut rb = ReadBuf::new(&mut buf);
+                Pin::new(s)
+                    .poll_read(cx, &mut rb)
+                    .map_ok(|()| rb.filled().len())
+            }))
+        })
+        .await;
+        assert!(first.is_pending());
+        assert_eq!(polls, 1);
+        assert!(!ours.may_be_readable());
+        // Armed and not readable: Pending without reading.
+        let again = armed.poll(&mut ours, |_| -> Poll<io::Result<usize>> {
+            panic!("polled while armed")
+        });
+        assert!(again.is_pending());
+        // Data arrives: the socket turns readable and the read goes ahead.
+        peer.write_all(b"hello").await.unwrap();
+        assert!(eventually(|| ours.may_be_readable()).await);
+        let n = poll_fn(|cx| {
+            Poll::Ready(armed.poll(&mut ours, |s| {
+                polls += 1;
+                let mut rb = ReadBuf::new(&mut buf);
+                Pin::new(s)
+                    .poll_read(cx, &mut rb)
+                    .map_ok(|()| rb.filled().len())
+            }))
+        })
+        .await;
+        assert!(matches!(n, Poll::Ready(Ok(5))), "{n:?}");
+        assert_eq!(polls, 2);
     }
 }

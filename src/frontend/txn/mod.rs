@@ -147,6 +147,27 @@ impl TxnClient {
             && replay.is_none()
     }
 
+    /// Equal to a new one, capacity included: parking it then needs no reset. Every field is
+    /// named, as in [`Self::is_pristine`].
+    pub(crate) fn is_bare(&self) -> bool {
+        let Self {
+            statements,
+            sql_prepared,
+            sql_on_server,
+            changes,
+            notices,
+            discarding,
+            replay,
+        } = self;
+        statements.is_bare()
+            && sql_prepared.capacity() == 0
+            && sql_on_server.capacity() == 0
+            && changes.is_bare()
+            && notices.capacity() == 0
+            && !*discarding
+            && replay.is_none()
+    }
+
     /// Named statements the client has (the tests and the fuzz harness check it).
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn statement_count(&self) -> usize {

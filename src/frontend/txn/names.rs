@@ -28,6 +28,11 @@ impl ClientNames {
         self.map.is_empty()
     }
 
+    /// Equal to a new one, capacity included.
+    pub(crate) fn is_bare(&self) -> bool {
+        self.map.capacity() == 0 && self.bytes == 0 && self.last.is_none()
+    }
+
     /// Bytes of statement text the names refer to.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes

@@ -60,12 +60,15 @@ pub(crate) fn unpark(limits: TxnLimits) -> Box<TxnSession> {
     }
 }
 
-/// Parks an empty transaction-mode state. Its collections are replaced by new (unallocated)
-/// ones, except the reply queue's room for a few entries: a parked state keeps no capacity a
-/// client grew, and a client that parks between transactions does not allocate its queue
-/// again in each one.
+/// Parks an empty transaction-mode state. Its collections that allocated are replaced by new
+/// (unallocated) ones, except the reply queue's room for a few entries: a parked state keeps
+/// no capacity a client grew, and a client that parks between transactions does not allocate
+/// its queue again in each one. A state still equal to a new one (a client that ran simple
+/// requests) is parked as it is: this runs once per transaction.
 pub(crate) fn park(mut t: Box<TxnSession>) {
-    t.client = TxnClient::default();
+    if !t.client.is_bare() {
+        t.client = TxnClient::default();
+    }
     t.queue.reset_for_reuse();
     PARKED.with(|p| {
         let mut p = p.borrow_mut();
@@ -102,5 +105,20 @@ mod tests {
         assert_eq!(&*again as *const TxnSession, at, "the same allocation");
         assert_eq!(again.limits.cache_cap, 7, "the limits of the pool now");
         assert!(again.is_pristine());
+    }
+
+    #[test]
+    fn a_parked_state_keeps_no_capacity_its_client_grew() {
+        let mut t = unpark(limits(1));
+        assert!(t.client.is_bare());
+        t.client
+            .notices
+            .extend([super::super::Limitation::Listen; 64]);
+        t.client.notices.clear();
+        assert!(t.is_pristine() && !t.client.is_bare());
+        park(t);
+        let again = unpark(limits(1));
+        assert!(again.client.is_bare(), "the grown collection was replaced");
+        assert_eq!(again.client.notices.capacity(), 0);
     }
 }

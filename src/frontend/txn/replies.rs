@@ -160,6 +160,14 @@ impl ReplyQueue {
     /// beyond a few entries is freed; a few entries' worth is kept, so a client running one
     /// request at a time does not allocate the queue again for every transaction.
     pub(crate) fn reset_for_reuse(&mut self) {
+        if self.is_pristine()
+            && self.q.capacity() <= KEPT_CAPACITY
+            && self.undo.capacity() == 0
+            && self.in_flight.capacity() == 0
+        {
+            // The common case, a client that ran simple requests: nothing to free or reset.
+            return;
+        }
         let mut q = std::mem::take(&mut self.q);
         *self = Self::default();
         if q.capacity() <= KEPT_CAPACITY {

@@ -49,6 +49,11 @@ impl Changes {
         self.discard_temp = true;
     }
 
+    /// Equal to a new one, capacity included.
+    pub(crate) fn is_bare(&self) -> bool {
+        self.is_empty() && self.named.capacity() == 0 && self.deallocate.capacity() == 0
+    }
+
     /// Nothing noted.
     pub(crate) fn is_empty(&self) -> bool {
         self.named.is_empty()
