@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::accounting::Ledger;
 use super::limits::Blocked;
-use super::{Pool, PoolError, Shared, now};
+use super::{Pool, PoolError, PooledConn, Shared, now};
 use crate::upstream::server::ServerConn;
 
 /// Longest a health check of an idle server connection may take.
@@ -21,7 +21,7 @@ const MAX_CHECK_TIME: Duration = Duration::from_secs(5);
 /// What a waiter is given.
 pub(super) enum Grant {
     /// A ready connection.
-    Conn(ServerConn),
+    Conn(PooledConn),
     /// Permission to open a new connection (a slot was freed, or a reserve slot taken).
     Slot,
     /// query_wait_timeout passed.
@@ -31,7 +31,7 @@ pub(super) enum Grant {
 /// A checked-out server connection. Release it with [`Checkout::release`] when it is clean;
 /// dropping it closes the connection and frees its slot.
 pub(crate) struct Checkout {
-    conn: Option<ServerConn>,
+    conn: Option<PooledConn>,
     pool: Arc<Shared>,
 }
 
@@ -95,7 +95,7 @@ type SlowStep<'a> = Pin<Box<dyn Future<Output = Result<Option<Checkout>, PoolErr
 /// What a checkout found under the lock.
 enum Step {
     /// An idle connection; `check` when it sat unused longer than server_check_delay.
-    Idle { conn: ServerConn, check: bool },
+    Idle { conn: PooledConn, check: bool },
     /// A slot was taken: open a new connection.
     Open,
     /// Queued; `blocked` when a database or user limit (not pool_size) is what is full.
@@ -253,7 +253,7 @@ impl Pool {
         }
     }
 
-    pub(super) fn wrap(&self, conn: ServerConn) -> Checkout {
+    pub(super) fn wrap(&self, conn: PooledConn) -> Checkout {
         Checkout {
             conn: Some(conn),
             pool: Arc::clone(&self.shared),
@@ -263,7 +263,7 @@ impl Pool {
     /// Takes back a connection a client released (or one just opened for no one): it goes to
     /// the first waiter, else to the idle list; closed when too old, RECONNECTed, retired or
     /// the pool closed.
-    pub(super) fn checkin(shared: &Arc<Shared>, mut conn: ServerConn) {
+    pub(super) fn checkin(shared: &Arc<Shared>, mut conn: PooledConn) {
         let now = now();
         conn.last_used = now;
         if now.duration_since(conn.created) >= shared.settings.server_lifetime

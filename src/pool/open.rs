@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::accounting::Ledger;
-use super::{Checkout, Pool, PoolError, State, now};
+use super::{Checkout, Pool, PoolError, PooledConn, State, now};
 use crate::error::ClientFacing;
 use crate::net::framed::FrameError;
 use crate::proto::sqlstate::SqlState;
@@ -99,7 +99,7 @@ impl Pool {
     pub(super) async fn connect_in_slot(
         &self,
         deadline: Option<Instant>,
-    ) -> Result<ServerConn, PoolError> {
+    ) -> Result<PooledConn, PoolError> {
         let shared = &self.shared;
         let s = &shared.settings;
         let id = shared.ids.fetch_add(1, Ordering::Relaxed);
@@ -141,13 +141,13 @@ impl Pool {
     }
 
     /// Bookkeeping for a connection just opened.
-    fn opened(&self, conn: ServerConn) -> ServerConn {
+    fn opened(&self, conn: ServerConn) -> PooledConn {
         let shared = &self.shared;
         shared.stats.servers_opened.fetch_add(1, Ordering::Relaxed);
         shared.params.store(Some(Arc::new(conn.params.clone())));
         Ledger::lock(shared).login_failure = None;
         tracing::debug!(server = conn.id, database = %shared.database, "server connection opened");
-        conn
+        Box::new(conn)
     }
 
     /// Bookkeeping for a connection that could not be opened: frees its slot and, for a
