@@ -670,3 +670,25 @@ fn prepared_statements_view_references() {
     assert!(r[0].aliased);
     assert!(!r[1].aliased);
 }
+
+/// The eight-bytes-at-a-time word skip agrees with the byte-by-byte rule for every byte value
+/// at every position of a chunk.
+#[test]
+fn skip_letters_matches_the_byte_rule() {
+    for b in 0..=255u8 {
+        for at in 0..12 {
+            let mut text = vec![b'x'; 12];
+            text[at] = b;
+            for start in 0..text.len() {
+                let want = (start..text.len())
+                    .find(|&j| !hides_word_start(text[j]))
+                    .unwrap_or(text.len());
+                assert_eq!(
+                    skip_letters(&text, start),
+                    want,
+                    "byte {b:#x} at {at}, from {start}"
+                );
+            }
+        }
+    }
+}
