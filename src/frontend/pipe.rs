@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::poll_read_buf;
 
 use crate::net::buffer;
-use crate::proto::frame::{FrameError, Header, parse_header};
+use crate::proto::frame::{FrameError, HEADER_LEN, Header, parse_header};
 
 /// A message body still to come through the read buffer.
 #[derive(Debug, Clone, Copy)]
@@ -202,7 +202,18 @@ impl Pipe {
 
     /// Frames the next message: its header when at a boundary, or `NeedMore`. While a body
     /// streams, that body is moved first (pass or drop), and `NeedMore` returned until it ends.
+    #[inline]
     pub(crate) fn next(&mut self, max_body: usize) -> Result<Next, FrameError> {
+        // The framing loops ask again after every read and write: most asks find less than a
+        // header and nothing held or streaming, which needs no call.
+        if self.buf.len() - self.pos < HEADER_LEN && self.held.is_none() && self.streaming.is_none()
+        {
+            return Ok(Next::NeedMore);
+        }
+        self.next_slow(max_body)
+    }
+
+    fn next_slow(&mut self, max_body: usize) -> Result<Next, FrameError> {
         if let Some(held) = self.held.as_mut() {
             let n = (held.total - held.msg.len()).min(self.buf.len() - self.pos);
             held.msg

@@ -118,12 +118,14 @@ impl Pool {
         let started = now();
         let r = self.checkout_inner(started).await;
         if let Ok((_, waited)) = &r {
-            let waited = match waited {
+            match waited {
                 // Taken at once: no second clock read for a wait that did not happen.
-                false => Duration::ZERO,
-                true => now().saturating_duration_since(started),
-            };
-            self.shared.stats.record_wait(waited);
+                false => self.shared.stats.record_no_wait(),
+                true => self
+                    .shared
+                    .stats
+                    .record_wait(now().saturating_duration_since(started)),
+            }
         }
         r.map(|(c, _)| c)
     }

@@ -196,6 +196,13 @@ impl QueryClock {
 }
 
 impl PoolStats {
+    /// Records a checkout that found an idle connection at once: what [`Self::record_wait`]
+    /// records for a zero wait, with two counters instead of four.
+    pub(crate) fn record_no_wait(&self) {
+        self.wait_buckets[0].fetch_add(1, Ordering::Relaxed);
+        self.wait_count.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records a successful checkout that took `d`.
     pub(crate) fn record_wait(&self, d: Duration) {
         let secs = d.as_secs_f64();
@@ -363,6 +370,19 @@ mod tests {
         assert_eq!(b[WAIT_BUCKETS.len() - 1], 2); // ≤ 60 s
         assert_eq!(b[WAIT_BUCKETS.len()], 3); // +Inf
         assert_eq!(s.wait_max_us.load(Ordering::Relaxed), 100_000_000);
+    }
+
+    #[test]
+    fn a_checkout_without_a_wait_counts_as_a_zero_wait() {
+        let (zero, none) = (PoolStats::default(), PoolStats::default());
+        zero.record_wait(Duration::ZERO);
+        none.record_no_wait();
+        assert_eq!(zero.wait_histogram(), none.wait_histogram());
+        assert_eq!(none.wait_histogram().1, 1);
+        for s in [&zero, &none] {
+            assert_eq!(s.wait_us.load(Ordering::Relaxed), 0);
+            assert_eq!(s.wait_max_us.load(Ordering::Relaxed), 0);
+        }
     }
 
     #[test]

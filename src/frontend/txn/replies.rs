@@ -618,11 +618,14 @@ impl ReplyQueue {
     /// after that Parse is undone, and a name closed after its skipped Parse is not brought
     /// back (fuzz finding 8).
     fn unanswered_first(&mut self, n: usize, cache: &mut PreparedCache) {
-        self.ahead_of_batch = self.ahead_of_batch.saturating_sub(n);
-        let skipped: Vec<Expect> = self.q.drain(..n).collect();
-        for e in skipped.into_iter().rev() {
-            self.forget(&e);
-            self.unanswered(e, cache);
+        // Usually none: every ReadyForQuery runs this.
+        if n > 0 {
+            self.ahead_of_batch = self.ahead_of_batch.saturating_sub(n);
+            let skipped: Vec<Expect> = self.q.drain(..n).collect();
+            for e in skipped.into_iter().rev() {
+                self.forget(&e);
+                self.unanswered(e, cache);
+            }
         }
         self.drop_dead_copy_ends();
     }
