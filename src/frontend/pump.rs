@@ -402,12 +402,13 @@ impl Core<'_> {
     /// ParameterStatus or a FATAL error) keep it: released, they would be dropped with the
     /// buffer and its next client would frame the rest of that message as a new one.
     pub(crate) fn idle_now(&self) -> bool {
-        !self.up.has_output()
+        // The server's state first: inside a transaction, the one that says no.
+        self.tracker.server_idle()
+            && !self.up.has_output()
             && !self.up.is_streaming()
             && !self.down.has_output()
             && !self.down.is_streaming()
             && self.down.unread().is_empty()
-            && self.tracker.server_idle()
             && self
                 .txn
                 .as_ref()

@@ -132,9 +132,22 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        // A plain socket is tried first: it almost always has room, and `try_write` then
+        // writes without the budget and readiness bookkeeping of a poll (twice per
+        // transaction). Out of room, the poll registers the waker. The cost: a write that
+        // filled the socket leaves its readiness set, so the next try finds out with one
+        // failed `send` (only under backpressure).
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Local(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Plain(s) => match s.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Pin::new(s).poll_write(cx, buf),
+                r => Poll::Ready(r),
+            },
+            Stream::Local(s) => match s.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    Pin::new(s.as_mut()).poll_write(cx, buf)
+                }
+                r => Poll::Ready(r),
+            },
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
@@ -227,6 +240,45 @@ mod tests {
         let (ours, peer) = pair().await;
         drop(peer);
         assert!(eventually(|| ours.idle_state() == IdleState::Disturbed).await);
+    }
+
+    /// Writes that fill the socket (the peer reads nothing yet) wait, and are woken to go on
+    /// once the peer reads: the write tried first without a poll must not lose the wake-up.
+    #[tokio::test]
+    async fn a_write_that_fills_the_socket_waits_for_the_peer_and_goes_on() {
+        use tokio::io::AsyncReadExt;
+        let (mut ours, mut peer) = pair().await;
+        let total = 8 << 20;
+        let writer = tokio::spawn(async move {
+            let chunk = vec![7u8; 64 << 10];
+            let mut sent = 0;
+            while sent < total {
+                sent += chunk.len();
+                ours.write_all(&chunk).await.unwrap();
+            }
+            ours.flush().await.unwrap();
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !writer.is_finished(),
+            "8 MiB cannot fit in the socket buffers"
+        );
+        let mut got = 0;
+        let mut buf = vec![0u8; 64 << 10];
+        let read_all = async {
+            while got < total {
+                let n = peer.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                got += n;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), read_all)
+            .await
+            .expect("the writer stalled");
+        tokio::time::timeout(Duration::from_secs(5), writer)
+            .await
+            .expect("the writer did not finish")
+            .unwrap();
     }
 
     #[tokio::test]
