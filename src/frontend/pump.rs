@@ -215,6 +215,11 @@ impl<'a> Pump<'a> {
         }
     }
 
+    /// Whether the run's last read of the client said Pending (see [`ReadArmed`]).
+    pub(crate) fn client_read_armed(&self) -> bool {
+        self.client_read.is_armed()
+    }
+
     /// Forwards in both directions until one of the [`PumpEnd`] conditions; once lakepool
     /// drains, a session-mode pair also stops at its next idle point (with [`PumpEnd::Idle`]),
     /// so lakepool can tell an idle client it is going away while a client inside a

@@ -21,7 +21,7 @@ use super::txn::state::follow_changes;
 use crate::config::PoolMode;
 use crate::error::{ClientError, ClientFacing};
 use crate::logsafe::LogSafe;
-use crate::net::Stream;
+use crate::net::{ReadArmed, Stream};
 use crate::pool::Checkout;
 use crate::pool::stats::PoolStats;
 use crate::proto::sqlstate::SqlState;
@@ -134,6 +134,10 @@ struct Session<'a> {
     path: Option<Box<ClientPath>>,
     limits: IdleLimits,
     transaction_mode: bool,
+    /// The last forwarding run's last read of the client said Pending: its waker is still
+    /// registered, and the wait for the next request need not register it again (see
+    /// [`ReadArmed`]).
+    client_read_armed: bool,
     /// Transaction mode: the client's state, while it holds anything or a request is under
     /// way; parked (per thread) while the client is idle with nothing in it.
     txn: Option<Box<TxnSession>>,
@@ -183,6 +187,7 @@ impl<'a> Session<'a> {
             path,
             limits,
             transaction_mode,
+            client_read_armed: false,
             txn: None,
             entry,
         }
@@ -353,7 +358,17 @@ impl<'a> Session<'a> {
             }
             let (path, client, limits) = (&mut self.path, &mut self.client, &mut self.limits);
             let stats = self.info.pool.stats();
-            let woke = wait_for_client(&self.entry, path, stats, client, limits, wait, idle).await;
+            let armed = std::mem::take(&mut self.client_read_armed);
+            let woke = wait_for_client(
+                &self.entry,
+                path,
+                stats,
+                (client, armed),
+                limits,
+                wait,
+                idle,
+            )
+            .await;
             let n = match woke {
                 Woke::Client(Ok(n)) => n,
                 Woke::Client(Err(e)) => return Err(SessionEnd::Io(e)),
@@ -456,9 +471,10 @@ impl<'a> Session<'a> {
             terminated: false,
             client_moved: false,
         };
-        let end = Pump::new(&mut self.client, &mut conn.stream, core)
-            .run_until_shutdown(&self.entry)
-            .await;
+        let mut pump = Pump::new(&mut self.client, &mut conn.stream, core);
+        let end = pump.run_until_shutdown(&self.entry).await;
+        let armed = pump.client_read_armed();
+        self.client_read_armed = armed;
         if !down.is_empty() {
             // Server bytes this client never received (it left or failed mid-write): the
             // server's state is unknown and it must not serve anyone else.
@@ -609,7 +625,7 @@ fn wait_for_client<'w>(
     entry: &'w ClientHandle,
     path: &'w mut Option<Box<ClientPath>>,
     stats: &'w Arc<PoolStats>,
-    client: &'w mut Stream,
+    (client, mut armed): (&'w mut Stream, bool),
     limits: &'w mut IdleLimits,
     wait: Wait,
     idle: bool,
@@ -618,17 +634,21 @@ fn wait_for_client<'w>(
         if entry.poll_draining(cx).is_ready() {
             return Poll::Ready(Woke::Shutdown);
         }
-        let ready = if idle {
-            client.poll_read_ready(cx)
-        } else {
-            Poll::Ready(Ok(()))
-        };
-        let moved = match ready {
-            // The path is taken only now: an idle client waits without one.
-            Poll::Ready(Ok(())) => client_path::get(path, stats).up.poll_fill(cx, client),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        };
+        let mut read = ReadArmed::new(armed);
+        let moved = read.poll(client, |client| {
+            let ready = if idle {
+                client.poll_read_ready(cx)
+            } else {
+                Poll::Ready(Ok(()))
+            };
+            match ready {
+                // The path is taken only now: an idle client waits without one.
+                Poll::Ready(Ok(())) => client_path::get(path, stats).up.poll_fill(cx, client),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        });
+        armed = read.is_armed();
         if let Poll::Ready(r) = moved {
             return Poll::Ready(Woke::Client(r));
         }

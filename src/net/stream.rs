@@ -174,12 +174,23 @@ impl AsyncWrite for Stream {
 
 /// Whether a read of a socket said Pending, which registered the task's waker with it: until
 /// the socket becomes readable it need not be polled again (see [`Stream::may_be_readable`]).
-/// Kept by a forwarding run for its client socket: saves a poll of the client in each
-/// wake-up the server causes.
+/// Kept by a forwarding run for its client socket, and handed by the session to the wait for
+/// the next request: saves a poll of the client in each wake-up the server causes, and the
+/// waker's registration when the wait starts.
 #[derive(Debug, Default)]
 pub(crate) struct ReadArmed(bool);
 
 impl ReadArmed {
+    /// Armed or not, as a read that said Pending left it.
+    pub(crate) fn new(armed: bool) -> Self {
+        Self(armed)
+    }
+
+    /// Whether the last read said Pending.
+    pub(crate) fn is_armed(&self) -> bool {
+        self.0
+    }
+
     /// Polls `read` unless the last read said Pending and `stream` has not become readable
     /// since (Pending at once then: the waker is in place). `read` must read `stream`, or
     /// poll its read readiness, with the waker of the task that always polls it: its Pending

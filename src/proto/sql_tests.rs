@@ -692,3 +692,53 @@ fn skip_letters_matches_the_byte_rule() {
         }
     }
 }
+
+/// A simple query's text ends at its first NUL, and the pooler asks the pre-filter about the
+/// whole body but the last byte: that may only add attention. For texts the pre-filter passes,
+/// every prefix followed by a NUL and any rest must pass too.
+#[test]
+fn needs_attention_of_a_text_holds_past_a_nul() {
+    let texts = [
+        "SET search_path = a",
+        "select 1; set x = 1",
+        "RESET ALL",
+        "discard all",
+        "DEALLOCATE p1",
+        "PREPARE p AS SELECT 1",
+        "LISTEN ch",
+        "SELECT pg_advisory_lock(1)",
+        "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+        "CREATE TEMP TABLE t (a int)",
+        "DO $$ BEGIN END $$",
+        "CALL p()",
+        "EXECUTE p",
+        "SELECT set_config('a', 'b', false)",
+        "SELECT U&\"\\0070g_advisory_lock\"(1)",
+        "SELECT f /* x */ (1)",
+        "SELECT unknown_fn(1)",
+    ];
+    let rests: [&[u8]; 5] = [b"", b"x", b" ; SELECT 1", b"abc(", b"\0--"];
+    for t in texts {
+        let t = t.as_bytes();
+        for k in 0..=t.len() {
+            let prefix = &t[..k];
+            if !needs_attention(prefix) {
+                continue;
+            }
+            for rest in rests {
+                let whole = [prefix, b"\0", rest].concat();
+                assert!(
+                    needs_attention(&whole),
+                    "{:?}",
+                    String::from_utf8_lossy(&whole)
+                );
+                let whole = [prefix, b"\0", &t[k..], rest].concat();
+                assert!(
+                    needs_attention(&whole),
+                    "{:?}",
+                    String::from_utf8_lossy(&whole)
+                );
+            }
+        }
+    }
+}
