@@ -174,6 +174,7 @@ impl AsyncWrite for Stream {
 
 /// Whether a read of a socket said Pending, which registered the task's waker with it: until
 /// the socket becomes readable it need not be polled again (see [`Stream::may_be_readable`]).
+/// A Pending that tokio's task budget caused registers nothing and does not arm.
 /// Kept by a forwarding run for its client socket, and handed by the session to the wait for
 /// the next request: saves a poll of the client in each wake-up the server causes, and the
 /// waker's registration when the wait starts.
@@ -204,7 +205,10 @@ impl ReadArmed {
             return Poll::Pending;
         }
         let r = read(stream);
-        self.0 = r.is_pending();
+        // A Pending from tokio's per-task budget registers no waker on the socket (the task
+        // is only scheduled again), and leaves the budget spent; a Pending from the socket
+        // gives its budget unit back. Only the second arms.
+        self.0 = r.is_pending() && tokio::task::coop::has_budget_remaining();
         r
     }
 }
@@ -290,6 +294,66 @@ mod tests {
             .await
             .expect("the writer did not finish")
             .unwrap();
+    }
+
+    /// A read that said Pending only because the task's budget was spent registered no
+    /// waker: it must not arm, or the next bytes would wake no one (review of 979921c).
+    #[tokio::test]
+    async fn a_pending_from_the_budget_does_not_arm() {
+        let (mut ours, mut peer) = pair().await;
+        let mut armed = ReadArmed::default();
+        let mut buf = [0u8; 16];
+        // A short read first: tokio clears the socket's readiness after it.
+        peer.write_all(b"x").await.unwrap();
+        let n = poll_fn(|cx| {
+            let mut rb = ReadBuf::new(&mut buf);
+            Pin::new(&mut ours)
+                .poll_read(cx, &mut rb)
+                .map_ok(|()| rb.filled().len())
+        })
+        .await
+        .unwrap();
+        assert_eq!(n, 1);
+        // In one poll: spend the task's budget, then read.
+        let budget_pending = poll_fn(|cx| {
+            loop {
+                let spend = std::pin::pin!(tokio::task::coop::consume_budget());
+                if spend.poll(cx).is_pending() {
+                    break;
+                }
+            }
+            Poll::Ready(armed.poll(&mut ours, |s| {
+                let mut rb = ReadBuf::new(&mut buf);
+                Pin::new(s)
+                    .poll_read(cx, &mut rb)
+                    .map_ok(|()| rb.filled().len())
+            }))
+        })
+        .await;
+        assert!(budget_pending.is_pending());
+        assert!(!armed.is_armed(), "armed without a waker on the socket");
+        // The next bytes are read: the read was not skipped.
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            peer.write_all(b"hello").await.unwrap();
+            peer
+        });
+        let n = tokio::time::timeout(
+            Duration::from_secs(5),
+            poll_fn(|cx| {
+                armed.poll(&mut ours, |s| {
+                    let mut rb = ReadBuf::new(&mut buf);
+                    Pin::new(s)
+                        .poll_read(cx, &mut rb)
+                        .map_ok(|()| rb.filled().len())
+                })
+            }),
+        )
+        .await
+        .expect("the client's bytes woke no one")
+        .unwrap();
+        assert_eq!(n, 5);
+        drop(later.await.unwrap());
     }
 
     #[tokio::test]
