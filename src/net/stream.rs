@@ -231,6 +231,14 @@ mod tests {
         (Stream::Plain(ours), peer)
     }
 
+    /// Polls one read of `s` into `buf`: the bytes read.
+    fn read_into(s: &mut Stream, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut rb = ReadBuf::new(buf);
+        Pin::new(s)
+            .poll_read(cx, &mut rb)
+            .map_ok(|()| rb.filled().len())
+    }
+
     /// Lets the runtime turn its I/O driver until `f` holds (two seconds at most).
     async fn eventually(mut f: impl FnMut() -> bool) -> bool {
         for _ in 0..200 {
@@ -305,14 +313,9 @@ mod tests {
         let mut buf = [0u8; 16];
         // A short read first: tokio clears the socket's readiness after it.
         peer.write_all(b"x").await.unwrap();
-        let n = poll_fn(|cx| {
-            let mut rb = ReadBuf::new(&mut buf);
-            Pin::new(&mut ours)
-                .poll_read(cx, &mut rb)
-                .map_ok(|()| rb.filled().len())
-        })
-        .await
-        .unwrap();
+        let n = poll_fn(|cx| read_into(&mut ours, cx, &mut buf))
+            .await
+            .unwrap();
         assert_eq!(n, 1);
         // In one poll: spend the task's budget, then read.
         let budget_pending = poll_fn(|cx| {
@@ -322,12 +325,7 @@ mod tests {
                     break;
                 }
             }
-            Poll::Ready(armed.poll(&mut ours, |s| {
-                let mut rb = ReadBuf::new(&mut buf);
-                Pin::new(s)
-                    .poll_read(cx, &mut rb)
-                    .map_ok(|()| rb.filled().len())
-            }))
+            Poll::Ready(armed.poll(&mut ours, |s| read_into(s, cx, &mut buf)))
         })
         .await;
         assert!(budget_pending.is_pending());
@@ -340,14 +338,7 @@ mod tests {
         });
         let n = tokio::time::timeout(
             Duration::from_secs(5),
-            poll_fn(|cx| {
-                armed.poll(&mut ours, |s| {
-                    let mut rb = ReadBuf::new(&mut buf);
-                    Pin::new(s)
-                        .poll_read(cx, &mut rb)
-                        .map_ok(|()| rb.filled().len())
-                })
-            }),
+            poll_fn(|cx| armed.poll(&mut ours, |s| read_into(s, cx, &mut buf))),
         )
         .await
         .expect("the client's bytes woke no one")
@@ -366,10 +357,7 @@ mod tests {
         let first = poll_fn(|cx| {
             Poll::Ready(armed.poll(&mut ours, |s| {
                 polls += 1;
-                let mut rb = ReadBuf::new(&mut buf);
-                Pin::new(s)
-                    .poll_read(cx, &mut rb)
-                    .map_ok(|()| rb.filled().len())
+                read_into(s, cx, &mut buf)
             }))
         })
         .await;
@@ -387,10 +375,7 @@ mod tests {
         let n = poll_fn(|cx| {
             Poll::Ready(armed.poll(&mut ours, |s| {
                 polls += 1;
-                let mut rb = ReadBuf::new(&mut buf);
-                Pin::new(s)
-                    .poll_read(cx, &mut rb)
-                    .map_ok(|()| rb.filled().len())
+                read_into(s, cx, &mut buf)
             }))
         })
         .await;
