@@ -27,6 +27,7 @@ pub(crate) mod pool;
 pub(crate) mod proto;
 pub(crate) mod shared;
 pub mod upstream;
+pub mod worker;
 pub(crate) mod workspace;
 
 /// The git commit lakepool was built from (`unknown` when built without git; see build.rs).

@@ -189,11 +189,14 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
     init_logging(format);
     // One worker runs a current-thread runtime: no work-stealing bookkeeping or cross-thread
     // wake-ups, which on a small machine shared with PostgreSQL is the cheapest per message.
+    // Pools keep what a transaction changes once per worker (see `lakepool::worker`).
+    lakepool::worker::set_count(config.server.workers);
     let mut builder = if config.server.workers == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
         let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(config.server.workers);
+        b.worker_threads(config.server.workers)
+            .on_thread_start(lakepool::worker::on_thread_start);
         b
     };
     let runtime = match builder.enable_all().build() {

@@ -4,10 +4,9 @@
 //! metrics `database`.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 
 use super::snapshot::{CredentialSample, PoolSample, ProcessSample};
-use crate::pool::stats::{ERROR_CLASSES, PoolStats, WAIT_BUCKETS, error_class_label};
+use crate::pool::stats::{PoolStats, WAIT_BUCKETS, error_class_label};
 
 /// Content-Type of the rendering.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -99,7 +98,7 @@ fn wait_histogram(o: &mut Out, database: &str, user: &str, stats: &PoolStats) {
     let labels = [("database", database), ("user", user), ("le", "+Inf")];
     o.sample(name, &labels, count as f64);
     let labels = [("database", database), ("user", user)];
-    let sum = stats.wait_us.load(Ordering::Relaxed) as f64 / 1e6;
+    let sum = stats.sum(|c| &c.wait_us) as f64 / 1e6;
     o.sample("lakepool_wait_seconds_sum", &labels, sum);
     o.sample("lakepool_wait_seconds_count", &labels, count as f64);
 }
@@ -107,71 +106,67 @@ fn wait_histogram(o: &mut Out, database: &str, user: &str, stats: &PoolStats) {
 /// A per-pool counter's value.
 type Count = fn(&PoolSample) -> f64;
 
-fn load(a: &std::sync::atomic::AtomicU64) -> f64 {
-    a.load(Ordering::Relaxed) as f64
-}
-
 /// The per-pool counters: name, help, value.
 const COUNTERS: [(&str, &str, Count); 12] = [
     (
         "lakepool_transactions_total",
         "Transactions: ReadyForQuery replies with status idle sent to clients.",
-        |p| load(&p.stats.xacts),
+        |p| p.stats.sum(|c| &c.xacts) as f64,
     ),
     (
         "lakepool_queries_total",
         "Queries: ReadyForQuery replies sent to clients (one per simple query or Sync).",
-        |p| load(&p.stats.queries),
+        |p| p.stats.sum(|c| &c.queries) as f64,
     ),
     (
         "lakepool_transaction_time_seconds_total",
         "Time spent in transactions, from the first request to the ReadyForQuery that ends it.",
-        |p| load(&p.stats.xact_us) / 1e6,
+        |p| p.stats.sum(|c| &c.xact_us) as f64 / 1e6,
     ),
     (
         "lakepool_query_time_seconds_total",
         "Time spent in queries, from a request to the ReadyForQuery that answers it.",
-        |p| load(&p.stats.query_us) / 1e6,
+        |p| p.stats.sum(|c| &c.query_us) as f64 / 1e6,
     ),
     (
         "lakepool_client_bytes_received_total",
         "Bytes received from clients.",
-        |p| load(&p.stats.received),
+        |p| p.stats.sum(|c| &c.received) as f64,
     ),
     (
         "lakepool_client_bytes_sent_total",
         "Bytes sent to clients from servers.",
-        |p| load(&p.stats.sent),
+        |p| p.stats.sum(|c| &c.sent) as f64,
     ),
     (
         "lakepool_server_connections_opened_total",
         "Server connections opened.",
-        |p| load(&p.stats.servers_opened),
+        |p| p.stats.sum(|c| &c.servers_opened) as f64,
     ),
     (
         "lakepool_server_connections_closed_total",
         "Server connections closed or lost.",
-        |p| load(&p.stats.servers_closed),
+        |p| p.stats.sum(|c| &c.servers_closed) as f64,
     ),
     (
         "lakepool_server_connect_failures_total",
         "Failed attempts to open a server connection (TCP, TLS, login refused, no credential).",
-        |p| load(&p.stats.connect_failures),
+        |p| p.stats.sum(|c| &c.connect_failures) as f64,
     ),
     (
         "lakepool_client_parses_total",
         "Parse messages of named statements from clients (transaction mode, statement mapping).",
-        |p| load(&p.stats.client_parses),
+        |p| p.stats.sum(|c| &c.client_parses) as f64,
     ),
     (
         "lakepool_server_parses_total",
         "Parse messages sent to servers for clients' named statements.",
-        |p| load(&p.stats.server_parses),
+        |p| p.stats.sum(|c| &c.server_parses) as f64,
     ),
     (
         "lakepool_binds_total",
         "Bind messages of named statements (transaction mode, statement mapping).",
-        |p| load(&p.stats.binds),
+        |p| p.stats.sum(|c| &c.binds) as f64,
     ),
 ];
 
@@ -282,8 +277,7 @@ fn pool_families(o: &mut Out, scrape: &Scrape) {
         "Errors sent to clients (from servers, or lakepool's own when no server could be had), by SQLSTATE class.",
     );
     for p in &scrape.pools {
-        for i in 0..=ERROR_CLASSES.len() {
-            let n = p.stats.errors[i].load(Ordering::Relaxed);
+        for (i, n) in p.stats.errors().into_iter().enumerate() {
             if n > 0 {
                 o.sample(
                     "lakepool_errors_total",
@@ -498,8 +492,14 @@ mod tests {
     #[test]
     fn pool_counters_are_rendered_in_seconds_and_counts() {
         let stats = std::sync::Arc::new(crate::pool::stats::PoolStats::default());
-        stats.query_us.store(2_500, Ordering::Relaxed);
-        stats.xact_us.store(4_000_000, Ordering::Relaxed);
+        stats
+            .local()
+            .query_us
+            .store(2_500, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .local()
+            .xact_us
+            .store(4_000_000, std::sync::atomic::Ordering::Relaxed);
         stats.record_bind();
         stats.record_connect_failure();
         let scrape = Scrape {

@@ -5,7 +5,6 @@
 //! second, times in microseconds per transaction, query or server assignment.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use super::show::{NUMERIC, TEXT, Table, s};
@@ -78,11 +77,11 @@ fn by_database(fe: &Shared) -> BTreeMap<String, DbStats> {
         };
         let st: &PoolStats = &p.stats;
         db.totals.add(&st.totals());
-        db.max_wait_us = db.max_wait_us.max(st.wait_max_us.load(Relaxed));
-        db.opened += st.servers_opened.load(Relaxed);
-        db.closed += st.servers_closed.load(Relaxed);
-        db.errors += st.errors.iter().map(|e| e.load(Relaxed)).sum::<u64>();
-        db.connect_failures += st.connect_failures.load(Relaxed);
+        db.max_wait_us = db.max_wait_us.max(st.wait_max_us());
+        db.opened += st.sum(|c| &c.servers_opened);
+        db.closed += st.sum(|c| &c.servers_closed);
+        db.errors += st.errors().iter().sum::<u64>();
+        db.connect_failures += st.sum(|c| &c.connect_failures);
         if p.pool.is_some() {
             deltas.push(st.delta(now));
         }

@@ -330,7 +330,7 @@ impl<'a> Pump<'a> {
             moved = true;
             core.client_moved = true;
             if let Some(s) = &core.tracker.stats {
-                s.received.fetch_add(n as u64, Relaxed);
+                s.local().received.fetch_add(n as u64, Relaxed);
             }
         }
     }
@@ -385,7 +385,7 @@ impl<'a> Pump<'a> {
             }
             moved = true;
             if let Some(s) = &core.tracker.stats {
-                s.sent.fetch_add(n as u64, Relaxed);
+                s.local().sent.fetch_add(n as u64, Relaxed);
             }
         }
     }

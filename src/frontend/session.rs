@@ -390,6 +390,7 @@ impl<'a> Session<'a> {
             self.info
                 .pool
                 .stats()
+                .local()
                 .received
                 .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         }

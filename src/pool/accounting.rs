@@ -8,9 +8,14 @@
 //! so it must happen after the pool lock is released. [`Ledger`] holds the pool lock, records
 //! what was uncounted, and gives it back when it is dropped, after unlocking: no caller can get
 //! the order wrong or forget the second half.
+//!
+//! The ledger also keeps the pool's `waiting` flag (read without the lock by check-ins) equal to
+//! whether its queue holds anyone, each time the lock is released: no code that queues or
+//! unqueues a client has to remember it.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::MutexGuard;
 
@@ -31,6 +36,18 @@ pub(super) struct Ledger<'a> {
     // released before the uncounted room is given back (which may lock this pool again).
     state: MutexGuard<'a, State>,
     give_back: GiveBack<'a>,
+    waiting: &'a AtomicBool,
+}
+
+impl Drop for Ledger<'_> {
+    fn drop(&mut self) {
+        // Before the lock is released (fields drop after this), so these stores happen in the
+        // order the lock was held.
+        let queued = !self.state.waiters.is_empty();
+        if self.waiting.load(Ordering::Relaxed) != queued {
+            self.waiting.store(queued, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Room uncounted under the pool lock, given back to the database and user when dropped.
@@ -54,6 +71,16 @@ impl<'a> Ledger<'a> {
                 counters: &pool.counters,
                 n: 0,
             },
+            waiting: &pool.waiting,
+        }
+    }
+
+    /// Marks the pool as having clients queued, before a checkout looks at the idle lists:
+    /// a check-in that puts a connection on a list after that look sees the mark (and hands
+    /// the connection over under the lock); one that did it before, the look finds.
+    pub(super) fn mark_waiting(&self) {
+        if !self.waiting.load(Ordering::Relaxed) {
+            self.waiting.store(true, Ordering::SeqCst);
         }
     }
 

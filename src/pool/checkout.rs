@@ -82,6 +82,7 @@ impl Drop for Checkout {
         if self.conn.take().is_some() {
             self.pool
                 .stats
+                .local()
                 .servers_closed
                 .fetch_add(1, Ordering::Relaxed);
             Pool::slot_freed(&self.pool);
@@ -181,27 +182,50 @@ impl Pool {
         started + self.shared.settings.query_wait_timeout
     }
 
-    /// The locked part of a checkout; `now` is when the checkout started (microseconds ago at
-    /// most: one clock read per checkout).
+    /// What a checkout does next; `now` is when the checkout started (microseconds ago at
+    /// most: one clock read per checkout). First this worker's idle list, without the pool
+    /// lock; then, under the lock, the other workers' lists, a new connection or the queue.
     fn step(&self, now: Instant) -> Result<Step, PoolError> {
+        let shared = &self.shared;
+        if shared.is_closed() {
+            return Err(PoolError::Closed);
+        }
+        let unusable = match shared.idle.pop_local() {
+            Some(conn) if shared.is_reusable(&conn, now) => return Ok(self.idle_step(conn, now)),
+            other => other,
+        };
+        self.step_locked(now, unusable)
+    }
+
+    fn idle_step(&self, conn: PooledConn, now: Instant) -> Step {
+        let check = now.duration_since(conn.last_used) >= self.shared.settings.server_check_delay;
+        Step::Idle { conn, check }
+    }
+
+    /// The locked part of a checkout; `unusable` is an idle connection the unlocked part took
+    /// and found dead, disturbed, too old or RECONNECTed (closed here).
+    fn step_locked(&self, now: Instant, unusable: Option<PooledConn>) -> Result<Step, PoolError> {
         let shared = &self.shared;
         let s = &shared.settings;
         let mut st = Ledger::lock(shared);
-        if st.closed {
+        if let Some(conn) = unusable {
+            st.uncount(1);
+            shared.retire(conn);
+        }
+        if shared.is_closed() {
             return Err(PoolError::Closed);
         }
-        while let Some(conn) = st.idle.pop() {
-            if conn.is_quiet()
-                && now.duration_since(conn.created) < s.server_lifetime
-                && !Shared::is_stale(&st, &conn)
-            {
-                let check = now.duration_since(conn.last_used) >= s.server_check_delay;
-                return Ok(Step::Idle { conn, check });
+        st.mark_waiting();
+        while let Some(conn) = shared.idle.pop_any() {
+            if shared.is_reusable(&conn, now) {
+                return Ok(self.idle_step(conn, now));
             }
             // Dead, disturbed while idle, too old or RECONNECTed: close it, look further.
             st.uncount(1);
             shared.retire(conn);
         }
+        #[cfg(test)]
+        race::reached(race::Point::CheckoutAfterIdleScan);
         if st.total() >= s.size {
             let rx = st.waiters.push(shared, now);
             return Ok(Step::Wait { rx, blocked: None });
@@ -263,8 +287,8 @@ impl Pool {
     }
 
     /// Takes back a connection a client released (or one just opened for no one): it goes to
-    /// the first waiter, else to the idle list; closed when too old, RECONNECTed, retired or
-    /// the pool closed.
+    /// the first waiter, else to this worker's idle list; closed when too old, RECONNECTed,
+    /// retired or the pool closed. With no one queued it takes only the idle list's lock.
     pub(super) fn checkin(shared: &Arc<Shared>, mut conn: PooledConn) {
         let now = now();
         conn.last_used = now;
@@ -275,21 +299,71 @@ impl Pool {
             shared.retire(conn);
             return;
         }
+        if !shared.waiting.load(Ordering::SeqCst) && !shared.is_closed() && !shared.is_stale(&conn)
+        {
+            #[cfg(test)]
+            race::reached(race::Point::CheckinBetweenLookAndPush);
+            shared.idle.push_local(conn);
+            // A checkout marks `waiting` before it looks at the idle lists, and closing marks
+            // `closed` before it empties them: if either happened after the loads above, the
+            // loads below see it, and the connection is handed over or closed under the lock.
+            if shared.waiting.load(Ordering::SeqCst)
+                || shared.is_closed()
+                || shared.retired.load(Ordering::SeqCst)
+            {
+                Pool::settle(shared);
+            }
+            shared.counters.relieve_waiting_siblings();
+            return;
+        }
         let mut st = Ledger::lock(shared);
-        if st.closed || Shared::is_stale(&st, &conn) {
+        if shared.is_closed() || shared.is_stale(&conn) {
             st.uncount(1);
             shared.retire(conn);
             return;
         }
         if shared.paused.load(Ordering::Relaxed) {
             // PAUSE: waiters stay waiting; RESUME hands idle connections to them.
-            st.idle.push(conn);
+            shared.idle.push_local(conn);
             return;
         }
         if let Some(Grant::Conn(conn)) = st.waiters.hand(Grant::Conn(conn)) {
-            st.idle.push(conn);
+            shared.idle.push_local(conn);
             drop(st);
             shared.counters.relieve_waiting_siblings();
+        }
+    }
+
+    /// Under the pool lock, after a check-in raced with a client queueing or the pool closing:
+    /// idle connections go to waiters (not while PAUSEd: RESUME does that), or close when the
+    /// pool closed or was retired.
+    fn settle(shared: &Shared) {
+        let mut st = Ledger::lock(shared);
+        if shared.is_closed() || shared.retired.load(Ordering::Relaxed) {
+            let idle = shared.idle.take_all();
+            st.uncount(idle.len());
+            drop(st);
+            idle.into_iter().for_each(|c| shared.retire(c));
+            return;
+        }
+        if shared.paused.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = now();
+        while !st.waiters.is_empty() {
+            let Some(conn) = shared.idle.pop_any() else {
+                return;
+            };
+            if !shared.is_reusable(&conn, now) {
+                shared.retire(conn);
+                Pool::slot_freed_locked(shared, &mut st);
+                continue;
+            }
+            if let Some(Grant::Conn(conn)) = st.waiters.hand(Grant::Conn(conn)) {
+                // Everyone queued had given up.
+                shared.idle.push_local(conn);
+                return;
+            }
         }
     }
 
@@ -297,8 +371,13 @@ impl Pool {
     /// may let another pool under the same database or user limit open one).
     pub(super) fn slot_freed(shared: &Shared) {
         let mut st = Ledger::lock(shared);
+        Pool::slot_freed_locked(shared, &mut st);
+    }
+
+    /// [`Pool::slot_freed`] under the pool lock.
+    pub(super) fn slot_freed_locked(shared: &Shared, st: &mut Ledger<'_>) {
         // A reserve connection's slot is not handed on: the pool shrinks back to pool_size.
-        if !st.closed
+        if !shared.is_closed()
             && st.total() <= shared.settings.size
             && st.waiters.hand(Grant::Slot).is_none()
         {
@@ -322,5 +401,141 @@ impl Drop for WaitGuard<'_> {
             Ok(Grant::Slot) => Pool::slot_freed(self.pool),
             Ok(Grant::TimedOut) | Err(_) => {}
         }
+    }
+}
+
+/// The two windows where a check-in and a checkout on other workers race, for tests to run
+/// the other side in: a check-in between its look at `waiting` and its push to an idle list,
+/// and a checkout between its look at the idle lists and queueing.
+#[cfg(test)]
+mod race {
+    use std::cell::RefCell;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Point {
+        CheckinBetweenLookAndPush,
+        CheckoutAfterIdleScan,
+    }
+
+    type Hook = (Point, Box<dyn FnOnce()>);
+
+    thread_local! {
+        static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `f` once, the next time this thread reaches `at`.
+    pub(super) fn set(at: Point, f: impl FnOnce() + 'static) {
+        HOOK.with(|h| *h.borrow_mut() = Some((at, Box::new(f))));
+    }
+
+    pub(super) fn reached(at: Point) {
+        let hook = HOOK.with(|h| {
+            let mut h = h.borrow_mut();
+            match h.take() {
+                Some((p, f)) if p == at => Some(f),
+                other => {
+                    *h = other;
+                    None
+                }
+            }
+        });
+        if let Some(f) = hook {
+            f();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::config::PoolSettings;
+    use crate::pool::Connector;
+    use crate::pool::fake::FakeUpstream;
+    use crate::pool::registry::{Database, Registry};
+    use crate::upstream::Upstream;
+    use crate::worker::{set_count_for_this_thread, set_current};
+
+    /// A client that queues on worker 1 while a check-in on worker 0 is between its look at
+    /// `waiting` (nobody) and its push: the check-in's second look sees the client and hands it
+    /// the connection, which would otherwise sit idle while the client waits.
+    /// A pool of one connection for two workers, used from worker 0.
+    fn two_worker_pool() -> Pool {
+        set_count_for_this_thread(2);
+        set_current(0);
+        let fake = FakeUpstream::new();
+        let db = Database {
+            name: "db".to_owned(),
+            upstream: Upstream::never_contacted(),
+            settings: PoolSettings {
+                size: 1,
+                server_check_delay: Duration::from_secs(3600),
+                ..PoolSettings::default()
+            },
+            fingerprint: [0; 32],
+            passthrough: None,
+        };
+        let reg = Registry::new(vec![db], Default::default())
+            .with_connector(Connector::Fake(Arc::clone(&fake)));
+        reg.current_pool("db", "u").unwrap()
+    }
+
+    /// The connection a queued checkout was handed, if any.
+    fn handed(step: Option<Result<Step, PoolError>>) -> Option<u64> {
+        let Some(Ok(Step::Wait { mut rx, .. })) = step else {
+            panic!("the checkout should have queued: nothing was idle yet");
+        };
+        match rx.try_recv() {
+            Ok(Grant::Conn(c)) => Some(c.id),
+            _ => None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_queueing_during_a_checkin_gets_the_connection() {
+        let pool = two_worker_pool();
+        let held = pool.checkout().await.unwrap();
+        let held_id = held.conn_ref().id;
+
+        let queued = Rc::new(RefCell::new(None));
+        let (p, q) = (pool.clone(), Rc::clone(&queued));
+        race::set(race::Point::CheckinBetweenLookAndPush, move || {
+            set_current(1);
+            *q.borrow_mut() = Some(p.step(now()));
+            set_current(0);
+        });
+        held.release();
+        let step = queued.borrow_mut().take();
+        assert_eq!(handed(step), Some(held_id), "handed to the queued client");
+        assert_eq!(pool.counts(), (0, 1, 0));
+    }
+
+    /// The other order: a check-in on another thread while a checkout, holding the pool lock,
+    /// has found the idle lists empty and not queued yet. The checkout marked `waiting` before
+    /// it looked, so the check-in does not put the connection on an idle list behind its back:
+    /// it waits for the lock and hands it over.
+    #[tokio::test]
+    async fn a_checkin_while_a_client_is_about_to_queue_hands_it_the_connection() {
+        let pool = two_worker_pool();
+        let held = pool.checkout().await.unwrap();
+        let held_id = held.conn_ref().id;
+        let releaser = Rc::new(RefCell::new(None));
+        let r = Rc::clone(&releaser);
+        race::set(race::Point::CheckoutAfterIdleScan, move || {
+            let t = std::thread::spawn(move || held.release());
+            // Long enough for an unlocked check-in to finish; a correct one blocks on the lock
+            // this thread holds until the checkout has queued.
+            std::thread::sleep(Duration::from_millis(50));
+            *r.borrow_mut() = Some(t);
+        });
+        set_current(1);
+        let step = Some(pool.step(now()));
+        set_current(0);
+        let t = releaser.borrow_mut().take().expect("the hook ran");
+        t.join().unwrap();
+        assert_eq!(handed(step), Some(held_id), "handed to the queued client");
+        assert_eq!(pool.counts(), (0, 1, 0));
     }
 }

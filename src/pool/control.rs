@@ -21,7 +21,10 @@ impl Pool {
         shared.resumed.notify_waiters();
         // Waiters past reserve_pool_timeout were not given reserve slots while paused.
         shared.wait_watch.notify_one();
-        let idle = std::mem::take(&mut Ledger::lock(shared).idle);
+        let idle = {
+            let _st = Ledger::lock(shared);
+            shared.idle.take_all()
+        };
         // Through checkin: the first waiters get them, the rest go back to idle.
         for conn in idle {
             Pool::checkin(shared, conn);
@@ -41,8 +44,7 @@ impl Pool {
                 let notified = self.shared.resumed.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                if !self.shared.paused.load(Ordering::Relaxed) || Ledger::lock(&self.shared).closed
-                {
+                if !self.shared.paused.load(Ordering::Relaxed) || self.shared.is_closed() {
                     return;
                 }
                 notified.await;
@@ -58,9 +60,9 @@ impl Pool {
     /// every later checkout gets a connection opened after this call.
     pub(crate) fn reconnect(&self) {
         let idle = {
-            let mut st = Ledger::lock(&self.shared);
-            st.stale_before = Some(now());
-            std::mem::take(&mut st.idle)
+            let _st = Ledger::lock(&self.shared);
+            self.shared.stale_before.set(now());
+            self.shared.idle.take_all()
         };
         // Each freed slot goes to the first waiter, if any.
         for conn in idle {
@@ -88,12 +90,13 @@ impl Pool {
         let idle = {
             let mut st = Ledger::lock(&self.shared);
             if close {
-                st.closed = true;
+                // Before the idle lists are emptied: see `Pool::checkin`.
+                self.shared.closed.store(true, Ordering::SeqCst);
                 st.waiters.clear();
                 self.shared.resumed.notify_waiters();
                 self.shared.wait_watch.notify_one();
             }
-            let idle = std::mem::take(&mut st.idle);
+            let idle = self.shared.idle.take_all();
             st.uncount(idle.len());
             idle
         };

@@ -19,9 +19,10 @@ impl Pool {
             let mut st = Ledger::lock(&self.shared);
             let keep_min = s.min_pool_size.min(s.size);
             let mut total = st.total();
-            let mut kept = Vec::with_capacity(st.idle.len());
+            let idle = self.shared.idle.take_all_oldest_first();
+            let mut kept = Vec::with_capacity(idle.len());
             // Oldest first, so min_pool_size keeps the most recently used.
-            for conn in std::mem::take(&mut st.idle) {
+            for (list, conn) in idle {
                 let idle_too_long =
                     now.duration_since(conn.last_used) >= s.server_idle_timeout && total > keep_min;
                 if idle_too_long
@@ -31,10 +32,10 @@ impl Pool {
                     total -= 1;
                     closing.push(conn);
                 } else {
-                    kept.push(conn);
+                    kept.push((list, conn));
                 }
             }
-            st.idle = kept;
+            self.shared.idle.put_back(kept);
             st.uncount(closing.len());
         }
         for conn in closing {
@@ -56,7 +57,7 @@ impl Pool {
         let mut opening = 0;
         {
             let mut st = Ledger::lock(shared);
-            if st.closed || st.retry_pending(now()).is_some() {
+            if shared.is_closed() || st.retry_pending(now()).is_some() {
                 return;
             }
             while st.total() < want && st.take(shared, s, false).is_ok() {
@@ -89,7 +90,7 @@ impl Pool {
             let mut st = Ledger::lock(shared);
             // Clients that gave up leave their sender behind; they wait for nothing.
             st.waiters.drop_gone();
-            if st.closed || st.waiters.is_empty() || st.total() >= shared.settings.size {
+            if shared.is_closed() || st.waiters.is_empty() || st.total() >= shared.settings.size {
                 return;
             }
         }
@@ -104,7 +105,7 @@ impl Pool {
     pub(super) fn offer_slots(shared: &Arc<Shared>) {
         let s = &shared.settings;
         let mut st = Ledger::lock(shared);
-        while !st.closed && !st.waiters.is_empty() && st.total() < s.size {
+        while !shared.is_closed() && !st.waiters.is_empty() && st.total() < s.size {
             if st.take(shared, s, true).is_err() {
                 break;
             }
@@ -118,10 +119,9 @@ impl Pool {
     /// Closes this pool's least recently used idle connection, if it has one; true if it did.
     pub(super) fn evict_one_idle(shared: &Shared) -> bool {
         let mut st = Ledger::lock(shared);
-        if st.idle.is_empty() {
+        let Some(conn) = shared.idle.pop_oldest() else {
             return false;
-        }
-        let conn = st.idle.remove(0);
+        };
         st.uncount(1);
         drop(st);
         tracing::debug!(server = conn.id, database = %shared.database, user = %shared.user,

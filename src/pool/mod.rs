@@ -12,7 +12,12 @@
 //! and its user, and [`accounting`]'s ledger is the only code that changes either. Only
 //! opening or closing a connection touches those counts, never a checkout of an idle one.
 //!
-//! Files by job: `checkout.rs` (checkout, waiters, check-in), `open.rs` (opening connections,
+//! Idle connections are kept per worker thread, outside that mutex ([`idle`]): a checkout that
+//! finds one on its worker's list and a check-in with no client waiting take only that list's
+//! lock, so with several workers a warm pool's transactions share no lock and no counter.
+//!
+//! Files by job: `checkout.rs` (checkout, waiters, check-in), `idle.rs` (the idle lists),
+//! `open.rs` (opening connections,
 //! server_login_retry, waking endpoints), `maintenance.rs` (sweep, min_pool_size, limits
 //! relief), `control.rs` (PAUSE/RESUME/RECONNECT, retirement, close), `error.rs`.
 
@@ -23,6 +28,7 @@ mod control;
 mod error;
 #[cfg(test)]
 mod fake;
+mod idle;
 pub(crate) mod limits;
 mod maintenance;
 mod open;
@@ -74,18 +80,12 @@ pub(crate) struct IdleServer {
 
 #[derive(Default)]
 struct State {
-    /// Idle connections, most recently used last (reused first: warm caches, and the others age
-    /// out through server_idle_timeout).
-    idle: Vec<PooledConn>,
     /// Connections that exist or are being opened: idle + checked out + connecting.
     slots: Slots,
     /// Clients waiting for a connection, and the task that ends their waits.
     waiters: waiting::WaitQueue,
     /// Set after a failed server login; new connections are not attempted until it passes.
     login_failure: Option<LoginFailure>,
-    closed: bool,
-    /// RECONNECT: connections opened at or before this instant are closed instead of reused.
-    stale_before: Option<Instant>,
 }
 
 struct Shared {
@@ -97,6 +97,18 @@ struct Shared {
     connector: Connector,
     /// Only locked through [`Ledger::lock`].
     state: Mutex<State>,
+    /// Idle connections, one list per worker (outside `state`: see the module's doc).
+    idle: idle::IdleLists,
+    /// Whether clients are queued in `state.waiters`, readable without the lock: a check-in
+    /// that sees none puts its connection on its worker's idle list. Set under the lock before
+    /// a checkout looks at the idle lists, and made to match the queue whenever the lock is
+    /// released ([`Ledger`]).
+    waiting: AtomicBool,
+    /// Closed at shutdown: no checkouts, connections close as they come back. Set under the
+    /// lock; read without it by the fast paths.
+    closed: AtomicBool,
+    /// RECONNECT: connections opened at or before this instant are closed instead of reused.
+    stale_before: StaleMark,
     ids: Arc<AtomicU64>,
     /// ParameterStatus values of the newest server connection, replayed to logging-in clients.
     params: ArcSwapOption<ParamMap>,
@@ -132,13 +144,61 @@ impl Shared {
         reason = "connections live boxed in the pool; unboxing here copies one only on close"
     )]
     fn retire(&self, conn: PooledConn) {
-        self.stats.servers_closed.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .local()
+            .servers_closed
+            .fetch_add(1, Ordering::Relaxed);
         tokio::spawn(conn.terminate());
     }
 
     /// True when RECONNECT asked for connections as old as `conn` to be replaced.
-    fn is_stale(st: &State, conn: &ServerConn) -> bool {
-        st.stale_before.is_some_and(|t| conn.created <= t)
+    fn is_stale(&self, conn: &ServerConn) -> bool {
+        self.stale_before.covers(conn.created)
+    }
+
+    /// Whether the pool was closed.
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Whether an idle connection may be handed out at `now`: alive and undisturbed, younger
+    /// than server_lifetime, not RECONNECTed.
+    fn is_reusable(&self, conn: &ServerConn, now: Instant) -> bool {
+        conn.is_quiet()
+            && now.duration_since(conn.created) < self.settings.server_lifetime
+            && !self.is_stale(conn)
+    }
+}
+
+/// An instant kept in an atomic, readable without a lock: nanoseconds since the pool was made,
+/// plus one (zero: not set).
+struct StaleMark {
+    epoch: Instant,
+    mark: AtomicU64,
+}
+
+impl StaleMark {
+    fn new() -> Self {
+        Self {
+            epoch: now(),
+            mark: AtomicU64::new(0),
+        }
+    }
+
+    fn encode(&self, t: Instant) -> u64 {
+        let ns = t.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(ns).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Marks every instant up to `t`.
+    fn set(&self, t: Instant) {
+        self.mark.store(self.encode(t), Ordering::Relaxed);
+    }
+
+    /// Whether `t` is at or before the mark.
+    fn covers(&self, t: Instant) -> bool {
+        let mark = self.mark.load(Ordering::Relaxed);
+        mark != 0 && self.encode(t) <= mark
     }
 }
 
@@ -182,6 +242,10 @@ impl Pool {
                 upstream,
                 connector,
                 state: Mutex::new(State::default()),
+                idle: idle::IdleLists::default(),
+                waiting: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                stale_before: StaleMark::new(),
                 ids,
                 params: ArcSwapOption::empty(),
                 statements: statements::StatementRegistry::default(),
@@ -262,13 +326,13 @@ impl Pool {
     pub(crate) fn counts(&self) -> (usize, usize, usize) {
         let st = Ledger::lock(&self.shared);
         let waiting = st.waiters.live();
-        (st.idle.len(), st.total(), waiting)
+        (self.shared.idle.len(), st.total(), waiting)
     }
 
     /// Connections checked out (or being opened) now.
     pub(crate) fn active(&self) -> usize {
         let st = Ledger::lock(&self.shared);
-        st.total() - st.idle.len()
+        st.total().saturating_sub(self.shared.idle.len())
     }
 
     /// Traffic counters.
@@ -278,16 +342,16 @@ impl Pool {
 
     /// The idle connections now, for `SHOW SERVERS`.
     pub(crate) fn idle_servers(&self) -> Vec<IdleServer> {
-        let st = Ledger::lock(&self.shared);
-        st.idle
-            .iter()
-            .map(|c| IdleServer {
+        let mut out = Vec::new();
+        self.shared.idle.for_each(|c| {
+            out.push(IdleServer {
                 id: c.id,
                 backend_pid: c.key.0,
                 host: Arc::clone(&c.host),
                 created: c.created,
                 last_used: c.last_used,
             })
-            .collect()
+        });
+        out
     }
 }

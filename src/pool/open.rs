@@ -123,7 +123,7 @@ impl Pool {
                             "server still not accepting connections");
                     }
                     tokio::time::sleep(backoff).await;
-                    if Ledger::lock(shared).closed {
+                    if shared.is_closed() {
                         // Shutting down: the client is told so rather than kept waiting.
                         Pool::slot_freed(shared);
                         return Err(PoolError::Closed);
@@ -143,7 +143,11 @@ impl Pool {
     /// Bookkeeping for a connection just opened.
     fn opened(&self, conn: ServerConn) -> PooledConn {
         let shared = &self.shared;
-        shared.stats.servers_opened.fetch_add(1, Ordering::Relaxed);
+        shared
+            .stats
+            .local()
+            .servers_opened
+            .fetch_add(1, Ordering::Relaxed);
         shared.params.store(Some(Arc::new(conn.params.clone())));
         Ledger::lock(shared).login_failure = None;
         tracing::debug!(server = conn.id, database = %shared.database, "server connection opened");

@@ -1,6 +1,8 @@
 //! Per-pool traffic counters, cheap enough for the data path: plain atomics updated with
-//! `Relaxed` ordering, no lock and no allocation. Readers (`/metrics`, `SHOW STATS`) load them
-//! one by one, so a scrape may see counters a few operations apart: fine for monitoring.
+//! `Relaxed` ordering, no lock and no allocation, one set per worker thread
+//! ([`crate::worker::PerWorker`]) so that workers do not write the same cache lines on every
+//! transaction. Readers (`/metrics`, `SHOW STATS`) sum the workers' counters one by one, so a
+//! scrape may see counters a few operations apart: fine for monitoring.
 //!
 //! Definitions:
 //! - **query**: one ReadyForQuery the server sent a client (one per simple Query, per Sync of
@@ -35,6 +37,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::worker::PerWorker;
+
 /// Upper bounds of the wait-time histogram buckets, in seconds (the `+Inf` bucket is the count).
 pub(crate) const WAIT_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0,
@@ -47,6 +51,15 @@ pub(crate) const ERROR_CLASSES: [&str; 10] =
 /// Counters of one (database, user) pool.
 #[derive(Debug, Default)]
 pub(crate) struct PoolStats {
+    /// One set of counters per worker; a worker adds to its own.
+    per_worker: PerWorker<StatCounters>,
+    /// The two snapshots `SHOW STATS` averages over; only readers lock it.
+    window: Mutex<Window>,
+}
+
+/// One worker's counters of a pool.
+#[derive(Debug, Default)]
+pub(crate) struct StatCounters {
     /// Transactions (ReadyForQuery `I`).
     pub(crate) xacts: AtomicU64,
     /// Queries (every ReadyForQuery).
@@ -81,8 +94,6 @@ pub(crate) struct PoolStats {
     pub(crate) binds: AtomicU64,
     /// Failed attempts to open a server connection.
     pub(crate) connect_failures: AtomicU64,
-    /// The two snapshots `SHOW STATS` averages over; only readers lock it.
-    window: Mutex<Window>,
 }
 
 /// How long `SHOW STATS_AVERAGES` averages over at least (PgBouncer's `stats_period`).
@@ -199,29 +210,32 @@ impl PoolStats {
     /// Records a checkout that found an idle connection at once: what [`Self::record_wait`]
     /// records for a zero wait, with two counters instead of four.
     pub(crate) fn record_no_wait(&self) {
-        self.wait_buckets[0].fetch_add(1, Ordering::Relaxed);
-        self.wait_count.fetch_add(1, Ordering::Relaxed);
+        let c = self.local();
+        c.wait_buckets[0].fetch_add(1, Ordering::Relaxed);
+        c.wait_count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a successful checkout that took `d`.
     pub(crate) fn record_wait(&self, d: Duration) {
+        let c = self.local();
         let secs = d.as_secs_f64();
         let i = WAIT_BUCKETS
             .iter()
             .position(|&le| secs <= le)
             .unwrap_or(WAIT_BUCKETS.len());
-        self.wait_buckets[i].fetch_add(1, Ordering::Relaxed);
+        c.wait_buckets[i].fetch_add(1, Ordering::Relaxed);
         let us = micros(d);
-        self.wait_us.fetch_add(us, Ordering::Relaxed);
-        self.wait_max_us.fetch_max(us, Ordering::Relaxed);
-        self.wait_count.fetch_add(1, Ordering::Relaxed);
+        c.wait_us.fetch_add(us, Ordering::Relaxed);
+        c.wait_max_us.fetch_max(us, Ordering::Relaxed);
+        c.wait_count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a ReadyForQuery with transaction status `status`.
     pub(crate) fn record_ready(&self, status: u8) {
-        self.queries.fetch_add(1, Ordering::Relaxed);
+        let c = self.local();
+        c.queries.fetch_add(1, Ordering::Relaxed);
         if status == b'I' {
-            self.xacts.fetch_add(1, Ordering::Relaxed);
+            c.xacts.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -232,54 +246,85 @@ impl PoolStats {
             return;
         }
         let now = Instant::now();
+        let c = self.local();
         if let Some(start) = clock.query_start.take() {
-            self.query_us
-                .fetch_add(micros(now - start), Ordering::Relaxed);
+            c.query_us.fetch_add(micros(now - start), Ordering::Relaxed);
         }
         if status == b'I'
             && let Some(start) = clock.xact_start.take()
         {
-            self.xact_us
-                .fetch_add(micros(now - start), Ordering::Relaxed);
+            c.xact_us.fetch_add(micros(now - start), Ordering::Relaxed);
         }
     }
 
     /// Records a client's Parse of a named statement.
     pub(crate) fn record_client_parse(&self) {
-        self.client_parses.fetch_add(1, Ordering::Relaxed);
+        let c = self.local();
+        c.client_parses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a Parse lakepool sent a server for a client's named statement.
     pub(crate) fn record_server_parse(&self) {
-        self.server_parses.fetch_add(1, Ordering::Relaxed);
+        let c = self.local();
+        c.server_parses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a Bind of a named statement.
     pub(crate) fn record_bind(&self) {
-        self.binds.fetch_add(1, Ordering::Relaxed);
+        let c = self.local();
+        c.binds.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a failed attempt to open a server connection.
     pub(crate) fn record_connect_failure(&self) {
-        self.connect_failures.fetch_add(1, Ordering::Relaxed);
+        let c = self.local();
+        c.connect_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The totals now.
     pub(crate) fn totals(&self) -> Totals {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let l = |f: fn(&StatCounters) -> &AtomicU64| self.sum(f);
         Totals {
-            server_assignments: l(&self.wait_count),
-            xacts: l(&self.xacts),
-            queries: l(&self.queries),
-            received: l(&self.received),
-            sent: l(&self.sent),
-            xact_us: l(&self.xact_us),
-            query_us: l(&self.query_us),
-            wait_us: l(&self.wait_us),
-            client_parses: l(&self.client_parses),
-            server_parses: l(&self.server_parses),
-            binds: l(&self.binds),
+            server_assignments: l(|c| &c.wait_count),
+            xacts: l(|c| &c.xacts),
+            queries: l(|c| &c.queries),
+            received: l(|c| &c.received),
+            sent: l(|c| &c.sent),
+            xact_us: l(|c| &c.xact_us),
+            query_us: l(|c| &c.query_us),
+            wait_us: l(|c| &c.wait_us),
+            client_parses: l(|c| &c.client_parses),
+            server_parses: l(|c| &c.server_parses),
+            binds: l(|c| &c.binds),
         }
+    }
+
+    /// The calling worker's counters, to add to.
+    #[inline]
+    pub(crate) fn local(&self) -> &StatCounters {
+        self.per_worker.local()
+    }
+
+    /// One counter summed over the workers.
+    pub(crate) fn sum(&self, counter: impl Fn(&StatCounters) -> &AtomicU64) -> u64 {
+        self.per_worker
+            .iter()
+            .map(|c| counter(c).load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+
+    /// Longest single checkout wait so far, in microseconds.
+    pub(crate) fn wait_max_us(&self) -> u64 {
+        self.per_worker
+            .iter()
+            .map(|c| c.wait_max_us.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Errors per class of [`ERROR_CLASSES`], then `other`.
+    pub(crate) fn errors(&self) -> [u64; ERROR_CLASSES.len() + 1] {
+        std::array::from_fn(|i| self.sum(|c| &c.errors[i]))
     }
 
     /// What changed since the start of the averaging window, which turns over when its newer
@@ -303,15 +348,16 @@ impl PoolStats {
 
     /// Records an error sent to a client with SQLSTATE `code` (only its class is kept).
     pub(crate) fn record_error(&self, code: &[u8]) {
-        self.errors[error_class_index(code)].fetch_add(1, Ordering::Relaxed);
+        let c = self.local();
+        c.errors[error_class_index(code)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Cumulative bucket counts (`le` order, `+Inf` last) and the count, for rendering.
     pub(crate) fn wait_histogram(&self) -> ([u64; WAIT_BUCKETS.len() + 1], u64) {
         let mut out = [0; WAIT_BUCKETS.len() + 1];
         let mut acc = 0;
-        for (o, b) in out.iter_mut().zip(&self.wait_buckets) {
-            acc += b.load(Ordering::Relaxed);
+        for (i, o) in out.iter_mut().enumerate() {
+            acc += self.sum(|c| &c.wait_buckets[i]);
             *o = acc;
         }
         (out, acc)
@@ -323,7 +369,7 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Index into [`PoolStats::errors`] for a SQLSTATE (or its first two bytes).
+/// Index into [`StatCounters::errors`] for a SQLSTATE (or its first two bytes).
 pub(crate) fn error_class_index(code: &[u8]) -> usize {
     let class = code.get(..2).unwrap_or(b"");
     ERROR_CLASSES
@@ -332,7 +378,7 @@ pub(crate) fn error_class_index(code: &[u8]) -> usize {
         .unwrap_or(ERROR_CLASSES.len())
 }
 
-/// Label of an index of [`PoolStats::errors`].
+/// Label of an index of [`StatCounters::errors`].
 pub(crate) fn error_class_label(i: usize) -> &'static str {
     ERROR_CLASSES.get(i).copied().unwrap_or("other")
 }
@@ -369,7 +415,7 @@ mod tests {
         assert_eq!(b[2], 2); // ≤ 5 ms
         assert_eq!(b[WAIT_BUCKETS.len() - 1], 2); // ≤ 60 s
         assert_eq!(b[WAIT_BUCKETS.len()], 3); // +Inf
-        assert_eq!(s.wait_max_us.load(Ordering::Relaxed), 100_000_000);
+        assert_eq!(s.wait_max_us(), 100_000_000);
     }
 
     #[test]
@@ -380,8 +426,8 @@ mod tests {
         assert_eq!(zero.wait_histogram(), none.wait_histogram());
         assert_eq!(none.wait_histogram().1, 1);
         for s in [&zero, &none] {
-            assert_eq!(s.wait_us.load(Ordering::Relaxed), 0);
-            assert_eq!(s.wait_max_us.load(Ordering::Relaxed), 0);
+            assert_eq!(s.sum(|c| &c.wait_us), 0);
+            assert_eq!(s.wait_max_us(), 0);
         }
     }
 
@@ -391,8 +437,8 @@ mod tests {
         for st in *b"TTIEIII" {
             s.record_ready(st);
         }
-        assert_eq!(s.queries.load(Ordering::Relaxed), 7);
-        assert_eq!(s.xacts.load(Ordering::Relaxed), 4);
+        assert_eq!(s.sum(|c| &c.queries), 7);
+        assert_eq!(s.sum(|c| &c.xacts), 4);
     }
 
     #[test]
@@ -401,19 +447,15 @@ mod tests {
         let mut clock = QueryClock::default();
         // Not started: a ReadyForQuery adds nothing.
         s.record_ready_time(&mut clock, b'I', true);
-        assert_eq!(s.query_us.load(Ordering::Relaxed), 0);
+        assert_eq!(s.sum(|c| &c.query_us), 0);
         // BEGIN; SELECT; COMMIT as three requests.
         clock.request();
         let begun = clock.xact_start.unwrap();
         std::thread::sleep(Duration::from_millis(2));
         s.record_ready_time(&mut clock, b'T', true);
-        let q1 = s.query_us.load(Ordering::Relaxed);
+        let q1 = s.sum(|c| &c.query_us);
         assert!(q1 >= 2000, "{q1}");
-        assert_eq!(
-            s.xact_us.load(Ordering::Relaxed),
-            0,
-            "transaction still open"
-        );
+        assert_eq!(s.sum(|c| &c.xact_us), 0, "transaction still open");
         clock.request();
         assert_eq!(clock.xact_start, Some(begun), "same transaction");
         // A reply while another is still owed (pipeline) does not end the query.
@@ -421,11 +463,8 @@ mod tests {
         assert!(clock.query_start.is_some());
         std::thread::sleep(Duration::from_millis(2));
         s.record_ready_time(&mut clock, b'I', true);
-        let xact = s.xact_us.load(Ordering::Relaxed);
-        assert!(
-            xact >= 4000 && xact >= s.query_us.load(Ordering::Relaxed),
-            "{xact}"
-        );
+        let xact = s.sum(|c| &c.xact_us);
+        assert!(xact >= 4000 && xact >= s.sum(|c| &c.query_us), "{xact}");
         assert!(clock.query_start.is_none() && clock.xact_start.is_none());
     }
 
@@ -433,10 +472,10 @@ mod tests {
     fn averaging_window_turns_over() {
         let s = PoolStats::default();
         let t0 = Instant::now();
-        s.xacts.fetch_add(5, Ordering::Relaxed);
+        s.local().xacts.fetch_add(5, Ordering::Relaxed);
         // The first look starts the window.
         assert_eq!(s.delta(t0), Delta::default());
-        s.xacts.fetch_add(10, Ordering::Relaxed);
+        s.local().xacts.fetch_add(10, Ordering::Relaxed);
         s.record_client_parse();
         let d = s.delta(t0 + Duration::from_secs(15));
         assert_eq!((d.totals.xacts, d.totals.client_parses), (10, 1));
@@ -445,7 +484,7 @@ mod tests {
         // [t0+70, t0+140] once the snapshot of t0+70 is a period old.
         let d = s.delta(t0 + Duration::from_secs(70));
         assert_eq!((d.totals.xacts, d.elapsed), (10, Duration::from_secs(70)));
-        s.xacts.fetch_add(3, Ordering::Relaxed);
+        s.local().xacts.fetch_add(3, Ordering::Relaxed);
         let d = s.delta(t0 + Duration::from_secs(140));
         assert_eq!((d.totals.xacts, d.elapsed), (3, Duration::from_secs(70)));
         assert_eq!(s.totals().xacts, 18);
@@ -462,11 +501,8 @@ mod tests {
         let s = PoolStats::default();
         s.record_error(b"42P01");
         s.record_error(b"0A000");
-        assert_eq!(
-            s.errors[error_class_index(b"42")].load(Ordering::Relaxed),
-            1
-        );
-        assert_eq!(s.errors[ERROR_CLASSES.len()].load(Ordering::Relaxed), 1);
+        assert_eq!(s.errors()[error_class_index(b"42")], 1);
+        assert_eq!(s.errors()[ERROR_CLASSES.len()], 1);
         assert_eq!(error_class_label(ERROR_CLASSES.len()), "other");
     }
 }

@@ -175,7 +175,7 @@ async fn watch(pool: Weak<Shared>, wake: Arc<Notify>) {
 fn end_due_waits(shared: &Arc<Shared>, now: Instant) -> Next {
     let s = &shared.settings;
     let mut st = Ledger::lock(shared);
-    if st.closed {
+    if shared.is_closed() {
         return Next::Stop;
     }
     let wait = s.query_wait_timeout;

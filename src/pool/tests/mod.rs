@@ -3,6 +3,7 @@
 
 mod checkout;
 mod control;
+mod idle;
 mod limits;
 mod maintenance;
 mod passthrough;
