@@ -55,7 +55,7 @@ pub(crate) fn set_count_for_this_thread(n: usize) {
 /// workers (tokio's blocking pool) are numbered too; they share the workers' slots round-robin,
 /// which is correct (slots are synchronised) and rare (they do not run sessions).
 pub fn on_thread_start() {
-    set_current(NEXT.fetch_add(1, Ordering::Relaxed));
+    set_current(NEXT.fetch_add(1, Ordering::Relaxed) % count());
 }
 
 /// Sets the calling thread's worker index (tests use it to act as another worker).
@@ -108,7 +108,12 @@ impl<T> PerWorker<T> {
     pub fn local_index(&self) -> usize {
         match self.slots.len() {
             1 => 0,
-            n => current() % n,
+            // Indexes are below the worker count, which is the slot count but in tests: no
+            // division on the common path.
+            n => match current() {
+                i if i < n => i,
+                i => i % n,
+            },
         }
     }
 

@@ -88,6 +88,7 @@ struct State {
     login_failure: Option<LoginFailure>,
 }
 
+#[repr(align(128))]
 struct Shared {
     database: Arc<str>,
     user: Arc<str>,

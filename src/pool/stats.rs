@@ -432,6 +432,32 @@ mod tests {
     }
 
     #[test]
+    fn workers_add_to_their_own_counters_and_readers_sum_them() {
+        crate::worker::set_count_for_this_thread(3);
+        let s = PoolStats::default();
+        for w in 0..3 {
+            crate::worker::set_current(w);
+            s.record_ready(b'I');
+            s.record_wait(Duration::from_millis(w as u64 + 1));
+            s.record_error(b"42P01");
+            s.local().received.fetch_add(10, Ordering::Relaxed);
+        }
+        crate::worker::set_current(0);
+        let per: Vec<u64> = s
+            .per_worker
+            .iter()
+            .map(|c| c.xacts.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(per, [1, 1, 1], "each worker wrote its own slot");
+        let t = s.totals();
+        assert_eq!((t.xacts, t.queries, t.received), (3, 3, 30));
+        assert_eq!((t.server_assignments, t.wait_us), (3, 6_000));
+        assert_eq!(s.wait_max_us(), 3_000);
+        assert_eq!(s.wait_histogram().1, 3);
+        assert_eq!(s.errors()[error_class_index(b"42")], 3);
+    }
+
+    #[test]
     fn ready_for_query_counts() {
         let s = PoolStats::default();
         for st in *b"TTIEIII" {

@@ -215,3 +215,52 @@ fn workers_releasing_and_queueing_at_once_lose_no_connection() {
         "no connection was lost and replaced"
     );
 }
+
+/// Not a test: a benchmark of checkout + release on a warm pool from one and from two threads at
+/// once, each a worker of a multi-thread runtime, printing nanoseconds per checkout and release.
+/// Two threads on one pool is where a pool-wide lock and shared counters cost. Run by hand:
+/// `cargo test --release --lib -- --ignored --nocapture checkout_release_rate`.
+#[test]
+#[ignore = "a benchmark, run by hand (benches/README.md)"]
+fn checkout_release_rate() {
+    const OPS: usize = 2_000_000;
+    set_count_for_this_thread(2);
+    for threads in [1, 2] {
+        let numbered = Arc::new(AtomicUsize::new(0));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .on_thread_start(move || set_current(numbered.fetch_add(1, Ordering::Relaxed)))
+            .enable_all()
+            .build()
+            .unwrap();
+        let (_fake, pool) = rt.block_on(async {
+            let (fake, pool) = one_pool(PoolSettings {
+                size: 4,
+                ..settings()
+            });
+            let warm = futures_join(&pool, 4).await;
+            warm.into_iter().for_each(Checkout::release);
+            (fake, pool)
+        });
+        let started = std::time::Instant::now();
+        let tasks: Vec<_> = (0..threads)
+            .map(|_| {
+                let pool = pool.clone();
+                rt.spawn(async move {
+                    for _ in 0..OPS {
+                        pool.checkout().await.unwrap().release();
+                    }
+                })
+            })
+            .collect();
+        rt.block_on(async {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        let ns = started.elapsed().as_nanos() as f64 / OPS as f64;
+        println!(
+            "checkout_release_rate: {threads} thread(s): {ns:.1} ns per checkout and release, each thread"
+        );
+    }
+}
