@@ -220,14 +220,20 @@ impl Pool {
         if shared.is_closed() {
             return Err(PoolError::Closed);
         }
-        st.mark_waiting();
-        while let Some(conn) = shared.idle.pop_any() {
-            if shared.is_reusable(&conn, now) {
-                return Ok(self.idle_step(conn, now));
+        // With clients queued already, connections go to them as they come back, so the idle
+        // lists are empty (but for a PAUSE, whose RESUME hands them out, and connections whose
+        // check-in is about to hand them over, having seen `waiting`): this checkout queues
+        // behind them without looking at other workers' lists.
+        if st.waiters.is_empty() {
+            st.mark_waiting();
+            while let Some(conn) = shared.idle.pop_any() {
+                if shared.is_reusable(&conn, now) {
+                    return Ok(self.idle_step(conn, now));
+                }
+                // Dead, disturbed while idle, too old or RECONNECTed: close it, look further.
+                st.uncount(1);
+                shared.retire(conn);
             }
-            // Dead, disturbed while idle, too old or RECONNECTed: close it, look further.
-            st.uncount(1);
-            shared.retire(conn);
         }
         #[cfg(test)]
         race::reached(race::Point::CheckoutAfterIdleScan);

@@ -216,16 +216,19 @@ fn workers_releasing_and_queueing_at_once_lose_no_connection() {
     );
 }
 
-/// Not a test: a benchmark of checkout + release on a warm pool from one and from two threads at
-/// once, each a worker of a multi-thread runtime, printing nanoseconds per checkout and release.
-/// Two threads on one pool is where a pool-wide lock and shared counters cost. Run by hand:
+/// Not a test: a benchmark of checkout + release on a pool of four connections, from one and
+/// from two worker threads of a multi-thread runtime: warm (one task per thread, so a connection
+/// is always idle) and saturated (16 tasks that hold their connection across a yield, so most
+/// checkouts queue). Prints nanoseconds of wall time per checkout and release, all tasks
+/// together. Two threads on one pool is where a
+/// pool-wide lock and shared counters cost. Run by hand:
 /// `cargo test --release --lib -- --ignored --nocapture checkout_release_rate`.
 #[test]
 #[ignore = "a benchmark, run by hand (benches/README.md)"]
 fn checkout_release_rate() {
-    const OPS: usize = 2_000_000;
+    const OPS: usize = 4_000_000;
     set_count_for_this_thread(2);
-    for threads in [1, 2] {
+    for (threads, tasks) in [(1, 1), (2, 2), (2, 16)] {
         let numbered = Arc::new(AtomicUsize::new(0));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -243,24 +246,28 @@ fn checkout_release_rate() {
             (fake, pool)
         });
         let started = std::time::Instant::now();
-        let tasks: Vec<_> = (0..threads)
+        let handles: Vec<_> = (0..tasks)
             .map(|_| {
                 let pool = pool.clone();
                 rt.spawn(async move {
-                    for _ in 0..OPS {
-                        pool.checkout().await.unwrap().release();
+                    for _ in 0..OPS / tasks {
+                        let c = pool.checkout().await.unwrap();
+                        if tasks > threads {
+                            tokio::task::yield_now().await;
+                        }
+                        c.release();
                     }
                 })
             })
             .collect();
         rt.block_on(async {
-            for t in tasks {
-                t.await.unwrap();
+            for h in handles {
+                h.await.unwrap();
             }
         });
         let ns = started.elapsed().as_nanos() as f64 / OPS as f64;
         println!(
-            "checkout_release_rate: {threads} thread(s): {ns:.1} ns per checkout and release, each thread"
+            "checkout_release_rate: {threads} thread(s), {tasks} task(s): {ns:.1} ns per checkout and release"
         );
     }
 }
