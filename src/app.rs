@@ -482,7 +482,7 @@ pub async fn run(
     let mut first_port = None;
     for addr in &config.server.listen {
         let (listener, local) = bind(*addr).await?;
-        tracing::info!(addr = %local, "listening");
+        tracing::info!(addr = %local, workers = config.server.workers, "listening");
         listening.push(local.to_string());
         first_port.get_or_insert(local.port());
         tokio::spawn(accept::run(listener, Arc::clone(&fe)));

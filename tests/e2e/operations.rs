@@ -173,6 +173,70 @@ async fn metrics_move_with_pgbench_traffic() {
     );
 }
 
+/// Two workers on one pool smaller than its clients: connections move between the workers'
+/// idle lists and their queue, and the counters each worker keeps add up to exactly what ran.
+#[tokio::test]
+async fn two_workers_share_one_pool_and_their_counters_add_up() {
+    const CLIENTS: usize = 12;
+    const QUERIES: usize = 100;
+    let opts = Opts {
+        size: 3,
+        server_extra: "admin_listen = \"127.0.0.1:0\"\nworkers = 2",
+        ..Opts::default()
+    };
+    let text = format!("{}{}", fixtures::config(&opts), admin_user());
+    let lp = Lakepool::start(&text, &[(OWNER_PW_ENV, APP_OWNER.1)]);
+    assert!(lp.logs().contains("workers=2"), "{}", lp.logs());
+    let port = lp.port();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            tokio::spawn(async move {
+                let c = connect(port, APP.0, APP.1, "app", false).await.unwrap();
+                for i in 0..QUERIES {
+                    let msgs = c.simple_query(&format!("select {i}")).await.unwrap();
+                    let value = msgs.iter().find_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                        _ => None,
+                    });
+                    assert_eq!(value, Some(i.to_string()), "its own answer");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let m = scrape(&lp);
+    let n = (CLIENTS * QUERIES) as f64;
+    assert_eq!(pool_metric(&m, "lakepool_transactions_total"), n, "{m}");
+    assert_eq!(pool_metric(&m, "lakepool_queries_total"), n, "{m}");
+    assert!(pool_metric(&m, "lakepool_wait_seconds_count") >= n, "{m}");
+    let opened = pool_metric(&m, "lakepool_server_connections_opened_total");
+    assert!(
+        (1.0..=3.0).contains(&opened),
+        "no connection lost and replaced: {m}"
+    );
+    let c = console(port).await;
+    let pools = rows(&c, "SHOW POOLS").await;
+    let p = pools
+        .iter()
+        .find(|r| r["database"].as_deref() == Some("app"))
+        .unwrap_or_else(|| panic!("{pools:?}"));
+    assert_eq!(p["cl_waiting"].as_deref(), Some("0"), "{p:?}");
+    assert_eq!(p["sv_active"].as_deref(), Some("0"), "{p:?}");
+    let idle: f64 = p["sv_idle"].as_deref().unwrap().parse().unwrap();
+    assert_eq!(idle, opened, "every connection opened is idle again: {p:?}");
+    let stats = rows(&c, "SHOW STATS").await;
+    let s = stats
+        .iter()
+        .find(|r| r["database"].as_deref() == Some("app"))
+        .unwrap_or_else(|| panic!("{stats:?}"));
+    assert_eq!(
+        s["total_xact_count"].as_deref(),
+        Some(n.to_string().as_str())
+    );
+}
+
 #[tokio::test]
 async fn console_show_commands_and_secrets() {
     let lp = start("transaction");
