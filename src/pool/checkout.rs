@@ -314,13 +314,16 @@ impl Pool {
         {
             #[cfg(test)]
             race::reached(race::Point::CheckinBetweenLookAndPush);
+            let created = conn.created;
             shared.idle.push_local(conn);
-            // A checkout marks `waiting` before it looks at the idle lists, and closing marks
-            // `closed` before it empties them: if either happened after the loads above, the
-            // loads below see it, and the connection is handed over or closed under the lock.
+            // A checkout marks `waiting` before it looks at the idle lists, and closing,
+            // retiring and RECONNECT mark the pool before they empty them: if any of that
+            // happened after the loads above, the loads below see it, and the connection is
+            // handed over or closed under the lock.
             if shared.waiting.load(Ordering::SeqCst)
                 || shared.is_closed()
                 || shared.retired.load(Ordering::SeqCst)
+                || shared.stale_before.covers(created)
             {
                 Pool::settle(shared);
             }
@@ -329,8 +332,9 @@ impl Pool {
         }
         let mut st = Ledger::lock(shared);
         if shared.is_closed() || shared.is_stale(&conn) {
-            st.uncount(1);
+            // Its slot goes to the first waiter (counted out when the pool is closed).
             shared.retire(conn);
+            Pool::slot_freed_locked(shared, &mut st);
             return;
         }
         if shared.paused.load(Ordering::Relaxed) {
@@ -345,37 +349,34 @@ impl Pool {
         }
     }
 
-    /// Under the pool lock, after a check-in raced with a client queueing or the pool closing:
-    /// idle connections go to waiters (not while PAUSEd: RESUME does that), or close when the
-    /// pool closed or was retired.
+    /// Under the pool lock, after a check-in raced with a client queueing, the pool closing,
+    /// retiring or a RECONNECT: every idle connection that may not be reused closes (when the
+    /// pool closed or retired, all of them), its slot going to the first waiter; the others go
+    /// to waiters, most recently used first (not while PAUSEd: RESUME does that), and the rest
+    /// back to their lists.
     fn settle(shared: &Shared) {
         let mut st = Ledger::lock(shared);
-        if shared.is_closed() || shared.retired.load(Ordering::Relaxed) {
-            let idle = shared.idle.take_all();
-            st.uncount(idle.len());
-            drop(st);
-            idle.into_iter().for_each(|c| shared.retire(c));
-            return;
-        }
-        if shared.paused.load(Ordering::Relaxed) {
-            return;
-        }
+        let closing = shared.is_closed() || shared.retired.load(Ordering::Relaxed);
+        let paused = shared.paused.load(Ordering::Relaxed);
         let now = now();
-        while !st.waiters.is_empty() {
-            let Some(conn) = shared.idle.pop_any() else {
-                return;
-            };
-            if !shared.is_reusable(&conn, now) {
+        let mut kept = Vec::new();
+        for (list, conn) in shared.idle.take_all_oldest_first().into_iter().rev() {
+            if closing || !shared.is_reusable(&conn, now) {
                 shared.retire(conn);
                 Pool::slot_freed_locked(shared, &mut st);
                 continue;
             }
+            if paused || st.waiters.is_empty() {
+                kept.push((list, conn));
+                continue;
+            }
             if let Some(Grant::Conn(conn)) = st.waiters.hand(Grant::Conn(conn)) {
                 // Everyone queued had given up.
-                shared.idle.push_local(conn);
-                return;
+                kept.push((list, conn));
             }
         }
+        kept.reverse();
+        shared.idle.put_back(kept);
     }
 
     /// A connection stopped existing: give its slot to the first waiter, or uncount it (which
@@ -530,6 +531,48 @@ mod tests {
         let step = queued.borrow_mut().take();
         assert_eq!(handed(step), Some(held_id), "handed to the queued client");
         assert_eq!(pool.counts(), (0, 1, 0));
+    }
+
+    /// A reload retires the pool while a check-in is between its look and its push, with a
+    /// client queued meanwhile: the connection closes, and its slot goes to the client, which
+    /// would otherwise wait with no connection left to come back.
+    #[tokio::test(start_paused = true)]
+    async fn a_retire_during_a_checkin_hands_the_slot_to_the_queued_client() {
+        let pool = two_worker_pool();
+        let held = pool.checkout().await.unwrap();
+        let queued = Rc::new(RefCell::new(None));
+        let (p, q) = (pool.clone(), Rc::clone(&queued));
+        race::set(race::Point::CheckinBetweenLookAndPush, move || {
+            set_current(1);
+            *q.borrow_mut() = Some(p.step(now()));
+            set_current(0);
+            p.retire();
+        });
+        held.release();
+        let Some(Ok(Step::Wait { mut rx, .. })) = queued.borrow_mut().take() else {
+            panic!("the checkout should have queued");
+        };
+        assert!(
+            matches!(rx.try_recv(), Ok(Grant::Slot)),
+            "the queued client may open a connection"
+        );
+        assert_eq!(pool.counts(), (0, 1, 0), "the slot is the client's now");
+    }
+
+    /// RECONNECT runs while a check-in is between its look and its push: the connection,
+    /// opened before RECONNECT, does not stay idle.
+    #[tokio::test(start_paused = true)]
+    async fn a_reconnect_during_a_checkin_closes_the_connection() {
+        let pool = two_worker_pool();
+        let held = pool.checkout().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let p = pool.clone();
+        race::set(race::Point::CheckinBetweenLookAndPush, move || {
+            p.reconnect()
+        });
+        held.release();
+        assert_eq!(pool.counts(), (0, 0, 0));
+        assert!(pool.idle_servers().is_empty());
     }
 
     /// The other order: a check-in on another thread while a checkout, holding the pool lock,

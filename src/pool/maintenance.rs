@@ -10,7 +10,8 @@ use super::{Pool, Shared, now};
 
 impl Pool {
     /// Closes idle connections past server_idle_timeout (keeping min_pool_size) or
-    /// server_lifetime, or disturbed while idle. Called periodically by the maintenance task.
+    /// server_lifetime, disturbed while idle, or RECONNECTed (one a check-in put back while
+    /// RECONNECT ran). Called periodically by the maintenance task.
     pub(crate) fn sweep(&self) {
         let s = &self.shared.settings;
         let now = now();
@@ -28,6 +29,7 @@ impl Pool {
                 if idle_too_long
                     || now.duration_since(conn.created) >= s.server_lifetime
                     || !conn.is_quiet()
+                    || self.shared.is_stale(&conn)
                 {
                     total -= 1;
                     closing.push(conn);

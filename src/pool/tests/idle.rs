@@ -77,6 +77,33 @@ async fn a_waiter_gets_a_connection_released_on_another_worker() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn resume_hands_a_connection_released_on_another_worker_to_a_queued_client() {
+    let (fake, pool) = three_worker_pool(PoolSettings {
+        size: 1,
+        ..settings()
+    });
+    let held = pool.checkout().await.unwrap();
+    let held_id = id(&held);
+    set_current(1);
+    let waiting = spawn_checkout(&pool);
+    settle().await;
+    assert_eq!(pool.counts(), (0, 1, 1), "queued before the PAUSE");
+    pool.pause();
+    set_current(2);
+    held.release();
+    assert_eq!(
+        pool.counts(),
+        (1, 1, 1),
+        "PAUSEd: kept idle on worker 2's list"
+    );
+    set_current(0);
+    pool.resume();
+    let c = joined(waiting).await;
+    assert_eq!(id(&c), held_id);
+    assert_eq!(fake.attempts(), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn close_reconnect_and_resume_see_every_workers_list() {
     let (fake, pool) = three_worker_pool(settings());
     let held: Vec<_> = futures_join(&pool, 3).await;

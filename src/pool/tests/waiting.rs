@@ -13,7 +13,10 @@ use crate::pool::checkout::Grant;
 /// Queues a waiter whose checkout started at `since`, as a checkout would.
 fn queue(pool: &Pool, since: tokio::time::Instant) -> oneshot::Receiver<Grant> {
     let shared = &pool.shared;
-    shared.state.lock().waiters.push(shared, since.into_std())
+    // Through the ledger, which keeps the pool's `waiting` flag in step with the queue.
+    crate::pool::accounting::Ledger::lock(shared)
+        .waiters
+        .push(shared, since.into_std())
 }
 
 fn timed_out(rx: &mut oneshot::Receiver<Grant>) -> bool {
