@@ -503,15 +503,37 @@ mod tests {
         reg.current_pool("db", "u").unwrap()
     }
 
-    /// The connection a queued checkout was handed, if any.
-    fn handed(step: Option<Result<Step, PoolError>>) -> Option<u64> {
+    /// What a queued checkout was handed so far.
+    fn grant(step: Option<Result<Step, PoolError>>) -> Option<Grant> {
         let Some(Ok(Step::Wait { mut rx, .. })) = step else {
             panic!("the checkout should have queued: nothing was idle yet");
         };
-        match rx.try_recv() {
-            Ok(Grant::Conn(c)) => Some(c.id),
+        rx.try_recv().ok()
+    }
+
+    /// The connection a queued checkout was handed, if any.
+    fn handed(step: Option<Result<Step, PoolError>>) -> Option<u64> {
+        match grant(step) {
+            Some(Grant::Conn(c)) => Some(c.id),
             _ => None,
         }
+    }
+
+    /// Arranges for a checkout on worker 1, then `then`, to run inside the next check-in's
+    /// window (on worker 0); the checkout's step is left in the returned cell.
+    fn queue_during_next_checkin(
+        pool: &Pool,
+        then: impl FnOnce(&Pool) + 'static,
+    ) -> Rc<RefCell<Option<Result<Step, PoolError>>>> {
+        let queued = Rc::new(RefCell::new(None));
+        let (p, q) = (pool.clone(), Rc::clone(&queued));
+        race::set(race::Point::CheckinBetweenLookAndPush, move || {
+            set_current(1);
+            *q.borrow_mut() = Some(p.step(now()));
+            set_current(0);
+            then(&p);
+        });
+        queued
     }
 
     #[tokio::test(start_paused = true)]
@@ -519,14 +541,7 @@ mod tests {
         let pool = two_worker_pool();
         let held = pool.checkout().await.unwrap();
         let held_id = held.conn_ref().id;
-
-        let queued = Rc::new(RefCell::new(None));
-        let (p, q) = (pool.clone(), Rc::clone(&queued));
-        race::set(race::Point::CheckinBetweenLookAndPush, move || {
-            set_current(1);
-            *q.borrow_mut() = Some(p.step(now()));
-            set_current(0);
-        });
+        let queued = queue_during_next_checkin(&pool, |_| {});
         held.release();
         let step = queued.borrow_mut().take();
         assert_eq!(handed(step), Some(held_id), "handed to the queued client");
@@ -540,20 +555,10 @@ mod tests {
     async fn a_retire_during_a_checkin_hands_the_slot_to_the_queued_client() {
         let pool = two_worker_pool();
         let held = pool.checkout().await.unwrap();
-        let queued = Rc::new(RefCell::new(None));
-        let (p, q) = (pool.clone(), Rc::clone(&queued));
-        race::set(race::Point::CheckinBetweenLookAndPush, move || {
-            set_current(1);
-            *q.borrow_mut() = Some(p.step(now()));
-            set_current(0);
-            p.retire();
-        });
+        let queued = queue_during_next_checkin(&pool, Pool::retire);
         held.release();
-        let Some(Ok(Step::Wait { mut rx, .. })) = queued.borrow_mut().take() else {
-            panic!("the checkout should have queued");
-        };
         assert!(
-            matches!(rx.try_recv(), Ok(Grant::Slot)),
+            matches!(grant(queued.borrow_mut().take()), Some(Grant::Slot)),
             "the queued client may open a connection"
         );
         assert_eq!(pool.counts(), (0, 1, 0), "the slot is the client's now");

@@ -51,18 +51,30 @@ async fn each_worker_reuses_its_own_most_recent_connection_first() {
     assert_eq!(pool.active(), 2);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_waiter_gets_a_connection_released_on_another_worker() {
+/// A pool of one connection for three workers: its connection checked out on worker 0, and a
+/// client queued for it on worker 1.
+async fn one_held_one_queued() -> (
+    Arc<FakeUpstream>,
+    Pool,
+    Checkout,
+    JoinHandle<Result<Checkout, PoolError>>,
+) {
     let (fake, pool) = three_worker_pool(PoolSettings {
         size: 1,
         ..settings()
     });
     let held = pool.checkout().await.unwrap();
-    let held_id = id(&held);
     set_current(1);
     let waiting = spawn_checkout(&pool);
     settle().await;
     assert_eq!(pool.counts(), (0, 1, 1));
+    (fake, pool, held, waiting)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_gets_a_connection_released_on_another_worker() {
+    let (fake, pool, held, waiting) = one_held_one_queued().await;
+    let held_id = id(&held);
     set_current(2);
     held.release();
     let c = joined(waiting).await;
@@ -78,16 +90,9 @@ async fn a_waiter_gets_a_connection_released_on_another_worker() {
 
 #[tokio::test(start_paused = true)]
 async fn resume_hands_a_connection_released_on_another_worker_to_a_queued_client() {
-    let (fake, pool) = three_worker_pool(PoolSettings {
-        size: 1,
-        ..settings()
-    });
-    let held = pool.checkout().await.unwrap();
+    let (fake, pool, held, waiting) = one_held_one_queued().await;
     let held_id = id(&held);
-    set_current(1);
-    let waiting = spawn_checkout(&pool);
-    settle().await;
-    assert_eq!(pool.counts(), (0, 1, 1), "queued before the PAUSE");
+    // Queued before the PAUSE.
     pool.pause();
     set_current(2);
     held.release();
