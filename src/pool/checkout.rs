@@ -421,7 +421,7 @@ impl Drop for WaitGuard<'_> {
 /// and a checkout between its look at the idle lists and queueing.
 #[cfg(test)]
 mod race {
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub(super) enum Point {
@@ -429,38 +429,26 @@ mod race {
         CheckoutAfterIdleScan,
     }
 
-    type Hook = (Point, Box<dyn FnOnce()>);
-
     thread_local! {
-        static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
         /// Where the hook waits, checked first: the benchmark in `pool/tests/idle.rs` runs
         /// through these points millions of times.
-        static ARMED: std::cell::Cell<Option<Point>> = const { std::cell::Cell::new(None) };
+        static ARMED: Cell<Option<Point>> = const { Cell::new(None) };
+        static HOOK: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
     }
 
     /// Runs `f` once, the next time this thread reaches `at`.
     pub(super) fn set(at: Point, f: impl FnOnce() + 'static) {
-        HOOK.with(|h| *h.borrow_mut() = Some((at, Box::new(f))));
+        HOOK.with(|h| *h.borrow_mut() = Some(Box::new(f)));
         ARMED.with(|a| a.set(Some(at)));
     }
 
     #[inline]
     pub(super) fn reached(at: Point) {
-        if ARMED.with(std::cell::Cell::get) != Some(at) {
+        if ARMED.with(Cell::get) != Some(at) {
             return;
         }
         ARMED.with(|a| a.set(None));
-        let hook = HOOK.with(|h| {
-            let mut h = h.borrow_mut();
-            match h.take() {
-                Some((p, f)) if p == at => Some(f),
-                other => {
-                    *h = other;
-                    None
-                }
-            }
-        });
-        if let Some(f) = hook {
+        if let Some(f) = HOOK.with(|h| h.borrow_mut().take()) {
             f();
         }
     }
