@@ -252,7 +252,7 @@ impl<'a> Session<'a> {
         if !self.follow_up(&mut server).await || uncertain {
             server.close();
         } else {
-            server.release();
+            server.release_to(&self.info.pool);
         }
         self.entry.set(ClientState::Idle);
         if self.client.can_wait_without_buffer()

@@ -111,6 +111,12 @@ impl<'a> Ledger<'a> {
     }
 }
 
+/// When a pool is dropped: gives back to its database and user every connection it still
+/// counts (a checkout that outlives its pool closes its connection uncounted).
+pub(super) fn give_back_all(state: &mut State, counters: &Counters) {
+    counters.give_back(std::mem::take(&mut state.slots.total));
+}
+
 impl Deref for Ledger<'_> {
     type Target = State;
 

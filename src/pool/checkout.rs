@@ -28,11 +28,13 @@ pub(super) enum Grant {
     TimedOut,
 }
 
-/// A checked-out server connection. Release it with [`Checkout::release`] when it is clean;
-/// dropping it closes the connection and frees its slot.
+/// A checked-out server connection. Release it with [`Checkout::release_to`] (or
+/// [`Checkout::release`]) when it is clean; dropping it closes the connection and frees its
+/// slot. It reaches its pool through the connection's weak reference: checking out and in takes
+/// no reference to the pool. If the pool is gone, the connection closes and nothing is counted
+/// (the pool gave its counts back when it was dropped).
 pub(crate) struct Checkout {
     conn: Option<PooledConn>,
-    pool: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Checkout {
@@ -63,29 +65,51 @@ impl Checkout {
 
     /// Returns a clean connection (idle, no transaction, nothing in flight) to the pool.
     pub(crate) fn release(mut self) {
-        if let Some(conn) = self.conn.take() {
-            Pool::checkin(&self.pool, conn);
+        if let Some(conn) = self.conn.take()
+            && let Some(pool) = conn.pool.upgrade()
+        {
+            Pool::checkin(&pool, conn);
+        }
+    }
+
+    /// [`Checkout::release`] through `pool`, the handle the caller holds of the pool the
+    /// connection came from: no reference to the pool is taken (the data path's check-in).
+    pub(crate) fn release_to(mut self, pool: &Pool) {
+        match self.conn.take() {
+            Some(conn) if std::ptr::eq(conn.pool.as_ptr(), Arc::as_ptr(&pool.shared)) => {
+                Pool::checkin(&pool.shared, conn);
+            }
+            conn => {
+                self.conn = conn;
+                self.release();
+            }
         }
     }
 
     /// Closes the connection gracefully (Terminate) in the background and frees its slot.
     pub(crate) fn close(mut self) {
         if let Some(conn) = self.conn.take() {
-            Pool::slot_freed(&self.pool);
-            self.pool.retire(conn);
+            match conn.pool.upgrade() {
+                Some(pool) => {
+                    Pool::slot_freed(&pool);
+                    pool.retire(conn);
+                }
+                None => drop(tokio::spawn(conn.conn.terminate())),
+            }
         }
     }
 }
 
 impl Drop for Checkout {
     fn drop(&mut self) {
-        if self.conn.take().is_some() {
-            self.pool
-                .stats
+        if let Some(conn) = self.conn.take()
+            && let Some(pool) = conn.pool.upgrade()
+        {
+            pool.stats
                 .local()
                 .servers_closed
                 .fetch_add(1, Ordering::Relaxed);
-            Pool::slot_freed(&self.pool);
+            Pool::slot_freed(&pool);
         }
     }
 }
@@ -291,10 +315,7 @@ impl Pool {
     }
 
     pub(super) fn wrap(&self, conn: PooledConn) -> Checkout {
-        Checkout {
-            conn: Some(conn),
-            pool: Arc::clone(&self.shared),
-        }
+        Checkout { conn: Some(conn) }
     }
 
     /// Takes back a connection a client released (or one just opened for no one): it goes to

@@ -39,8 +39,8 @@ pub(crate) mod stats;
 mod tests;
 mod waiting;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
@@ -61,7 +61,36 @@ use open::LoginFailure;
 /// A server connection as the pool holds and hands it out: boxed, so that moving it between
 /// the idle list, a waiter and a checkout (several moves per transaction) copies a pointer,
 /// not the connection's 170 bytes.
-type PooledConn = Box<ServerConn>;
+type PooledConn = Box<Pooled>;
+
+/// A server connection and the pool it belongs to. The pool is held weakly, from the
+/// connection's opening to its closing: a [`Checkout`] reaches its pool through it without
+/// taking a reference per transaction (a reference count is a cache line every worker using
+/// the pool would write), and an idle connection does not keep its pool alive.
+pub(crate) struct Pooled {
+    conn: ServerConn,
+    pool: Weak<Shared>,
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = ServerConn;
+
+    fn deref(&self) -> &ServerConn {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut ServerConn {
+        &mut self.conn
+    }
+}
+
+impl std::fmt::Debug for Pooled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.conn.fmt(f)
+    }
+}
 
 /// An idle server connection as `SHOW SERVERS` lists it.
 #[derive(Debug, Clone)]
@@ -135,6 +164,9 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // The wait watchdog holds the pool weakly: wake it to see the pool is gone.
         self.wait_watch.notify_one();
+        // Connections still counted (checked out ones hold the pool only weakly) stop
+        // counting for the database and user with the pool.
+        accounting::give_back_all(self.state.get_mut(), &self.counters);
     }
 }
 
@@ -149,7 +181,7 @@ impl Shared {
             .local()
             .servers_closed
             .fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(conn.terminate());
+        tokio::spawn(conn.conn.terminate());
     }
 
     /// True when RECONNECT asked for connections as old as `conn` to be replaced.

@@ -151,7 +151,10 @@ impl Pool {
         shared.params.store(Some(Arc::new(conn.params.clone())));
         Ledger::lock(shared).login_failure = None;
         tracing::debug!(server = conn.id, database = %shared.database, "server connection opened");
-        Box::new(conn)
+        Box::new(super::Pooled {
+            conn,
+            pool: Arc::downgrade(shared),
+        })
     }
 
     /// Bookkeeping for a connection that could not be opened: frees its slot and, for a

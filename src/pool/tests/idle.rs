@@ -287,7 +287,8 @@ fn checkout_release_rate() {
                         if tasks > threads {
                             tokio::task::yield_now().await;
                         }
-                        c.release();
+                        // As the session releases: through its own handle of the pool.
+                        c.release_to(&pool);
                     }
                 })
             })

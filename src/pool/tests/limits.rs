@@ -26,6 +26,45 @@ fn two_pools(
     (fake, reg, a.unwrap(), b.unwrap())
 }
 
+/// A checkout holds its pool only weakly (no reference taken per transaction): a pool dropped
+/// while one of its connections is checked out gives that connection's room back to the
+/// database at once, and the checkout, released later, closes its connection uncounted.
+#[tokio::test(start_paused = true)]
+async fn a_pool_dropped_under_a_checkout_gives_the_room_back() {
+    let (fake, reg, u1, u2) = two_pools(
+        PoolSettings {
+            max_db_connections: 1,
+            ..settings()
+        },
+        true,
+    );
+    let held = u1.checkout().await.unwrap();
+    assert_eq!(reg.database_servers("d1"), 1);
+    // The registry and the handle held the pool; the checkout does not keep it.
+    drop(reg);
+    drop(u1);
+    let c = tokio::time::timeout(secs(1), u2.checkout())
+        .await
+        .expect("the database has room again")
+        .unwrap();
+    held.release();
+    assert_eq!(u2.counts(), (0, 1, 0));
+    c.release();
+    assert_eq!(u2.counts(), (1, 1, 0));
+    assert_eq!(fake.attempts(), 2);
+}
+
+/// `release_to` given another pool's handle still returns the connection to its own pool.
+#[tokio::test(start_paused = true)]
+async fn a_release_through_the_wrong_handle_goes_to_the_connections_pool() {
+    let (_fake, _reg, u1, u2) = two_pools(settings(), true);
+    u1.checkout().await.unwrap().release_to(&u2);
+    assert_eq!(u1.counts(), (1, 1, 0));
+    assert_eq!(u2.counts(), (0, 0, 0));
+    u1.checkout().await.unwrap().release_to(&u1);
+    assert_eq!(u1.counts(), (1, 1, 0));
+}
+
 #[tokio::test(start_paused = true)]
 async fn max_db_connections_spans_users_and_a_release_hands_the_room_over() {
     let (fake, reg, u1, u2) = two_pools(
