@@ -63,12 +63,14 @@ impl Checkout {
         }
     }
 
-    /// Returns a clean connection (idle, no transaction, nothing in flight) to the pool.
+    /// Returns a clean connection (idle, no transaction, nothing in flight) to the pool, or
+    /// closes it gracefully if the pool is gone.
     pub(crate) fn release(mut self) {
-        if let Some(conn) = self.conn.take()
-            && let Some(pool) = conn.pool.upgrade()
-        {
-            Pool::checkin(&pool, conn);
+        if let Some(conn) = self.conn.take() {
+            match conn.pool.upgrade() {
+                Some(pool) => Pool::checkin(&pool, conn),
+                None => drop(tokio::spawn(conn.conn.terminate())),
+            }
         }
     }
 
