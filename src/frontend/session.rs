@@ -22,8 +22,8 @@ use crate::config::PoolMode;
 use crate::error::{ClientError, ClientFacing};
 use crate::logsafe::LogSafe;
 use crate::net::{ReadArmed, Stream};
-use crate::pool::Checkout;
 use crate::pool::stats::PoolStats;
+use crate::pool::{Checkout, Pool};
 use crate::proto::sqlstate::SqlState;
 use crate::shared::clients::{ClientHandle, ClientState};
 use crate::shared::ends::EndReason;
@@ -212,7 +212,12 @@ impl<'a> Session<'a> {
         if matches!(end, PumpEnd::Idle) {
             // Session mode stops at an idle point only when lakepool shuts down: the server
             // is reset off the client's path, the client told why it goes.
-            tokio::spawn(cleanup(server, self.left_state(), self.reset_query()));
+            tokio::spawn(cleanup(
+                self.info.pool.clone(),
+                server,
+                self.left_state(),
+                self.reset_query(),
+            ));
             return self.tell(ClientError::shutting_down()).await;
         }
         Box::pin(self.finish(server, end)).await
@@ -536,7 +541,12 @@ impl<'a> Session<'a> {
                 };
                 Box::pin(send_error_and_close(&mut self.client, &err)).await;
                 // Not a broken server: roll back the open transaction and reuse it.
-                tokio::spawn(cleanup(server, self.left_state(), self.reset_query()));
+                tokio::spawn(cleanup(
+                    self.info.pool.clone(),
+                    server,
+                    self.left_state(),
+                    self.reset_query(),
+                ));
             }
             PumpEnd::ClientProtocol(ref e) => {
                 let err = ClientError::protocol_violation(e.to_string());
@@ -559,7 +569,12 @@ impl<'a> Session<'a> {
             | PumpEnd::ClientTerminated
             | PumpEnd::ClientClosed
             | PumpEnd::ClientIo(_) => {
-                tokio::spawn(cleanup(server, self.left_state(), self.reset_query()));
+                tokio::spawn(cleanup(
+                    self.info.pool.clone(),
+                    server,
+                    self.left_state(),
+                    self.reset_query(),
+                ));
             }
         }
         SessionEnd::Pump(end)
@@ -579,8 +594,10 @@ struct LeftState {
 
 /// Makes a server a client left behind reusable, or closes it: a server with requests in
 /// flight is closed (its state is unknowable); an open transaction is rolled back; session
-/// mode runs the reset query. Never returns a dirty server to the pool.
-async fn cleanup(mut server: Checkout, left: LeftState, reset: Option<String>) {
+/// mode runs the reset query. Never returns a dirty server to the pool. Holds `pool`, the
+/// server's pool, until it is done: a checkout does not keep its pool alive, and the server
+/// counts under the pool's database and user limits until it is released or closed.
+async fn cleanup(pool: Pool, mut server: Checkout, left: LeftState, reset: Option<String>) {
     if !left.quiescent || left.settings_unknown {
         server.close();
         return;
@@ -613,7 +630,7 @@ async fn cleanup(mut server: Checkout, left: LeftState, reset: Option<String>) {
         true
     };
     match tokio::time::timeout(CLEANUP_TIMEOUT, work).await {
-        Ok(true) => server.release(),
+        Ok(true) => server.release_to(&pool),
         _ => server.close(),
     }
 }

@@ -167,18 +167,19 @@ impl Counters {
         if self.limits.blocked_len.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let siblings: Vec<Arc<Shared>> = self
+        let blocked: Vec<Arc<Shared>> = self
             .limits
             .blocked
             .lock()
             .iter()
             .filter_map(Weak::upgrade)
-            .filter(|p| {
-                Arc::ptr_eq(&p.counters.db, &self.db) || Arc::ptr_eq(&p.counters.user, &self.user)
-            })
             .collect();
-        for pool in siblings {
-            Pool::relieve_shared(&pool);
+        // Filtered (and the others dropped) after that lock is released: dropping a pool's last
+        // reference gives its room back, which takes the same lock.
+        for pool in blocked.iter().filter(|p| {
+            Arc::ptr_eq(&p.counters.db, &self.db) || Arc::ptr_eq(&p.counters.user, &self.user)
+        }) {
+            Pool::relieve_shared(pool);
         }
     }
 
