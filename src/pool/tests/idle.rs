@@ -184,6 +184,17 @@ async fn futures_join(pool: &Pool, n: usize) -> Vec<Checkout> {
     held
 }
 
+/// A multi-thread runtime whose `workers` threads number themselves 0, 1, … as lakepool's do.
+fn numbered_runtime(workers: usize) -> tokio::runtime::Runtime {
+    let numbered = Arc::new(AtomicUsize::new(0));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .on_thread_start(move || set_current(numbered.fetch_add(1, Ordering::Relaxed)))
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Real threads on a runtime with four workers check out and release as fast as they can from
 /// a pool of two connections, so the lock-free paths and the locked ones run at once: every
 /// checkout succeeds, no connection is lost or replaced, and a deadlock between the pool lock
@@ -196,13 +207,7 @@ fn workers_releasing_and_queueing_at_once_lose_no_connection() {
     const TASKS: usize = 8;
     const ROUNDS: usize = 2_000;
     set_count_for_this_thread(WORKERS);
-    let numbered = Arc::new(AtomicUsize::new(0));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKERS)
-        .on_thread_start(move || set_current(numbered.fetch_add(1, Ordering::Relaxed)))
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = numbered_runtime(WORKERS);
     let (fake, pool) = rt.block_on(async {
         one_pool(PoolSettings {
             size: 2,
@@ -261,13 +266,7 @@ fn checkout_release_rate() {
     const OPS: usize = 4_000_000;
     set_count_for_this_thread(2);
     for (threads, tasks) in [(1, 1), (2, 2), (2, 16)] {
-        let numbered = Arc::new(AtomicUsize::new(0));
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .on_thread_start(move || set_current(numbered.fetch_add(1, Ordering::Relaxed)))
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = numbered_runtime(threads);
         let (_fake, pool) = rt.block_on(async {
             let (fake, pool) = one_pool(PoolSettings {
                 size: 4,

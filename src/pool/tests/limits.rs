@@ -26,18 +26,23 @@ fn two_pools(
     (fake, reg, a.unwrap(), b.unwrap())
 }
 
-/// A checkout holds its pool only weakly (no reference taken per transaction): a pool dropped
-/// while one of its connections is checked out gives that connection's room back to the
-/// database at once, and the checkout, released later, closes its connection uncounted.
-#[tokio::test(start_paused = true)]
-async fn a_pool_dropped_under_a_checkout_gives_the_room_back() {
-    let (fake, reg, u1, u2) = two_pools(
+/// Pools (d1, u1) and (d1, u2) under `max_db_connections = 1`.
+fn two_users_one_db_connection() -> (Arc<FakeUpstream>, Registry, Pool, Pool) {
+    two_pools(
         PoolSettings {
             max_db_connections: 1,
             ..settings()
         },
         true,
-    );
+    )
+}
+
+/// A checkout holds its pool only weakly (no reference taken per transaction): a pool dropped
+/// while one of its connections is checked out gives that connection's room back to the
+/// database at once, and the checkout, released later, closes its connection uncounted.
+#[tokio::test(start_paused = true)]
+async fn a_pool_dropped_under_a_checkout_gives_the_room_back() {
+    let (fake, reg, u1, u2) = two_users_one_db_connection();
     let held = u1.checkout().await.unwrap();
     assert_eq!(reg.database_servers("d1"), 1);
     // The registry and the handle held the pool; the checkout does not keep it.
@@ -76,13 +81,7 @@ async fn a_release_through_the_wrong_handle_goes_to_the_connections_pool() {
 
 #[tokio::test(start_paused = true)]
 async fn max_db_connections_spans_users_and_a_release_hands_the_room_over() {
-    let (fake, reg, u1, u2) = two_pools(
-        PoolSettings {
-            max_db_connections: 1,
-            ..settings()
-        },
-        true,
-    );
+    let (fake, reg, u1, u2) = two_users_one_db_connection();
     let held = u1.checkout().await.unwrap();
     let waiting = spawn_checkout(&u2);
     settle().await;
