@@ -15,7 +15,9 @@
 #
 # LAKEPOOL_BIN_B=pgbouncer makes B PgBouncer (PGBOUNCER_BIN, or Debian's), with the
 # same pool, users and verifier; without prepared statements in transaction mode
-# (before 1.21) it skips "select prepared".
+# (before 1.21) it skips "select prepared". LAKEPOOL_BIN_B=relay makes B
+# benches/relay.c, a byte relay with one server connection per client: the floor
+# under any pooler's CPU per transaction here (it does no pooling).
 #
 # Env: ROUNDS (5), DURATION (s per run, 10), CLIENTS (50), THREADS (2),
 # POOL_SIZE (20), SCALE (10), WORKERS (1), ONLY (comma-separated workload
@@ -32,7 +34,7 @@ me=ab.sh
 source "$repo/benches/lib.sh"
 
 [[ -n "${LAKEPOOL_BIN:-}" && -n "${LAKEPOOL_BIN_B:-}" ]] ||
-    die "set LAKEPOOL_BIN (build A) and LAKEPOOL_BIN_B (build B, or \"pgbouncer\")"
+    die "set LAKEPOOL_BIN (build A) and LAKEPOOL_BIN_B (build B, \"pgbouncer\" or \"relay\")"
 rounds="${ROUNDS:-5}"
 duration="${DURATION:-10}"
 clients="${CLIENTS:-50}"
@@ -59,6 +61,9 @@ if [[ "$LAKEPOOL_BIN_B" == pgbouncer ]]; then
     start_pgbouncer b 0
     b_desc="PgBouncer $pgbouncer_version ($pgbouncer_src)"
     [[ "$pgbouncer_prepared" == 1 ]] || workloads=("${workloads[@]/select prepared*/}")
+elif [[ "$LAKEPOOL_BIN_B" == relay ]]; then
+    start_relay b
+    b_desc="benches/relay.c (byte relay, one PostgreSQL connection per client)"
 else
     cp "$LAKEPOOL_BIN_B" "$dir/lakepool-b"
     start_lakepool b 0 "$workers" 2000 "$dir/lakepool-b"

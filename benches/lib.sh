@@ -395,6 +395,22 @@ TOML
     [[ -z "$sock" ]] || wait_socket "$sock" "$port" "${PID[$name]}"
 }
 
+# start_relay NAME: benches/relay.c, a byte relay with one PostgreSQL
+# connection per client and no protocol work: the floor under any pooler's
+# tps and CPU per transaction on this machine. Plain TCP, client leg TCP only.
+start_relay() {
+    local name="$1" port
+    [[ "$client_leg" == tcp ]] || die "the relay has no Unix-socket client leg (CLIENT_LEG=tcp)"
+    command -v cc >/dev/null || die "the relay needs a C compiler (cc)"
+    [[ -x "$dir/relay" ]] || cc -O2 -o "$dir/relay" "$repo/benches/relay.c" || die "cannot build benches/relay.c"
+    port="$(free_port)"
+    "$dir/relay" "$port" "$pg_port" 2>>"$dir/$name.stderr" &
+    PID[$name]=$!
+    PORT[$name]="$port"
+    KIND[$name]=relay
+    wait_port "$port" "${PID[$name]}" "relay ($name)"
+}
+
 # Stops pooler NAME and forgets it.
 stop_pooler() {
     stop_pid "${PID[$1]:-}"

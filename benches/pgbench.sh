@@ -24,6 +24,8 @@
 # POOL_SIZE (20), SCALE (10), WORKERS ("1 2": lakepool server.workers values),
 # TLS (1: also the TLS rows; 0: plain TCP only), PGBOUNCER_BIN, LAKEPOOL_BIN,
 # LAKEPOOL_BIN_B (a second lakepool binary, rows "lakepool-b", plain TCP),
+# RELAY=1 (a row "relay": benches/relay.c, a byte relay with one PostgreSQL
+# connection per client, the floor under any pooler here; plain TCP rows only),
 # ONLY (comma-separated workload names to run, e.g. "select simple,tpcb-like simple"),
 # CARGO_JOBS (1), KEEP_DIR=1, PERF=0 (no perf stat), MAX_OTHER_CPU (10),
 # CLIENT_LEG (tcp; unix: pgbench reaches PostgreSQL and the plain poolers
@@ -226,6 +228,10 @@ for w in $workers_list; do
     start_lakepool "lakepool-w$w" 0 "$w"
     target_names+=("lakepool-w$w")
 done
+if [[ "${RELAY:-0}" == 1 ]]; then
+    start_relay relay
+    target_names+=(relay)
+fi
 if [[ -n "${LAKEPOOL_BIN_B:-}" ]]; then
     # A second build, plain TCP, the first workers value: an A/B of two commits in one run.
     cp "$LAKEPOOL_BIN_B" "$dir/lakepool-b"
