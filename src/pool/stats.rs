@@ -247,13 +247,19 @@ impl PoolStats {
         }
         let now = crate::clock::now().into_std();
         let c = self.local();
-        if let Some(start) = clock.query_start.take() {
-            c.query_us.fetch_add(micros(now - start), Ordering::Relaxed);
+        let query = clock.query_start.take().map(|start| (start, micros(now - start)));
+        if let Some((_, us)) = query {
+            c.query_us.fetch_add(us, Ordering::Relaxed);
         }
         if status == b'I'
             && let Some(start) = clock.xact_start.take()
         {
-            c.xact_us.fetch_add(micros(now - start), Ordering::Relaxed);
+            // A one-statement transaction started with its query: one subtraction, not two.
+            let us = match query {
+                Some((query_start, us)) if query_start == start => us,
+                _ => micros(now - start),
+            };
+            c.xact_us.fetch_add(us, Ordering::Relaxed);
         }
     }
 
@@ -492,6 +498,14 @@ mod tests {
         let xact = s.sum(|c| &c.xact_us);
         assert!(xact >= 4000 && xact >= s.sum(|c| &c.query_us), "{xact}");
         assert!(clock.query_start.is_none() && clock.xact_start.is_none());
+
+        // A one-statement transaction: its query's time is its transaction's.
+        let s = PoolStats::default();
+        clock.request();
+        std::thread::sleep(Duration::from_millis(2));
+        s.record_ready_time(&mut clock, b'I', true);
+        let (query, xact) = (s.sum(|c| &c.query_us), s.sum(|c| &c.xact_us));
+        assert!(query >= 2000 && xact == query, "{query} {xact}");
     }
 
     #[test]
