@@ -247,7 +247,10 @@ impl PoolStats {
         }
         let now = crate::clock::now().into_std();
         let c = self.local();
-        let query = clock.query_start.take().map(|start| (start, micros(now - start)));
+        let query = clock
+            .query_start
+            .take()
+            .map(|start| (start, micros(now - start)));
         if let Some((_, us)) = query {
             c.query_us.fetch_add(us, Ordering::Relaxed);
         }
