@@ -11,6 +11,14 @@ use lakepool::auth::scram::{DEFAULT_ITERATIONS, ScramVerifier};
 use lakepool::auth::users::MAX_VERIFIER_ITERATIONS;
 use lakepool::config;
 
+/// jemalloc, not glibc's malloc: a login makes about 45 allocations that glibc's thread cache
+/// (7 chunks per size) often misses, and its 128-byte-aligned ones (tokio's task cell and
+/// socket registration) go through `memalign`'s slow path and leave fragments. See
+/// ARCHITECTURE.md, "Performance choices".
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// What `--help` says after the options.
 const AFTER_HELP: &str = "\
 Without a subcommand, lakepool serves: it loads the configuration (--config or
