@@ -15,7 +15,6 @@
 pub(crate) mod admin;
 pub mod app;
 pub mod auth;
-pub(crate) mod clock;
 pub mod config;
 pub mod credentials;
 pub(crate) mod error;

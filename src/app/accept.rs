@@ -74,8 +74,7 @@ pub(crate) fn serve_client(
     // Boxed: the login state machine is large and only needed once; an idle session should
     // not carry its space for its whole life.
     let login = Box::pin(log_in(Arc::clone(&count.0), stream, peer, admitted));
-    // One clock reading per poll of the client's task (crate::clock).
-    crate::clock::one_reading_per_poll(async move {
+    async move {
         // `let else`, not `if let`: the login's result is not kept in the task's state for
         // the whole session.
         let Some(logged) = login.await else {
@@ -83,7 +82,7 @@ pub(crate) fn serve_client(
         };
         crate::frontend::session::serve(&count.0, logged).await;
         drop(count);
-    })
+    }
 }
 
 /// The login, and the admin console when that is what the client logged in to. Some(login)

@@ -115,7 +115,7 @@ impl IdleLimits {
     /// The client moved bytes.
     pub(crate) fn progress(&mut self) {
         if self.on() {
-            self.last_progress = Some(crate::clock::now());
+            self.last_progress = Some(Instant::now());
         }
     }
 
@@ -130,7 +130,7 @@ impl IdleLimits {
             return Poll::Pending;
         }
         let limit = Duration::from_millis(u64::from(limit));
-        let since = *self.last_progress.get_or_insert_with(crate::clock::now);
+        let since = *self.last_progress.get_or_insert_with(Instant::now);
         let deadline = since + limit;
         let timer = self
             .timer
@@ -141,8 +141,6 @@ impl IdleLimits {
                 timer.as_mut().reset(deadline);
             }
             ready!(timer.as_mut().poll(cx));
-            // The real time: the poll's cached reading may predate the timer firing, and
-            // re-arming for a deadline already past would fire again within this poll.
             if Instant::now() >= deadline {
                 return Poll::Ready(());
             }

@@ -238,7 +238,7 @@ impl StaleMark {
 /// The pools' clock: tokio's, so unit tests can run on a paused clock. Without tokio's
 /// `test-util` feature (every build but `cargo test`) this is `std::time::Instant::now()`.
 fn now() -> Instant {
-    crate::clock::now().into_std()
+    tokio::time::Instant::now().into_std()
 }
 
 /// A pool handle; cheap to clone.

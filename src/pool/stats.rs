@@ -197,7 +197,7 @@ impl QueryClock {
     /// query (and the transaction) unless one is already running. Reads the clock only then.
     pub(crate) fn request(&mut self) {
         if self.query_start.is_none() {
-            let now = crate::clock::now().into_std();
+            let now = Instant::now();
             self.query_start = Some(now);
             if self.xact_start.is_none() {
                 self.xact_start = Some(now);
@@ -245,7 +245,7 @@ impl PoolStats {
         if !settled {
             return;
         }
-        let now = crate::clock::now().into_std();
+        let now = Instant::now();
         let c = self.local();
         let query = clock
             .query_start
