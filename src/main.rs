@@ -14,8 +14,8 @@ use lakepool::config;
 /// jemalloc, not glibc's malloc: a login makes about 45 allocations that glibc's thread cache
 /// (7 chunks per size) often misses, and its 128-byte-aligned ones (tokio's task cell and
 /// socket registration) go through `memalign`'s slow path and leave fragments. See
-/// ARCHITECTURE.md, "Performance choices".
-#[cfg(not(target_env = "msvc"))]
+/// ARCHITECTURE.md, "Performance choices". Build with `--no-default-features` for glibc's.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
