@@ -17,7 +17,8 @@
 # same pool, users and verifier; without prepared statements in transaction mode
 # (before 1.21) it skips "select prepared". LAKEPOOL_BIN_B=relay makes B
 # benches/relay.c, a byte relay with one server connection per client: the floor
-# under any pooler's CPU per transaction here (it does no pooling).
+# under a proxy's CPU per transaction here (it does no pooling; the cluster allows
+# 200 connections, so keep CLIENTS below ~175).
 #
 # Env: ROUNDS (5), DURATION (s per run, 10), CLIENTS (50), THREADS (2),
 # POOL_SIZE (20), SCALE (10), WORKERS (1), ONLY (comma-separated workload

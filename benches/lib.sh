@@ -396,8 +396,9 @@ TOML
 }
 
 # start_relay NAME: benches/relay.c, a byte relay with one PostgreSQL
-# connection per client and no protocol work: the floor under any pooler's
-# tps and CPU per transaction on this machine. Plain TCP, client leg TCP only.
+# connection per client and no protocol work: the floor under any proxy's CPU
+# per transaction on this machine (not under a pooler's tps: it holds a backend
+# per client). Plain TCP, client leg TCP only.
 start_relay() {
     local name="$1" port
     [[ "$client_leg" == tcp ]] || die "the relay has no Unix-socket client leg (CLIENT_LEG=tcp)"

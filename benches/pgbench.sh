@@ -25,7 +25,8 @@
 # TLS (1: also the TLS rows; 0: plain TCP only), PGBOUNCER_BIN, LAKEPOOL_BIN,
 # LAKEPOOL_BIN_B (a second lakepool binary, rows "lakepool-b", plain TCP),
 # RELAY=1 (a row "relay": benches/relay.c, a byte relay with one PostgreSQL
-# connection per client, the floor under any pooler here; plain TCP rows only),
+# connection per client, the floor under a proxy's CPU per transaction here;
+# plain TCP rows only, and none with CLIENT_LEG=unix),
 # ONLY (comma-separated workload names to run, e.g. "select simple,tpcb-like simple"),
 # CARGO_JOBS (1), KEEP_DIR=1, PERF=0 (no perf stat), MAX_OTHER_CPU (10),
 # CLIENT_LEG (tcp; unix: pgbench reaches PostgreSQL and the plain poolers
@@ -228,7 +229,7 @@ for w in $workers_list; do
     start_lakepool "lakepool-w$w" 0 "$w"
     target_names+=("lakepool-w$w")
 done
-if [[ "${RELAY:-0}" == 1 ]]; then
+if [[ "${RELAY:-0}" == 1 && "$client_leg" == tcp ]]; then
     start_relay relay
     target_names+=(relay)
 fi

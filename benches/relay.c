@@ -6,9 +6,11 @@
  * write per message in each direction -- the same system calls per
  * transaction lakepool makes, and nothing else.
  *
- * What it measures: the tps and the CPU per transaction a proxy pays on this
- * machine just for being a second hop (the loopback TCP work of its sends and
- * receives, and the wake-ups). No pooler can beat it; see benches/README.md.
+ * What it measures: the CPU per transaction a proxy pays on this machine just
+ * for being a second hop (the loopback TCP work of its sends and receives, and
+ * the wake-ups): a floor under a pooler's own CPU per transaction. Not a bound
+ * on a pooler's tps: it holds one PostgreSQL backend per client (50 against a
+ * pool of 20), and under -C each login starts a backend. See benches/README.md.
  * Benchmarks only (benches/lib.sh compiles it with cc); not part of lakepool.
  *
  *   cc -O2 -o relay benches/relay.c && ./relay LISTEN_PORT UPSTREAM_PORT
@@ -75,6 +77,9 @@ static void update(struct side *s) {
         die("epoll_ctl");
 }
 
+/* Closes both sockets. What is still queued is dropped, and a close with unread
+ * bytes sends a reset: enough for a benchmark, where either side closing ends
+ * the session anyway. */
 static void close_pair(struct side *s) {
     struct side *sides[2] = {s, s->peer};
     for (int i = 0; i < 2; i++) {
@@ -159,8 +164,12 @@ static void accept_all(int lfd, int upstream_port) {
         if (cfd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno != EAGAIN)
+            if (errno != EAGAIN) {
                 perror("accept4");
+                /* Out of descriptors: the listener stays readable, so back off
+                 * instead of spinning. */
+                usleep(10000);
+            }
             return;
         }
         /* A blocking connect: on loopback it completes at once. */
