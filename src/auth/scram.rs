@@ -35,6 +35,8 @@ pub(super) const NONCE_LEN: usize = 18;
 /// Salt length for new verifiers, as PostgreSQL (SCRAM_DEFAULT_SALT_LEN).
 pub(crate) const DEFAULT_SALT_LEN: usize = 16;
 pub(super) const KEY_LEN: usize = 32;
+/// base64 of a [`KEY_LEN`]-byte signature, padded.
+const SERVER_SIGNATURE_B64_LEN: usize = KEY_LEN.div_ceil(3) * 4;
 /// The only gs2 header a PLUS exchange can use, since authzids are rejected.
 pub(super) const GS2_HEADER_PLUS: &[u8] = b"p=tls-server-end-point,,";
 /// base64("n,,") and base64("y,,"): the `c=` value of an unbound exchange.
@@ -519,10 +521,12 @@ impl ScramServer {
             .get(..proof_start.saturating_sub(1))
             .ok_or(ScramError::Malformed("unexpected end of message"))?;
 
-        if !ct_eq(cbind, expected_cbind.as_bytes()) {
+        // Plain compares: both values are public (the client was sent the nonce, and the
+        // binding is the certificate's hash); only the proof check below keeps constant time.
+        if cbind != expected_cbind.as_bytes() {
             return Err(ScramError::ChannelBindingMismatch);
         }
-        if !ct_eq(final_nonce, &nonce) {
+        if final_nonce != nonce.as_slice() {
             return Err(ScramError::NonceMismatch);
         }
         let auth_message = [
@@ -539,7 +543,10 @@ impl ScramServer {
             return Err(ScramError::InvalidProof);
         }
         let server_signature = hmac_sha256(&self.verifier.server_key, &auth_message);
-        Ok(format!("v={}", B64.encode(server_signature)).into_bytes())
+        let mut server_final = String::with_capacity(2 + SERVER_SIGNATURE_B64_LEN);
+        server_final.push_str("v=");
+        B64.encode_string(server_signature, &mut server_final);
+        Ok(server_final.into_bytes())
     }
 }
 

@@ -305,9 +305,7 @@ async fn greet(
             s.release();
         }
         if let Some(cached) = pool.cached_params() {
-            for (k, v) in cached.iter() {
-                write::parameter_status(greeting, k, settings.wanted.get(k).unwrap_or(v));
-            }
+            cached.write_to(greeting, &settings.wanted);
         }
         (None, None)
     };
@@ -353,7 +351,7 @@ fn spelled(pool: &Pool, settings: &mut ClientSettings) -> bool {
     // common case (spelled as sent, already in `settings`) copies nothing.
     let mut respelled: Vec<(String, String)> = Vec::new();
     for (k, v) in settings.startup.iter() {
-        let Some(current) = cached.get(k) else {
+        let Some(current) = cached.params().get(k) else {
             continue;
         };
         match spellings.with(k, v, |sp| (sp != v).then(|| sp.to_owned())) {

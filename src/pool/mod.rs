@@ -49,7 +49,7 @@ use tokio::sync::Notify;
 
 use crate::config::PoolSettings;
 use crate::upstream::Upstream;
-use crate::upstream::params::ParamMap;
+use crate::upstream::reported::ReportedParams;
 use crate::upstream::server::ServerConn;
 use accounting::{Ledger, Slots};
 pub(crate) use checkout::Checkout;
@@ -141,7 +141,7 @@ struct Shared {
     stale_before: StaleMark,
     ids: Arc<AtomicU64>,
     /// ParameterStatus values of the newest server connection, replayed to logging-in clients.
-    params: ArcSwapOption<ParamMap>,
+    params: ArcSwapOption<ReportedParams>,
     /// Named statements clients of this pool prepared (transaction mode).
     statements: statements::StatementRegistry,
     /// How the pool's servers spell the values clients give at startup.
@@ -332,7 +332,7 @@ impl Pool {
     }
 
     /// Server parameters from the newest server connection, if one was ever opened.
-    pub(crate) fn cached_params(&self) -> Option<Arc<ParamMap>> {
+    pub(crate) fn cached_params(&self) -> Option<Arc<ReportedParams>> {
         self.shared.params.load_full()
     }
 

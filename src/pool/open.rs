@@ -24,6 +24,7 @@ use crate::error::ClientFacing;
 use crate::net::framed::FrameError;
 use crate::proto::sqlstate::SqlState;
 use crate::upstream::connect::UpstreamError;
+use crate::upstream::reported::ReportedParams;
 use crate::upstream::server::ServerConn;
 
 /// Wait before the second attempt at a waking endpoint; doubled after each failure.
@@ -148,7 +149,9 @@ impl Pool {
             .local()
             .servers_opened
             .fetch_add(1, Ordering::Relaxed);
-        shared.params.store(Some(Arc::new(conn.params.clone())));
+        shared
+            .params
+            .store(Some(Arc::new(ReportedParams::new(conn.params.clone()))));
         Ledger::lock(shared).login_failure = None;
         tracing::debug!(server = conn.id, database = %shared.database, "server connection opened");
         Box::new(super::Pooled {

@@ -99,7 +99,9 @@ pub(crate) fn finish(buf: &mut BytesMut, at: usize) {
 /// Appends a NUL-terminated string. A NUL inside would end the field early and shift every
 /// later field, so inner NULs are dropped (PostgreSQL strings never carry one).
 pub(crate) fn put_cstr(buf: &mut BytesMut, s: &[u8]) {
-    if s.contains(&0) {
+    // memchr, not `contains`: a login writes over a dozen strings, and memchr's word-at-a-time
+    // scan takes a fraction of contains' instructions.
+    if memchr::memchr(0, s).is_some() {
         buf.extend(s.iter().copied().filter(|&b| b != 0));
     } else {
         buf.put_slice(s);

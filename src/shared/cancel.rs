@@ -7,7 +7,7 @@
 //! client's query (PgBouncer #245), a server is not handed back to the pool while a cancel
 //! for it is still in flight: the releasing session waits for in-flight cancels first.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -20,6 +20,8 @@ use tokio::sync::Notify;
 use crate::proto::frontend;
 use crate::upstream::Upstream;
 use crate::upstream::connect::open_stream;
+
+use super::id_hash::IdMap;
 
 /// Longest a forwarded cancel may take before it is abandoned.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -89,7 +91,7 @@ impl Drop for Registration {
 /// All live client keys.
 #[derive(Debug, Default)]
 pub(crate) struct CancelRegistry {
-    map: Mutex<HashMap<u64, Arc<CancelSlot>>>,
+    map: Mutex<IdMap<Arc<CancelSlot>>>,
 }
 
 impl CancelRegistry {
@@ -116,10 +118,13 @@ impl CancelRegistry {
             let pid = pid.unwrap_or_else(|| rand::random::<u32>() & 0x7fff_ffff);
             let secret = rand::random::<u32>();
             let key = (u64::from(pid) << 32) | u64::from(secret);
-            if pid == 0 || map.contains_key(&key) {
+            if pid == 0 {
                 continue;
             }
-            map.insert(key, Arc::clone(&slot));
+            let Entry::Vacant(free) = map.entry(key) else {
+                continue;
+            };
+            free.insert(Arc::clone(&slot));
             return Registration {
                 key,
                 registry: Arc::clone(self),

@@ -4,7 +4,6 @@
 //! path touches it. The entry also carries the session's shutdown wake-up: draining wakes
 //! every waiting session through its own entry.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use atomic_waker::AtomicWaker;
 use parking_lot::Mutex;
 
+use super::id_hash::IdMap;
 use crate::net::Peer;
 
 /// What a client is doing.
@@ -110,7 +110,7 @@ impl ClientEntry {
 /// All live clients.
 #[derive(Debug)]
 pub(crate) struct ClientRegistry {
-    clients: Mutex<HashMap<u64, Arc<ClientEntry>>>,
+    clients: Mutex<IdMap<Arc<ClientEntry>>>,
     /// lakepool is shutting down: sessions stop at their next idle point.
     draining: AtomicBool,
     next: AtomicU64,
@@ -119,7 +119,7 @@ pub(crate) struct ClientRegistry {
 impl Default for ClientRegistry {
     fn default() -> Self {
         Self {
-            clients: Mutex::new(HashMap::new()),
+            clients: Mutex::new(IdMap::default()),
             draining: AtomicBool::new(false),
             next: AtomicU64::new(1),
         }

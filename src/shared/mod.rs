@@ -6,6 +6,7 @@
 pub(crate) mod cancel;
 pub(crate) mod clients;
 pub(crate) mod ends;
+pub(crate) mod id_hash;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;

@@ -4,6 +4,7 @@ pub mod connect;
 pub(crate) mod params;
 pub(crate) mod passthrough;
 pub(crate) mod prepared;
+pub(crate) mod reported;
 pub mod server;
 
 use std::sync::Arc;

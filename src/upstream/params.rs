@@ -31,6 +31,15 @@ impl ParamMap {
 
     /// Sets `name` (keeping the existing spelling of the name if present).
     pub(crate) fn set(&mut self, name: &str, value: &str) {
+        if self.put(name, value) {
+            self.rehash();
+        }
+    }
+
+    /// Sets `name` without updating the hash: for filling a map in one go, then
+    /// [`Self::rehash`] once (rehashing after each of n entries would hash n² of them).
+    /// True when the value changed.
+    fn put(&mut self, name: &str, value: &str) -> bool {
         match self
             .entries
             .iter_mut()
@@ -38,13 +47,13 @@ impl ParamMap {
         {
             Some((_, v)) => {
                 if v == value {
-                    return;
+                    return false;
                 }
                 value.clone_into(v);
             }
             None => self.entries.push((name.to_owned(), value.to_owned())),
         }
-        self.rehash();
+        true
     }
 
     /// Removes `name`; true when it was there.
@@ -61,6 +70,11 @@ impl ParamMap {
     /// Entries in insertion order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Whether there are no entries.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     /// Number of entries.
@@ -209,10 +223,11 @@ pub(crate) fn client_settings(params: &[(String, String)]) -> Result<ParamMap, P
                 if !valid_name(name) {
                     return Err(ParamError::BadName(name.clone()));
                 }
-                out.set(name, value);
+                out.put(name, value);
             }
         }
     }
+    out.rehash();
     Ok(out)
 }
 
@@ -259,7 +274,7 @@ fn parse_options(options: &str, out: &mut ParamMap) -> Result<(), ParamError> {
         if !valid_name(&name) {
             return Err(ParamError::BadName(name));
         }
-        out.set(&name, value);
+        out.put(&name, value);
     }
     Ok(())
 }
@@ -507,6 +522,20 @@ mod tests {
         assert_eq!(m.get("statement_timeout"), Some("5s"));
         assert_eq!(m.get("user"), None);
         assert_eq!(m.len(), 3);
+        // Filled without a hash per entry, hashed once: the same hash as set one by one.
+        let mut one_by_one = ParamMap::new();
+        for (k, v) in m.iter() {
+            one_by_one.set(k, v);
+        }
+        assert_ne!(m.content_hash(), 0);
+        assert_eq!(m.content_hash(), one_by_one.content_hash());
+        assert_eq!(m, one_by_one);
+        assert_eq!(
+            client_settings(&p(&[("user", "u")]))
+                .unwrap()
+                .content_hash(),
+            0
+        );
     }
 
     #[test]
