@@ -28,9 +28,15 @@ impl TxnClient {
             return None;
         }
         let buf = up.unread();
+        // Only Parse, Close (and Flush) can be answered here: a simple query, the most common
+        // request, goes to a server without any other work.
+        if !matches!(buf.first(), Some(b'P' | b'C' | b'H')) {
+            return None;
+        }
         let mut pos = 0;
         let mut plan: Vec<(&[u8], Option<Arc<Statement>>)> = Vec::new();
-        let (names, mut bytes) = self.prepared_footprint();
+        // The client's statements so far (names, bytes), counted at its first named Parse.
+        let mut footprint = None;
         loop {
             let h = parse_header(&buf[pos..], at.max_message).ok()??;
             let body = buf.get(pos + HEADER_LEN..pos + h.total())?;
@@ -43,12 +49,15 @@ impl TxnClient {
                         || self.statements.contains(name)
                         || plan.iter().any(|(n, _)| *n == name)
                         || sql::needs_attention(text)
-                        || names + plan.len() >= at.max_statements
                     {
                         return None;
                     }
-                    bytes += rest.len();
-                    if bytes > at.max_statement_bytes {
+                    let (names, bytes) = footprint.get_or_insert_with(|| self.prepared_footprint());
+                    if *names + plan.len() >= at.max_statements {
+                        return None;
+                    }
+                    *bytes += rest.len();
+                    if *bytes > at.max_statement_bytes {
                         return None;
                     }
                     plan.push((name, Some(registry.accepted(rest)?)));
