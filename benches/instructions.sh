@@ -21,8 +21,17 @@
 # crate runs its portable code here while the real CPU uses SHA-NI; a PgBouncer
 # built without OpenSSL (the tag's default build here) always uses its own.
 #
+# CACHE_SIM=1 also simulates the caches (callgrind --cache-sim=yes, with the host's L1 sizes)
+# and reports L1 instruction-cache misses per login and per transaction: how many distinct
+# 64-byte lines of code the work touches beyond what the cache keeps, so a spread-out hot path
+# shows even where its instruction count is low. Only user-space code is simulated; on the
+# real machine each system call's kernel code evicts more. HOT_LINES=1 dumps per-instruction
+# counts (--dump-instr=yes) and prints each target's footprint per simple transaction: the
+# distinct 64-byte lines of code run in at least half the transactions, by function
+# (benches/hot_lines.py; needs python3).
+#
 # Env: LOGINS (200), TXS (2000), CLIENTS (1), TOP (0: the TOP functions by inclusive count of
-# lakepool's simple transactions), PGBOUNCER_BIN, LAKEPOOL_BIN, LAKEPOOL_BIN_B
+# lakepool's simple transactions), CACHE_SIM (0), HOT_LINES (0), PGBOUNCER_BIN, LAKEPOOL_BIN, LAKEPOOL_BIN_B
 # (instead of PgBouncer), KEEP_DIR=1. Needs valgrind (apt-get install valgrind).
 set -euo pipefail
 
@@ -36,6 +45,11 @@ logins="${LOGINS:-200}"
 txs="${TXS:-2000}"
 clients="${CLIENTS:-1}"
 top="${TOP:-0}"
+cache_sim="${CACHE_SIM:-0}"
+vg_opts=(--tool=callgrind)
+[[ "$cache_sim" == 1 ]] && vg_opts+=(--cache-sim=yes)
+hot_lines="${HOT_LINES:-0}"
+[[ "$hot_lines" == 1 ]] && vg_opts+=(--dump-instr=yes)
 zero_ok="top"
 check_numbers logins txs clients top
 per_client=$((txs / clients))
@@ -57,11 +71,11 @@ under_callgrind() {
     local name="$1" port="${PORT[$1]}" kind="${KIND[$1]}" i
     stop_pooler "$name"
     if [[ "$kind" == pgbouncer ]]; then
-        "${as_owner[@]}" valgrind --tool=callgrind --callgrind-out-file="$dir/cg/$name.%p" \
+        "${as_owner[@]}" valgrind "${vg_opts[@]}" --callgrind-out-file="$dir/cg/$name.%p" \
             "$pgbouncer_bin" -q "$dir/$name.ini" 2>"$dir/vg-$name.log" &
         RUNAS[$name]=owner
     else
-        RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$dir/cg/$name.%p" \
+        RUST_LOG=warn valgrind "${vg_opts[@]}" --callgrind-out-file="$dir/cg/$name.%p" \
             "$dir/$name-bin" --config "$dir/$name.toml" 2>"$dir/vg-$name.log" &
         RUNAS[$name]=self
     fi
@@ -90,7 +104,7 @@ bench() { "$pgbench" -n -j 1 -h 127.0.0.1 -p "${PORT[$1]}" -U bench bench "${@:2
 
 # measure NAME: prints "Ir/login sha/login Ir/tx-simple Ir/tx-extended".
 measure() {
-    local name="$1" f part n sha out=()
+    local name="$1" f part n sha out=() misses=()
     bench "$name" -c 1 -S -C -t 20
     bench "$name" -c "$clients" -S -t 200
     bench "$name" -c "$clients" -S -M extended -t 200
@@ -104,13 +118,16 @@ measure() {
         f="$(grep -l "^desc: Trigger: dump $tag" "$dir/cg/$name".* | tail -n 1)"
         chmod a+r "$f" 2>/dev/null || true
         out+=("$(awk -v n="$n" '/^totals:/ { printf "%.0f", $2 / n }' "$f")")
+        # I1mr's column, found by name in the events line.
+        [[ "$cache_sim" == 1 ]] && misses+=("$(awk -v n="$n" '/^events:/ { for (i = 2; i <= NF; i++)
+            if ($i == "I1mr") col = i } /^totals:/ { printf "%.0f", $col / n }' "$f")")
         sha="$(callgrind_annotate --auto=no --inclusive=no --threshold=100 "$f" 2>/dev/null |
             awk -v n="$n" '/^ *[0-9,]+ .*(sha256::compress|SHA256_Transform|sha256_block)/ {
                 gsub(",", "", $1); s += $1 } END { printf "%.0f", s / n }')"
         [[ "$tag" == login ]] && out+=("$sha")
         [[ "$tag" == simple ]] && cp "$f" "$dir/simple-$name.out"
     done
-    echo "${out[*]}"
+    echo "${out[*]} ${misses[*]}"
 }
 
 targets=(lakepool)
@@ -140,9 +157,27 @@ echo "transaction (pgbench -S -c $clients), after a warm-up; SHA-256 compression
 echo
 printf '%-12s %12s %12s %12s %14s %16s\n' target "Ir/login" "of it SHA" "w/o SHA" "Ir/tx simple" "Ir/tx extended"
 for t in "${targets[@]}"; do
-    read -r l s ts te <<<"${RESULT[$t]}"
+    read -r l s ts te _ <<<"${RESULT[$t]}"
     printf '%-12s %12s %12s %12s %14s %16s\n' "$t" "$l" "$s" "$((l - s))" "$ts" "$te"
 done
+if [[ "$cache_sim" == 1 ]]; then
+    echo
+    echo "L1 instruction-cache misses (callgrind I1mr, simulated $(awk '/^desc: I1 cache:/ {
+        sub(/^desc: I1 cache: /, ""); print; exit }' "$dir/simple-lakepool.out"))"
+    printf '%-12s %12s %14s %16s\n' target "I1mr/login" "I1mr/tx simple" "I1mr/tx extended"
+    for t in "${targets[@]}"; do
+        read -r _ _ _ _ ml ms me <<<"${RESULT[$t]}"
+        printf '%-12s %12s %14s %16s\n' "$t" "$ml" "$ms" "$me"
+    done
+fi
+if [[ "$hot_lines" == 1 ]]; then
+    for t in "${targets[@]}"; do
+        echo
+        echo "$t, simple transactions: code footprint"
+        python3 "$repo/benches/hot_lines.py" "$dir/simple-$t.out" "$txs" "$top" ||
+            warn "hot_lines.py failed on $t"
+    done
+fi
 echo
 echo "lakepool: $lakepool_desc${LAKEPOOL_BIN_B:+; lakepool-b: $LAKEPOOL_BIN_B}"
 [[ -z "${LAKEPOOL_BIN_B:-}" ]] && echo "PgBouncer $pgbouncer_version ($pgbouncer_src)"
