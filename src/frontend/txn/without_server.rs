@@ -28,9 +28,9 @@ impl TxnClient {
             return None;
         }
         let buf = up.unread();
-        // Only Parse, Close (and Flush) can be answered here: a simple query, the most common
-        // request, goes to a server without any other work.
-        if !matches!(buf.first(), Some(b'P' | b'C' | b'H')) {
+        // Only Parse, Close, Flush and Sync can be answered here: a simple query, the most
+        // common request, goes to a server without any other work.
+        if !matches!(buf.first(), Some(b'P' | b'C' | b'H' | b'S')) {
             return None;
         }
         let mut pos = 0;

@@ -111,13 +111,31 @@ fn prepare_only_input_is_answered_without_a_server() {
     assert_eq!(tags(&reply), "1Z");
     assert!(up.unread().is_empty());
     assert_eq!(c.statement_count(), 1);
-    // Anything that executes needs a server.
+    // A lone Sync, and a Flush before a prepare, are answered too.
+    up.feed(&sync());
+    let reply = c
+        .answer_without_server(&mut up, &limits, &registry, None)
+        .unwrap();
+    assert_eq!(tags(&reply), "Z");
+    up.feed(&[msg(b'H', b""), close("P_0"), sync()].concat());
+    let reply = c
+        .answer_without_server(&mut up, &limits, &registry, None)
+        .unwrap();
+    assert_eq!(tags(&reply), "3Z");
+    assert_eq!(c.statement_count(), 0);
+    // Anything that executes needs a server, and so does a simple query.
     up.feed(&[bind("P_0"), exec(), sync()].concat());
     assert!(
         c.answer_without_server(&mut up, &limits, &registry, None)
             .is_none()
     );
     assert!(!up.unread().is_empty());
+    let mut up = Pipe::default();
+    up.feed(&query("select 1"));
+    assert!(
+        c.answer_without_server(&mut up, &limits, &registry, None)
+            .is_none()
+    );
 }
 
 #[test]
