@@ -3,13 +3,17 @@
 
     hot_lines.py CALLGRIND_OUT TRANSACTIONS [TOP]
 
+TRANSACTIONS is how many units of work the dump covers (transactions, or logins for a
+login dump).
+
 Reads a callgrind dump written with --dump-instr=yes (benches/instructions.sh does so with
 HOT_LINES=1) and counts the distinct 64-byte lines of code holding an instruction that ran at
 least once every two transactions on average (so a branch not taken every time still counts):
 the instruction-cache footprint of one transaction.
-A footprint above the L1 instruction cache (32 KiB here) is refetched on every transaction,
-and the kernel's own code, run at every system call, evicts more of it on the real machine.
-Prints the total and the TOP functions (20) by their hot lines.
+A footprint above the L1 instruction cache (32 KiB here) cannot stay in it from one
+transaction to the next, and on the real machine the kernel's own code, run at every system
+call, evicts more. Prints the total (lines, KiB, 4 KiB pages) and the TOP functions (20) by
+their hot lines.
 """
 
 import collections
@@ -17,6 +21,7 @@ import re
 import sys
 
 LINE = 64
+PAGE = 4096
 
 
 def parse(path):
@@ -93,8 +98,10 @@ def main():
         if 2 * ir >= transactions:
             hot[function[(obj, addr)]].add(line)
     lines = set().union(*hot.values()) if hot else set()
+    pages = {(obj, line * LINE // PAGE) for obj, line in lines}
     print(f"hot lines (code run in at least half the transactions): {len(lines)} "
-          f"= {len(lines) * LINE / 1024:.1f} KiB; lines run at all: {len(touched)}")
+          f"= {len(lines) * LINE / 1024:.1f} KiB on {len(pages)} pages of 4 KiB; "
+          f"lines run at all: {len(touched)}")
     for fn, fn_lines in sorted(hot.items(), key=lambda kv: -len(kv[1]))[:top]:
         print(f"{len(fn_lines):6d}  {fn[:150]}")
 

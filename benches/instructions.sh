@@ -22,12 +22,13 @@
 # built without OpenSSL (the tag's default build here) always uses its own.
 #
 # CACHE_SIM=1 also simulates the caches (callgrind --cache-sim=yes, with the host's L1 sizes)
-# and reports L1 instruction-cache misses per login and per transaction: how many distinct
-# 64-byte lines of code the work touches beyond what the cache keeps, so a spread-out hot path
-# shows even where its instruction count is low. Only user-space code is simulated; on the
-# real machine each system call's kernel code evicts more. HOT_LINES=1 dumps per-instruction
-# counts (--dump-instr=yes) and prints each target's footprint per simple transaction: the
-# distinct 64-byte lines of code run in at least half the transactions, by function
+# and reports L1 instruction-cache misses per login and per transaction: how often the work
+# fetches a 64-byte line of code the cache no longer holds, which a long hot path does even
+# where its instruction count is low. Only user-space code is simulated; on the real machine
+# each system call's kernel code evicts more. With CLIENTS > 1 the interleaving, and so the
+# misses, vary by about 15% between runs. HOT_LINES=1 dumps per-instruction counts
+# (--dump-instr=yes) and prints each target's footprint per login and per simple
+# transaction: the distinct 64-byte lines of code run in at least half of them, by function
 # (benches/hot_lines.py; needs python3).
 #
 # Env: LOGINS (200), TXS (2000), CLIENTS (1), TOP (0: the TOP functions by inclusive count of
@@ -125,6 +126,7 @@ measure() {
             awk -v n="$n" '/^ *[0-9,]+ .*(sha256::compress|SHA256_Transform|sha256_block)/ {
                 gsub(",", "", $1); s += $1 } END { printf "%.0f", s / n }')"
         [[ "$tag" == login ]] && out+=("$sha")
+        [[ "$tag" == login ]] && cp "$f" "$dir/login-$name.out"
         [[ "$tag" == simple ]] && cp "$f" "$dir/simple-$name.out"
     done
     echo "${out[*]} ${misses[*]}"
@@ -173,7 +175,10 @@ fi
 if [[ "$hot_lines" == 1 ]]; then
     for t in "${targets[@]}"; do
         echo
-        echo "$t, simple transactions: code footprint"
+        echo "$t, per login: code footprint"
+        python3 "$repo/benches/hot_lines.py" "$dir/login-$t.out" "$logins" "$top" ||
+            warn "hot_lines.py failed on $t"
+        echo "$t, per simple transaction: code footprint"
         python3 "$repo/benches/hot_lines.py" "$dir/simple-$t.out" "$txs" "$top" ||
             warn "hot_lines.py failed on $t"
     done

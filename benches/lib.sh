@@ -45,13 +45,16 @@ bench_tools() {
     psql="$pg_bin/psql"
     [[ -x "$pgbench" ]] || die "pgbench not found in $pg_bin"
     # PGBOUNCER_BIN: e.g. PgBouncer 1.25 built from its release tag (see
-    # benches/README.md); Debian's package is the default.
-    pgbouncer_src="${PGBOUNCER_BIN:-$(command -v pgbouncer || echo /usr/sbin/pgbouncer)}"
-    [[ -x "$pgbouncer_src" ]] || die "pgbouncer not found (apt-get install pgbouncer, or set PGBOUNCER_BIN)"
-    pgbouncer_version="$("$pgbouncer_src" --version | awk 'NR == 1 { print $2 }')"
-    # max_prepared_statements (prepared statements in transaction mode) is 1.21+.
-    pgbouncer_prepared=0
-    printf '%s\n1.21\n' "$pgbouncer_version" | sort -V -C -r 2>/dev/null && pgbouncer_prepared=1
+    # benches/README.md); Debian's package is the default. A script that runs no
+    # PgBouncer sets needs_pgbouncer=0.
+    pgbouncer_src="" pgbouncer_version="" pgbouncer_prepared=0
+    if [[ "${needs_pgbouncer:-1}" == 1 ]]; then
+        pgbouncer_src="${PGBOUNCER_BIN:-$(command -v pgbouncer || echo /usr/sbin/pgbouncer)}"
+        [[ -x "$pgbouncer_src" ]] || die "pgbouncer not found (apt-get install pgbouncer, or set PGBOUNCER_BIN)"
+        pgbouncer_version="$("$pgbouncer_src" --version | awk 'NR == 1 { print $2 }')"
+        # max_prepared_statements (prepared statements in transaction mode) is 1.21+.
+        printf '%s\n1.21\n' "$pgbouncer_version" | sort -V -C -r 2>/dev/null && pgbouncer_prepared=1
+    fi
     command -v ss >/dev/null || die "ss (iproute2) is needed to count connections"
     command -v openssl >/dev/null || die "openssl is needed for the test certificate"
     clk_tck="$(getconf CLK_TCK)"
@@ -162,8 +165,10 @@ bench_init() {
     export PGSSLMODE=disable PGCONNECT_TIMEOUT=10 PGPASSWORD="$bench_pw"
     # The binaries are copied into the temp dir: a concurrent rebuild cannot
     # swap them mid-run, and the postgres OS user can run PgBouncer's.
-    cp "$pgbouncer_src" "$dir/pgbouncer"
-    pgbouncer_bin="$dir/pgbouncer"
+    if [[ -n "$pgbouncer_src" ]]; then
+        cp "$pgbouncer_src" "$dir/pgbouncer"
+        pgbouncer_bin="$dir/pgbouncer"
+    fi
     build_lakepool
 }
 
