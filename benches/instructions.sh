@@ -168,8 +168,8 @@ if [[ "$cache_sim" == 1 ]]; then
         sub(/^desc: I1 cache: /, ""); print; exit }' "$dir/simple-lakepool.out"))"
     printf '%-12s %12s %14s %16s\n' target "I1mr/login" "I1mr/tx simple" "I1mr/tx extended"
     for t in "${targets[@]}"; do
-        read -r _ _ _ _ ml ms me <<<"${RESULT[$t]}"
-        printf '%-12s %12s %14s %16s\n' "$t" "$ml" "$ms" "$me"
+        read -r _ _ _ _ ml ms mx <<<"${RESULT[$t]}"
+        printf '%-12s %12s %14s %16s\n' "$t" "$ml" "$ms" "$mx"
     done
 fi
 if [[ "$hot_lines" == 1 ]]; then

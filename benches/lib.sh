@@ -47,7 +47,7 @@ bench_tools() {
     # PGBOUNCER_BIN: e.g. PgBouncer 1.25 built from its release tag (see
     # benches/README.md); Debian's package is the default. A script that runs no
     # PgBouncer sets needs_pgbouncer=0.
-    pgbouncer_src="" pgbouncer_version="" pgbouncer_prepared=0
+    pgbouncer_src="" pgbouncer_version="" pgbouncer_prepared=0 pgbouncer_bin=""
     if [[ "${needs_pgbouncer:-1}" == 1 ]]; then
         pgbouncer_src="${PGBOUNCER_BIN:-$(command -v pgbouncer || echo /usr/sbin/pgbouncer)}"
         [[ -x "$pgbouncer_src" ]] || die "pgbouncer not found (apt-get install pgbouncer, or set PGBOUNCER_BIN)"
@@ -296,6 +296,7 @@ SQL
 # the server leg is TLS (verify-full against the test CA).
 start_pgbouncer() {
     local name="$1" tls="$2" max_client="${3:-2000}" port ini sock
+    [[ -n "$pgbouncer_bin" ]] || die "this script was set up without PgBouncer (needs_pgbouncer=0)"
     [[ "$client_leg" == tcp || "$client_leg" == unix ]] || die "CLIENT_LEG must be tcp or unix"
     port="$(free_port)"
     sock="$(socket_dir "$name" "$tls")"

@@ -21,6 +21,9 @@
 # skip steps 1-3).
 set -euo pipefail
 
+# A relative PGO_PROFDATA is the caller's, resolved before the cd below.
+[[ -z "${PGO_PROFDATA:-}" ]] || PGO_PROFDATA="$(realpath -- "$PGO_PROFDATA")" ||
+    { echo "pgo.sh: PGO_PROFDATA=$PGO_PROFDATA: no such file" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
 me=pgo.sh
@@ -35,12 +38,14 @@ host="$(rustc -vV | sed -n 's/^host: //p')"
 profdata_tool="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"
 [[ -x "$profdata_tool" ]] || die "llvm-profdata not found: run \`rustup component add llvm-tools\`"
 
-# --target: without it RUSTFLAGS also reach build scripts and proc macros, whose
-# instrumented runs during the build would land in the profile.
+# --target: without it the flags also reach build scripts and proc macros, whose
+# instrumented runs during the build would land in the profile. CARGO_ENCODED_RUSTFLAGS
+# (fields split by 0x1f, not spaces) keeps a path with spaces whole. LLVM warns about
+# functions the profile no longer matches (a PGO_PROFDATA older than the source).
 optimized() {
     local profile="$1"
     say "building with the profile (target/pgo)"
-    (cd "$repo" && RUSTFLAGS="-Cprofile-use=$profile -Cllvm-args=-no-pgo-warn-mismatch" \
+    (cd "$repo" && CARGO_ENCODED_RUSTFLAGS="-Cprofile-use=$profile" \
         CARGO_TARGET_DIR="$repo/target/pgo" cargo build --release --quiet --target "$host" \
         --bin lakepool) || die "the optimized build failed"
     echo "$repo/target/pgo/$host/release/lakepool"
@@ -48,7 +53,7 @@ optimized() {
 
 if [[ -n "${PGO_PROFDATA:-}" ]]; then
     [[ -f "$PGO_PROFDATA" ]] || die "PGO_PROFDATA=$PGO_PROFDATA is not a file"
-    optimized "$(realpath "$PGO_PROFDATA")"
+    optimized "$PGO_PROFDATA"
     exit 0
 fi
 
@@ -56,7 +61,7 @@ raw="$repo/target/pgo-generate/profraw"
 rm -rf "$raw"
 mkdir -p "$raw"
 say "instrumented build (target/pgo-generate)"
-(cd "$repo" && RUSTFLAGS="-Cprofile-generate=$raw" CARGO_TARGET_DIR="$repo/target/pgo-generate" \
+(cd "$repo" && CARGO_ENCODED_RUSTFLAGS="-Cprofile-generate=$raw" CARGO_TARGET_DIR="$repo/target/pgo-generate" \
     cargo build --release --quiet --target "$host" --bin lakepool) || die "the instrumented build failed"
 ls "$raw"/*.profraw >/dev/null 2>&1 && die "the build itself wrote a profile (instrumented build scripts?)"
 # The instrumented binary is the one the training runs (bench_init copies it); no PgBouncer.

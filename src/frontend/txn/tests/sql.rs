@@ -111,7 +111,7 @@ fn prepare_only_input_is_answered_without_a_server() {
     assert_eq!(tags(&reply), "1Z");
     assert!(up.unread().is_empty());
     assert_eq!(c.statement_count(), 1);
-    // A lone Sync, and a Flush before a prepare, are answered too.
+    // A lone Sync, and a Flush before a Close, are answered too.
     up.feed(&sync());
     let reply = c
         .answer_without_server(&mut up, &limits, &registry, None)
