@@ -12,8 +12,7 @@
 //! - a failed run reports `cannot get access token: <stderr>: exit status N` (go
 //!   `execCliCommand`).
 
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -23,6 +22,7 @@ use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 use tokio::sync::OnceCell;
 
+use super::program;
 use super::{Bearer, Fetched, TokenError};
 
 /// `--profile` in `auth token` (databricks/cli PR #855).
@@ -149,29 +149,9 @@ fn build_args(profile: Option<&str>, host: &str, version: Option<(u64, u64, u64)
 }
 
 /// Runs the CLI and returns its standard output, or the SDKs' error text.
-async fn run(path: &PathBuf, args: &[String], limit: Duration) -> Result<Vec<u8>, String> {
-    let child = tokio::process::Command::new(path)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot get access token: cannot run {}: {e}",
-                path.display()
-            )
-        })?;
-    let out = tokio::time::timeout(limit, child.wait_with_output())
+async fn run(path: &Path, args: &[String], limit: Duration) -> Result<Vec<u8>, String> {
+    let out = program::run(path, args, limit)
         .await
-        .map_err(|_| {
-            format!(
-                "cannot get access token: {} did not finish within {} s",
-                path.display(),
-                limit.as_secs()
-            )
-        })?
         .map_err(|e| format!("cannot get access token: {e}"))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -19,6 +19,7 @@ mod discovery;
 mod metadata;
 mod oauth;
 mod oidc;
+mod program;
 
 use std::time::Duration;
 

@@ -1,0 +1,206 @@
+//! Runs an external program (the Databricks CLI) to its end within a time limit, and collects
+//! what it printed.
+//!
+//! Not `tokio::process`: with that feature every runtime's driver reaps orphans at each park,
+//! taking two process-wide mutexes, so every worker would touch shared cache lines on every
+//! turn of its loop, for a program lakepool runs about once an hour. Here the child's pipes
+//! are read on the runtime (a dropped run closes them), and a blocking thread waits for the
+//! child and kills it when the run ends early.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::unix::pipe;
+
+/// Most bytes kept of each output stream; the rest is read and dropped, so the program never
+/// blocks on a full pipe.
+const MAX_OUTPUT: usize = 1 << 20;
+/// Longest pause between two checks for the program's exit.
+const MAX_POLL: Duration = Duration::from_millis(20);
+
+/// What a program that ran to its end left.
+#[derive(Debug)]
+pub(super) struct Output {
+    pub(super) status: ExitStatus,
+    pub(super) stdout: Vec<u8>,
+    pub(super) stderr: Vec<u8>,
+}
+
+/// Why a program gave no [`Output`].
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RunError {
+    #[error("cannot run {path}: {source}")]
+    Spawn { path: String, source: io::Error },
+    #[error("{path} did not finish within {} s", limit.as_secs())]
+    TimedOut { path: String, limit: Duration },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Runs `path` with `args` (standard input empty) until it exits, or kills it once `limit`
+/// has passed. Dropping the future also kills it.
+pub(super) async fn run(path: &Path, args: &[String], limit: Duration) -> Result<Output, RunError> {
+    let mut child = Command::new(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| RunError::Spawn {
+            path: path.display().to_string(),
+            source,
+        })?;
+    let stdout = child.stdout.take().map(OwnedFd::from);
+    let stderr = child.stderr.take().map(OwnedFd::from);
+    // From here on the waiter owns the child: it is reaped or killed whatever happens below.
+    let (waiter, stop) = Waiter::start(child);
+    let finished = async {
+        let (out, err) = tokio::try_join!(read_all(stdout), read_all(stderr))?;
+        let status = waiter.status().await?;
+        Ok::<_, io::Error>(Output {
+            status,
+            stdout: out,
+            stderr: err,
+        })
+    };
+    let result = tokio::time::timeout(limit, finished).await;
+    drop(stop);
+    match result {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(RunError::TimedOut {
+            path: path.display().to_string(),
+            limit,
+        }),
+    }
+}
+
+/// Reads a pipe to its end, keeping at most [`MAX_OUTPUT`] bytes.
+async fn read_all(fd: Option<OwnedFd>) -> io::Result<Vec<u8>> {
+    let Some(fd) = fd else {
+        return Ok(Vec::new());
+    };
+    let mut pipe = pipe::Receiver::from_owned_fd(fd)?;
+    let mut kept = Vec::new();
+    (&mut pipe)
+        .take(MAX_OUTPUT as u64)
+        .read_to_end(&mut kept)
+        .await?;
+    drain(&mut pipe).await?;
+    Ok(kept)
+}
+
+/// Reads and drops the rest of a stream.
+async fn drain(mut r: impl AsyncRead + Unpin) -> io::Result<()> {
+    let mut scratch = [0u8; 4096];
+    while r.read(&mut scratch).await? > 0 {}
+    Ok(())
+}
+
+/// Waits for a child on a blocking thread.
+struct Waiter(tokio::task::JoinHandle<io::Result<ExitStatus>>);
+
+/// Kills the child when dropped before it exited.
+struct Stop(Arc<AtomicBool>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Waiter {
+    fn start(mut child: Child) -> (Self, Stop) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        // Polls rather than blocking in wait(): the thread must see `stop` to kill the child,
+        // and only the thread that owns it may (a pid signalled after its reaping could be
+        // another process's).
+        let handle = tokio::task::spawn_blocking(move || {
+            let mut pause = Duration::from_millis(1);
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    return Ok(status);
+                }
+                if stopped.load(Ordering::Relaxed) {
+                    // Already gone is fine; wait() reaps it either way.
+                    let _ = child.kill();
+                    return child.wait();
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(MAX_POLL);
+            }
+        });
+        (Self(handle), Stop(stop))
+    }
+
+    async fn status(self) -> io::Result<ExitStatus> {
+        self.0.await.map_err(io::Error::other)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn sh(script: &str) -> (std::path::PathBuf, Vec<String>) {
+        ("/bin/sh".into(), vec!["-c".to_owned(), script.to_owned()])
+    }
+
+    #[tokio::test]
+    async fn output_and_status_are_collected() {
+        let (p, a) = sh("printf out; printf err >&2; exit 3");
+        let out = run(&p, &a, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(out.stdout, b"out");
+        assert_eq!(out.stderr, b"err");
+        assert_eq!(out.status.code(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn output_past_the_cap_is_dropped_without_blocking_the_program() {
+        // 3 MiB on stdout: more than a pipe holds and more than is kept.
+        let (p, a) = sh("head -c 3145728 /dev/zero; echo done >&2");
+        let out = run(&p, &a, Duration::from_secs(20)).await.unwrap();
+        assert_eq!(out.stdout.len(), MAX_OUTPUT);
+        assert_eq!(out.stderr, b"done\n");
+        assert!(out.status.success());
+    }
+
+    #[tokio::test]
+    async fn a_program_over_its_limit_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("pid");
+        let (p, a) = sh(&format!("echo $$ > {}; exec sleep 30", mark.display()));
+        let started = Instant::now();
+        let err = run(&p, &a, Duration::from_millis(300)).await.unwrap_err();
+        assert!(matches!(err, RunError::TimedOut { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let pid = std::fs::read_to_string(&mark).unwrap();
+        let proc_dir = std::path::PathBuf::from(format!("/proc/{}", pid.trim()));
+        // Killed and reaped by the waiter: its /proc entry goes away.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while proc_dir.exists() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!proc_dir.exists(), "the program still runs");
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_reported() {
+        let err = run(
+            Path::new("/nonexistent/databricks"),
+            &[],
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, RunError::Spawn { .. }), "{err}");
+        assert!(err.to_string().contains("/nonexistent/databricks"));
+    }
+}
