@@ -6,7 +6,9 @@
 #   (b) the final stage runs as a numeric non-root USER;
 #   (c) ENTRYPOINT runs the copied binary, CMD's --config path is the one the Kubernetes
 #       manifests mount from their ConfigMaps, and their runAsUser/ports match the image;
-#   plus: HEALTHCHECK present and runnable without curl, STOPSIGNAL, .dockerignore.
+#   plus: HEALTHCHECK present and runnable without curl, STOPSIGNAL, .dockerignore; and for the
+#   opt-in PGO build (--build-arg PGO=1): ARG PGO=0 in the builder, benches/pgo.sh and what it
+#   sources copied in (and not excluded by .dockerignore), no PostgreSQL in the runtime stage.
 #
 #   scripts/check-dockerfile.sh                    # check ./Dockerfile against config/kubernetes
 #   scripts/check-dockerfile.sh --build            # also build in release mode and check where
@@ -50,7 +52,7 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cp -r config/kubernetes "$tmp/manifests"
 
-# name | file to mutate (dockerfile or a manifest) | sed expression
+# name | file to mutate (Dockerfile, dockerignore or a manifest) | sed expression
 mutations=(
     "copies a debug build|Dockerfile|s#/src/target/release/lakepool#/src/target/debug/lakepool#"
     "builds without --bin lakepool|Dockerfile|s#--bin lakepool##"
@@ -68,6 +70,11 @@ mutations=(
     "manifest mounts the config elsewhere|manifests/shared/deployment.yaml|s#mountPath: /etc/lakepool\$#mountPath: /etc/lakepool-conf#"
     "manifest passes another --config|manifests/sidecar/deployment.yaml|s#args: \[\"--config\", \"/etc/lakepool/lakepool.toml\"\]#args: [\"--config\", \"/config/lakepool.toml\"]#"
     "manifest runAsUser differs|manifests/shared/deployment.yaml|s#runAsUser: 10001#runAsUser: 1000#"
+    "PGO build without lib.sh|Dockerfile|s#^COPY benches/pgo.sh benches/lib.sh #COPY benches/pgo.sh #"
+    "no ARG PGO in the builder|Dockerfile|/^ARG PGO=0/d"
+    "PGO on by default|Dockerfile|s#^ARG PGO=0#ARG PGO=1#"
+    ".dockerignore drops pgo.sh|dockerignore|/^!benches\/pgo.sh/d"
+    "runtime installs PostgreSQL|Dockerfile|s#no-install-recommends ca-certificates#no-install-recommends ca-certificates postgresql#"
 )
 
 failed=0
@@ -75,15 +82,22 @@ for m in "${mutations[@]}"; do
     IFS='|' read -r name file expr <<<"$m"
     rm -rf "$tmp/case" && mkdir "$tmp/case"
     cp Dockerfile "$tmp/case/Dockerfile"
+    cp .dockerignore "$tmp/case/dockerignore"
     cp -r "$tmp/manifests" "$tmp/case/manifests"
     sed -i -e "$expr" "$tmp/case/$file"
-    if cmp -s "$tmp/case/$file" "$( [[ $file == Dockerfile ]] && echo Dockerfile || echo "$tmp/$file")"; then
+    case "$file" in
+        Dockerfile) orig=Dockerfile ;;
+        dockerignore) orig=.dockerignore ;;
+        *) orig="$tmp/$file" ;;
+    esac
+    if cmp -s "$tmp/case/$file" "$orig"; then
         echo "self-test: mutation '$name' changed nothing (fix the sed expression)" >&2
         failed=1
         continue
     fi
     if out="$("$python" scripts/deploycheck.py dockerfile --repo "$repo" --no-cargo \
-        --dockerfile "$tmp/case/Dockerfile" --manifests "$tmp/case/manifests" 2>&1)"; then
+        --dockerfile "$tmp/case/Dockerfile" --dockerignore "$tmp/case/dockerignore" \
+        --manifests "$tmp/case/manifests" 2>&1)"; then
         echo "self-test: NOT CAUGHT: $name"
         failed=1
     else

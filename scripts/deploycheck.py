@@ -267,8 +267,7 @@ def strip_flags(args: str) -> tuple[dict[str, str], list[str]]:
     return flags, rest
 
 
-def dockerignore_patterns(repo: Path) -> list[str]:
-    p = repo / ".dockerignore"
+def dockerignore_patterns(p: Path) -> list[str]:
     if not p.exists():
         return []
     out = []
@@ -495,7 +494,7 @@ def check_dockerfile(args: argparse.Namespace) -> int:
                 ck.ok(f"HEALTHCHECK runs {hc_argv}")
 
     # Build context: nothing the Dockerfile copies is excluded; target/ and .git are.
-    patterns = dockerignore_patterns(repo)
+    patterns = dockerignore_patterns(Path(args.dockerignore) if args.dockerignore else repo / ".dockerignore")
     ck.require(ignored("target/release/lakepool", patterns) and ignored(".git/HEAD", patterns),
                ".dockerignore excludes target/ and .git", ".dockerignore must exclude target/ and .git")
     for st in stages:
@@ -507,6 +506,46 @@ def check_dockerfile(args: argparse.Namespace) -> int:
                 for s in words[:-1]:
                     if ignored(s, patterns) or not (repo / s).exists():
                         ck.fail(f"line {ins.line}: COPY {s}: missing from the build context (absent or in .dockerignore)")
+
+    # The opt-in PGO build (--build-arg PGO=1): the RUN that runs benches/pgo.sh needs ARG PGO=0
+    # in its stage before it (an ARG before FROM is not seen inside a stage, and the default
+    # build must stay the plain one), and a COPY of pgo.sh and of every file it sources (the
+    # check above then finds them in the build context). PostgreSQL, which the training
+    # installs in the builder, must not be installed in the runtime stage.
+    for st in stages:
+        pgo_run = next((i for i in st.instrs if i.cmd == "RUN" and re.search(r"\bbenches/pgo\.sh\b", i.args)), None)
+        if pgo_run is None:
+            continue
+        pgo_args = [i for i in st.instrs if i.cmd == "ARG" and i.line < pgo_run.line and re.match(r"PGO(=|\s|$)", i.args.strip())]
+        if not pgo_args:
+            ck.fail(f"line {pgo_run.line}: runs benches/pgo.sh, but its stage declares no ARG PGO before it")
+        else:
+            default = pgo_args[-1].args.strip().partition("=")[2].strip().strip("\"'")
+            ck.require(default == "0", f"line {pgo_args[-1].line}: ARG PGO defaults to 0 (PGO=1 runs benches/pgo.sh)",
+                       f"line {pgo_args[-1].line}: ARG PGO defaults to {default!r}: the default build must be the plain one (PGO=0)")
+        copied = []
+        for ins in st.instrs:
+            if ins.cmd in ("COPY", "ADD") and ins.line < pgo_run.line:
+                flags, words = strip_flags(ins.args)
+                if "from" not in flags:
+                    copied += [posixpath.normpath(s) for s in words[:-1]]
+        needed, seen = ["benches/pgo.sh"], set()
+        while needed:
+            f = needed.pop()
+            if f in seen:
+                continue
+            seen.add(f)
+            inside = any(f == c or c == "." or f.startswith(c + "/") for c in copied)
+            ck.require(inside, f"line {pgo_run.line}: the PGO build has {f} (copied before it)",
+                       f"line {pgo_run.line}: runs benches/pgo.sh, but its stage does not COPY {f} before it")
+            src = repo / f
+            if src.is_file():
+                for m in re.finditer(r'^\s*(?:source|\.)\s+"?\$\{?repo\}?/([^"\s]+)"?', src.read_text(), re.M):
+                    needed.append(posixpath.normpath(m.group(1)))
+    pg_installs = [i for i in final.instrs if i.cmd == "RUN" and re.search(r"\binstall\b.*\bpostgresql", i.args)]
+    ck.require(not pg_installs, "the runtime stage installs no PostgreSQL",
+               f"line {pg_installs[0].line if pg_installs else 0}: the runtime stage installs PostgreSQL "
+               "(only the PGO training in the builder needs it)")
 
     # Kubernetes manifests that run the image.
     resources = all_resources(manifests)
@@ -817,6 +856,7 @@ def main() -> int:
     d.add_argument("--dockerfile", default="Dockerfile")
     d.add_argument("--manifests", default="config/kubernetes")
     d.add_argument("--repo", default=".")
+    d.add_argument("--dockerignore", help="this file instead of <repo>/.dockerignore")
     d.add_argument("--build", action="store_true", help="also run cargo build --release and check the artifact path")
     d.add_argument("--no-cargo", dest="cargo", action="store_false", help="skip `cargo metadata`")
     k = sub.add_parser("kustomize")
