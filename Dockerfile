@@ -53,6 +53,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
         && apt-get install -y --no-install-recommends postgresql-common \
         && sed -ri 's/^#?(create_main_cluster) .*$/\1 = false/' \
             /etc/postgresql-common/createcluster.conf \
+        && grep -q '^create_main_cluster = false' /etc/postgresql-common/createcluster.conf \
         && apt-get install -y --no-install-recommends postgresql iproute2 openssl \
         && rm -rf /var/lib/apt/lists/* \
         && rustup component add llvm-tools \
@@ -60,7 +61,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
         && pgo_out="$(bash benches/pgo.sh)" \
         && mkdir -p target/release \
         && cp "$(printf '%s\n' "$pgo_out" | tail -n 1)" target/release/lakepool \
-        && rm -rf target/pgo-generate; \
+        && rm -rf target/pgo-generate target/pgo; \
     else \
         echo "PGO must be 0 or 1, not '$PGO'" >&2; exit 1; \
     fi \

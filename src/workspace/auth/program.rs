@@ -172,23 +172,59 @@ mod tests {
         assert!(out.status.success());
     }
 
-    #[tokio::test]
-    async fn a_program_over_its_limit_is_killed() {
-        let dir = tempfile::tempdir().unwrap();
-        let mark = dir.path().join("pid");
-        let (p, a) = sh(&format!("echo $$ > {}; exec sleep 30", mark.display()));
-        let started = Instant::now();
-        let err = run(&p, &a, Duration::from_millis(300)).await.unwrap_err();
-        assert!(matches!(err, RunError::TimedOut { .. }), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(10));
-        let pid = std::fs::read_to_string(&mark).unwrap();
-        let proc_dir = std::path::PathBuf::from(format!("/proc/{}", pid.trim()));
-        // Killed and reaped by the waiter: its /proc entry goes away.
-        let deadline = Instant::now() + Duration::from_secs(10);
+    /// A shell that writes its pid (to a temporary name, moved into place, so a reader never
+    /// sees half of it) and then becomes a 30 s sleep.
+    fn sleeper(dir: &Path) -> (std::path::PathBuf, Vec<String>, std::path::PathBuf) {
+        let mark = dir.join("pid");
+        let (p, a) = sh(&format!(
+            "echo $$ > {m}.tmp && mv {m}.tmp {m} && exec sleep 30",
+            m = mark.display()
+        ));
+        (p, a, mark)
+    }
+
+    /// Waits until the program `mark` names has written its pid, then until its /proc entry
+    /// is gone: it was killed and reaped (a zombie keeps the entry).
+    async fn gone(mark: &Path) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let pid = loop {
+            if let Ok(pid) = std::fs::read_to_string(mark) {
+                break pid.trim().to_owned();
+            }
+            if Instant::now() > deadline {
+                panic!("the program never wrote its pid");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(!pid.is_empty());
+        let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
         while proc_dir.exists() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(!proc_dir.exists(), "the program still runs");
+        !proc_dir.exists()
+    }
+
+    #[tokio::test]
+    async fn a_program_over_its_limit_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, a, mark) = sleeper(dir.path());
+        let started = Instant::now();
+        // Long enough for the shell to start and write its pid on a loaded machine.
+        let err = run(&p, &a, Duration::from_secs(2)).await.unwrap_err();
+        assert!(matches!(err, RunError::TimedOut { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(15));
+        assert!(gone(&mark).await, "the program still runs");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_run_kills_its_program() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, a, mark) = sleeper(dir.path());
+        let run = run(&p, &a, Duration::from_secs(60));
+        // Dropped by the outer timeout once the program runs, long before its own limit.
+        let outer = tokio::time::timeout(Duration::from_secs(2), run).await;
+        assert!(outer.is_err(), "the run ended by itself: {outer:?}");
+        assert!(gone(&mark).await, "the program still runs");
     }
 
     #[tokio::test]
