@@ -482,10 +482,11 @@ pub async fn run(
     let mut first_port = None;
     for addr in &config.server.listen {
         let (listener, local) = bind(*addr).await?;
+        let tuned = crate::net::listen::prepare(&listener, config.server.tcp_defer_accept);
         tracing::info!(addr = %local, workers = config.server.workers, "listening");
         listening.push(local.to_string());
         first_port.get_or_insert(local.port());
-        tokio::spawn(accept::run(listener, Arc::clone(&fe)));
+        tokio::spawn(accept::run(listener, tuned, Arc::clone(&fe)));
     }
     if let (Some(dir), Some(port)) = (&config.server.unix_socket_dir, first_port) {
         // libpq finds the socket by the port: the first TCP listener's, as PgBouncer's.

@@ -153,6 +153,7 @@ pub(crate) fn config(fe: &Shared) -> Table {
         ("workers", sv.workers.to_string(), None),
         ("max_client_conn", sv.max_client_conn.to_string(), None),
         ("handshake_timeout", secs(sv.handshake_timeout), None),
+        ("tcp_defer_accept", secs(sv.tcp_defer_accept), None),
         (
             "allow_cleartext_without_tls",
             sv.allow_cleartext_without_tls.to_string(),

@@ -15,8 +15,9 @@ use crate::net::{Peer, Stream, tune};
 use crate::shared::Shared;
 
 /// Accepts clients until shutdown. Accept errors (e.g. out of file descriptors) back off
-/// instead of ending the listener or spinning.
-pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>) {
+/// instead of ending the listener or spinning. `tuned`: accepted sockets carry their options
+/// from the listener already (`net::listen::prepare`).
+pub(crate) async fn run(listener: TcpListener, tuned: bool, shared: Arc<Shared>) {
     let mut backoff = AcceptBackoff::new("client listener");
     loop {
         let accepted = tokio::select! {
@@ -26,7 +27,9 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>) {
         match accepted {
             Ok((tcp, peer)) => {
                 backoff.succeeded();
-                tune(&tcp);
+                if !tuned {
+                    tune(&tcp);
+                }
                 let client = serve_client(Arc::clone(&shared), Stream::Plain(tcp), Peer::Tcp(peer));
                 tokio::spawn(client);
             }

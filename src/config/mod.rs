@@ -95,6 +95,9 @@ pub struct ServerConfig {
     pub(crate) max_client_conn: usize,
     /// Time a client has to finish TLS, startup and authentication.
     pub(crate) handshake_timeout: Duration,
+    /// `TCP_DEFER_ACCEPT` of the client listeners (Linux): a connection is handed over once
+    /// it sent something, or after this long. Zero: off.
+    pub(crate) tcp_defer_accept: Duration,
     /// Allow cleartext logins (`auth = "cleartext"` databases) without TLS.
     pub(crate) allow_cleartext_without_tls: bool,
     /// Authentication method of databases that set none, and of the admin console.

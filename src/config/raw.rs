@@ -40,6 +40,7 @@ pub(crate) struct RawServer {
     pub(crate) workers: Option<usize>,
     pub(crate) max_client_conn: Option<usize>,
     pub(crate) handshake_timeout: Option<f64>,
+    pub(crate) tcp_defer_accept: Option<f64>,
     pub(crate) allow_cleartext_without_tls: Option<bool>,
     pub(crate) auth: Option<AuthMethod>,
     pub(crate) max_message_size: Option<u64>,

@@ -9,6 +9,9 @@ use super::{AuthMethod, ClientTls, ServerConfig, TlsFiles};
 
 use super::load::{ConfigError, addr, invalid, positive_seconds, resolve_path, seconds};
 
+/// PgBouncer's `tcp_defer_accept` default on Linux.
+const DEFAULT_TCP_DEFER_ACCEPT: Duration = Duration::from_secs(45);
+
 // Long on purpose (about 110 lines): one check per `[server]` key, in ServerConfig's order;
 // the keys are independent, so pieces would only split one table across functions.
 pub(super) fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
@@ -136,6 +139,11 @@ pub(super) fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, Config
             "server.handshake_timeout",
             raw.handshake_timeout,
             Duration::from_secs(30),
+        )?,
+        tcp_defer_accept: seconds(
+            "server.tcp_defer_accept",
+            raw.tcp_defer_accept,
+            DEFAULT_TCP_DEFER_ACCEPT,
         )?,
         allow_cleartext_without_tls: raw.allow_cleartext_without_tls.unwrap_or(false),
         auth: raw.auth.unwrap_or(AuthMethod::ScramSha256),

@@ -4,6 +4,7 @@
 pub(crate) mod accept;
 pub(crate) mod buffer;
 pub(crate) mod framed;
+pub(crate) mod listen;
 pub(crate) mod peer;
 pub(crate) mod stream;
 pub mod tls;

@@ -22,7 +22,9 @@ const MAX_MESSAGE_SIZE: usize = 1 << 20;
 
 /// One lakepool for the whole module: no client TLS (so SSLRequest gets
 /// 'N'), a 1 s handshake timeout and a 1 MiB message limit. Upstream TLS is
-/// off to keep these tests about the client side only.
+/// off to keep these tests about the client side only. Accepts are not
+/// deferred (`tcp_defer_accept = 0`): the silent client below must reach
+/// lakepool's own timeout, not wait in the kernel.
 fn lakepool() -> &'static Lakepool {
     static POOL: OnceLock<Lakepool> = OnceLock::new();
     POOL.get_or_init(|| {
@@ -32,6 +34,7 @@ fn lakepool() -> &'static Lakepool {
 listen = "127.0.0.1:0"
 client_tls = "disable"
 handshake_timeout = {timeout}
+tcp_defer_accept = 0
 max_message_size = {MAX_MESSAGE_SIZE}
 
 [pool]
@@ -137,7 +140,8 @@ fn startup_length_lies_then_stalls() {
     assert_healthy();
 }
 
-/// A client that connects and says nothing is also timed out.
+/// A client that connects and says nothing is also timed out (with accepts not deferred; a
+/// deferred one waits in the kernel, see `net::listen`).
 #[test]
 fn silent_client_is_timed_out() {
     let mut c = raw();

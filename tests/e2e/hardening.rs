@@ -416,10 +416,15 @@ fn out_of_file_descriptors_warns_once_and_recovers() {
         "{}",
         lp.logs()
     );
-    // Connections that never send a startup packet hold a descriptor each until
-    // handshake_timeout (5 s); past the limit the kernel queues them and accept fails.
+    // Connections that send one byte of a startup packet, then nothing, hold a descriptor each
+    // until handshake_timeout (5 s); past the limit the kernel queues them and accept fails.
+    // (The byte gets them past the deferred accept: a silent one waits in the kernel.)
     let held: Vec<_> = (0..80)
-        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", lp.port())).ok())
+        .filter_map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", lp.port())).ok()?;
+            std::io::Write::write_all(&mut s, &[0]).ok()?;
+            Some(s)
+        })
         .collect();
     assert!(
         lp.wait_for_log("accept failed", Duration::from_secs(5)),
