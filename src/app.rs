@@ -481,8 +481,13 @@ pub async fn run(
     let mut listening = Vec::new();
     let mut first_port = None;
     for addr in &config.server.listen {
-        let (listener, local) = bind(*addr).await?;
-        let tuned = crate::net::listen::prepare(&listener, config.server.tcp_defer_accept);
+        let err = |source| AppError::Bind {
+            addr: addr.to_string(),
+            source,
+        };
+        let (listener, tuned) =
+            crate::net::listen::bind(*addr, config.server.tcp_defer_accept).map_err(err)?;
+        let local = listener.local_addr().map_err(err)?;
         tracing::info!(addr = %local, workers = config.server.workers, "listening");
         listening.push(local.to_string());
         first_port.get_or_insert(local.port());

@@ -1,5 +1,7 @@
 //! lakepool command line: run the pooler, check a config, or hash a password.
 
+#![forbid(unsafe_code)]
+
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -97,10 +97,11 @@ async fn reload(
         || s.client_tls != fe.server.client_tls
         || s.unix_socket_dir != fe.server.unix_socket_dir
         || s.unix_socket_mode != fe.server.unix_socket_mode
+        || s.tcp_defer_accept != fe.server.tcp_defer_accept
     {
         tracing::warn!(
             "[server] listen, unix_socket_dir, unix_socket_mode, admin_listen, workers, \
-             max_client_conn and client_tls take effect on restart only"
+             max_client_conn, client_tls and tcp_defer_accept take effect on restart only"
         );
     }
     running.extend(start_refreshers(rotating, shutdown));

@@ -32,6 +32,31 @@ fn loads_minimal_with_defaults() {
 }
 
 #[test]
+fn tcp_defer_accept_defaults_to_pgbouncers_and_is_bounded() {
+    let with = |v: &str| {
+        let text = BASE.replace(
+            "listen = \"127.0.0.1:0\"\n",
+            &format!("listen = \"127.0.0.1:0\"\ntcp_defer_accept = {v}\n"),
+        );
+        load_str(&text, Path::new("."))
+    };
+    let c = load_str(BASE, Path::new(".")).unwrap();
+    let default = if cfg!(target_os = "linux") { 45 } else { 0 };
+    assert_eq!(c.server.tcp_defer_accept, Duration::from_secs(default));
+    assert_eq!(with("0").unwrap().server.tcp_defer_accept, Duration::ZERO);
+    assert_eq!(
+        with("3600").unwrap().server.tcp_defer_accept,
+        Duration::from_secs(3600)
+    );
+    let e = with("3601").unwrap_err().to_string();
+    assert!(
+        e.contains("server.tcp_defer_accept") && e.contains("3600"),
+        "{e}"
+    );
+    assert!(with("-1").is_err());
+}
+
+#[test]
 fn unix_socket_keys() {
     let c = load_str(BASE, Path::new(".")).unwrap();
     assert_eq!(c.server.unix_socket_dir, None, "no socket unless asked for");

@@ -9,8 +9,15 @@ use super::{AuthMethod, ClientTls, ServerConfig, TlsFiles};
 
 use super::load::{ConfigError, addr, invalid, positive_seconds, resolve_path, seconds};
 
-/// PgBouncer's `tcp_defer_accept` default on Linux.
-const DEFAULT_TCP_DEFER_ACCEPT: Duration = Duration::from_secs(45);
+/// PgBouncer's `tcp_defer_accept` on Linux (where the option exists; off elsewhere).
+const DEFAULT_TCP_DEFER_ACCEPT: Duration = if cfg!(target_os = "linux") {
+    Duration::from_secs(45)
+} else {
+    Duration::ZERO
+};
+/// Longest `tcp_defer_accept`: a silent connection keeps its place in the listen backlog that
+/// long (the kernel's own cap is 255 SYN-ACK resends, hours).
+const MAX_TCP_DEFER_ACCEPT: Duration = Duration::from_secs(3600);
 
 // Long on purpose (about 110 lines): one check per `[server]` key, in ServerConfig's order;
 // the keys are independent, so pieces would only split one table across functions.
@@ -140,10 +147,14 @@ pub(super) fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, Config
             raw.handshake_timeout,
             Duration::from_secs(30),
         )?,
-        tcp_defer_accept: seconds(
+        tcp_defer_accept: at_most(
             "server.tcp_defer_accept",
-            raw.tcp_defer_accept,
-            DEFAULT_TCP_DEFER_ACCEPT,
+            seconds(
+                "server.tcp_defer_accept",
+                raw.tcp_defer_accept,
+                DEFAULT_TCP_DEFER_ACCEPT,
+            )?,
+            MAX_TCP_DEFER_ACCEPT,
         )?,
         allow_cleartext_without_tls: raw.allow_cleartext_without_tls.unwrap_or(false),
         auth: raw.auth.unwrap_or(AuthMethod::ScramSha256),
@@ -156,4 +167,15 @@ pub(super) fn server(raw: RawServer, base: &Path) -> Result<ServerConfig, Config
             Duration::from_secs(30),
         )?,
     })
+}
+
+/// `d`, or an error naming `key` when it is above `max`.
+fn at_most(key: &str, d: Duration, max: Duration) -> Result<Duration, ConfigError> {
+    if d > max {
+        return Err(invalid(
+            key,
+            format!("must be at most {} seconds", max.as_secs()),
+        ));
+    }
+    Ok(d)
 }
