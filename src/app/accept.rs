@@ -16,7 +16,7 @@ use crate::shared::Shared;
 
 /// Accepts clients until shutdown. Accept errors (e.g. out of file descriptors) back off
 /// instead of ending the listener or spinning. `tuned`: accepted sockets carry their options
-/// from the listener already (`net::listen::prepare`).
+/// from the listener already (`net::listen::bind`).
 pub(crate) async fn run(listener: TcpListener, tuned: bool, shared: Arc<Shared>) {
     let mut backoff = AcceptBackoff::new("client listener");
     loop {
