@@ -226,8 +226,14 @@ impl<'a> Session<'a> {
     /// One request's server: checkout, forwarding until the server is idle, the follow-up,
     /// release. Some(end) when the session ends.
     async fn transaction(&mut self) -> Option<SessionEnd> {
-        self.entry.set(ClientState::Waiting);
-        let mut server = match self.checkout().await {
+        // One clock read for the request's start, its wait for a server and its checkout.
+        // Query time counts from the request, waiting for a server included.
+        let started = crate::pool::now();
+        if let Some(p) = self.path.as_mut() {
+            p.tracker.clock.request_at(started);
+        }
+        self.entry.set_waiting_since(started);
+        let mut server = match self.checkout(started).await {
             Ok(s) => s,
             Err(e) => {
                 self.info
@@ -257,7 +263,13 @@ impl<'a> Session<'a> {
         if !self.follow_up(&mut server).await || uncertain {
             server.close();
         } else {
-            server.release_to(&self.info.pool);
+            // Last used when its last reply came (no clock read when the tracker has it).
+            let used = self
+                .path
+                .as_mut()
+                .and_then(|p| p.tracker.clock.take_settled_at())
+                .unwrap_or_else(crate::pool::now);
+            server.release_to_at(&self.info.pool, used);
         }
         self.entry.set(ClientState::Idle);
         if self.client.can_wait_without_buffer()
@@ -320,8 +332,7 @@ impl<'a> Session<'a> {
                         .client
                         .answer_without_server(&mut p.up, &t.limits, registry, stats)
                     else {
-                        // Query time counts from the request, waiting for a server included.
-                        p.tracker.clock.request();
+                        // The request's clock starts in `transaction`.
                         return Ok(());
                     };
                     // Boxed, with the reply: rare, and its state would otherwise be part of
@@ -417,7 +428,7 @@ impl<'a> Session<'a> {
     }
 
     /// Gets a server and brings its session settings in line with the client's.
-    async fn checkout(&mut self) -> Result<Checkout, ClientError> {
+    async fn checkout(&mut self, started: std::time::Instant) -> Result<Checkout, ClientError> {
         if self.info.pool.is_retired() {
             // A reload replaced the pool: move to the current one (same database and user),
             // unless the database is gone, in which case the old pool serves until we leave.
@@ -435,7 +446,7 @@ impl<'a> Session<'a> {
         let mut server = self
             .info
             .pool
-            .checkout()
+            .checkout_at(started)
             .await
             .map_err(|e| e.to_client_error())?;
         if !settings_in_sync(&mut server, &self.info.settings) {

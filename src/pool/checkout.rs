@@ -76,10 +76,16 @@ impl Checkout {
 
     /// [`Checkout::release`] through `pool`, the handle the caller holds of the pool the
     /// connection came from: no reference to the pool is taken (the data path's check-in).
-    pub(crate) fn release_to(mut self, pool: &Pool) {
+    pub(crate) fn release_to(self, pool: &Pool) {
+        self.release_to_at(pool, now());
+    }
+
+    /// [`Checkout::release_to`] with the time of the connection's last use, read by the
+    /// caller (no clock read here).
+    pub(crate) fn release_to_at(mut self, pool: &Pool, used: Instant) {
         match self.conn.take() {
             Some(conn) if std::ptr::eq(conn.pool.as_ptr(), Arc::as_ptr(&pool.shared)) => {
-                Pool::checkin(&pool.shared, conn);
+                Pool::checkin_at(&pool.shared, conn, used);
             }
             conn => {
                 self.conn = conn;
@@ -142,7 +148,13 @@ impl Pool {
     /// Cancel safe: a grant arriving after cancellation is returned to the pool, and a
     /// connection being checked is closed and its slot freed.
     pub(crate) async fn checkout(&self) -> Result<Checkout, PoolError> {
-        let started = now();
+        self.checkout_at(now()).await
+    }
+
+    /// [`Pool::checkout`] for a request that arrived at `started` (read from [`super::now`]
+    /// by the caller, microseconds ago at most): query_wait_timeout and the wait statistics
+    /// count from it.
+    pub(crate) async fn checkout_at(&self, started: Instant) -> Result<Checkout, PoolError> {
         let r = self.checkout_inner(started).await;
         if let Ok((_, waited)) = &r {
             match waited {
@@ -323,8 +335,12 @@ impl Pool {
     /// Takes back a connection a client released (or one just opened for no one): it goes to
     /// the first waiter, else to this worker's idle list; closed when too old, RECONNECTed,
     /// retired or the pool closed. With no one queued it takes only the idle list's lock.
-    pub(super) fn checkin(shared: &Arc<Shared>, mut conn: PooledConn) {
-        let now = now();
+    pub(super) fn checkin(shared: &Arc<Shared>, conn: PooledConn) {
+        Self::checkin_at(shared, conn, now());
+    }
+
+    /// [`Pool::checkin`] of a connection last used at `now`.
+    pub(super) fn checkin_at(shared: &Arc<Shared>, mut conn: PooledConn, now: Instant) {
         conn.last_used = now;
         if now.duration_since(conn.created) >= shared.settings.server_lifetime
             || shared.retired.load(Ordering::Relaxed)
@@ -616,5 +632,32 @@ mod tests {
         t.join().unwrap();
         assert_eq!(handed(step), Some(held_id), "handed to the queued client");
         assert_eq!(pool.counts(), (0, 1, 0));
+    }
+
+    /// The data path checks a server in with the time of its last reply: that instant, not
+    /// the check-in's, decides whether the next checkout health-checks it.
+    #[tokio::test(start_paused = true)]
+    async fn a_checkin_keeps_the_last_use_it_is_given() {
+        let pool = two_worker_pool();
+        let delay = Duration::from_secs(3600);
+        let long_ago = now()
+            .checked_sub(2 * delay)
+            .expect("the clock is past two hours");
+        pool.checkout()
+            .await
+            .unwrap()
+            .release_to_at(&pool, long_ago);
+        let Ok(Step::Idle { check, conn }) = pool.step(now()) else {
+            panic!("the released connection should be idle");
+        };
+        assert!(
+            check,
+            "unused for longer than server_check_delay: checked first"
+        );
+        pool.wrap(conn).release_to_at(&pool, now());
+        let Ok(Step::Idle { check, .. }) = pool.step(now()) else {
+            panic!("the released connection should be idle");
+        };
+        assert!(!check, "just used: handed out without a check");
     }
 }

@@ -185,6 +185,9 @@ pub(crate) struct Delta {
 pub(crate) struct QueryClock {
     query_start: Option<Instant>,
     xact_start: Option<Instant>,
+    /// When the last ReadyForQuery that ended a query arrived: the server's last use, for
+    /// its check-in (which then reads no clock).
+    settled_at: Option<Instant>,
 }
 
 impl QueryClock {
@@ -197,12 +200,25 @@ impl QueryClock {
     /// query (and the transaction) unless one is already running. Reads the clock only then.
     pub(crate) fn request(&mut self) {
         if self.query_start.is_none() {
-            let now = Instant::now();
+            self.request_at(super::now());
+        }
+    }
+
+    /// [`Self::request`] with the clock read by the caller: a request that arrived at `now`.
+    pub(crate) fn request_at(&mut self, now: Instant) {
+        // A stale end never reaches the next check-in (a parked clock may carry one).
+        self.settled_at = None;
+        if self.query_start.is_none() {
             self.query_start = Some(now);
             if self.xact_start.is_none() {
                 self.xact_start = Some(now);
             }
         }
+    }
+
+    /// When the last query ended (taken: each instant is handed out once).
+    pub(crate) fn take_settled_at(&mut self) -> Option<Instant> {
+        self.settled_at.take()
     }
 }
 
@@ -245,7 +261,9 @@ impl PoolStats {
         if !settled {
             return;
         }
-        let now = Instant::now();
+        // The pools' clock: the instant becomes the server's `last_used`.
+        let now = super::now();
+        clock.settled_at = Some(now);
         let c = self.local();
         let query = clock
             .query_start
@@ -411,6 +429,34 @@ pub(crate) fn error_code(body: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The end of a query is handed out once, for one check-in; a new request forgets an end
+    /// left over, so a stale one never becomes a server's last use.
+    #[test]
+    fn the_query_clock_hands_out_its_end_once() {
+        let s = PoolStats::default();
+        let mut clock = QueryClock::default();
+        let start = super::super::now();
+        clock.request_at(start);
+        s.record_ready_time(&mut clock, b'I', false);
+        assert_eq!(
+            clock.take_settled_at(),
+            None,
+            "a reply still owed: not over"
+        );
+        s.record_ready_time(&mut clock, b'I', true);
+        assert!(clock.is_stopped());
+        let end = clock.take_settled_at().expect("the query ended");
+        assert!(end >= start);
+        assert_eq!(clock.take_settled_at(), None, "taken once");
+        s.record_ready_time(&mut clock, b'I', true);
+        clock.request_at(super::super::now());
+        assert_eq!(
+            clock.take_settled_at(),
+            None,
+            "a new request forgets the last end"
+        );
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {

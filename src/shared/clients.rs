@@ -43,7 +43,12 @@ static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// Microseconds since [`EPOCH`].
 fn micros_since_epoch() -> u64 {
-    u64::try_from(EPOCH.elapsed().as_micros()).unwrap_or(u64::MAX)
+    micros_at(Instant::now())
+}
+
+/// `t` in microseconds since [`EPOCH`] (0 for an earlier instant).
+fn micros_at(t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(*EPOCH).as_micros()).unwrap_or(u64::MAX)
 }
 
 /// One logged-in client.
@@ -83,12 +88,23 @@ impl ClientEntry {
         }
     }
 
-    /// Sets the state (a wait's start is recorded).
+    /// Sets the state (a wait's start is recorded: now).
     pub(crate) fn set(&self, state: ClientState) {
         if state == ClientState::Waiting {
-            self.wait_start_us
-                .store(micros_since_epoch(), Ordering::Relaxed);
+            self.set_waiting_since(Instant::now());
+        } else {
+            self.store(state);
         }
+    }
+
+    /// Sets the state to Waiting, since `since` (the caller's clock read, not another).
+    pub(crate) fn set_waiting_since(&self, since: Instant) {
+        self.wait_start_us
+            .store(micros_at(since), Ordering::Relaxed);
+        self.store(ClientState::Waiting);
+    }
+
+    fn store(&self, state: ClientState) {
         let v = match state {
             ClientState::Idle => 0,
             ClientState::Waiting => 1,
@@ -201,6 +217,11 @@ impl ClientHandle {
     /// Sets the client's state.
     pub(crate) fn set(&self, state: ClientState) {
         self.entry.set(state);
+    }
+
+    /// The client waits for a server since `since`.
+    pub(crate) fn set_waiting_since(&self, since: Instant) {
+        self.entry.set_waiting_since(since);
     }
 
     /// Ready once lakepool is draining; otherwise the task is woken when it starts. Per
