@@ -6,15 +6,21 @@
 //! turn of its loop, for a program lakepool runs about once an hour. Here the child's pipes
 //! are read on the runtime (a dropped run closes them), and a blocking thread waits for the
 //! child and kills it when the run ends early.
+//!
+//! The program runs in a process group of its own, and the whole group is killed when the
+//! run ends: a wrapper script's children (or whatever it left running, holding the output
+//! pipes) go with it, not only the process lakepool started.
 
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group, waitid};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::unix::pipe;
 
@@ -48,6 +54,8 @@ pub(super) enum RunError {
 pub(super) async fn run(path: &Path, args: &[String], limit: Duration) -> Result<Output, RunError> {
     let mut child = Command::new(path)
         .args(args)
+        // Its own process group, so that it can be killed with everything it started.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -105,7 +113,7 @@ async fn drain(mut r: impl AsyncRead + Unpin) -> io::Result<()> {
 /// Waits for a child on a blocking thread.
 struct Waiter(tokio::task::JoinHandle<io::Result<ExitStatus>>);
 
-/// Kills the child when dropped before it exited.
+/// Kills the child's process group when dropped before the child exited.
 struct Stop(Arc<AtomicBool>);
 
 impl Drop for Stop {
@@ -120,16 +128,25 @@ impl Waiter {
         let stopped = Arc::clone(&stop);
         // Polls rather than blocking in wait(): the thread must see `stop` to kill the child,
         // and only the thread that owns it may (a pid signalled after its reaping could be
-        // another process's).
+        // another process's). The child's exit is seen without reaping it (WNOWAIT): until
+        // this thread reaps it, its pid still names its process group, so the group can be
+        // killed safely when the child exits as well as when the run stops.
         let handle = tokio::task::spawn_blocking(move || {
+            let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) else {
+                // Not reached (a child's pid is positive); waiting is still correct.
+                return child.wait();
+            };
             let mut pause = Duration::from_millis(1);
             loop {
-                if let Some(status) = child.try_wait()? {
-                    return Ok(status);
-                }
-                if stopped.load(Ordering::Relaxed) {
-                    // Already gone is fine; wait() reaps it either way.
-                    let _ = child.kill();
+                let exited = waitid(
+                    WaitId::Pid(pid),
+                    WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+                )?
+                .is_some();
+                if exited || stopped.load(Ordering::Relaxed) {
+                    // Whatever the group still runs (a wrapper's children, a helper left
+                    // holding the pipes) goes with it; a group already empty is fine.
+                    let _ = kill_process_group(pid, Signal::KILL);
                     return child.wait();
                 }
                 std::thread::sleep(pause);
@@ -225,6 +242,42 @@ mod tests {
         let outer = tokio::time::timeout(Duration::from_secs(2), run).await;
         assert!(outer.is_err(), "the run ended by itself: {outer:?}");
         assert!(gone(&mark).await, "the program still runs");
+    }
+
+    /// A wrapper script whose program runs as its child: at the limit both are killed, not
+    /// only the wrapper lakepool started.
+    #[tokio::test]
+    async fn a_wrappers_children_are_killed_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("pid");
+        let (p, a) = sh(&format!(
+            "sleep 30 & echo $! > {m}.tmp && mv {m}.tmp {m}; wait",
+            m = mark.display()
+        ));
+        let err = run(&p, &a, Duration::from_secs(2)).await.unwrap_err();
+        assert!(matches!(err, RunError::TimedOut { .. }), "{err}");
+        assert!(gone(&mark).await, "the wrapper's child still runs");
+    }
+
+    /// A program that exits and leaves a process behind holding its output: the run ends
+    /// when the program does (the leftover is killed, closing the pipes), not at the limit.
+    #[tokio::test]
+    async fn what_a_program_leaves_running_is_killed_when_it_exits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("pid");
+        let (p, a) = sh(&format!(
+            "sleep 30 & echo $! > {m}.tmp && mv {m}.tmp {m}; printf token",
+            m = mark.display()
+        ));
+        let started = Instant::now();
+        let out = run(&p, &a, Duration::from_secs(30)).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the run waited for the leftover"
+        );
+        assert_eq!(out.stdout, b"token");
+        assert!(out.status.success());
+        assert!(gone(&mark).await, "the leftover still runs");
     }
 
     #[tokio::test]
