@@ -7,9 +7,11 @@
 //! are read on the runtime (a dropped run closes them), and a blocking thread waits for the
 //! child and kills it when the run ends early.
 //!
-//! The program runs in a process group of its own, and the whole group is killed when the
-//! run ends: a wrapper script's children (or whatever it left running, holding the output
-//! pipes) go with it, not only the process lakepool started.
+//! The program runs in a process group of its own. When the run times out or is dropped, the
+//! whole group is killed: a wrapper script's children go with it, not only the process
+//! lakepool started. When the program exits but its group keeps the output pipes open for
+//! more than a second, the group is killed too. Processes that leave the group (`setsid`) are
+//! out of reach, and nothing is killed when lakepool itself is killed.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -70,6 +72,7 @@ pub(super) async fn run(path: &Path, args: &[String], limit: Duration) -> Result
     let (waiter, stop) = Waiter::start(child);
     let finished = async {
         let (out, err) = tokio::try_join!(read_all(stdout), read_all(stderr))?;
+        stop.output_read();
         let status = waiter.status().await?;
         Ok::<_, io::Error>(Output {
             status,
@@ -113,47 +116,88 @@ async fn drain(mut r: impl AsyncRead + Unpin) -> io::Result<()> {
 /// Waits for a child on a blocking thread.
 struct Waiter(tokio::task::JoinHandle<io::Result<ExitStatus>>);
 
+/// How long an exited program's group may keep its output pipes open before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+
+/// What the run tells the waiter.
+#[derive(Default)]
+struct Signals {
+    /// Both output pipes reached their end.
+    output_read: AtomicBool,
+    /// The run is over (done, timed out or dropped).
+    stopped: AtomicBool,
+}
+
 /// Kills the child's process group when dropped before the child exited.
-struct Stop(Arc<AtomicBool>);
+struct Stop(Arc<Signals>);
+
+impl Stop {
+    /// Both output pipes reached their end: an exited child is reaped without a kill.
+    fn output_read(&self) {
+        self.0.output_read.store(true, Ordering::Relaxed);
+    }
+}
 
 impl Drop for Stop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.stopped.store(true, Ordering::Relaxed);
     }
 }
 
 impl Waiter {
     fn start(mut child: Child) -> (Self, Stop) {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        // Polls rather than blocking in wait(): the thread must see `stop` to kill the child,
-        // and only the thread that owns it may (a pid signalled after its reaping could be
-        // another process's). The child's exit is seen without reaping it (WNOWAIT): until
+        let signals = Arc::new(Signals::default());
+        let told = Arc::clone(&signals);
+        // Polls rather than blocking in wait(): the thread must see `stopped` to kill the
+        // child, and only the thread that owns it may (a pid signalled after its reaping could
+        // be another process's). The child's exit is seen without reaping it (WNOWAIT): until
         // this thread reaps it, its pid still names its process group, so the group can be
-        // killed safely when the child exits as well as when the run stops.
+        // killed safely after the child exited too.
         let handle = tokio::task::spawn_blocking(move || {
             let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) else {
                 // Not reached (a child's pid is positive); waiting is still correct.
                 return child.wait();
             };
+            let kill_group_and_reap = |child: &mut Child| {
+                // A group already empty is fine.
+                let _ = kill_process_group(pid, Signal::KILL);
+                child.wait()
+            };
+            let mut exited_at = None;
             let mut pause = Duration::from_millis(1);
             loop {
-                let exited = waitid(
-                    WaitId::Pid(pid),
-                    WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
-                )?
-                .is_some();
-                if exited || stopped.load(Ordering::Relaxed) {
-                    // Whatever the group still runs (a wrapper's children, a helper left
-                    // holding the pipes) goes with it; a group already empty is fine.
-                    let _ = kill_process_group(pid, Signal::KILL);
-                    return child.wait();
+                if told.stopped.load(Ordering::Relaxed) {
+                    // Timed out or dropped: the program and everything in its group.
+                    return kill_group_and_reap(&mut child);
+                }
+                // An error (ECHILD: the child is not ours to wait for any more) ends the
+                // thread without a kill, as `try_wait` did: the group may not be the child's.
+                if exited_at.is_none()
+                    && waitid(
+                        WaitId::Pid(pid),
+                        WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+                    )?
+                    .is_some()
+                {
+                    exited_at = Some(std::time::Instant::now());
+                }
+                if let Some(at) = exited_at {
+                    if told.output_read.load(Ordering::Relaxed) {
+                        // What it started and left running without its pipes (a detached
+                        // helper) is not lakepool's to kill.
+                        return child.wait();
+                    }
+                    if at.elapsed() >= EXIT_GRACE {
+                        // Exited, but its group still holds the output pipes open (a
+                        // wrapper's leftover): the run would wait for its limit.
+                        return kill_group_and_reap(&mut child);
+                    }
                 }
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(MAX_POLL);
             }
         });
-        (Self(handle), Stop(stop))
+        (Self(handle), Stop(signals))
     }
 
     async fn status(self) -> io::Result<ExitStatus> {
@@ -200,25 +244,41 @@ mod tests {
         (p, a, mark)
     }
 
-    /// Waits until the program `mark` names has written its pid, then until its /proc entry
-    /// is gone: it was killed and reaped (a zombie keeps the entry).
-    async fn gone(mark: &Path) -> bool {
+    /// The pid the program wrote to `mark`, once it has.
+    async fn pid_in(mark: &Path) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
-        let pid = loop {
+        loop {
             if let Ok(pid) = std::fs::read_to_string(mark) {
-                break pid.trim().to_owned();
+                let pid = pid.trim().to_owned();
+                assert!(!pid.is_empty());
+                return pid;
             }
             if Instant::now() > deadline {
                 panic!("the program never wrote its pid");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        assert!(!pid.is_empty());
-        let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
-        while proc_dir.exists() && Instant::now() < deadline {
+        }
+    }
+
+    /// Whether process `pid` runs (a zombie does not: an orphan whose reaper is slow, or a
+    /// container's PID 1 that reaps nothing, keeps the /proc entry of a killed process).
+    fn running(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            // The state follows the command name's closing parenthesis.
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with(['Z', 'X']))
+        })
+    }
+
+    /// Waits until the program `mark` names has written its pid, then until it no longer
+    /// runs: it was killed.
+    async fn gone(mark: &Path) -> bool {
+        let pid = pid_in(mark).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while running(&pid) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        !proc_dir.exists()
+        !running(&pid)
     }
 
     #[tokio::test]
@@ -244,8 +304,8 @@ mod tests {
         assert!(gone(&mark).await, "the program still runs");
     }
 
-    /// A wrapper script whose program runs as its child: at the limit both are killed, not
-    /// only the wrapper lakepool started.
+    /// A wrapper script whose program runs as its child: when the run ends early, both are
+    /// killed, not only the wrapper lakepool started.
     #[tokio::test]
     async fn a_wrappers_children_are_killed_with_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -254,15 +314,20 @@ mod tests {
             "sleep 30 & echo $! > {m}.tmp && mv {m}.tmp {m}; wait",
             m = mark.display()
         ));
-        let err = run(&p, &a, Duration::from_secs(2)).await.unwrap_err();
-        assert!(matches!(err, RunError::TimedOut { .. }), "{err}");
+        let run = run(&p, &a, Duration::from_secs(60));
+        // Dropped once the child runs (however slow the machine is to start it).
+        tokio::select! {
+            r = run => panic!("the run ended by itself: {r:?}"),
+            _ = pid_in(&mark) => {}
+        }
         assert!(gone(&mark).await, "the wrapper's child still runs");
     }
 
     /// A program that exits and leaves a process behind holding its output: the run ends
-    /// when the program does (the leftover is killed, closing the pipes), not at the limit.
+    /// about a second after the program does (the leftover is killed, closing the pipes),
+    /// not at the limit.
     #[tokio::test]
-    async fn what_a_program_leaves_running_is_killed_when_it_exits() {
+    async fn what_a_program_leaves_holding_its_output_is_killed_when_it_exits() {
         let dir = tempfile::tempdir().unwrap();
         let mark = dir.path().join("pid");
         let (p, a) = sh(&format!(
@@ -278,6 +343,26 @@ mod tests {
         assert_eq!(out.stdout, b"token");
         assert!(out.status.success());
         assert!(gone(&mark).await, "the leftover still runs");
+    }
+
+    /// A helper the program starts detached from its output (a telemetry uploader, say) is
+    /// not killed when the program exits normally.
+    #[tokio::test]
+    async fn a_detached_helper_outlives_a_normal_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("pid");
+        let (p, a) = sh(&format!(
+            "sleep 30 </dev/null >/dev/null 2>&1 & echo $! > {m}.tmp && mv {m}.tmp {m}; printf token",
+            m = mark.display()
+        ));
+        let out = run(&p, &a, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(out.stdout, b"token");
+        let pid = pid_in(&mark).await;
+        // Past the grace an exited program's group gets to close its pipes.
+        tokio::time::sleep(EXIT_GRACE + Duration::from_millis(500)).await;
+        let alive = running(&pid);
+        let _ = std::process::Command::new("kill").arg(&pid).status();
+        assert!(alive, "the detached helper was killed");
     }
 
     #[tokio::test]
