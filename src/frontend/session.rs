@@ -260,15 +260,19 @@ impl<'a> Session<'a> {
             .path
             .as_mut()
             .is_some_and(|p| p.tracker.take_uncertain());
+        // Taken on both branches: a path parked with it would not equal a new one.
+        let settled_at = self
+            .path
+            .as_mut()
+            .and_then(|p| p.tracker.clock.take_settled_at());
         if !self.follow_up(&mut server).await || uncertain {
             server.close();
         } else {
-            // Last used when its last reply came (no clock read when the tracker has it).
-            let used = self
-                .path
-                .as_mut()
-                .and_then(|p| p.tracker.clock.take_settled_at())
-                .unwrap_or_else(crate::pool::now);
+            // Last used when its last reply came (no clock read when the tracker has it): a
+            // follow-up's round trip or a client slow to read the reply is not counted, so
+            // server_check_delay errs toward one more check, and a server past its lifetime
+            // by that much is closed at its next checkout instead.
+            let used = settled_at.unwrap_or_else(crate::pool::now);
             server.release_to_at(&self.info.pool, used);
         }
         self.entry.set(ClientState::Idle);

@@ -39,11 +39,18 @@ impl ClientState {
 
 /// What wait starts are measured from (one for the process: every idle client carries its
 /// entry, and a copy of this in each would cost 16 bytes per client).
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+static EPOCH: LazyLock<Instant> = LazyLock::new(clock_now);
+
+/// The pools' clock (`crate::pool::now`, which this module sits below): wait starts come from
+/// it, so the wait's length is read from it too. tokio's, so unit tests can pause it; without
+/// tokio's `test-util` feature, `std::time::Instant::now()`.
+fn clock_now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
 
 /// Microseconds since [`EPOCH`].
 fn micros_since_epoch() -> u64 {
-    micros_at(Instant::now())
+    micros_at(clock_now())
 }
 
 /// `t` in microseconds since [`EPOCH`] (0 for an earlier instant).
@@ -91,7 +98,7 @@ impl ClientEntry {
     /// Sets the state (a wait's start is recorded: now).
     pub(crate) fn set(&self, state: ClientState) {
         if state == ClientState::Waiting {
-            self.set_waiting_since(Instant::now());
+            self.set_waiting_since(clock_now());
         } else {
             self.store(state);
         }
