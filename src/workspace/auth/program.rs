@@ -245,6 +245,30 @@ mod tests {
         (p, a, mark)
     }
 
+    /// A shell that starts `background` in the background, writes its pid (as [`sleeper`]
+    /// does), then runs `then`.
+    fn with_background(
+        dir: &Path,
+        background: &str,
+        then: &str,
+    ) -> (std::path::PathBuf, Vec<String>, std::path::PathBuf) {
+        let mark = dir.join("pid");
+        let (p, a) = sh(&format!(
+            "{background} & echo $! > {m}.tmp && mv {m}.tmp {m}; {then}",
+            m = mark.display()
+        ));
+        (p, a, mark)
+    }
+
+    /// Drops `run` once the program `mark` names is up (however slow the machine is to start
+    /// it), long before the run's own limit.
+    async fn drop_once_up(run: impl Future<Output = Result<Output, RunError>>, mark: &Path) {
+        tokio::select! {
+            r = run => panic!("the run ended by itself: {r:?}"),
+            _ = pid_in(mark) => {}
+        }
+    }
+
     /// The pid the program wrote to `mark`, once it has.
     async fn pid_in(mark: &Path) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -299,13 +323,7 @@ mod tests {
     async fn a_dropped_run_kills_its_program() {
         let dir = tempfile::tempdir().unwrap();
         let (p, a, mark) = sleeper(dir.path());
-        let run = run(&p, &a, Duration::from_secs(60));
-        // Dropped once the program runs (however slow the machine is to start it), long
-        // before its own limit.
-        tokio::select! {
-            r = run => panic!("the run ended by itself: {r:?}"),
-            _ = pid_in(&mark) => {}
-        }
+        drop_once_up(run(&p, &a, Duration::from_secs(60)), &mark).await;
         assert!(gone(&mark).await, "the program still runs");
     }
 
@@ -314,17 +332,8 @@ mod tests {
     #[tokio::test]
     async fn a_wrappers_children_are_killed_with_it() {
         let dir = tempfile::tempdir().unwrap();
-        let mark = dir.path().join("pid");
-        let (p, a) = sh(&format!(
-            "sleep 30 & echo $! > {m}.tmp && mv {m}.tmp {m}; wait",
-            m = mark.display()
-        ));
-        let run = run(&p, &a, Duration::from_secs(60));
-        // Dropped once the child runs (however slow the machine is to start it).
-        tokio::select! {
-            r = run => panic!("the run ended by itself: {r:?}"),
-            _ = pid_in(&mark) => {}
-        }
+        let (p, a, mark) = with_background(dir.path(), "sleep 30", "wait");
+        drop_once_up(run(&p, &a, Duration::from_secs(60)), &mark).await;
         assert!(gone(&mark).await, "the wrapper's child still runs");
     }
 
@@ -334,11 +343,7 @@ mod tests {
     #[tokio::test]
     async fn what_a_program_leaves_holding_its_output_is_killed_when_it_exits() {
         let dir = tempfile::tempdir().unwrap();
-        let mark = dir.path().join("pid");
-        let (p, a) = sh(&format!(
-            "sleep 30 & echo $! > {m}.tmp && mv {m}.tmp {m}; printf token",
-            m = mark.display()
-        ));
+        let (p, a, mark) = with_background(dir.path(), "sleep 30", "printf token");
         let started = Instant::now();
         let out = run(&p, &a, Duration::from_secs(30)).await.unwrap();
         assert!(
@@ -355,11 +360,8 @@ mod tests {
     #[tokio::test]
     async fn a_detached_helper_outlives_a_normal_exit() {
         let dir = tempfile::tempdir().unwrap();
-        let mark = dir.path().join("pid");
-        let (p, a) = sh(&format!(
-            "sleep 30 </dev/null >/dev/null 2>&1 & echo $! > {m}.tmp && mv {m}.tmp {m}; printf token",
-            m = mark.display()
-        ));
+        let background = "sleep 30 </dev/null >/dev/null 2>&1";
+        let (p, a, mark) = with_background(dir.path(), background, "printf token");
         let out = run(&p, &a, Duration::from_secs(30)).await.unwrap();
         assert_eq!(out.stdout, b"token");
         let pid = pid_in(&mark).await;
